@@ -1,0 +1,14 @@
+//! Every default of the pipeline file, in one place.
+
+use std::time::Duration;
+
+/// Rows buffered for one table before a flush: large enough for Parquet files worth reading.
+pub const FLUSH_MAX_ROWS: usize = 500_000;
+/// Decoded bytes buffered for one table before a flush.
+pub const FLUSH_MAX_BYTES: u64 = 128 * 1024 * 1024;
+/// How long a row may wait in a buffer before it is flushed: the lake's freshness bound.
+pub const FLUSH_MAX_LATENCY: Duration = Duration::from_secs(10);
+/// Records decoded together into one Arrow batch.
+pub const DECODE_BATCH_RECORDS: usize = 8_192;
+/// Partition columns of a table when the pipeline file names none.
+pub const PARTITION_BY: [&str; 2] = ["date", "hour"];

@@ -1,0 +1,113 @@
+//! The pipeline file as written: serde types that mirror the TOML one to one.
+//!
+//! Nothing here is checked beyond TOML syntax and field names (`deny_unknown_fields`, so a typo
+//! is an error, not a silently ignored setting); [`super::validate`] turns these into the model.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Where the Kafka cluster is and which consumer group this pipeline's processes form.
+    pub kafka: KafkaSection,
+    /// Settings shared by every table of the lake.
+    #[serde(default)]
+    pub lake: LakeSection,
+    /// The topics this pipeline reads, each with the schema of its records.
+    #[serde(default)]
+    pub streams: Vec<StreamSection>,
+    /// Lake outputs: Delta tables written from the streams.
+    #[serde(default)]
+    pub tables: Vec<TableSection>,
+}
+
+/// `[kafka]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Bootstrap servers, "host:port,host:port". `--brokers` and `SLUICE_BROKERS` override it,
+    /// so the same file runs against a laptop broker and a production cluster.
+    pub brokers: Option<String>,
+    /// Consumer group: every `sluice stream` with this group shares the topics' partitions.
+    pub group: String,
+    /// librdkafka settings passed through as they are (TLS, SASL, tuning).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[lake]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSection {
+    /// object_store / delta-rs storage options (endpoint, region, credentials) for `s3://`
+    /// tables. The standard AWS_* environment variables are read as well and take precedence
+    /// over nothing here: options written in the file win.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+/// `[[streams]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSection {
+    /// The stream's name, which tables refer to in `from`.
+    pub name: String,
+    /// The Kafka topic holding the stream's records.
+    pub topic: String,
+    /// A JSON Schema file describing the records, relative to the pipeline file.
+    pub schema: Option<String>,
+    /// An inline field list, instead of `schema`.
+    pub fields: Option<Vec<FieldSection>>,
+    /// The field holding event time (RFC 3339 text or epoch milliseconds): windows and the
+    /// date/hour partitions follow it, not arrival time.
+    pub event_time: String,
+    /// The field producers key records by, so one key's records stay in order in one partition.
+    pub key: Option<String>,
+}
+
+/// One entry of an inline `fields` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSection {
+    /// JSON property and column name.
+    pub name: String,
+    /// string, int64, float64, boolean, timestamp or date.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Records without this field are rejected rather than stored with a null.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// `[[tables]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSection {
+    /// The name `sluice query` knows the table by.
+    pub name: String,
+    /// The stream whose records the table holds.
+    pub from: String,
+    /// Where the Delta table lives: `s3://bucket/path`, `file:///path` or a local path
+    /// (relative to the current directory).
+    pub uri: String,
+    /// Partition columns, from `date` and `hour` (derived from event time).
+    pub partition_by: Option<Vec<String>>,
+    /// When buffered rows are written out.
+    #[serde(default)]
+    pub flush: FlushSection,
+}
+
+/// `[tables.flush]`: a flush happens when any limit is reached.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushSection {
+    /// Rows buffered before a flush; bigger means fewer, larger Parquet files.
+    pub max_rows: Option<usize>,
+    /// Decoded bytes buffered before a flush, such as "128MiB": bounds memory.
+    pub max_bytes: Option<String>,
+    /// How long a row may wait before it is flushed, such as "10s": bounds lake freshness.
+    pub max_latency: Option<String>,
+}

@@ -1,0 +1,470 @@
+//! The pipeline file: parsed, then validated into the model that every role runs from.
+//!
+//! Two stages, as ripgrep's LowArgs → HiArgs and Vector's validate → build: [`Pipeline::parse`]
+//! reads TOML and checks every name, type, reference and unit without touching the network, and
+//! reports all problems at once, each with the file and the field. Only a valid pipeline ever
+//! reaches code that connects to Kafka or the lake.
+
+pub mod defaults;
+pub mod file;
+mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use units::{parse_duration, parse_size};
+
+use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
+use file::{FlushSection, PipelineFile, StreamSection, TableSection};
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Kafka connection and consumer group.
+    pub kafka: KafkaConfig,
+    /// Storage options for `s3://` tables (from the file; the environment adds to them).
+    pub storage_options: BTreeMap<String, String>,
+    /// The streams read, in file order.
+    pub streams: Vec<Stream>,
+    /// The tables written, in file order.
+    pub tables: Vec<Table>,
+}
+
+/// Kafka settings of a pipeline.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, if the file names them.
+    pub brokers: Option<String>,
+    /// The consumer group.
+    pub group: String,
+    /// librdkafka settings passed through.
+    pub options: BTreeMap<String, String>,
+}
+
+/// A topic and the schema of its records.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// The stream's name.
+    pub name: String,
+    /// Its Kafka topic.
+    pub topic: String,
+    /// The fields of its records.
+    pub schema: Arc<StreamSchema>,
+    /// The key field, if any.
+    pub key: Option<String>,
+}
+
+/// A Delta table written from a stream.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// The table's name in SQL.
+    pub name: String,
+    /// The stream it is written from.
+    pub from: String,
+    /// Where it lives, as written in the file.
+    pub uri: String,
+    /// Partition columns, in order.
+    pub partition_by: Vec<String>,
+    /// When buffers are flushed.
+    pub flush: FlushPolicy,
+}
+
+/// Flush limits of a table; whichever is reached first triggers the flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// Rows buffered.
+    pub max_rows: usize,
+    /// Decoded bytes buffered.
+    pub max_bytes: u64,
+    /// Age of the oldest buffered row.
+    pub max_latency: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        Self {
+            max_rows: defaults::FLUSH_MAX_ROWS,
+            max_bytes: defaults::FLUSH_MAX_BYTES,
+            max_latency: defaults::FLUSH_MAX_LATENCY,
+        }
+    }
+}
+
+/// One thing wrong with a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the file, such as `streams.sensor_events.event_time`.
+    pub field: String,
+    /// What was expected.
+    pub message: String,
+}
+
+/// Why a pipeline file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read pipeline file {}: {source}", file.display())]
+    Read {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown or missing field.
+    #[error("{}: {source}", file.display())]
+    Syntax {
+        /// The pipeline file.
+        file: PathBuf,
+        /// The TOML error, with line and column.
+        source: toml::de::Error,
+    },
+    /// The file parsed but describes an invalid pipeline.
+    #[error("{}: {} problem(s):{}", file.display(), problems.len(), render(problems))]
+    Invalid {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("\n  - {}: {}", p.field, p.message))
+        .collect()
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file; schema files are resolved next to it.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
+        Self::parse(file, &text, |schema| {
+            std::fs::read_to_string(dir.join(schema))
+        })
+    }
+
+    /// Parses and validates pipeline text. `read_schema` reads a schema file named in the text;
+    /// `file` is only used in messages.
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        read_schema: impl Fn(&str) -> std::io::Result<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: PipelineFile = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            file: file.to_owned(),
+            source,
+        })?;
+        validate(raw, &read_schema).map_err(|problems| ConfigError::Invalid {
+            file: file.to_owned(),
+            problems,
+        })
+    }
+
+    /// The stream of this name.
+    pub fn stream(&self, name: &str) -> Option<&Stream> {
+        self.streams.iter().find(|stream| stream.name == name)
+    }
+}
+
+/// Collects problems while validating.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn validate(
+    raw: PipelineFile,
+    read_schema: &dyn Fn(&str) -> std::io::Result<String>,
+) -> Result<Pipeline, Vec<Problem>> {
+    let mut problems = Problems::default();
+    if raw.kafka.group.trim().is_empty() {
+        problems.add("kafka.group", "expected a consumer group name");
+    }
+    if raw.streams.is_empty() {
+        problems.add("streams", "expected at least one [[streams]] entry");
+    }
+    if raw.tables.is_empty() {
+        problems.add("tables", "expected at least one [[tables]] entry");
+    }
+    let streams: Vec<Stream> = raw
+        .streams
+        .iter()
+        .enumerate()
+        .filter_map(|(index, stream)| validate_stream(index, stream, read_schema, &mut problems))
+        .collect();
+    check_unique(
+        "streams",
+        raw.streams.iter().map(|s| s.name.as_str()),
+        &mut problems,
+    );
+    let stream_names: HashSet<&str> = raw.streams.iter().map(|s| s.name.as_str()).collect();
+    let tables: Vec<Table> = raw
+        .tables
+        .iter()
+        .enumerate()
+        .filter_map(|(index, table)| validate_table(index, table, &stream_names, &mut problems))
+        .collect();
+    check_unique(
+        "tables",
+        raw.tables.iter().map(|t| t.name.as_str()),
+        &mut problems,
+    );
+    if !problems.0.is_empty() {
+        return Err(problems.0);
+    }
+    Ok(Pipeline {
+        kafka: KafkaConfig {
+            brokers: raw.kafka.brokers,
+            group: raw.kafka.group,
+            options: raw.kafka.options,
+        },
+        storage_options: raw.lake.storage_options,
+        streams,
+        tables,
+    })
+}
+
+/// `streams.NAME` when the entry has a usable name, else `streams[INDEX]`.
+fn entry_path(section: &str, index: usize, name: &str) -> String {
+    if is_identifier(name) {
+        format!("{section}.{name}")
+    } else {
+        format!("{section}[{index}]")
+    }
+}
+
+fn validate_stream(
+    index: usize,
+    raw: &StreamSection,
+    read_schema: &dyn Fn(&str) -> std::io::Result<String>,
+    problems: &mut Problems,
+) -> Option<Stream> {
+    let at = entry_path("streams", index, &raw.name);
+    if !is_identifier(&raw.name) {
+        problems.add(
+            format!("{at}.name"),
+            format!(
+                "expected a name of letters, digits and _, got {:?}",
+                raw.name
+            ),
+        );
+    }
+    if raw.topic.trim().is_empty() {
+        problems.add(format!("{at}.topic"), "expected a Kafka topic name");
+    }
+    let fields = match (&raw.schema, &raw.fields) {
+        (Some(path), None) => match read_schema(path) {
+            Ok(text) => fields_from_json_schema(&text)
+                .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))
+                .ok(),
+            Err(err) => {
+                problems.add(
+                    format!("{at}.schema"),
+                    format!("cannot read JSON Schema file {path:?}: {err}"),
+                );
+                None
+            }
+        },
+        (None, Some(fields)) => inline_fields(&at, fields, problems),
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("{at}.schema"),
+                "expected either `schema` or `fields`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            problems.add(
+                format!("{at}.schema"),
+                "expected a JSON Schema file (`schema`) or an inline `fields` list",
+            );
+            None
+        }
+    }?;
+    let schema = StreamSchema::new(fields, &raw.event_time)
+        .map_err(|err| problems.add(format!("{at}.event_time"), err))
+        .ok()?;
+    if let Some(key) = &raw.key
+        && !schema.has_field(key)
+    {
+        problems.add(
+            format!("{at}.key"),
+            format!("the key field {key:?} is not among the schema's fields"),
+        );
+        return None;
+    }
+    Some(Stream {
+        name: raw.name.clone(),
+        topic: raw.topic.clone(),
+        schema: Arc::new(schema),
+        key: raw.key.clone(),
+    })
+}
+
+fn inline_fields(
+    at: &str,
+    fields: &[file::FieldSection],
+    problems: &mut Problems,
+) -> Option<Vec<SchemaField>> {
+    let before = problems.0.len();
+    let parsed: Vec<SchemaField> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, field)| match FieldType::parse(&field.ty) {
+            Some(ty) => Some(SchemaField {
+                name: field.name.clone(),
+                ty,
+                required: field.required,
+            }),
+            None => {
+                problems.add(
+                    format!("{at}.fields[{i}].type"),
+                    format!("expected one of {}, got {:?}", FieldType::NAMES, field.ty),
+                );
+                None
+            }
+        })
+        .collect();
+    (problems.0.len() == before).then_some(parsed)
+}
+
+fn validate_table(
+    index: usize,
+    raw: &TableSection,
+    streams: &HashSet<&str>,
+    problems: &mut Problems,
+) -> Option<Table> {
+    let at = entry_path("tables", index, &raw.name);
+    let before = problems.0.len();
+    if !is_identifier(&raw.name) {
+        problems.add(
+            format!("{at}.name"),
+            format!(
+                "expected an SQL name of letters, digits and _, got {:?}",
+                raw.name
+            ),
+        );
+    }
+    if !streams.contains(raw.from.as_str()) {
+        let known: Vec<&str> = streams.iter().copied().collect();
+        problems.add(
+            format!("{at}.from"),
+            format!(
+                "no stream is named {:?} (streams: {})",
+                raw.from,
+                known.join(", ")
+            ),
+        );
+    }
+    if raw.uri.trim().is_empty() {
+        problems.add(
+            format!("{at}.uri"),
+            "expected s3://bucket/path, file:///path or a local path",
+        );
+    }
+    let partition_by = raw
+        .partition_by
+        .clone()
+        .unwrap_or_else(|| defaults::PARTITION_BY.map(String::from).to_vec());
+    for (i, column) in partition_by.iter().enumerate() {
+        if !defaults::PARTITION_BY.contains(&column.as_str()) {
+            problems.add(
+                format!("{at}.partition_by[{i}]"),
+                format!("expected \"date\" or \"hour\", got {column:?}"),
+            );
+        }
+    }
+    check_unique(
+        &format!("{at}.partition_by"),
+        partition_by.iter().map(String::as_str),
+        problems,
+    );
+    let flush = flush_policy(&at, &raw.flush, problems);
+    (problems.0.len() == before).then(|| Table {
+        name: raw.name.clone(),
+        from: raw.from.clone(),
+        uri: raw.uri.clone(),
+        partition_by,
+        flush,
+    })
+}
+
+fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems) -> FlushPolicy {
+    let defaults = FlushPolicy::default();
+    let max_rows = match raw.max_rows {
+        Some(0) => {
+            problems.add(
+                format!("{at}.flush.max_rows"),
+                "expected a row count above 0",
+            );
+            defaults.max_rows
+        }
+        Some(rows) => rows,
+        None => defaults.max_rows,
+    };
+    let max_bytes = match raw.max_bytes.as_deref().map(parse_size) {
+        Some(Ok(0)) => {
+            problems.add(format!("{at}.flush.max_bytes"), "expected a size above 0");
+            defaults.max_bytes
+        }
+        Some(Ok(bytes)) => bytes,
+        Some(Err(err)) => {
+            problems.add(format!("{at}.flush.max_bytes"), err);
+            defaults.max_bytes
+        }
+        None => defaults.max_bytes,
+    };
+    let max_latency = match raw.max_latency.as_deref().map(parse_duration) {
+        Some(Ok(latency)) if latency.is_zero() => {
+            problems.add(
+                format!("{at}.flush.max_latency"),
+                "expected a duration above 0",
+            );
+            defaults.max_latency
+        }
+        Some(Ok(latency)) => latency,
+        Some(Err(err)) => {
+            problems.add(format!("{at}.flush.max_latency"), err);
+            defaults.max_latency
+        }
+        None => defaults.max_latency,
+    };
+    FlushPolicy {
+        max_rows,
+        max_bytes,
+        max_latency,
+    }
+}
+
+fn check_unique<'a>(section: &str, names: impl Iterator<Item = &'a str>, problems: &mut Problems) {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            problems.add(section, format!("{name:?} appears more than once"));
+        }
+    }
+}
+
+/// A name usable unquoted in SQL and in messages: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

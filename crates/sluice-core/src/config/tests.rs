@@ -1,0 +1,147 @@
+//! Tests of pipeline-file validation: good files load; bad ones name every problem.
+
+use super::*;
+
+const SCHEMA: &str = r#"{"required": ["device_id"], "properties": {
+    "device_id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
+    "temperature_c": {"type": "number"}}}"#;
+
+fn parse(text: &str) -> Result<Pipeline, ConfigError> {
+    Pipeline::parse(Path::new("pipeline.toml"), text, |path| match path {
+        "sensor.schema.json" => Ok(SCHEMA.to_string()),
+        other => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{other} not found"),
+        )),
+    })
+}
+
+#[test]
+fn a_complete_file_loads_with_defaults_filled_in() {
+    let pipeline = parse(
+        r#"
+        [kafka]
+        group = "g"
+        [[streams]]
+        name = "sensor_events"
+        topic = "sensor_events"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        key = "device_id"
+        [[tables]]
+        name = "sensor_events"
+        from = "sensor_events"
+        uri = "s3://lake/sensor_events"
+        flush = { max_rows = 1000, max_latency = "2s" }
+        "#,
+    )
+    .unwrap();
+    let table = &pipeline.tables[0];
+    assert_eq!(table.partition_by, ["date", "hour"]);
+    assert_eq!(table.flush.max_rows, 1000);
+    assert_eq!(table.flush.max_latency, Duration::from_secs(2));
+    assert_eq!(table.flush.max_bytes, defaults::FLUSH_MAX_BYTES);
+    assert_eq!(
+        pipeline
+            .stream("sensor_events")
+            .unwrap()
+            .schema
+            .event_time()
+            .name,
+        "ts"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_its_field() {
+    let err = parse(
+        r#"
+        [kafka]
+        group = ""
+        [[streams]]
+        name = "s"
+        topic = "t"
+        fields = [{ name = "ts", type = "timestamp" }, { name = "x", type = "decimal" }]
+        event_time = "ts"
+        [[streams]]
+        name = "missing"
+        topic = "t2"
+        schema = "nope.json"
+        event_time = "ts"
+        [[tables]]
+        name = "bad-name"
+        from = "nowhere"
+        uri = "/tmp/x"
+        partition_by = ["day"]
+        flush = { max_bytes = "lots", max_latency = "0s" }
+        "#,
+    )
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "kafka.group",
+            "streams.s.fields[1].type",
+            "streams.missing.schema",
+            "tables[0].name",
+            "tables[0].from",
+            "tables[0].partition_by[0]",
+            "tables[0].flush.max_bytes",
+            "tables[0].flush.max_latency",
+        ]
+    );
+    let text = err.to_string();
+    assert!(text.starts_with("pipeline.toml: 8 problem(s):"), "{text}");
+    assert!(text.contains("\"decimal\""), "{text}");
+    assert!(text.contains("nope.json"), "{text}");
+}
+
+#[test]
+fn unknown_fields_and_bad_toml_name_the_file_and_line() {
+    let err = parse("[kafka]\ngroup = \"g\"\nbrokerz = \"x\"\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("pipeline.toml: "), "{text}");
+    assert!(
+        text.contains("brokerz") && text.contains("line 3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn event_time_and_key_must_name_fields() {
+    let err = parse(
+        r#"
+        [kafka]
+        group = "g"
+        [[streams]]
+        name = "s"
+        topic = "t"
+        schema = "sensor.schema.json"
+        event_time = "when"
+        [[streams]]
+        name = "k"
+        topic = "t"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        key = "serial"
+        [[tables]]
+        name = "t"
+        from = "s"
+        uri = "/tmp/t"
+        "#,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("streams.s.event_time: the event-time field \"when\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("streams.k.key: the key field \"serial\""),
+        "{text}"
+    );
+}

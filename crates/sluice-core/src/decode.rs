@@ -1,0 +1,436 @@
+//! Kafka payloads decoded in batches straight into Arrow, by the stream's schema.
+//!
+//! The happy path is one pass of arrow-json's tape decoder over the whole batch: no per-event
+//! `serde_json::Value`. When the batch fails (a record is not JSON, has a wrong type, holds two
+//! values…), the batch is bisected until every bad record stands alone, so a bad record costs
+//! O(log n) re-decodes and never takes its neighbours down with it. Rejected records carry their
+//! partition, offset and the reason, for the log and the dead-letter topic.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::json::ReaderBuilder;
+
+use crate::event_time::date_and_hour;
+use crate::schema::{StreamSchema, utc_micros};
+
+/// One Kafka record to decode.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    /// The record's value; `None` for a tombstone.
+    pub payload: Option<&'a [u8]>,
+    /// The Kafka partition it was read from.
+    pub partition: i32,
+    /// Its offset in that partition.
+    pub offset: i64,
+}
+
+/// A record that could not become a row, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The Kafka partition of the record.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// What was wrong, for people.
+    pub reason: String,
+}
+
+/// The result of decoding a batch of records.
+#[derive(Debug)]
+pub struct DecodedBatch {
+    /// The good records as rows of the table schema, in input order.
+    pub batch: RecordBatch,
+    /// The records that were skipped.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Decodes JSON records of one stream into rows of its table schema.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    schema: Arc<StreamSchema>,
+    /// What arrow-json decodes into: the stream's fields, event time as epoch milliseconds so
+    /// that RFC 3339 text and epoch-millisecond numbers both parse.
+    json_schema: SchemaRef,
+    table_schema: SchemaRef,
+}
+
+impl Decoder {
+    /// A decoder for records of this stream.
+    pub fn new(schema: Arc<StreamSchema>) -> Self {
+        let event_time = schema.event_time_index();
+        let json_fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(index, field)| {
+                let ty = if index == event_time {
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+                } else {
+                    field.ty.arrow()
+                };
+                Field::new(&field.name, ty, true)
+            })
+            .collect();
+        let table_schema = schema.table_schema();
+        Self {
+            schema,
+            json_schema: Arc::new(Schema::new(json_fields)),
+            table_schema,
+        }
+    }
+
+    /// The schema of the batches this decoder produces.
+    pub fn table_schema(&self) -> &SchemaRef {
+        &self.table_schema
+    }
+
+    /// Decodes `records` read from `topic`; `ingested_at_us` stamps every row.
+    pub fn decode(
+        &self,
+        topic: &str,
+        records: &[RawRecord<'_>],
+        ingested_at_us: i64,
+    ) -> DecodedBatch {
+        let mut rejected = Vec::new();
+        let candidates: Vec<&RawRecord<'_>> = records
+            .iter()
+            .filter(|record| match record.payload {
+                Some(payload) if !payload.is_empty() => true,
+                _ => {
+                    rejected.push(reject(
+                        record,
+                        "empty payload (a tombstone or zero bytes)".into(),
+                    ));
+                    false
+                }
+            })
+            .collect();
+        let mut pieces = Vec::new();
+        self.decode_isolating(&candidates, &mut pieces, &mut rejected);
+        let (json_rows, kept) =
+            match concat_batches(&self.json_schema, pieces.iter().map(|(b, _)| b)) {
+                Ok(batch) => (
+                    batch,
+                    pieces
+                        .into_iter()
+                        .flat_map(|(_, kept)| kept)
+                        .collect::<Vec<_>>(),
+                ),
+                Err(err) => unreachable!("pieces share the decoder's schema: {err}"),
+            };
+        let (json_rows, kept) = self.drop_missing_required(json_rows, kept, &mut rejected);
+        rejected.sort_by_key(|r| (r.partition, r.offset));
+        let batch = self.to_table_rows(topic, json_rows, &kept, ingested_at_us);
+        DecodedBatch { batch, rejected }
+    }
+
+    /// Decodes `records`, bisecting on failure; pushes good pieces in input order.
+    fn decode_isolating<'r>(
+        &self,
+        records: &[&'r RawRecord<'r>],
+        pieces: &mut Vec<(RecordBatch, Vec<&'r RawRecord<'r>>)>,
+        rejected: &mut Vec<Rejected>,
+    ) {
+        if records.is_empty() {
+            return;
+        }
+        match self.decode_json(records) {
+            Ok(batch) => pieces.push((batch, records.to_vec())),
+            Err(reason) if records.len() == 1 => rejected.push(reject(records[0], reason)),
+            Err(_) => {
+                let (left, right) = records.split_at(records.len() / 2);
+                self.decode_isolating(left, pieces, rejected);
+                self.decode_isolating(right, pieces, rejected);
+            }
+        }
+    }
+
+    /// One arrow-json pass; fails unless every record yields exactly one row.
+    fn decode_json(&self, records: &[&RawRecord<'_>]) -> Result<RecordBatch, String> {
+        let mut decoder = ReaderBuilder::new(self.json_schema.clone())
+            .with_batch_size(records.len() + 1)
+            .build_decoder()
+            .map_err(|err| err.to_string())?;
+        for record in records {
+            let payload = record.payload.unwrap_or_default();
+            std::str::from_utf8(payload).map_err(|err| format!("payload is not UTF-8: {err}"))?;
+            decoder.decode(payload).map_err(describe)?;
+            if decoder.has_partial_record() {
+                return Err("payload is not complete JSON (truncated?)".into());
+            }
+        }
+        let batch = decoder
+            .flush()
+            .map_err(describe)?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.json_schema.clone()));
+        match (records.len(), batch.num_rows()) {
+            (expected, got) if expected == got => Ok(batch),
+            (1, got) => Err(format!(
+                "payload holds {got} JSON values; expected exactly one object"
+            )),
+            (expected, got) => Err(format!("{expected} records gave {got} rows")),
+        }
+    }
+
+    /// Removes rows whose required fields are null or absent.
+    fn drop_missing_required<'r>(
+        &self,
+        batch: RecordBatch,
+        kept: Vec<&'r RawRecord<'r>>,
+        rejected: &mut Vec<Rejected>,
+    ) -> (RecordBatch, Vec<&'r RawRecord<'r>>) {
+        let required: Vec<(usize, &str)> = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, field)| field.required)
+            .map(|(index, field)| (index, field.name.as_str()))
+            .collect();
+        if required
+            .iter()
+            .all(|(index, _)| batch.column(*index).null_count() == 0)
+        {
+            return (batch, kept);
+        }
+        let mut keep = vec![true; batch.num_rows()];
+        for (row, slot) in keep.iter_mut().enumerate() {
+            let missing: Vec<&str> = required
+                .iter()
+                .filter(|(index, _)| batch.column(*index).is_null(row))
+                .map(|(_, name)| *name)
+                .collect();
+            if !missing.is_empty() {
+                *slot = false;
+                let reason = format!("missing or null required field(s): {}", missing.join(", "));
+                rejected.push(reject(kept[row], reason));
+            }
+        }
+        let mask = BooleanArray::from(keep.clone());
+        let batch = filter_record_batch(&batch, &mask).expect("mask matches the batch length");
+        let kept = kept
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(r, _)| r)
+            .collect();
+        (batch, kept)
+    }
+
+    /// Adds lineage and date/hour columns and stores event time as UTC microseconds.
+    fn to_table_rows(
+        &self,
+        topic: &str,
+        json_rows: RecordBatch,
+        records: &[&RawRecord<'_>],
+        ingested_at_us: i64,
+    ) -> RecordBatch {
+        let rows = json_rows.num_rows();
+        let mut columns: Vec<ArrayRef> = json_rows.columns().to_vec();
+        let event_time_index = self.schema.event_time_index();
+        let event_time =
+            cast(&columns[event_time_index], &utc_micros()).expect("ms → µs timestamp cast");
+        let (date, hour) = date_and_hour(
+            event_time
+                .as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .expect("cast to µs"),
+        );
+        columns[event_time_index] = event_time;
+        columns.extend([
+            Arc::new(StringArray::from(vec![topic; rows])) as ArrayRef,
+            Arc::new(Int32Array::from_iter_values(
+                records.iter().map(|r| r.partition),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|r| r.offset),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![ingested_at_us; rows]).with_timezone("UTC"),
+            ),
+            Arc::new(date),
+            Arc::new(hour),
+        ]);
+        RecordBatch::try_new(self.table_schema.clone(), columns)
+            .expect("columns follow the table schema")
+    }
+}
+
+fn reject(record: &RawRecord<'_>, reason: String) -> Rejected {
+    Rejected {
+        partition: record.partition,
+        offset: record.offset,
+        reason,
+    }
+}
+
+/// arrow-json's messages without the "Json error: " prefix.
+fn describe(err: ArrowError) -> String {
+    match err {
+        ArrowError::JsonError(message) => message,
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Float64Array};
+    use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+
+    use super::*;
+    use crate::schema::{FieldType, SchemaField};
+
+    fn sensor_decoder() -> Decoder {
+        let fields = vec![
+            SchemaField {
+                name: "device_id".into(),
+                ty: FieldType::String,
+                required: true,
+            },
+            SchemaField {
+                name: "ts".into(),
+                ty: FieldType::Timestamp,
+                required: true,
+            },
+            SchemaField {
+                name: "temperature_c".into(),
+                ty: FieldType::Float64,
+                required: false,
+            },
+        ];
+        Decoder::new(Arc::new(StreamSchema::new(fields, "ts").unwrap()))
+    }
+
+    fn records(payloads: &[&'static str]) -> Vec<RawRecord<'static>> {
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RawRecord {
+                payload: Some(p.as_bytes()),
+                partition: 3,
+                offset: 100 + i as i64,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn good_records_become_rows_with_lineage_and_partition_columns() {
+        let input = records(&[
+            r#"{"device_id":"d1","ts":"2026-11-22T10:15:00.250Z","temperature_c":21.5}"#,
+            r#"{"device_id":"d2","ts":1795341600000,"extra":"ignored"}"#,
+        ]);
+        let out = sensor_decoder().decode("sensors", &input, 7);
+        assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+        let batch = out.batch;
+        assert_eq!(batch.num_rows(), 2);
+        let ts = batch
+            .column_by_name("ts")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        assert_eq!(ts.value(0), 1_795_342_500_250_000);
+        assert_eq!(ts.value(1), 1_795_341_600_000_000);
+        let temp = batch
+            .column_by_name("temperature_c")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert_eq!(temp.value(0), 21.5);
+        assert!(temp.is_null(1));
+        assert_eq!(
+            batch
+                .column_by_name("_offset")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values(),
+            &[100, 101]
+        );
+        assert_eq!(
+            batch
+                .column_by_name("_partition")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .value(1),
+            3
+        );
+        assert_eq!(
+            batch
+                .column_by_name("date")
+                .unwrap()
+                .as_primitive::<Date32Type>()
+                .value(0),
+            20_779
+        );
+        assert_eq!(
+            batch
+                .column_by_name("hour")
+                .unwrap()
+                .as_primitive::<Int32Type>()
+                .values(),
+            &[10, 10]
+        );
+    }
+
+    #[test]
+    fn bad_records_are_isolated_with_reasons_and_neighbours_survive() {
+        let good = r#"{"device_id":"d","ts":"2026-11-22T10:00:00Z","temperature_c":1.0}"#;
+        let input = records(&[
+            good,
+            "not json",
+            r#"{"device_id":"d","ts":"2026-11-22T10:00:00Z","temperature_c":"hot"}"#,
+            good,
+            r#"{"device_id":"d","temperature_c":2.0}"#,
+            r#"{"device_id":"d","ts":"yesterday"}"#,
+            r#"{"device_id":"d","ts":1}{"device_id":"e","ts":2}"#,
+            r#"{"device_id":"d","ts":"#,
+            "",
+            good,
+        ]);
+        let out = sensor_decoder().decode("sensors", &input, 0);
+        let offsets: Vec<i64> = out
+            .batch
+            .column_by_name("_offset")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(offsets, [100, 103, 109]);
+        let reasons: Vec<(i64, &str)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.offset, r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 7, "{reasons:?}");
+        let reason = |offset| reasons.iter().find(|(o, _)| *o == offset).unwrap().1;
+        assert!(reason(102).contains("temperature_c"), "{}", reason(102));
+        assert!(
+            reason(104).contains("required field(s): ts"),
+            "{}",
+            reason(104)
+        );
+        assert!(reason(105).contains("yesterday"), "{}", reason(105));
+        assert!(reason(106).contains("2 JSON values"), "{}", reason(106));
+        assert!(reason(107).contains("not complete"), "{}", reason(107));
+        assert!(reason(108).contains("empty payload"), "{}", reason(108));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_not_mangled() {
+        let bytes: &'static [u8] = b"{\"device_id\":\"\xff\",\"ts\":1}";
+        let input = [RawRecord {
+            payload: Some(bytes),
+            partition: 0,
+            offset: 5,
+        }];
+        let out = sensor_decoder().decode("sensors", &input, 0);
+        assert_eq!(out.batch.num_rows(), 0);
+        assert!(out.rejected[0].reason.contains("UTF-8"));
+    }
+}

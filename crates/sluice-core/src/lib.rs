@@ -1,0 +1,18 @@
+//! The pipeline model of sluice, free of network and file access so that it can be tested alone.
+//!
+//! # Layout
+//! - [`config`]: the pipeline file — serde types mirroring the TOML, then a pure validation
+//!   step that reports every problem with its field before anything connects.
+//! - [`schema`]: stream schemas (JSON Schema files or inline field lists) mapped to Arrow.
+//! - [`decode`]: Kafka payloads decoded in batches straight into Arrow record batches, with
+//!   bad records isolated and reported instead of failing the batch.
+//! - [`event_time`]: the `date`/`hour` partition columns derived from event time.
+
+pub mod config;
+pub mod decode;
+pub mod event_time;
+pub mod schema;
+
+pub use config::{ConfigError, Pipeline};
+pub use decode::{DecodedBatch, Decoder, RawRecord, Rejected};
+pub use schema::{FieldType, StreamSchema};

@@ -1,0 +1,158 @@
+//! Topic administration through the Kafka admin API (tansu does not auto-create topics).
+//!
+//! Listing and describing are blocking librdkafka calls: run them with
+//! `tokio::task::spawn_blocking` from async code.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
+use crate::{ClientOptions, KafkaError};
+
+/// Whether a create request made the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The topic is new.
+    Created,
+    /// It was there already (left as it was).
+    AlreadyExisted,
+}
+
+/// Creates a topic; an existing one is reported, not changed.
+pub async fn create_topic(
+    options: &ClientOptions,
+    topic: &str,
+    partitions: i32,
+    replication: i32,
+) -> Result<Created, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = options.create(&[])?;
+    let admin_error = |reason: String| KafkaError::Admin {
+        action: format!("creating topic {topic}"),
+        brokers: options.brokers.clone(),
+        reason,
+    };
+    let request = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    let wait = AdminOptions::new().request_timeout(Some(REACHABILITY_TIMEOUT));
+    let results = admin
+        .create_topics([&request], &wait)
+        .await
+        .map_err(|err| match err {
+            rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut) => {
+                KafkaError::Unreachable {
+                    brokers: options.brokers.clone(),
+                    timeout_s: REACHABILITY_TIMEOUT.as_secs(),
+                    reason: "the create-topics request timed out".into(),
+                }
+            }
+            other => admin_error(other.to_string()),
+        })?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(Created::Created),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(Created::AlreadyExisted),
+        Some(Err((_, code))) => Err(admin_error(code.to_string())),
+        None => Err(admin_error("the broker gave no result".into())),
+    }
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Its partitions, by id.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// One partition's leader and offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    /// Partition id.
+    pub id: i32,
+    /// Broker id of the leader.
+    pub leader: i32,
+    /// First offset still in the log.
+    pub low: i64,
+    /// Offset the next record will get (the high watermark).
+    pub high: i64,
+    /// The consumer group's committed offset, when a group was asked about.
+    pub committed: Option<i64>,
+}
+
+impl PartitionInfo {
+    /// Records not yet consumed by the group (high watermark − committed offset).
+    pub fn lag(&self) -> Option<i64> {
+        self.committed
+            .map(|committed| (self.high - committed).max(0))
+    }
+}
+
+/// Names of all topics on the cluster, sorted. Blocking.
+pub fn list_topics(options: &ClientOptions) -> Result<Vec<String>, KafkaError> {
+    let metadata = options.fetch_metadata(None)?;
+    let mut names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Partitions of a topic with their offsets, and a group's committed offsets if `group` is
+/// given. Blocking.
+pub fn describe_topic(
+    options: &ClientOptions,
+    topic: &str,
+    group: Option<&str>,
+) -> Result<TopicInfo, KafkaError> {
+    let settings: Vec<(&str, &str)> = group.map(|g| vec![("group.id", g)]).unwrap_or_default();
+    let consumer: BaseConsumer = options.create(&settings)?;
+    let metadata = metadata_of(consumer.client(), &options.brokers, Some(topic))?;
+    let described = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .expect("metadata_of checked the topic");
+    let consume_error = |source| KafkaError::Consume {
+        context: format!("offsets of {topic}"),
+        source,
+    };
+    let mut partitions = Vec::new();
+    for partition in described.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), REACHABILITY_TIMEOUT)
+            .map_err(consume_error)?;
+        partitions.push(PartitionInfo {
+            id: partition.id(),
+            leader: partition.leader(),
+            low,
+            high,
+            committed: None,
+        });
+    }
+    partitions.sort_by_key(|p| p.id);
+    if group.is_some() {
+        let mut wanted = TopicPartitionList::new();
+        for p in &partitions {
+            wanted.add_partition(topic, p.id);
+        }
+        let committed = consumer
+            .committed_offsets(wanted, REACHABILITY_TIMEOUT)
+            .map_err(consume_error)?;
+        for p in &mut partitions {
+            p.committed = committed
+                .find_partition(topic, p.id)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                });
+        }
+    }
+    Ok(TopicInfo {
+        name: topic.to_string(),
+        partitions,
+    })
+}

@@ -1,0 +1,196 @@
+//! A consumer-group member for `sluice stream`.
+//!
+//! Auto-commit is off: the lake records progress, and offsets are committed to Kafka only so
+//! that lag can be watched. Rebalances are reported as events that the stream loop applies
+//! between batches (dropping the buffers of revoked partitions); librdkafka's callbacks run
+//! inside `poll` and must not block, so they only append to a list (one entry per rebalance,
+//! not per record) that the loop drains.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
+use crate::{ClientOptions, KafkaError};
+
+/// A change in the partitions this member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// These (topic, partition) pairs are now ours.
+    Assigned(Vec<(String, i32)>),
+    /// These are no longer ours: drop their buffered rows.
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Forwards rebalances from librdkafka's callbacks to the stream loop.
+pub struct GroupContext {
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
+}
+
+impl GroupContext {
+    fn push(&self, event: RebalanceEvent) {
+        self.events
+            .lock()
+            .expect("no panics while holding the lock")
+            .push(event);
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            self.push(RebalanceEvent::Revoked(pairs(list)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                self.push(RebalanceEvent::Assigned(pairs(list)));
+            }
+            Rebalance::Error(err) => tracing::warn!(error = %err, "Rebalance failed."),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+fn pairs(list: &TopicPartitionList) -> Vec<(String, i32)> {
+    list.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+/// One member of a consumer group.
+pub struct GroupConsumer {
+    inner: StreamConsumer<GroupContext>,
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    brokers: String,
+}
+
+impl GroupConsumer {
+    /// Joins `group` and subscribes to `topics`, after checking that each exists. Blocking
+    /// (metadata requests): call at start-up.
+    pub fn join(options: &ClientOptions, group: &str, topics: &[&str]) -> Result<Self, KafkaError> {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let config = options.config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ]);
+        let inner: StreamConsumer<GroupContext> = config
+            .create_with_context(GroupContext {
+                events: events.clone(),
+            })
+            .map_err(|source| KafkaError::Client {
+                brokers: options.brokers.clone(),
+                source,
+            })?;
+        for topic in topics {
+            metadata_of(inner.client(), &options.brokers, Some(topic))?;
+        }
+        inner
+            .subscribe(topics)
+            .map_err(|source| KafkaError::Consume {
+                context: format!("subscribe to {topics:?}"),
+                source,
+            })?;
+        Ok(Self {
+            inner,
+            events,
+            brokers: options.brokers.clone(),
+        })
+    }
+
+    /// Waits up to `wait` for a first message, then takes whatever else is ready, up to `max`.
+    /// An empty batch means nothing arrived in time.
+    pub async fn recv_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<BorrowedMessage<'_>>, KafkaError> {
+        let mut stream = self.inner.stream();
+        let mut batch = Vec::new();
+        let first = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(first)) => first,
+            Ok(None) | Err(_) => return Ok(batch),
+        };
+        batch.push(first.map_err(|source| self.consume_error(source))?);
+        while batch.len() < max {
+            match stream.next().now_or_never() {
+                Some(Some(message)) => {
+                    batch.push(message.map_err(|source| self.consume_error(source))?)
+                }
+                _ => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    fn consume_error(&self, source: rdkafka::error::KafkaError) -> KafkaError {
+        KafkaError::Consume {
+            context: format!("from {}", self.brokers),
+            source,
+        }
+    }
+
+    /// Rebalances that happened since the last call.
+    pub fn take_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(
+            &mut *self
+                .events
+                .lock()
+                .expect("no panics while holding the lock"),
+        )
+    }
+
+    /// Moves the position of a partition, so the next record read is `offset` (or the log
+    /// start when `None`).
+    pub fn seek(&self, topic: &str, partition: i32, offset: Option<i64>) -> Result<(), KafkaError> {
+        let to = offset.map_or(Offset::Beginning, Offset::Offset);
+        self.inner
+            .seek(topic, partition, to, REACHABILITY_TIMEOUT)
+            .map_err(|source| KafkaError::Consume {
+                context: format!("seek {topic}/{partition} to {to:?}"),
+                source,
+            })
+    }
+
+    /// The first and next offsets of a partition's log. Blocking.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        self.inner
+            .fetch_watermarks(topic, partition, REACHABILITY_TIMEOUT)
+            .map_err(|source| KafkaError::Consume {
+                context: format!("offsets of {topic}/{partition}"),
+                source,
+            })
+    }
+
+    /// Records the group's position (next offset to read) for lag metrics; not a source of truth.
+    pub fn commit_positions(&self, positions: &[(String, i32, i64)]) -> Result<(), KafkaError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in positions {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|source| KafkaError::Consume {
+                    context: format!("commit {topic}/{partition}"),
+                    source,
+                })?;
+        }
+        self.inner
+            .commit(&list, CommitMode::Async)
+            .map_err(|source| KafkaError::Consume {
+                context: "commit positions".into(),
+                source,
+            })
+    }
+}

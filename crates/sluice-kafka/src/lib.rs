@@ -1,0 +1,84 @@
+//! Kafka for sluice, through librdkafka (the `rdkafka` crate, built from bundled sources).
+//!
+//! # Layout
+//! - [`client`]: connection settings shared by every client, and a reachability check that
+//!   turns a wrong address into a clear error within seconds.
+//! - [`admin`]: topics — create, list, describe with offsets.
+//! - [`producer`]: the idempotent, acks=all producer behind `sluice produce`.
+//! - [`consumer`]: a consumer-group member with auto-commit off that reports rebalances.
+//! - [`broker`]: the embedded tansu broker that `sluice up` runs in-process.
+
+pub mod admin;
+pub mod broker;
+pub mod client;
+pub mod consumer;
+pub mod producer;
+
+pub use client::ClientOptions;
+
+/// What went wrong talking to Kafka, naming what was tried.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// librdkafka refused the client configuration.
+    #[error("cannot create a Kafka client for {brokers}")]
+    Client {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+    /// No broker answered in time.
+    #[error("Kafka broker(s) {brokers} unreachable within {timeout_s} s: {reason}")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// How long we waited.
+        timeout_s: u64,
+        /// librdkafka's account.
+        reason: String,
+    },
+    /// The topic does not exist (tansu does not create topics on first use).
+    #[error(
+        "topic {topic:?} does not exist on {brokers} (create it with `sluice topics create {topic}`)"
+    )]
+    UnknownTopic {
+        /// The topic.
+        topic: String,
+        /// The bootstrap servers.
+        brokers: String,
+    },
+    /// An admin request failed.
+    #[error("{action} failed on {brokers}: {reason}")]
+    Admin {
+        /// What was attempted, such as "creating topic x".
+        action: String,
+        /// The bootstrap servers.
+        brokers: String,
+        /// The broker's or librdkafka's account.
+        reason: String,
+    },
+    /// A record could not be produced.
+    #[error("producing to {topic} failed")]
+    Produce {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+    /// Consuming failed.
+    #[error("consuming {context} failed")]
+    Consume {
+        /// Topic, partition or group involved.
+        context: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The embedded broker could not start.
+    #[error("the embedded broker could not start on {listen}: {reason}")]
+    Broker {
+        /// The address it was to listen on.
+        listen: String,
+        /// Why.
+        reason: String,
+    },
+}

@@ -1,0 +1,86 @@
+//! The lake: Delta tables on object storage, written so that every commit carries the Kafka
+//! offsets it covers.
+//!
+//! # Layout
+//! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
+//! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
+//! - [`writer`]: Parquet files plus one Delta commit holding a `txn` action per source partition
+//!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
+
+pub mod location;
+pub mod table;
+pub mod writer;
+
+pub use table::LakeTable;
+pub use writer::{PartitionProgress, app_id};
+
+/// What went wrong in the lake, with the table it happened to.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The table URI cannot be used.
+    #[error("table {table}: invalid location {uri:?}: {reason}")]
+    InvalidLocation {
+        /// Table name.
+        table: String,
+        /// The URI as configured.
+        uri: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Opening, reading or creating the table failed.
+    #[error("table {table} at {uri}: cannot {action}")]
+    Access {
+        /// Table name.
+        table: String,
+        /// Where it lives.
+        uri: String,
+        /// What was attempted.
+        action: &'static str,
+        /// The cause.
+        source: deltalake::DeltaTableError,
+    },
+    /// The table exists but its columns are not the pipeline's: never written over.
+    #[error(
+        "table {table} at {uri} exists with a different schema; refusing to write to it:{differences}"
+    )]
+    SchemaMismatch {
+        /// Table name.
+        table: String,
+        /// Where it lives.
+        uri: String,
+        /// One line per difference.
+        differences: String,
+    },
+    /// Writing data files failed; nothing was committed.
+    #[error("table {table}: writing data files failed (nothing committed)")]
+    Write {
+        /// Table name.
+        table: String,
+        /// The cause.
+        source: deltalake::DeltaTableError,
+    },
+    /// Another writer already committed offsets of a partition this writer meant to commit.
+    #[error(
+        "table {table}: {topic}/{partition} was committed up to offset {found:?} by another writer, expected {expected:?}; commit refused"
+    )]
+    Fenced {
+        /// Table name.
+        table: String,
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: i32,
+        /// The offset this writer started from.
+        expected: Option<i64>,
+        /// The offset found in the table.
+        found: Option<i64>,
+    },
+    /// The Delta commit failed; its data files are not referenced.
+    #[error("table {table}: commit failed (its data files stay unreferenced)")]
+    Commit {
+        /// Table name.
+        table: String,
+        /// The cause.
+        source: deltalake::DeltaTableError,
+    },
+}

@@ -1,0 +1,153 @@
+//! Opening a lake table: create it on first use, and refuse one that is not ours to write.
+
+use std::collections::HashMap;
+
+use arrow::datatypes::SchemaRef;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use url::Url;
+
+use crate::LakeError;
+use crate::location::table_url;
+
+/// A Delta table of the lake, opened for writing; holds the snapshot commits build on.
+#[derive(Debug)]
+pub struct LakeTable {
+    pub(crate) name: String,
+    pub(crate) url: Url,
+    pub(crate) table: DeltaTable,
+    pub(crate) partition_by: Vec<String>,
+}
+
+impl LakeTable {
+    /// Opens the table at `uri`, creating it with `schema` and `partition_by` if it does not
+    /// exist. An existing table must have exactly these columns and partitions.
+    pub async fn open_or_create(
+        name: &str,
+        uri: &str,
+        storage_options: &HashMap<String, String>,
+        schema: &SchemaRef,
+        partition_by: &[String],
+    ) -> Result<Self, LakeError> {
+        let url = table_url(name, uri)?;
+        let access = |action: &'static str| {
+            let (table, uri) = (name.to_string(), url.to_string());
+            move |source: DeltaTableError| LakeError::Access {
+                table,
+                uri,
+                action,
+                source,
+            }
+        };
+        let table =
+            DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone())
+                .await
+                .map_err(access("open"))?;
+        let table = if table.version().is_some() {
+            table
+        } else {
+            let columns: StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|err| access("map the schema to Delta")(err.into()))?;
+            let created = table
+                .create()
+                .with_table_name(name)
+                .with_columns(columns.fields().cloned())
+                .with_partition_columns(partition_by.iter().cloned())
+                .with_save_mode(SaveMode::Ignore)
+                .await;
+            match created {
+                Ok(table) => table,
+                // Another process may have created it at the same moment: use theirs.
+                Err(err) => {
+                    deltalake::open_table_with_storage_options(url.clone(), storage_options.clone())
+                        .await
+                        .map_err(|_| access("create")(err))?
+                }
+            }
+        };
+        let lake_table = Self {
+            name: name.into(),
+            url,
+            table,
+            partition_by: partition_by.to_vec(),
+        };
+        lake_table.check_layout(schema)?;
+        Ok(lake_table)
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The table's location.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The Delta version the next commit builds on.
+    pub fn version(&self) -> Option<i64> {
+        self.table.version()
+    }
+
+    /// The current snapshot; it exists once the table is opened or created.
+    pub(crate) fn snapshot(&self) -> &deltalake::table::state::DeltaTableState {
+        self.table
+            .snapshot()
+            .expect("an opened table has a snapshot")
+    }
+
+    /// Refuses a table whose columns or partitions differ from the pipeline's.
+    fn check_layout(&self, schema: &SchemaRef) -> Result<(), LakeError> {
+        let existing = self.snapshot().schema();
+        let mut differences = String::new();
+        for field in schema.fields() {
+            match existing.field(field.name()) {
+                None => differences.push_str(&format!(
+                    "\n  - column {} is missing from the table",
+                    field.name()
+                )),
+                Some(found) => {
+                    let expected: Result<deltalake::kernel::DataType, _> =
+                        field.data_type().try_into_kernel();
+                    if expected.as_ref().ok() != Some(found.data_type()) {
+                        differences.push_str(&format!(
+                            "\n  - column {} is {} in the table, the pipeline writes {}",
+                            field.name(),
+                            found.data_type(),
+                            field.data_type()
+                        ));
+                    }
+                }
+            }
+        }
+        for found in existing.fields() {
+            if schema.field_with_name(found.name()).is_err() {
+                differences.push_str(&format!(
+                    "\n  - the table has a column {} the pipeline does not write",
+                    found.name()
+                ));
+            }
+        }
+        let partitions = self.snapshot().metadata().partition_columns();
+        if partitions.as_slice() != self.partition_by.as_slice() {
+            differences.push_str(&format!(
+                "\n  - the table is partitioned by {:?}, the pipeline by {:?}",
+                partitions, self.partition_by
+            ));
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(LakeError::SchemaMismatch {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                differences,
+            })
+        }
+    }
+}

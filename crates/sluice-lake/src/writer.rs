@@ -1,0 +1,143 @@
+//! Committing rows to a lake table together with the Kafka offsets they came from.
+//!
+//! One commit = the new Parquet files + one `txn` action per source partition whose version is
+//! the last offset included (app id `sluice:<table>:<topic>:<partition>`). Because progress
+//! lives in the same atomic commit as the data, a restart resumes exactly after the last
+//! committed offset. A commit that finds a partition already advanced by someone else is
+//! refused (the writer lost the partition), and Delta's conflict checker refuses a concurrent
+//! commit carrying the same app id.
+
+use arrow::array::RecordBatch;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+
+use crate::{LakeError, LakeTable};
+
+/// How far one source partition got in a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionProgress {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// The offset the writer resumed after: what it believes is committed now.
+    pub previous: Option<i64>,
+    /// The last offset included in this commit.
+    pub last_offset: i64,
+}
+
+/// The Delta `txn` app id that records a source partition's progress in a table.
+pub fn app_id(table: &str, topic: &str, partition: i32) -> String {
+    // ':' appears neither in SQL names nor in Kafka topic names, so ids cannot collide.
+    format!("sluice:{table}:{topic}:{partition}")
+}
+
+impl LakeTable {
+    /// The last offset of `topic`/`partition` committed to this table, if any.
+    pub async fn committed_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, LakeError> {
+        self.snapshot()
+            .transaction_version(
+                self.table.log_store().as_ref(),
+                app_id(&self.name, topic, partition),
+            )
+            .await
+            .map_err(|source| LakeError::Access {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                action: "read committed offsets of",
+                source,
+            })
+    }
+
+    /// Writes `batches` as Parquet files and commits them with `progress` in one Delta commit;
+    /// returns the new table version. On error nothing is committed.
+    pub async fn commit(
+        &mut self,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+    ) -> Result<i64, LakeError> {
+        self.refresh().await?;
+        for p in progress {
+            let found = self.committed_offset(&p.topic, p.partition).await?;
+            if found != p.previous {
+                return Err(LakeError::Fenced {
+                    table: self.name.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    expected: p.previous,
+                    found,
+                });
+            }
+        }
+        let write = |source| LakeError::Write {
+            table: self.name.clone(),
+            source,
+        };
+        let mut writer = RecordBatchWriter::for_table(&self.table)
+            .map_err(write)?
+            .with_writer_properties(writer_properties());
+        for batch in batches {
+            writer.write(batch.clone()).await.map_err(write)?;
+        }
+        let adds = writer.flush().await.map_err(write)?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let txns = progress
+            .iter()
+            .map(|p| {
+                Transaction::new_with_last_update(
+                    app_id(&self.name, &p.topic, p.partition),
+                    p.last_offset,
+                    Some(now_ms),
+                )
+            })
+            .collect();
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
+            predicate: None,
+        };
+        let finalized =
+            CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
+                .with_actions(adds.into_iter().map(Action::Add).collect())
+                .build(Some(self.snapshot()), self.table.log_store(), operation)
+                .await
+                .map_err(|source| LakeError::Commit {
+                    table: self.name.clone(),
+                    source: source.into(),
+                })?;
+        let version = finalized.version();
+        self.refresh().await?;
+        Ok(version)
+    }
+
+    /// Brings the snapshot up to the table's latest version (other writers may have committed).
+    async fn refresh(&mut self) -> Result<(), LakeError> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|source| LakeError::Access {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                action: "refresh",
+                source,
+            })
+    }
+}
+
+/// Parquet settings of data files: zstd for size, row groups sized for scans.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
+        ))
+        .set_max_row_group_size(128 * 1024)
+        .build()
+}

@@ -1,0 +1,223 @@
+//! SQL over the lake (the Athena/Glue role): the pipeline's Delta tables registered by name in
+//! a DataFusion session, and results rendered for people (a table) or tools (CSV, JSON lines).
+
+use std::collections::HashMap;
+
+use arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use deltalake::DeltaTableError;
+
+/// What went wrong answering a query.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// A table's location is unusable.
+    #[error(transparent)]
+    Location(#[from] sluice_lake::LakeError),
+    /// The table has no Delta log yet.
+    #[error(
+        "table {table} at {uri} does not exist yet (no Delta log); has `sluice stream` written to it?"
+    )]
+    NotCreated {
+        /// Table name.
+        table: String,
+        /// Its location.
+        uri: String,
+    },
+    /// The table could not be opened.
+    #[error("table {table} at {uri}: cannot open")]
+    Open {
+        /// Table name.
+        table: String,
+        /// Its location.
+        uri: String,
+        /// The cause.
+        source: DeltaTableError,
+    },
+    /// DataFusion refused or failed the statement.
+    #[error("query failed")]
+    Sql(#[from] datafusion::error::DataFusionError),
+    /// Results could not be rendered.
+    #[error("cannot render the results")]
+    Render(#[from] arrow::error::ArrowError),
+}
+
+/// A table to make queryable: its SQL name and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableLocation {
+    /// The name SQL uses.
+    pub name: String,
+    /// The table URI.
+    pub uri: String,
+}
+
+/// What `sluice tables` shows about one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSummary {
+    /// SQL name.
+    pub name: String,
+    /// Location.
+    pub uri: String,
+    /// Current Delta version.
+    pub version: i64,
+    /// Data files in the current version.
+    pub files: usize,
+}
+
+/// A DataFusion session with the lake's tables registered.
+pub struct Lake {
+    ctx: SessionContext,
+    summaries: Vec<TableSummary>,
+}
+
+impl Lake {
+    /// Opens every table and registers it under its name.
+    pub async fn open(
+        tables: &[TableLocation],
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self, QueryError> {
+        let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        let mut summaries = Vec::new();
+        for TableLocation { name, uri } in tables {
+            let url = sluice_lake::location::table_url(name, uri)?;
+            let open_error = |source| QueryError::Open {
+                table: name.clone(),
+                uri: url.to_string(),
+                source,
+            };
+            let table = match deltalake::open_table_with_storage_options(
+                url.clone(),
+                storage_options.clone(),
+            )
+            .await
+            {
+                Ok(table) => table,
+                Err(DeltaTableError::NotATable(_)) => {
+                    return Err(QueryError::NotCreated {
+                        table: name.clone(),
+                        uri: url.to_string(),
+                    });
+                }
+                Err(err) => return Err(open_error(err)),
+            };
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(open_error)?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|err| open_error(err.into()))?;
+            ctx.register_table(name.as_str(), provider)?;
+            summaries.push(TableSummary {
+                name: name.clone(),
+                uri: url.to_string(),
+                version: table.version().unwrap_or(-1),
+                files: table.get_file_uris().map_err(open_error)?.count(),
+            });
+        }
+        Ok(Self { ctx, summaries })
+    }
+
+    /// The registered tables, in the order given.
+    pub fn tables(&self) -> &[TableSummary] {
+        &self.summaries
+    }
+
+    /// Runs one SQL statement and collects its results.
+    pub async fn sql(&self, statement: &str) -> Result<Vec<RecordBatch>, QueryError> {
+        Ok(self.ctx.sql(statement).await?.collect().await?)
+    }
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// A boxed table for people.
+    #[default]
+    Table,
+    /// CSV with a header row.
+    Csv,
+    /// One JSON object per row.
+    Json,
+}
+
+/// Renders results in `format`.
+pub fn render(batches: &[RecordBatch], format: Format) -> Result<String, QueryError> {
+    Ok(match format {
+        Format::Table => arrow::util::pretty::pretty_format_batches(batches)?.to_string(),
+        Format::Csv => {
+            let mut out = Vec::new();
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            drop(writer);
+            String::from_utf8(out).expect("the CSV writer writes UTF-8")
+        }
+        Format::Json => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(Vec::new());
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs)?;
+            writer.finish()?;
+            String::from_utf8(writer.into_inner()).expect("the JSON writer writes UTF-8")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn sample() -> Vec<RecordBatch> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b"])),
+                Arc::new(Int64Array::from(vec![1, 2])),
+            ],
+        )
+        .unwrap();
+        vec![batch]
+    }
+
+    #[test]
+    fn results_render_as_table_csv_and_json_lines() {
+        let table = render(&sample(), Format::Table).unwrap();
+        assert!(table.contains("| device | n |"), "{table}");
+        assert_eq!(
+            render(&sample(), Format::Csv).unwrap(),
+            "device,n\na,1\nb,2\n"
+        );
+        assert_eq!(
+            render(&sample(), Format::Json).unwrap(),
+            "{\"device\":\"a\",\"n\":1}\n{\"device\":\"b\",\"n\":2}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_table_that_was_never_written_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = TableLocation {
+            name: "t".into(),
+            uri: dir.path().join("t").display().to_string(),
+        };
+        let err = Lake::open(&[location], &HashMap::new())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("table t") && err.contains("does not exist yet"),
+            "{err}"
+        );
+    }
+}

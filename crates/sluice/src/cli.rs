@@ -1,0 +1,209 @@
+//! The command line: one subcommand per role, each with its own `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::generators;
+
+/// Where `sluice up` keeps its broker log and lake unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+/// Kafka bootstrap servers when neither a flag, SLUICE_BROKERS nor the pipeline file says.
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+
+/// Real-time ingestion: Kafka in, processing on the way, an exactly-once Delta Lake out.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, propagate_version = true)]
+pub struct Cli {
+    /// The role to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process on embedded defaults: a Kafka-compatible broker (tansu,
+    /// SQLite storage), the sensor generator and the sensor pipeline into a local Delta lake.
+    Up(UpArgs),
+    /// Send generated events or NDJSON lines to a topic (idempotent, acks=all) and print a
+    /// report of what was acknowledged.
+    Produce(ProduceArgs),
+    /// Run a pipeline file as one member of its consumer group, landing rows in the lake.
+    Stream(StreamArgs),
+    /// Run SQL over the lake's Delta tables.
+    Query(QueryArgs),
+    /// List the lake's tables with their Delta version and file count.
+    Tables(LakeArgs),
+    /// Create, list and describe topics.
+    Topics(TopicsArgs),
+}
+
+/// Where the Kafka cluster is.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap servers, "host:port,…" [default: the pipeline file's, else localhost:9092]
+    #[arg(long, env = "SLUICE_BROKERS")]
+    pub brokers: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The brokers to use: this flag (or SLUICE_BROKERS), else `fallback`, else localhost.
+    pub fn resolve(&self, fallback: Option<&str>) -> String {
+        self.brokers
+            .clone()
+            .or(fallback.map(String::from))
+            .unwrap_or_else(|| DEFAULT_BROKERS.into())
+    }
+}
+
+/// `sluice up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Use this Kafka cluster instead of starting the embedded broker.
+    #[arg(long, env = "SLUICE_BROKERS")]
+    pub brokers: Option<String>,
+    /// Where the lake lives: a directory or s3://bucket/prefix [default: DATA_DIR/lake]
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// Directory for the embedded broker's log and the default lake.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address the embedded broker listens on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: std::net::SocketAddr,
+    /// Sensor events generated per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Partitions of the sensor topic when it is created.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+}
+
+/// `sluice produce`
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Topic to produce to (it must exist: see `sluice topics create`).
+    #[arg(long)]
+    pub topic: String,
+    /// Generate events of this kind.
+    #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+    pub generator: Option<generators::Kind>,
+    /// Send the lines of this NDJSON file ("-" for stdin) as they are.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Stop after this many records [default: all input; generators run until Ctrl-C].
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Records per second [default: as fast as acknowledgements allow].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Key records by this field's value [default: the generator's key field; none for input].
+    #[arg(long, conflicts_with = "no_key")]
+    pub key: Option<String>,
+    /// Send records without a key.
+    #[arg(long)]
+    pub no_key: bool,
+    /// Seed of the generator: the same seed (and --start-time) gives the same records.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Salt for the users generator's zip hash [default: derived from the seed].
+    #[arg(long)]
+    pub salt: Option<String>,
+    /// Event time of the first generated record (RFC 3339); then --event-spacing apart
+    /// [default: the wall clock at each record].
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// Event time between generated records, with --start-time.
+    #[arg(long, default_value = "10ms")]
+    pub event_spacing: String,
+    /// Write the producer report (JSON) to this file instead of stdout.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// `sluice stream`
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The pipeline file (TOML).
+    #[arg(long)]
+    pub pipeline: PathBuf,
+    /// Exit 0 once every assigned partition is committed up to its end.
+    #[arg(long)]
+    pub until_caught_up: bool,
+}
+
+/// Which tables to query.
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    /// Query the tables of this pipeline file.
+    #[arg(long, conflicts_with = "lake")]
+    pub pipeline: Option<PathBuf>,
+    /// Query every Delta table directly under this local directory [default: ./sluice-data/lake,
+    /// where `sluice up` writes].
+    #[arg(long)]
+    pub lake: Option<PathBuf>,
+}
+
+/// `sluice query`
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    /// The SQL statement; tables are known by their pipeline names.
+    pub sql: String,
+}
+
+/// How `sluice query` prints results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `sluice topics`
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: TopicsCommand,
+}
+
+/// `sluice topics …`
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create a topic (an existing one is left as it is).
+    Create {
+        /// Topic name.
+        name: String,
+        /// Number of partitions.
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(long, default_value_t = 1)]
+        replication: i32,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's partitions with their offsets, and a group's lag with --group.
+    Describe {
+        /// Topic name.
+        name: String,
+        /// Consumer group whose committed offsets and lag to show.
+        #[arg(long)]
+        group: Option<String>,
+    },
+}

@@ -1,0 +1,41 @@
+//! sluice, the binary's library: every role is a `run(options, shutdown)` that a test can call
+//! in-process; `main.rs` only parses arguments.
+//!
+//! # Layout
+//! - [`cli`]: the command line (clap).
+//! - [`produce`]: `sluice produce` and its report.
+//! - [`generators`]: the sensor, retail and users event generators.
+//! - [`stream`]: `sluice stream`, a consumer-group member writing the lake.
+//! - [`query`]: `sluice query` and `sluice tables`.
+//! - [`topics`]: `sluice topics`.
+//! - [`up`]: `sluice up`, everything in one process on embedded defaults.
+//! - [`builtin`]: the sensor pipeline `up` runs.
+
+pub mod builtin;
+pub mod cli;
+pub mod generators;
+pub mod produce;
+pub mod query;
+pub mod stream;
+pub mod topics;
+pub mod up;
+
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled at the first Ctrl-C or SIGTERM, so roles drain and exit cleanly.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("Shutting down: draining and committing what is buffered.");
+        cancel.cancel();
+    });
+    token
+}

@@ -1,0 +1,111 @@
+//! The `sluice` binary: parses the command line and runs one role of the library.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sluice::cli::{Cli, Command};
+use sluice::produce::{self, Clock, ProduceOptions, Source};
+use sluice::stream::{self, StreamOptions};
+use sluice_core::Pipeline;
+use sluice_kafka::ClientOptions;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("warn,sluice=info,sluice_kafka=info,sluice_lake=info,sluice_core=info,sluice_query=info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let shutdown = sluice::shutdown_on_signals();
+    match cli.command {
+        Command::Up(args) => sluice::up::run(args, shutdown).await,
+        Command::Produce(args) => {
+            let clock = match &args.start_time {
+                None => Clock::Now,
+                Some(start) => Clock::Fixed {
+                    start_ms: chrono::DateTime::parse_from_rfc3339(start)
+                        .with_context(|| format!("--start-time {start:?} is not RFC 3339"))?
+                        .timestamp_millis(),
+                    step_ms: sluice_core::config::parse_duration(&args.event_spacing)
+                        .map_err(|err| anyhow::anyhow!("--event-spacing: {err}"))?
+                        .as_millis() as i64,
+                },
+            };
+            let source = match (args.generator, args.input) {
+                (Some(kind), _) => Source::Generator {
+                    kind,
+                    seed: args.seed,
+                    salt: args.salt,
+                },
+                (None, Some(path)) => Source::Ndjson(path),
+                (None, None) => unreachable!("clap requires --generator or --input"),
+            };
+            let options = ProduceOptions {
+                client: ClientOptions::new(args.kafka.resolve(None)),
+                topic: args.topic,
+                source,
+                count: args.count,
+                rate: args.rate,
+                key: args.key,
+                no_key: args.no_key,
+                clock,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            produce::check(&options)?;
+            let report = produce::run(options, shutdown).await?;
+            let json = serde_json::to_string_pretty(&report)?;
+            match &args.report {
+                Some(path) => std::fs::write(path, json + "\n")
+                    .with_context(|| format!("writing the report to {}", path.display()))?,
+                None => println!("{json}"),
+            }
+            eprintln!(
+                "produced {} records to {} in {:.1} s ({:.0}/s)",
+                report.records,
+                report.topic,
+                report.seconds,
+                report.records as f64 / report.seconds.max(1e-9)
+            );
+            Ok(())
+        }
+        Command::Stream(args) => {
+            let pipeline = Pipeline::load(&args.pipeline)?;
+            let mut client =
+                ClientOptions::new(args.kafka.resolve(pipeline.kafka.brokers.as_deref()));
+            client.extra = pipeline.kafka.options.clone();
+            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+            let options = StreamOptions {
+                pipeline,
+                client,
+                storage_options,
+                until_caught_up: args.until_caught_up,
+                drain: tokio_util::sync::CancellationToken::new(),
+            };
+            let summary = stream::run(options, shutdown).await?;
+            eprintln!(
+                "stream: {} rows committed in {} commits; {} records rejected; {} commits fenced",
+                summary.rows, summary.commits, summary.rejected, summary.fenced
+            );
+            Ok(())
+        }
+        Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
+        Command::Tables(args) => sluice::query::run_tables(&args).await,
+        Command::Topics(args) => {
+            sluice::topics::run(ClientOptions::new(args.kafka.resolve(None)), args.command).await
+        }
+    }
+}

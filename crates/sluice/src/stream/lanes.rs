@@ -1,0 +1,272 @@
+//! Partition lanes: for each assigned Kafka partition, where reading must continue and what
+//! each table has buffered and committed.
+//!
+//! A lane starts from the lake's record of progress (the `txn` versions), never from Kafka's
+//! committed offsets: its next offset is the lowest `committed + 1` over the tables it feeds
+//! (the log start for a table that has nothing yet). Records arriving out of that line are
+//! skipped (already in the lake) or trigger a seek back (never lose one).
+
+use std::time::Instant;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::compute::kernels::cmp::gt;
+use sluice_core::schema::OFFSET_COLUMN;
+
+/// What to do with a record at some offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Process it: it is the next offset.
+    Take,
+    /// Ignore it: already processed, or read before a seek took effect.
+    Skip,
+    /// Records are missing before it: seek to this offset and ignore the rest of this batch.
+    SeekTo(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seek {
+    None,
+    /// Sought while processing the current batch: what follows in it predates the seek.
+    ThisBatch,
+    /// Sought in an earlier batch: a record beyond the target now means the log has a real gap
+    /// (compaction, transaction markers).
+    Earlier,
+}
+
+/// One table's view of a lane.
+#[derive(Debug)]
+pub struct TableBuffer {
+    /// The last offset the table holds for this partition.
+    pub committed: Option<i64>,
+    /// The last offset processed for the table (rows buffered or records rejected).
+    pub last_seen: Option<i64>,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    /// When the oldest uncommitted progress arrived.
+    since: Option<Instant>,
+}
+
+/// What a table has to commit from one lane.
+#[derive(Debug)]
+pub struct Pending {
+    /// Buffered rows.
+    pub batches: Vec<RecordBatch>,
+    /// The offset the table holds now.
+    pub previous: Option<i64>,
+    /// The last offset the commit covers.
+    pub last_offset: i64,
+}
+
+impl TableBuffer {
+    fn new(committed: Option<i64>) -> Self {
+        Self {
+            committed,
+            last_seen: committed,
+            batches: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            since: None,
+        }
+    }
+
+    /// Whether there is progress not yet committed.
+    pub fn has_pending(&self) -> bool {
+        self.last_seen > self.committed
+    }
+
+    /// Buffered rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Buffered bytes (Arrow memory).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// When the oldest pending progress arrived.
+    pub fn since(&self) -> Option<Instant> {
+        self.since
+    }
+
+    /// Takes the buffered rows for a commit; the buffer is empty afterwards, and
+    /// [`Self::committed`] moves only once the caller reports success.
+    pub fn take_pending(&mut self) -> Option<Pending> {
+        let last_offset = self.last_seen.filter(|_| self.has_pending())?;
+        self.rows = 0;
+        self.bytes = 0;
+        self.since = None;
+        Some(Pending {
+            batches: std::mem::take(&mut self.batches),
+            previous: self.committed,
+            last_offset,
+        })
+    }
+}
+
+/// The state of one assigned partition.
+#[derive(Debug)]
+pub struct Lane {
+    next: i64,
+    seek: Seek,
+    /// One buffer per table fed by the lane's stream, in the stream's table order.
+    pub tables: Vec<TableBuffer>,
+}
+
+impl Lane {
+    /// A lane whose tables hold `committed` offsets; `log_start` is where a table with
+    /// nothing committed begins.
+    pub fn new(committed: &[Option<i64>], log_start: i64) -> Self {
+        let next = committed
+            .iter()
+            .map(|c| c.map_or(log_start, |c| c + 1))
+            .min()
+            .unwrap_or(log_start);
+        Self {
+            next,
+            seek: Seek::None,
+            tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
+        }
+    }
+
+    /// The next offset the lane expects.
+    pub fn next_offset(&self) -> i64 {
+        self.next
+    }
+
+    /// Marks the start of a new batch of records.
+    pub fn begin_batch(&mut self) {
+        if self.seek == Seek::ThisBatch {
+            self.seek = Seek::Earlier;
+        }
+    }
+
+    /// Decides about the record at `offset`.
+    pub fn admit(&mut self, offset: i64) -> Admit {
+        if offset < self.next {
+            return Admit::Skip;
+        }
+        if offset > self.next {
+            match self.seek {
+                Seek::None => {
+                    self.seek = Seek::ThisBatch;
+                    return Admit::SeekTo(self.next);
+                }
+                Seek::ThisBatch => return Admit::Skip,
+                Seek::Earlier => {
+                    tracing::warn!(
+                        expected = self.next,
+                        offset,
+                        "Offsets jump after a seek; the log has a gap here."
+                    );
+                }
+            }
+        }
+        self.seek = Seek::None;
+        self.next = offset + 1;
+        Admit::Take
+    }
+
+    /// Records processing of offsets up to `last_offset` for table `slot`, with `batch` the rows
+    /// decoded from them; rows the table already holds are dropped.
+    pub fn append(&mut self, slot: usize, batch: &RecordBatch, last_offset: i64, now: Instant) {
+        let table = &mut self.tables[slot];
+        if table
+            .committed
+            .is_some_and(|committed| last_offset <= committed)
+        {
+            return;
+        }
+        let rows = match table.committed {
+            Some(committed) if batch.num_rows() > 0 => {
+                let offsets = batch
+                    .column_by_name(OFFSET_COLUMN)
+                    .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                    .expect("decoded batches carry _offset");
+                let newer =
+                    gt(offsets, &Int64Array::new_scalar(committed)).expect("int64 comparison");
+                filter_record_batch(batch, &newer).expect("mask matches the batch")
+            }
+            _ => batch.clone(),
+        };
+        if rows.num_rows() > 0 {
+            table.rows += rows.num_rows();
+            table.bytes += rows.get_array_memory_size();
+            table.batches.push(rows);
+        }
+        table.last_seen = Some(last_offset);
+        table.since.get_or_insert(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(offsets: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            OFFSET_COLUMN,
+            DataType::Int64,
+            true,
+        )]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(offsets.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn a_lane_resumes_after_the_lowest_committed_offset_of_its_tables() {
+        assert_eq!(Lane::new(&[Some(9), Some(4)], 0).next_offset(), 5);
+        assert_eq!(Lane::new(&[Some(9), None], 3).next_offset(), 3);
+        assert_eq!(Lane::new(&[], 7).next_offset(), 7);
+    }
+
+    #[test]
+    fn old_records_are_skipped_and_a_gap_seeks_back_once_per_batch() {
+        let mut lane = Lane::new(&[Some(9)], 0);
+        lane.begin_batch();
+        assert_eq!(lane.admit(8), Admit::Skip);
+        assert_eq!(lane.admit(10), Admit::Take);
+        assert_eq!(lane.admit(13), Admit::SeekTo(11));
+        assert_eq!(lane.admit(14), Admit::Skip);
+        lane.begin_batch();
+        assert_eq!(lane.admit(11), Admit::Take);
+        assert_eq!(lane.next_offset(), 12);
+    }
+
+    #[test]
+    fn a_real_gap_is_accepted_after_the_seek_lands_beyond_it() {
+        let mut lane = Lane::new(&[Some(0)], 0);
+        lane.begin_batch();
+        assert_eq!(lane.admit(5), Admit::SeekTo(1));
+        lane.begin_batch();
+        assert_eq!(lane.admit(5), Admit::Take);
+        assert_eq!(lane.admit(6), Admit::Take);
+    }
+
+    #[test]
+    fn tables_keep_only_rows_beyond_what_they_hold_and_commit_their_progress() {
+        let mut lane = Lane::new(&[Some(4), None], 0);
+        let now = Instant::now();
+        lane.append(0, &rows(&[3, 4, 5, 6]), 6, now);
+        lane.append(1, &rows(&[3, 4, 5, 6]), 6, now);
+        assert_eq!(lane.tables[0].rows(), 2);
+        assert_eq!(lane.tables[1].rows(), 4);
+        let pending = lane.tables[0].take_pending().unwrap();
+        assert_eq!((pending.previous, pending.last_offset), (Some(4), 6));
+        assert_eq!(pending.batches[0].num_rows(), 2);
+        assert_eq!(lane.tables[0].rows(), 0);
+        // Rejected-only progress still has to be committed.
+        lane.tables[0].committed = Some(6);
+        lane.append(0, &rows(&[]), 7, now);
+        assert!(lane.tables[0].has_pending());
+        assert_eq!(lane.tables[0].take_pending().unwrap().last_offset, 7);
+        // Nothing new, nothing to commit.
+        lane.tables[0].committed = Some(7);
+        assert!(lane.tables[0].take_pending().is_none());
+    }
+}

@@ -1,0 +1,409 @@
+//! `sluice stream`: one member of a consumer group running a pipeline file.
+//!
+//! The loop: take a batch of records → apply rebalances (drop revoked lanes) → per partition,
+//! admit records in offset order → decode them into Arrow in one pass → append the rows to each
+//! table's buffer in that lane → commit every table whose flush limit (rows, bytes, latency) is
+//! reached, as one Delta commit carrying each lane's last offset. Progress lives in the lake;
+//! Kafka's committed offsets follow it for lag metrics only.
+
+mod lanes;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sluice_core::config::{Pipeline, Table, defaults};
+use sluice_core::{Decoder, RawRecord};
+use sluice_kafka::ClientOptions;
+use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
+use sluice_lake::{LakeError, LakeTable, PartitionProgress};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use lanes::{Admit, Lane};
+
+/// How long the loop waits for records before checking flush deadlines and shutdown.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// How a stream process runs.
+pub struct StreamOptions {
+    /// The validated pipeline.
+    pub pipeline: Pipeline,
+    /// The Kafka cluster.
+    pub client: ClientOptions,
+    /// Storage options for the lake.
+    pub storage_options: HashMap<String, String>,
+    /// Exit once every assigned partition is committed up to its end (for batch-style runs
+    /// and tests), instead of waiting for more.
+    pub until_caught_up: bool,
+    /// When cancelled, behave as `until_caught_up` from then on: `sluice up` drains this way
+    /// after its generator stops.
+    pub drain: CancellationToken,
+}
+
+/// What a stream process did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StreamSummary {
+    /// Rows committed to tables (summed over tables).
+    pub rows: u64,
+    /// Records skipped because they did not fit the schema.
+    pub rejected: u64,
+    /// Delta commits made.
+    pub commits: u64,
+    /// Commits refused because another member had taken over the partitions.
+    pub fenced: u64,
+}
+
+/// A table being written and the stream feeding it.
+struct Output {
+    table: LakeTable,
+    config: Table,
+    topic: String,
+    /// The table's position among its stream's tables (its buffer in each lane).
+    slot: usize,
+}
+
+/// A topic being read: how to decode it and which outputs it feeds.
+struct Source {
+    decoder: Decoder,
+    outputs: Vec<usize>,
+}
+
+/// Runs until `shutdown` fires (then commits what is buffered) or, with `until_caught_up`,
+/// until everything assigned is in the lake.
+pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<StreamSummary> {
+    let (outputs, sources) = open_outputs(&options).await?;
+    let topics: Vec<String> = sources.keys().cloned().collect();
+    let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
+    let consumer = tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        GroupConsumer::join(&client, &group, &topics)
+    })
+    .await??;
+    info!(group = %options.pipeline.kafka.group, brokers = %options.client.brokers, "Joined the consumer group.");
+    let mut state = State {
+        consumer,
+        outputs,
+        sources,
+        lanes: HashMap::new(),
+        assigned: HashSet::new(),
+        summary: StreamSummary::default(),
+    };
+    loop {
+        let wait = state.next_deadline().map_or(IDLE_WAIT, |due| {
+            due.saturating_duration_since(Instant::now()).min(IDLE_WAIT)
+        });
+        let took = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            took = state.process_batch(wait) => took?,
+        };
+        let draining = options.until_caught_up || options.drain.is_cancelled();
+        state.flush_due(draining && took == 0).await?;
+        if draining && took == 0 && state.caught_up().await? {
+            info!("Caught up with every assigned partition.");
+            break;
+        }
+    }
+    state.flush_due(true).await?;
+    Ok(state.summary)
+}
+
+/// Opens (or creates) every table before joining the group, so a bad lake fails fast.
+async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<String, Source>)> {
+    let mut outputs = Vec::new();
+    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
+    for stream in &options.pipeline.streams {
+        let decoder = Decoder::new(stream.schema.clone());
+        let source = sources.entry(stream.topic.clone()).or_insert(Source {
+            decoder,
+            outputs: Vec::new(),
+        });
+        for config in options
+            .pipeline
+            .tables
+            .iter()
+            .filter(|t| t.from == stream.name)
+        {
+            let table = LakeTable::open_or_create(
+                &config.name,
+                &config.uri,
+                &options.storage_options,
+                source.decoder.table_schema(),
+                &config.partition_by,
+            )
+            .await?;
+            info!(table = %config.name, uri = %table.url(), version = ?table.version(), "Opened table.");
+            source.outputs.push(outputs.len());
+            outputs.push(Output {
+                table,
+                config: config.clone(),
+                topic: stream.topic.clone(),
+                slot: source.outputs.len() - 1,
+            });
+        }
+    }
+    Ok((outputs, sources))
+}
+
+struct State {
+    consumer: GroupConsumer,
+    outputs: Vec<Output>,
+    sources: BTreeMap<String, Source>,
+    lanes: HashMap<(String, i32), Lane>,
+    assigned: HashSet<(String, i32)>,
+    summary: StreamSummary,
+}
+
+impl State {
+    /// Reads one batch and buffers its rows; returns how many records arrived.
+    async fn process_batch(&mut self, wait: Duration) -> Result<usize> {
+        let messages = self
+            .consumer
+            .recv_batch(defaults::DECODE_BATCH_RECORDS, wait)
+            .await?;
+        for event in self.consumer.take_events() {
+            match event {
+                RebalanceEvent::Assigned(partitions) => {
+                    info!(?partitions, "Partitions assigned.");
+                    self.assigned.extend(partitions);
+                }
+                RebalanceEvent::Revoked(partitions) => {
+                    info!(?partitions, "Partitions revoked; dropping their buffers.");
+                    for partition in &partitions {
+                        self.assigned.remove(partition);
+                        self.lanes.remove(partition);
+                    }
+                }
+            }
+        }
+        let mut by_partition: BTreeMap<(&str, i32), Vec<(i64, Option<&[u8]>)>> = BTreeMap::new();
+        for message in &messages {
+            use rdkafka::Message;
+            by_partition
+                .entry((message.topic(), message.partition()))
+                .or_default()
+                .push((message.offset(), message.payload()));
+        }
+        let ingested_at_us = chrono::Utc::now().timestamp_micros();
+        let now = Instant::now();
+        for ((topic, partition), records) in by_partition {
+            let key = (topic.to_string(), partition);
+            if !self.assigned.contains(&key) {
+                continue;
+            }
+            let lane = lane_for(
+                &mut self.lanes,
+                &self.consumer,
+                &self.outputs,
+                &self.sources,
+                key,
+            )
+            .await?;
+            lane.begin_batch();
+            let mut taken = Vec::with_capacity(records.len());
+            for (offset, payload) in records {
+                match lane.admit(offset) {
+                    Admit::Take => taken.push(RawRecord {
+                        payload,
+                        partition,
+                        offset,
+                    }),
+                    Admit::Skip => {}
+                    Admit::SeekTo(next) => {
+                        info!(
+                            topic,
+                            partition,
+                            from = offset,
+                            to = next,
+                            "Seeking back to the lake's position."
+                        );
+                        self.consumer.seek(topic, partition, Some(next))?;
+                    }
+                }
+            }
+            let Some(last_offset) = taken.last().map(|r| r.offset) else {
+                continue;
+            };
+            let source = &self.sources[topic];
+            let decoded = source.decoder.decode(topic, &taken, ingested_at_us);
+            for rejected in &decoded.rejected {
+                warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "Skipped a record that does not fit the stream's schema.");
+            }
+            self.summary.rejected += decoded.rejected.len() as u64;
+            for &output in &source.outputs {
+                lane.append(self.outputs[output].slot, &decoded.batch, last_offset, now);
+            }
+        }
+        Ok(messages.len())
+    }
+
+    /// The earliest moment a table's latency limit is reached.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.outputs
+            .iter()
+            .filter_map(|output| {
+                let since = self.buffers(output).filter_map(|b| b.since()).min()?;
+                Some(since + output.config.flush.max_latency)
+            })
+            .min()
+    }
+
+    fn buffers<'a>(
+        &'a self,
+        output: &'a Output,
+    ) -> impl Iterator<Item = &'a lanes::TableBuffer> + 'a {
+        self.lanes
+            .iter()
+            .filter(move |((topic, _), _)| *topic == output.topic)
+            .map(move |(_, lane)| &lane.tables[output.slot])
+    }
+
+    /// Commits each table whose limits are reached (every table with pending progress when
+    /// `all`).
+    async fn flush_due(&mut self, all: bool) -> Result<()> {
+        for index in 0..self.outputs.len() {
+            let output = &self.outputs[index];
+            let flush = output.config.flush;
+            let (rows, bytes) = self
+                .buffers(output)
+                .fold((0, 0), |(r, b), t| (r + t.rows(), b + t.bytes()));
+            let oldest = self.buffers(output).filter_map(|b| b.since()).min();
+            let due = oldest.is_some_and(|since| {
+                all || rows >= flush.max_rows
+                    || bytes as u64 >= flush.max_bytes
+                    || since.elapsed() >= flush.max_latency
+            });
+            if due {
+                self.commit(index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits one table's pending progress from every lane in one Delta commit.
+    async fn commit(&mut self, index: usize) -> Result<()> {
+        let output = &mut self.outputs[index];
+        let mut batches = Vec::new();
+        let mut progress = Vec::new();
+        for ((topic, partition), lane) in self
+            .lanes
+            .iter_mut()
+            .filter(|((topic, _), _)| *topic == output.topic)
+        {
+            if let Some(pending) = lane.tables[output.slot].take_pending() {
+                batches.extend(pending.batches);
+                progress.push(PartitionProgress {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    previous: pending.previous,
+                    last_offset: pending.last_offset,
+                });
+            }
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        match output.table.commit(&batches, &progress).await {
+            Ok(version) => {
+                info!(table = %output.config.name, version, rows, partitions = progress.len(), "Committed.");
+                self.summary.rows += rows as u64;
+                self.summary.commits += 1;
+                let mut positions = Vec::new();
+                for p in &progress {
+                    let key = (p.topic.clone(), p.partition);
+                    if let Some(lane) = self.lanes.get_mut(&key) {
+                        lane.tables[output.slot].committed = Some(p.last_offset);
+                        let next = lane
+                            .tables
+                            .iter()
+                            .map(|t| t.committed.map_or(0, |c| c + 1))
+                            .min()
+                            .unwrap_or(0);
+                        positions.push((p.topic.clone(), p.partition, next));
+                    }
+                }
+                // Lag metrics only: a failure here loses nothing.
+                if let Err(err) = self.consumer.commit_positions(&positions) {
+                    warn!(error = %format!("{err:#}"), "Could not record positions in the consumer group.");
+                }
+                Ok(())
+            }
+            Err(LakeError::Fenced {
+                table,
+                topic,
+                partition,
+                expected,
+                found,
+            }) => {
+                warn!(%table, %topic, partition, ?expected, ?found, "Another member committed this partition; dropping its buffers.");
+                self.summary.fenced += 1;
+                for p in &progress {
+                    self.lanes.remove(&(p.topic.clone(), p.partition));
+                }
+                Ok(())
+            }
+            Err(err) => Err(err)
+                .with_context(|| format!("committing {rows} rows to table {}", output.config.name)),
+        }
+    }
+
+    /// Whether every assigned partition is committed up to its current end.
+    async fn caught_up(&mut self) -> Result<bool> {
+        if self.assigned.is_empty()
+            || self
+                .lanes
+                .values()
+                .any(|l| l.tables.iter().any(|t| t.has_pending()))
+        {
+            return Ok(false);
+        }
+        for key in self.assigned.clone() {
+            let (topic, partition) = (key.0.clone(), key.1);
+            let next = lane_for(
+                &mut self.lanes,
+                &self.consumer,
+                &self.outputs,
+                &self.sources,
+                key,
+            )
+            .await?
+            .next_offset();
+            let (_, high) =
+                tokio::task::block_in_place(|| self.consumer.watermarks(&topic, partition))?;
+            if next < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The lane of a partition, created from the lake's committed offsets on first use.
+async fn lane_for<'a>(
+    lanes: &'a mut HashMap<(String, i32), Lane>,
+    consumer: &GroupConsumer,
+    outputs: &[Output],
+    sources: &BTreeMap<String, Source>,
+    key: (String, i32),
+) -> Result<&'a mut Lane> {
+    if !lanes.contains_key(&key) {
+        let (topic, partition) = (&key.0, key.1);
+        let mut committed = Vec::new();
+        for &output in &sources[topic].outputs {
+            committed.push(
+                outputs[output]
+                    .table
+                    .committed_offset(topic, partition)
+                    .await?,
+            );
+        }
+        let log_start = if committed.iter().any(Option::is_none) {
+            tokio::task::block_in_place(|| consumer.watermarks(topic, partition))?.0
+        } else {
+            0
+        };
+        let lane = Lane::new(&committed, log_start);
+        info!(topic = %topic, partition, next = lane.next_offset(), ?committed, "Lane opened from the lake's offsets.");
+        lanes.insert(key.clone(), lane);
+    }
+    Ok(lanes.get_mut(&key).expect("inserted above"))
+}

@@ -1,0 +1,156 @@
+//! `sluice up`: the whole pipeline in one process on embedded defaults — a tansu broker with
+//! SQLite storage, the sensor generator, and the sensor pipeline into a local Delta lake.
+//! Ctrl-C stops the generator, commits what is buffered and exits 0.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sluice_kafka::ClientOptions;
+use sluice_kafka::admin;
+use sluice_kafka::broker::EmbeddedBroker;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::cli::UpArgs;
+use crate::produce::{self, Clock, ProduceOptions, Source};
+use crate::stream::{self, StreamOptions};
+use crate::{builtin, generators};
+
+/// How long Ctrl-C waits for the stream to catch up with the generator before it stops anyway.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs everything until `shutdown` fires.
+pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let (brokers, embedded) = match &args.brokers {
+        Some(brokers) => (brokers.clone(), None),
+        None => {
+            let log = args.data_dir.join("kafka.db");
+            let storage = Url::parse(&format!("sqlite:{}", relative_to_cwd(&log)?.display()))?;
+            let broker = EmbeddedBroker::start(args.listen, storage).await?;
+            (broker.bootstrap(), Some(broker))
+        }
+    };
+    let client = ClientOptions::new(&brokers);
+    let pipeline = builtin::sensor_pipeline(
+        &args
+            .lake
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("lake").display().to_string()),
+    )?;
+    let topic = pipeline.streams[0].topic.clone();
+    admin::create_topic(&client, &topic, args.partitions, 1).await?;
+    let table = &pipeline.tables[0];
+    println!("sluice up: running");
+    match &embedded {
+        Some(_) => println!(
+            "  broker  {brokers} (embedded tansu, log in {})",
+            args.data_dir.join("kafka.db").display()
+        ),
+        None => println!("  broker  {brokers}"),
+    }
+    println!(
+        "  topic   {topic}: {} sensor events/s from the generator",
+        args.rate
+    );
+    println!(
+        "  lake    {} (Delta, partitioned by event date/hour)",
+        table.uri
+    );
+    println!("Try, in another terminal:");
+    let lake_flag = args.lake.as_ref().map_or_else(
+        || {
+            if args.data_dir == Path::new(crate::cli::DEFAULT_DATA_DIR) {
+                String::new()
+            } else {
+                format!(" --lake {}", args.data_dir.join("lake").display())
+            }
+        },
+        |lake| format!(" --lake {lake}"),
+    );
+    println!(
+        "  sluice query{lake_flag} \"select device_id, count(*) as n, round(avg(temperature_c), 1) as avg_c from {} group by device_id order by n desc limit 5\"",
+        table.name
+    );
+    println!("Ctrl-C drains, commits and stops.");
+    let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+    let stream_stop = CancellationToken::new();
+    let mut streaming = tokio::spawn(stream::run(
+        StreamOptions {
+            pipeline,
+            client: client.clone(),
+            storage_options,
+            until_caught_up: false,
+            drain: shutdown.clone(),
+        },
+        stream_stop.clone(),
+    ));
+    let mut producing = tokio::spawn(produce::run(
+        ProduceOptions {
+            client,
+            topic,
+            source: Source::Generator {
+                kind: generators::Kind::Sensor,
+                seed: rand::random(),
+                salt: None,
+            },
+            count: None,
+            rate: Some(args.rate),
+            key: None,
+            no_key: false,
+            clock: Clock::Now,
+            progress: false,
+        },
+        shutdown.clone(),
+    ));
+    let (produced, streamed) = tokio::select! {
+        produced = &mut producing => {
+            // Ctrl-C (or a generator failure): the stream catches up with what was produced,
+            // commits and stops; if that takes too long, it commits what it has and stops.
+            shutdown.cancel();
+            let stop = stream_stop.clone();
+            let deadline = tokio::spawn(async move {
+                tokio::time::sleep(DRAIN_LIMIT).await;
+                stop.cancel();
+            });
+            let streamed = streaming.await;
+            deadline.abort();
+            (produced, streamed)
+        }
+        streamed = &mut streaming => {
+            shutdown.cancel();
+            (producing.await, streamed)
+        }
+    };
+    let report = produced?.context("the sensor generator failed")?;
+    let summary = streamed?.context("the stream failed")?;
+    println!(
+        "sluice up: stopped; {} events produced, {} rows committed in {} commits",
+        report.records, summary.rows, summary.commits
+    );
+    drop(embedded);
+    Ok(())
+}
+
+/// `path` relative to the current directory: tansu resolves its SQLite path against it.
+fn relative_to_cwd(path: &Path) -> Result<PathBuf> {
+    if path.is_relative() {
+        return Ok(path.to_path_buf());
+    }
+    let cwd = std::env::current_dir()?;
+    let ups = cwd
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count();
+    let mut relative: PathBuf = std::iter::repeat_n("..", ups).collect();
+    relative.extend(
+        path.components()
+            .filter(|c| matches!(c, Component::Normal(_))),
+    );
+    Ok(relative)
+}

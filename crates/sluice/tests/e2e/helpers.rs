@@ -1,0 +1,189 @@
+//! Shared helpers: running the binary with a deadline, unique names, pipeline files, and the
+//! independent Python reader.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The broker the services script started; the suite refuses to run without it rather than
+/// pass vacuously.
+pub fn brokers() -> String {
+    std::env::var("SLUICE_TEST_BROKERS").expect(
+        "SLUICE_TEST_BROKERS is not set: run the suite with scripts/test.sh, which starts tansu and s3s-fs",
+    )
+}
+
+/// The S3 bucket of the services script's s3s-fs server.
+pub fn s3_bucket() -> String {
+    std::env::var("SLUICE_TEST_S3_BUCKET")
+        .expect("SLUICE_TEST_S3_BUCKET is not set: run scripts/test.sh")
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `sluice` with the test broker in its environment.
+pub fn sluice() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command
+        .env("SLUICE_BROKERS", brokers())
+        .env("SLUICE_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `command`, killing it after `limit`; returns its output whatever the exit status.
+pub fn run(command: &mut Command, limit: Duration) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    wait(child, limit)
+}
+
+/// Waits for a child with a deadline, then collects its output.
+pub fn wait(mut child: Child, limit: Duration) -> Output {
+    let started = Instant::now();
+    while child.try_wait().expect("poll child").is_none() {
+        if started.elapsed() > limit {
+            child.kill().ok();
+            let output = child.wait_with_output().expect("collect output");
+            panic!(
+                "command still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("collect output")
+}
+
+/// Runs `command` and insists that it succeeds; returns stdout.
+pub fn run_ok(command: &mut Command, limit: Duration) -> String {
+    let output = run(command, limit);
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Runs `command` and insists that it fails; returns stderr.
+pub fn run_err(command: &mut Command, limit: Duration) -> String {
+    let output = run(command, limit);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "{command:?} succeeded but should have failed; stderr:\n{stderr}"
+    );
+    stderr
+}
+
+/// Creates a topic through `sluice topics create`.
+pub fn create_topic(topic: &str, partitions: u32) {
+    run_ok(
+        sluice().args([
+            "topics",
+            "create",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ]),
+        Duration::from_secs(30),
+    );
+}
+
+/// Writes the sensor JSON Schema and a pipeline file for one topic → one table into `dir`.
+pub fn write_pipeline(
+    dir: &Path,
+    topic: &str,
+    group: &str,
+    table_uri: &str,
+    flush: &str,
+) -> PathBuf {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(
+        dir.join("schemas/sensor_event.schema.json"),
+        include_str!("../../../../examples/schemas/sensor_event.schema.json"),
+    )
+    .unwrap();
+    let file = dir.join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[kafka]
+group = "{group}"
+
+[[streams]]
+name = "sensor_events"
+topic = "{topic}"
+schema = "schemas/sensor_event.schema.json"
+event_time = "ts"
+key = "device_id"
+
+[[tables]]
+name = "sensor_events"
+from = "sensor_events"
+uri = "{table_uri}"
+flush = {flush}
+"#
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Runs SQL through `sluice query --format json` and parses the rows.
+pub fn query(pipeline: &Path, sql: &str) -> Vec<Value> {
+    let out = run_ok(
+        sluice()
+            .args(["query", "--format", "json", "--pipeline"])
+            .arg(pipeline)
+            .arg(sql),
+        Duration::from_secs(120),
+    );
+    out.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON row"))
+        .collect()
+}
+
+/// Reads a Delta table with the Python `deltalake` package (scripts/check_delta.py).
+pub fn python_check(table_uri: &str) -> Value {
+    let python = std::env::var("SLUICE_TEST_PYTHON")
+        .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_delta.py");
+    let out = run_ok(
+        Command::new(python).arg(script).arg(table_uri),
+        Duration::from_secs(180),
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|err| panic!("check_delta.py printed no JSON ({err}): {out}"))
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

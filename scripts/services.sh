@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Starts and stops the local dev services that the tests and benchmarks run against, on
+# 127.0.0.1, with pid files and logs in a run directory:
+#   kafka — tansu broker (Kafka protocol)        port $SLUICE_KAFKA_PORT (default 19092)
+#   s3    — s3s-fs (S3 over a directory)         port $SLUICE_S3_PORT    (default 19000)
+#
+#   scripts/services.sh start|stop|restart|status [kafka|s3]...   (no name: both)
+#   scripts/services.sh env       # export lines for the running services; eval "$(… env)"
+#
+# Settings (environment):
+#   SLUICE_RUN_DIR        run directory (default $SLUICE_CACHE/run): <svc>.pid, <svc>.log,
+#                         <svc>.port, the s3 root (s3/, bucket "lake" = s3/lake/)
+#   SLUICE_KAFKA_PORT, SLUICE_S3_PORT   ports used by `start`; a running service keeps the
+#                         port recorded in <svc>.port, and `restart` reuses it
+#   SLUICE_TANSU_STORAGE  tansu's --storage-engine (default memory://tansu/: lost on stop).
+#                         For a broker that keeps its topics across `restart kafka`, use
+#                         sqlite://tansu.db — tansu resolves a sqlite URL's host+path against
+#                         its working directory, which is the run dir, so that is
+#                         $SLUICE_RUN_DIR/tansu.db (an absolute sqlite:///x/y also lands
+#                         under the run dir, as <run>/x/y).
+#   SLUICE_SERVICE_TIMEOUT  seconds to wait for a port to open (default 30)
+#
+# start and stop are idempotent. start fails (printing the log tail) if a service does not
+# accept connections in time or exits; stop sends SIGTERM, waits, then SIGKILL. status exits 0
+# when every named service runs, 3 otherwise.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+SERVICES_SH="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+RUN="${SLUICE_RUN_DIR:-$SLUICE_CACHE/run}"
+HOST=127.0.0.1
+TIMEOUT="${SLUICE_SERVICE_TIMEOUT:-30}"
+TANSU_STORAGE="${SLUICE_TANSU_STORAGE:-memory://tansu/}"
+S3_ACCESS_KEY=sluice
+S3_SECRET_KEY=sluice-secret
+S3_BUCKET=lake
+ALL=(kafka s3)
+
+say() { echo "services: $*"; }
+die() { echo "services: $*" >&2; exit 1; }
+
+bin_of() {
+  case $1 in
+    kafka) echo "$TANSU_BIN" ;;
+    s3) echo "$S3S_FS_BIN" ;;
+  esac
+}
+
+# The port a service uses: the recorded one while it runs (or for restart), else the setting.
+configured_port() {
+  case $1 in
+    kafka) echo "${SLUICE_KAFKA_PORT:-19092}" ;;
+    s3) echo "${SLUICE_S3_PORT:-19000}" ;;
+  esac
+}
+recorded_port() {
+  local f="$RUN/$1.port"
+  if [ -s "$f" ]; then cat "$f"; else configured_port "$1"; fi
+}
+
+# Prints the pid if the pid file names a live process running this service's binary.
+running_pid() {
+  local pidfile="$RUN/$1.pid" pid cmd
+  [ -s "$pidfile" ] || return 1
+  pid=$(cat "$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  # Guard against a recycled pid: the process must be our binary.
+  if [ -r "/proc/$pid/cmdline" ]; then
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+  else
+    cmd=$(ps -p "$pid" -o args= 2>/dev/null || true)
+  fi
+  [[ $cmd == *"$(bin_of "$1")"* ]] || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+log_tail() {
+  echo "services: last lines of $1:" >&2
+  tail -n 30 "$1" 2>/dev/null | sed 's/^/  | /' >&2 || true
+}
+
+start_one() {
+  local name=$1 port=${2:-} bin pid log="$RUN/$1.log" waited=0
+  bin=$(bin_of "$name")
+  if pid=$(running_pid "$name"); then
+    say "$name already running (pid $pid, $HOST:$(recorded_port "$name"))"
+    return 0
+  fi
+  [ -x "$bin" ] || die "$name: $bin not found; run scripts/install-services.sh first"
+  [ -n "$port" ] || port=$(configured_port "$name")
+  if port_open "$port"; then
+    die "$name: port $HOST:$port is already in use by another process (set SLUICE_$( \
+      [ "$name" = kafka ] && echo KAFKA || echo S3)_PORT to another port, or stop it)"
+  fi
+  mkdir -p "$RUN"
+  echo "=== $(date -u +%FT%TZ) start $name on $HOST:$port" >>"$log"
+  case $name in
+    kafka)
+      # Working directory = run dir: tansu resolves sqlite://NAME relative to it.
+      (cd "$RUN" && exec "$bin" broker \
+        --listener-url "tcp://$HOST:$port" \
+        --advertised-listener-url "tcp://$HOST:$port" \
+        --storage-engine "$TANSU_STORAGE") </dev/null >>"$log" 2>&1 &
+      ;;
+    s3)
+      # A bucket in s3s-fs is a directory under its root.
+      mkdir -p "$RUN/s3/$S3_BUCKET"
+      (RUST_LOG="${RUST_LOG:-info}" exec "$bin" \
+        --host "$HOST" --port "$port" \
+        --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+        "$RUN/s3") </dev/null >>"$log" 2>&1 &
+      ;;
+  esac
+  pid=$!
+  echo "$pid" >"$RUN/$name.pid"
+  echo "$port" >"$RUN/$name.port"
+  while :; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      rm -f "$RUN/$name.pid"
+      log_tail "$log"
+      die "$name exited during startup (see $log)"
+    fi
+    if port_open "$port"; then
+      # The port may belong to someone else who grabbed it meanwhile: ours must still live.
+      sleep 0.2
+      kill -0 "$pid" 2>/dev/null && break
+      continue
+    fi
+    if [ "$waited" -ge $((TIMEOUT * 10)) ]; then
+      log_tail "$log"
+      stop_one "$name" >/dev/null
+      die "$name did not open $HOST:$port within ${TIMEOUT}s (see $log)"
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  say "$name started (pid $pid, $HOST:$port, log $log)"
+}
+
+stop_one() {
+  local name=$1 pid i
+  if ! pid=$(running_pid "$name"); then
+    rm -f "$RUN/$name.pid" "$RUN/$name.port"
+    say "$name not running"
+    return 0
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do # 10 s
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  kill -0 "$pid" 2>/dev/null && die "$name (pid $pid) would not die"
+  rm -f "$RUN/$name.pid" "$RUN/$name.port"
+  say "$name stopped (pid $pid)"
+}
+
+restart_one() {
+  local port
+  port=$(recorded_port "$1") # keep the port clients were given
+  stop_one "$1"
+  start_one "$1" "$port"
+}
+
+status_one() {
+  local pid
+  if pid=$(running_pid "$1"); then
+    echo "$1: running (pid $pid, $HOST:$(recorded_port "$1"), log $RUN/$1.log)"
+  else
+    echo "$1: stopped"
+    return 3
+  fi
+}
+
+print_env() {
+  q() { printf 'export %s=%q\n' "$1" "$2"; }
+  q SLUICE_TEST_BROKERS "$HOST:$(recorded_port kafka)"
+  q AWS_ENDPOINT_URL "http://$HOST:$(recorded_port s3)"
+  q AWS_ACCESS_KEY_ID "$S3_ACCESS_KEY"
+  q AWS_SECRET_ACCESS_KEY "$S3_SECRET_KEY"
+  q AWS_REGION us-east-1
+  q AWS_ALLOW_HTTP true
+  q SLUICE_TEST_S3_BUCKET "$S3_BUCKET"
+  q SLUICE_TEST_PYTHON "$SLUICE_PYTHON"
+  # So that a test can run `$SLUICE_SERVICES restart kafka` against these same services.
+  q SLUICE_SERVICES "$SERVICES_SH"
+  q SLUICE_RUN_DIR "$RUN"
+  q SLUICE_KAFKA_PORT "$(recorded_port kafka)"
+  q SLUICE_S3_PORT "$(recorded_port s3)"
+  q SLUICE_TANSU_STORAGE "$TANSU_STORAGE"
+}
+
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$SERVICES_SH" >&2
+  exit 2
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
+for n in "${names[@]}"; do
+  case $n in
+    kafka | s3) ;;
+    *) echo "services: unknown service '$n' (kafka, s3)" >&2; usage ;;
+  esac
+done
+
+case $cmd in
+  start) for n in "${names[@]}"; do start_one "$n"; done ;;
+  stop) for n in "${names[@]}"; do stop_one "$n"; done ;;
+  restart) for n in "${names[@]}"; do restart_one "$n"; done ;;
+  status)
+    rc=0
+    for n in "${names[@]}"; do status_one "$n" || rc=3; done
+    exit $rc
+    ;;
+  env) print_env ;;
+  *) usage ;;
+esac

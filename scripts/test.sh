@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# THE test command: installs the pinned dev services and the Python reader venv (both cached,
+# instant after the first run), starts tansu and s3s-fs in a private run directory on free
+# ports, runs `cargo test --workspace --locked "$@"` against them, and stops them again on any
+# exit (success, failure, Ctrl-C). Exits with cargo's status.
+#   scripts/test.sh                      # everything
+#   scripts/test.sh -p sluice-lake -- e2e  # extra arguments go to cargo test
+# Keeps the run directory (service logs) when the tests fail; removes it otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+scripts/install-services.sh
+scripts/python-env.sh
+
+# A private run dir and ports per invocation, so that parallel clones do not collide.
+SLUICE_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")
+export SLUICE_RUN_DIR
+
+status=  # cargo's exit status once it ran (or 130/143 on a signal)
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$status" ] || status=$rc
+  scripts/services.sh stop || true
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$SLUICE_RUN_DIR"
+  else
+    echo "test.sh: service logs kept in $SLUICE_RUN_DIR" >&2
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'status=130; exit 130' INT
+trap 'status=143; exit 143' TERM
+
+# The default port when it is free, else one the kernel hands out.
+port_free() { "$SLUICE_PYTHON" -c '
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"; }
+any_free_port() { "$SLUICE_PYTHON" -c '
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Another clone may take the same port between the check and the bind: retry with a fresh one.
+start_service() { # name env-var default-port
+  local name=$1 var=$2 port=$3 attempt
+  for attempt in 1 2 3; do
+    port_free "$port" || port=$(any_free_port)
+    if env "$var=$port" scripts/services.sh start "$name"; then
+      export "$var=$port"
+      return 0
+    fi
+    port=$(any_free_port)
+  done
+  echo "test.sh: could not start $name (see $SLUICE_RUN_DIR/$name.log)" >&2
+  return 1
+}
+start_service kafka SLUICE_KAFKA_PORT "${SLUICE_KAFKA_PORT:-19092}"
+start_service s3 SLUICE_S3_PORT "${SLUICE_S3_PORT:-19000}"
+eval "$(scripts/services.sh env)"
+
+set +e
+cargo test --workspace --locked "$@"
+status=$?
+set -e
+exit "$status"
