@@ -135,6 +135,9 @@ def main(argv):
         result = check(argv[1])
     except SystemExit:
         raise
+    except ImportError as e:
+        fail(f"{e}: run me with the venv python of scripts/python-env.sh "
+             f"($SLUICE_PYTHON, ~/.cache/sluice/venv/bin/python)")
     except Exception as e:  # noqa: BLE001
         fail(f"checking {argv[1]} failed: {type(e).__name__}: {e}")
     print(json.dumps(result, sort_keys=False))

@@ -19,6 +19,7 @@
 #                         $SLUICE_RUN_DIR/tansu.db (an absolute sqlite:///x/y also lands
 #                         under the run dir, as <run>/x/y).
 #   SLUICE_SERVICE_TIMEOUT  seconds to wait for a port to open (default 30)
+#   SLUICE_KAFKA_LOG, SLUICE_S3_LOG  the services' RUST_LOG (default warn; s3s_fs=info)
 #
 # start and stop are idempotent. start fails (printing the log tail) if a service does not
 # accept connections in time or exits; stop sends SIGTERM, waits, then SIGKILL. status exits 0
@@ -31,6 +32,9 @@ RUN="${SLUICE_RUN_DIR:-$SLUICE_CACHE/run}"
 HOST=127.0.0.1
 TIMEOUT="${SLUICE_SERVICE_TIMEOUT:-30}"
 TANSU_STORAGE="${SLUICE_TANSU_STORAGE:-memory://tansu/}"
+# The services' RUST_LOG: their own settings, not the caller's (tests may set RUST_LOG=debug).
+KAFKA_LOG="${SLUICE_KAFKA_LOG:-warn}"
+S3_LOG="${SLUICE_S3_LOG:-warn,s3s_fs=info}"
 S3_ACCESS_KEY=sluice
 S3_SECRET_KEY=sluice-secret
 S3_BUCKET=lake
@@ -58,12 +62,22 @@ recorded_port() {
   if [ -s "$f" ]; then cat "$f"; else configured_port "$1"; fi
 }
 
+# Is the process alive? A zombie (exited, not yet reaped by its new parent) counts as dead.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [ -r "/proc/$1/stat" ] || return 0
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ]
+}
+
 # Prints the pid if the pid file names a live process running this service's binary.
 running_pid() {
   local pidfile="$RUN/$1.pid" pid cmd
   [ -s "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
   # Guard against a recycled pid: the process must be our binary.
   if [ -r "/proc/$pid/cmdline" ]; then
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline")
@@ -75,6 +89,27 @@ running_pid() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Does process $1 listen on port $2? On Linux, by the socket inodes in /proc (so that a port
+# taken by someone else does not pass for ours); elsewhere, by connecting.
+owns_port() {
+  local pid=$1 port=$2 inodes fd link
+  if [ ! -r /proc/net/tcp ] || [ ! -d "/proc/$pid/fd" ]; then
+    port_open "$port"
+    return
+  fi
+  inodes=$(awk -v p="$(printf ':%04X' "$port")" \
+    '$4 == "0A" && substr($2, length($2) - 4) == p { printf " %s ", $10 }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null || true)
+  [ -n "$inodes" ] || return 1
+  for fd in "/proc/$pid/fd/"*; do
+    link=$(readlink "$fd" 2>/dev/null) || continue
+    [[ $link == socket:\[*\] ]] || continue
+    link=${link#socket:[}
+    [[ $inodes == *" ${link%]} "* ]] && return 0
+  done
+  return 1
+}
 
 log_tail() {
   echo "services: last lines of $1:" >&2
@@ -99,7 +134,7 @@ start_one() {
   case $name in
     kafka)
       # Working directory = run dir: tansu resolves sqlite://NAME relative to it.
-      (cd "$RUN" && exec "$bin" broker \
+      (cd "$RUN" && RUST_LOG="$KAFKA_LOG" NO_COLOR=1 exec "$bin" broker \
         --listener-url "tcp://$HOST:$port" \
         --advertised-listener-url "tcp://$HOST:$port" \
         --storage-engine "$TANSU_STORAGE") </dev/null >>"$log" 2>&1 &
@@ -107,7 +142,7 @@ start_one() {
     s3)
       # A bucket in s3s-fs is a directory under its root.
       mkdir -p "$RUN/s3/$S3_BUCKET"
-      (RUST_LOG="${RUST_LOG:-info}" exec "$bin" \
+      (RUST_LOG="$S3_LOG" NO_COLOR=1 exec "$bin" \
         --host "$HOST" --port "$port" \
         --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
         "$RUN/s3") </dev/null >>"$log" 2>&1 &
@@ -117,17 +152,12 @@ start_one() {
   echo "$pid" >"$RUN/$name.pid"
   echo "$port" >"$RUN/$name.port"
   while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      rm -f "$RUN/$name.pid"
+    if ! alive "$pid"; then
+      rm -f "$RUN/$name.pid" "$RUN/$name.port"
       log_tail "$log"
       die "$name exited during startup (see $log)"
     fi
-    if port_open "$port"; then
-      # The port may belong to someone else who grabbed it meanwhile: ours must still live.
-      sleep 0.2
-      kill -0 "$pid" 2>/dev/null && break
-      continue
-    fi
+    owns_port "$pid" "$port" && break
     if [ "$waited" -ge $((TIMEOUT * 10)) ]; then
       log_tail "$log"
       stop_one "$name" >/dev/null
@@ -148,18 +178,18 @@ stop_one() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do # 10 s
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     say "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      alive "$pid" || break
       sleep 0.1
     done
   fi
-  kill -0 "$pid" 2>/dev/null && die "$name (pid $pid) would not die"
+  alive "$pid" && die "$name (pid $pid) would not die"
   rm -f "$RUN/$name.pid" "$RUN/$name.port"
   say "$name stopped (pid $pid)"
 }

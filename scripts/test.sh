@@ -48,8 +48,8 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # Another clone may take the same port between the check and the bind: retry with a fresh one.
 start_service() { # name env-var default-port
-  local name=$1 var=$2 port=$3 attempt
-  for attempt in 1 2 3; do
+  local name=$1 var=$2 port=$3
+  for _ in 1 2 3; do
     port_free "$port" || port=$(any_free_port)
     if env "$var=$port" scripts/services.sh start "$name"; then
       export "$var=$port"

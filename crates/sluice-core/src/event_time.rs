@@ -21,6 +21,8 @@ pub fn date_and_hour(event_time: &TimestampMicrosecondArray) -> (Date32Array, In
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::Array;
+
     use super::*;
 
     #[test]

@@ -222,7 +222,7 @@ fn json_schema_type(property: &Value) -> Result<FieldType, String> {
                 .filter(|ty| *ty != "null")
                 .collect();
             match non_null.as_slice() {
-                [ty] => ty,
+                [ty] => *ty,
                 _ => return Err(format!("expected one type besides \"null\", got {types:?}")),
             }
         }

@@ -90,7 +90,7 @@ impl LakeTable {
     }
 
     /// The Delta version the next commit builds on.
-    pub fn version(&self) -> Option<i64> {
+    pub fn version(&self) -> Option<u64> {
         self.table.version()
     }
 
@@ -134,7 +134,7 @@ impl LakeTable {
             }
         }
         let partitions = self.snapshot().metadata().partition_columns();
-        if partitions.as_slice() != self.partition_by.as_slice() {
+        if partitions != self.partition_by.as_slice() {
             differences.push_str(&format!(
                 "\n  - the table is partitioned by {:?}, the pipeline by {:?}",
                 partitions, self.partition_by

@@ -63,7 +63,7 @@ impl LakeTable {
         &mut self,
         batches: &[RecordBatch],
         progress: &[PartitionProgress],
-    ) -> Result<i64, LakeError> {
+    ) -> Result<u64, LakeError> {
         self.refresh().await?;
         for p in progress {
             let found = self.committed_offset(&p.topic, p.partition).await?;
@@ -138,6 +138,6 @@ fn writer_properties() -> WriterProperties {
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
         ))
-        .set_max_row_group_size(128 * 1024)
+        .set_max_row_group_row_count(Some(128 * 1024))
         .build()
 }

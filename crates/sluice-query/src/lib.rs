@@ -58,7 +58,7 @@ pub struct TableSummary {
     /// Location.
     pub uri: String,
     /// Current Delta version.
-    pub version: i64,
+    pub version: u64,
     /// Data files in the current version.
     pub files: usize,
 }
@@ -110,7 +110,10 @@ impl Lake {
             summaries.push(TableSummary {
                 name: name.clone(),
                 uri: url.to_string(),
-                version: table.version().unwrap_or(-1),
+                version: table.version().ok_or_else(|| QueryError::NotCreated {
+                    table: name.clone(),
+                    uri: url.to_string(),
+                })?,
                 files: table.get_file_uris().map_err(open_error)?.count(),
             });
         }

@@ -83,6 +83,7 @@ pub struct UpArgs {
 /// `sluice produce`
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
+    /// The cluster.
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Topic to produce to (it must exist: see `sluice topics create`).
@@ -127,6 +128,7 @@ pub struct ProduceArgs {
 /// `sluice stream`
 #[derive(Debug, Args)]
 pub struct StreamArgs {
+    /// The cluster.
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// The pipeline file (TOML).
@@ -152,6 +154,7 @@ pub struct LakeArgs {
 /// `sluice query`
 #[derive(Debug, Args)]
 pub struct QueryArgs {
+    /// The tables.
     #[command(flatten)]
     pub lake: LakeArgs,
     /// Output format.
@@ -175,6 +178,7 @@ pub enum OutputFormat {
 /// `sluice topics`
 #[derive(Debug, Args)]
 pub struct TopicsArgs {
+    /// The cluster.
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// What to do.

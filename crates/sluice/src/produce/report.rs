@@ -17,7 +17,7 @@ pub struct PartitionReport {
 }
 
 /// Everything one `sluice produce` run got acknowledged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProducerReport {
     /// The topic produced to.
     pub topic: String,
