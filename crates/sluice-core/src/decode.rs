@@ -161,14 +161,16 @@ impl Decoder {
         for record in records {
             let payload = record.payload.unwrap_or_default();
             std::str::from_utf8(payload).map_err(|err| format!("payload is not UTF-8: {err}"))?;
-            decoder.decode(payload).map_err(describe)?;
+            decoder
+                .decode(payload)
+                .map_err(|err| format!("not valid JSON: {}", describe(err)))?;
             if decoder.has_partial_record() {
                 return Err("payload is not complete JSON (truncated?)".into());
             }
         }
         let batch = decoder
             .flush()
-            .map_err(describe)?
+            .map_err(|err| format!("does not match the schema: {}", describe(err)))?
             .unwrap_or_else(|| RecordBatch::new_empty(self.json_schema.clone()));
         match (records.len(), batch.num_rows()) {
             (expected, got) if expected == got => Ok(batch),
@@ -409,7 +411,13 @@ mod tests {
             .collect();
         assert_eq!(reasons.len(), 7, "{reasons:?}");
         let reason = |offset| reasons.iter().find(|(o, _)| *o == offset).unwrap().1;
-        assert!(reason(102).contains("temperature_c"), "{}", reason(102));
+        assert!(reason(101).starts_with("not valid JSON"), "{}", reason(101));
+        assert!(
+            reason(102).starts_with("does not match the schema")
+                && reason(102).contains("temperature_c"),
+            "{}",
+            reason(102)
+        );
         assert!(
             reason(104).contains("required field(s): ts"),
             "{}",

@@ -43,7 +43,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
     /// Bootstrap servers, "host:port,…" [default: the pipeline file's, else localhost:9092]
-    #[arg(long, env = "SLUICE_BROKERS")]
+    #[arg(long, env = "SLUICE_BROKERS", global = true)]
     pub brokers: Option<String>,
 }
 

@@ -11,14 +11,19 @@ use sluice_core::Pipeline;
 use sluice_kafka::ClientOptions;
 use tracing_subscriber::EnvFilter;
 
+/// sluice's own progress at info, everything else at warn. delta-kernel logs an ERROR when it
+/// looks for a table that does not exist yet, which sluice then creates: not an error to users.
+const DEFAULT_LOG: &str = "warn,sluice=info,sluice_kafka=info,sluice_lake=info,sluice_core=info,\
+sluice_query=info,buoyant_kernel::snapshot::builder=off";
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("warn,sluice=info,sluice_kafka=info,sluice_lake=info,sluice_core=info,sluice_query=info")
-    });
+    let filter =
+        EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,

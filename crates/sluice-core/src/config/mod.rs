@@ -105,7 +105,7 @@ pub struct Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read pipeline file {}: {source}", file.display())]
+    #[error("cannot read pipeline file {}", file.display())]
     Read {
         /// The pipeline file.
         file: PathBuf,
@@ -113,12 +113,13 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or has an unknown or missing field.
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {error}", file.display())]
     Syntax {
         /// The pipeline file.
         file: PathBuf,
-        /// The TOML error, with line and column.
-        source: toml::de::Error,
+        /// The TOML error, with line and column (shown in the message, not as a cause, so that
+        /// a printed chain does not repeat it).
+        error: toml::de::Error,
     },
     /// The file parsed but describes an invalid pipeline.
     #[error("{}: {} problem(s):{}", file.display(), problems.len(), render(problems))]
@@ -157,9 +158,9 @@ impl Pipeline {
         text: &str,
         read_schema: impl Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: PipelineFile = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        let raw: PipelineFile = toml::from_str(text).map_err(|error| ConfigError::Syntax {
             file: file.to_owned(),
-            source,
+            error,
         })?;
         validate(raw, &read_schema).map_err(|problems| ConfigError::Invalid {
             file: file.to_owned(),

@@ -49,7 +49,7 @@ fn bad_records_are_skipped_with_their_offsets_and_the_partition_keeps_moving() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     for (offset, reason) in [
-        (1, "expected value"),
+        (1, "not valid JSON"),
         (2, "required field(s): ts"),
         (3, "temperature_c"),
         (4, "UTF-8"),

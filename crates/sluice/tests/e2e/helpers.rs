@@ -1,6 +1,7 @@
 //! Shared helpers: running the binary with a deadline, unique names, pipeline files, and the
 //! independent Python reader.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -56,21 +57,51 @@ pub fn run(command: &mut Command, limit: Duration) -> Output {
     wait(child, limit)
 }
 
-/// Waits for a child with a deadline, then collects its output.
+/// Waits for a child with a deadline, then collects its output. The pipes are drained while
+/// waiting: a child whose logs fill a pipe would otherwise block forever on its next write.
 pub fn wait(mut child: Child, limit: Duration) -> Output {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).ok();
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let started = Instant::now();
-    while child.try_wait().expect("poll child").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            break status;
+        }
         if started.elapsed() > limit {
             child.kill().ok();
-            let output = child.wait_with_output().expect("collect output");
+            child.wait().ok();
+            let stderr = stderr.join().unwrap();
             panic!(
                 "command still running after {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&output.stderr)
+                String::from_utf8_lossy(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
-    child.wait_with_output().expect("collect output")
 }
 
 /// Runs `command` and insists that it succeeds; returns stdout.
