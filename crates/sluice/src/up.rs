@@ -44,7 +44,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             .unwrap_or_else(|| args.data_dir.join("lake").display().to_string()),
     )?;
     let topic = pipeline.streams[0].topic.clone();
-    admin::create_topic(&client, &topic, args.partitions, 1).await?;
+    // Create the topic only when missing: the embedded broker logs an error for a duplicate.
+    let existing = {
+        let client = client.clone();
+        tokio::task::spawn_blocking(move || admin::list_topics(&client)).await??
+    };
+    if !existing.contains(&topic) {
+        admin::create_topic(&client, &topic, args.partitions, 1).await?;
+    }
     let table = &pipeline.tables[0];
     println!("sluice up: running");
     match &embedded {

@@ -1,0 +1,131 @@
+//! The lake on the local filesystem (object_store's real local backend): commits carry offsets,
+//! a writer that lost a partition is fenced, and a foreign table is never written over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use sluice_lake::{LakeError, LakeTable, PartitionProgress};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("_offset", DataType::Int64, true),
+    ]))
+}
+
+fn rows(offsets: &[i64]) -> RecordBatch {
+    let devices: Vec<String> = offsets.iter().map(|o| format!("d{o}")).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(devices)),
+            Arc::new(Int64Array::from(offsets.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn progress(partition: i32, previous: Option<i64>, last_offset: i64) -> PartitionProgress {
+    PartitionProgress {
+        topic: "events".into(),
+        partition,
+        previous,
+        last_offset,
+    }
+}
+
+async fn open(uri: &str, schema: &SchemaRef) -> Result<LakeTable, LakeError> {
+    LakeTable::open_or_create("t", uri, &HashMap::new(), schema, &[]).await
+}
+
+#[tokio::test]
+async fn commits_record_each_partitions_last_offset_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut table = open(&uri, &schema()).await.unwrap();
+    assert_eq!(table.committed_offset("events", 0).await.unwrap(), None);
+
+    let v1 = table
+        .commit(
+            &[rows(&[0, 1, 2])],
+            &[progress(0, None, 2), progress(1, None, 9)],
+        )
+        .await
+        .unwrap();
+    let v2 = table
+        .commit(&[rows(&[3])], &[progress(0, Some(2), 3)])
+        .await
+        .unwrap();
+    assert_eq!(v2, v1 + 1);
+
+    let reopened = open(&uri, &schema()).await.unwrap();
+    assert_eq!(
+        reopened.committed_offset("events", 0).await.unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        reopened.committed_offset("events", 1).await.unwrap(),
+        Some(9)
+    );
+    assert_eq!(reopened.committed_offset("other", 0).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_writer_whose_partition_moved_on_is_fenced_and_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut ours = open(&uri, &schema()).await.unwrap();
+    let mut zombie = open(&uri, &schema()).await.unwrap();
+    ours.commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap();
+
+    // The zombie still believes nothing is committed for partition 0.
+    let err = zombie
+        .commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LakeError::Fenced {
+                partition: 0,
+                expected: None,
+                found: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let version = ours.version();
+    let fresh = open(&uri, &schema()).await.unwrap();
+    assert_eq!(
+        fresh.version(),
+        version,
+        "the fenced commit must not add a version"
+    );
+}
+
+#[tokio::test]
+async fn a_table_with_another_schema_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    open(&uri, &schema()).await.unwrap();
+    let other: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Int64, true),
+        Field::new("_offset", DataType::Int64, true),
+        Field::new("extra", DataType::Utf8, true),
+    ]));
+    let err = open(&uri, &other).await.unwrap_err().to_string();
+    assert!(
+        err.contains("table t") && err.contains("refusing to write"),
+        "{err}"
+    );
+    assert!(
+        err.contains("column device_id is string in the table"),
+        "{err}"
+    );
+    assert!(err.contains("column extra is missing"), "{err}");
+}
