@@ -101,6 +101,20 @@ impl LakeTable {
             .expect("an opened table has a snapshot")
     }
 
+    /// Maps a delta-rs error of `action` to one naming this table.
+    pub(crate) fn access_error(
+        &self,
+        action: &'static str,
+    ) -> impl FnOnce(DeltaTableError) -> LakeError + use<> {
+        let (table, uri) = (self.name.clone(), self.url.to_string());
+        move |source| LakeError::Access {
+            table,
+            uri,
+            action,
+            source,
+        }
+    }
+
     /// Refuses a table whose columns or partitions differ from the pipeline's.
     fn check_layout(&self, schema: &SchemaRef) -> Result<(), LakeError> {
         let existing = self.snapshot().schema();

@@ -49,12 +49,7 @@ impl LakeTable {
                 app_id(&self.name, topic, partition),
             )
             .await
-            .map_err(|source| LakeError::Access {
-                table: self.name.clone(),
-                uri: self.url.to_string(),
-                action: "read committed offsets of",
-                source,
-            })
+            .map_err(self.access_error("read committed offsets of"))
     }
 
     /// Writes `batches` as Parquet files and commits them with `progress` in one Delta commit;
@@ -123,12 +118,7 @@ impl LakeTable {
         self.table
             .update_state()
             .await
-            .map_err(|source| LakeError::Access {
-                table: self.name.clone(),
-                uri: self.url.to_string(),
-                action: "refresh",
-                source,
-            })
+            .map_err(self.access_error("refresh"))
     }
 }
 

@@ -406,48 +406,46 @@ fn validate_table(
 
 fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems) -> FlushPolicy {
     let defaults = FlushPolicy::default();
-    let max_rows = match raw.max_rows {
-        Some(0) => {
-            problems.add(
-                format!("{at}.flush.max_rows"),
-                "expected a row count above 0",
-            );
-            defaults.max_rows
-        }
-        Some(rows) => rows,
-        None => defaults.max_rows,
-    };
-    let max_bytes = match raw.max_bytes.as_deref().map(parse_size) {
-        Some(Ok(0)) => {
-            problems.add(format!("{at}.flush.max_bytes"), "expected a size above 0");
-            defaults.max_bytes
-        }
-        Some(Ok(bytes)) => bytes,
-        Some(Err(err)) => {
-            problems.add(format!("{at}.flush.max_bytes"), err);
-            defaults.max_bytes
-        }
-        None => defaults.max_bytes,
-    };
-    let max_latency = match raw.max_latency.as_deref().map(parse_duration) {
-        Some(Ok(latency)) if latency.is_zero() => {
-            problems.add(
-                format!("{at}.flush.max_latency"),
-                "expected a duration above 0",
-            );
-            defaults.max_latency
-        }
-        Some(Ok(latency)) => latency,
-        Some(Err(err)) => {
-            problems.add(format!("{at}.flush.max_latency"), err);
-            defaults.max_latency
-        }
-        None => defaults.max_latency,
-    };
+    let mut limit =
+        |field: &str, parsed: Option<Result<u64, String>>, default: u64, unit: &str| match parsed {
+            None => default,
+            Some(Ok(0)) => {
+                problems.add(
+                    format!("{at}.flush.{field}"),
+                    format!("expected {unit} above 0"),
+                );
+                default
+            }
+            Some(Ok(value)) => value,
+            Some(Err(err)) => {
+                problems.add(format!("{at}.flush.{field}"), err);
+                default
+            }
+        };
+    let max_rows = limit(
+        "max_rows",
+        raw.max_rows.map(|rows| Ok(rows as u64)),
+        defaults.max_rows as u64,
+        "a row count",
+    );
+    let max_bytes = limit(
+        "max_bytes",
+        raw.max_bytes.as_deref().map(parse_size),
+        defaults.max_bytes,
+        "a size",
+    );
+    let max_latency_ms = limit(
+        "max_latency",
+        raw.max_latency
+            .as_deref()
+            .map(|text| parse_duration(text).map(|d| d.as_millis() as u64)),
+        defaults.max_latency.as_millis() as u64,
+        "a duration",
+    );
     FlushPolicy {
-        max_rows,
+        max_rows: max_rows as usize,
         max_bytes,
-        max_latency,
+        max_latency: Duration::from_millis(max_latency_ms),
     }
 }
 

@@ -29,18 +29,7 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let lake = data.join("lake");
     let started = Instant::now();
     let rows = loop {
-        let output = run(
-            Command::new(env!("CARGO_BIN_EXE_sluice"))
-                .args(["query", "--format", "csv", "--lake"])
-                .arg(&lake)
-                .arg("select count(*) as n from sensor_events"),
-            Duration::from_secs(60),
-        );
-        let rows: u64 = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
+        let rows = lake_rows(&lake).unwrap_or(0);
         if rows > 0 {
             break rows;
         }
@@ -69,14 +58,7 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     );
     assert!(stdout.contains("sluice up: stopped"), "{stdout}");
     // Everything produced before Ctrl-C was committed on the way out.
-    let after = run_ok(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["query", "--format", "csv", "--lake"])
-            .arg(&lake)
-            .arg("select count(*) as n from sensor_events"),
-        Duration::from_secs(60),
-    );
-    let committed: u64 = after.lines().nth(1).unwrap().parse().unwrap();
+    let committed = lake_rows(&lake).expect("the lake answers after the stop");
     let produced: u64 = stdout
         .lines()
         .find_map(|line| {
@@ -88,4 +70,20 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         })
         .expect("the stop line names the events produced");
     assert_eq!(committed, produced, "{stdout}");
+}
+
+/// Rows in the `up` lake's sensor table, if it can be queried yet.
+fn lake_rows(lake: &std::path::Path) -> Option<u64> {
+    let output = run(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["query", "--format", "csv", "--lake"])
+            .arg(lake)
+            .arg("select count(*) as n from sensor_events"),
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .nth(1)?
+        .parse()
+        .ok()
 }
