@@ -3,6 +3,8 @@
 //! Listing and describing are blocking librdkafka calls: run them with
 //! `tokio::task::spawn_blocking` from async code.
 
+use std::collections::HashMap;
+
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -155,4 +157,61 @@ pub fn describe_topic(
         name: topic.to_string(),
         partitions,
     })
+}
+
+/// The offset after the last record of each partition, read from the log itself. The high
+/// watermark alone is not enough: tansu 0.6 reports the last batch's base offset + 1 there, not
+/// its last offset + 1. So each partition is read from `high − 1` to its end; on a broker that
+/// reports the true high watermark this reads at most one record per partition. Blocking.
+pub fn log_ends(
+    options: &ClientOptions,
+    partitions: &[(String, i32)],
+) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+    let consumer: BaseConsumer = options.create(&[
+        ("group.id", "sluice-log-end"),
+        ("enable.auto.commit", "false"),
+        ("enable.partition.eof", "true"),
+    ])?;
+    let error = |context: String| move |source| KafkaError::Consume { context, source };
+    let mut ends = HashMap::new();
+    let mut to_read = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, *partition, REACHABILITY_TIMEOUT)
+            .map_err(error(format!("offsets of {topic}/{partition}")))?;
+        ends.insert((topic.clone(), *partition), high);
+        if high > low {
+            to_read
+                .add_partition_offset(topic, *partition, Offset::Offset(high - 1))
+                .map_err(error(format!("read the end of {topic}/{partition}")))?;
+        }
+    }
+    let mut remaining = to_read.count();
+    if remaining == 0 {
+        return Ok(ends);
+    }
+    consumer
+        .assign(&to_read)
+        .map_err(error("assign partitions to read their ends".into()))?;
+    let deadline = std::time::Instant::now() + REACHABILITY_TIMEOUT;
+    while remaining > 0 && std::time::Instant::now() < deadline {
+        match consumer.poll(std::time::Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                use rdkafka::Message;
+                let end = ends
+                    .entry((message.topic().to_string(), message.partition()))
+                    .or_default();
+                *end = (*end).max(message.offset() + 1);
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
+            Some(Err(source)) => {
+                return Err(KafkaError::Consume {
+                    context: "reading partition ends".into(),
+                    source,
+                });
+            }
+            None => {}
+        }
+    }
+    Ok(ends)
 }

@@ -87,6 +87,10 @@ impl GroupConsumer {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            // A crashed member's partitions move on after this long. librdkafka's 45 s default
+            // leaves them idle for most of a minute; a Rust process has no GC pauses to ride out.
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "3000"),
         ]);
         let inner: StreamConsumer<GroupContext> = config
             .create_with_context(GroupContext {

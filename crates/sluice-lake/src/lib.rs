@@ -2,11 +2,13 @@
 //! offsets it covers.
 //!
 //! # Layout
+//! - [`audit`]: reading a table back for `sluice verify`: offsets and file footers.
 //! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
 //! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
 //! - [`writer`]: Parquet files plus one Delta commit holding a `txn` action per source partition
 //!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
 
+pub mod audit;
 pub mod location;
 pub mod table;
 pub mod writer;
@@ -75,6 +77,15 @@ pub enum LakeError {
         /// The offset found in the table.
         found: Option<i64>,
     },
+    /// A concurrent commit carried offsets of the same partitions (Delta's conflict checker
+    /// compares `txn` app ids): this writer lost them.
+    #[error("table {table}: a concurrent commit took over the same partitions; commit refused")]
+    ConcurrentCommit {
+        /// Table name.
+        table: String,
+        /// The conflict as delta-rs reported it.
+        source: deltalake::DeltaTableError,
+    },
     /// The Delta commit failed; its data files are not referenced.
     #[error("table {table}: commit failed (its data files stay unreferenced)")]
     Commit {
@@ -83,4 +94,21 @@ pub enum LakeError {
         /// The cause.
         source: deltalake::DeltaTableError,
     },
+}
+
+impl LakeError {
+    /// Whether the partitions of the failed commit now belong to another writer: drop the
+    /// buffers and resume from the lake, do not retry.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. } | Self::ConcurrentCommit { .. })
+    }
+
+    /// Whether retrying later may succeed (the store or network failed), as opposed to a
+    /// problem that a retry would only repeat.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Write { .. } | Self::Commit { .. } | Self::Access { .. }
+        )
+    }
 }

@@ -8,7 +8,10 @@
 //! commit carrying the same app id.
 
 use arrow::array::RecordBatch;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::DeltaTableError;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
@@ -104,10 +107,7 @@ impl LakeTable {
                 .with_actions(adds.into_iter().map(Action::Add).collect())
                 .build(Some(self.snapshot()), self.table.log_store(), operation)
                 .await
-                .map_err(|source| LakeError::Commit {
-                    table: self.name.clone(),
-                    source: source.into(),
-                })?;
+                .map_err(|source| commit_error(&self.name, source.into()))?;
         let version = finalized.version();
         self.refresh().await?;
         Ok(version)
@@ -119,6 +119,17 @@ impl LakeTable {
             .update_state()
             .await
             .map_err(self.access_error("refresh"))
+    }
+}
+
+/// A commit conflict over the same `txn` app ids means another writer took the partitions.
+fn commit_error(table: &str, source: DeltaTableError) -> LakeError {
+    let table = table.to_string();
+    match source {
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction),
+        } => LakeError::ConcurrentCommit { table, source },
+        source => LakeError::Commit { table, source },
     }
 }
 

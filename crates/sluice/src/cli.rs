@@ -31,6 +31,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Run a pipeline file as one member of its consumer group, landing rows in the lake.
     Stream(StreamArgs),
+    /// Check the lake against Kafka and a producer report: per partition the committed offsets,
+    /// duplicates and missing offsets, and every file's Parquet footer. Exit 0 only when clean.
+    Verify(VerifyArgs),
     /// Run SQL over the lake's Delta tables.
     Query(QueryArgs),
     /// List the lake's tables with their Delta version and file count.
@@ -137,6 +140,23 @@ pub struct StreamArgs {
     /// Exit 0 once every assigned partition is committed up to its end.
     #[arg(long)]
     pub until_caught_up: bool,
+}
+
+/// `sluice verify`
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The pipeline file whose tables to check.
+    #[arg(long)]
+    pub pipeline: PathBuf,
+    /// A producer report (`sluice produce --report`) the tables must match exactly.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the result as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which tables to query.

@@ -8,6 +8,7 @@
 //! - [`stream`]: `sluice stream`, a consumer-group member writing the lake.
 //! - [`query`]: `sluice query` and `sluice tables`.
 //! - [`topics`]: `sluice topics`.
+//! - [`verify`]: `sluice verify`, the lake checked against Kafka and the producer report.
 //! - [`up`]: `sluice up`, everything in one process on embedded defaults.
 //! - [`builtin`]: the sensor pipeline `up` runs.
 
@@ -19,6 +20,7 @@ pub mod query;
 pub mod stream;
 pub mod topics;
 pub mod up;
+pub mod verify;
 
 use tokio_util::sync::CancellationToken;
 

@@ -107,6 +107,37 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Verify(args) => {
+            let pipeline = Pipeline::load(&args.pipeline)?;
+            let mut client =
+                ClientOptions::new(args.kafka.resolve(pipeline.kafka.brokers.as_deref()));
+            client.extra = pipeline.kafka.options.clone();
+            let report = match &args.report {
+                Some(path) => Some(
+                    serde_json::from_str(
+                        &std::fs::read_to_string(path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    )
+                    .with_context(|| format!("{} is not a producer report", path.display()))?,
+                ),
+                None => None,
+            };
+            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+            let verification = sluice::verify::run(&sluice::verify::VerifyOptions {
+                pipeline,
+                client,
+                storage_options,
+                report,
+            })
+            .await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&verification)?);
+            } else {
+                print!("{}", sluice::verify::summary(&verification));
+            }
+            anyhow::ensure!(verification.clean, "the lake is not clean");
+            Ok(())
+        }
         Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
         Command::Tables(args) => sluice::query::run_tables(&args).await,
         Command::Topics(args) => {

@@ -22,6 +22,11 @@ use tracing::{info, warn};
 
 use lanes::{Admit, Lane};
 
+/// How long a failing store is retried before the stream gives up (and exits non-zero, to be
+/// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
+/// retrying does not cost the group membership.
+const COMMIT_RETRY_LIMIT: Duration = Duration::from_secs(120);
+
 /// How long the loop waits for records before checking flush deadlines and shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -83,6 +88,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
     info!(group = %options.pipeline.kafka.group, brokers = %options.client.brokers, "Joined the consumer group.");
     let mut state = State {
         consumer,
+        client: options.client.clone(),
         outputs,
         sources,
         lanes: HashMap::new(),
@@ -148,6 +154,7 @@ async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<
 
 struct State {
     consumer: GroupConsumer,
+    client: ClientOptions,
     outputs: Vec<Output>,
     sources: BTreeMap<String, Source>,
     lanes: HashMap<(String, i32), Lane>,
@@ -302,7 +309,7 @@ impl State {
             }
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        match output.table.commit(&batches, &progress).await {
+        match commit_with_retries(&mut output.table, &batches, &progress).await {
             Ok(version) => {
                 info!(table = %output.config.name, version, rows, partitions = progress.len(), "Committed.");
                 self.summary.rows += rows as u64;
@@ -327,14 +334,8 @@ impl State {
                 }
                 Ok(())
             }
-            Err(LakeError::Fenced {
-                table,
-                topic,
-                partition,
-                expected,
-                found,
-            }) => {
-                warn!(%table, %topic, partition, ?expected, ?found, "Another member committed this partition; dropping its buffers.");
+            Err(err) if err.is_fenced() => {
+                warn!(table = %output.config.name, error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
                 self.summary.fenced += 1;
                 for p in &progress {
                     self.lanes.remove(&(p.topic.clone(), p.partition));
@@ -356,24 +357,46 @@ impl State {
         {
             return Ok(false);
         }
-        for key in self.assigned.clone() {
-            let (topic, partition) = (key.0.clone(), key.1);
-            let next = lane_for(
+        let assigned: Vec<(String, i32)> = self.assigned.iter().cloned().collect();
+        let ends =
+            tokio::task::block_in_place(|| sluice_kafka::admin::log_ends(&self.client, &assigned))?;
+        for key in assigned {
+            let end = ends[&key];
+            let lane = lane_for(
                 &mut self.lanes,
                 &self.consumer,
                 &self.outputs,
                 &self.sources,
                 key,
             )
-            .await?
-            .next_offset();
-            let (_, high) =
-                tokio::task::block_in_place(|| self.consumer.watermarks(&topic, partition))?;
-            if next < high {
+            .await?;
+            if lane.next_offset() < end {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+}
+
+/// Commits, retrying a failing store with exponential backoff for up to [`COMMIT_RETRY_LIMIT`].
+/// Every attempt writes its files before its commit, so nothing is committed before it is
+/// durable; files of a failed attempt stay unreferenced.
+async fn commit_with_retries(
+    table: &mut LakeTable,
+    batches: &[arrow::array::RecordBatch],
+    progress: &[PartitionProgress],
+) -> Result<u64, LakeError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match table.commit(batches, progress).await {
+            Err(err) if err.is_transient() && started.elapsed() < COMMIT_RETRY_LIMIT => {
+                warn!(table = %table.name(), error = %format!("{:#}", anyhow::Error::new(err)), retry_in = ?delay, "Commit failed; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -154,6 +154,26 @@ fn land_and_check(dir: &Path, table_uri: &str) {
         assert_eq!(seen["max_offset"], row["hi"], "{python}");
     }
 
+    // verify agrees: every produced offset once, every footer readable.
+    let verified = run_ok(
+        sluice()
+            .args(["verify", "--json", "--pipeline"])
+            .arg(&pipeline)
+            .arg("--report")
+            .arg(&report_file),
+        Duration::from_secs(120),
+    );
+    let verified: Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["clean"], true, "{verified}");
+    assert_eq!(
+        verified["tables"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "{verified}"
+    );
+
     // A second run finds everything committed and adds nothing.
     run_ok(
         sluice()

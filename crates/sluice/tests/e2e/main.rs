@@ -3,6 +3,7 @@
 //! own SQL and by an independent reader (the Python `deltalake` package).
 
 mod bad_input;
+mod chaos;
 mod helpers;
 mod landing;
 mod up;

@@ -1,0 +1,300 @@
+//! `sluice verify`: what landed, compared with what Kafka holds and what the producer reported.
+//!
+//! Per table and source partition: the offset the lake records as committed, the rows and
+//! distinct offsets in the table (duplicates = rows − distinct; missing = offsets in
+//! [log start or first row, committed] not in the table), the broker's log range, and the
+//! producer report's counts when given. Every file the table references must exist and have a
+//! readable Parquet footer. Clean means no problem at all.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use sluice_core::Pipeline;
+use sluice_kafka::ClientOptions;
+use sluice_kafka::admin;
+use sluice_lake::audit::{AuditedTable, BadFile};
+use sluice_query::{Format, Lake, TableLocation};
+
+use crate::produce::ProducerReport;
+
+/// What to verify.
+pub struct VerifyOptions {
+    /// The pipeline whose tables to check.
+    pub pipeline: Pipeline,
+    /// The cluster holding the source topics.
+    pub client: ClientOptions,
+    /// Storage options of the lake.
+    pub storage_options: HashMap<String, String>,
+    /// A producer report to compare with.
+    pub report: Option<ProducerReport>,
+}
+
+/// The outcome for the whole pipeline.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    /// No problem anywhere.
+    pub clean: bool,
+    /// Per table.
+    pub tables: Vec<TableVerification>,
+}
+
+/// The outcome for one table.
+#[derive(Debug, Serialize)]
+pub struct TableVerification {
+    /// Table name.
+    pub table: String,
+    /// Its location.
+    pub uri: String,
+    /// Its Delta version.
+    pub version: Option<u64>,
+    /// Files the current version references.
+    pub files: usize,
+    /// Referenced files that are missing or unreadable.
+    pub bad_files: Vec<BadFile>,
+    /// Per source partition.
+    pub partitions: Vec<PartitionVerification>,
+    /// Everything wrong, one line each.
+    pub problems: Vec<String>,
+}
+
+/// The outcome for one source partition of a table.
+#[derive(Debug, Serialize)]
+pub struct PartitionVerification {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// The last offset the lake records as committed.
+    pub committed: Option<i64>,
+    /// First offset in the broker's log.
+    pub log_start: i64,
+    /// Offset the broker gives the next record.
+    pub log_end: i64,
+    /// Rows from this partition.
+    pub rows: i64,
+    /// Distinct offsets among them.
+    pub distinct_offsets: i64,
+    /// Lowest offset in the table.
+    pub min_offset: Option<i64>,
+    /// Highest offset in the table.
+    pub max_offset: Option<i64>,
+    /// Rows beyond the first for some offset.
+    pub duplicates: i64,
+    /// Offsets in the committed range that have no row.
+    pub missing: i64,
+    /// Records in the log not yet committed to the table.
+    pub lag: i64,
+}
+
+/// Offset statistics of one source partition in a table.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+struct OffsetStats {
+    n: i64,
+    d: i64,
+    lo: Option<i64>,
+    hi: Option<i64>,
+}
+
+/// Checks every table of the pipeline.
+pub async fn run(options: &VerifyOptions) -> Result<Verification> {
+    let mut tables = Vec::new();
+    for table in &options.pipeline.tables {
+        let stream = options
+            .pipeline
+            .stream(&table.from)
+            .expect("validated: tables name streams");
+        tables.push(verify_table(options, &table.name, &table.uri, &stream.topic).await?);
+    }
+    let clean = tables.iter().all(|t| t.problems.is_empty());
+    Ok(Verification { clean, tables })
+}
+
+async fn verify_table(
+    options: &VerifyOptions,
+    name: &str,
+    uri: &str,
+    topic: &str,
+) -> Result<TableVerification> {
+    let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
+    let (files, bad_files) = audited.check_files().await?;
+    let stats = offset_stats(name, uri, &options.storage_options).await?;
+    let client = options.client.clone();
+    let owned_topic = topic.to_string();
+    let (log, ends) = tokio::task::spawn_blocking(move || {
+        let log = admin::describe_topic(&client, &owned_topic, None)?;
+        let partitions: Vec<(String, i32)> = log
+            .partitions
+            .iter()
+            .map(|p| (owned_topic.clone(), p.id))
+            .collect();
+        Ok::<_, sluice_kafka::KafkaError>((log, admin::log_ends(&client, &partitions)?))
+    })
+    .await??;
+    let produced = options
+        .report
+        .as_ref()
+        .filter(|report| report.topic == topic);
+    let mut problems: Vec<String> = bad_files
+        .iter()
+        .map(|b| format!("file {} is unreadable: {}", b.path, b.error))
+        .collect();
+    let mut partitions = Vec::new();
+    for p in &log.partitions {
+        let log_end = ends[&(topic.to_string(), p.id)];
+        let committed = audited.committed_offset(topic, p.id).await?;
+        let s = stats
+            .get(&(topic.to_string(), p.id))
+            .copied()
+            .unwrap_or_default();
+        let start = s.lo.map_or(p.low, |lo| lo.min(p.low));
+        let missing = committed.map_or(0, |c| (c - start + 1).max(0) - s.d);
+        let at = format!("{topic}/{}", p.id);
+        if s.n > s.d {
+            problems.push(format!("{at}: {} duplicate row(s)", s.n - s.d));
+        }
+        if missing > 0 {
+            problems.push(format!(
+                "{at}: {missing} offset(s) between {start} and the committed {} have no row",
+                committed.unwrap_or(-1)
+            ));
+        }
+        match committed {
+            None if s.n > 0 => {
+                problems.push(format!("{at}: {} row(s) but no committed offset", s.n))
+            }
+            Some(c) if s.hi.is_some_and(|hi| hi > c) => problems.push(format!(
+                "{at}: rows up to offset {} beyond the committed {c}",
+                s.hi.unwrap_or_default()
+            )),
+            Some(c) if c >= log_end => problems.push(format!(
+                "{at}: committed offset {c} is beyond the log end {log_end} (topic recreated?)"
+            )),
+            _ => {}
+        }
+        if let Some(report) = produced {
+            let expected = report.partitions.get(&p.id);
+            let (records, first, last) = expected.map_or((0, None, None), |e| {
+                (e.records as i64, Some(e.first_offset), Some(e.last_offset))
+            });
+            if s.d != records
+                || s.lo.filter(|_| records > 0) != first
+                || s.hi.filter(|_| records > 0) != last
+            {
+                problems.push(format!(
+                    "{at}: the producer report has {records} record(s) at offsets {first:?}..={last:?}, the table {} distinct offset(s) at {:?}..={:?}",
+                    s.d, s.lo, s.hi
+                ));
+            }
+        }
+        let lag = log_end - committed.map_or(p.low, |c| c + 1);
+        partitions.push(PartitionVerification {
+            topic: topic.to_string(),
+            partition: p.id,
+            committed,
+            log_start: p.low,
+            log_end,
+            rows: s.n,
+            distinct_offsets: s.d,
+            min_offset: s.lo,
+            max_offset: s.hi,
+            duplicates: s.n - s.d,
+            missing: missing.max(0),
+            lag,
+        });
+    }
+    for (topic, partition) in stats
+        .keys()
+        .filter(|(t, p)| t != topic || !log.partitions.iter().any(|l| l.id == *p))
+    {
+        problems.push(format!(
+            "{topic}/{partition}: rows from a partition the source topic does not have"
+        ));
+    }
+    Ok(TableVerification {
+        table: name.into(),
+        uri: audited.uri().into(),
+        version: audited.version(),
+        files,
+        bad_files,
+        partitions,
+        problems,
+    })
+}
+
+/// Rows, distinct offsets and offset range per source (topic, partition), by SQL over the table.
+async fn offset_stats(
+    name: &str,
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<BTreeMap<(String, i32), OffsetStats>> {
+    let lake = Lake::open(
+        &[TableLocation {
+            name: name.into(),
+            uri: uri.into(),
+        }],
+        storage_options,
+    )
+    .await?;
+    let batches = lake
+        .sql(&format!(
+            "select _topic as topic, _partition as partition, count(*) as n, count(distinct _offset) as d, \
+             min(_offset) as lo, max(_offset) as hi from {name} group by _topic, _partition"
+        ))
+        .await?;
+    let mut stats = BTreeMap::new();
+    for line in sluice_query::render(&batches, Format::Json)?.lines() {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            topic: String,
+            partition: i32,
+            #[serde(flatten)]
+            stats: OffsetStats,
+        }
+        let row: Row = serde_json::from_str(line).context("reading offset statistics")?;
+        stats.insert((row.topic, row.partition), row.stats);
+    }
+    Ok(stats)
+}
+
+/// The human summary of a verification.
+pub fn summary(verification: &Verification) -> String {
+    let mut out = String::new();
+    for t in &verification.tables {
+        let bad = if t.bad_files.is_empty() {
+            "all footers readable".to_string()
+        } else {
+            format!("{} unreadable", t.bad_files.len())
+        };
+        out.push_str(&format!(
+            "table {} ({}, version {:?}, {} files, {bad})\n",
+            t.table, t.uri, t.version, t.files
+        ));
+        out.push_str(&format!(
+            "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>8} {:>8}\n",
+            "topic/partition", "committed", "log range", "rows", "dups", "missing", "lag"
+        ));
+        for p in &t.partitions {
+            out.push_str(&format!(
+                "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>8} {:>8}\n",
+                format!("{}/{}", p.topic, p.partition),
+                p.committed.map_or("-".into(), |c| c.to_string()),
+                format!("{}..{}", p.log_start, p.log_end),
+                p.rows,
+                p.duplicates,
+                p.missing,
+                p.lag
+            ));
+        }
+        for problem in &t.problems {
+            out.push_str(&format!("  problem: {problem}\n"));
+        }
+    }
+    let problems: usize = verification.tables.iter().map(|t| t.problems.len()).sum();
+    out.push_str(&if verification.clean {
+        "verify: clean\n".to_string()
+    } else {
+        format!("verify: {problems} problem(s)\n")
+    });
+    out
+}

@@ -1,0 +1,129 @@
+//! kill -9 of `sluice stream` at random moments of a 300,000-event run on s3s-fs, restarting it
+//! each time: `sluice verify` is clean against the producer report, and the Python `deltalake`
+//! reader sees every produced (partition, offset) exactly once.
+//!
+//! Each restart joins under a fresh consumer-group id: what is under test is the lake's resume
+//! (offsets in the Delta log), and tansu 0.6's group coordinator did not re-form a group whose
+//! members were killed mid-join (the restarted member waited past 10 minutes for an
+//! assignment). Group recovery belongs to the rebalance tests.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const EVENTS: u64 = 300_000;
+const KILLS: usize = 10;
+
+#[test]
+fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("chaos");
+    create_topic(&topic, 4);
+    let report = dir.path().join("report.json");
+    run_ok(
+        sluice()
+            .args([
+                "produce",
+                "--topic",
+                &topic,
+                "--generator",
+                "sensor",
+                "--count",
+                &EVENTS.to_string(),
+            ])
+            .args([
+                "--seed",
+                "7",
+                "--start-time",
+                "2026-11-22T00:00:00Z",
+                "--event-spacing",
+                "50ms",
+                "--report",
+            ])
+            .arg(&report),
+        Duration::from_secs(600),
+    );
+    let uri = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("chaos"));
+    // Small, frequent commits so that kills land mid-write, between upload and commit, and
+    // during commits.
+    let flush = r#"{ max_rows = 15000, max_latency = "1s" }"#;
+    let pipeline = |run: usize| {
+        let dir = dir.path().join(format!("run{run}"));
+        write_pipeline(&dir, &topic, &unique("group"), &uri, flush)
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = Vec::new();
+    while kills.len() < KILLS {
+        let child = sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(pipeline(kills.len()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.random_range(300..4_000));
+        let started = Instant::now();
+        let mut child = child;
+        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break; // Caught up before the kill: the run is complete.
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(after);
+    }
+    eprintln!("seed {seed}: killed {} times, after {kills:?}", kills.len());
+    assert!(
+        kills.len() >= KILLS,
+        "the stream finished after only {} kills (seed {seed})",
+        kills.len()
+    );
+    let last = pipeline(KILLS + 1);
+    run_ok(
+        sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(&last),
+        Duration::from_secs(600),
+    );
+
+    let verified = run_ok(
+        sluice()
+            .args(["verify", "--json", "--pipeline"])
+            .arg(&last)
+            .arg("--report")
+            .arg(&report),
+        Duration::from_secs(300),
+    );
+    let verified: Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["clean"], true, "seed {seed}: {verified}");
+
+    let produced: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let python = python_check(&uri);
+    assert_eq!(python["rows"], EVENTS, "seed {seed}: {python}");
+    for (partition, expected) in produced["partitions"].as_object().unwrap() {
+        let seen = &python["partitions"][partition];
+        assert_eq!(seen["count"], expected["records"], "seed {seed}: {python}");
+        assert_eq!(
+            seen["distinct_offsets"], expected["records"],
+            "seed {seed}: {python}"
+        );
+        assert_eq!(
+            seen["min_offset"], expected["first_offset"],
+            "seed {seed}: {python}"
+        );
+        assert_eq!(
+            seen["max_offset"], expected["last_offset"],
+            "seed {seed}: {python}"
+        );
+    }
+}
