@@ -24,29 +24,7 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
     let topic = unique("chaos");
     create_topic(&topic, 4);
     let report = dir.path().join("report.json");
-    run_ok(
-        sluice()
-            .args([
-                "produce",
-                "--topic",
-                &topic,
-                "--generator",
-                "sensor",
-                "--count",
-                &EVENTS.to_string(),
-            ])
-            .args([
-                "--seed",
-                "7",
-                "--start-time",
-                "2026-11-22T00:00:00Z",
-                "--event-spacing",
-                "50ms",
-                "--report",
-            ])
-            .arg(&report),
-        Duration::from_secs(600),
-    );
+    let produced = produce_sensor(&topic, EVENTS, 7, "2026-11-22T00:00:00Z", "50ms", &report);
     let uri = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("chaos"));
     // Small, frequent commits so that kills land mid-write, between upload and commit, and
     // during commits.
@@ -107,23 +85,5 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
     let verified: Value = serde_json::from_str(&verified).unwrap();
     assert_eq!(verified["clean"], true, "seed {seed}: {verified}");
 
-    let produced: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let python = python_check(&uri);
-    assert_eq!(python["rows"], EVENTS, "seed {seed}: {python}");
-    for (partition, expected) in produced["partitions"].as_object().unwrap() {
-        let seen = &python["partitions"][partition];
-        assert_eq!(seen["count"], expected["records"], "seed {seed}: {python}");
-        assert_eq!(
-            seen["distinct_offsets"], expected["records"],
-            "seed {seed}: {python}"
-        );
-        assert_eq!(
-            seen["min_offset"], expected["first_offset"],
-            "seed {seed}: {python}"
-        );
-        assert_eq!(
-            seen["max_offset"], expected["last_offset"],
-            "seed {seed}: {python}"
-        );
-    }
+    assert_reader_matches_report(&python_check(&uri), &produced, &format!("seed {seed}"));
 }

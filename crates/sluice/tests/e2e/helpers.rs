@@ -218,3 +218,60 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Produces `count` deterministic sensor events (`seed`, event times from `start`, `spacing`
+/// apart) and returns the producer report, also written to `report`.
+pub fn produce_sensor(
+    topic: &str,
+    count: u64,
+    seed: u64,
+    start: &str,
+    spacing: &str,
+    report: &Path,
+) -> Value {
+    run_ok(
+        sluice()
+            .args([
+                "produce",
+                "--topic",
+                topic,
+                "--generator",
+                "sensor",
+                "--count",
+                &count.to_string(),
+            ])
+            .args([
+                "--seed",
+                &seed.to_string(),
+                "--start-time",
+                start,
+                "--event-spacing",
+                spacing,
+                "--report",
+            ])
+            .arg(report),
+        Duration::from_secs(600),
+    );
+    serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap()
+}
+
+/// The Python reader's view of a table holds each produced offset exactly once.
+pub fn assert_reader_matches_report(python: &Value, report: &Value, context: &str) {
+    assert_eq!(python["rows"], report["records"], "{context}: {python}");
+    for (partition, expected) in report["partitions"].as_object().unwrap() {
+        let seen = &python["partitions"][partition];
+        assert_eq!(seen["count"], expected["records"], "{context}: {python}");
+        assert_eq!(
+            seen["distinct_offsets"], expected["records"],
+            "{context}: {python}"
+        );
+        assert_eq!(
+            seen["min_offset"], expected["first_offset"],
+            "{context}: {python}"
+        );
+        assert_eq!(
+            seen["max_offset"], expected["last_offset"],
+            "{context}: {python}"
+        );
+    }
+}
