@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::parquet::file::metadata::ParquetMetaDataReader;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::stream::{self, StreamExt};
@@ -116,6 +117,39 @@ impl AuditedTable {
             .collect()
             .await;
         Ok((paths.len(), bad))
+    }
+
+    /// Data files under the table that no version references (written by a commit that never
+    /// happened: a crash between upload and commit, a failed attempt) and are older than
+    /// `min_age`; with `delete`, they are removed. Younger files are left alone: they may belong
+    /// to a commit in flight. Uses delta-rs's vacuum in full mode, which also removes files that
+    /// commits removed longer than `min_age` ago (time travel to before then ends).
+    pub async fn uncommitted_files(
+        &self,
+        min_age: std::time::Duration,
+        delete: bool,
+    ) -> Result<Vec<String>, LakeError> {
+        let retention = chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        let (_, metrics) = self
+            .table
+            .clone()
+            .vacuum()
+            .with_mode(VacuumMode::Full)
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .with_dry_run(!delete)
+            .await
+            .map_err(|source| {
+                self.error(
+                    if delete {
+                        "remove uncommitted files of"
+                    } else {
+                        "list uncommitted files of"
+                    },
+                    source,
+                )
+            })?;
+        Ok(metrics.files_deleted)
     }
 
     fn error(&self, action: &'static str, source: DeltaTableError) -> LakeError {

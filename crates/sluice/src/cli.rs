@@ -157,6 +157,13 @@ pub struct VerifyArgs {
     /// Print the result as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+    /// Remove data files that no commit references (left by crashes between upload and commit).
+    #[arg(long)]
+    pub repair: bool,
+    /// Unreferenced files younger than this are neither reported nor removed: they may belong
+    /// to a commit in flight.
+    #[arg(long, default_value = "1h")]
+    pub min_age: String,
 }
 
 /// Which tables to query.

@@ -128,6 +128,9 @@ async fn run(cli: Cli) -> Result<()> {
                 client,
                 storage_options,
                 report,
+                min_age: sluice_core::config::parse_duration(&args.min_age)
+                    .map_err(|err| anyhow::anyhow!("--min-age: {err}"))?,
+                repair: args.repair,
             })
             .await?;
             if args.json {

@@ -28,6 +28,10 @@ pub struct VerifyOptions {
     pub storage_options: HashMap<String, String>,
     /// A producer report to compare with.
     pub report: Option<ProducerReport>,
+    /// Unreferenced files younger than this are left alone (a commit may be in flight).
+    pub min_age: std::time::Duration,
+    /// Remove unreferenced files older than `min_age`.
+    pub repair: bool,
 }
 
 /// The outcome for the whole pipeline.
@@ -52,6 +56,11 @@ pub struct TableVerification {
     pub files: usize,
     /// Referenced files that are missing or unreadable.
     pub bad_files: Vec<BadFile>,
+    /// Data files no version references (never committed), older than the minimum age; removed
+    /// when repairing. Readers never see them, so they are not a problem.
+    pub uncommitted_files: Vec<String>,
+    /// Whether `uncommitted_files` were removed.
+    pub repaired: bool,
     /// Per source partition.
     pub partitions: Vec<PartitionVerification>,
     /// Everything wrong, one line each.
@@ -118,7 +127,14 @@ async fn verify_table(
 ) -> Result<TableVerification> {
     let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
     let (files, bad_files) = audited.check_files().await?;
-    let stats = offset_stats(name, uri, &options.storage_options).await?;
+    let uncommitted_files = audited
+        .uncommitted_files(options.min_age, options.repair)
+        .await?;
+    // Row statistics need every file readable; with a damaged file, only the log is checked.
+    let stats = match bad_files.is_empty() {
+        true => Some(offset_stats(name, uri, &options.storage_options).await?),
+        false => None,
+    };
     let client = options.client.clone();
     let owned_topic = topic.to_string();
     let (log, ends) = tokio::task::spawn_blocking(move || {
@@ -139,16 +155,23 @@ async fn verify_table(
         .iter()
         .map(|b| format!("file {} is unreadable: {}", b.path, b.error))
         .collect();
+    if stats.is_none() {
+        problems.push("row checks skipped: the table references unreadable files".into());
+    }
     let mut partitions = Vec::new();
     for p in &log.partitions {
         let log_end = ends[&(topic.to_string(), p.id)];
         let committed = audited.committed_offset(topic, p.id).await?;
+        let rows_checked = stats.is_some();
         let s = stats
-            .get(&(topic.to_string(), p.id))
-            .copied()
+            .as_ref()
+            .and_then(|stats| stats.get(&(topic.to_string(), p.id)).copied())
             .unwrap_or_default();
         let start = s.lo.map_or(p.low, |lo| lo.min(p.low));
-        let missing = committed.map_or(0, |c| (c - start + 1).max(0) - s.d);
+        let missing = match rows_checked {
+            true => committed.map_or(0, |c| (c - start + 1).max(0) - s.d),
+            false => 0,
+        };
         let at = format!("{topic}/{}", p.id);
         if s.n > s.d {
             problems.push(format!("{at}: {} duplicate row(s)", s.n - s.d));
@@ -172,7 +195,7 @@ async fn verify_table(
             )),
             _ => {}
         }
-        if let Some(report) = produced {
+        if let Some(report) = produced.filter(|_| rows_checked) {
             let expected = report.partitions.get(&p.id);
             let (records, first, last) = expected.map_or((0, None, None), |e| {
                 (e.records as i64, Some(e.first_offset), Some(e.last_offset))
@@ -204,7 +227,9 @@ async fn verify_table(
         });
     }
     for (topic, partition) in stats
-        .keys()
+        .iter()
+        .flatten()
+        .map(|(key, _)| key)
         .filter(|(t, p)| t != topic || !log.partitions.iter().any(|l| l.id == *p))
     {
         problems.push(format!(
@@ -217,6 +242,8 @@ async fn verify_table(
         version: audited.version(),
         files,
         bad_files,
+        uncommitted_files,
+        repaired: options.repair,
         partitions,
         problems,
     })
@@ -284,6 +311,17 @@ pub fn summary(verification: &Verification) -> String {
                 p.duplicates,
                 p.missing,
                 p.lag
+            ));
+        }
+        if !t.uncommitted_files.is_empty() {
+            let done = if t.repaired {
+                "removed"
+            } else {
+                "left in place (never visible to readers; --repair removes them)"
+            };
+            out.push_str(&format!(
+                "  {} uncommitted file(s) {done}\n",
+                t.uncommitted_files.len()
             ));
         }
         for problem in &t.problems {

@@ -42,7 +42,7 @@ pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .env("SLUICE_BROKERS", brokers())
-        .env("SLUICE_LOG", "info")
+        .env_remove("SLUICE_LOG")
         .stdin(Stdio::null());
     command
 }

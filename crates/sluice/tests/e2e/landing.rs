@@ -46,6 +46,81 @@ fn hundred_thousand_events_land_exactly_once_on_the_local_filesystem() {
         expected.len() >= 3,
         "the run spans several hours: {expected:?}"
     );
+
+    // A file no commit references (what a crash between upload and commit leaves) is invisible
+    // to readers, reported by verify and removed by --repair.
+    let parquet_in = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap()
+    };
+    let hour_dir = table_dir.join(on_disk.iter().next().unwrap());
+    let orphan = hour_dir.join("part-00000-never-committed.zstd.parquet");
+    std::fs::copy(parquet_in(&hour_dir), &orphan).unwrap();
+    assert_eq!(
+        query(&pipeline, "select count(*) as n from sensor_events")[0]["n"],
+        EVENTS
+    );
+    let verify = |extra: &[&str]| -> Value {
+        let out = run_ok(
+            sluice()
+                .args(["verify", "--json", "--min-age", "0s"])
+                .args(extra)
+                .arg("--pipeline")
+                .arg(&pipeline),
+            Duration::from_secs(120),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let found = verify(&[]);
+    assert_eq!(found["clean"], true, "{found}");
+    let listed = found["tables"][0]["uncommitted_files"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{found}");
+    assert!(
+        listed[0]
+            .as_str()
+            .unwrap()
+            .ends_with("part-00000-never-committed.zstd.parquet"),
+        "{found}"
+    );
+    assert!(orphan.exists(), "a plain verify removes nothing");
+    verify(&["--repair"]);
+    assert!(!orphan.exists(), "--repair removes the uncommitted file");
+    let after = verify(&[]);
+    assert_eq!(
+        after["tables"][0]["uncommitted_files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "{after}"
+    );
+    assert_eq!(
+        query(&pipeline, "select count(*) as n from sensor_events")[0]["n"],
+        EVENTS
+    );
+
+    // verify notices a damaged file and names it.
+    let victim = parquet_in(&hour_dir);
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let stderr = run_err(
+        sluice().args(["verify", "--pipeline"]).arg(&pipeline),
+        Duration::from_secs(120),
+    );
+    assert!(stderr.contains("not clean"), "{stderr}");
+    let out = run(
+        sluice().args(["verify", "--pipeline"]).arg(&pipeline),
+        Duration::from_secs(120),
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(
+        summary.contains("1 unreadable") && summary.contains(name),
+        "{summary}"
+    );
 }
 
 #[test]
