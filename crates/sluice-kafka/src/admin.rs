@@ -167,11 +167,17 @@ pub fn log_ends(
     options: &ClientOptions,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), i64>, KafkaError> {
-    let consumer: BaseConsumer = options.create(&[
-        ("group.id", "sluice-log-end"),
-        ("enable.auto.commit", "false"),
-        ("enable.partition.eof", "true"),
-    ])?;
+    let consumer: BaseConsumer<EndOfPartitionExpected> = options
+        .config(&[
+            ("group.id", "sluice-log-end"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+        ])
+        .create_with_context(EndOfPartitionExpected)
+        .map_err(|source| KafkaError::Client {
+            brokers: options.brokers.clone(),
+            source,
+        })?;
     let error = |context: String| move |source| KafkaError::Consume { context, source };
     let mut ends = HashMap::new();
     let mut to_read = TopicPartitionList::new();
@@ -215,3 +221,22 @@ pub fn log_ends(
     }
     Ok(ends)
 }
+
+/// The client context of [`log_ends`]: reaching a partition's end is what it asks for, so
+/// librdkafka's end-of-partition notices are not logged as errors; other errors still are.
+struct EndOfPartitionExpected;
+
+impl rdkafka::ClientContext for EndOfPartitionExpected {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let end_of_partition = matches!(
+            error,
+            rdkafka::error::KafkaError::PartitionEOF(_)
+                | rdkafka::error::KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end_of_partition {
+            tracing::warn!(%error, reason, "Kafka client error while reading partition ends.");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EndOfPartitionExpected {}
