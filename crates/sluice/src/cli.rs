@@ -140,6 +140,10 @@ pub struct StreamArgs {
     /// Exit 0 once every assigned partition is committed up to its end.
     #[arg(long)]
     pub until_caught_up: bool,
+    /// Buffered bytes over all tables and partitions; past it, the largest buffer is committed
+    /// early.
+    #[arg(long, env = "SLUICE_MEMORY_BUDGET", default_value = sluice_core::config::defaults::MEMORY_BUDGET)]
+    pub memory_budget: String,
 }
 
 /// `sluice verify`

@@ -99,6 +99,8 @@ async fn run(cli: Cli) -> Result<()> {
                 storage_options,
                 until_caught_up: args.until_caught_up,
                 drain: tokio_util::sync::CancellationToken::new(),
+                memory_budget: sluice_core::config::parse_size(&args.memory_budget)
+                    .map_err(|err| anyhow::anyhow!("--memory-budget: {err}"))?,
             };
             let summary = stream::run(options, shutdown).await?;
             eprintln!(

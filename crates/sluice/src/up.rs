@@ -94,6 +94,10 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             storage_options,
             until_caught_up: false,
             drain: shutdown.clone(),
+            memory_budget: sluice_core::config::parse_size(
+                sluice_core::config::defaults::MEMORY_BUDGET,
+            )
+            .expect("the default budget parses"),
         },
         stream_stop.clone(),
     ));

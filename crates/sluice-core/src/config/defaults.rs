@@ -8,6 +8,9 @@ pub const FLUSH_MAX_ROWS: usize = 500_000;
 pub const FLUSH_MAX_BYTES: u64 = 128 * 1024 * 1024;
 /// How long a row may wait in a buffer before it is flushed: the lake's freshness bound.
 pub const FLUSH_MAX_LATENCY: Duration = Duration::from_secs(10);
+/// Buffered bytes across all tables and partitions of one stream process, before the largest
+/// buffer is committed early: bounds memory when many partitions × hours are open.
+pub const MEMORY_BUDGET: &str = "256MiB";
 /// Records decoded together into one Arrow batch.
 pub const DECODE_BATCH_RECORDS: usize = 8_192;
 /// Partition columns of a table when the pipeline file names none.

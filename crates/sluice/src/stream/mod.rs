@@ -18,7 +18,7 @@ use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use lanes::{Admit, Lane};
 
@@ -44,6 +44,9 @@ pub struct StreamOptions {
     /// When cancelled, behave as `until_caught_up` from then on: `sluice up` drains this way
     /// after its generator stops.
     pub drain: CancellationToken,
+    /// Buffered bytes over all tables and partitions; past it, the table holding the most is
+    /// committed first, whatever its own flush limits say.
+    pub memory_budget: u64,
 }
 
 /// What a stream process did.
@@ -94,6 +97,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         lanes: HashMap::new(),
         assigned: HashSet::new(),
         summary: StreamSummary::default(),
+        memory_budget: options.memory_budget,
     };
     loop {
         let wait = state.next_deadline().map_or(IDLE_WAIT, |due| {
@@ -160,6 +164,7 @@ struct State {
     lanes: HashMap<(String, i32), Lane>,
     assigned: HashSet<(String, i32)>,
     summary: StreamSummary,
+    memory_budget: u64,
 }
 
 impl State {
@@ -285,6 +290,18 @@ impl State {
                 self.commit(index).await?;
             }
         }
+        loop {
+            let buffered: Vec<u64> = self
+                .outputs
+                .iter()
+                .map(|output| self.buffers(output).map(|t| t.bytes() as u64).sum())
+                .collect();
+            let Some(largest) = largest_over_budget(&buffered, self.memory_budget) else {
+                break;
+            };
+            debug!(table = %self.outputs[largest].config.name, bytes = buffered[largest], "Over the memory budget; committing the largest buffer.");
+            self.commit(largest).await?;
+        }
         Ok(())
     }
 
@@ -378,6 +395,16 @@ impl State {
     }
 }
 
+/// The table to commit when the buffers together exceed `budget`: the one holding the most.
+fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
+    if buffered.iter().sum::<u64>() <= budget {
+        return None;
+    }
+    (0..buffered.len())
+        .filter(|&i| buffered[i] > 0)
+        .max_by_key(|&i| buffered[i])
+}
+
 /// Commits, retrying a failing store with exponential backoff for up to [`COMMIT_RETRY_LIMIT`].
 /// Every attempt writes its files before its commit, so nothing is committed before it is
 /// durable; files of a failed attempt stay unreferenced.
@@ -429,4 +456,17 @@ async fn lane_for<'a>(
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::largest_over_budget;
+
+    #[test]
+    fn over_the_budget_the_largest_buffer_goes_first() {
+        assert_eq!(largest_over_budget(&[10, 20, 30], 60), None);
+        assert_eq!(largest_over_budget(&[10, 40, 30], 60), Some(1));
+        assert_eq!(largest_over_budget(&[0, 0, 61], 60), Some(2));
+        assert_eq!(largest_over_budget(&[], 0), None);
+    }
 }

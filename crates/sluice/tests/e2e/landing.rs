@@ -237,3 +237,65 @@ fn land_and_check(dir: &Path, table_uri: &str) {
         EVENTS
     );
 }
+
+#[test]
+fn a_tight_memory_budget_commits_early_and_still_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("budget");
+    create_topic(&topic, 2);
+    let report = dir.path().join("report.json");
+    produce_sensor(&topic, 20_000, 3, "2026-11-22T12:00:00Z", "10ms", &report);
+    // Row and latency limits that never trigger: only the budget can commit before the end.
+    let flush = r#"{ max_rows = 10000000, max_bytes = "1GiB", max_latency = "1h" }"#;
+    let stream = |name: &str, extra: &[&str]| {
+        let table = dir.path().join("lake").join(name);
+        let pipeline = write_pipeline(
+            &dir.path().join(name),
+            &topic,
+            &unique("group"),
+            table.to_str().unwrap(),
+            flush,
+        );
+        let output = run(
+            sluice()
+                .args(["stream", "--until-caught-up"])
+                .args(extra)
+                .arg("--pipeline")
+                .arg(&pipeline),
+            Duration::from_secs(300),
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        run_ok(
+            sluice()
+                .args(["verify", "--pipeline"])
+                .arg(&pipeline)
+                .arg("--report")
+                .arg(&report),
+            Duration::from_secs(120),
+        );
+        let commits: u64 = stderr
+            .lines()
+            .find_map(|l| {
+                l.split(" rows committed in ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no summary line:\n{stderr}"));
+        commits
+    };
+    assert_eq!(
+        stream("roomy", &[]),
+        1,
+        "the default budget holds everything until the end"
+    );
+    // 20,000 records arrive in three decode batches of up to 8,192; each is over 256 KiB.
+    let tight = stream("tight", &["--memory-budget", "256KiB"]);
+    assert!(
+        tight >= 3,
+        "the budget should commit after every batch, got {tight}"
+    );
+}
