@@ -89,10 +89,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Stream(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
-            let mut client =
-                ClientOptions::new(args.kafka.resolve(pipeline.kafka.brokers.as_deref()));
-            client.extra = pipeline.kafka.options.clone();
-            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+            let (client, storage_options) = connections(&args.kafka, &pipeline);
             let options = StreamOptions {
                 pipeline,
                 client,
@@ -111,9 +108,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
-            let mut client =
-                ClientOptions::new(args.kafka.resolve(pipeline.kafka.brokers.as_deref()));
-            client.extra = pipeline.kafka.options.clone();
+            let (client, storage_options) = connections(&args.kafka, &pipeline);
             let report = match &args.report {
                 Some(path) => Some(
                     serde_json::from_str(
@@ -124,7 +119,6 @@ async fn run(cli: Cli) -> Result<()> {
                 ),
                 None => None,
             };
-            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
             let verification = sluice::verify::run(&sluice::verify::VerifyOptions {
                 pipeline,
                 client,
@@ -149,4 +143,18 @@ async fn run(cli: Cli) -> Result<()> {
             sluice::topics::run(ClientOptions::new(args.kafka.resolve(None)), args.command).await
         }
     }
+}
+
+/// The Kafka client (flag or SLUICE_BROKERS over the file's brokers, plus the file's librdkafka
+/// options) and the lake's storage options of a pipeline.
+fn connections(
+    kafka: &sluice::cli::KafkaArgs,
+    pipeline: &Pipeline,
+) -> (ClientOptions, std::collections::HashMap<String, String>) {
+    let mut client = ClientOptions::new(kafka.resolve(pipeline.kafka.brokers.as_deref()));
+    client.extra = pipeline.kafka.options.clone();
+    (
+        client,
+        sluice_lake::location::storage_options(&pipeline.storage_options),
+    )
 }

@@ -98,7 +98,10 @@ pub async fn run(options: ProduceOptions, shutdown: CancellationToken) -> Result
         && !shutdown.is_cancelled()
         && first_error.is_none()
     {
-        let Some(payload) = records.next(sent, &options.clock).await? else {
+        let Some((payload, key)) = records
+            .next(sent, &options.clock, key_field.as_deref())
+            .await?
+        else {
             break;
         };
         if let Some(rate) = options.rate {
@@ -109,9 +112,6 @@ pub async fn run(options: ProduceOptions, shutdown: CancellationToken) -> Result
                 _ = tokio::time::sleep_until(due.into()) => {}
             }
         }
-        let key = key_field
-            .as_deref()
-            .and_then(|field| key_of(&payload, field));
         let delivery = producer
             .enqueue(key.as_deref().map(str::as_bytes), &payload)
             .await?;
@@ -163,10 +163,9 @@ fn settle(
     }
 }
 
-/// The value of a top-level field as key text (strings as they are, other values as JSON).
-fn key_of(payload: &[u8], field: &str) -> Option<String> {
-    let value: Value = serde_json::from_slice(payload).ok()?;
-    match value.get(field)? {
+/// A field's value as key text (strings as they are, other values as JSON; null is no key).
+fn key_text(value: &Value) -> Option<String> {
+    match value {
         Value::String(text) => Some(text.clone()),
         Value::Null => None,
         other => Some(other.to_string()),
@@ -225,17 +224,24 @@ impl Records {
         }
     }
 
-    /// The payload of record number `index`, or `None` at the end of the input.
-    async fn next(&mut self, index: u64, clock: &Clock) -> Result<Option<Vec<u8>>> {
+    /// The payload of record number `index` and the value of its `key_field`, or `None` at the
+    /// end of the input. A generated event gives its key before it is serialized; an input line
+    /// is parsed only when a key is asked for.
+    async fn next(
+        &mut self,
+        index: u64,
+        clock: &Clock,
+        key_field: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>> {
         match self {
             Self::Generated(generator) => {
                 let event_time_ms = match *clock {
                     Clock::Now => chrono::Utc::now().timestamp_millis(),
                     Clock::Fixed { start_ms, step_ms } => start_ms + index as i64 * step_ms,
                 };
-                Ok(Some(serde_json::to_vec(
-                    &generator.next_event(event_time_ms),
-                )?))
+                let event = generator.next_event(event_time_ms);
+                let key = key_field.and_then(|field| key_text(event.get(field)?));
+                Ok(Some((serde_json::to_vec(&event)?, key)))
             }
             Self::Lines(lines, name) => loop {
                 match lines
@@ -249,7 +255,11 @@ impl Records {
                         if line.last() == Some(&b'\r') {
                             line.pop();
                         }
-                        return Ok(Some(line));
+                        let key = key_field.and_then(|field| {
+                            let value: Value = serde_json::from_slice(&line).ok()?;
+                            key_text(value.get(field)?)
+                        });
+                        return Ok(Some((line, key)));
                     }
                 }
             },

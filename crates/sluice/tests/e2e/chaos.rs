@@ -11,7 +11,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
 use crate::helpers::*;
 
@@ -74,16 +73,7 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
         Duration::from_secs(600),
     );
 
-    let verified = run_ok(
-        sluice()
-            .args(["verify", "--json", "--pipeline"])
-            .arg(&last)
-            .arg("--report")
-            .arg(&report),
-        Duration::from_secs(300),
-    );
-    let verified: Value = serde_json::from_str(&verified).unwrap();
-    assert_eq!(verified["clean"], true, "seed {seed}: {verified}");
+    verify_clean(&last, &report, &format!("seed {seed}"));
 
     assert_reader_matches_report(&python_check(&uri), &produced, &format!("seed {seed}"));
 }

@@ -275,3 +275,19 @@ pub fn assert_reader_matches_report(python: &Value, report: &Value, context: &st
         );
     }
 }
+
+/// `sluice verify --json` against a producer report; insists on a clean lake and returns the
+/// result for further checks. `context` goes into the failure message.
+pub fn verify_clean(pipeline: &Path, report: &Path, context: &str) -> Value {
+    let out = run_ok(
+        sluice()
+            .args(["verify", "--json", "--pipeline"])
+            .arg(pipeline)
+            .arg("--report")
+            .arg(report),
+        Duration::from_secs(300),
+    );
+    let verified: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(verified["clean"], true, "{context}: {verified}");
+    verified
+}

@@ -206,16 +206,7 @@ fn land_and_check(dir: &Path, table_uri: &str) {
     assert_reader_matches_report(&python, &report, table_uri);
 
     // verify agrees: every produced offset once, every footer readable.
-    let verified = run_ok(
-        sluice()
-            .args(["verify", "--json", "--pipeline"])
-            .arg(&pipeline)
-            .arg("--report")
-            .arg(&report_file),
-        Duration::from_secs(120),
-    );
-    let verified: Value = serde_json::from_str(&verified).unwrap();
-    assert_eq!(verified["clean"], true, "{verified}");
+    let verified = verify_clean(&pipeline, &report_file, table_uri);
     assert_eq!(
         verified["tables"][0]["partitions"]
             .as_array()
@@ -266,14 +257,7 @@ fn a_tight_memory_budget_commits_early_and_still_exactly_once() {
         );
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
-        run_ok(
-            sluice()
-                .args(["verify", "--pipeline"])
-                .arg(&pipeline)
-                .arg("--report")
-                .arg(&report),
-            Duration::from_secs(120),
-        );
+        verify_clean(&pipeline, &report, name);
         let commits: u64 = stderr
             .lines()
             .find_map(|l| {
