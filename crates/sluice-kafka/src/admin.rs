@@ -159,14 +159,23 @@ pub fn describe_topic(
     })
 }
 
-/// The offset after the last record of each partition, read from the log itself. The high
-/// watermark alone is not enough: tansu 0.6 reports the last batch's base offset + 1 there, not
-/// its last offset + 1. So each partition is read from `high − 1` to its end; on a broker that
-/// reports the true high watermark this reads at most one record per partition. Blocking.
-pub fn log_ends(
+/// The offsets a partition's log holds: `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    /// The first offset still in the log.
+    pub start: i64,
+    /// The offset after the last record.
+    pub end: i64,
+}
+
+/// The range of each partition's log, its end read from the log itself. The high watermark
+/// alone is not enough: tansu 0.6 reports the last batch's base offset + 1 there, not its last
+/// offset + 1. So each partition is read from `high − 1` to its end; on a broker that reports
+/// the true high watermark this reads at most one record per partition. Blocking.
+pub fn log_ranges(
     options: &ClientOptions,
     partitions: &[(String, i32)],
-) -> Result<HashMap<(String, i32), i64>, KafkaError> {
+) -> Result<HashMap<(String, i32), LogRange>, KafkaError> {
     let consumer: BaseConsumer<EndOfPartitionExpected> = options
         .config(&[
             ("group.id", "sluice-log-end"),
@@ -185,7 +194,13 @@ pub fn log_ends(
         let (low, high) = consumer
             .fetch_watermarks(topic, *partition, REACHABILITY_TIMEOUT)
             .map_err(error(format!("offsets of {topic}/{partition}")))?;
-        ends.insert((topic.clone(), *partition), high);
+        ends.insert(
+            (topic.clone(), *partition),
+            LogRange {
+                start: low,
+                end: high,
+            },
+        );
         if high > low {
             to_read
                 .add_partition_offset(topic, *partition, Offset::Offset(high - 1))
@@ -204,10 +219,11 @@ pub fn log_ends(
         match consumer.poll(std::time::Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 use rdkafka::Message;
-                let end = ends
-                    .entry((message.topic().to_string(), message.partition()))
-                    .or_default();
-                *end = (*end).max(message.offset() + 1);
+                if let Some(range) =
+                    ends.get_mut(&(message.topic().to_string(), message.partition()))
+                {
+                    range.end = range.end.max(message.offset() + 1);
+                }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => remaining -= 1,
             Some(Err(source)) => {
@@ -222,7 +238,7 @@ pub fn log_ends(
     Ok(ends)
 }
 
-/// The client context of [`log_ends`]: reaching a partition's end is what it asks for, so
+/// The client context of [`log_ranges`]: reaching a partition's end is what it asks for, so
 /// librdkafka's end-of-partition notices are not logged as errors; other errors still are.
 struct EndOfPartitionExpected;
 

@@ -13,6 +13,7 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -77,11 +78,16 @@ pub struct GroupConsumer {
 }
 
 impl GroupConsumer {
-    /// Joins `group` and subscribes to `topics`, after checking that each exists. Blocking
-    /// (metadata requests): call at start-up.
-    pub fn join(options: &ClientOptions, group: &str, topics: &[&str]) -> Result<Self, KafkaError> {
+    /// Joins `group` (as static member `instance_id` when given) and subscribes to `topics`,
+    /// after checking that each exists. Blocking (metadata requests): call at start-up.
+    pub fn join(
+        options: &ClientOptions,
+        group: &str,
+        instance_id: Option<&str>,
+        topics: &[&str],
+    ) -> Result<Self, KafkaError> {
         let events = Arc::new(Mutex::new(Vec::new()));
-        let config = options.config(&[
+        let mut config = options.config(&[
             ("group.id", group),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
@@ -92,6 +98,9 @@ impl GroupConsumer {
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "3000"),
         ]);
+        if let Some(instance_id) = instance_id {
+            config.set("group.instance.id", instance_id);
+        }
         let inner: StreamConsumer<GroupContext> = config
             .create_with_context(GroupContext {
                 events: events.clone(),
@@ -118,6 +127,10 @@ impl GroupConsumer {
 
     /// Waits up to `wait` for a first message, then takes whatever else is ready, up to `max`.
     /// An empty batch means nothing arrived in time.
+    ///
+    /// Consumption errors (brokers down, a partition leader moving) are logged and the batch
+    /// ends there: librdkafka reconnects and resumes fetching by itself. Only a fatal error of
+    /// the client is returned.
     pub async fn recv_batch(
         &self,
         max: usize,
@@ -125,27 +138,30 @@ impl GroupConsumer {
     ) -> Result<Vec<BorrowedMessage<'_>>, KafkaError> {
         let mut stream = self.inner.stream();
         let mut batch = Vec::new();
-        let first = match tokio::time::timeout(wait, stream.next()).await {
-            Ok(Some(first)) => first,
-            Ok(None) | Err(_) => return Ok(batch),
+        let mut next = match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(first)) => Some(first),
+            Ok(None) | Err(_) => None,
         };
-        batch.push(first.map_err(|source| self.consume_error(source))?);
-        while batch.len() < max {
-            match stream.next().now_or_never() {
-                Some(Some(message)) => {
-                    batch.push(message.map_err(|source| self.consume_error(source))?)
+        while let Some(result) = next {
+            match result {
+                Ok(message) => batch.push(message),
+                Err(source) if source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                    return Err(KafkaError::Consume {
+                        context: format!("from {}", self.brokers),
+                        source,
+                    });
                 }
-                _ => break,
+                Err(source) => {
+                    tracing::warn!(brokers = %self.brokers, error = %source, "Consuming failed; librdkafka retries.");
+                    break;
+                }
             }
+            if batch.len() >= max {
+                break;
+            }
+            next = stream.next().now_or_never().flatten();
         }
         Ok(batch)
-    }
-
-    fn consume_error(&self, source: rdkafka::error::KafkaError) -> KafkaError {
-        KafkaError::Consume {
-            context: format!("from {}", self.brokers),
-            source,
-        }
     }
 
     /// Rebalances that happened since the last call.

@@ -107,14 +107,14 @@ impl LakeTable {
                 .with_actions(adds.into_iter().map(Action::Add).collect())
                 .build(Some(self.snapshot()), self.table.log_store(), operation)
                 .await
-                .map_err(|source| commit_error(&self.name, source.into()))?;
+                .map_err(|source| commit_error(&self.name, source))?;
         let version = finalized.version();
         self.refresh().await?;
         Ok(version)
     }
 
     /// Brings the snapshot up to the table's latest version (other writers may have committed).
-    async fn refresh(&mut self) -> Result<(), LakeError> {
+    pub async fn refresh(&mut self) -> Result<(), LakeError> {
         self.table
             .update_state()
             .await

@@ -108,6 +108,67 @@ async fn a_writer_whose_partition_moved_on_is_fenced_and_commits_nothing() {
     );
 }
 
+/// Writers racing for the same partition from the same starting point: whether the fence check
+/// or Delta's conflict checker (a concurrent commit carrying the same `txn` app id) stops the
+/// losers, exactly one commit per round lands and the offsets only move forward.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_writers_racing_for_a_partition_exactly_one_commits_each_round() {
+    const WRITERS: usize = 4;
+    const ROUNDS: i64 = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        writers.push(open(&uri, &schema()).await.unwrap());
+    }
+    let (mut fenced, mut conflicts) = (0, 0);
+    for round in 0..ROUNDS {
+        let previous = (round > 0).then(|| round * 10 - 1);
+        let offsets: Vec<i64> = (round * 10..round * 10 + 10).collect();
+        let attempts = writers.drain(..).map(|mut writer| {
+            let batch = rows(&offsets);
+            tokio::spawn(async move {
+                let result = writer
+                    .commit(&[batch], &[progress(0, previous, round * 10 + 9)])
+                    .await;
+                (writer, result)
+            })
+        });
+        let results = futures::future::join_all(attempts).await;
+        let mut won = 0;
+        for joined in results {
+            let (writer, result) = joined.unwrap();
+            match result {
+                Ok(_) => won += 1,
+                Err(err @ LakeError::Fenced { .. }) => {
+                    assert!(err.is_fenced());
+                    fenced += 1;
+                }
+                Err(err @ LakeError::ConcurrentCommit { .. }) => {
+                    assert!(err.is_fenced());
+                    conflicts += 1;
+                }
+                Err(err) => panic!("round {round}: unexpected error {err:#}"),
+            }
+            writers.push(writer);
+        }
+        assert_eq!(won, 1, "round {round}: exactly one writer may commit");
+    }
+    eprintln!(
+        "losers: {fenced} fenced before writing, {conflicts} refused by the conflict checker"
+    );
+    let table = open(&uri, &schema()).await.unwrap();
+    assert_eq!(
+        table.committed_offset("events", 0).await.unwrap(),
+        Some(ROUNDS * 10 - 1)
+    );
+    assert_eq!(
+        table.version(),
+        Some(ROUNDS as u64),
+        "one version per round"
+    );
+}
+
 #[tokio::test]
 async fn a_table_with_another_schema_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();

@@ -144,6 +144,11 @@ pub struct StreamArgs {
     /// early.
     #[arg(long, env = "SLUICE_MEMORY_BUDGET", default_value = sluice_core::config::defaults::MEMORY_BUDGET)]
     pub memory_budget: String,
+    /// A stable name for this member (Kafka static membership, `group.instance.id`), e.g. a
+    /// StatefulSet pod name: a restart under the same name takes its partitions back at once,
+    /// without a rebalance.
+    #[arg(long, env = "SLUICE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
 }
 
 /// `sluice verify`

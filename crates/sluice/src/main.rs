@@ -95,6 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
                 client,
                 storage_options,
                 until_caught_up: args.until_caught_up,
+                instance_id: args.instance_id,
                 drain: tokio_util::sync::CancellationToken::new(),
                 memory_budget: sluice_core::config::parse_size(&args.memory_budget)
                     .map_err(|err| anyhow::anyhow!("--memory-budget: {err}"))?,

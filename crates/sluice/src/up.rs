@@ -93,6 +93,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             client: client.clone(),
             storage_options,
             until_caught_up: false,
+            instance_id: None,
             drain: shutdown.clone(),
             memory_budget: sluice_core::config::parse_size(
                 sluice_core::config::defaults::MEMORY_BUDGET,

@@ -144,7 +144,7 @@ async fn verify_table(
             .iter()
             .map(|p| (owned_topic.clone(), p.id))
             .collect();
-        Ok::<_, sluice_kafka::KafkaError>((log, admin::log_ends(&client, &partitions)?))
+        Ok::<_, sluice_kafka::KafkaError>((log, admin::log_ranges(&client, &partitions)?))
     })
     .await??;
     let produced = options
@@ -160,7 +160,7 @@ async fn verify_table(
     }
     let mut partitions = Vec::new();
     for p in &log.partitions {
-        let log_end = ends[&(topic.to_string(), p.id)];
+        let log_end = ends[&(topic.to_string(), p.id)].end;
         let committed = audited.committed_offset(topic, p.id).await?;
         let rows_checked = stats.is_some();
         let s = stats

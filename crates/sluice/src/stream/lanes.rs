@@ -24,14 +24,25 @@ pub enum Admit {
     SeekTo(i64),
 }
 
+/// How many seeks in a row must land beyond the lane's next offset before the jump is taken
+/// for a real gap in the log (compaction, transaction markers). A seek can be overtaken — one
+/// issued just after an assignment, while librdkafka still fetches the group's committed
+/// offset, was seen to be — so one landing beyond the target proves nothing.
+const SEEKS_TO_CONFIRM_A_GAP: u8 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seek {
     None,
-    /// Sought while processing the current batch: what follows in it predates the seek.
-    ThisBatch,
-    /// Sought in an earlier batch: a record beyond the target now means the log has a real gap
-    /// (compaction, transaction markers).
-    Earlier,
+    /// Sought (`attempts` times in a row) while processing the current batch: what follows in
+    /// it predates the seek.
+    ThisBatch {
+        attempts: u8,
+    },
+    /// Sought in an earlier batch: a record beyond the target now means the seek was overtaken
+    /// or, once confirmed by [`SEEKS_TO_CONFIRM_A_GAP`] seeks, that the log has a real gap.
+    Earlier {
+        attempts: u8,
+    },
 }
 
 /// One table's view of a lane.
@@ -136,18 +147,24 @@ impl Lane {
         self.next
     }
 
+    /// Records that the consumer was just moved to [`Self::next_offset`] outside of
+    /// [`Self::admit`] (after a refused commit).
+    pub fn sought(&mut self) {
+        self.seek = Seek::ThisBatch { attempts: 1 };
+    }
+
     /// Marks the start of a new batch of records.
     pub fn begin_batch(&mut self) {
-        if self.seek == Seek::ThisBatch {
-            self.seek = Seek::Earlier;
+        if let Seek::ThisBatch { attempts } = self.seek {
+            self.seek = Seek::Earlier { attempts };
         }
     }
 
     /// Decides about the record at `offset`.
     ///
-    /// After a seek, a record beyond the target is taken as a real gap (transaction markers,
-    /// compaction, retention). That relies on librdkafka discarding records fetched before the
-    /// seek (its op-version barrier), so that no stale record can pass for the first one after it.
+    /// A record beyond the target seeks back again; only when [`SEEKS_TO_CONFIRM_A_GAP`] seeks
+    /// in a row land beyond it is the jump taken as a real gap (transaction markers,
+    /// compaction, retention).
     pub fn admit(&mut self, offset: i64) -> Admit {
         if offset < self.next {
             return Admit::Skip;
@@ -155,15 +172,22 @@ impl Lane {
         if offset > self.next {
             match self.seek {
                 Seek::None => {
-                    self.seek = Seek::ThisBatch;
+                    self.seek = Seek::ThisBatch { attempts: 1 };
                     return Admit::SeekTo(self.next);
                 }
-                Seek::ThisBatch => return Admit::Skip,
-                Seek::Earlier => {
+                Seek::ThisBatch { .. } => return Admit::Skip,
+                Seek::Earlier { attempts } if attempts < SEEKS_TO_CONFIRM_A_GAP => {
+                    self.seek = Seek::ThisBatch {
+                        attempts: attempts + 1,
+                    };
+                    return Admit::SeekTo(self.next);
+                }
+                Seek::Earlier { .. } => {
                     tracing::warn!(
                         expected = self.next,
                         offset,
-                        "Offsets jump after a seek; the log has a gap here."
+                        seeks = SEEKS_TO_CONFIRM_A_GAP,
+                        "Offsets jump after repeated seeks; the log has a gap here."
                     );
                 }
             }
@@ -205,6 +229,12 @@ impl Lane {
     }
 }
 
+/// Where a partition resumes given what each of its tables holds: after the lowest committed
+/// offset, or at the log start (`None`) when a table holds nothing yet.
+pub fn resume_offset(committed: &[Option<i64>]) -> Option<i64> {
+    committed.iter().map(|c| c.map(|c| c + 1)).min().flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -243,13 +273,28 @@ mod tests {
     }
 
     #[test]
-    fn a_real_gap_is_accepted_after_the_seek_lands_beyond_it() {
+    fn a_real_gap_is_accepted_only_after_repeated_seeks_land_beyond_it() {
         let mut lane = Lane::new(&[Some(0)], 0);
-        lane.begin_batch();
-        assert_eq!(lane.admit(5), Admit::SeekTo(1));
+        for _ in 0..SEEKS_TO_CONFIRM_A_GAP {
+            lane.begin_batch();
+            assert_eq!(lane.admit(5), Admit::SeekTo(1));
+        }
         lane.begin_batch();
         assert_eq!(lane.admit(5), Admit::Take);
         assert_eq!(lane.admit(6), Admit::Take);
+    }
+
+    #[test]
+    fn an_overtaken_seek_is_repeated_and_the_record_is_not_lost() {
+        let mut lane = Lane::new(&[Some(1132)], 0);
+        lane.begin_batch();
+        assert_eq!(lane.admit(1134), Admit::SeekTo(1133));
+        lane.begin_batch();
+        // The seek was overtaken: the consumer delivers from 1134 again.
+        assert_eq!(lane.admit(1134), Admit::SeekTo(1133));
+        lane.begin_batch();
+        assert_eq!(lane.admit(1133), Admit::Take);
+        assert_eq!(lane.admit(1134), Admit::Take);
     }
 
     #[test]
@@ -281,10 +326,10 @@ mod properties {
     //! commits and crashes never move a committed offset backwards, commit every offset exactly
     //! once, and always make progress.
     //!
-    //! Modelled on librdkafka's guarantee that a seek discards records fetched before it (its
-    //! op-version barrier): a position jump happens only with a new lane (restart, rebalance,
-    //! where the position comes from Kafka's committed offset or auto.offset.reset), never as a
-    //! stale delivery right after a seek, which the gap rule of [`Lane::admit`] would accept.
+    //! Position jumps come with a new lane (restart, rebalance: the position comes from Kafka's
+    //! committed offset or auto.offset.reset) and from overtaken seeks (the consumer keeps
+    //! delivering from where it was), up to one fewer in a row than the seeks that confirm a
+    //! real gap.
 
     use std::sync::Arc;
 
@@ -302,6 +347,8 @@ mod properties {
         /// The process dies: buffers are lost, the lane reopens from the lake, and the consumer
         /// starts wherever Kafka puts it.
         Crash(i64),
+        /// The next seek is overtaken: the consumer stays where it was.
+        OvertakeNextSeek,
     }
 
     const LOG: i64 = 200;
@@ -311,6 +358,7 @@ mod properties {
             4 => (1usize..40).prop_map(Step::Deliver),
             2 => Just(Step::Commit),
             1 => (0..LOG).prop_map(Step::Crash),
+            1 => Just(Step::OvertakeNextSeek),
         ]
     }
 
@@ -331,6 +379,7 @@ mod properties {
             let mut lane = Lane::new(&[committed], 0);
             let mut position: i64 = 0;
             let mut taken: Vec<i64> = Vec::new();
+            let (mut overtake, mut overtaken_in_a_row) = (false, 0);
             let now = Instant::now();
             let mut commit = |lane: &mut Lane, taken: &mut Vec<i64>, committed: &mut Option<i64>| {
                 if let Some(pending) = lane.tables[0].take_pending() {
@@ -361,7 +410,13 @@ mod properties {
                                 }
                                 Admit::Skip => {}
                                 Admit::SeekTo(next) => {
-                                    position = next;
+                                    if overtake && overtaken_in_a_row + 1 < SEEKS_TO_CONFIRM_A_GAP {
+                                        overtaken_in_a_row += 1;
+                                    } else {
+                                        overtaken_in_a_row = 0;
+                                        position = next;
+                                    }
+                                    overtake = false;
                                     break;
                                 }
                             }
@@ -372,6 +427,7 @@ mod properties {
                         }
                     }
                     Step::Commit => commit(&mut lane, &mut taken, &mut committed)?,
+                    Step::OvertakeNextSeek => overtake = true,
                     Step::Crash(at) => {
                         taken.clear();
                         lane = Lane::new(&[committed], 0);

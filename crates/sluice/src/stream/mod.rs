@@ -41,6 +41,8 @@ pub struct StreamOptions {
     /// Exit once every assigned partition is committed up to its end (for batch-style runs
     /// and tests), instead of waiting for more.
     pub until_caught_up: bool,
+    /// This member's static name in the group (`group.instance.id`), if any.
+    pub instance_id: Option<String>,
     /// When cancelled, behave as `until_caught_up` from then on: `sluice up` drains this way
     /// after its generator stops.
     pub drain: CancellationToken,
@@ -83,9 +85,10 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
     let (outputs, sources) = open_outputs(&options).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
     let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
+    let instance_id = options.instance_id.clone();
     let consumer = tokio::task::spawn_blocking(move || {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        GroupConsumer::join(&client, &group, &topics)
+        GroupConsumer::join(&client, &group, instance_id.as_deref(), &topics)
     })
     .await??;
     info!(group = %options.pipeline.kafka.group, brokers = %options.client.brokers, "Joined the consumer group.");
@@ -179,6 +182,9 @@ impl State {
                 RebalanceEvent::Assigned(partitions) => {
                     info!(?partitions, "Partitions assigned.");
                     self.assigned.extend(partitions);
+                    // The previous owner may have committed since the tables were last read:
+                    // lanes must start from the lake as it is now.
+                    refresh_tables(&mut self.outputs, None).await?;
                 }
                 RebalanceEvent::Revoked(partitions) => {
                     info!(?partitions, "Partitions revoked; dropping their buffers.");
@@ -354,14 +360,38 @@ impl State {
             Err(err) if err.is_fenced() => {
                 warn!(table = %output.config.name, error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
                 self.summary.fenced += 1;
-                for p in &progress {
-                    self.lanes.remove(&(p.topic.clone(), p.partition));
-                }
-                Ok(())
+                let topic = output.topic.clone();
+                self.reopen_lanes(&topic, &progress).await
             }
             Err(err) => Err(err)
                 .with_context(|| format!("committing {rows} rows to table {}", output.config.name)),
         }
+    }
+
+    /// After a refused commit: drops the lanes of the partitions it covered and, for those still
+    /// assigned, opens them again from the lake as the other member left it and moves the
+    /// consumer there (it may have read past that point already, or not yet reached it).
+    async fn reopen_lanes(&mut self, topic: &str, progress: &[PartitionProgress]) -> Result<()> {
+        refresh_tables(&mut self.outputs, Some(topic)).await?;
+        for p in progress {
+            let key = (p.topic.clone(), p.partition);
+            self.lanes.remove(&key);
+            if !self.assigned.contains(&key) {
+                continue;
+            }
+            let lane = lane_for(
+                &mut self.lanes,
+                &self.consumer,
+                &self.outputs,
+                &self.sources,
+                key,
+            )
+            .await?;
+            self.consumer
+                .seek(&p.topic, p.partition, Some(lane.next_offset()))?;
+            lane.sought();
+        }
+        Ok(())
     }
 
     /// Whether every assigned partition is committed up to its current end.
@@ -375,19 +405,26 @@ impl State {
             return Ok(false);
         }
         let assigned: Vec<(String, i32)> = self.assigned.iter().cloned().collect();
-        let ends =
-            tokio::task::block_in_place(|| sluice_kafka::admin::log_ends(&self.client, &assigned))?;
+        let ranges = match tokio::task::block_in_place(|| {
+            sluice_kafka::admin::log_ranges(&self.client, &assigned)
+        }) {
+            Ok(ranges) => ranges,
+            Err(err) => {
+                // The broker may be restarting; the consumer reconnects by itself.
+                warn!(error = %format!("{:#}", anyhow::Error::new(err)), "Could not read the partitions' ends; will retry.");
+                return Ok(false);
+            }
+        };
         for key in assigned {
-            let end = ends[&key];
-            let lane = lane_for(
-                &mut self.lanes,
-                &self.consumer,
-                &self.outputs,
-                &self.sources,
-                key,
-            )
-            .await?;
-            if lane.next_offset() < end {
+            let range = ranges[&key];
+            let next = match self.lanes.get(&key) {
+                Some(lane) => Some(lane.next_offset()),
+                None => {
+                    let committed = committed_offsets(&self.outputs, &self.sources, &key).await?;
+                    lanes::resume_offset(&committed)
+                }
+            };
+            if next.unwrap_or(range.start) < range.end {
                 return Ok(false);
             }
         }
@@ -427,6 +464,20 @@ async fn commit_with_retries(
     }
 }
 
+/// Re-reads the tables fed by `topic` (every table when `None`) at their latest version.
+async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<()> {
+    for output in outputs {
+        if topic.is_none_or(|t| t == output.topic) {
+            output
+                .table
+                .refresh()
+                .await
+                .with_context(|| format!("reading table {}", output.config.name))?;
+        }
+    }
+    Ok(())
+}
+
 /// The lane of a partition, created from the lake's committed offsets on first use.
 async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
@@ -436,26 +487,35 @@ async fn lane_for<'a>(
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
-        let (topic, partition) = (&key.0, key.1);
-        let mut committed = Vec::new();
-        for &output in &sources[topic].outputs {
-            committed.push(
-                outputs[output]
-                    .table
-                    .committed_offset(topic, partition)
-                    .await?,
-            );
-        }
+        let committed = committed_offsets(outputs, sources, &key).await?;
         let log_start = if committed.iter().any(Option::is_none) {
-            tokio::task::block_in_place(|| consumer.watermarks(topic, partition))?.0
+            tokio::task::block_in_place(|| consumer.watermarks(&key.0, key.1))?.0
         } else {
             0
         };
         let lane = Lane::new(&committed, log_start);
-        info!(topic = %topic, partition, next = lane.next_offset(), ?committed, "Lane opened from the lake's offsets.");
+        info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, "Lane opened from the lake's offsets.");
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
+}
+
+/// What each table fed by a partition's topic holds of it, in the stream's table order.
+async fn committed_offsets(
+    outputs: &[Output],
+    sources: &BTreeMap<String, Source>,
+    (topic, partition): &(String, i32),
+) -> Result<Vec<Option<i64>>> {
+    let mut committed = Vec::new();
+    for &output in &sources[topic].outputs {
+        committed.push(
+            outputs[output]
+                .table
+                .committed_offset(topic, *partition)
+                .await?,
+        );
+    }
+    Ok(committed)
 }
 
 #[cfg(test)]

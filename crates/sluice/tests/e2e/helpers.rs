@@ -199,13 +199,18 @@ pub fn query(pipeline: &Path, sql: &str) -> Vec<Value> {
 
 /// Reads a Delta table with the Python `deltalake` package (scripts/check_delta.py).
 pub fn python_check(table_uri: &str) -> Value {
+    python_check_with(table_uri, |_| {})
+}
+
+/// [`python_check`], with `setup` adjusting the reader's command (its environment).
+pub fn python_check_with(table_uri: &str, setup: impl FnOnce(&mut Command)) -> Value {
     let python = std::env::var("SLUICE_TEST_PYTHON")
         .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_delta.py");
-    let out = run_ok(
-        Command::new(python).arg(script).arg(table_uri),
-        Duration::from_secs(180),
-    );
+    let mut command = Command::new(python);
+    command.arg(script).arg(table_uri);
+    setup(&mut command);
+    let out = run_ok(&mut command, Duration::from_secs(180));
     serde_json::from_str(&out)
         .unwrap_or_else(|err| panic!("check_delta.py printed no JSON ({err}): {out}"))
 }
@@ -230,29 +235,34 @@ pub fn produce_sensor(
     report: &Path,
 ) -> Value {
     run_ok(
-        sluice()
-            .args([
-                "produce",
-                "--topic",
-                topic,
-                "--generator",
-                "sensor",
-                "--count",
-                &count.to_string(),
-            ])
-            .args([
-                "--seed",
-                &seed.to_string(),
-                "--start-time",
-                start,
-                "--event-spacing",
-                spacing,
-                "--report",
-            ])
-            .arg(report),
+        &mut sensor_producer(topic, count, seed, start, spacing, report),
         Duration::from_secs(600),
     );
     serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap()
+}
+
+/// The `sluice produce` command of [`produce_sensor`], to run in the background (add `--rate`).
+pub fn sensor_producer(
+    topic: &str,
+    count: u64,
+    seed: u64,
+    start: &str,
+    spacing: &str,
+    report: &Path,
+) -> Command {
+    let mut command = sluice();
+    command
+        .args(["produce", "--topic", topic, "--generator", "sensor"])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .args([
+            "--start-time",
+            start,
+            "--event-spacing",
+            spacing,
+            "--report",
+        ])
+        .arg(report);
+    command
 }
 
 /// The Python reader's view of a table holds each produced offset exactly once.
@@ -279,6 +289,16 @@ pub fn assert_reader_matches_report(python: &Value, report: &Value, context: &st
 /// `sluice verify --json` against a producer report; insists on a clean lake and returns the
 /// result for further checks. `context` goes into the failure message.
 pub fn verify_clean(pipeline: &Path, report: &Path, context: &str) -> Value {
+    verify_clean_using(&sluice, pipeline, report, context)
+}
+
+/// [`verify_clean`] with `sluice` building the command (e.g. pointed at private services).
+pub fn verify_clean_using(
+    sluice: &dyn Fn() -> Command,
+    pipeline: &Path,
+    report: &Path,
+    context: &str,
+) -> Value {
     let out = run_ok(
         sluice()
             .args(["verify", "--json", "--pipeline"])
@@ -290,4 +310,82 @@ pub fn verify_clean(pipeline: &Path, report: &Path, context: &str) -> Value {
     let verified: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(verified["clean"], true, "{context}: {verified}");
     verified
+}
+
+/// `sluice verify` against a producer report, repeated until it is clean (the streams under test
+/// are still catching up) or `limit` passes. Duplicates never go away, so a clean result is final.
+pub fn wait_until_clean(
+    sluice: &dyn Fn() -> Command,
+    pipeline: &Path,
+    report: &Path,
+    limit: Duration,
+) {
+    let started = Instant::now();
+    loop {
+        let output = run(
+            sluice()
+                .args(["verify", "--pipeline"])
+                .arg(pipeline)
+                .arg("--report")
+                .arg(report),
+            Duration::from_secs(120),
+        );
+        if output.status.success() {
+            return;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "not clean after {limit:?}:\n{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Reads a table's Delta log as stored (`_delta_log/NNN.json`, in version order) and insists
+/// that every `txn` action moves its partition's committed offset strictly forward. Returns
+/// how many commits carried offsets.
+pub fn assert_offsets_only_move_forward(table_dir: &Path) -> usize {
+    let log = table_dir.join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap_or_else(|err| panic!("{}: {err}", log.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let mut last: std::collections::HashMap<String, i64> = Default::default();
+    let mut with_offsets = 0;
+    for commit in &commits {
+        let text = std::fs::read_to_string(commit).unwrap();
+        let mut carried = false;
+        for line in text.lines() {
+            let action: Value = serde_json::from_str(line).unwrap();
+            let Some(txn) = action.get("txn") else {
+                continue;
+            };
+            let app = txn["appId"].as_str().unwrap().to_string();
+            let version = txn["version"].as_i64().unwrap();
+            if let Some(&before) = last.get(&app) {
+                assert!(
+                    version > before,
+                    "{}: {app} moved from {before} to {version}",
+                    commit.display()
+                );
+            }
+            last.insert(app, version);
+            carried = true;
+        }
+        with_offsets += usize::from(carried);
+    }
+    with_offsets
+}
+
+/// A directory for one test's files (pipeline, logs, local lake) under the run directory of
+/// `scripts/test.sh`, which keeps it when the suite fails and removes it otherwise.
+pub fn test_dir(name: &str) -> PathBuf {
+    let run =
+        std::env::var("SLUICE_RUN_DIR").expect("SLUICE_RUN_DIR is not set: run scripts/test.sh");
+    let dir = Path::new(&run).join("tests").join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

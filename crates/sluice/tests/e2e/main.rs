@@ -4,6 +4,10 @@
 
 mod bad_input;
 mod chaos;
+mod groups;
 mod helpers;
 mod landing;
+mod members;
+mod outages;
+mod private;
 mod up;

@@ -1,0 +1,123 @@
+//! The services failing under a running `sluice stream`: the object store stopped for 10 s
+//! (commits retry with backoff and nothing is committed before its files are durable), and the
+//! broker restarted on its SQLite log. Each runs on private instances started by the repo's
+//! services script, so the other tests keep theirs.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::members::Member;
+use crate::private::PrivateServices;
+
+const START: &str = "2026-11-22T00:00:00Z";
+
+#[test]
+fn the_object_store_down_for_ten_seconds_delays_commits_and_loses_nothing() {
+    let dir = test_dir("store_outage");
+    let services = PrivateServices::new(&dir);
+    services.start("s3");
+    let topic = unique("store_outage");
+    create_topic(&topic, 4);
+    let prefix = unique("outage");
+    let uri = format!("s3://lake/{prefix}/sensor_events");
+    let pipeline = write_pipeline(
+        &dir,
+        &topic,
+        &unique("group"),
+        &uri,
+        r#"{ max_rows = 10000, max_latency = "1s" }"#,
+    );
+    let report = dir.join("report.json");
+    let producer = sensor_producer(&topic, 60_000, 21, START, "10ms", &report)
+        .args(["--rate", "3000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stream = Member::start_with(
+        services
+            .sluice()
+            .args(["stream", "--pipeline"])
+            .arg(&pipeline),
+        dir.join("stream.log"),
+    );
+    stream.wait_for_log("Committed", 2, Duration::from_secs(60));
+
+    services.stop("s3");
+    stream.wait_for_log("Commit failed; retrying", 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(10));
+    services.start("s3");
+
+    let produced = wait(producer, Duration::from_secs(120));
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let sluice = || services.sluice();
+    wait_until_clean(&sluice, &pipeline, &report, Duration::from_secs(120));
+    stream.stop(Duration::from_secs(30));
+
+    verify_clean_using(&sluice, &pipeline, &report, "after the store came back");
+    let produced: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let python = python_check_with(&uri, |command| services.point_at(command));
+    assert_reader_matches_report(&python, &produced, "store outage");
+    assert!(
+        assert_offsets_only_move_forward(&services.s3_root().join(&prefix).join("sensor_events"))
+            > 0
+    );
+}
+
+#[test]
+fn a_broker_restarted_on_its_sqlite_log_mid_run_loses_and_doubles_nothing() {
+    let dir = test_dir("broker_restart");
+    let services = PrivateServices::new(&dir);
+    services.start("kafka");
+    let topic = unique("broker_restart");
+    run_ok(
+        services
+            .sluice()
+            .args(["topics", "create", &topic, "--partitions", "4"]),
+        Duration::from_secs(60),
+    );
+    let table = dir.join("lake/sensor_events");
+    let pipeline = write_pipeline(
+        &dir,
+        &topic,
+        &unique("group"),
+        &table.display().to_string(),
+        r#"{ max_rows = 5000, max_latency = "1s" }"#,
+    );
+    let report = dir.join("report.json");
+    let mut producer = sensor_producer(&topic, 80_000, 22, START, "10ms", &report);
+    services.point_at(&mut producer);
+    run_ok(&mut producer, Duration::from_secs(300));
+
+    let mut stream = Member::start_with(
+        services
+            .sluice()
+            .args(["stream", "--pipeline"])
+            .arg(&pipeline),
+        dir.join("stream.log"),
+    );
+    stream.wait_for_log("Committed", 2, Duration::from_secs(60));
+    services.stop("kafka");
+    std::thread::sleep(Duration::from_secs(3));
+    services.start("kafka");
+
+    let sluice = || services.sluice();
+    wait_until_clean(&sluice, &pipeline, &report, Duration::from_secs(180));
+    stream.stop(Duration::from_secs(30));
+
+    verify_clean_using(&sluice, &pipeline, &report, "after the broker restart");
+    let produced: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_reader_matches_report(
+        &python_check(&table.display().to_string()),
+        &produced,
+        "broker restart",
+    );
+    assert!(assert_offsets_only_move_forward(&table) > 0);
+}

@@ -1,0 +1,101 @@
+//! Private instances of the dev services for tests that stop or restart them (the shared broker
+//! and object store serve the other tests running in parallel). They are started through the
+//! same `scripts/services.sh`, in their own run directory and on free ports, and stopped when
+//! dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::helpers::{free_port, run_ok, sluice};
+
+/// A private tansu (SQLite storage, so its log survives a restart) and s3s-fs.
+pub struct PrivateServices {
+    run_dir: PathBuf,
+    kafka_port: u16,
+    s3_port: u16,
+}
+
+impl PrivateServices {
+    /// Reserves ports and a run directory under `dir`; starts nothing yet.
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            run_dir: dir.join("services"),
+            kafka_port: free_port(),
+            s3_port: free_port(),
+        }
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let script = std::env::var("SLUICE_SERVICES")
+            .expect("SLUICE_SERVICES is not set: run scripts/test.sh");
+        run_ok(
+            Command::new("bash")
+                .arg(script)
+                .args(args)
+                .env("SLUICE_RUN_DIR", &self.run_dir)
+                .env("SLUICE_KAFKA_PORT", self.kafka_port.to_string())
+                .env("SLUICE_S3_PORT", self.s3_port.to_string())
+                .env("SLUICE_TANSU_STORAGE", "sqlite://tansu.db"),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Starts "kafka" or "s3".
+    pub fn start(&self, service: &str) {
+        self.script(&["start", service]);
+    }
+
+    /// Stops "kafka" or "s3" (SIGTERM, then SIGKILL).
+    pub fn stop(&self, service: &str) {
+        self.script(&["stop", service]);
+    }
+
+    /// The private broker's bootstrap address.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// The private object store's endpoint.
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// Where the private object store keeps bucket `lake` on disk.
+    pub fn s3_root(&self) -> PathBuf {
+        self.run_dir.join("s3/lake")
+    }
+}
+
+impl PrivateServices {
+    /// `sluice` talking to these services: the private broker once `kafka` runs, the private
+    /// object store once `s3` runs (the shared ones otherwise).
+    pub fn sluice(&self) -> Command {
+        let mut command = sluice();
+        self.point_at(&mut command);
+        command
+    }
+
+    /// Points any command's Kafka and S3 settings at the services that run privately.
+    pub fn point_at(&self, command: &mut Command) {
+        if self.run_dir.join("kafka.port").exists() {
+            command.env("SLUICE_BROKERS", self.brokers());
+        }
+        if self.run_dir.join("s3.port").exists() {
+            command.env("AWS_ENDPOINT_URL", self.s3_endpoint());
+        }
+    }
+}
+
+impl Drop for PrivateServices {
+    fn drop(&mut self) {
+        // No panic here: a test may be unwinding already.
+        let script = std::env::var("SLUICE_SERVICES").unwrap_or_default();
+        Command::new("bash")
+            .args([script.as_str(), "stop"])
+            .env("SLUICE_RUN_DIR", &self.run_dir)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .ok();
+    }
+}
