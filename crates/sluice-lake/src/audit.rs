@@ -11,7 +11,6 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::LakeError;
-use crate::location::table_url;
 use crate::writer::app_id;
 
 /// Footers read at once.
@@ -40,16 +39,7 @@ impl AuditedTable {
         uri: &str,
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, LakeError> {
-        let url = table_url(name, uri)?;
-        let table =
-            deltalake::open_table_with_storage_options(url.clone(), storage_options.clone())
-                .await
-                .map_err(|source| LakeError::Access {
-                    table: name.into(),
-                    uri: url.to_string(),
-                    action: "open",
-                    source,
-                })?;
+        let (url, table) = crate::table::open_existing(name, uri, storage_options).await?;
         Ok(Self {
             name: name.into(),
             uri: url.to_string(),

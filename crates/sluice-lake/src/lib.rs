@@ -3,12 +3,14 @@
 //!
 //! # Layout
 //! - [`audit`]: reading a table back for `sluice verify`: offsets and file footers.
+//! - [`compact`]: rewriting small files into target-size ones without changing the data.
 //! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
 //! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
 //! - [`writer`]: Parquet files plus one Delta commit holding a `txn` action per source partition
 //!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
 
 pub mod audit;
+pub mod compact;
 pub mod location;
 pub mod table;
 pub mod writer;
@@ -84,6 +86,14 @@ pub enum LakeError {
         /// Table name.
         table: String,
         /// The conflict as delta-rs reported it.
+        source: deltalake::DeltaTableError,
+    },
+    /// Compacting the table failed; nothing was committed.
+    #[error("table {table}: compaction failed (nothing committed)")]
+    Compact {
+        /// Table name.
+        table: String,
+        /// The cause.
         source: deltalake::DeltaTableError,
     },
     /// The Delta commit failed; its data files are not referenced.

@@ -165,3 +165,21 @@ impl LakeTable {
         }
     }
 }
+
+/// Opens a table that must exist already (a location without a Delta log is an error).
+pub(crate) async fn open_existing(
+    name: &str,
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<(Url, DeltaTable), LakeError> {
+    let url = table_url(name, uri)?;
+    let table = deltalake::open_table_with_storage_options(url.clone(), storage_options.clone())
+        .await
+        .map_err(|source| LakeError::Access {
+            table: name.into(),
+            uri: url.to_string(),
+            action: "open",
+            source,
+        })?;
+    Ok((url, table))
+}

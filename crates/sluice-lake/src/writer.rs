@@ -134,7 +134,7 @@ fn commit_error(table: &str, source: DeltaTableError) -> LakeError {
 }
 
 /// Parquet settings of data files: zstd for size, row groups sized for scans.
-fn writer_properties() -> WriterProperties {
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("3 is a valid zstd level"),

@@ -34,6 +34,9 @@ pub enum Command {
     /// Check the lake against Kafka and a producer report: per partition the committed offsets,
     /// duplicates and missing offsets, and every file's Parquet footer. Exit 0 only when clean.
     Verify(VerifyArgs),
+    /// Rewrite the small files of each date/hour partition into target-size files, in one Delta
+    /// commit that changes no data; safe while `sluice stream` runs.
+    Compact(CompactArgs),
     /// Run SQL over the lake's Delta tables.
     Query(QueryArgs),
     /// List the lake's tables with their Delta version and file count.
@@ -149,6 +152,23 @@ pub struct StreamArgs {
     /// without a rebalance.
     #[arg(long, env = "SLUICE_INSTANCE_ID")]
     pub instance_id: Option<String>,
+}
+
+/// `sluice compact`
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// The pipeline file whose tables to compact.
+    #[arg(long)]
+    pub pipeline: PathBuf,
+    /// Compact only this table (repeatable) [default: every table of the pipeline].
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+    /// Size of the files written.
+    #[arg(long, default_value = sluice_core::config::defaults::COMPACT_TARGET_SIZE)]
+    pub target_size: String,
+    /// Print the result as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `sluice verify`

@@ -14,6 +14,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod compact;
 pub mod generators;
 pub mod produce;
 pub mod query;

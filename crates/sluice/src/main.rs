@@ -138,6 +138,36 @@ async fn run(cli: Cli) -> Result<()> {
             anyhow::ensure!(verification.clean, "the lake is not clean");
             Ok(())
         }
+        Command::Compact(args) => {
+            let pipeline = Pipeline::load(&args.pipeline)?;
+            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+            let target_size = sluice_core::config::parse_size(&args.target_size)
+                .ok()
+                .and_then(std::num::NonZeroU64::new)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--target-size: expected a size like 128MiB, got {:?}",
+                        args.target_size
+                    )
+                })?;
+            let done = sluice::compact::run(&sluice::compact::CompactOptions {
+                pipeline,
+                storage_options,
+                tables: args.tables,
+                target_size,
+            })
+            .await?;
+            if args.json {
+                let json: serde_json::Map<String, serde_json::Value> = done
+                    .iter()
+                    .map(|(table, c)| Ok((table.clone(), serde_json::to_value(c)?)))
+                    .collect::<Result<_>>()?;
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            } else {
+                print!("{}", sluice::compact::summary(&done));
+            }
+            Ok(())
+        }
         Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
         Command::Tables(args) => sluice::query::run_tables(&args).await,
         Command::Topics(args) => {

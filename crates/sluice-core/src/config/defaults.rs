@@ -15,3 +15,5 @@ pub const MEMORY_BUDGET: &str = "256MiB";
 pub const DECODE_BATCH_RECORDS: usize = 8_192;
 /// Partition columns of a table when the pipeline file names none.
 pub const PARTITION_BY: [&str; 2] = ["date", "hour"];
+/// The size `sluice compact` rewrites small files into.
+pub const COMPACT_TARGET_SIZE: &str = "128MiB";

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod chaos;
+mod compaction;
 mod groups;
 mod helpers;
 mod landing;

@@ -1,0 +1,95 @@
+//! `sluice compact`: the pipeline's tables (or some of them), each compacted in one Delta
+//! commit that changes no data, with a spinner per table on a terminal and a line per table of
+//! what changed.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use sluice_core::config::Pipeline;
+use sluice_lake::compact::{Compaction, compact};
+
+/// What to compact.
+pub struct CompactOptions {
+    /// The validated pipeline.
+    pub pipeline: Pipeline,
+    /// Storage options for the lake.
+    pub storage_options: HashMap<String, String>,
+    /// Table names to compact; all of the pipeline's when empty.
+    pub tables: Vec<String>,
+    /// Size to rewrite small files into.
+    pub target_size: NonZeroU64,
+}
+
+/// Compacts each chosen table in turn; returns (table, what was done).
+pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> {
+    for name in &options.tables {
+        anyhow::ensure!(
+            options.pipeline.tables.iter().any(|t| &t.name == name),
+            "--table {name}: the pipeline has no such table (it has: {})",
+            table_names(&options.pipeline)
+        );
+    }
+    let mut done = Vec::new();
+    for table in &options.pipeline.tables {
+        if !options.tables.is_empty() && !options.tables.contains(&table.name) {
+            continue;
+        }
+        let spinner = spinner(&table.name);
+        let result = compact(
+            &table.name,
+            &table.uri,
+            &options.storage_options,
+            options.target_size,
+        )
+        .await
+        .with_context(|| format!("compacting table {}", table.name));
+        spinner.finish_and_clear();
+        done.push((table.name.clone(), result?));
+    }
+    Ok(done)
+}
+
+/// One line per table for people.
+pub fn summary(done: &[(String, Compaction)]) -> String {
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut out = String::new();
+    for (table, c) in done {
+        let version = c.version.map_or("-".into(), |v| v.to_string());
+        if c.files_removed == 0 {
+            out += &format!("table {table}: nothing to compact (version {version})\n");
+        } else {
+            out += &format!(
+                "table {table}: {} files ({:.1} MiB) rewritten as {} ({:.1} MiB) in {} partition(s); version {version}\n",
+                c.files_removed,
+                mib(c.bytes_removed),
+                c.files_added,
+                mib(c.bytes_added),
+                c.partitions,
+            );
+        }
+    }
+    out
+}
+
+fn table_names(pipeline: &Pipeline) -> String {
+    let names: Vec<&str> = pipeline.tables.iter().map(|t| t.name.as_str()).collect();
+    names.join(", ")
+}
+
+fn spinner(table: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} compacting {msg} [{elapsed_precise}]")
+            .expect("a valid template"),
+    );
+    spinner.set_message(table.to_string());
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    spinner
+}
