@@ -186,16 +186,6 @@ impl GroupConsumer {
             })
     }
 
-    /// The first and next offsets of a partition's log. Blocking.
-    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
-        self.inner
-            .fetch_watermarks(topic, partition, REACHABILITY_TIMEOUT)
-            .map_err(|source| KafkaError::Consume {
-                context: format!("offsets of {topic}/{partition}"),
-                source,
-            })
-    }
-
     /// Records the group's position (next offset to read) for lag metrics; not a source of truth.
     pub fn commit_positions(&self, positions: &[(String, i32, i64)]) -> Result<(), KafkaError> {
         let mut list = TopicPartitionList::new();

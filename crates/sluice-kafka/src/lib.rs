@@ -7,12 +7,14 @@
 //! - [`producer`]: the idempotent, acks=all producer behind `sluice produce`.
 //! - [`consumer`]: a consumer-group member with auto-commit off that reports rebalances.
 //! - [`broker`]: the embedded tansu broker that `sluice up` runs in-process.
+//! - [`read_speed`]: a plain consumer reading a whole topic: the ceiling for benchmarks.
 
 pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod consumer;
 pub mod producer;
+pub mod read_speed;
 
 pub use client::ClientOptions;
 

@@ -266,4 +266,13 @@ pub enum TopicsCommand {
         #[arg(long)]
         group: Option<String>,
     },
+    /// Read a topic from its start to its end with a plain librdkafka consumer, discarding the
+    /// records, and print records/s: the ceiling `sluice stream` is measured against.
+    ReadSpeed {
+        /// Topic name.
+        name: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -47,6 +47,23 @@ pub async fn run(client: ClientOptions, command: TopicsCommand) -> Result<()> {
                 );
             }
         }
+        TopicsCommand::ReadSpeed { name, json } => {
+            let speed = tokio::task::spawn_blocking(move || {
+                sluice_kafka::read_speed::read_topic(&client, &name)
+            })
+            .await??;
+            if json {
+                println!("{}", serde_json::to_string(&speed)?);
+            } else {
+                println!(
+                    "{} records ({:.1} MiB) in {:.2} s: {:.0} records/s",
+                    speed.records,
+                    speed.bytes as f64 / (1024.0 * 1024.0),
+                    speed.seconds,
+                    speed.records as f64 / speed.seconds
+                );
+            }
+        }
     }
     Ok(())
 }

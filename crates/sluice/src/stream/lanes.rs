@@ -24,25 +24,26 @@ pub enum Admit {
     SeekTo(i64),
 }
 
-/// How many seeks in a row must land beyond the lane's next offset before the jump is taken
-/// for a real gap in the log (compaction, transaction markers). A seek can be overtaken — one
-/// issued just after an assignment, while librdkafka still fetches the group's committed
-/// offset, was seen to be — so one landing beyond the target proves nothing.
-const SEEKS_TO_CONFIRM_A_GAP: u8 = 3;
-
+/// Where the lane's last seek went and whether it has taken effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seek {
     None,
-    /// Sought (`attempts` times in a row) while processing the current batch: what follows in
-    /// it predates the seek.
+    /// Sought to `back` offsets below the next one while processing the current batch: what
+    /// follows in it predates the seek.
     ThisBatch {
-        attempts: u8,
+        back: i64,
     },
-    /// Sought in an earlier batch: a record beyond the target now means the seek was overtaken
-    /// or, once confirmed by [`SEEKS_TO_CONFIRM_A_GAP`] seeks, that the log has a real gap.
+    /// Sought to `back` offsets below the next one in an earlier batch.
     Earlier {
-        attempts: u8,
+        back: i64,
     },
+}
+
+/// How far below the next offset to seek after a seek `back` below it landed beyond: eight
+/// times further, from 64. Going back too far only costs reading records the lake already
+/// holds; a producer's record batch rarely spans more than a few thousand records.
+fn further_back(back: i64) -> i64 {
+    (back * 8).max(64)
 }
 
 /// One table's view of a lane.
@@ -122,22 +123,22 @@ impl TableBuffer {
 pub struct Lane {
     next: i64,
     seek: Seek,
+    /// The offset delivered last (since the last seek took effect), if it was below `next`:
+    /// a record beyond `next` right after it proves a real gap in the log.
+    below: Option<i64>,
     /// One buffer per table fed by the lane's stream, in the stream's table order.
     pub tables: Vec<TableBuffer>,
 }
 
 impl Lane {
-    /// A lane whose tables hold `committed` offsets; `log_start` is where a table with
-    /// nothing committed begins.
-    pub fn new(committed: &[Option<i64>], log_start: i64) -> Self {
-        let next = committed
-            .iter()
-            .map(|c| c.map_or(log_start, |c| c + 1))
-            .min()
-            .unwrap_or(log_start);
+    /// A lane whose tables hold `committed` offsets. A table with nothing committed starts at
+    /// offset 0: where the log really starts (retention may have removed the first records)
+    /// is found by seeking there ([`Self::admit`]).
+    pub fn new(committed: &[Option<i64>]) -> Self {
         Self {
-            next,
+            next: resume_offset(committed).unwrap_or(0),
             seek: Seek::None,
+            below: None,
             tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
         }
     }
@@ -150,49 +151,82 @@ impl Lane {
     /// Records that the consumer was just moved to [`Self::next_offset`] outside of
     /// [`Self::admit`] (after a refused commit).
     pub fn sought(&mut self) {
-        self.seek = Seek::ThisBatch { attempts: 1 };
+        self.seek = Seek::ThisBatch { back: 0 };
+        self.below = None;
+    }
+
+    /// Nothing arrived in an idle wait although the log holds records from the next offset
+    /// on: the consumer is parked where fetches return nothing (inside the last record batch,
+    /// on a broker that serves fetches from batch starts) or was never moved. Returns where to
+    /// seek, going further back on each call, as a record beyond the next offset would.
+    pub fn nudge(&mut self) -> i64 {
+        let back = match self.seek {
+            Seek::None => 0,
+            Seek::ThisBatch { back } | Seek::Earlier { back } => further_back(back),
+        }
+        .min(self.next);
+        self.seek = Seek::ThisBatch { back };
+        self.below = None;
+        self.next - back
     }
 
     /// Marks the start of a new batch of records.
     pub fn begin_batch(&mut self) {
-        if let Seek::ThisBatch { attempts } = self.seek {
-            self.seek = Seek::Earlier { attempts };
+        if let Seek::ThisBatch { back } = self.seek {
+            self.seek = Seek::Earlier { back };
         }
     }
 
     /// Decides about the record at `offset`.
     ///
-    /// A record beyond the target seeks back again; only when [`SEEKS_TO_CONFIRM_A_GAP`] seeks
-    /// in a row land beyond it is the jump taken as a real gap (transaction markers,
-    /// compaction, retention).
+    /// A record beyond the next offset means records are missing: seek to the next offset, and
+    /// if the consumer still lands beyond it, seek further back (64, 512, 4096, … offsets below),
+    /// skipping what is already in the lake. A broker may serve a fetch from the first record
+    /// batch that *starts* at or after the offset asked for — tansu 0.6 does, skipping the
+    /// rest of a batch a resume point falls into — so only seeking below that batch's start
+    /// brings the records back. A jump is a real gap in the log (compaction, transaction
+    /// markers) only when the consumer delivered a record below the next offset and then,
+    /// directly after it, one beyond; or when a seek to offset 0 lands beyond it.
     pub fn admit(&mut self, offset: i64) -> Admit {
+        let stale = matches!(self.seek, Seek::ThisBatch { .. });
         if offset < self.next {
+            if !stale {
+                self.below = Some(offset);
+            }
             return Admit::Skip;
         }
         if offset > self.next {
-            match self.seek {
-                Seek::None => {
-                    self.seek = Seek::ThisBatch { attempts: 1 };
-                    return Admit::SeekTo(self.next);
-                }
+            let back = match self.seek {
                 Seek::ThisBatch { .. } => return Admit::Skip,
-                Seek::Earlier { attempts } if attempts < SEEKS_TO_CONFIRM_A_GAP => {
-                    self.seek = Seek::ThisBatch {
-                        attempts: attempts + 1,
-                    };
-                    return Admit::SeekTo(self.next);
+                _ if self.below.is_some() => {
+                    tracing::warn!(
+                        expected = self.next,
+                        before = self.below,
+                        offset,
+                        "The log skips offsets here (compaction or transaction markers)."
+                    );
+                    None
                 }
+                Seek::None => Some(0),
+                Seek::Earlier { back } if back < self.next => Some(further_back(back)),
                 Seek::Earlier { .. } => {
                     tracing::warn!(
                         expected = self.next,
                         offset,
-                        seeks = SEEKS_TO_CONFIRM_A_GAP,
-                        "Offsets jump after repeated seeks; the log has a gap here."
+                        "The log starts beyond the lake's position (retention, or a new table on an old topic)."
                     );
+                    None
                 }
+            };
+            if let Some(back) = back {
+                let back = back.min(self.next);
+                self.seek = Seek::ThisBatch { back };
+                self.below = None;
+                return Admit::SeekTo(self.next - back);
             }
         }
         self.seek = Seek::None;
+        self.below = None;
         self.next = offset + 1;
         Admit::Take
     }
@@ -254,14 +288,14 @@ mod tests {
 
     #[test]
     fn a_lane_resumes_after_the_lowest_committed_offset_of_its_tables() {
-        assert_eq!(Lane::new(&[Some(9), Some(4)], 0).next_offset(), 5);
-        assert_eq!(Lane::new(&[Some(9), None], 3).next_offset(), 3);
-        assert_eq!(Lane::new(&[], 7).next_offset(), 7);
+        assert_eq!(Lane::new(&[Some(9), Some(4)]).next_offset(), 5);
+        assert_eq!(Lane::new(&[Some(9), None]).next_offset(), 0);
+        assert_eq!(Lane::new(&[]).next_offset(), 0);
     }
 
     #[test]
     fn old_records_are_skipped_and_a_gap_seeks_back_once_per_batch() {
-        let mut lane = Lane::new(&[Some(9)], 0);
+        let mut lane = Lane::new(&[Some(9)]);
         lane.begin_batch();
         assert_eq!(lane.admit(8), Admit::Skip);
         assert_eq!(lane.admit(10), Admit::Take);
@@ -273,33 +307,81 @@ mod tests {
     }
 
     #[test]
-    fn a_real_gap_is_accepted_only_after_repeated_seeks_land_beyond_it() {
-        let mut lane = Lane::new(&[Some(0)], 0);
-        for _ in 0..SEEKS_TO_CONFIRM_A_GAP {
-            lane.begin_batch();
-            assert_eq!(lane.admit(5), Admit::SeekTo(1));
-        }
+    fn a_seek_landing_beyond_the_target_seeks_further_back_until_the_records_come() {
+        // The broker serves fetches from the first batch starting at or after the offset
+        // (tansu 0.6): records 1650..=1659 form one batch, the lake holds up to 1654.
+        let mut lane = Lane::new(&[Some(1654)]);
         lane.begin_batch();
-        assert_eq!(lane.admit(5), Admit::Take);
-        assert_eq!(lane.admit(6), Admit::Take);
+        assert_eq!(lane.admit(1660), Admit::SeekTo(1655));
+        lane.begin_batch();
+        assert_eq!(lane.admit(1660), Admit::SeekTo(1591));
+        lane.begin_batch();
+        for offset in 1600..1655 {
+            assert_eq!(lane.admit(offset), Admit::Skip);
+        }
+        assert_eq!(lane.admit(1655), Admit::Take);
+        assert_eq!(lane.next_offset(), 1656);
     }
 
     #[test]
-    fn an_overtaken_seek_is_repeated_and_the_record_is_not_lost() {
-        let mut lane = Lane::new(&[Some(1132)], 0);
+    fn a_lane_parked_with_nothing_arriving_is_nudged_further_back_each_time() {
+        let mut lane = Lane::new(&[Some(1654)]);
+        assert_eq!(lane.nudge(), 1655);
+        assert_eq!(lane.nudge(), 1591);
+        assert_eq!(lane.nudge(), 1143);
+        // The third seek lands before the batch holding 1655.
         lane.begin_batch();
-        assert_eq!(lane.admit(1134), Admit::SeekTo(1133));
+        for offset in 1150..1655 {
+            assert_eq!(lane.admit(offset), Admit::Skip);
+        }
+        assert_eq!(lane.admit(1655), Admit::Take);
+    }
+
+    #[test]
+    fn a_jump_right_after_a_record_below_the_target_is_a_real_gap() {
+        let mut lane = Lane::new(&[Some(99)]);
         lane.begin_batch();
-        // The seek was overtaken: the consumer delivers from 1134 again.
-        assert_eq!(lane.admit(1134), Admit::SeekTo(1133));
+        assert_eq!(lane.admit(104), Admit::SeekTo(100));
         lane.begin_batch();
-        assert_eq!(lane.admit(1133), Admit::Take);
-        assert_eq!(lane.admit(1134), Admit::Take);
+        assert_eq!(lane.admit(104), Admit::SeekTo(36));
+        lane.begin_batch();
+        assert_eq!(lane.admit(99), Admit::Skip);
+        // 100..=103 are not in the log (compaction): 99 is followed directly by 104.
+        assert_eq!(lane.admit(104), Admit::Take);
+        assert_eq!(lane.admit(105), Admit::Take);
+    }
+
+    #[test]
+    fn records_fetched_before_a_seek_prove_nothing() {
+        let mut lane = Lane::new(&[Some(9)]);
+        lane.begin_batch();
+        assert_eq!(lane.admit(12), Admit::SeekTo(10));
+        // The rest of this batch predates the seek.
+        assert_eq!(lane.admit(8), Admit::Skip);
+        assert_eq!(lane.admit(13), Admit::Skip);
+        lane.begin_batch();
+        assert_eq!(lane.admit(10), Admit::Take);
+    }
+
+    #[test]
+    fn when_the_log_starts_beyond_the_lake_the_jump_is_taken_after_seeking_to_zero() {
+        let mut lane = Lane::new(&[Some(99)]);
+        let mut targets = Vec::new();
+        loop {
+            lane.begin_batch();
+            match lane.admit(500) {
+                Admit::SeekTo(target) => targets.push(target),
+                Admit::Take => break,
+                Admit::Skip => unreachable!(),
+            }
+        }
+        assert_eq!(targets, [100, 36, 0]);
+        assert_eq!(lane.next_offset(), 501);
     }
 
     #[test]
     fn tables_keep_only_rows_beyond_what_they_hold_and_commit_their_progress() {
-        let mut lane = Lane::new(&[Some(4), None], 0);
+        let mut lane = Lane::new(&[Some(4), None]);
         let now = Instant::now();
         lane.append(0, &rows(&[3, 4, 5, 6]), 6, now);
         lane.append(1, &rows(&[3, 4, 5, 6]), 6, now);
@@ -326,11 +408,14 @@ mod properties {
     //! commits and crashes never move a committed offset backwards, commit every offset exactly
     //! once, and always make progress.
     //!
-    //! Position jumps come with a new lane (restart, rebalance: the position comes from Kafka's
-    //! committed offset or auto.offset.reset) and from overtaken seeks (the consumer keeps
-    //! delivering from where it was), up to one fewer in a row than the seeks that confirm a
-    //! real gap.
+    //! The log is made of record batches. A fetch starts at the first batch that *starts* at or
+    //! after the offset asked for, as tansu 0.6 serves it (with one record per batch, that is
+    //! Kafka's exact positioning). A seek discards what was fetched before it (librdkafka's
+    //! op-version barrier). Consumption then runs on through whole batches. While the random
+    //! steps run the log holds `LOG` records; the final drain appends one more batch, as new
+    //! traffic would, so a consumer parked in the middle of the last batch gets going again.
 
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
     use arrow::datatypes::{DataType, Field, Schema};
@@ -345,21 +430,35 @@ mod properties {
         /// The table commits what is pending.
         Commit,
         /// The process dies: buffers are lost, the lane reopens from the lake, and the consumer
-        /// starts wherever Kafka puts it.
+        /// starts fetching wherever Kafka puts it.
         Crash(i64),
-        /// The next seek is overtaken: the consumer stays where it was.
-        OvertakeNextSeek,
     }
 
     const LOG: i64 = 200;
+    const TAIL: i64 = 10;
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
             4 => (1usize..40).prop_map(Step::Deliver),
             2 => Just(Step::Commit),
             1 => (0..LOG).prop_map(Step::Crash),
-            1 => Just(Step::OvertakeNextSeek),
         ]
+    }
+
+    /// Batch start offsets: every offset (Kafka-like), or a random few (tansu-like).
+    fn batches() -> impl Strategy<Value = BTreeSet<i64>> {
+        prop_oneof![
+            Just((0..LOG + TAIL).collect::<BTreeSet<i64>>()),
+            prop::collection::btree_set(1..LOG, 0..40).prop_map(|mut bases| {
+                bases.extend([0, LOG, LOG + TAIL]);
+                bases
+            }),
+        ]
+    }
+
+    /// Where a fetch asked to start at `offset` really starts.
+    fn fetch_start(bases: &BTreeSet<i64>, offset: i64) -> i64 {
+        bases.range(offset..).next().copied().unwrap_or(LOG + TAIL)
     }
 
     fn no_rows() -> RecordBatch {
@@ -373,13 +472,16 @@ mod properties {
 
     proptest! {
         #[test]
-        fn committed_offsets_never_go_backwards_and_cover_each_offset_once(steps in prop::collection::vec(step(), 1..120)) {
+        fn committed_offsets_never_go_backwards_and_cover_each_offset_once(
+            bases in batches(),
+            steps in prop::collection::vec(step(), 1..120),
+        ) {
             let mut committed: Option<i64> = None;
-            let mut times_committed = vec![0u32; LOG as usize];
-            let mut lane = Lane::new(&[committed], 0);
+            let mut times_committed = vec![0u32; (LOG + TAIL) as usize];
+            let mut lane = Lane::new(&[committed]);
             let mut position: i64 = 0;
+            let mut end = LOG;
             let mut taken: Vec<i64> = Vec::new();
-            let (mut overtake, mut overtaken_in_a_row) = (false, 0);
             let now = Instant::now();
             let mut commit = |lane: &mut Lane, taken: &mut Vec<i64>, committed: &mut Option<i64>| {
                 if let Some(pending) = lane.tables[0].take_pending() {
@@ -395,28 +497,30 @@ mod properties {
                 }
                 Ok(())
             };
-            // The random steps, then a drain: deliver and commit until the log is consumed.
-            let drain = std::iter::repeat_n([Step::Deliver(50), Step::Commit], 10).flatten();
-            for step in steps.into_iter().chain(drain) {
+            // The random steps, then new traffic and a drain until the log is consumed.
+            let drain = std::iter::repeat_n([Step::Deliver(50), Step::Commit], 20).flatten();
+            let steps: Vec<(bool, Step)> = steps
+                .into_iter()
+                .map(|s| (false, s))
+                .chain(drain.map(|s| (true, s)))
+                .collect();
+            for (draining, step) in steps {
+                if draining {
+                    end = LOG + TAIL;
+                }
                 match step {
                     Step::Deliver(count) => {
                         lane.begin_batch();
                         let mut last = None;
-                        for offset in position..(position + count as i64).min(LOG) {
+                        for offset in position..(position + count as i64).min(end) {
                             match lane.admit(offset) {
                                 Admit::Take => {
                                     taken.push(offset);
                                     last = Some(offset);
                                 }
                                 Admit::Skip => {}
-                                Admit::SeekTo(next) => {
-                                    if overtake && overtaken_in_a_row + 1 < SEEKS_TO_CONFIRM_A_GAP {
-                                        overtaken_in_a_row += 1;
-                                    } else {
-                                        overtaken_in_a_row = 0;
-                                        position = next;
-                                    }
-                                    overtake = false;
+                                Admit::SeekTo(target) => {
+                                    position = fetch_start(&bases, target);
                                     break;
                                 }
                             }
@@ -427,15 +531,14 @@ mod properties {
                         }
                     }
                     Step::Commit => commit(&mut lane, &mut taken, &mut committed)?,
-                    Step::OvertakeNextSeek => overtake = true,
                     Step::Crash(at) => {
                         taken.clear();
-                        lane = Lane::new(&[committed], 0);
-                        position = at;
+                        lane = Lane::new(&[committed]);
+                        position = fetch_start(&bases, at);
                     }
                 }
             }
-            prop_assert_eq!(committed, Some(LOG - 1), "the drain commits the whole log");
+            prop_assert_eq!(committed, Some(LOG + TAIL - 1), "the drain commits the whole log");
             prop_assert!(times_committed.iter().all(|&n| n == 1), "{:?}", times_committed);
         }
     }

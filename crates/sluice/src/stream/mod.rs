@@ -27,6 +27,11 @@ use lanes::{Admit, Lane};
 /// retrying does not cost the group membership.
 const COMMIT_RETRY_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long nothing may arrive before the loop checks for partitions that are behind their log
+/// end yet deliver nothing (and moves their consumer), when not draining (draining checks at
+/// every idle wait).
+const STUCK_CHECK_AFTER: Duration = Duration::from_secs(5);
+
 /// How long the loop waits for records before checking flush deadlines and shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 
@@ -102,6 +107,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         summary: StreamSummary::default(),
         memory_budget: options.memory_budget,
     };
+    let mut idle_since = Instant::now();
     loop {
         let wait = state.next_deadline().map_or(IDLE_WAIT, |due| {
             due.saturating_duration_since(Instant::now()).min(IDLE_WAIT)
@@ -113,9 +119,14 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         };
         let draining = options.until_caught_up || options.drain.is_cancelled();
         state.flush_due(draining && took == 0).await?;
-        if draining && took == 0 && state.caught_up().await? {
-            info!("Caught up with every assigned partition.");
-            break;
+        if took > 0 {
+            idle_since = Instant::now();
+        } else if draining || idle_since.elapsed() >= STUCK_CHECK_AFTER {
+            idle_since = Instant::now();
+            if state.caught_up().await? && draining {
+                info!("Caught up with every assigned partition.");
+                break;
+            }
         }
     }
     state.flush_due(true).await?;
@@ -210,14 +221,7 @@ impl State {
             if !self.assigned.contains(&key) {
                 continue;
             }
-            let lane = lane_for(
-                &mut self.lanes,
-                &self.consumer,
-                &self.outputs,
-                &self.sources,
-                key,
-            )
-            .await?;
+            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key).await?;
             lane.begin_batch();
             let mut taken = Vec::with_capacity(records.len());
             for (offset, payload) in records {
@@ -379,14 +383,7 @@ impl State {
             if !self.assigned.contains(&key) {
                 continue;
             }
-            let lane = lane_for(
-                &mut self.lanes,
-                &self.consumer,
-                &self.outputs,
-                &self.sources,
-                key,
-            )
-            .await?;
+            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key).await?;
             self.consumer
                 .seek(&p.topic, p.partition, Some(lane.next_offset()))?;
             lane.sought();
@@ -394,7 +391,9 @@ impl State {
         Ok(())
     }
 
-    /// Whether every assigned partition is committed up to its current end.
+    /// Whether every assigned partition is committed up to its current end. Called when an
+    /// idle wait brought nothing: a partition still behind its end is parked, and its consumer
+    /// is moved (see [`Lane::nudge`]).
     async fn caught_up(&mut self) -> Result<bool> {
         if self.assigned.is_empty()
             || self
@@ -415,6 +414,7 @@ impl State {
                 return Ok(false);
             }
         };
+        let mut caught_up = true;
         for key in assigned {
             let range = ranges[&key];
             let next = match self.lanes.get(&key) {
@@ -424,11 +424,18 @@ impl State {
                     lanes::resume_offset(&committed)
                 }
             };
-            if next.unwrap_or(range.start) < range.end {
-                return Ok(false);
+            if next.unwrap_or(range.start) >= range.end {
+                continue;
+            }
+            caught_up = false;
+            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key.clone()).await?;
+            let to = lane.nudge();
+            info!(topic = %key.0, partition = key.1, to, end = range.end, "Behind the log end with nothing arriving; moving the consumer.");
+            if let Err(err) = self.consumer.seek(&key.0, key.1, Some(to)) {
+                warn!(error = %format!("{:#}", anyhow::Error::new(err)), "Could not move the consumer; will retry.");
             }
         }
-        Ok(true)
+        Ok(caught_up)
     }
 }
 
@@ -481,19 +488,13 @@ async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<(
 /// The lane of a partition, created from the lake's committed offsets on first use.
 async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
-    consumer: &GroupConsumer,
     outputs: &[Output],
     sources: &BTreeMap<String, Source>,
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
         let committed = committed_offsets(outputs, sources, &key).await?;
-        let log_start = if committed.iter().any(Option::is_none) {
-            tokio::task::block_in_place(|| consumer.watermarks(&key.0, key.1))?.0
-        } else {
-            0
-        };
-        let lane = Lane::new(&committed, log_start);
+        let lane = Lane::new(&committed);
         info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, "Lane opened from the lake's offsets.");
         lanes.insert(key.clone(), lane);
     }

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""The stream benchmarks of BENCHMARKS.md, in one invocation, against private services.
+
+    bench/run.py                 # full: sensor-1M on 8 partitions, and 64 partitions × 48 hours
+    bench/run.py --smoke         # tiny sizes, one run: checks that the harness works (CI)
+
+Starts tansu (memory storage) on a free port with scripts/services.sh in a private run
+directory, writes the workloads with bench/gen_sensor.py (cached under
+~/.cache/sluice/bench), produces them with `sluice produce --input`, and then, --runs times,
+alternately:
+  - raw:    `sluice topics read-speed` — a plain librdkafka consumer reading the topic and
+            discarding it (the ceiling);
+  - stream: `sluice stream --until-caught-up` with a fresh group and table: consume → decode →
+            Delta table on the local disk → committed;
+each under /usr/bin/time for its peak RSS. Prints a Markdown table of medians and the ratio
+stream ÷ raw, measured in the same invocation. The sluice binary is $SLUICE_BIN, else
+target/release/sluice under $CARGO_TARGET_DIR.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("SLUICE_CACHE", Path.home() / ".cache/sluice"))
+SCHEMA = ROOT / "examples/schemas/sensor_event.schema.json"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sluice_bin():
+    if os.environ.get("SLUICE_BIN"):
+        return os.environ["SLUICE_BIN"]
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return str(target / "release/sluice")
+
+
+def timed(cmd, env):
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout)."""
+    started = time.monotonic()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return wall, rss_kib / 1024, proc.stdout
+
+
+def workload(name, events, hours, shuffle):
+    path = CACHE / "bench" / f"{name}.ndjson"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        args = ["--events", str(events), "--hours", str(hours), "--out", str(path)]
+        if shuffle:
+            args.append("--shuffle")
+        subprocess.run([sys.executable, str(ROOT / "bench/gen_sensor.py"), *args], check=True)
+    return path
+
+
+def pipeline(dir_, topic, group, table):
+    (dir_ / "schemas").mkdir(parents=True, exist_ok=True)
+    shutil.copy(SCHEMA, dir_ / "schemas/sensor_event.schema.json")
+    file = dir_ / "pipeline.toml"
+    file.write_text(f"""
+[kafka]
+group = "{group}"
+
+[[streams]]
+name = "sensor_events"
+topic = "{topic}"
+schema = "schemas/sensor_event.schema.json"
+event_time = "ts"
+key = "device_id"
+
+[[tables]]
+name = "sensor_events"
+from = "sensor_events"
+uri = "{table}"
+""")
+    return file
+
+
+def scenario(name, events, partitions, hours, shuffle, runs, env, work):
+    sluice = sluice_bin()
+    data = workload(f"{name}-{events}", events, hours, shuffle)
+    topic = f"bench-{name}-{os.getpid()}"
+    subprocess.run([sluice, "topics", "create", topic, "--partitions", str(partitions)],
+                   env=env, check=True, capture_output=True)
+    subprocess.run([sluice, "produce", "--topic", topic, "--input", str(data), "--key", "device_id",
+                    "--report", str(work / f"{name}.report.json")],
+                   env=env, check=True, capture_output=True)
+    raw, stream = [], []
+    for run in range(runs):
+        wall, rss, out = timed([sluice, "topics", "read-speed", topic, "--json"], env)
+        read = json.loads(out)
+        assert read["records"] == events, read
+        raw.append((events / read["seconds"], rss))
+        dir_ = work / f"{name}-run{run}"
+        file = pipeline(dir_, topic, f"bench-{name}-{run}-{os.getpid()}", dir_ / "lake/sensor_events")
+        wall, rss, _ = timed([sluice, "stream", "--until-caught-up", "--pipeline", str(file)], env)
+        stream.append((events / wall, rss))
+        shutil.rmtree(dir_)
+        print(f"  {name} run {run + 1}: raw {raw[-1][0]:,.0f}/s, stream {stream[-1][0]:,.0f}/s, "
+              f"stream peak RSS {stream[-1][1]:.0f} MiB", file=sys.stderr)
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
+    return {
+        "name": name, "events": events, "partitions": partitions, "hours": hours,
+        "bytes": data.stat().st_size, "runs": runs,
+        "raw_per_s": med(raw, 0), "raw_rss_mib": med(raw, 1),
+        "stream_per_s": med(stream, 0), "stream_rss_mib": med(stream, 1),
+        "ratio": med([(s[0] / r[0], 0) for s, r in zip(stream, raw)], 0),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
+    args = parser.parse_args()
+    runs = 1 if args.smoke else args.runs
+    scenarios = [  # name, events, partitions, hours, shuffle
+        ("sensor", 20_000 if args.smoke else 1_000_000, 8, 1, False),
+        ("wide", 20_000 if args.smoke else 500_000, 64, 48, True),
+    ]
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench."))
+    env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"),
+               SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/")
+    services = str(ROOT / "scripts/services.sh")
+    subprocess.run(["bash", services, "start", "kafka"], env=env, check=True, capture_output=True)
+    env["SLUICE_BROKERS"] = f"127.0.0.1:{env['SLUICE_KAFKA_PORT']}"
+    env.pop("SLUICE_LOG", None)
+    try:
+        results = [scenario(*s, runs, env, work) for s in scenarios]
+    finally:
+        subprocess.run(["bash", services, "stop"], env=env, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"| workload | events | partitions × hours | raw consume (records/s) | sluice stream "
+          f"(records/s) | stream ÷ raw | raw peak RSS | stream peak RSS |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['name']} ({r['bytes'] / r['events']:.0f} B/event) | {r['events']:,} | "
+              f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
+              f"{r['ratio']:.2f} | {r['raw_rss_mib']:.0f} MiB | {r['stream_rss_mib']:.0f} MiB |")
+    print(f"\nmedians of {runs} run(s); {json.dumps(results)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
