@@ -97,6 +97,10 @@ impl GroupConsumer {
             // leaves them idle for most of a minute; a Rust process has no GC pauses to ride out.
             ("session.timeout.ms", "10000"),
             ("heartbeat.interval.ms", "3000"),
+            // Incremental rebalances: a member joining or leaving moves only the partitions
+            // that change hands, so the other lanes keep their buffers (eager rebalancing
+            // revokes everything). The assignor runs in the clients; tansu 0.6 relays it.
+            ("partition.assignment.strategy", "cooperative-sticky"),
         ]);
         if let Some(instance_id) = instance_id {
             config.set("group.instance.id", instance_id);
