@@ -12,8 +12,10 @@ alternately:
             discarding it (the ceiling);
   - stream: `sluice stream --until-caught-up` with a fresh group and table: consume → decode →
             Delta table on the local disk → committed;
-each under /usr/bin/time for its peak RSS. Prints a Markdown table of medians and the ratio
-stream ÷ raw, measured in the same invocation. The sluice binary is $SLUICE_BIN, else
+each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
+included (client creation; for the stream also joining the group and creating the table).
+Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
+invocation. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
@@ -107,7 +109,7 @@ def scenario(name, events, partitions, hours, shuffle, runs, env, work):
         wall, rss, out = timed([sluice, "topics", "read-speed", topic, "--json"], env)
         read = json.loads(out)
         assert read["records"] == events, read
-        raw.append((events / read["seconds"], rss))
+        raw.append((events / wall, rss))
         dir_ = work / f"{name}-run{run}"
         file = pipeline(dir_, topic, f"bench-{name}-{run}-{os.getpid()}", dir_ / "lake/sensor_events")
         wall, rss, _ = timed([sluice, "stream", "--until-caught-up", "--pipeline", str(file)], env)

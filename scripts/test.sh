@@ -2,7 +2,8 @@
 # THE test command: installs the pinned dev services and the Python reader venv (both cached,
 # instant after the first run), starts tansu and s3s-fs in a private run directory on free
 # ports, runs `cargo test --workspace --locked "$@"` against them, and stops them again on any
-# exit (success, failure, Ctrl-C). Exits with cargo's status.
+# exit (success, failure, Ctrl-C). Without arguments, it then runs the benchmark harness's
+# smoke mode (bench/run.py --smoke, its own private broker). Exits non-zero if either fails.
 #   scripts/test.sh                      # everything
 #   scripts/test.sh -p sluice-lake -- e2e  # extra arguments go to cargo test
 # Keeps the run directory (service logs) when the tests fail; removes it otherwise.
@@ -67,5 +68,11 @@ eval "$(scripts/services.sh env)"
 set +e
 cargo test --workspace --locked "$@"
 status=$?
+if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then
+  # The benchmark harness on tiny inputs with the debug binary, so that it cannot rot
+  # (figures from it mean nothing; BENCHMARKS.md has the real runs).
+  SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice" "$SLUICE_PYTHON" bench/run.py --smoke
+  status=$?
+fi
 set -e
 exit "$status"
