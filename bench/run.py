@@ -12,6 +12,10 @@ alternately:
             discarding it (the ceiling);
   - stream: `sluice stream --until-caught-up` with a fresh group and table: consume → decode →
             Delta table on the local disk → committed;
+Workloads: "sensor" (1,000,000 events, 8 partitions, one hour of event time), "wide" (500,000
+events, 64 partitions, event times spread at random over 48 hours: every batch touches every
+date/hour partition) under the default 256 MiB memory budget, and "wide@64MiB" (the same
+with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks workloads.
 each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
 included (client creation; for the stream also joining the group and creating the table).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
@@ -95,10 +99,10 @@ uri = "{table}"
     return file
 
 
-def scenario(name, events, partitions, hours, shuffle, runs, env, work):
+def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, work):
     sluice = sluice_bin()
-    data = workload(f"{name}-{events}", events, hours, shuffle)
-    topic = f"bench-{name}-{os.getpid()}"
+    data = workload(f"{name.split('@')[0]}-{events}", events, hours, shuffle)
+    topic = f"bench-{name.replace('@', '-')}-{os.getpid()}"
     subprocess.run([sluice, "topics", "create", topic, "--partitions", str(partitions)],
                    env=env, check=True, capture_output=True)
     subprocess.run([sluice, "produce", "--topic", topic, "--input", str(data), "--key", "device_id",
@@ -112,7 +116,8 @@ def scenario(name, events, partitions, hours, shuffle, runs, env, work):
         raw.append((events / wall, rss))
         dir_ = work / f"{name}-run{run}"
         file = pipeline(dir_, topic, f"bench-{name}-{run}-{os.getpid()}", dir_ / "lake/sensor_events")
-        wall, rss, _ = timed([sluice, "stream", "--until-caught-up", "--pipeline", str(file)], env)
+        wall, rss, _ = timed([sluice, "stream", "--until-caught-up", *stream_args,
+                              "--pipeline", str(file)], env)
         stream.append((events / wall, rss))
         shutil.rmtree(dir_)
         print(f"  {name} run {run + 1}: raw {raw[-1][0]:,.0f}/s, stream {stream[-1][0]:,.0f}/s, "
@@ -131,12 +136,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
+    parser.add_argument("--only", action="append", help="run only this workload (repeatable)")
     args = parser.parse_args()
     runs = 1 if args.smoke else args.runs
-    scenarios = [  # name, events, partitions, hours, shuffle
-        ("sensor", 20_000 if args.smoke else 1_000_000, 8, 1, False),
-        ("wide", 20_000 if args.smoke else 500_000, 64, 48, True),
+    small = args.smoke
+    scenarios = [  # name, events, partitions, hours, shuffle, extra `sluice stream` arguments
+        ("sensor", 20_000 if small else 1_000_000, 8, 1, False, []),
+        ("wide", 20_000 if small else 500_000, 64, 48, True, []),
+        ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),
+        ("wide@16MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "16MiB"]),
     ]
+    if args.only:
+        scenarios = [s for s in scenarios if s[0] in args.only]
     work = Path(tempfile.mkdtemp(prefix="sluice-bench."))
     env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"),
                SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/")

@@ -55,6 +55,18 @@ pub enum LakeError {
         /// One line per difference.
         differences: String,
     },
+    /// The table exists but sluice did not create it: never written to.
+    #[error(
+        "table {table} at {uri} was not created by sluice ({found}); another pipeline writes it, refusing to write to it"
+    )]
+    Foreign {
+        /// Table name.
+        table: String,
+        /// Where it lives.
+        uri: String,
+        /// What the table's properties say instead.
+        found: String,
+    },
     /// Writing data files failed; nothing was committed.
     #[error("table {table}: writing data files failed (nothing committed)")]
     Write {

@@ -21,9 +21,14 @@ pub struct LakeTable {
     pub(crate) partition_by: Vec<String>,
 }
 
+/// The table property that marks a table as written by sluice (set when sluice creates it).
+pub const WRITER_PROPERTY: &str = "sluice.writer";
+const WRITER: &str = "sluice";
+
 impl LakeTable {
     /// Opens the table at `uri`, creating it with `schema` and `partition_by` if it does not
-    /// exist. An existing table must have exactly these columns and partitions.
+    /// exist. An existing table must be one sluice created ([`WRITER_PROPERTY`]) with exactly
+    /// these columns and partitions.
     pub async fn open_or_create(
         name: &str,
         uri: &str,
@@ -57,6 +62,8 @@ impl LakeTable {
                 .with_table_name(name)
                 .with_columns(columns.fields().cloned())
                 .with_partition_columns(partition_by.iter().cloned())
+                .with_configuration([(WRITER_PROPERTY, Some(WRITER))])
+                .with_raise_if_key_not_exists(false)
                 .with_save_mode(SaveMode::Ignore)
                 .await;
             match created {
@@ -75,6 +82,7 @@ impl LakeTable {
             table,
             partition_by: partition_by.to_vec(),
         };
+        lake_table.check_owner()?;
         lake_table.check_layout(schema)?;
         Ok(lake_table)
     }
@@ -112,6 +120,23 @@ impl LakeTable {
             uri,
             action,
             source,
+        }
+    }
+
+    /// Refuses a table that sluice did not create: another pipeline writes it, and appending
+    /// rows (with offsets of our own) would mix two writers' data and progress.
+    fn check_owner(&self) -> Result<(), LakeError> {
+        let configuration = self.snapshot().metadata().configuration();
+        match configuration.get(WRITER_PROPERTY).map(String::as_str) {
+            Some(WRITER) => Ok(()),
+            found => Err(LakeError::Foreign {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                found: found.map_or_else(
+                    || format!("its Delta log has no {WRITER_PROPERTY} property"),
+                    |other| format!("its {WRITER_PROPERTY} is {other:?}"),
+                ),
+            }),
         }
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 
 fn schema() -> SchemaRef {
@@ -189,4 +190,52 @@ async fn a_table_with_another_schema_is_refused_by_name() {
         "{err}"
     );
     assert!(err.contains("column extra is missing"), "{err}");
+}
+
+#[tokio::test]
+async fn a_table_another_pipeline_created_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    // A Delta table with the very same columns, created by someone else.
+    let columns: deltalake::kernel::StructType = schema().as_ref().try_into_kernel().unwrap();
+    deltalake::DeltaTable::try_from_url(sluice_lake::location::table_url("t", &uri).unwrap())
+        .await
+        .unwrap()
+        .create()
+        .with_columns(columns.fields().cloned())
+        .await
+        .unwrap();
+    let err = open(&uri, &schema()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("table t") && err.contains("not created by sluice"),
+        "{err}"
+    );
+    assert!(err.contains("no sluice.writer property"), "{err}");
+}
+
+#[tokio::test]
+async fn a_corrupt_delta_log_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut table = open(&uri, &schema()).await.unwrap();
+    table
+        .commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap();
+    let log = dir.path().join("t/_delta_log/00000000000000000001.json");
+    std::fs::write(&log, b"{ this is not a delta action\n").unwrap();
+    let err = open(&uri, &schema()).await.unwrap_err();
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    let err = chain;
+    assert!(err.contains("table t at file://"), "{err}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        b"{ this is not a delta action\n",
+        "the corrupt commit is left for a person to look at"
+    );
 }

@@ -32,12 +32,9 @@ fn members_joining_and_a_member_killed_and_restarted_lose_and_double_nothing() {
     );
     let report = dir.join("report.json");
     // Traffic through every rebalance: 100,000 events over about 25 s.
-    let producer = sensor_producer(&topic, 100_000, 11, START, "10ms", &report)
-        .args(["--rate", "4000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let producer = spawn_producer(
+        sensor_producer(&topic, 100_000, 11, START, "10ms", &report).args(["--rate", "4000"]),
+    );
     let log = |name: &str| dir.join(format!("{name}.log"));
     let join = Duration::from_secs(60);
 
@@ -65,26 +62,18 @@ fn members_joining_and_a_member_killed_and_restarted_lose_and_double_nothing() {
     let mut b2 = static_member("b", log("b2"));
     b2.wait_for_log("Partitions assigned", 1, join);
 
-    let produced = wait(producer, Duration::from_secs(120));
-    assert!(
-        produced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    finish_producer(producer, &report);
     wait_until_clean(&sluice, &pipeline, &report, Duration::from_secs(120));
     for member in [a, c, b2] {
         member.stop(Duration::from_secs(30));
     }
-
-    verify_clean(&pipeline, &report, "after the members stopped");
-    let produced: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_reader_matches_report(
-        &python_check(&table.display().to_string()),
-        &produced,
-        "rebalances",
-    );
-    assert!(assert_offsets_only_move_forward(&table) > 0);
+    let landed = Landed {
+        pipeline: &pipeline,
+        report: &report,
+        uri: &table.display().to_string(),
+        dir: &table,
+    };
+    landed.assert_exactly_once(&|_| {}, "rebalances");
 }
 
 #[test]
@@ -99,12 +88,9 @@ fn a_frozen_member_whose_partitions_moved_on_cannot_commit_when_it_wakes() {
     let zombie_pipeline =
         write_pipeline(&dir.join("zombie"), &topic, &unique("group"), &uri, flush);
     let report = dir.join("report.json");
-    let producer = sensor_producer(&topic, 60_000, 12, START, "10ms", &report)
-        .args(["--rate", "2000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let producer = spawn_producer(
+        sensor_producer(&topic, 60_000, 12, START, "10ms", &report).args(["--rate", "2000"]),
+    );
     let log = |name: &str| dir.join(format!("{name}.log"));
     let join = Duration::from_secs(60);
 
@@ -128,12 +114,7 @@ fn a_frozen_member_whose_partitions_moved_on_cannot_commit_when_it_wakes() {
     zombie.signal("CONT");
     zombie.wait_for_log("Another member committed these partitions", 1, join);
 
-    let produced = wait(producer, Duration::from_secs(120));
-    assert!(
-        produced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    finish_producer(producer, &report);
     wait_until_clean(
         &sluice,
         &replacement_pipeline,
@@ -143,10 +124,11 @@ fn a_frozen_member_whose_partitions_moved_on_cannot_commit_when_it_wakes() {
     for member in [zombie, replacement] {
         member.stop(Duration::from_secs(30));
     }
-
-    verify_clean(&replacement_pipeline, &report, "after the zombie woke");
-    let produced: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_reader_matches_report(&python_check(&uri), &produced, "zombie");
-    assert!(assert_offsets_only_move_forward(&table) > 0);
+    let landed = Landed {
+        pipeline: &replacement_pipeline,
+        report: &report,
+        uri: &uri,
+        dir: &table,
+    };
+    landed.assert_exactly_once(&|_| {}, "zombie");
 }

@@ -389,3 +389,59 @@ pub fn test_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Starts a producer command (see [`sensor_producer`]) in the background.
+pub fn spawn_producer(command: &mut Command) -> Child {
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice produce")
+}
+
+/// Waits for a background producer, insists that it succeeded, and returns its report.
+pub fn finish_producer(producer: Child, report: &Path) -> Value {
+    let output = wait(producer, Duration::from_secs(300));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap()
+}
+
+/// A table an exactly-once test wrote, and what it must hold.
+pub struct Landed<'a> {
+    /// The pipeline that wrote it.
+    pub pipeline: &'a Path,
+    /// The producer report it must match.
+    pub report: &'a Path,
+    /// The table's URI, for the Python reader.
+    pub uri: &'a str,
+    /// Where its files are on this machine (for s3s-fs, under the server's root).
+    pub dir: &'a Path,
+}
+
+impl Landed<'_> {
+    /// The end of every exactly-once test: `verify` is clean against the producer report, the
+    /// Python reader sees every produced offset exactly once, and the stored Delta log moves
+    /// each partition's offset strictly forward. `point_at` adjusts each command (to reach
+    /// private services). Returns the Python reader's view.
+    pub fn assert_exactly_once(&self, point_at: &dyn Fn(&mut Command), context: &str) -> Value {
+        let sluice = || {
+            let mut command = sluice();
+            point_at(&mut command);
+            command
+        };
+        verify_clean_using(&sluice, self.pipeline, self.report, context);
+        let produced: Value =
+            serde_json::from_str(&std::fs::read_to_string(self.report).unwrap()).unwrap();
+        let python = python_check_with(self.uri, point_at);
+        assert_reader_matches_report(&python, &produced, context);
+        assert!(
+            assert_offsets_only_move_forward(self.dir) > 0,
+            "{context}: no offsets in the log"
+        );
+        python
+    }
+}

@@ -3,7 +3,6 @@
 //! broker restarted on its SQLite log. Each runs on private instances started by the repo's
 //! services script, so the other tests keep theirs.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -29,12 +28,9 @@ fn the_object_store_down_for_ten_seconds_delays_commits_and_loses_nothing() {
         r#"{ max_rows = 10000, max_latency = "1s" }"#,
     );
     let report = dir.join("report.json");
-    let producer = sensor_producer(&topic, 60_000, 21, START, "10ms", &report)
-        .args(["--rate", "3000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let producer = spawn_producer(
+        sensor_producer(&topic, 60_000, 21, START, "10ms", &report).args(["--rate", "3000"]),
+    );
     let mut stream = Member::start_with(
         services
             .sluice()
@@ -49,25 +45,17 @@ fn the_object_store_down_for_ten_seconds_delays_commits_and_loses_nothing() {
     std::thread::sleep(Duration::from_secs(10));
     services.start("s3");
 
-    let produced = wait(producer, Duration::from_secs(120));
-    assert!(
-        produced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
+    finish_producer(producer, &report);
     let sluice = || services.sluice();
     wait_until_clean(&sluice, &pipeline, &report, Duration::from_secs(120));
     stream.stop(Duration::from_secs(30));
-
-    verify_clean_using(&sluice, &pipeline, &report, "after the store came back");
-    let produced: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    let python = python_check_with(&uri, |command| services.point_at(command));
-    assert_reader_matches_report(&python, &produced, "store outage");
-    assert!(
-        assert_offsets_only_move_forward(&services.s3_root().join(&prefix).join("sensor_events"))
-            > 0
-    );
+    let landed = Landed {
+        pipeline: &pipeline,
+        report: &report,
+        uri: &uri,
+        dir: &services.s3_root().join(&prefix).join("sensor_events"),
+    };
+    landed.assert_exactly_once(&|command| services.point_at(command), "store outage");
 }
 
 #[test]
@@ -111,13 +99,11 @@ fn a_broker_restarted_on_its_sqlite_log_mid_run_loses_and_doubles_nothing() {
     wait_until_clean(&sluice, &pipeline, &report, Duration::from_secs(180));
     stream.stop(Duration::from_secs(30));
 
-    verify_clean_using(&sluice, &pipeline, &report, "after the broker restart");
-    let produced: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_reader_matches_report(
-        &python_check(&table.display().to_string()),
-        &produced,
-        "broker restart",
-    );
-    assert!(assert_offsets_only_move_forward(&table) > 0);
+    let landed = Landed {
+        pipeline: &pipeline,
+        report: &report,
+        uri: &table.display().to_string(),
+        dir: &table,
+    };
+    landed.assert_exactly_once(&|command| services.point_at(command), "broker restart");
 }
