@@ -55,8 +55,9 @@ fn members_joining_and_a_member_killed_and_restarted_lose_and_double_nothing() {
     a.wait_for_log("Committed", 1, join);
 
     let mut c = Member::start(&pipeline, log("c"));
+    // Not necessarily a commit of its own: under load, the others may have committed its
+    // partitions up to the end by the time it holds them.
     c.wait_for_log("Partitions assigned", 1, join);
-    c.wait_for_log("Committed", 1, join);
 
     b.kill();
     let mut b2 = static_member("b", log("b2"));
