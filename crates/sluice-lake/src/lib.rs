@@ -6,12 +6,14 @@
 //! - [`compact`]: rewriting small files into target-size ones without changing the data.
 //! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
 //! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
+//! - `partitioning`: a commit's rows split by date/hour, written one partition at a time.
 //! - [`writer`]: Parquet files plus one Delta commit holding a `txn` action per source partition
 //!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
 
 pub mod audit;
 pub mod compact;
 pub mod location;
+mod partitioning;
 pub mod table;
 pub mod writer;
 

@@ -18,6 +18,7 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 
+use crate::partitioning::{partition_numbers, rows_of_partition};
 use crate::{LakeError, LakeTable};
 
 /// How far one source partition got in a commit.
@@ -79,13 +80,20 @@ impl LakeTable {
             table: self.name.clone(),
             source,
         };
-        let mut writer = RecordBatchWriter::for_table(&self.table)
-            .map_err(write)?
-            .with_writer_properties(writer_properties());
-        for batch in batches {
-            writer.write(batch.clone()).await.map_err(write)?;
+        // One partition at a time: one Parquet writer open (see `partitioning`).
+        let (numbers, partitions) =
+            partition_numbers(batches, &self.partition_by).map_err(|e| write(e.into()))?;
+        let mut adds = Vec::new();
+        for partition in 0..partitions {
+            let mut writer = RecordBatchWriter::for_table(&self.table)
+                .map_err(write)?
+                .with_writer_properties(writer_properties());
+            for rows in rows_of_partition(batches, &numbers, partition) {
+                let rows = rows.map_err(|e| write(e.into()))?;
+                writer.write(rows).await.map_err(write)?;
+            }
+            adds.extend(writer.flush().await.map_err(write)?);
         }
-        let adds = writer.flush().await.map_err(write)?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
             .iter()

@@ -1,0 +1,153 @@
+//! Splitting a commit's rows by table partition (date/hour), so that the files are written one
+//! partition at a time.
+//!
+//! delta-rs's `RecordBatchWriter` keeps a Parquet writer open for every partition it has seen
+//! until it is flushed, and each open writer holds a zstd context per column and a dictionary
+//! interner per column: with 48 hour partitions in one commit that was about 72 MB
+//! (BENCHMARKS.md). Writing partition by partition keeps one writer open. Rows are numbered by
+//! partition once; each partition's rows are then picked from the buffered batches as it is
+//! written (a filter per partition and batch), so no second copy of the whole commit is held.
+
+use std::collections::HashMap;
+
+use arrow::array::{RecordBatch, UInt32Array};
+use arrow::compute::filter_record_batch;
+use arrow::compute::kernels::cmp::eq;
+use arrow::error::ArrowError;
+use arrow::row::{RowConverter, SortField};
+
+/// For each batch, the partition number of each row; and how many partitions there are.
+pub(crate) fn partition_numbers(
+    batches: &[RecordBatch],
+    columns: &[String],
+) -> Result<(Vec<UInt32Array>, u32), ArrowError> {
+    let mut numbers = Vec::with_capacity(batches.len());
+    let mut seen: HashMap<Box<[u8]>, u32> = HashMap::new();
+    let mut converter: Option<RowConverter> = None;
+    for batch in batches {
+        if columns.is_empty() {
+            numbers.push(UInt32Array::from(vec![0; batch.num_rows()]));
+            continue;
+        }
+        let keys = columns
+            .iter()
+            .map(|name| {
+                batch.column_by_name(name).cloned().ok_or_else(|| {
+                    ArrowError::SchemaError(format!("no partition column {name} in the rows"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let converter = match &mut converter {
+            Some(converter) => converter,
+            None => converter.insert(RowConverter::new(
+                keys.iter()
+                    .map(|key| SortField::new(key.data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        let rows = converter.convert_columns(&keys)?;
+        let mut batch_numbers = Vec::with_capacity(batch.num_rows());
+        for row in rows.iter() {
+            let next = seen.len() as u32;
+            let number = *seen.entry(row.as_ref().into()).or_insert(next);
+            batch_numbers.push(number);
+        }
+        numbers.push(UInt32Array::from(batch_numbers));
+    }
+    let partitions = if columns.is_empty() {
+        u32::from(batches.iter().any(|b| b.num_rows() > 0))
+    } else {
+        seen.len() as u32
+    };
+    Ok((numbers, partitions))
+}
+
+/// The rows of partition `number`, batch by batch (whole batches when they hold nothing else).
+pub(crate) fn rows_of_partition<'a>(
+    batches: &'a [RecordBatch],
+    numbers: &'a [UInt32Array],
+    number: u32,
+) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
+    batches
+        .iter()
+        .zip(numbers)
+        .filter_map(move |(batch, numbers)| {
+            let mask = match eq(numbers, &UInt32Array::new_scalar(number)) {
+                Ok(mask) => mask,
+                Err(err) => return Some(Err(err)),
+            };
+            match mask.true_count() {
+                0 => None,
+                n if n == batch.num_rows() => Some(Ok(batch.clone())),
+                _ => Some(filter_record_batch(batch, &mask)),
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(hours: &[i32], offsets: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("hour", DataType::Int32, true),
+            Field::new("_offset", DataType::Int64, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int32Array::from(hours.to_vec())),
+                Arc::new(Int64Array::from(offsets.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn offsets(batches: Vec<RecordBatch>) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| {
+                b.column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_row_lands_in_exactly_one_partition_in_its_original_order() {
+        let batches = [batch(&[3, 1, 3, 2], &[0, 1, 2, 3]), batch(&[1, 1], &[4, 5])];
+        let columns = ["hour".to_string()];
+        let (numbers, partitions) = partition_numbers(&batches, &columns).unwrap();
+        assert_eq!(partitions, 3);
+        let split: Vec<Vec<i64>> = (0..partitions)
+            .map(|p| {
+                offsets(
+                    rows_of_partition(&batches, &numbers, p)
+                        .collect::<Result<_, _>>()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(split, [vec![0, 2], vec![1, 4, 5], vec![3]]);
+    }
+
+    #[test]
+    fn without_partition_columns_everything_is_one_partition() {
+        let batches = [batch(&[3, 1], &[0, 1])];
+        let (numbers, partitions) = partition_numbers(&batches, &[]).unwrap();
+        assert_eq!(partitions, 1);
+        let rows: Vec<RecordBatch> = rows_of_partition(&batches, &numbers, 0)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(offsets(rows), [0, 1]);
+    }
+}
