@@ -123,7 +123,7 @@ async fn of_writers_racing_for_a_partition_exactly_one_commits_each_round() {
 /// The same race on the S3 server of `scripts/test.sh` (s3s-fs). The Delta log is written with
 /// a conditional put (`If-None-Match: *`); s3s-fs checks and writes without a lock, so two
 /// racing puts of one version can both succeed (20 of 30 races with curl) where AWS S3 and
-/// MinIO refuse the second. Then both writers believe they committed, one commit file remains,
+/// MinIO document refusing the second. Then both writers believe they committed, one commit file remains,
 /// and the loser's next commit is fenced by the `txn` check. What must hold regardless: one
 /// version per round and every offset stored once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

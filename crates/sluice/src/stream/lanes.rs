@@ -265,7 +265,7 @@ impl Lane {
 
 /// Where a partition resumes given what each of its tables holds: after the lowest committed
 /// offset, or at the log start (`None`) when a table holds nothing yet.
-pub fn resume_offset(committed: &[Option<i64>]) -> Option<i64> {
+fn resume_offset(committed: &[Option<i64>]) -> Option<i64> {
     committed.iter().map(|c| c.map(|c| c + 1)).min().flatten()
 }
 
