@@ -9,14 +9,18 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
 };
 use arrow::compute::{cast, concat_batches, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    DataType, Field, Float64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType,
+};
 use arrow::error::ArrowError;
 use arrow::json::ReaderBuilder;
 
+use crate::config::defaults::MAX_JSON_DEPTH;
 use crate::event_time::date_and_hour;
 use crate::schema::{StreamSchema, utc_micros};
 
@@ -55,6 +59,8 @@ pub struct DecodedBatch {
 #[derive(Debug, Clone)]
 pub struct Decoder {
     schema: Arc<StreamSchema>,
+    /// Records longer than this many bytes are rejected.
+    max_record_size: usize,
     /// What arrow-json decodes into: the stream's fields, event time as epoch milliseconds so
     /// that RFC 3339 text and epoch-millisecond numbers both parse.
     json_schema: SchemaRef,
@@ -62,8 +68,8 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder for records of this stream.
-    pub fn new(schema: Arc<StreamSchema>) -> Self {
+    /// A decoder for records of this stream, rejecting records over `max_record_size` bytes.
+    pub fn new(schema: Arc<StreamSchema>, max_record_size: usize) -> Self {
         let event_time = schema.event_time_index();
         let json_fields: Vec<Field> = schema
             .fields()
@@ -81,6 +87,7 @@ impl Decoder {
         let table_schema = schema.table_schema();
         Self {
             schema,
+            max_record_size,
             json_schema: Arc::new(Schema::new(json_fields)),
             table_schema,
         }
@@ -101,13 +108,10 @@ impl Decoder {
         let mut rejected = Vec::new();
         let candidates: Vec<&RawRecord<'_>> = records
             .iter()
-            .filter(|record| match record.payload {
-                Some(payload) if !payload.is_empty() => true,
-                _ => {
-                    rejected.push(reject(
-                        record,
-                        "empty payload (a tombstone or zero bytes)".into(),
-                    ));
+            .filter(|record| match self.refuse_before_parsing(record.payload) {
+                None => true,
+                Some(reason) => {
+                    rejected.push(reject(record, reason));
                     false
                 }
             })
@@ -125,10 +129,30 @@ impl Decoder {
                 ),
                 Err(err) => unreachable!("pieces share the decoder's schema: {err}"),
             };
-        let (json_rows, kept) = self.drop_missing_required(json_rows, kept, &mut rejected);
+        let (json_rows, kept) = self.drop_invalid_rows(json_rows, kept, &mut rejected);
         rejected.sort_by_key(|r| (r.partition, r.offset));
         let batch = self.to_table_rows(topic, json_rows, &kept, ingested_at_us);
         DecodedBatch { batch, rejected }
+    }
+
+    /// Why a payload is refused before JSON parsing: empty, too large, or nested too deep.
+    fn refuse_before_parsing(&self, payload: Option<&[u8]>) -> Option<String> {
+        let payload = match payload {
+            Some(payload) if !payload.is_empty() => payload,
+            _ => return Some("empty payload (a tombstone or zero bytes)".into()),
+        };
+        if payload.len() > self.max_record_size {
+            return Some(format!(
+                "record of {} bytes is over the stream's max_record_size of {} bytes",
+                payload.len(),
+                self.max_record_size
+            ));
+        }
+        // Nesting deeper than the limit needs at least one opening byte per level.
+        if payload.len() > MAX_JSON_DEPTH && json_depth(payload) > MAX_JSON_DEPTH {
+            return Some(format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"));
+        }
+        None
     }
 
     /// Decodes `records`, bisecting on failure; pushes good pieces in input order.
@@ -181,39 +205,51 @@ impl Decoder {
         }
     }
 
-    /// Removes rows whose required fields are null or absent.
-    fn drop_missing_required<'r>(
+    /// Removes rows that parsed but cannot be stored: a required field null or absent, a number
+    /// that overflowed (JSON has no infinity, yet `1e999` parses as one), a time outside years
+    /// 1 to 9999 (arrow-json saturates huge epoch numbers).
+    fn drop_invalid_rows<'r>(
         &self,
         batch: RecordBatch,
         kept: Vec<&'r RawRecord<'r>>,
         rejected: &mut Vec<Rejected>,
     ) -> (RecordBatch, Vec<&'r RawRecord<'r>>) {
-        let required: Vec<(usize, &str)> = self
+        let checks: Vec<(usize, &str, Check)> = self
             .schema
             .fields()
             .iter()
             .enumerate()
-            .filter(|(_, field)| field.required)
-            .map(|(index, field)| (index, field.name.as_str()))
+            .flat_map(|(index, field)| {
+                let column = batch.column(index);
+                let required = field.required.then_some(Check::Required);
+                let range = match column.data_type() {
+                    DataType::Float64 => Some(Check::Finite),
+                    DataType::Timestamp(unit, _) => Some(Check::Time(*unit)),
+                    _ => None,
+                };
+                [required, range]
+                    .into_iter()
+                    .flatten()
+                    .map(move |check| (index, field.name.as_str(), check))
+            })
             .collect();
-        if required
-            .iter()
-            .all(|(index, _)| batch.column(*index).null_count() == 0)
-        {
-            return (batch, kept);
-        }
+        let bad = |row: usize| -> Option<String> {
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|(index, _, check)| !check.passes(batch.column(*index), row))
+                .map(|(_, name, check)| check.describe(name))
+                .collect();
+            (!failed.is_empty()).then(|| failed.join("; "))
+        };
         let mut keep = vec![true; batch.num_rows()];
         for (row, slot) in keep.iter_mut().enumerate() {
-            let missing: Vec<&str> = required
-                .iter()
-                .filter(|(index, _)| batch.column(*index).is_null(row))
-                .map(|(_, name)| *name)
-                .collect();
-            if !missing.is_empty() {
+            if let Some(reason) = bad(row) {
                 *slot = false;
-                let reason = format!("missing or null required field(s): {}", missing.join(", "));
                 rejected.push(reject(kept[row], reason));
             }
+        }
+        if keep.iter().all(|k| *k) {
+            return (batch, kept);
         }
         let mask = BooleanArray::from(keep.clone());
         let batch = filter_record_batch(&batch, &mask).expect("mask matches the batch length");
@@ -265,6 +301,74 @@ impl Decoder {
     }
 }
 
+/// Epoch milliseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999Z.
+const TIME_RANGE_MS: (i64, i64) = (-62_135_596_800_000, 253_402_300_799_999);
+
+/// A per-row check of a decoded column.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Not null.
+    Required,
+    /// Null or a finite float.
+    Finite,
+    /// Null or a time within [`TIME_RANGE_MS`], in this unit.
+    Time(TimeUnit),
+}
+
+impl Check {
+    fn passes(self, column: &ArrayRef, row: usize) -> bool {
+        match self {
+            Check::Required => column.is_valid(row),
+            _ if column.is_null(row) => true,
+            Check::Finite => column.as_primitive::<Float64Type>().value(row).is_finite(),
+            Check::Time(TimeUnit::Millisecond) => {
+                let ms = column.as_primitive::<TimestampMillisecondType>().value(row);
+                (TIME_RANGE_MS.0..=TIME_RANGE_MS.1).contains(&ms)
+            }
+            Check::Time(TimeUnit::Microsecond) => {
+                let us = column.as_primitive::<TimestampMicrosecondType>().value(row);
+                (TIME_RANGE_MS.0 * 1000..=TIME_RANGE_MS.1 * 1000).contains(&us)
+            }
+            Check::Time(_) => true,
+        }
+    }
+
+    fn describe(self, field: &str) -> String {
+        match self {
+            Check::Required => format!("missing or null required field {field}"),
+            Check::Finite => format!("number out of range for float64 in field {field}"),
+            Check::Time(_) => format!("time out of range (years 1 to 9999) in field {field}"),
+        }
+    }
+}
+
+/// The deepest nesting of objects and arrays in a JSON text (brackets in strings ignored).
+fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 fn reject(record: &RawRecord<'_>, reason: String) -> Rejected {
     Rejected {
         partition: record.partition,
@@ -283,7 +387,7 @@ fn describe(err: ArrowError) -> String {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{AsArray, Float64Array};
+    use arrow::array::Float64Array;
     use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
 
     use super::*;
@@ -307,7 +411,7 @@ mod tests {
                 required: false,
             },
         ];
-        Decoder::new(Arc::new(StreamSchema::new(fields, "ts").unwrap()))
+        Decoder::new(Arc::new(StreamSchema::new(fields, "ts").unwrap()), 1024)
     }
 
     fn records(payloads: &[&'static str]) -> Vec<RawRecord<'static>> {
@@ -418,11 +522,7 @@ mod tests {
             "{}",
             reason(102)
         );
-        assert!(
-            reason(104).contains("required field(s): ts"),
-            "{}",
-            reason(104)
-        );
+        assert!(reason(104).contains("required field ts"), "{}", reason(104));
         assert!(reason(105).contains("yesterday"), "{}", reason(105));
         assert!(reason(106).contains("2 JSON values"), "{}", reason(106));
         assert!(reason(107).contains("not complete"), "{}", reason(107));
@@ -440,5 +540,54 @@ mod tests {
         let out = sensor_decoder().decode("sensors", &input, 0);
         assert_eq!(out.batch.num_rows(), 0);
         assert!(out.rejected[0].reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn oversized_deeply_nested_and_out_of_range_records_are_rejected() {
+        let deep = format!(
+            r#"{{"device_id":"d","ts":1,"x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let deep_in_a_string = format!(
+            r#"{{"device_id":"{}","ts":1795341600000}}"#,
+            "[".repeat(200)
+        );
+        let big = format!(r#"{{"device_id":"{}","ts":1}}"#, "x".repeat(2000));
+        let payloads = [
+            deep.as_str(),
+            deep_in_a_string.as_str(),
+            big.as_str(),
+            r#"{"device_id":"d","ts":1,"temperature_c":1e999}"#,
+            r#"{"device_id":"d","ts":99999999999999999999999}"#,
+        ];
+        let input: Vec<RawRecord<'_>> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| RawRecord {
+                payload: Some(p.as_bytes()),
+                partition: 0,
+                offset: i as i64,
+            })
+            .collect();
+        let out = sensor_decoder().decode("sensors", &input, 0);
+        let reasons: Vec<(i64, &str)> = out
+            .rejected
+            .iter()
+            .map(|r| (r.offset, r.reason.as_str()))
+            .collect();
+        let reason = |offset| reasons.iter().find(|(o, _)| *o == offset).map(|r| r.1);
+        assert!(
+            reason(0).unwrap().contains("nested deeper than 128"),
+            "{reasons:?}"
+        );
+        assert_eq!(reason(1), None, "brackets inside a string are not nesting");
+        assert!(
+            reason(2).unwrap().contains("max_record_size of 1024 bytes"),
+            "{reasons:?}"
+        );
+        assert!(reason(3).is_some(), "1e999 is not a float64: {reasons:?}");
+        assert!(reason(4).is_some(), "a timestamp beyond int64: {reasons:?}");
+        assert_eq!(out.batch.num_rows(), 1);
     }
 }

@@ -7,10 +7,12 @@
 //! - [`decode`]: Kafka payloads decoded in batches straight into Arrow record batches, with
 //!   bad records isolated and reported instead of failing the batch.
 //! - [`event_time`]: the `date`/`hour` partition columns derived from event time.
+//! - [`expressions`]: SQL expressions (rules, filters) compiled by DataFusion, run on batches.
 
 pub mod config;
 pub mod decode;
 pub mod event_time;
+pub mod expressions;
 pub mod schema;
 
 pub use config::{ConfigError, Pipeline};

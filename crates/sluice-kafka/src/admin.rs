@@ -240,7 +240,7 @@ pub fn log_ranges(
 
 /// The client context of [`log_ranges`]: reaching a partition's end is what it asks for, so
 /// librdkafka's end-of-partition notices are not logged as errors; other errors still are.
-struct EndOfPartitionExpected;
+pub(crate) struct EndOfPartitionExpected;
 
 impl rdkafka::ClientContext for EndOfPartitionExpected {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {

@@ -7,6 +7,8 @@
 //! - [`producer`]: the idempotent, acks=all producer behind `sluice produce`.
 //! - [`consumer`]: a consumer-group member with auto-commit off that reports rebalances.
 //! - [`broker`]: the embedded tansu broker that `sluice up` runs in-process.
+//! - [`side`]: dead-letter and alert topics, exactly once per source record without
+//!   broker transactions.
 //! - [`read_speed`]: a plain consumer reading a whole topic: the ceiling for benchmarks.
 
 pub mod admin;
@@ -15,6 +17,7 @@ pub mod client;
 pub mod consumer;
 pub mod producer;
 pub mod read_speed;
+pub mod side;
 
 pub use client::ClientOptions;
 

@@ -17,3 +17,7 @@ pub const DECODE_BATCH_RECORDS: usize = 8_192;
 pub const PARTITION_BY: [&str; 2] = ["date", "hour"];
 /// The size `sluice compact` rewrites small files into.
 pub const COMPACT_TARGET_SIZE: &str = "128MiB";
+/// The largest record a stream accepts; bigger ones go to the dead-letter topic.
+pub const MAX_RECORD_SIZE: &str = "256KiB";
+/// The deepest JSON nesting a record may have (objects and arrays).
+pub const MAX_JSON_DEPTH: usize = 128;

@@ -22,6 +22,9 @@ pub struct PipelineFile {
     /// Lake outputs: Delta tables written from the streams.
     #[serde(default)]
     pub tables: Vec<TableSection>,
+    /// Rules: each matching event gives one JSON alert on a Kafka topic.
+    #[serde(default)]
+    pub alerts: Vec<AlertSection>,
 }
 
 /// `[kafka]`
@@ -66,6 +69,11 @@ pub struct StreamSection {
     pub event_time: String,
     /// The field producers key records by, so one key's records stay in order in one partition.
     pub key: Option<String>,
+    /// The Kafka topic that records which cannot be decoded go to, with their original bytes
+    /// and headers plus the reason; without it they are logged, counted and skipped.
+    pub dead_letter_topic: Option<String>,
+    /// The largest record accepted, such as "256KiB"; bigger ones are refused like bad JSON.
+    pub max_record_size: Option<String>,
 }
 
 /// One entry of an inline `fields` list.
@@ -110,4 +118,18 @@ pub struct FlushSection {
     pub max_bytes: Option<String>,
     /// How long a row may wait before it is flushed, such as "10s": bounds lake freshness.
     pub max_latency: Option<String>,
+}
+
+/// `[[alerts]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertSection {
+    /// The rule's name, carried in every alert it raises.
+    pub name: String,
+    /// The stream whose events the rule checks.
+    pub from: String,
+    /// An SQL condition over the stream's columns, such as `temperature_c > 85`.
+    pub when: String,
+    /// The Kafka topic alerts go to.
+    pub topic: String,
 }

@@ -5,6 +5,7 @@
 //! reports all problems at once, each with the file and the field. Only a valid pipeline ever
 //! reaches code that connects to Kafka or the lake.
 
+mod alerts;
 pub mod defaults;
 pub mod file;
 mod units;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use alerts::Alert;
 pub use units::{parse_duration, parse_size};
 
 use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
@@ -30,6 +32,8 @@ pub struct Pipeline {
     pub streams: Vec<Stream>,
     /// The tables written, in file order.
     pub tables: Vec<Table>,
+    /// The alert rules, in file order.
+    pub alerts: Vec<Alert>,
 }
 
 /// Kafka settings of a pipeline.
@@ -54,6 +58,10 @@ pub struct Stream {
     pub schema: Arc<StreamSchema>,
     /// The key field, if any.
     pub key: Option<String>,
+    /// Where undecodable records go, if anywhere.
+    pub dead_letter_topic: Option<String>,
+    /// The largest record accepted, in bytes.
+    pub max_record_size: usize,
 }
 
 /// A Delta table written from a stream.
@@ -176,10 +184,10 @@ impl Pipeline {
 
 /// Collects problems while validating.
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(crate) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             field: field.into(),
             message: message.into(),
@@ -224,6 +232,7 @@ fn validate(
         raw.tables.iter().map(|t| t.name.as_str()),
         &mut problems,
     );
+    let alerts = alerts::validate(&raw.alerts, &streams, &stream_names, &mut problems);
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
@@ -236,11 +245,12 @@ fn validate(
         storage_options: raw.lake.storage_options,
         streams,
         tables,
+        alerts,
     })
 }
 
 /// `streams.NAME` when the entry has a usable name, else `streams[INDEX]`.
-fn entry_path(section: &str, index: usize, name: &str) -> String {
+pub(crate) fn entry_path(section: &str, index: usize, name: &str) -> String {
     if is_identifier(name) {
         format!("{section}.{name}")
     } else {
@@ -267,6 +277,26 @@ fn validate_stream(
     if raw.topic.trim().is_empty() {
         problems.add(format!("{at}.topic"), "expected a Kafka topic name");
     }
+    if let Some(topic) = &raw.dead_letter_topic {
+        if topic.trim().is_empty() {
+            problems.add(
+                format!("{at}.dead_letter_topic"),
+                "expected a Kafka topic name",
+            );
+        } else if *topic == raw.topic {
+            problems.add(
+                format!("{at}.dead_letter_topic"),
+                "expected a topic other than the stream's own",
+            );
+        }
+    }
+    let max_record_size = parse_size(
+        raw.max_record_size
+            .as_deref()
+            .unwrap_or(defaults::MAX_RECORD_SIZE),
+    )
+    .map_err(|err| problems.add(format!("{at}.max_record_size"), err))
+    .ok()?;
     let fields = match (&raw.schema, &raw.fields) {
         (Some(path), None) => match read_schema(path) {
             Ok(text) => fields_from_json_schema(&text)
@@ -313,6 +343,8 @@ fn validate_stream(
         topic: raw.topic.clone(),
         schema: Arc::new(schema),
         key: raw.key.clone(),
+        dead_letter_topic: raw.dead_letter_topic.clone(),
+        max_record_size: max_record_size as usize,
     })
 }
 
@@ -449,7 +481,11 @@ fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems) -> FlushP
     }
 }
 
-fn check_unique<'a>(section: &str, names: impl Iterator<Item = &'a str>, problems: &mut Problems) {
+pub(crate) fn check_unique<'a>(
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+    problems: &mut Problems,
+) {
     let mut seen = HashSet::new();
     for name in names {
         if !seen.insert(name) {
@@ -459,7 +495,7 @@ fn check_unique<'a>(section: &str, names: impl Iterator<Item = &'a str>, problem
 }
 
 /// A name usable unquoted in SQL and in messages: `[A-Za-z_][A-Za-z0-9_]*`.
-fn is_identifier(name: &str) -> bool {
+pub(crate) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -145,3 +145,82 @@ fn event_time_and_key_must_name_fields() {
         "{text}"
     );
 }
+
+const SENSOR_STREAM: &str = r#"
+    [kafka]
+    group = "g"
+    [[streams]]
+    name = "sensor_events"
+    topic = "sensor_events"
+    schema = "sensor.schema.json"
+    event_time = "ts"
+    dead_letter_topic = "sensor_events_dlq"
+    [[tables]]
+    name = "sensor_events"
+    from = "sensor_events"
+    uri = "lake/sensor_events"
+"#;
+
+#[test]
+fn alert_rules_compile_against_the_stream_columns() {
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[alerts]]
+        name = "overheat"
+        from = "sensor_events"
+        when = "temperature_c > 85 AND _partition >= 0"
+        topic = "sensor_alerts"
+        "#
+    ))
+    .unwrap();
+    assert_eq!(
+        pipeline.alerts[0].when.sql(),
+        "temperature_c > 85 AND _partition >= 0"
+    );
+    assert_eq!(
+        pipeline.streams[0].dead_letter_topic.as_deref(),
+        Some("sensor_events_dlq")
+    );
+}
+
+#[test]
+fn a_bad_rule_is_reported_with_its_field() {
+    let err = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[alerts]]
+        name = "overheat"
+        from = "sensor_events"
+        when = "tempreture_c > 85"
+        topic = "sensor_alerts"
+        [[alerts]]
+        name = "loop"
+        from = "sensor_events"
+        when = "temperature_c"
+        topic = "sensor_events"
+        [[alerts]]
+        name = "nowhere"
+        from = "sensors"
+        when = "true"
+        topic = "a"
+        "#
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected problems, got {err}");
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "alerts.overheat.when",
+            "alerts.loop.topic",
+            "alerts.loop.when",
+            "alerts.nowhere.from"
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[0].message.contains("tempreture_c"),
+        "{problems:#?}"
+    );
+}

@@ -6,12 +6,14 @@
 //! (the log start for a table that has nothing yet). Records arriving out of that line are
 //! skipped (already in the lake) or trigger a seek back (never lose one).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::gt;
 use sluice_core::schema::OFFSET_COLUMN;
+use sluice_kafka::side::SideMark;
 
 /// What to do with a record at some offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +130,8 @@ pub struct Lane {
     below: Option<i64>,
     /// One buffer per table fed by the lane's stream, in the stream's table order.
     pub tables: Vec<TableBuffer>,
+    /// Per side topic (dead letters, alerts), the last record sent from this partition.
+    pub side_marks: HashMap<String, SideMark>,
 }
 
 impl Lane {
@@ -140,6 +144,7 @@ impl Lane {
             seek: Seek::None,
             below: None,
             tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
+            side_marks: HashMap::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! Kafka's committed offsets follow it for lag metrics only.
 
 mod lanes;
+mod side;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -16,11 +17,13 @@ use sluice_core::config::{Pipeline, Table, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
+use sluice_kafka::side::{SideProducer, last_marks};
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use lanes::{Admit, Lane};
+use side::{Original, SideOutputs};
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
 /// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -63,6 +66,10 @@ pub struct StreamSummary {
     pub rows: u64,
     /// Records skipped because they did not fit the schema.
     pub rejected: u64,
+    /// Of those, records sent to a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Alerts sent.
+    pub alerts: u64,
     /// Delta commits made.
     pub commits: u64,
     /// Commits refused because another member had taken over the partitions.
@@ -82,12 +89,14 @@ struct Output {
 struct Source {
     decoder: Decoder,
     outputs: Vec<usize>,
+    side: SideOutputs,
 }
 
 /// Runs until `shutdown` fires (then commits what is buffered) or, with `until_caught_up`,
 /// until everything assigned is in the lake.
 pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<StreamSummary> {
     let (outputs, sources) = open_outputs(&options).await?;
+    let side_producer = connect_side_producer(&options.client, &sources).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
     let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
     let instance_id = options.instance_id.clone();
@@ -102,6 +111,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         client: options.client.clone(),
         outputs,
         sources,
+        side_producer,
         lanes: HashMap::new(),
         assigned: HashSet::new(),
         summary: StreamSummary::default(),
@@ -138,10 +148,11 @@ async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<
     let mut outputs = Vec::new();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for stream in &options.pipeline.streams {
-        let decoder = Decoder::new(stream.schema.clone());
+        let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
         let source = sources.entry(stream.topic.clone()).or_insert(Source {
             decoder,
             outputs: Vec::new(),
+            side: SideOutputs::of(&options.pipeline, stream),
         });
         for config in options
             .pipeline
@@ -170,11 +181,37 @@ async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<
     Ok((outputs, sources))
 }
 
+/// A producer for the dead-letter and alert topics, if the pipeline has any; fails fast on a
+/// missing topic.
+async fn connect_side_producer(
+    client: &ClientOptions,
+    sources: &BTreeMap<String, Source>,
+) -> Result<Option<SideProducer>> {
+    let mut topics: Vec<String> = sources
+        .values()
+        .flat_map(|s| s.side.topics())
+        .map(String::from)
+        .collect();
+    topics.sort_unstable();
+    topics.dedup();
+    if topics.is_empty() {
+        return Ok(None);
+    }
+    let client = client.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        SideProducer::connect(&client, &topics)
+    })
+    .await??;
+    Ok(Some(producer))
+}
+
 struct State {
     consumer: GroupConsumer,
     client: ClientOptions,
     outputs: Vec<Output>,
     sources: BTreeMap<String, Source>,
+    side_producer: Option<SideProducer>,
     lanes: HashMap<(String, i32), Lane>,
     assigned: HashSet<(String, i32)>,
     summary: StreamSummary,
@@ -206,13 +243,14 @@ impl State {
                 }
             }
         }
-        let mut by_partition: BTreeMap<(&str, i32), Vec<(i64, Option<&[u8]>)>> = BTreeMap::new();
+        use rdkafka::Message;
+        let mut by_partition: BTreeMap<(&str, i32), Vec<&rdkafka::message::BorrowedMessage<'_>>> =
+            BTreeMap::new();
         for message in &messages {
-            use rdkafka::Message;
             by_partition
                 .entry((message.topic(), message.partition()))
                 .or_default()
-                .push((message.offset(), message.payload()));
+                .push(message);
         }
         let ingested_at_us = chrono::Utc::now().timestamp_micros();
         let now = Instant::now();
@@ -221,13 +259,21 @@ impl State {
             if !self.assigned.contains(&key) {
                 continue;
             }
-            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key).await?;
+            let lane = lane_for(
+                &mut self.lanes,
+                &self.outputs,
+                &self.sources,
+                &self.client,
+                key,
+            )
+            .await?;
             lane.begin_batch();
             let mut taken = Vec::with_capacity(records.len());
-            for (offset, payload) in records {
+            for message in &records {
+                let offset = message.offset();
                 match lane.admit(offset) {
                     Admit::Take => taken.push(RawRecord {
-                        payload,
+                        payload: message.payload(),
                         partition,
                         offset,
                     }),
@@ -249,10 +295,42 @@ impl State {
             };
             let source = &self.sources[topic];
             let decoded = source.decoder.decode(topic, &taken, ingested_at_us);
+            let message = match source.side.dead_letter_topic() {
+                Some(_) => {
+                    "Sent a record that does not fit the stream's schema to the dead-letter topic."
+                }
+                None => "Skipped a record that does not fit the stream's schema.",
+            };
             for rejected in &decoded.rejected {
-                warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "Skipped a record that does not fit the stream's schema.");
+                warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "{message}");
             }
             self.summary.rejected += decoded.rejected.len() as u64;
+            if let Some(producer) = &self.side_producer {
+                let first = records[0].offset();
+                let original = |offset: i64| {
+                    let message = records
+                        .get(usize::try_from(offset - first).ok()?)
+                        .filter(|m| m.offset() == offset)
+                        .or_else(|| records.iter().find(|m| m.offset() == offset))?;
+                    Some(original_of(message))
+                };
+                let side = source.side.records(
+                    (topic, partition),
+                    &decoded,
+                    original,
+                    &lane.side_marks,
+                )?;
+                tokio::task::block_in_place(|| {
+                    side.records
+                        .iter()
+                        .try_for_each(|record| producer.send(record))
+                })?;
+                for record in &side.records {
+                    lane.side_marks.insert(record.topic.clone(), record.mark);
+                }
+                self.summary.dead_lettered += side.dead_letters;
+                self.summary.alerts += side.alerts;
+            }
             for &output in &source.outputs {
                 lane.append(self.outputs[output].slot, &decoded.batch, last_offset, now);
             }
@@ -336,6 +414,9 @@ impl State {
             }
         }
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if let Some(producer) = &self.side_producer {
+            flush_side_outputs(producer).await?;
+        }
         match commit_with_retries(&mut output.table, &batches, &progress).await {
             Ok(version) => {
                 info!(table = %output.config.name, version, rows, partitions = progress.len(), "Committed.");
@@ -383,7 +464,14 @@ impl State {
             if !self.assigned.contains(&key) {
                 continue;
             }
-            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key).await?;
+            let lane = lane_for(
+                &mut self.lanes,
+                &self.outputs,
+                &self.sources,
+                &self.client,
+                key,
+            )
+            .await?;
             self.consumer
                 .seek(&p.topic, p.partition, Some(lane.next_offset()))?;
             lane.sought();
@@ -417,7 +505,14 @@ impl State {
         let mut caught_up = true;
         for key in assigned {
             let range = ranges[&key];
-            let lane = lane_for(&mut self.lanes, &self.outputs, &self.sources, key.clone()).await?;
+            let lane = lane_for(
+                &mut self.lanes,
+                &self.outputs,
+                &self.sources,
+                &self.client,
+                key.clone(),
+            )
+            .await?;
             // Offsets below the log start are gone (retention): nothing to wait for there.
             if lane.next_offset().max(range.start) >= range.end {
                 continue;
@@ -465,6 +560,43 @@ async fn commit_with_retries(
     }
 }
 
+/// Waits until every dead letter and alert sent so far is acknowledged, for up to
+/// [`COMMIT_RETRY_LIMIT`]: a commit must not cover source offsets whose side records could
+/// still be lost.
+async fn flush_side_outputs(producer: &SideProducer) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let flushed = tokio::task::block_in_place(|| producer.flush(Duration::from_secs(5)));
+        match flushed {
+            Ok(()) => return Ok(()),
+            Err(err) if started.elapsed() < COMMIT_RETRY_LIMIT && producer.in_flight() > 0 => {
+                warn!(in_flight = producer.in_flight(), error = %format!("{:#}", anyhow::Error::new(err)), "Side outputs not yet acknowledged; waiting before the commit.");
+            }
+            Err(err) => return Err(err).context("sending dead letters and alerts"),
+        }
+    }
+}
+
+/// A consumed record as the dead-letter topic keeps it.
+fn original_of<'a>(message: &'a rdkafka::message::BorrowedMessage<'_>) -> Original<'a> {
+    use rdkafka::Message;
+    use rdkafka::message::Headers;
+    Original {
+        key: message.key(),
+        payload: message.payload(),
+        headers: message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        timestamp: message.timestamp().to_millis(),
+    }
+}
+
 /// Re-reads the tables fed by `topic` (every table when `None`) at their latest version.
 async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<()> {
     for output in outputs {
@@ -484,12 +616,23 @@ async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
     outputs: &[Output],
     sources: &BTreeMap<String, Source>,
+    client: &ClientOptions,
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
         let committed = committed_offsets(outputs, sources, &key).await?;
-        let lane = Lane::new(&committed);
-        info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, "Lane opened from the lake's offsets.");
+        let mut lane = Lane::new(&committed);
+        for side_topic in sources[&key.0].side.topics() {
+            let marks =
+                tokio::task::block_in_place(|| last_marks(client, side_topic, &key.0, &[key.1]))
+                    .with_context(|| {
+                        format!("reading what {side_topic} holds from {}/{}", key.0, key.1)
+                    })?;
+            if let Some(mark) = marks.get(&key.1) {
+                lane.side_marks.insert(side_topic.to_string(), *mark);
+            }
+        }
+        info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, side = ?lane.side_marks, "Lane opened from the lake's offsets.");
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))

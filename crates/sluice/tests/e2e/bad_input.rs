@@ -50,7 +50,7 @@ fn bad_records_are_skipped_with_their_offsets_and_the_partition_keeps_moving() {
     assert!(output.status.success(), "{stderr}");
     for (offset, reason) in [
         (1, "not valid JSON"),
-        (2, "required field(s): ts"),
+        (2, "required field ts"),
         (3, "temperature_c"),
         (4, "UTF-8"),
     ] {

@@ -1,0 +1,339 @@
+//! Side outputs of `sluice stream` — the dead-letter topic and alert topics — written exactly
+//! once per source record, on brokers without transactions too.
+//!
+//! The protocol (docs/DESIGN.md, "Side outputs"):
+//! - what a source record at (topic, partition p, offset o) gives goes to partition
+//!   `p mod N` of the side topic, with headers naming the source and an ordinal that orders the
+//!   side records of one source record (the rule's position for alerts);
+//! - the producer is idempotent with acks=all and no message timeout, so each side partition
+//!   holds, per source partition, a gap-free prefix of what was sent, in order;
+//! - the stream flushes side records before any lake commit that covers their source offsets;
+//! - a lane that opens reads the tail of its side partitions ([`last_marks`]) and sends nothing
+//!   at or below the last (offset, ordinal) found there.
+//!
+//! A zombie (a member that lost its partition but has not noticed yet) can still send side
+//! records until its next commit is refused; without broker transactions nothing prevents that.
+//! Every record carries its source position, so a consumer can drop such repeats.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::admin::{EndOfPartitionExpected, log_ranges};
+use crate::client::metadata_of;
+use crate::{ClientOptions, KafkaError};
+
+/// Header: the topic of the source record.
+pub const SOURCE_TOPIC: &str = "sluice.source.topic";
+/// Header: the partition of the source record.
+pub const SOURCE_PARTITION: &str = "sluice.source.partition";
+/// Header: the offset of the source record.
+pub const SOURCE_OFFSET: &str = "sluice.source.offset";
+/// Header: the position of this side record among those of its source record.
+pub const ORDINAL: &str = "sluice.ordinal";
+
+/// How many records at the end of a side partition are read first when looking for a source
+/// partition's last mark; eight times more each time it is not found.
+const FIRST_TAIL: i64 = 256;
+
+/// The last side record sent for a source record: its offset and ordinal, in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SideMark {
+    /// The source record's offset.
+    pub offset: i64,
+    /// The side record's ordinal among those of that source record.
+    pub ordinal: u32,
+}
+
+/// One record to send to a side topic.
+#[derive(Debug, Clone)]
+pub struct SideRecord {
+    /// The side topic.
+    pub topic: String,
+    /// The source record's topic.
+    pub source_topic: String,
+    /// The source record's partition.
+    pub source_partition: i32,
+    /// Where it stands among the side records of its source record in this topic.
+    pub mark: SideMark,
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub payload: Vec<u8>,
+    /// Headers sent before the source headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The record timestamp (epoch ms), or the time of sending.
+    pub timestamp: Option<i64>,
+}
+
+/// Remembers the first failed delivery, which [`SideProducer::flush`] reports.
+#[derive(Default)]
+struct Deliveries {
+    failed: Mutex<Option<(String, rdkafka::error::KafkaError)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            let mut failed = self.failed.lock().expect("not poisoned");
+            failed.get_or_insert_with(|| (message.topic().to_string(), error.clone()));
+        }
+    }
+}
+
+/// The producer of a stream's side outputs.
+pub struct SideProducer {
+    inner: ThreadedProducer<Deliveries>,
+    partitions: HashMap<String, i32>,
+}
+
+impl SideProducer {
+    /// Connects and checks that every side topic exists. Blocking.
+    pub fn connect(options: &ClientOptions, topics: &[&str]) -> Result<Self, KafkaError> {
+        let inner: ThreadedProducer<Deliveries> = options
+            .config(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "1"),
+                // Never give a record up: a timed-out record could leave a hole in a side
+                // partition that the tail scan would then skip over.
+                ("message.timeout.ms", "0"),
+                ("queue.buffering.max.messages", "1000000"),
+            ])
+            .create_with_context(Deliveries::default())
+            .map_err(|source| KafkaError::Client {
+                brokers: options.brokers.clone(),
+                source,
+            })?;
+        let mut partitions = HashMap::new();
+        for topic in topics {
+            partitions.insert(topic.to_string(), partition_count(options, topic)?);
+        }
+        Ok(Self { inner, partitions })
+    }
+
+    /// Queues one record; waits while librdkafka's queue is full. Blocking.
+    pub fn send(&self, record: &SideRecord) -> Result<(), KafkaError> {
+        let count = self.partitions[&record.topic];
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 4);
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_slice()),
+            });
+        }
+        let partition = record.source_partition.to_string();
+        let offset = record.mark.offset.to_string();
+        let ordinal = record.mark.ordinal.to_string();
+        for (key, value) in [
+            (SOURCE_TOPIC, record.source_topic.as_str()),
+            (SOURCE_PARTITION, partition.as_str()),
+            (SOURCE_OFFSET, offset.as_str()),
+            (ORDINAL, ordinal.as_str()),
+        ] {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic)
+            .payload(record.payload.as_slice())
+            .partition(record.source_partition % count)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            base = base.key(key.as_slice());
+        }
+        if let Some(timestamp) = record.timestamp {
+            base = base.timestamp(timestamp);
+        }
+        loop {
+            match self.inner.send(base) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    back,
+                )) => {
+                    base = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((source, _)) => {
+                    return Err(KafkaError::Produce {
+                        topic: record.topic.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` until every queued record is acknowledged. A failed delivery is an
+    /// error: the stream must stop and resume from the lake and the side topics' tails.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let flushed = self.inner.flush(timeout);
+        if let Some((topic, source)) = self
+            .inner
+            .context()
+            .failed
+            .lock()
+            .expect("not poisoned")
+            .clone()
+        {
+            return Err(KafkaError::Produce { topic, source });
+        }
+        flushed.map_err(|source| KafkaError::Produce {
+            topic: self
+                .partitions
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        })
+    }
+
+    /// Records queued and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.inner.in_flight_count()
+    }
+}
+
+fn partition_count(options: &ClientOptions, topic: &str) -> Result<i32, KafkaError> {
+    let metadata = options.fetch_metadata(Some(topic))?;
+    Ok(metadata.topics()[0].partitions().len() as i32)
+}
+
+/// For each of `partitions` of `source_topic`, the last mark that `side_topic` holds, found
+/// by reading the tail of the side partition it maps to (further back until found or at the
+/// log start). Blocking.
+pub fn last_marks(
+    options: &ClientOptions,
+    side_topic: &str,
+    source_topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, SideMark>, KafkaError> {
+    let count = partition_count(options, side_topic)?;
+    let mut by_side: HashMap<i32, Vec<i32>> = HashMap::new();
+    for &partition in partitions {
+        by_side
+            .entry(partition % count)
+            .or_default()
+            .push(partition);
+    }
+    let keys: Vec<(String, i32)> = by_side
+        .keys()
+        .map(|&q| (side_topic.to_string(), q))
+        .collect();
+    let ranges = log_ranges(options, &keys)?;
+    let mut marks = HashMap::new();
+    for (q, sources) in by_side {
+        let range = ranges[&(side_topic.to_string(), q)];
+        let mut back = FIRST_TAIL;
+        loop {
+            let from = (range.end - back).max(range.start);
+            let found = read_marks(options, side_topic, q, from, range.end, source_topic)?;
+            let all_found = sources.iter().all(|p| found.contains_key(p));
+            if all_found || from == range.start {
+                marks.extend(found.into_iter().filter(|(p, _)| sources.contains(p)));
+                break;
+            }
+            back *= 8;
+        }
+    }
+    Ok(marks)
+}
+
+/// The highest mark per source partition among side records `[from, end)` of partition `q`.
+fn read_marks(
+    options: &ClientOptions,
+    topic: &str,
+    q: i32,
+    from: i64,
+    end: i64,
+    source_topic: &str,
+) -> Result<HashMap<i32, SideMark>, KafkaError> {
+    let mut marks = HashMap::new();
+    if from >= end {
+        return Ok(marks);
+    }
+    let error = |source| KafkaError::Consume {
+        context: format!("the tail of {topic}/{q}"),
+        source,
+    };
+    let consumer: BaseConsumer<EndOfPartitionExpected> = options
+        .config(&[
+            ("group.id", "sluice-side-tail"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+        ])
+        .create_with_context(EndOfPartitionExpected)
+        .map_err(|source| KafkaError::Client {
+            brokers: options.brokers.clone(),
+            source,
+        })?;
+    metadata_of(consumer.client(), &options.brokers, Some(topic))?;
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, q, Offset::Offset(from))
+        .map_err(error)?;
+    consumer.assign(&assignment).map_err(error)?;
+    let deadline = std::time::Instant::now() + crate::client::REACHABILITY_TIMEOUT;
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaError::Consume {
+                context: format!("the tail of {topic}/{q}: its end ({end}) not reached in time"),
+                source: rdkafka::error::KafkaError::NoMessageReceived,
+            });
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                if let Some((partition, mark)) = mark_of(&message, source_topic) {
+                    let best = marks.entry(partition).or_insert(mark);
+                    *best = (*best).max(mark);
+                }
+                if message.offset() + 1 >= end {
+                    return Ok(marks);
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(marks),
+            Some(Err(source)) => return Err(error(source)),
+            None => {}
+        }
+    }
+}
+
+/// The source partition and mark of a side record from `source_topic`.
+fn mark_of<M: Message>(message: &M, source_topic: &str) -> Option<(i32, SideMark)> {
+    let headers = message.headers()?;
+    let mut topic = None;
+    let (mut partition, mut offset, mut ordinal) = (None, None, None);
+    for header in headers.iter() {
+        let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+        match header.key {
+            SOURCE_TOPIC => topic = value,
+            SOURCE_PARTITION => partition = value.and_then(|v| v.parse().ok()),
+            SOURCE_OFFSET => offset = value.and_then(|v| v.parse().ok()),
+            ORDINAL => ordinal = value.and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+    (topic? == source_topic).then_some(())?;
+    Some((
+        partition?,
+        SideMark {
+            offset: offset?,
+            ordinal: ordinal?,
+        },
+    ))
+}
