@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -28,7 +28,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::admin::{EndOfPartitionExpected, log_ranges};
-use crate::client::metadata_of;
+use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
 /// Header: the topic of the source record.
@@ -242,7 +242,7 @@ pub fn last_marks(
         let mut back = FIRST_TAIL;
         loop {
             let from = (range.end - back).max(range.start);
-            let found = read_marks(options, side_topic, q, from, range.end, source_topic)?;
+            let found = read_marks(options, side_topic, q, (from, range.end), source_topic)?;
             let all_found = sources.iter().all(|p| found.contains_key(p));
             if all_found || from == range.start {
                 marks.extend(found.into_iter().filter(|(p, _)| sources.contains(p)));
@@ -259,21 +259,70 @@ fn read_marks(
     options: &ClientOptions,
     topic: &str,
     q: i32,
-    from: i64,
-    end: i64,
+    (from, end): (i64, i64),
     source_topic: &str,
 ) -> Result<HashMap<i32, SideMark>, KafkaError> {
-    let mut marks = HashMap::new();
+    let mut marks: HashMap<i32, SideMark> = HashMap::new();
+    scan(
+        options,
+        topic,
+        q,
+        (from, end),
+        |partition, mark| {
+            let best = marks.entry(partition).or_insert(mark);
+            *best = (*best).max(mark);
+        },
+        source_topic,
+    )?;
+    Ok(marks)
+}
+
+/// Every source offset that `side_topic` holds records of, per partition of `source_topic`,
+/// in the order found (repeats included). Reads the whole topic; for `sluice verify`. Blocking.
+pub fn source_offsets(
+    options: &ClientOptions,
+    side_topic: &str,
+    source_topic: &str,
+) -> Result<HashMap<i32, Vec<i64>>, KafkaError> {
+    let count = partition_count(options, side_topic)?;
+    let keys: Vec<(String, i32)> = (0..count).map(|q| (side_topic.to_string(), q)).collect();
+    let ranges = log_ranges(options, &keys)?;
+    let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
+    for (key, range) in ranges {
+        scan(
+            options,
+            side_topic,
+            key.1,
+            (range.start, range.end),
+            |partition, mark| {
+                offsets.entry(partition).or_default().push(mark.offset);
+            },
+            source_topic,
+        )?;
+    }
+    Ok(offsets)
+}
+
+/// Calls `visit` with the source partition and mark of every side record from
+/// `source_topic` in `[from, end)` of partition `q`.
+fn scan(
+    options: &ClientOptions,
+    topic: &str,
+    q: i32,
+    (from, end): (i64, i64),
+    mut visit: impl FnMut(i32, SideMark),
+    source_topic: &str,
+) -> Result<(), KafkaError> {
     if from >= end {
-        return Ok(marks);
+        return Ok(());
     }
     let error = |source| KafkaError::Consume {
-        context: format!("the tail of {topic}/{q}"),
+        context: format!("{topic}/{q} from offset {from}"),
         source,
     };
     let consumer: BaseConsumer<EndOfPartitionExpected> = options
         .config(&[
-            ("group.id", "sluice-side-tail"),
+            ("group.id", "sluice-side-reader"),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
         ])
@@ -288,25 +337,25 @@ fn read_marks(
         .add_partition_offset(topic, q, Offset::Offset(from))
         .map_err(error)?;
     consumer.assign(&assignment).map_err(error)?;
-    let deadline = std::time::Instant::now() + crate::client::REACHABILITY_TIMEOUT;
+    let mut deadline = Instant::now() + REACHABILITY_TIMEOUT;
     loop {
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             return Err(KafkaError::Consume {
-                context: format!("the tail of {topic}/{q}: its end ({end}) not reached in time"),
+                context: format!("{topic}/{q}: its end ({end}) not reached in time"),
                 source: rdkafka::error::KafkaError::NoMessageReceived,
             });
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
+                deadline = Instant::now() + REACHABILITY_TIMEOUT;
                 if let Some((partition, mark)) = mark_of(&message, source_topic) {
-                    let best = marks.entry(partition).or_insert(mark);
-                    *best = (*best).max(mark);
+                    visit(partition, mark);
                 }
                 if message.offset() + 1 >= end {
-                    return Ok(marks);
+                    return Ok(());
                 }
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(marks),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(()),
             Some(Err(source)) => return Err(error(source)),
             None => {}
         }

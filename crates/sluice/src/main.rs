@@ -102,8 +102,13 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let summary = stream::run(options, shutdown).await?;
             eprintln!(
-                "stream: {} rows committed in {} commits; {} records rejected; {} commits fenced",
-                summary.rows, summary.commits, summary.rejected, summary.fenced
+                "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} commits fenced",
+                summary.rows,
+                summary.commits,
+                summary.rejected,
+                summary.dead_lettered,
+                summary.alerts,
+                summary.fenced
             );
             Ok(())
         }

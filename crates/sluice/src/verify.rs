@@ -3,16 +3,17 @@
 //! Per table and source partition: the offset the lake records as committed, the rows and
 //! distinct offsets in the table (duplicates = rows − distinct; missing = offsets in
 //! [log start or first row, committed] not in the table), the broker's log range, and the
-//! producer report's counts when given. Every file the table references must exist and have a
+//! producer report's counts when given. Records in the stream's dead-letter topic count as
+//! landed (not missing), and one dead-lettered twice is a problem. Every file the table references must exist and have a
 //! readable Parquet footer. Clean means no problem at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sluice_core::Pipeline;
 use sluice_kafka::ClientOptions;
-use sluice_kafka::admin;
+use sluice_kafka::{admin, side};
 use sluice_lake::audit::{AuditedTable, BadFile};
 use sluice_query::{Format, Lake, TableLocation};
 
@@ -90,6 +91,8 @@ pub struct PartitionVerification {
     pub max_offset: Option<i64>,
     /// Rows beyond the first for some offset.
     pub duplicates: i64,
+    /// Distinct offsets in the stream's dead-letter topic.
+    pub dead_lettered: i64,
     /// Offsets in the committed range that have no row.
     pub missing: i64,
     /// Records in the log not yet committed to the table.
@@ -113,18 +116,29 @@ pub async fn run(options: &VerifyOptions) -> Result<Verification> {
             .pipeline
             .stream(&table.from)
             .expect("validated: tables name streams");
-        tables.push(verify_table(options, &table.name, &table.uri, &stream.topic).await?);
+        let source = Source {
+            topic: &stream.topic,
+            dead_letter_topic: stream.dead_letter_topic.as_deref(),
+        };
+        tables.push(verify_table(options, &table.name, &table.uri, source).await?);
     }
     let clean = tables.iter().all(|t| t.problems.is_empty());
     Ok(Verification { clean, tables })
+}
+
+/// The topic a table is written from, and where its undecodable records went.
+struct Source<'a> {
+    topic: &'a str,
+    dead_letter_topic: Option<&'a str>,
 }
 
 async fn verify_table(
     options: &VerifyOptions,
     name: &str,
     uri: &str,
-    topic: &str,
+    source: Source<'_>,
 ) -> Result<TableVerification> {
+    let topic = source.topic;
     let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
     let (files, bad_files) = audited.check_files().await?;
     let uncommitted_files = audited
@@ -137,14 +151,20 @@ async fn verify_table(
     };
     let client = options.client.clone();
     let owned_topic = topic.to_string();
-    let (log, ends) = tokio::task::spawn_blocking(move || {
+    let dead_letter_topic = source.dead_letter_topic.map(String::from);
+    let (log, ends, dead_letters) = tokio::task::spawn_blocking(move || {
         let log = admin::describe_topic(&client, &owned_topic, None)?;
         let partitions: Vec<(String, i32)> = log
             .partitions
             .iter()
             .map(|p| (owned_topic.clone(), p.id))
             .collect();
-        Ok::<_, sluice_kafka::KafkaError>((log, admin::log_ranges(&client, &partitions)?))
+        let ends = admin::log_ranges(&client, &partitions)?;
+        let dead_letters = match &dead_letter_topic {
+            Some(dlq) => side::source_offsets(&client, dlq, &owned_topic)?,
+            None => HashMap::new(),
+        };
+        Ok::<_, sluice_kafka::KafkaError>((log, ends, dead_letters))
     })
     .await??;
     let produced = options
@@ -167,14 +187,23 @@ async fn verify_table(
             .as_ref()
             .and_then(|stats| stats.get(&(topic.to_string(), p.id)).copied())
             .unwrap_or_default();
+        let sent = dead_letters.get(&p.id).map_or(&[][..], Vec::as_slice);
+        let dead: BTreeSet<i64> = sent.iter().copied().collect();
         let start = s.lo.map_or(p.low, |lo| lo.min(p.low));
+        let dead_in_range = committed.map_or(0, |c| dead.range(start..=c).count() as i64);
         let missing = match rows_checked {
-            true => committed.map_or(0, |c| (c - start + 1).max(0) - s.d),
+            true => committed.map_or(0, |c| (c - start + 1).max(0) - s.d - dead_in_range),
             false => 0,
         };
         let at = format!("{topic}/{}", p.id);
         if s.n > s.d {
             problems.push(format!("{at}: {} duplicate row(s)", s.n - s.d));
+        }
+        if sent.len() > dead.len() {
+            problems.push(format!(
+                "{at}: {} record(s) sent to the dead-letter topic more than once",
+                sent.len() - dead.len()
+            ));
         }
         if missing > 0 {
             problems.push(format!(
@@ -200,13 +229,15 @@ async fn verify_table(
             let (records, first, last) = expected.map_or((0, None, None), |e| {
                 (e.records as i64, Some(e.first_offset), Some(e.last_offset))
             });
-            if s.d != records
-                || s.lo.filter(|_| records > 0) != first
-                || s.hi.filter(|_| records > 0) != last
+            let landed = s.d + dead.len() as i64;
+            let lo = s.lo.into_iter().chain(dead.first().copied()).min();
+            let hi = s.hi.into_iter().chain(dead.last().copied()).max();
+            if landed != records
+                || lo.filter(|_| records > 0) != first
+                || hi.filter(|_| records > 0) != last
             {
                 problems.push(format!(
-                    "{at}: the producer report has {records} record(s) at offsets {first:?}..={last:?}, the table {} distinct offset(s) at {:?}..={:?}",
-                    s.d, s.lo, s.hi
+                    "{at}: the producer report has {records} record(s) at offsets {first:?}..={last:?}, the table and dead-letter topic {landed} distinct offset(s) at {lo:?}..={hi:?}"
                 ));
             }
         }
@@ -222,6 +253,7 @@ async fn verify_table(
             min_offset: s.lo,
             max_offset: s.hi,
             duplicates: s.n - s.d,
+            dead_lettered: dead.len() as i64,
             missing: missing.max(0),
             lag,
         });
@@ -298,17 +330,18 @@ pub fn summary(verification: &Verification) -> String {
             t.table, t.uri, t.version, t.files
         ));
         out.push_str(&format!(
-            "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>8} {:>8}\n",
-            "topic/partition", "committed", "log range", "rows", "dups", "missing", "lag"
+            "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>6} {:>8} {:>8}\n",
+            "topic/partition", "committed", "log range", "rows", "dups", "dlq", "missing", "lag"
         ));
         for p in &t.partitions {
             out.push_str(&format!(
-                "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>8} {:>8}\n",
+                "  {:<28} {:>10} {:>21} {:>10} {:>6} {:>6} {:>8} {:>8}\n",
                 format!("{}/{}", p.topic, p.partition),
                 p.committed.map_or("-".into(), |c| c.to_string()),
                 format!("{}..{}", p.log_start, p.log_end),
                 p.rows,
                 p.duplicates,
+                p.dead_lettered,
                 p.missing,
                 p.lag
             ));

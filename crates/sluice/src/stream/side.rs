@@ -26,6 +26,14 @@ pub const ERROR_HEADER: &str = "sluice.error";
 pub const TIME_HEADER: &str = "sluice.time";
 /// Header of a dead-lettered record: the stream that refused it.
 pub const STREAM_HEADER: &str = "sluice.stream";
+/// Header of a dead letter whose payload was cut to [`DEAD_LETTER_MAX_PAYLOAD`]: the original
+/// size in bytes.
+pub const ORIGINAL_SIZE_HEADER: &str = "sluice.original_size";
+
+/// The most payload bytes a dead letter keeps. Brokers refuse records over about 1 MiB by
+/// default (`message.max.bytes`), and a dead letter that cannot be sent would stop the stream;
+/// a record larger than this (such as one refused for its size) keeps its first bytes.
+pub const DEAD_LETTER_MAX_PAYLOAD: usize = 512 * 1024;
 
 /// An alert rule as the stream runs it.
 struct Rule {
@@ -192,6 +200,13 @@ impl SideOutputs {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_vec()))
             .collect();
+        let payload = source.payload.unwrap_or_default();
+        if payload.len() > DEAD_LETTER_MAX_PAYLOAD {
+            headers.push((
+                ORIGINAL_SIZE_HEADER.to_string(),
+                payload.len().to_string().into_bytes(),
+            ));
+        }
         headers.extend([
             (
                 ERROR_HEADER.to_string(),
@@ -214,7 +229,7 @@ impl SideOutputs {
                 ordinal: 0,
             },
             key: source.key.map(<[u8]>::to_vec),
-            payload: source.payload.unwrap_or_default().to_vec(),
+            payload: payload[..payload.len().min(DEAD_LETTER_MAX_PAYLOAD)].to_vec(),
             headers,
             timestamp: source.timestamp,
         }

@@ -215,6 +215,31 @@ pub fn python_check_with(table_uri: &str, setup: impl FnOnce(&mut Command)) -> V
         .unwrap_or_else(|err| panic!("check_delta.py printed no JSON ({err}): {out}"))
 }
 
+/// Runs SQL over a Delta table with DuckDB through the Python `deltalake` reader
+/// (scripts/query_delta.py; the table is `t`): an independent oracle.
+pub fn python_query(table_uri: &str, sql: &str) -> Vec<Value> {
+    let python = std::env::var("SLUICE_TEST_PYTHON")
+        .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/query_delta.py");
+    let out = run_ok(
+        Command::new(python).arg(script).arg(table_uri).arg(sql),
+        Duration::from_secs(180),
+    );
+    out.lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON row"))
+        .collect()
+}
+
+/// Adds lines to the `[[streams]]` entry of a pipeline written by [`write_pipeline`], and
+/// sections at its end.
+pub fn extend_pipeline(file: &Path, stream_lines: &str, sections: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let anchor = "key = \"device_id\"\n";
+    assert!(text.contains(anchor), "{text}");
+    let text = text.replacen(anchor, &format!("{anchor}{stream_lines}\n"), 1);
+    std::fs::write(file, format!("{text}\n{sections}\n")).unwrap();
+}
+
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,113 @@
+//! A plain librdkafka client for tests: produce exactly the bytes, keys, headers and partitions
+//! a test needs, and read a whole topic back — independent of sluice's own Kafka code.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::helpers::brokers;
+
+/// A record as stored in a topic.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, Vec<u8>>,
+}
+
+impl Stored {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A record to produce.
+pub struct Outgoing<'a> {
+    pub partition: i32,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Produces `records` in order (acks=all, idempotent) and waits for every acknowledgement.
+pub fn produce_raw(topic: &str, records: &[Outgoing<'_>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("enable.idempotence", "true")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap();
+    for record in records {
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in record.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+            .partition(record.partition)
+            .payload(record.payload)
+            .headers(headers);
+        if let Some(key) = record.key {
+            base = base.key(key);
+        }
+        producer.send(base).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Every record of `topic`, read from the start of each partition until nothing has arrived
+/// for `idle` (bounded by two minutes).
+pub fn read_all(topic: &str, idle: Duration) -> Vec<Stored> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "sluice-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut records = Vec::new();
+    let (started, mut last) = (Instant::now(), Instant::now());
+    while last.elapsed() < idle && started.elapsed() < Duration::from_secs(120) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                last = Instant::now();
+                records.push(Stored {
+                    partition: message.partition(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    headers: message
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+            Some(Err(err)) => panic!("reading {topic}: {err}"),
+            None => {}
+        }
+    }
+    records
+}
