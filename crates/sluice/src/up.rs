@@ -44,13 +44,15 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             .unwrap_or_else(|| args.data_dir.join("lake").display().to_string()),
     )?;
     let topic = pipeline.streams[0].topic.clone();
-    // Create the topic only when missing: the embedded broker logs an error for a duplicate.
+    // Create topics only when missing: the embedded broker logs an error for a duplicate.
     let existing = {
         let client = client.clone();
         tokio::task::spawn_blocking(move || admin::list_topics(&client)).await??
     };
-    if !existing.contains(&topic) {
-        admin::create_topic(&client, &topic, args.partitions, 1).await?;
+    for needed in pipeline_topics(&pipeline) {
+        if !existing.contains(&needed) {
+            admin::create_topic(&client, &needed, args.partitions, 1).await?;
+        }
     }
     let table = &pipeline.tables[0];
     println!("sluice up: running");
@@ -69,6 +71,17 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         "  lake    {} (Delta, partitioned by event date/hour)",
         table.uri
     );
+    for alert in &pipeline.alerts {
+        println!(
+            "  alerts  {}: {} ({})",
+            alert.topic,
+            alert.when.sql(),
+            alert.name
+        );
+    }
+    if let Some(dlq) = &pipeline.streams[0].dead_letter_topic {
+        println!("  dlq     {dlq}: records that do not fit the schema");
+    }
     println!("Try, in another terminal:");
     let lake_flag = args.lake.as_ref().map_or_else(
         || {
@@ -142,8 +155,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     let report = produced?.context("the sensor generator failed")?;
     let summary = streamed?.context("the stream failed")?;
     println!(
-        "sluice up: stopped; {} events produced, {} rows committed in {} commits",
-        report.records, summary.rows, summary.commits
+        "sluice up: stopped; {} events produced, {} rows committed in {} commits, {} alerts sent",
+        report.records, summary.rows, summary.commits, summary.alerts
     );
     drop(embedded);
     Ok(())
@@ -165,4 +178,17 @@ fn relative_to_cwd(path: &Path) -> Result<PathBuf> {
             .filter(|c| matches!(c, Component::Normal(_))),
     );
     Ok(relative)
+}
+
+/// Every topic the pipeline reads or writes: streams, dead-letter and alert topics.
+fn pipeline_topics(pipeline: &sluice_core::Pipeline) -> Vec<String> {
+    let mut topics: Vec<String> = pipeline
+        .streams
+        .iter()
+        .flat_map(|s| std::iter::once(s.topic.clone()).chain(s.dead_letter_topic.clone()))
+        .chain(pipeline.alerts.iter().map(|a| a.topic.clone()))
+        .collect();
+    topics.sort_unstable();
+    topics.dedup();
+    topics
 }

@@ -70,15 +70,37 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         })
         .expect("the stop line names the events produced");
     assert_eq!(committed, produced, "{stdout}");
+    // One alert per reading that matches the example's rule, counted in the lake.
+    assert!(stdout.contains("alerts  sensor_alerts"), "{stdout}");
+    let alerts: u64 = stdout
+        .lines()
+        .find_map(|line| {
+            line.strip_suffix(" alerts sent")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("the stop line counts alerts");
+    let matching = lake_count(
+        &lake,
+        "select count(*) as n from sensor_events where temperature_c > 85 OR vibration_g > 0.5",
+    );
+    assert_eq!(Some(alerts), matching, "{stdout}");
 }
 
 /// Rows in the `up` lake's sensor table, if it can be queried yet.
 fn lake_rows(lake: &std::path::Path) -> Option<u64> {
+    lake_count(lake, "select count(*) as n from sensor_events")
+}
+
+/// The single number a counting query over the `up` lake returns, if it answers.
+fn lake_count(lake: &std::path::Path, sql: &str) -> Option<u64> {
     let output = run(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["query", "--format", "csv", "--lake"])
             .arg(lake)
-            .arg("select count(*) as n from sensor_events"),
+            .arg(sql),
         Duration::from_secs(60),
     );
     String::from_utf8_lossy(&output.stdout)
