@@ -7,6 +7,7 @@
 //! - [`decode`]: Kafka payloads decoded in batches straight into Arrow record batches, with
 //!   bad records isolated and reported instead of failing the batch.
 //! - [`event_time`]: the `date`/`hour` partition columns derived from event time.
+//! - [`windows`]: event-time windows and their aggregation (DataFusion) when they close.
 //! - [`expressions`]: SQL expressions (rules, filters) compiled by DataFusion, run on batches.
 
 pub mod config;
@@ -14,6 +15,7 @@ pub mod decode;
 pub mod event_time;
 pub mod expressions;
 pub mod schema;
+pub mod windows;
 
 pub use config::{ConfigError, Pipeline};
 pub use decode::{DecodedBatch, Decoder, RawRecord, Rejected};

@@ -32,6 +32,9 @@ pub struct PartitionProgress {
     pub previous: Option<i64>,
     /// The last offset included in this commit.
     pub last_offset: i64,
+    /// Further named numbers to record with the offset, each as its own `txn` (a window
+    /// table's replay offset and watermark).
+    pub marks: Vec<(&'static str, i64)>,
 }
 
 /// The Delta `txn` app id that records a source partition's progress in a table.
@@ -40,7 +43,28 @@ pub fn app_id(table: &str, topic: &str, partition: i32) -> String {
     format!("sluice:{table}:{topic}:{partition}")
 }
 
+/// The `txn` app id of a named mark recorded with a source partition's progress.
+pub fn mark_app_id(table: &str, topic: &str, partition: i32, mark: &str) -> String {
+    format!("{}:{mark}", app_id(table, topic, partition))
+}
+
 impl LakeTable {
+    /// The value of a named mark of `topic`/`partition` in this table, if any.
+    pub async fn committed_mark(
+        &self,
+        topic: &str,
+        partition: i32,
+        mark: &str,
+    ) -> Result<Option<i64>, LakeError> {
+        self.snapshot()
+            .transaction_version(
+                self.table.log_store().as_ref(),
+                mark_app_id(&self.name, topic, partition, mark),
+            )
+            .await
+            .map_err(self.access_error("read committed marks of"))
+    }
+
     /// The last offset of `topic`/`partition` committed to this table, if any.
     pub async fn committed_offset(
         &self,
@@ -97,13 +121,14 @@ impl LakeTable {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
             .iter()
-            .map(|p| {
-                Transaction::new_with_last_update(
-                    app_id(&self.name, &p.topic, p.partition),
-                    p.last_offset,
-                    Some(now_ms),
-                )
+            .flat_map(|p| {
+                let offset = (app_id(&self.name, &p.topic, p.partition), p.last_offset);
+                let marks = p.marks.iter().map(|(mark, value)| {
+                    (mark_app_id(&self.name, &p.topic, p.partition, mark), *value)
+                });
+                std::iter::once(offset).chain(marks)
             })
+            .map(|(id, version)| Transaction::new_with_last_update(id, version, Some(now_ms)))
             .collect();
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,

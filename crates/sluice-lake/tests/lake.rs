@@ -34,6 +34,7 @@ fn progress(partition: i32, previous: Option<i64>, last_offset: i64) -> Partitio
         partition,
         previous,
         last_offset,
+        marks: Vec::new(),
     }
 }
 

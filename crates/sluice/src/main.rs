@@ -102,12 +102,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let summary = stream::run(options, shutdown).await?;
             eprintln!(
-                "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} commits fenced",
+                "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} window rows; {} late events; {} commits fenced",
                 summary.rows,
                 summary.commits,
                 summary.rejected,
                 summary.dead_lettered,
                 summary.alerts,
+                summary.windows,
+                summary.late,
                 summary.fenced
             );
             Ok(())

@@ -25,6 +25,9 @@ pub struct PipelineFile {
     /// Rules: each matching event gives one JSON alert on a Kafka topic.
     #[serde(default)]
     pub alerts: Vec<AlertSection>,
+    /// Event-time window aggregations, each written to its own Delta table.
+    #[serde(default)]
+    pub windows: Vec<WindowSection>,
 }
 
 /// `[kafka]`
@@ -132,4 +135,47 @@ pub struct AlertSection {
     pub when: String,
     /// The Kafka topic alerts go to.
     pub topic: String,
+}
+
+/// `[[windows]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSection {
+    /// The window table's name in SQL.
+    pub name: String,
+    /// The stream whose events are aggregated.
+    pub from: String,
+    /// Key columns: one window per key (none: one per time window).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Back-to-back windows of this length, such as "1m".
+    pub tumble: Option<String>,
+    /// Overlapping windows: `{ size = "5m", slide = "1m" }`.
+    pub hop: Option<HopSection>,
+    /// How far behind the newest event time an event may arrive and still count, such as
+    /// "30s". Later events are late: counted, logged and sent to `late_topic`.
+    pub allowed_lateness: Option<String>,
+    /// A partition silent this long no longer holds back the stream's watermark.
+    pub idle_timeout: Option<String>,
+    /// Output column → SQL aggregate, such as `{ n = "count(*)", avg_temp = "avg(temperature_c)" }`.
+    pub aggregates: toml::Table,
+    /// Where the window table lives (as for `[[tables]]`).
+    pub uri: String,
+    /// Partition columns, from `date` and `hour` (of the window start).
+    pub partition_by: Option<Vec<String>>,
+    /// When emitted windows are written out.
+    #[serde(default)]
+    pub flush: FlushSection,
+    /// The Kafka topic late events go to (original bytes and headers, plus the window).
+    pub late_topic: Option<String>,
+}
+
+/// `hop = { size = "5m", slide = "1m" }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HopSection {
+    /// Window length.
+    pub size: String,
+    /// Distance between window starts; must divide `size`.
+    pub slide: String,
 }

@@ -9,6 +9,7 @@ mod alerts;
 pub mod defaults;
 pub mod file;
 mod units;
+mod windows;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use alerts::Alert;
 pub use units::{parse_duration, parse_size};
+pub use windows::Window;
 
 use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
 use file::{FlushSection, PipelineFile, StreamSection, TableSection};
@@ -34,6 +36,8 @@ pub struct Pipeline {
     pub tables: Vec<Table>,
     /// The alert rules, in file order.
     pub alerts: Vec<Alert>,
+    /// The window aggregations, in file order.
+    pub windows: Vec<Window>,
 }
 
 /// Kafka settings of a pipeline.
@@ -228,10 +232,14 @@ fn validate(
         .filter_map(|(index, table)| validate_table(index, table, &stream_names, &mut problems))
         .collect();
     check_unique(
-        "tables",
-        raw.tables.iter().map(|t| t.name.as_str()),
+        "tables and windows",
+        raw.tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(raw.windows.iter().map(|w| w.name.as_str())),
         &mut problems,
     );
+    let windows = windows::validate(&raw.windows, &streams, &stream_names, &mut problems);
     let alerts = alerts::validate(&raw.alerts, &streams, &stream_names, &mut problems);
     if !problems.0.is_empty() {
         return Err(problems.0);
@@ -246,6 +254,7 @@ fn validate(
         streams,
         tables,
         alerts,
+        windows,
     })
 }
 
@@ -409,9 +418,25 @@ fn validate_table(
             "expected s3://bucket/path, file:///path or a local path",
         );
     }
+    let partition_by = partition_columns(&at, raw.partition_by.as_deref(), problems);
+    let flush = flush_policy(&at, &raw.flush, problems);
+    (problems.0.len() == before).then(|| Table {
+        name: raw.name.clone(),
+        from: raw.from.clone(),
+        uri: raw.uri.clone(),
+        partition_by,
+        flush,
+    })
+}
+
+/// The partition columns of a table (date and hour by default), checked.
+pub(crate) fn partition_columns(
+    at: &str,
+    raw: Option<&[String]>,
+    problems: &mut Problems,
+) -> Vec<String> {
     let partition_by = raw
-        .partition_by
-        .clone()
+        .map(<[String]>::to_vec)
         .unwrap_or_else(|| defaults::PARTITION_BY.map(String::from).to_vec());
     for (i, column) in partition_by.iter().enumerate() {
         if !defaults::PARTITION_BY.contains(&column.as_str()) {
@@ -426,17 +451,10 @@ fn validate_table(
         partition_by.iter().map(String::as_str),
         problems,
     );
-    let flush = flush_policy(&at, &raw.flush, problems);
-    (problems.0.len() == before).then(|| Table {
-        name: raw.name.clone(),
-        from: raw.from.clone(),
-        uri: raw.uri.clone(),
-        partition_by,
-        flush,
-    })
+    partition_by
 }
 
-fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems) -> FlushPolicy {
+pub(crate) fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems) -> FlushPolicy {
     let defaults = FlushPolicy::default();
     let mut limit =
         |field: &str, parsed: Option<Result<u64, String>>, default: u64, unit: &str| match parsed {

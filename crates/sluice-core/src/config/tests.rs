@@ -224,3 +224,89 @@ fn a_bad_rule_is_reported_with_its_field() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn a_window_compiles_its_aggregates_against_the_stream() {
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[windows]]
+        name = "device_1m"
+        from = "sensor_events"
+        group_by = ["device_id"]
+        tumble = "1m"
+        allowed_lateness = "30s"
+        aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", devices = "count(distinct device_id)" }}
+        uri = "lake/device_1m"
+        late_topic = "late"
+        "#
+    ))
+    .unwrap();
+    let window = &pipeline.windows[0];
+    assert_eq!(window.allowed_lateness_us, 30_000_000);
+    let columns: Vec<&str> = window
+        .aggregation
+        .output_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "window_start",
+            "window_end",
+            "device_id",
+            "n",
+            "avg_temp",
+            "devices",
+            "date",
+            "hour"
+        ]
+    );
+}
+
+#[test]
+fn a_bad_window_is_reported_with_its_fields() {
+    let err = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[windows]]
+        name = "w1"
+        from = "sensor_events"
+        group_by = ["devise_id"]
+        hop = {{ size = "5m", slide = "2m" }}
+        aggregates = {{ n = "count(*)" }}
+        uri = "lake/w1"
+        [[windows]]
+        name = "w2"
+        from = "sensor_events"
+        tumble = "1m"
+        aggregates = {{ t = "avg(tempreture_c)" }}
+        uri = "lake/w2"
+        [[windows]]
+        name = "sensor_events"
+        from = "sensor_events"
+        aggregates = {{ n = "count(*)" }}
+        uri = "lake/w3"
+        "#
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected problems, got {err}");
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "tables and windows",
+            "windows.w1.hop.slide",
+            "windows.w1.group_by[0]",
+            "windows.w2.aggregates",
+            "windows.sensor_events.tumble",
+        ],
+        "{problems:#?}"
+    );
+    assert!(
+        problems[3].message.contains("tempreture_c"),
+        "{problems:#?}"
+    );
+}

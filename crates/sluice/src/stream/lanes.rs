@@ -15,6 +15,8 @@ use arrow::compute::kernels::cmp::gt;
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_kafka::side::SideMark;
 
+use super::windows::WindowLane;
+
 /// What to do with a record at some offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -132,19 +134,35 @@ pub struct Lane {
     pub tables: Vec<TableBuffer>,
     /// Per side topic (dead letters, alerts), the last record sent from this partition.
     pub side_marks: HashMap<String, SideMark>,
+    /// One state per window aggregation of the lane's stream, in the stream's window order.
+    pub windows: Vec<WindowLane>,
 }
 
 impl Lane {
     /// A lane whose tables hold `committed` offsets. A table with nothing committed starts at
     /// offset 0: where the log really starts (retention may have removed the first records)
     /// is found by seeking there ([`Self::admit`]).
+    #[cfg(test)]
     pub fn new(committed: &[Option<i64>]) -> Self {
+        Self::resuming(committed, &[])
+    }
+
+    /// A lane whose tables hold `committed` offsets and that must also read from each of
+    /// `also_from` (window replay offsets; `None` for the log start).
+    pub fn resuming(committed: &[Option<i64>], also_from: &[Option<i64>]) -> Self {
+        let from_tables = committed.iter().map(|c| c.map(|c| c + 1));
+        let next = from_tables
+            .chain(also_from.iter().copied())
+            .min()
+            .flatten()
+            .unwrap_or(0);
         Self {
-            next: resume_offset(committed).unwrap_or(0),
+            next,
             seek: Seek::None,
             below: None,
             tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
             side_marks: HashMap::new(),
+            windows: Vec::new(),
         }
     }
 
@@ -266,12 +284,6 @@ impl Lane {
         table.last_seen = Some(last_offset);
         table.since.get_or_insert(now);
     }
-}
-
-/// Where a partition resumes given what each of its tables holds: after the lowest committed
-/// offset, or at the log start (`None`) when a table holds nothing yet.
-fn resume_offset(committed: &[Option<i64>]) -> Option<i64> {
-    committed.iter().map(|c| c.map(|c| c + 1)).min().flatten()
 }
 
 #[cfg(test)]

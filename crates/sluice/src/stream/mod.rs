@@ -8,12 +8,13 @@
 
 mod lanes;
 mod side;
+mod windows;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sluice_core::config::{Pipeline, Table, defaults};
+use sluice_core::config::{Pipeline, Table, Window, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
@@ -24,6 +25,7 @@ use tracing::{debug, info, warn};
 
 use lanes::{Admit, Lane};
 use side::{Original, SideOutputs};
+use windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, WindowLane, WindowMarks};
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
 /// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -70,6 +72,10 @@ pub struct StreamSummary {
     pub dead_lettered: u64,
     /// Alerts sent.
     pub alerts: u64,
+    /// Events that arrived after their windows closed.
+    pub late: u64,
+    /// Window rows committed.
+    pub windows: u64,
     /// Delta commits made.
     pub commits: u64,
     /// Commits refused because another member had taken over the partitions.
@@ -85,17 +91,27 @@ struct Output {
     slot: usize,
 }
 
+/// A window table being written and the stream feeding it.
+struct WindowOutput {
+    table: LakeTable,
+    config: Window,
+    topic: String,
+    /// The window's position among its stream's windows (its state in each lane).
+    slot: usize,
+}
+
 /// A topic being read: how to decode it and which outputs it feeds.
 struct Source {
     decoder: Decoder,
     outputs: Vec<usize>,
+    windows: Vec<usize>,
     side: SideOutputs,
 }
 
 /// Runs until `shutdown` fires (then commits what is buffered) or, with `until_caught_up`,
 /// until everything assigned is in the lake.
 pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<StreamSummary> {
-    let (outputs, sources) = open_outputs(&options).await?;
+    let (outputs, windows, sources) = open_outputs(&options).await?;
     let side_producer = connect_side_producer(&options.client, &sources).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
     let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
@@ -110,10 +126,11 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         consumer,
         client: options.client.clone(),
         outputs,
+        windows,
         sources,
         side_producer,
         lanes: HashMap::new(),
-        assigned: HashSet::new(),
+        assigned: HashMap::new(),
         summary: StreamSummary::default(),
         memory_budget: options.memory_budget,
     };
@@ -127,6 +144,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
             _ = shutdown.cancelled() => break,
             took = state.process_batch(wait) => took?,
         };
+        state.advance_watermarks().await?;
         let draining = options.until_caught_up || options.drain.is_cancelled();
         state.flush_due(draining && took == 0).await?;
         if took > 0 {
@@ -144,14 +162,18 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
 }
 
 /// Opens (or creates) every table before joining the group, so a bad lake fails fast.
-async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<String, Source>)> {
+async fn open_outputs(
+    options: &StreamOptions,
+) -> Result<(Vec<Output>, Vec<WindowOutput>, BTreeMap<String, Source>)> {
     let mut outputs = Vec::new();
+    let mut windows = Vec::new();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for stream in &options.pipeline.streams {
         let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
         let source = sources.entry(stream.topic.clone()).or_insert(Source {
             decoder,
             outputs: Vec::new(),
+            windows: Vec::new(),
             side: SideOutputs::of(&options.pipeline, stream),
         });
         for config in options
@@ -178,7 +200,32 @@ async fn open_outputs(options: &StreamOptions) -> Result<(Vec<Output>, BTreeMap<
             });
         }
     }
-    Ok((outputs, sources))
+    for config in &options.pipeline.windows {
+        let stream = options
+            .pipeline
+            .stream(&config.from)
+            .expect("validated: windows name streams");
+        let table = LakeTable::open_or_create(
+            &config.name,
+            &config.uri,
+            &options.storage_options,
+            config.aggregation.output_schema(),
+            &config.partition_by,
+        )
+        .await?;
+        info!(window = %config.name, uri = %table.url(), version = ?table.version(), "Opened window table.");
+        let source = sources
+            .get_mut(&stream.topic)
+            .expect("every stream has a source");
+        source.windows.push(windows.len());
+        windows.push(WindowOutput {
+            table,
+            config: config.clone(),
+            topic: stream.topic.clone(),
+            slot: source.windows.len() - 1,
+        });
+    }
+    Ok((outputs, windows, sources))
 }
 
 /// A producer for the dead-letter and alert topics, if the pipeline has any; fails fast on a
@@ -210,10 +257,12 @@ struct State {
     consumer: GroupConsumer,
     client: ClientOptions,
     outputs: Vec<Output>,
+    windows: Vec<WindowOutput>,
     sources: BTreeMap<String, Source>,
     side_producer: Option<SideProducer>,
     lanes: HashMap<(String, i32), Lane>,
-    assigned: HashSet<(String, i32)>,
+    /// Assigned partitions and when they were assigned.
+    assigned: HashMap<(String, i32), Instant>,
     summary: StreamSummary,
     memory_budget: u64,
 }
@@ -229,7 +278,9 @@ impl State {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
                     info!(?partitions, "Partitions assigned.");
-                    self.assigned.extend(partitions);
+                    let now = Instant::now();
+                    self.assigned
+                        .extend(partitions.into_iter().map(|p| (p, now)));
                     // The previous owner may have committed since the tables were last read:
                     // lanes must start from the lake as it is now.
                     refresh_tables(&mut self.outputs, None).await?;
@@ -256,12 +307,12 @@ impl State {
         let now = Instant::now();
         for ((topic, partition), records) in by_partition {
             let key = (topic.to_string(), partition);
-            if !self.assigned.contains(&key) {
+            if !self.assigned.contains_key(&key) {
                 continue;
             }
             let lane = lane_for(
                 &mut self.lanes,
-                &self.outputs,
+                (&self.outputs, &self.windows),
                 &self.sources,
                 &self.client,
                 key,
@@ -305,6 +356,22 @@ impl State {
                 warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "{message}");
             }
             self.summary.rejected += decoded.rejected.len() as u64;
+            let mut late = Vec::new();
+            for &window in &source.windows {
+                let output = &self.windows[window];
+                let offsets = lane.windows[output.slot].ingest(
+                    output.config.kind(),
+                    output.config.aggregation.event_time(),
+                    &decoded.batch,
+                    last_offset,
+                    now,
+                );
+                if !offsets.is_empty() {
+                    warn!(topic, partition, window = %output.config.name, late = offsets.len(), first = offsets[0], "Events arrived after their windows closed.");
+                    self.summary.late += offsets.len() as u64;
+                    late.push((output.slot, offsets));
+                }
+            }
             if let Some(producer) = &self.side_producer {
                 let first = records[0].offset();
                 let original = |offset: i64| {
@@ -317,6 +384,7 @@ impl State {
                 let side = source.side.records(
                     (topic, partition),
                     &decoded,
+                    &late,
                     original,
                     &lane.side_marks,
                 )?;
@@ -340,13 +408,61 @@ impl State {
 
     /// The earliest moment a table's latency limit is reached.
     fn next_deadline(&self) -> Option<Instant> {
-        self.outputs
+        let tables = self.outputs.iter().filter_map(|output| {
+            let since = self.buffers(output).filter_map(|b| b.since()).min()?;
+            Some(since + output.config.flush.max_latency)
+        });
+        let windows = self.windows.iter().filter_map(|output| {
+            let since = self.window_states(output).filter_map(|w| w.since()).min()?;
+            Some(since + output.config.flush.max_latency)
+        });
+        tables.chain(windows).min()
+    }
+
+    fn window_states<'a>(
+        &'a self,
+        output: &'a WindowOutput,
+    ) -> impl Iterator<Item = &'a WindowLane> + 'a {
+        self.lanes
             .iter()
-            .filter_map(|output| {
-                let since = self.buffers(output).filter_map(|b| b.since()).min()?;
-                Some(since + output.config.flush.max_latency)
-            })
-            .min()
+            .filter(move |((topic, _), _)| *topic == output.topic)
+            .map(move |(_, lane)| &lane.windows[output.slot])
+    }
+
+    /// Moves each window's close watermark in every lane of its stream to the stream's
+    /// watermark: the lowest lane watermark over its assigned partitions, leaving out those
+    /// silent for the idle timeout. A partition that has delivered nothing yet holds it back
+    /// until it has been assigned for that long.
+    async fn advance_watermarks(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for output in &self.windows {
+            let config = &output.config;
+            let mut watermark: Option<i64> = None;
+            let mut held = false;
+            for (key, assigned_at) in self.assigned.iter().filter(|(k, _)| k.0 == output.topic) {
+                let state = self.lanes.get(key).map(|lane| &lane.windows[output.slot]);
+                let heard = state.map_or(*assigned_at, |w| w.last_arrival);
+                if now.duration_since(heard) >= config.idle_timeout {
+                    continue;
+                }
+                match state.and_then(|w| w.watermark(config.allowed_lateness_us)) {
+                    Some(w) => watermark = Some(watermark.map_or(w, |m: i64| m.min(w))),
+                    None => held = true,
+                }
+            }
+            let Some(watermark) = watermark.filter(|_| !held) else {
+                continue;
+            };
+            for ((topic, _), lane) in self.lanes.iter_mut() {
+                if *topic == output.topic {
+                    lane.windows[output.slot]
+                        .advance(&config.aggregation, watermark)
+                        .await
+                        .with_context(|| format!("emitting windows of {}", config.name))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn buffers<'a>(
@@ -376,6 +492,24 @@ impl State {
             });
             if due {
                 self.commit(index).await?;
+            }
+        }
+        for index in 0..self.windows.len() {
+            let output = &self.windows[index];
+            let flush = output.config.flush;
+            let rows: usize = self
+                .window_states(output)
+                .map(WindowLane::pending_rows)
+                .sum();
+            let oldest = self
+                .window_states(output)
+                .filter_map(WindowLane::since)
+                .min();
+            let due = oldest.is_some_and(|since| {
+                all || rows >= flush.max_rows || since.elapsed() >= flush.max_latency
+            });
+            if due {
+                self.commit_window(index).await?;
             }
         }
         loop {
@@ -410,6 +544,7 @@ impl State {
                     partition: *partition,
                     previous: pending.previous,
                     last_offset: pending.last_offset,
+                    marks: Vec::new(),
                 });
             }
         }
@@ -453,6 +588,58 @@ impl State {
         }
     }
 
+    /// Commits one window table's emitted windows and marks from every lane in one commit.
+    async fn commit_window(&mut self, index: usize) -> Result<()> {
+        let output = &mut self.windows[index];
+        let mut batches = Vec::new();
+        let mut progress = Vec::new();
+        for ((topic, partition), lane) in self
+            .lanes
+            .iter_mut()
+            .filter(|((topic, _), _)| *topic == output.topic)
+        {
+            if let Some(pending) = lane.windows[output.slot].take_pending() {
+                batches.extend(pending.batches);
+                progress.push(PartitionProgress {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    previous: pending.previous,
+                    last_offset: pending.last_offset,
+                    marks: pending.marks,
+                });
+            }
+        }
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if let Some(producer) = &self.side_producer {
+            flush_side_outputs(producer).await?;
+        }
+        match commit_with_retries(&mut output.table, &batches, &progress).await {
+            Ok(version) => {
+                info!(window = %output.config.name, version, rows, partitions = progress.len(), "Committed windows.");
+                self.summary.windows += rows as u64;
+                self.summary.commits += 1;
+                for p in &progress {
+                    if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
+                        lane.windows[output.slot].committed = Some(p.last_offset);
+                    }
+                }
+                Ok(())
+            }
+            Err(err) if err.is_fenced() => {
+                warn!(window = %output.config.name, error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their state.");
+                self.summary.fenced += 1;
+                let topic = output.topic.clone();
+                self.reopen_lanes(&topic, &progress).await
+            }
+            Err(err) => Err(err).with_context(|| {
+                format!(
+                    "committing {rows} window rows to table {}",
+                    output.config.name
+                )
+            }),
+        }
+    }
+
     /// After a refused commit: drops the lanes of the partitions it covered and, for those still
     /// assigned, opens them again from the lake as the other member left it and moves the
     /// consumer there (it may have read past that point already, or not yet reached it).
@@ -461,12 +648,12 @@ impl State {
         for p in progress {
             let key = (p.topic.clone(), p.partition);
             self.lanes.remove(&key);
-            if !self.assigned.contains(&key) {
+            if !self.assigned.contains_key(&key) {
                 continue;
             }
             let lane = lane_for(
                 &mut self.lanes,
-                &self.outputs,
+                (&self.outputs, &self.windows),
                 &self.sources,
                 &self.client,
                 key,
@@ -484,14 +671,14 @@ impl State {
     /// is moved (see [`Lane::nudge`]).
     async fn caught_up(&mut self) -> Result<bool> {
         if self.assigned.is_empty()
-            || self
-                .lanes
-                .values()
-                .any(|l| l.tables.iter().any(|t| t.has_pending()))
+            || self.lanes.values().any(|l| {
+                l.tables.iter().any(|t| t.has_pending())
+                    || l.windows.iter().any(|w| w.has_pending())
+            })
         {
             return Ok(false);
         }
-        let assigned: Vec<(String, i32)> = self.assigned.iter().cloned().collect();
+        let assigned: Vec<(String, i32)> = self.assigned.keys().cloned().collect();
         let ranges = match tokio::task::block_in_place(|| {
             sluice_kafka::admin::log_ranges(&self.client, &assigned)
         }) {
@@ -507,7 +694,7 @@ impl State {
             let range = ranges[&key];
             let lane = lane_for(
                 &mut self.lanes,
-                &self.outputs,
+                (&self.outputs, &self.windows),
                 &self.sources,
                 &self.client,
                 key.clone(),
@@ -614,14 +801,25 @@ async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<(
 /// The lane of a partition, created from the lake's committed offsets on first use.
 async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
-    outputs: &[Output],
+    (outputs, windows): (&[Output], &[WindowOutput]),
     sources: &BTreeMap<String, Source>,
     client: &ClientOptions,
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
         let committed = committed_offsets(outputs, sources, &key).await?;
-        let mut lane = Lane::new(&committed);
+        let mut window_marks = Vec::new();
+        for &window in &sources[&key.0].windows {
+            window_marks.push(window_marks_of(&windows[window].table, &key).await?);
+        }
+        let resumes: Vec<Option<i64>> =
+            window_marks.iter().map(WindowLane::resume_offset).collect();
+        let mut lane = Lane::resuming(&committed, &resumes);
+        let now = Instant::now();
+        lane.windows = window_marks
+            .into_iter()
+            .map(|m| WindowLane::new(m, now))
+            .collect();
         for side_topic in sources[&key.0].side.topics() {
             let marks =
                 tokio::task::block_in_place(|| last_marks(client, side_topic, &key.0, &[key.1]))
@@ -636,6 +834,21 @@ async fn lane_for<'a>(
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
+}
+
+/// Where a window table left a partition.
+async fn window_marks_of(
+    table: &LakeTable,
+    (topic, partition): &(String, i32),
+) -> Result<WindowMarks> {
+    Ok(WindowMarks {
+        committed: table.committed_offset(topic, *partition).await?,
+        replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
+        close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
+        max_event_us: table
+            .committed_mark(topic, *partition, MAX_EVENT_US)
+            .await?,
+    })
 }
 
 /// What each table fed by a partition's topic holds of it, in the stream's table order.

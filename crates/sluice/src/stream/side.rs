@@ -14,14 +14,16 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use arrow::json::LineDelimitedWriter;
 use chrono::{DateTime, SecondsFormat};
+use sluice_core::DecodedBatch;
 use sluice_core::config::{Pipeline, Stream};
 use sluice_core::expressions::Predicate;
 use sluice_core::schema::OFFSET_COLUMN;
-use sluice_core::{DecodedBatch, Rejected};
 use sluice_kafka::side::{SideMark, SideRecord};
 
 /// Header of a dead-lettered record: why it was refused.
 pub const ERROR_HEADER: &str = "sluice.error";
+/// Header of a late event: the window it missed.
+pub const LATE_HEADER: &str = "sluice.late.window";
 /// Header of a dead-lettered record: when (RFC 3339).
 pub const TIME_HEADER: &str = "sluice.time";
 /// Header of a dead-lettered record: the stream that refused it.
@@ -44,11 +46,21 @@ struct Rule {
     ordinal: u32,
 }
 
+/// Where a window's late events go.
+struct LateOutput {
+    window: String,
+    topic: String,
+    /// Its position among the stream's side outputs writing to the same topic.
+    ordinal: u32,
+}
+
 /// The side outputs of one stream.
 pub struct SideOutputs {
     stream: String,
     dead_letter_topic: Option<String>,
     rules: Vec<Rule>,
+    /// Per window of the stream (in order), where its late events go, if anywhere.
+    late: Vec<Option<LateOutput>>,
     /// The key field's column, which alerts name as their key.
     key_column: Option<usize>,
     /// How many leading columns are the stream's own fields (the event in an alert).
@@ -68,6 +80,14 @@ pub struct Original<'a> {
     pub timestamp: Option<i64>,
 }
 
+/// What a side record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DeadLetter,
+    Late,
+    Alert,
+}
+
 /// What one partition's batch sends.
 pub struct SideBatch {
     /// Records to send, in order.
@@ -81,13 +101,13 @@ pub struct SideBatch {
 impl SideOutputs {
     /// The side outputs `pipeline` gives `stream`.
     pub fn of(pipeline: &Pipeline, stream: &Stream) -> Self {
-        let mut per_topic: HashMap<&str, u32> = HashMap::new();
+        let mut per_topic: HashMap<String, u32> = HashMap::new();
         let rules = pipeline
             .alerts
             .iter()
             .filter(|alert| alert.from == stream.name)
             .map(|alert| {
-                let next = per_topic.entry(alert.topic.as_str()).or_default();
+                let next = per_topic.entry(alert.topic.clone()).or_default();
                 let ordinal = *next;
                 *next += 1;
                 Rule {
@@ -98,11 +118,28 @@ impl SideOutputs {
                 }
             })
             .collect();
+        let late = pipeline
+            .windows
+            .iter()
+            .filter(|window| window.from == stream.name)
+            .map(|window| {
+                let topic = window.late_topic.clone()?;
+                let next = per_topic.entry(topic.clone()).or_default();
+                let ordinal = *next;
+                *next += 1;
+                Some(LateOutput {
+                    window: window.name.clone(),
+                    ordinal,
+                    topic,
+                })
+            })
+            .collect();
         let fields = stream.schema.fields();
         Self {
             stream: stream.name.clone(),
             dead_letter_topic: stream.dead_letter_topic.clone(),
             rules,
+            late,
             key_column: stream
                 .key
                 .as_ref()
@@ -121,6 +158,7 @@ impl SideOutputs {
     pub fn topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = self.dead_letter_topic.iter().map(String::as_str).collect();
         topics.extend(self.rules.iter().map(|r| r.topic.as_str()));
+        topics.extend(self.late.iter().flatten().map(|l| l.topic.as_str()));
         topics.sort_unstable();
         topics.dedup();
         topics
@@ -132,20 +170,44 @@ impl SideOutputs {
         &self,
         (topic, partition): (&str, i32),
         decoded: &DecodedBatch,
+        late: &[(usize, Vec<i64>)],
         original: impl Fn(i64) -> Option<Original<'a>>,
         marks: &HashMap<String, SideMark>,
     ) -> Result<SideBatch> {
-        // Each record with whether it is an alert.
-        let mut records: Vec<(SideRecord, bool)> = Vec::new();
+        let mut records: Vec<(SideRecord, Kind)> = Vec::new();
+        let source_of = |offset: i64| {
+            original(offset)
+                .with_context(|| format!("record {topic}/{partition}@{offset} not in the batch"))
+        };
         if let Some(dlq) = &self.dead_letter_topic {
             for rejected in &decoded.rejected {
-                let source = original(rejected.offset).with_context(|| {
-                    format!(
-                        "record {topic}/{partition}@{} not in the batch",
-                        rejected.offset
-                    )
-                })?;
-                records.push((self.dead_letter(dlq, topic, rejected, source), false));
+                let mark = SideMark {
+                    offset: rejected.offset,
+                    ordinal: 0,
+                };
+                let why = (ERROR_HEADER, rejected.reason.clone());
+                let record =
+                    self.copy_of(dlq, (topic, partition, mark), source_of(mark.offset)?, why);
+                records.push((record, Kind::DeadLetter));
+            }
+        }
+        for (slot, offsets) in late {
+            let Some(output) = &self.late[*slot] else {
+                continue;
+            };
+            for &offset in offsets {
+                let mark = SideMark {
+                    offset,
+                    ordinal: output.ordinal,
+                };
+                let why = (LATE_HEADER, output.window.clone());
+                let record = self.copy_of(
+                    &output.topic,
+                    (topic, partition, mark),
+                    source_of(offset)?,
+                    why,
+                );
+                records.push((record, Kind::Late));
             }
         }
         for rule in &self.rules {
@@ -174,26 +236,28 @@ impl SideOutputs {
                         headers: Vec::new(),
                         timestamp: None,
                     },
-                    true,
+                    Kind::Alert,
                 ));
             }
         }
         records.retain(|(r, _)| marks.get(&r.topic).is_none_or(|sent| r.mark > *sent));
         records.sort_by_key(|(r, _)| r.mark);
-        let alerts = records.iter().filter(|(_, alert)| *alert).count() as u64;
+        let count = |kind: Kind| records.iter().filter(|(_, k)| *k == kind).count() as u64;
         Ok(SideBatch {
-            dead_letters: records.len() as u64 - alerts,
-            alerts,
+            dead_letters: count(Kind::DeadLetter),
+            alerts: count(Kind::Alert),
             records: records.into_iter().map(|(r, _)| r).collect(),
         })
     }
 
-    fn dead_letter(
+    /// A copy of a source record (key, bytes, headers) for a side topic, with `why` and the
+    /// stream and time as headers.
+    fn copy_of(
         &self,
-        dlq: &str,
-        topic: &str,
-        rejected: &Rejected,
+        side_topic: &str,
+        (topic, partition, mark): (&str, i32, SideMark),
         source: Original<'_>,
+        why: (&str, String),
     ) -> SideRecord {
         let mut headers: Vec<(String, Vec<u8>)> = source
             .headers
@@ -208,10 +272,7 @@ impl SideOutputs {
             ));
         }
         headers.extend([
-            (
-                ERROR_HEADER.to_string(),
-                rejected.reason.clone().into_bytes(),
-            ),
+            (why.0.to_string(), why.1.into_bytes()),
             (STREAM_HEADER.to_string(), self.stream.clone().into_bytes()),
             (
                 TIME_HEADER.to_string(),
@@ -221,13 +282,10 @@ impl SideOutputs {
             ),
         ]);
         SideRecord {
-            topic: dlq.to_string(),
+            topic: side_topic.to_string(),
             source_topic: topic.to_string(),
-            source_partition: rejected.partition,
-            mark: SideMark {
-                offset: rejected.offset,
-                ordinal: 0,
-            },
+            source_partition: partition,
+            mark,
             key: source.key.map(<[u8]>::to_vec),
             payload: payload[..payload.len().min(DEAD_LETTER_MAX_PAYLOAD)].to_vec(),
             headers,

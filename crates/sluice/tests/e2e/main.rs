@@ -14,3 +14,4 @@ mod outages;
 mod private;
 mod side_outputs;
 mod up;
+mod windows;

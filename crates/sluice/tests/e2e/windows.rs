@@ -1,0 +1,298 @@
+//! Event-time windows against an oracle: every window row equals the same aggregation computed
+//! by DuckDB (batch SQL over the Python `deltalake` reader of the raw table) over the events
+//! that were not late, and every event is either in a window or in the late topic — once.
+//! Also under kill -9, together with alerts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::kafka::{Outgoing, produce_raw, read_all};
+
+const MINUTE_US: i64 = 60_000_000;
+const LATENESS_US: i64 = 30_000_000;
+/// Sentinel events this far after the data close every window of real events.
+const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
+
+/// A topic filled by bench/gen_sensor.py (5 % of events up to 30 s out of order, 0.5 % 2–10
+/// minutes late), keyed by device, then one sentinel event per partition far in the future.
+pub struct WindowFixture {
+    pub topic: String,
+    pub late_topic: String,
+}
+
+impl WindowFixture {
+    pub fn new(name: &str, dir: &Path, events: u64, partitions: i32) -> Self {
+        let fixture = Self {
+            topic: unique(name),
+            late_topic: unique(&format!("{name}_late")),
+        };
+        create_topic(&fixture.topic, partitions as u32);
+        create_topic(&fixture.late_topic, 1);
+        let input = dir.join("events.ndjson");
+        let python = std::env::var("SLUICE_TEST_PYTHON").expect("run scripts/test.sh");
+        let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen_sensor.py");
+        run_ok(
+            Command::new(python)
+                .arg(generator)
+                .args(["--events", &events.to_string(), "--devices", "50"])
+                .args(["--hours", "0.5", "--seed", "5", "--out"])
+                .arg(&input),
+            Duration::from_secs(120),
+        );
+        run_ok(
+            sluice()
+                .args(["produce", "--key", "device_id", "--topic", &fixture.topic])
+                .arg("--input")
+                .arg(&input),
+            Duration::from_secs(300),
+        );
+        let sentinel = format!(r#"{{"device_id":"sentinel","ts":"{SENTINEL_AFTER}"}}"#);
+        let sentinels: Vec<Outgoing<'_>> = (0..partitions)
+            .map(|partition| Outgoing {
+                partition,
+                key: Some(b"sentinel"),
+                payload: sentinel.as_bytes(),
+                headers: &[],
+            })
+            .collect();
+        produce_raw(&fixture.topic, &sentinels);
+        fixture
+    }
+
+    /// The pipeline's `[[windows]]` section writing to `uri`.
+    pub fn window_section(&self, uri: &str) -> String {
+        format!(
+            r#"
+[[windows]]
+name = "device_1m"
+from = "sensor_events"
+group_by = ["device_id"]
+tumble = "1m"
+allowed_lateness = "30s"
+idle_timeout = "5s"
+aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)", first_status = "first_value(status ORDER BY ts, _offset)" }}
+uri = "{uri}"
+late_topic = "{}"
+flush = {{ max_latency = "1s" }}
+"#,
+            self.late_topic
+        )
+    }
+
+    /// Checks the window table at `window_uri` against DuckDB over the raw table at `raw_uri`
+    /// minus the late events; returns how many events were late.
+    pub fn assert_windows_match_oracle(
+        &self,
+        raw_uri: &str,
+        window_uri: &str,
+        context: &str,
+    ) -> usize {
+        let late = read_all(&self.late_topic, Duration::from_secs(3));
+        let mut late_ids = BTreeSet::new();
+        for record in &late {
+            let id = (
+                record
+                    .header("sluice.source.partition")
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap(),
+                record
+                    .header("sluice.source.offset")
+                    .unwrap()
+                    .parse::<i64>()
+                    .unwrap(),
+            );
+            assert!(
+                late_ids.insert(id),
+                "{context}: late event {id:?} reported twice"
+            );
+            assert_eq!(
+                record.header("sluice.late.window").as_deref(),
+                Some("device_1m")
+            );
+        }
+        // Late events are really late: more than the allowed lateness behind the newest event
+        // time of their partition before them. (The converse does not hold: the stream's
+        // watermark is the lowest over its partitions, so an event far behind in a partition
+        // read ahead of the others can still be on time.)
+        let lags = python_query(
+            raw_uri,
+            "select _partition as p, _offset as o, \
+             epoch_us(max(ts) over (partition by _partition order by _offset rows between unbounded preceding and 1 preceding)) - epoch_us(ts) as lag \
+             from t",
+        );
+        for row in &lags {
+            let id = (row["p"].as_i64().unwrap(), row["o"].as_i64().unwrap());
+            let lag = row["lag"].as_i64().unwrap_or(i64::MIN);
+            if late_ids.contains(&id) {
+                assert!(
+                    lag > LATENESS_US,
+                    "{context}: {id:?} is late with a lag of {lag} µs"
+                );
+            }
+        }
+        let late_list: Vec<String> = late_ids
+            .iter()
+            .map(|(p, o)| format!("({p}, {o})"))
+            .collect();
+        let exclude = if late_list.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "and (_partition, _offset) not in ({})",
+                late_list.join(", ")
+            )
+        };
+        let oracle = python_query(
+            raw_uri,
+            &format!(
+                "select epoch_us(ts) // {MINUTE_US} * {MINUTE_US} as ws, device_id, count(*) as n, \
+                 avg(temperature_c) as avg_temp, max(vibration_g) as max_vib, \
+                 arg_min(status, (epoch_us(ts), _offset)) as first_status \
+                 from t where device_id <> 'sentinel' {exclude} group by all"
+            ),
+        );
+        let landed = python_query(
+            window_uri,
+            "select epoch_us(window_start) as ws, epoch_us(window_end) - epoch_us(window_start) as size, \
+             device_id, n, avg_temp, max_vib, first_status from t",
+        );
+        let key = |row: &Value| {
+            (
+                row["ws"].as_i64().unwrap(),
+                row["device_id"].as_str().unwrap().to_string(),
+            )
+        };
+        let mut windows: BTreeMap<(i64, String), &Value> = BTreeMap::new();
+        for row in &landed {
+            assert_eq!(row["size"].as_i64(), Some(MINUTE_US), "{row}");
+            if row["device_id"] == "sentinel" {
+                continue;
+            }
+            assert!(
+                windows.insert(key(row), row).is_none(),
+                "{context}: window {row} emitted twice"
+            );
+        }
+        assert_eq!(windows.len(), oracle.len(), "{context}: window count");
+        for want in &oracle {
+            let have = windows
+                .get(&key(want))
+                .unwrap_or_else(|| panic!("{context}: window {want} missing"));
+            assert_eq!(have["n"], want["n"], "{context}: {want} vs {have}");
+            assert_eq!(
+                have["max_vib"], want["max_vib"],
+                "{context}: {want} vs {have}"
+            );
+            assert_eq!(
+                have["first_status"], want["first_status"],
+                "{context}: {want} vs {have}"
+            );
+            let (a, b) = (
+                have["avg_temp"].as_f64().unwrap(),
+                want["avg_temp"].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{context}: {want} vs {have}"
+            );
+        }
+        late_ids.len()
+    }
+}
+
+fn stream_until_caught_up(pipeline: &Path) {
+    run_ok(
+        sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(pipeline),
+        Duration::from_secs(600),
+    );
+}
+
+fn window_pipeline(
+    dir: &Path,
+    fixture: &WindowFixture,
+    raw_uri: &str,
+    window_uri: &str,
+) -> PathBuf {
+    let file = write_pipeline(
+        dir,
+        &fixture.topic,
+        &unique("group"),
+        raw_uri,
+        r#"{ max_latency = "1s" }"#,
+    );
+    extend_pipeline(&file, "", &fixture.window_section(window_uri));
+    file
+}
+
+#[test]
+fn tumbling_windows_equal_batch_sql_over_the_on_time_events() {
+    let dir = test_dir("windows_oracle");
+    let fixture = WindowFixture::new("windows_oracle", &dir, 60_000, 3);
+    let raw = dir.join("lake/sensor_events").display().to_string();
+    let windows = dir.join("lake/device_1m").display().to_string();
+    let pipeline = window_pipeline(&dir, &fixture, &raw, &windows);
+    stream_until_caught_up(&pipeline);
+    let late = fixture.assert_windows_match_oracle(&raw, &windows, "one run");
+    // The generator moves 0.5 % of events 2-10 minutes back. How many of them arrive after
+    // their window closed depends on how far the partitions are read apart (the stream's
+    // watermark is their minimum); some always do.
+    eprintln!("{late} late events");
+    assert!(late > 0, "no event was late");
+}
+
+#[test]
+fn kill_minus_nine_emits_each_window_once_and_each_late_event_once() {
+    let dir = test_dir("windows_chaos");
+    let fixture = WindowFixture::new("windows_chaos", &dir, 100_000, 4);
+    let raw = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("windows"));
+    let windows = format!("s3://{}/{}/device_1m", s3_bucket(), unique("windows"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = Vec::new();
+    while kills.len() < 5 {
+        let pipeline = window_pipeline(
+            &dir.join(format!("run{}", kills.len())),
+            &fixture,
+            &raw,
+            &windows,
+        );
+        let mut child = sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(pipeline)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.random_range(1_000..5_000));
+        let started = Instant::now();
+        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills.push(after);
+    }
+    eprintln!("seed {seed}: killed {} times, after {kills:?}", kills.len());
+    stream_until_caught_up(&window_pipeline(
+        &dir.join("last"),
+        &fixture,
+        &raw,
+        &windows,
+    ));
+    fixture.assert_windows_match_oracle(&raw, &windows, &format!("seed {seed}"));
+}
