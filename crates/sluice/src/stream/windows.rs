@@ -226,3 +226,183 @@ impl WindowLane {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use proptest::prelude::*;
+    use sluice_core::schema::utc_micros;
+
+    use super::*;
+
+    const SECOND: i64 = 1_000_000;
+    const LATENESS: i64 = 30 * SECOND;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("ts", utc_micros(), true),
+            Field::new("v", DataType::Float64, true),
+            Field::new(OFFSET_COLUMN, DataType::Int64, true),
+        ]))
+    }
+
+    /// Events as (device, event time, value), offsets in arrival order.
+    fn batch(events: &[(u8, i64, i64)], first_offset: i64) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    events.iter().map(|e| format!("d{}", e.0)),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.1))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Float64Array::from_iter_values(
+                    events.iter().map(|e| e.2 as f64),
+                )),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..events.len() as i64).map(|i| first_offset + i),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Feeds `arrivals` in batches of the given sizes, advancing the lane's own watermark after
+    /// each, then closes everything; returns (window start, device) → (count, sum) and the
+    /// number of late events.
+    fn run(
+        kind: WindowKind,
+        arrivals: &[(u8, i64, i64)],
+        splits: &[usize],
+    ) -> (BTreeMap<(i64, String), (i64, i64)>, usize) {
+        let aggregation = WindowAggregation::compile(
+            kind,
+            &schema(),
+            "ts",
+            &["device_id".to_string()],
+            &[
+                ("n".into(), "count(*)".into()),
+                ("s".into(), "sum(v)".into()),
+            ],
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut lane = WindowLane::new(WindowMarks::default(), Instant::now());
+        let (mut at, mut late) = (0, 0);
+        for size in splits
+            .iter()
+            .copied()
+            .chain(std::iter::once(arrivals.len()))
+        {
+            let end = (at + size.max(1)).min(arrivals.len());
+            if at == end {
+                break;
+            }
+            let rows = batch(&arrivals[at..end], at as i64);
+            late += lane
+                .ingest(kind, "ts", &rows, end as i64 - 1, Instant::now())
+                .len();
+            let watermark = lane.watermark(LATENESS).unwrap();
+            runtime
+                .block_on(lane.advance(&aggregation, watermark))
+                .unwrap();
+            at = end;
+        }
+        runtime
+            .block_on(lane.advance(&aggregation, i64::MAX / 4))
+            .unwrap();
+        let mut windows = BTreeMap::new();
+        for emitted in lane.take_pending().unwrap().batches {
+            let starts = emitted.column(0).as_primitive::<TimestampMicrosecondType>();
+            let devices = emitted.column(2).as_string::<i32>();
+            let counts = emitted.column(3).as_primitive::<Int64Type>();
+            let sums = emitted
+                .column(4)
+                .as_primitive::<arrow::datatypes::Float64Type>();
+            for row in 0..emitted.num_rows() {
+                let key = (starts.value(row), devices.value(row).to_string());
+                let value = (counts.value(row), sums.value(row) as i64);
+                assert!(
+                    windows.insert(key, value).is_none(),
+                    "a window emitted twice"
+                );
+            }
+        }
+        (windows, late)
+    }
+
+    fn kinds() -> impl Strategy<Value = WindowKind> {
+        prop_oneof![
+            Just(WindowKind::Tumble {
+                size_us: 60 * SECOND
+            }),
+            Just(WindowKind::Hop {
+                size_us: 60 * SECOND,
+                slide_us: 20 * SECOND,
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Events one second apart, each delayed by less than the allowed lateness: whatever
+        /// the order they arrive in and however the batches fall, no event is late and the
+        /// windows are those of the in-order run.
+        #[test]
+        fn any_arrival_order_within_the_lateness_gives_the_same_windows(
+            kind in kinds(),
+            events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+            delays in prop::collection::vec(0i64..LATENESS, 400),
+            splits in prop::collection::vec(1usize..60, 0..40),
+        ) {
+            let in_order: Vec<(u8, i64, i64)> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (device, value))| (*device, 1_795_000_000 * SECOND + i as i64 * SECOND, *value))
+                .collect();
+            let mut shuffled: Vec<(i64, (u8, i64, i64))> = in_order
+                .iter()
+                .zip(&delays)
+                .map(|(event, delay)| (event.1 + delay, *event))
+                .collect();
+            shuffled.sort_by_key(|(arrival, event)| (*arrival, event.1));
+            let shuffled: Vec<(u8, i64, i64)> = shuffled.into_iter().map(|(_, e)| e).collect();
+
+            let (expected, none_late) = run(kind, &in_order, &[]);
+            let (got, late) = run(kind, &shuffled, &splits);
+            prop_assert_eq!(none_late, 0);
+            prop_assert_eq!(late, 0);
+            prop_assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn an_event_behind_a_closed_window_is_late_and_not_counted() {
+        let kind = WindowKind::Tumble {
+            size_us: 60 * SECOND,
+        };
+        let t0 = 1_795_000_000 * SECOND - 1_795_000_000 * SECOND % (60 * SECOND);
+        let arrivals = [
+            (0, t0, 1),
+            (0, t0 + 120 * SECOND, 2), // closes [t0, t0+60s): watermark t0 + 90 s
+            (0, t0 + 10 * SECOND, 4),  // late
+            (0, t0 + 61 * SECOND, 8),  // on time: its window ends at t0 + 120 s
+        ];
+        let (windows, late) = run(kind, &arrivals, &[1, 1, 1, 1]);
+        assert_eq!(late, 1);
+        let d0 = |start: i64| windows.get(&(start, "d0".to_string())).copied();
+        assert_eq!(d0(t0), Some((1, 1)));
+        assert_eq!(d0(t0 + 60 * SECOND), Some((1, 8)));
+        assert_eq!(d0(t0 + 120 * SECOND), Some((1, 2)));
+    }
+}
