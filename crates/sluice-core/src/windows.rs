@@ -72,6 +72,19 @@ impl WindowKind {
     }
 }
 
+impl std::fmt::Display for WindowKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text =
+            |us: i64| humantime::format_duration(std::time::Duration::from_micros(us as u64));
+        match *self {
+            Self::Tumble { size_us } => write!(f, "tumbling {} windows", text(size_us)),
+            Self::Hop { size_us, slide_us } => {
+                write!(f, "{} windows every {}", text(size_us), text(slide_us))
+            }
+        }
+    }
+}
+
 /// A compiled window aggregation.
 #[derive(Clone)]
 pub struct WindowAggregation {

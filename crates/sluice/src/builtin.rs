@@ -23,8 +23,12 @@ pub fn sensor_pipeline(lake: &str) -> Result<Pipeline, ConfigError> {
                 ))
             }
         })?;
+    let lake = lake.trim_end_matches('/');
     for table in &mut pipeline.tables {
-        table.uri = format!("{}/{}", lake.trim_end_matches('/'), table.name);
+        table.uri = format!("{lake}/{}", table.name);
+    }
+    for window in &mut pipeline.windows {
+        window.uri = format!("{lake}/{}", window.name);
     }
     Ok(pipeline)
 }
@@ -37,6 +41,7 @@ mod tests {
     fn the_embedded_pipeline_is_valid_and_follows_the_lake() {
         let pipeline = sensor_pipeline("s3://bucket/lake/").unwrap();
         assert_eq!(pipeline.tables[0].uri, "s3://bucket/lake/sensor_events");
+        assert_eq!(pipeline.windows[0].uri, "s3://bucket/lake/device_1m");
         assert_eq!(pipeline.streams[0].topic, "sensor_events");
     }
 }

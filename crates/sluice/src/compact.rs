@@ -28,27 +28,22 @@ pub struct CompactOptions {
 pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> {
     for name in &options.tables {
         anyhow::ensure!(
-            options.pipeline.tables.iter().any(|t| &t.name == name),
+            options.pipeline.lake_tables().any(|(t, _)| t == name),
             "--table {name}: the pipeline has no such table (it has: {})",
             table_names(&options.pipeline)
         );
     }
     let mut done = Vec::new();
-    for table in &options.pipeline.tables {
-        if !options.tables.is_empty() && !options.tables.contains(&table.name) {
+    for (name, uri) in options.pipeline.lake_tables() {
+        if !options.tables.is_empty() && !options.tables.iter().any(|t| t == name) {
             continue;
         }
-        let spinner = spinner(&table.name);
-        let result = compact(
-            &table.name,
-            &table.uri,
-            &options.storage_options,
-            options.target_size,
-        )
-        .await
-        .with_context(|| format!("compacting table {}", table.name));
+        let spinner = spinner(name);
+        let result = compact(name, uri, &options.storage_options, options.target_size)
+            .await
+            .with_context(|| format!("compacting table {name}"));
         spinner.finish_and_clear();
-        done.push((table.name.clone(), result?));
+        done.push((name.to_string(), result?));
     }
     Ok(done)
 }
@@ -76,7 +71,7 @@ pub fn summary(done: &[(String, Compaction)]) -> String {
 }
 
 fn table_names(pipeline: &Pipeline) -> String {
-    let names: Vec<&str> = pipeline.tables.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = pipeline.lake_tables().map(|(name, _)| name).collect();
     names.join(", ")
 }
 

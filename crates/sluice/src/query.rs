@@ -44,11 +44,10 @@ async fn open(args: &LakeArgs) -> Result<Lake> {
         (Some(file), _) => {
             let pipeline = Pipeline::load(file)?;
             let tables = pipeline
-                .tables
-                .iter()
-                .map(|t| TableLocation {
-                    name: t.name.clone(),
-                    uri: t.uri.clone(),
+                .lake_tables()
+                .map(|(name, uri)| TableLocation {
+                    name: name.to_string(),
+                    uri: uri.to_string(),
                 })
                 .collect();
             (

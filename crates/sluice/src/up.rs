@@ -71,6 +71,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         "  lake    {} (Delta, partitioned by event date/hour)",
         table.uri
     );
+    for window in &pipeline.windows {
+        println!(
+            "  windows {} ({} per {})",
+            window.uri,
+            window.kind(),
+            window.group_by.join(", ")
+        );
+    }
     for alert in &pipeline.alerts {
         println!(
             "  alerts  {}: {} ({})",
@@ -180,13 +188,14 @@ fn relative_to_cwd(path: &Path) -> Result<PathBuf> {
     Ok(relative)
 }
 
-/// Every topic the pipeline reads or writes: streams, dead-letter and alert topics.
+/// Every topic the pipeline reads or writes: streams, dead-letter, alert and late topics.
 fn pipeline_topics(pipeline: &sluice_core::Pipeline) -> Vec<String> {
     let mut topics: Vec<String> = pipeline
         .streams
         .iter()
         .flat_map(|s| std::iter::once(s.topic.clone()).chain(s.dead_letter_topic.clone()))
         .chain(pipeline.alerts.iter().map(|a| a.topic.clone()))
+        .chain(pipeline.windows.iter().filter_map(|w| w.late_topic.clone()))
         .collect();
     topics.sort_unstable();
     topics.dedup();

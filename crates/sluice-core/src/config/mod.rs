@@ -180,6 +180,20 @@ impl Pipeline {
         })
     }
 
+    /// Every Delta table the pipeline writes — raw tables, then window tables — as
+    /// (name, uri).
+    pub fn lake_tables(&self) -> impl Iterator<Item = (&str, &str)> {
+        let tables = self
+            .tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.uri.as_str()));
+        let windows = self
+            .windows
+            .iter()
+            .map(|w| (w.name.as_str(), w.uri.as_str()));
+        tables.chain(windows)
+    }
+
     /// The stream of this name.
     pub fn stream(&self, name: &str) -> Option<&Stream> {
         self.streams.iter().find(|stream| stream.name == name)
