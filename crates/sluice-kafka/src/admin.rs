@@ -176,17 +176,7 @@ pub fn log_ranges(
     options: &ClientOptions,
     partitions: &[(String, i32)],
 ) -> Result<HashMap<(String, i32), LogRange>, KafkaError> {
-    let consumer: BaseConsumer<EndOfPartitionExpected> = options
-        .config(&[
-            ("group.id", "sluice-log-end"),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "true"),
-        ])
-        .create_with_context(EndOfPartitionExpected)
-        .map_err(|source| KafkaError::Client {
-            brokers: options.brokers.clone(),
-            source,
-        })?;
+    let consumer = end_of_partition_reader(options, "sluice-log-end")?;
     let error = |context: String| move |source| KafkaError::Consume { context, source };
     let mut ends = HashMap::new();
     let mut to_read = TopicPartitionList::new();
@@ -236,6 +226,25 @@ pub fn log_ranges(
         }
     }
     Ok(ends)
+}
+
+/// A consumer that reads assigned partitions to their end and says so (partition EOF), with
+/// no group membership or commits (`group` only names it).
+pub(crate) fn end_of_partition_reader(
+    options: &ClientOptions,
+    group: &str,
+) -> Result<BaseConsumer<EndOfPartitionExpected>, KafkaError> {
+    options
+        .config(&[
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "true"),
+        ])
+        .create_with_context(EndOfPartitionExpected)
+        .map_err(|source| KafkaError::Client {
+            brokers: options.brokers.clone(),
+            source,
+        })
 }
 
 /// The client context of [`log_ranges`]: reaching a partition's end is what it asks for, so

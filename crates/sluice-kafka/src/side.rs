@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
@@ -27,7 +27,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use crate::admin::{EndOfPartitionExpected, log_ranges};
+use crate::admin::{end_of_partition_reader, log_ranges};
 use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
@@ -320,17 +320,7 @@ fn scan(
         context: format!("{topic}/{q} from offset {from}"),
         source,
     };
-    let consumer: BaseConsumer<EndOfPartitionExpected> = options
-        .config(&[
-            ("group.id", "sluice-side-reader"),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "true"),
-        ])
-        .create_with_context(EndOfPartitionExpected)
-        .map_err(|source| KafkaError::Client {
-            brokers: options.brokers.clone(),
-            source,
-        })?;
+    let consumer = end_of_partition_reader(options, "sluice-side-reader")?;
     metadata_of(consumer.client(), &options.brokers, Some(topic))?;
     let mut assignment = TopicPartitionList::new();
     assignment

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Problems, Stream, check_unique, entry_path, is_identifier};
+use super::{Problems, Stream, check_stream_named, check_unique, entry_path, is_identifier};
 use crate::config::file::AlertSection;
 use crate::expressions::Predicate;
 
@@ -54,22 +54,9 @@ fn validate_one(
     if raw.topic.trim().is_empty() {
         problems.add(format!("{at}.topic"), "expected a Kafka topic name");
     }
-    let Some(stream) = streams.iter().find(|s| s.name == raw.from) else {
-        // A stream that failed its own validation is reported there.
-        if !stream_names.contains(raw.from.as_str()) {
-            let mut known: Vec<&str> = stream_names.iter().copied().collect();
-            known.sort_unstable();
-            problems.add(
-                format!("{at}.from"),
-                format!(
-                    "no stream is named {:?} (streams: {})",
-                    raw.from,
-                    known.join(", ")
-                ),
-            );
-        }
-        return None;
-    };
+    check_stream_named(&at, &raw.from, stream_names, problems);
+    // A stream that failed its own validation is reported there.
+    let stream = streams.iter().find(|s| s.name == raw.from)?;
     if raw.topic == stream.topic {
         problems.add(
             format!("{at}.topic"),

@@ -415,17 +415,7 @@ fn validate_table(
             ),
         );
     }
-    if !streams.contains(raw.from.as_str()) {
-        let known: Vec<&str> = streams.iter().copied().collect();
-        problems.add(
-            format!("{at}.from"),
-            format!(
-                "no stream is named {:?} (streams: {})",
-                raw.from,
-                known.join(", ")
-            ),
-        );
-    }
+    check_stream_named(&at, &raw.from, streams, problems);
     if raw.uri.trim().is_empty() {
         problems.add(
             format!("{at}.uri"),
@@ -510,6 +500,26 @@ pub(crate) fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems
         max_rows: max_rows as usize,
         max_bytes,
         max_latency: Duration::from_millis(max_latency_ms),
+    }
+}
+
+/// Reports `from` when no stream has that name (`at` is the entry naming it).
+pub(crate) fn check_stream_named(
+    at: &str,
+    from: &str,
+    stream_names: &HashSet<&str>,
+    problems: &mut Problems,
+) {
+    if !stream_names.contains(from) {
+        let mut known: Vec<&str> = stream_names.iter().copied().collect();
+        known.sort_unstable();
+        problems.add(
+            format!("{at}.from"),
+            format!(
+                "no stream is named {from:?} (streams: {})",
+                known.join(", ")
+            ),
+        );
     }
 }
 

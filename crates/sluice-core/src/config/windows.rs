@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{
-    FlushPolicy, Problems, Stream, check_unique, entry_path, flush_policy, is_identifier,
-    parse_duration, partition_columns,
+    FlushPolicy, Problems, Stream, check_stream_named, check_unique, entry_path, flush_policy,
+    is_identifier, parse_duration, partition_columns,
 };
 use crate::config::file::WindowSection;
 use crate::windows::{WindowAggregation, WindowKind};
@@ -117,21 +117,9 @@ fn validate_one(
             "expected at least one aggregate, such as { n = \"count(*)\" }",
         );
     }
-    let Some(stream) = streams.iter().find(|s| s.name == raw.from) else {
-        if !stream_names.contains(raw.from.as_str()) {
-            let mut known: Vec<&str> = stream_names.iter().copied().collect();
-            known.sort_unstable();
-            problems.add(
-                format!("{at}.from"),
-                format!(
-                    "no stream is named {:?} (streams: {})",
-                    raw.from,
-                    known.join(", ")
-                ),
-            );
-        }
-        return None;
-    };
+    check_stream_named(&at, &raw.from, stream_names, problems);
+    // A stream that failed its own validation is reported there.
+    let stream = streams.iter().find(|s| s.name == raw.from)?;
     for (i, key) in raw.group_by.iter().enumerate() {
         if !stream.schema.has_field(key) {
             problems.add(

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use arrow::array::RecordBatch;
 use sluice_core::config::{Pipeline, Table, Window, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
@@ -98,6 +99,13 @@ struct WindowOutput {
     topic: String,
     /// The window's position among its stream's windows (its state in each lane).
     slot: usize,
+}
+
+/// A table to commit to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Table(usize),
+    Window(usize),
 }
 
 /// A topic being read: how to decode it and which outputs it feeds.
@@ -529,15 +537,12 @@ impl State {
 
     /// Commits one table's pending progress from every lane in one Delta commit.
     async fn commit(&mut self, index: usize) -> Result<()> {
-        let output = &mut self.outputs[index];
+        let output = &self.outputs[index];
+        let (topic, slot) = (output.topic.clone(), output.slot);
         let mut batches = Vec::new();
         let mut progress = Vec::new();
-        for ((topic, partition), lane) in self
-            .lanes
-            .iter_mut()
-            .filter(|((topic, _), _)| *topic == output.topic)
-        {
-            if let Some(pending) = lane.tables[output.slot].take_pending() {
+        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| *t == topic) {
+            if let Some(pending) = lane.tables[slot].take_pending() {
                 batches.extend(pending.batches);
                 progress.push(PartitionProgress {
                     topic: topic.clone(),
@@ -548,57 +553,38 @@ impl State {
                 });
             }
         }
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if let Some(producer) = &self.side_producer {
-            flush_side_outputs(producer).await?;
-        }
-        match commit_with_retries(&mut output.table, &batches, &progress).await {
-            Ok(version) => {
-                info!(table = %output.config.name, version, rows, partitions = progress.len(), "Committed.");
-                self.summary.rows += rows as u64;
-                self.summary.commits += 1;
-                let mut positions = Vec::new();
-                for p in &progress {
-                    let key = (p.topic.clone(), p.partition);
-                    if let Some(lane) = self.lanes.get_mut(&key) {
-                        lane.tables[output.slot].committed = Some(p.last_offset);
-                        let next = lane
-                            .tables
-                            .iter()
-                            .map(|t| t.committed.map_or(0, |c| c + 1))
-                            .min()
-                            .unwrap_or(0);
-                        positions.push((p.topic.clone(), p.partition, next));
-                    }
-                }
-                // Lag metrics only: a failure here loses nothing.
-                if let Err(err) = self.consumer.commit_positions(&positions) {
-                    warn!(error = %format!("{err:#}"), "Could not record positions in the consumer group.");
-                }
-                Ok(())
+        let Some(rows) = self.land(Target::Table(index), &batches, &progress).await? else {
+            return Ok(());
+        };
+        self.summary.rows += rows as u64;
+        let mut positions = Vec::new();
+        for p in &progress {
+            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
+                lane.tables[slot].committed = Some(p.last_offset);
+                let next = lane
+                    .tables
+                    .iter()
+                    .map(|t| t.committed.map_or(0, |c| c + 1))
+                    .min()
+                    .unwrap_or(0);
+                positions.push((p.topic.clone(), p.partition, next));
             }
-            Err(err) if err.is_fenced() => {
-                warn!(table = %output.config.name, error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
-                self.summary.fenced += 1;
-                let topic = output.topic.clone();
-                self.reopen_lanes(&topic, &progress).await
-            }
-            Err(err) => Err(err)
-                .with_context(|| format!("committing {rows} rows to table {}", output.config.name)),
         }
+        // Lag metrics only: a failure here loses nothing.
+        if let Err(err) = self.consumer.commit_positions(&positions) {
+            warn!(error = %format!("{err:#}"), "Could not record positions in the consumer group.");
+        }
+        Ok(())
     }
 
     /// Commits one window table's emitted windows and marks from every lane in one commit.
     async fn commit_window(&mut self, index: usize) -> Result<()> {
-        let output = &mut self.windows[index];
+        let output = &self.windows[index];
+        let (topic, slot) = (output.topic.clone(), output.slot);
         let mut batches = Vec::new();
         let mut progress = Vec::new();
-        for ((topic, partition), lane) in self
-            .lanes
-            .iter_mut()
-            .filter(|((topic, _), _)| *topic == output.topic)
-        {
-            if let Some(pending) = lane.windows[output.slot].take_pending() {
+        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| *t == topic) {
+            if let Some(pending) = lane.windows[slot].take_pending() {
                 batches.extend(pending.batches);
                 progress.push(PartitionProgress {
                     topic: topic.clone(),
@@ -609,34 +595,59 @@ impl State {
                 });
             }
         }
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let Some(rows) = self
+            .land(Target::Window(index), &batches, &progress)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.summary.windows += rows as u64;
+        for p in &progress {
+            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
+                lane.windows[slot].committed = Some(p.last_offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the side outputs, then commits `batches` with `progress` to a table; returns
+    /// the rows committed, or `None` when another member had taken the partitions (their
+    /// lanes are then reopened from the lake).
+    async fn land(
+        &mut self,
+        target: Target,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+    ) -> Result<Option<usize>> {
         if let Some(producer) = &self.side_producer {
             flush_side_outputs(producer).await?;
         }
-        match commit_with_retries(&mut output.table, &batches, &progress).await {
+        let (table, topic) = match target {
+            Target::Table(i) => {
+                let output = &mut self.outputs[i];
+                (&mut output.table, &output.topic)
+            }
+            Target::Window(i) => {
+                let output = &mut self.windows[i];
+                (&mut output.table, &output.topic)
+            }
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        match commit_with_retries(table, batches, progress).await {
             Ok(version) => {
-                info!(window = %output.config.name, version, rows, partitions = progress.len(), "Committed windows.");
-                self.summary.windows += rows as u64;
+                info!(table = %table.name(), version, rows, partitions = progress.len(), "Committed.");
                 self.summary.commits += 1;
-                for p in &progress {
-                    if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
-                        lane.windows[output.slot].committed = Some(p.last_offset);
-                    }
-                }
-                Ok(())
+                Ok(Some(rows))
             }
             Err(err) if err.is_fenced() => {
-                warn!(window = %output.config.name, error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their state.");
+                warn!(table = %table.name(), error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
                 self.summary.fenced += 1;
-                let topic = output.topic.clone();
-                self.reopen_lanes(&topic, &progress).await
+                let topic = topic.clone();
+                self.reopen_lanes(&topic, progress).await?;
+                Ok(None)
             }
-            Err(err) => Err(err).with_context(|| {
-                format!(
-                    "committing {rows} window rows to table {}",
-                    output.config.name
-                )
-            }),
+            Err(err) => Err(err)
+                .with_context(|| format!("committing {rows} rows to table {}", table.name())),
         }
     }
 
@@ -730,7 +741,7 @@ fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
 /// durable; files of a failed attempt stay unreferenced.
 async fn commit_with_retries(
     table: &mut LakeTable,
-    batches: &[arrow::array::RecordBatch],
+    batches: &[RecordBatch],
     progress: &[PartitionProgress],
 ) -> Result<u64, LakeError> {
     let started = Instant::now();

@@ -274,14 +274,13 @@ mod tests {
         .unwrap()
     }
 
+    /// (window start, device) → (count, sum).
+    type Emitted = BTreeMap<(i64, String), (i64, i64)>;
+
     /// Feeds `arrivals` in batches of the given sizes, advancing the lane's own watermark after
     /// each, then closes everything; returns (window start, device) → (count, sum) and the
     /// number of late events.
-    fn run(
-        kind: WindowKind,
-        arrivals: &[(u8, i64, i64)],
-        splits: &[usize],
-    ) -> (BTreeMap<(i64, String), (i64, i64)>, usize) {
+    fn run(kind: WindowKind, arrivals: &[(u8, i64, i64)], splits: &[usize]) -> (Emitted, usize) {
         let aggregation = WindowAggregation::compile(
             kind,
             &schema(),

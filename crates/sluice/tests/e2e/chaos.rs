@@ -7,10 +7,7 @@
 //! members were killed mid-join (the restarted member waited past 10 minutes for an
 //! assignment). Group recovery belongs to the rebalance tests.
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use rand::{Rng, SeedableRng};
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -32,34 +29,13 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
         let dir = dir.path().join(format!("run{run}"));
         write_pipeline(&dir, &topic, &unique("group"), &uri, flush)
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills = Vec::new();
-    while kills.len() < KILLS {
-        let child = sluice()
+    let (seed, kills) = kill_at_random_moments(KILLS, 300..4_000, |run| {
+        let mut command = sluice();
+        command
             .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline(kills.len()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let after = Duration::from_millis(rng.random_range(300..4_000));
-        let started = Instant::now();
-        let mut child = child;
-        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_some() {
-            break; // Caught up before the kill: the run is complete.
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills.push(after);
-    }
-    eprintln!("seed {seed}: killed {} times, after {kills:?}", kills.len());
+            .arg(pipeline(run));
+        command
+    });
     assert!(
         kills.len() >= KILLS,
         "the stream finished after only {} kills (seed {seed})",

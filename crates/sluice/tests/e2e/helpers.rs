@@ -470,3 +470,40 @@ impl Landed<'_> {
         python
     }
 }
+
+/// Runs `command(n)` for n = 0, 1, … and kills each run with SIGKILL after a random delay in
+/// `delay_ms`, `kills` times, unless a run finishes by itself first. Returns the random seed
+/// (printed by callers on failure) and the delays of the kills made.
+pub fn kill_at_random_moments(
+    kills: usize,
+    delay_ms: std::ops::Range<u64>,
+    mut command: impl FnMut(usize) -> Command,
+) -> (u64, Vec<Duration>) {
+    use rand::{Rng, SeedableRng};
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut made = Vec::new();
+    while made.len() < kills {
+        let mut child = command(made.len())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let after = Duration::from_millis(rng.random_range(delay_ms.clone()));
+        let started = std::time::Instant::now();
+        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break; // Finished before the kill: the run is complete.
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        made.push(after);
+    }
+    eprintln!("seed {seed}: killed {} times, after {made:?}", made.len());
+    (seed, made)
+}

@@ -4,10 +4,8 @@
 //! consumer; the matching events come from DuckDB over the Python `deltalake` reader.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -231,33 +229,13 @@ topic = "{alerts}"
         extend_pipeline(&file, "", &rules);
         file
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills = Vec::new();
-    while kills.len() < ALERT_KILLS {
-        let mut child = sluice()
+    let (seed, _) = kill_at_random_moments(ALERT_KILLS, 500..3_000, |run| {
+        let mut command = sluice();
+        command
             .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline(kills.len()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let after = Duration::from_millis(rng.random_range(500..3_000));
-        let started = Instant::now();
-        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills.push(after);
-    }
-    eprintln!("seed {seed}: killed {} times, after {kills:?}", kills.len());
+            .arg(pipeline(run));
+        command
+    });
     let last = pipeline(ALERT_KILLS + 1);
     run_ok(
         sluice()

@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -255,39 +254,18 @@ fn kill_minus_nine_emits_each_window_once_and_each_late_event_once() {
     let fixture = WindowFixture::new("windows_chaos", &dir, 100_000, 4);
     let raw = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("windows"));
     let windows = format!("s3://{}/{}/device_1m", s3_bucket(), unique("windows"));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills = Vec::new();
-    while kills.len() < 5 {
-        let pipeline = window_pipeline(
-            &dir.join(format!("run{}", kills.len())),
-            &fixture,
-            &raw,
-            &windows,
-        );
-        let mut child = sluice()
+    let (seed, _) = kill_at_random_moments(5, 1_000..5_000, |run| {
+        let mut command = sluice();
+        command
             .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let after = Duration::from_millis(rng.random_range(1_000..5_000));
-        let started = Instant::now();
-        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills.push(after);
-    }
-    eprintln!("seed {seed}: killed {} times, after {kills:?}", kills.len());
+            .arg(window_pipeline(
+                &dir.join(format!("run{run}")),
+                &fixture,
+                &raw,
+                &windows,
+            ));
+        command
+    });
     stream_until_caught_up(&window_pipeline(
         &dir.join("last"),
         &fixture,
