@@ -130,8 +130,9 @@ impl Decoder {
                 Err(err) => unreachable!("pieces share the decoder's schema: {err}"),
             };
         let (json_rows, kept) = self.drop_invalid_rows(json_rows, kept, &mut rejected);
-        rejected.sort_by_key(|r| (r.partition, r.offset));
         let batch = self.to_table_rows(topic, json_rows, &kept, ingested_at_us);
+        let batch = self.add_derived(batch, &kept, &mut rejected);
+        rejected.sort_by_key(|r| (r.partition, r.offset));
         DecodedBatch { batch, rejected }
     }
 
@@ -296,7 +297,9 @@ impl Decoder {
             Arc::new(date),
             Arc::new(hour),
         ]);
-        RecordBatch::try_new(self.table_schema.clone(), columns)
+        let derived = self.schema.derived().len();
+        let fields = &self.table_schema.fields()[..self.table_schema.fields().len() - derived];
+        RecordBatch::try_new(Arc::new(Schema::new(fields.to_vec())), columns)
             .expect("columns follow the table schema")
     }
 }
@@ -339,6 +342,49 @@ impl Check {
             Check::Finite => format!("number out of range for float64 in field {field}"),
             Check::Time(_) => format!("time out of range (years 1 to 9999) in field {field}"),
         }
+    }
+}
+
+impl Decoder {
+    /// Appends each derived column to `batch`, in order. A row whose expression fails (such
+    /// as a division by zero) is rejected with the reason; the batch is evaluated row by row
+    /// then.
+    fn add_derived(
+        &self,
+        batch: RecordBatch,
+        records: &[&RawRecord<'_>],
+        rejected: &mut Vec<Rejected>,
+    ) -> RecordBatch {
+        if self.schema.derived().is_empty() {
+            return batch;
+        }
+        if let Ok(done) = self.derive_rows(&batch) {
+            return done;
+        }
+        let mut good = Vec::new();
+        for row in 0..batch.num_rows() {
+            match self.derive_rows(&batch.slice(row, 1)) {
+                Ok(done) => good.push(done),
+                Err(reason) => rejected.push(reject(records[row], reason)),
+            }
+        }
+        concat_batches(&self.table_schema, &good).expect("rows share the table schema")
+    }
+
+    fn derive_rows(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
+        let mut batch = batch.clone();
+        for (name, expr) in self.schema.derived() {
+            let values = expr.evaluate(&batch)?;
+            let mut fields = batch.schema().fields().to_vec();
+            fields.push(Arc::new(Field::new(name, expr.data_type().clone(), true)));
+            let mut columns = batch.columns().to_vec();
+            columns.push(values);
+            batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(batch
+            .with_schema(self.table_schema.clone())
+            .expect("same fields"))
     }
 }
 
@@ -589,5 +635,50 @@ mod tests {
         assert!(reason(3).is_some(), "1e999 is not a float64: {reasons:?}");
         assert!(reason(4).is_some(), "a timestamp beyond int64: {reasons:?}");
         assert_eq!(out.batch.num_rows(), 1);
+    }
+
+    #[test]
+    fn derived_columns_are_computed_and_a_failing_row_is_rejected_alone() {
+        let fields = vec![
+            SchemaField {
+                name: "device_id".into(),
+                ty: FieldType::String,
+                required: true,
+            },
+            SchemaField {
+                name: "ts".into(),
+                ty: FieldType::Timestamp,
+                required: true,
+            },
+            SchemaField {
+                name: "n".into(),
+                ty: FieldType::Int64,
+                required: false,
+            },
+        ];
+        let mut schema = StreamSchema::new(fields, "ts").unwrap();
+        schema.derive("per", "100 / n").unwrap();
+        schema.derive("per_twice", "per * 2").unwrap();
+        let decoder = Decoder::new(Arc::new(schema), 1024);
+        let input = records(&[
+            r#"{"device_id":"a","ts":1,"n":4}"#,
+            r#"{"device_id":"b","ts":1,"n":0}"#,
+            r#"{"device_id":"c","ts":1,"n":50}"#,
+        ]);
+        let out = decoder.decode("t", &input, 0);
+        assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
+        assert_eq!(out.rejected[0].offset, 101);
+        assert!(
+            out.rejected[0].reason.contains("100 / n"),
+            "{:?}",
+            out.rejected
+        );
+        let twice = out
+            .batch
+            .column_by_name("per_twice")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(twice.values(), &[50, 4]);
+        assert_eq!(out.batch.schema(), *decoder.table_schema());
     }
 }

@@ -32,6 +32,12 @@ impl fmt::Debug for SqlExpr {
     }
 }
 
+impl PartialEq for SqlExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.sql == other.sql && self.data_type == other.data_type
+    }
+}
+
 impl SqlExpr {
     /// Parses, type-checks and plans `sql` for batches of `schema`.
     pub fn compile(sql: &str, schema: &SchemaRef) -> Result<Self, String> {

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 
+use crate::expressions::SqlExpr;
+
 /// Lineage column: the Kafka topic a row was read from.
 pub const TOPIC_COLUMN: &str = "_topic";
 /// Lineage column: the Kafka partition a row was read from.
@@ -101,6 +103,9 @@ pub struct SchemaField {
 pub struct StreamSchema {
     fields: Vec<SchemaField>,
     event_time_index: usize,
+    /// Columns computed from the others by SQL, appended after `date` and `hour` in order
+    /// (each may use the ones before it).
+    derived: Vec<(String, SqlExpr)>,
 }
 
 impl StreamSchema {
@@ -140,7 +145,24 @@ impl StreamSchema {
         Ok(Self {
             fields,
             event_time_index,
+            derived: Vec::new(),
         })
+    }
+
+    /// Adds a column computed by `sql` from the columns so far; `name` must be new.
+    pub fn derive(&mut self, name: &str, sql: &str) -> Result<(), String> {
+        let schema = self.table_schema();
+        if schema.column_with_name(name).is_some() {
+            return Err(format!("a column named {name:?} exists already"));
+        }
+        let expr = SqlExpr::compile(sql, &schema)?;
+        self.derived.push((name.to_string(), expr));
+        Ok(())
+    }
+
+    /// The derived columns: name and expression, in order.
+    pub fn derived(&self) -> &[(String, SqlExpr)] {
+        &self.derived
     }
 
     /// The stream's fields in declaration order.
@@ -163,7 +185,8 @@ impl StreamSchema {
         self.fields.iter().any(|field| field.name == name)
     }
 
-    /// The schema of every table written from this stream: fields, lineage, date/hour.
+    /// The schema of every table written from this stream: fields, lineage, date/hour, then
+    /// the derived columns.
     pub fn table_schema(&self) -> SchemaRef {
         let mut columns: Vec<Field> = self
             .fields
@@ -178,6 +201,11 @@ impl StreamSchema {
             Field::new(DATE_COLUMN, DataType::Date32, true),
             Field::new(HOUR_COLUMN, DataType::Int32, true),
         ]);
+        columns.extend(
+            self.derived
+                .iter()
+                .map(|(name, expr)| Field::new(name, expr.data_type().clone(), true)),
+        );
         Arc::new(Schema::new(columns))
     }
 }

@@ -239,6 +239,9 @@ pub(crate) fn end_of_partition_reader(
             ("group.id", group),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
+            // Reaching the end is the point: do not let the broker hold an empty fetch for
+            // its default 500 ms before saying so.
+            ("fetch.wait.max.ms", "10"),
         ])
         .create_with_context(EndOfPartitionExpected)
         .map_err(|source| KafkaError::Client {

@@ -215,8 +215,8 @@ fn partition_count(options: &ClientOptions, topic: &str) -> Result<i32, KafkaErr
 }
 
 /// For each of `partitions` of `source_topic`, the last mark that `side_topic` holds, found
-/// by reading the tail of the side partition it maps to (further back until found or at the
-/// log start). Blocking.
+/// by reading the tails of the side partitions they map to (further back until found or at
+/// the log start), all side partitions at once. Blocking.
 pub fn last_marks(
     options: &ClientOptions,
     side_topic: &str,
@@ -237,43 +237,36 @@ pub fn last_marks(
         .collect();
     let ranges = log_ranges(options, &keys)?;
     let mut marks = HashMap::new();
-    for (q, sources) in by_side {
-        let range = ranges[&(side_topic.to_string(), q)];
-        let mut back = FIRST_TAIL;
-        loop {
-            let from = (range.end - back).max(range.start);
-            let found = read_marks(options, side_topic, q, (from, range.end), source_topic)?;
-            let all_found = sources.iter().all(|p| found.contains_key(p));
-            if all_found || from == range.start {
-                marks.extend(found.into_iter().filter(|(p, _)| sources.contains(p)));
-                break;
+    let mut back = FIRST_TAIL;
+    while !by_side.is_empty() {
+        let reads: Vec<(i32, i64, i64)> = by_side
+            .keys()
+            .map(|&q| {
+                let range = ranges[&(side_topic.to_string(), q)];
+                (q, (range.end - back).max(range.start), range.end)
+            })
+            .collect();
+        let mut found: HashMap<i32, SideMark> = HashMap::new();
+        scan(
+            options,
+            side_topic,
+            &reads,
+            source_topic,
+            |partition, mark| {
+                let best = found.entry(partition).or_insert(mark);
+                *best = (*best).max(mark);
+            },
+        )?;
+        for (q, from, _) in reads {
+            let range = ranges[&(side_topic.to_string(), q)];
+            let sources = &by_side[&q];
+            if from == range.start || sources.iter().all(|p| found.contains_key(p)) {
+                marks.extend(sources.iter().filter_map(|p| Some((*p, *found.get(p)?))));
+                by_side.remove(&q);
             }
-            back *= 8;
         }
+        back *= 8;
     }
-    Ok(marks)
-}
-
-/// The highest mark per source partition among side records `[from, end)` of partition `q`.
-fn read_marks(
-    options: &ClientOptions,
-    topic: &str,
-    q: i32,
-    (from, end): (i64, i64),
-    source_topic: &str,
-) -> Result<HashMap<i32, SideMark>, KafkaError> {
-    let mut marks: HashMap<i32, SideMark> = HashMap::new();
-    scan(
-        options,
-        topic,
-        q,
-        (from, end),
-        |partition, mark| {
-            let best = marks.entry(partition).or_insert(mark);
-            *best = (*best).max(mark);
-        },
-        source_topic,
-    )?;
     Ok(marks)
 }
 
@@ -286,52 +279,61 @@ pub fn source_offsets(
 ) -> Result<HashMap<i32, Vec<i64>>, KafkaError> {
     let count = partition_count(options, side_topic)?;
     let keys: Vec<(String, i32)> = (0..count).map(|q| (side_topic.to_string(), q)).collect();
-    let ranges = log_ranges(options, &keys)?;
+    let reads: Vec<(i32, i64, i64)> = log_ranges(options, &keys)?
+        .into_iter()
+        .map(|((_, q), range)| (q, range.start, range.end))
+        .collect();
     let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
-    for (key, range) in ranges {
-        scan(
-            options,
-            side_topic,
-            key.1,
-            (range.start, range.end),
-            |partition, mark| {
-                offsets.entry(partition).or_default().push(mark.offset);
-            },
-            source_topic,
-        )?;
-    }
+    scan(
+        options,
+        side_topic,
+        &reads,
+        source_topic,
+        |partition, mark| {
+            offsets.entry(partition).or_default().push(mark.offset);
+        },
+    )?;
     Ok(offsets)
 }
 
 /// Calls `visit` with the source partition and mark of every side record from
-/// `source_topic` in `[from, end)` of partition `q`.
+/// `source_topic` in each `(partition, from, end)` range of `topic`, read by one consumer.
 fn scan(
     options: &ClientOptions,
     topic: &str,
-    q: i32,
-    (from, end): (i64, i64),
-    mut visit: impl FnMut(i32, SideMark),
+    reads: &[(i32, i64, i64)],
     source_topic: &str,
+    mut visit: impl FnMut(i32, SideMark),
 ) -> Result<(), KafkaError> {
-    if from >= end {
+    let mut open: HashMap<i32, i64> = reads
+        .iter()
+        .filter(|(_, from, end)| from < end)
+        .map(|(q, _, end)| (*q, *end))
+        .collect();
+    if open.is_empty() {
         return Ok(());
     }
     let error = |source| KafkaError::Consume {
-        context: format!("{topic}/{q} from offset {from}"),
+        context: format!("the tails of {topic}"),
         source,
     };
     let consumer = end_of_partition_reader(options, "sluice-side-reader")?;
     metadata_of(consumer.client(), &options.brokers, Some(topic))?;
     let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, q, Offset::Offset(from))
-        .map_err(error)?;
+    for (q, from, _) in reads.iter().filter(|(q, _, _)| open.contains_key(q)) {
+        assignment
+            .add_partition_offset(topic, *q, Offset::Offset(*from))
+            .map_err(error)?;
+    }
     consumer.assign(&assignment).map_err(error)?;
     let mut deadline = Instant::now() + REACHABILITY_TIMEOUT;
-    loop {
+    while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(KafkaError::Consume {
-                context: format!("{topic}/{q}: its end ({end}) not reached in time"),
+                context: format!(
+                    "{topic}: partitions {:?} not read to their ends in time",
+                    open.keys()
+                ),
                 source: rdkafka::error::KafkaError::NoMessageReceived,
             });
         }
@@ -341,15 +343,21 @@ fn scan(
                 if let Some((partition, mark)) = mark_of(&message, source_topic) {
                     visit(partition, mark);
                 }
-                if message.offset() + 1 >= end {
-                    return Ok(());
+                if open
+                    .get(&message.partition())
+                    .is_some_and(|end| message.offset() + 1 >= *end)
+                {
+                    open.remove(&message.partition());
                 }
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(()),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(q))) => {
+                open.remove(&q);
+            }
             Some(Err(source)) => return Err(error(source)),
             None => {}
         }
     }
+    Ok(())
 }
 
 /// The source partition and mark of a side record from `source_topic`.

@@ -77,6 +77,9 @@ pub struct StreamSection {
     pub dead_letter_topic: Option<String>,
     /// The largest record accepted, such as "256KiB"; bigger ones are refused like bad JSON.
     pub max_record_size: Option<String>,
+    /// Columns computed by SQL from the others, in order: `{ temp_f = "temperature_c * 1.8 + 32" }`.
+    /// Every table, window and rule of the stream sees them.
+    pub derive: Option<toml::Table>,
 }
 
 /// One entry of an inline `fields` list.
@@ -109,6 +112,9 @@ pub struct TableSection {
     /// When buffered rows are written out.
     #[serde(default)]
     pub flush: FlushSection,
+    /// An SQL condition: only rows where it is true are written (the others still count as
+    /// processed).
+    pub filter: Option<String>,
 }
 
 /// `[tables.flush]`: a flush happens when any limit is reached.

@@ -20,6 +20,7 @@ pub use alerts::Alert;
 pub use units::{parse_duration, parse_size};
 pub use windows::Window;
 
+use crate::expressions::Predicate;
 use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
 use file::{FlushSection, PipelineFile, StreamSection, TableSection};
 
@@ -81,6 +82,8 @@ pub struct Table {
     pub partition_by: Vec<String>,
     /// When buffers are flushed.
     pub flush: FlushPolicy,
+    /// Only rows matching it are written.
+    pub filter: Option<Predicate>,
 }
 
 /// Flush limits of a table; whichever is reached first triggers the flush.
@@ -243,7 +246,9 @@ fn validate(
         .tables
         .iter()
         .enumerate()
-        .filter_map(|(index, table)| validate_table(index, table, &stream_names, &mut problems))
+        .filter_map(|(index, table)| {
+            validate_table(index, table, (&streams, &stream_names), &mut problems)
+        })
         .collect();
     check_unique(
         "tables and windows",
@@ -349,9 +354,22 @@ fn validate_stream(
             None
         }
     }?;
-    let schema = StreamSchema::new(fields, &raw.event_time)
+    let mut schema = StreamSchema::new(fields, &raw.event_time)
         .map_err(|err| problems.add(format!("{at}.event_time"), err))
         .ok()?;
+    for (name, sql) in raw.derive.iter().flatten() {
+        let derived = match sql.as_str() {
+            Some(_) if !is_identifier(name) => {
+                Err("expected a column name of letters, digits and _".to_string())
+            }
+            Some(sql) => schema.derive(name, sql),
+            None => Err("expected an SQL expression as text".to_string()),
+        };
+        if let Err(err) = derived {
+            problems.add(format!("{at}.derive.{name}"), err);
+            return None;
+        }
+    }
     if let Some(key) = &raw.key
         && !schema.has_field(key)
     {
@@ -401,7 +419,7 @@ fn inline_fields(
 fn validate_table(
     index: usize,
     raw: &TableSection,
-    streams: &HashSet<&str>,
+    (streams, stream_names): (&[Stream], &HashSet<&str>),
     problems: &mut Problems,
 ) -> Option<Table> {
     let at = entry_path("tables", index, &raw.name);
@@ -415,7 +433,13 @@ fn validate_table(
             ),
         );
     }
-    check_stream_named(&at, &raw.from, streams, problems);
+    check_stream_named(&at, &raw.from, stream_names, problems);
+    let filter = match (&raw.filter, streams.iter().find(|s| s.name == raw.from)) {
+        (Some(sql), Some(stream)) => Predicate::compile(sql, &stream.schema.table_schema())
+            .map_err(|err| problems.add(format!("{at}.filter"), err))
+            .ok(),
+        _ => None,
+    };
     if raw.uri.trim().is_empty() {
         problems.add(
             format!("{at}.uri"),
@@ -430,6 +454,7 @@ fn validate_table(
         uri: raw.uri.clone(),
         partition_by,
         flush,
+        filter,
     })
 }
 

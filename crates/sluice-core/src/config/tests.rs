@@ -310,3 +310,56 @@ fn a_bad_window_is_reported_with_its_fields() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn derived_columns_and_table_filters_compile_against_the_stream() {
+    let text = SENSOR_STREAM.replace(
+        "dead_letter_topic = \"sensor_events_dlq\"",
+        "derive = { temp_f = \"temperature_c * 1.8 + 32\", hot = \"temp_f > 185\" }",
+    );
+    let pipeline = parse(&format!(
+        r#"{text}
+        [[tables]]
+        name = "hot_readings"
+        from = "sensor_events"
+        uri = "lake/hot"
+        filter = "hot AND device_id <> 'test'"
+        "#
+    ))
+    .unwrap();
+    let schema = pipeline.streams[0].schema.table_schema();
+    let last: Vec<&str> = schema
+        .fields()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|f| f.name().as_str())
+        .collect();
+    assert_eq!(last, ["hot", "temp_f"]);
+    assert!(pipeline.tables[1].filter.is_some());
+
+    let err = parse(&format!(
+        r#"{}
+        [[tables]]
+        name = "bad"
+        from = "sensor_events"
+        uri = "lake/bad"
+        filter = "temp_f"
+        "#,
+        SENSOR_STREAM.replace(
+            "dead_letter_topic = \"sensor_events_dlq\"",
+            "derive = { temp_f = \"temprature_c * 1.8\" }",
+        )
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = err else {
+        panic!("expected problems, got {err}");
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    // The stream is refused for its derived column; tables naming it are not judged again.
+    assert_eq!(
+        fields,
+        ["streams.sensor_events.derive.temp_f"],
+        "{problems:#?}"
+    );
+}

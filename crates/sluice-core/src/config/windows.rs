@@ -121,10 +121,10 @@ fn validate_one(
     // A stream that failed its own validation is reported there.
     let stream = streams.iter().find(|s| s.name == raw.from)?;
     for (i, key) in raw.group_by.iter().enumerate() {
-        if !stream.schema.has_field(key) {
+        if stream.schema.table_schema().column_with_name(key).is_none() {
             problems.add(
                 format!("{at}.group_by[{i}]"),
-                format!("{key:?} is not among the stream's fields"),
+                format!("{key:?} is not among the stream's columns"),
             );
         }
     }

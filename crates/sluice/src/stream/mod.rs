@@ -19,7 +19,7 @@ use sluice_core::config::{Pipeline, Table, Window, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
-use sluice_kafka::side::{SideProducer, last_marks};
+use sluice_kafka::side::{SideMark, SideProducer, last_marks};
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -137,6 +137,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         windows,
         sources,
         side_producer,
+        prefetched_marks: HashMap::new(),
         lanes: HashMap::new(),
         assigned: HashMap::new(),
         summary: StreamSummary::default(),
@@ -268,6 +269,7 @@ struct State {
     windows: Vec<WindowOutput>,
     sources: BTreeMap<String, Source>,
     side_producer: Option<SideProducer>,
+    prefetched_marks: PrefetchedMarks,
     lanes: HashMap<(String, i32), Lane>,
     /// Assigned partitions and when they were assigned.
     assigned: HashMap<(String, i32), Instant>,
@@ -288,7 +290,11 @@ impl State {
                     info!(?partitions, "Partitions assigned.");
                     let now = Instant::now();
                     self.assigned
-                        .extend(partitions.into_iter().map(|p| (p, now)));
+                        .extend(partitions.iter().map(|p| (p.clone(), now)));
+                    for (topic, partitions) in by_topic(&partitions) {
+                        let marks = side_marks(&self.client, &self.sources, topic, &partitions)?;
+                        self.prefetched_marks.extend(marks);
+                    }
                     // The previous owner may have committed since the tables were last read:
                     // lanes must start from the lake as it is now.
                     refresh_tables(&mut self.outputs, None).await?;
@@ -298,6 +304,7 @@ impl State {
                     for partition in &partitions {
                         self.assigned.remove(partition);
                         self.lanes.remove(partition);
+                        self.prefetched_marks.remove(partition);
                     }
                 }
             }
@@ -322,7 +329,7 @@ impl State {
                 &mut self.lanes,
                 (&self.outputs, &self.windows),
                 &self.sources,
-                &self.client,
+                (&self.client, &mut self.prefetched_marks),
                 key,
             )
             .await?;
@@ -408,7 +415,18 @@ impl State {
                 self.summary.alerts += side.alerts;
             }
             for &output in &source.outputs {
-                lane.append(self.outputs[output].slot, &decoded.batch, last_offset, now);
+                let output = &self.outputs[output];
+                let rows = match &output.config.filter {
+                    None => decoded.batch.clone(),
+                    Some(filter) => {
+                        let keep = filter
+                            .matches(&decoded.batch)
+                            .map_err(anyhow::Error::msg)
+                            .with_context(|| format!("filter of table {}", output.config.name))?;
+                        arrow::compute::filter_record_batch(&decoded.batch, &keep)?
+                    }
+                };
+                lane.append(output.slot, &rows, last_offset, now);
             }
         }
         Ok(messages.len())
@@ -666,7 +684,7 @@ impl State {
                 &mut self.lanes,
                 (&self.outputs, &self.windows),
                 &self.sources,
-                &self.client,
+                (&self.client, &mut self.prefetched_marks),
                 key,
             )
             .await?;
@@ -707,7 +725,7 @@ impl State {
                 &mut self.lanes,
                 (&self.outputs, &self.windows),
                 &self.sources,
-                &self.client,
+                (&self.client, &mut self.prefetched_marks),
                 key.clone(),
             )
             .await?;
@@ -814,7 +832,7 @@ async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
     (outputs, windows): (&[Output], &[WindowOutput]),
     sources: &BTreeMap<String, Source>,
-    client: &ClientOptions,
+    (client, prefetched): (&ClientOptions, &mut PrefetchedMarks),
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
@@ -831,20 +849,53 @@ async fn lane_for<'a>(
             .into_iter()
             .map(|m| WindowLane::new(m, now))
             .collect();
-        for side_topic in sources[&key.0].side.topics() {
-            let marks =
-                tokio::task::block_in_place(|| last_marks(client, side_topic, &key.0, &[key.1]))
-                    .with_context(|| {
-                        format!("reading what {side_topic} holds from {}/{}", key.0, key.1)
-                    })?;
-            if let Some(mark) = marks.get(&key.1) {
-                lane.side_marks.insert(side_topic.to_string(), *mark);
-            }
-        }
+        lane.side_marks = match prefetched.remove(&key) {
+            Some(marks) => marks,
+            None => side_marks(client, sources, &key.0, &[key.1])?
+                .remove(&key)
+                .unwrap_or_default(),
+        };
         info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, side = ?lane.side_marks, "Lane opened from the lake's offsets.");
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
+}
+
+/// Per partition, the last side record sent per side topic, read at assignment for all the
+/// partitions assigned at once, taken by each lane as it opens.
+type PrefetchedMarks = HashMap<(String, i32), HashMap<String, SideMark>>;
+
+/// The last side record each side topic of `topic`'s stream holds for each of `partitions`.
+fn side_marks(
+    client: &ClientOptions,
+    sources: &BTreeMap<String, Source>,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<PrefetchedMarks> {
+    let mut marks: PrefetchedMarks = partitions
+        .iter()
+        .map(|p| ((topic.to_string(), *p), HashMap::new()))
+        .collect();
+    for side_topic in sources[topic].side.topics() {
+        let found =
+            tokio::task::block_in_place(|| last_marks(client, side_topic, topic, partitions))
+                .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
+        for (partition, mark) in found {
+            if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
+                lane.insert(side_topic.to_string(), mark);
+            }
+        }
+    }
+    Ok(marks)
+}
+
+/// Partitions grouped by topic.
+fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
+    let mut grouped: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        grouped.entry(topic.as_str()).or_default().push(*partition);
+    }
+    grouped
 }
 
 /// Where a window table left a partition.

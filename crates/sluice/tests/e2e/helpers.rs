@@ -230,6 +230,15 @@ pub fn python_query(table_uri: &str, sql: &str) -> Vec<Value> {
         .collect()
 }
 
+/// [`python_query`], or no rows while the table has no Delta log yet.
+pub fn python_query_if_exists(table_uri: &str, sql: &str) -> Vec<Value> {
+    if Path::new(table_uri).join("_delta_log").is_dir() {
+        python_query(table_uri, sql)
+    } else {
+        Vec::new()
+    }
+}
+
 /// Adds lines to the `[[streams]]` entry of a pipeline written by [`write_pipeline`], and
 /// sections at its end.
 pub fn extend_pipeline(file: &Path, stream_lines: &str, sections: &str) {

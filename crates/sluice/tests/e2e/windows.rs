@@ -274,3 +274,95 @@ fn kill_minus_nine_emits_each_window_once_and_each_late_event_once() {
     ));
     fixture.assert_windows_match_oracle(&raw, &windows, &format!("seed {seed}"));
 }
+
+/// Two partitions; one falls silent after the first minute of event time while the other goes
+/// on for five. With a 3 s idle timeout the silent one stops holding the stream's watermark:
+/// the other's windows keep closing, and the silent one's last window closes with them.
+#[test]
+fn a_silent_partition_does_not_hold_back_the_windows_of_the_others() {
+    let dir = test_dir("idle_partition");
+    let topic = unique("idle");
+    let late = unique("idle_late");
+    create_topic(&topic, 2);
+    create_topic(&late, 1);
+    let event = |device: &str, second: i64| {
+        format!(
+            r#"{{"device_id":"{device}","ts":{},"temperature_c":20.0}}"#,
+            1_795_305_600_000 + second * 1000 // 2026-11-22T00:00:00Z
+        )
+    };
+    let send = |partition: i32, device: &str, seconds: std::ops::Range<i64>| {
+        let payloads: Vec<String> = seconds.step_by(5).map(|s| event(device, s)).collect();
+        let records: Vec<Outgoing<'_>> = payloads
+            .iter()
+            .map(|p| Outgoing {
+                partition,
+                key: Some(device.as_bytes()),
+                payload: p.as_bytes(),
+                headers: &[],
+            })
+            .collect();
+        produce_raw(&topic, &records);
+    };
+    send(0, "busy", 0..60);
+    send(1, "quiet", 0..60);
+    let windows = dir.join("lake/device_1m").display().to_string();
+    let pipeline = write_pipeline(
+        &dir,
+        &topic,
+        &unique("group"),
+        &dir.join("lake/sensor_events").display().to_string(),
+        r#"{ max_latency = "1s" }"#,
+    );
+    let section = format!(
+        r#"
+[[windows]]
+name = "device_1m"
+from = "sensor_events"
+group_by = ["device_id"]
+tumble = "1m"
+allowed_lateness = "5s"
+idle_timeout = "3s"
+aggregates = {{ n = "count(*)" }}
+uri = "{windows}"
+late_topic = "{late}"
+flush = {{ max_latency = "1s" }}
+"#
+    );
+    extend_pipeline(&pipeline, "", &section);
+    let mut member = crate::members::Member::start(&pipeline, dir.join("member.log"));
+    member.wait_for_log("Committed", 1, Duration::from_secs(60));
+    // Both partitions now fall silent for longer than the idle timeout; then only "busy" goes on.
+    std::thread::sleep(Duration::from_secs(5));
+    send(0, "busy", 60..300);
+    let started = std::time::Instant::now();
+    let emitted = loop {
+        let rows = python_query_if_exists(
+            &windows,
+            "select device_id, epoch_us(window_start) // 60000000 % 1440 as minute, n from t order by 1, 2",
+        );
+        if rows
+            .iter()
+            .any(|r| r["device_id"] == "busy" && r["minute"] == 3)
+        {
+            break rows;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the busy partition's windows did not close: {rows:?}\n{}",
+            member.logged()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    member.stop(Duration::from_secs(60));
+    let has = |device: &str, minute: i64, n: i64| {
+        emitted
+            .iter()
+            .any(|r| r["device_id"] == device && r["minute"] == minute && r["n"] == n)
+    };
+    assert!(has("quiet", 0, 12), "{emitted:?}");
+    assert!(
+        has("busy", 0, 12) && has("busy", 1, 12) && has("busy", 2, 12),
+        "{emitted:?}"
+    );
+}
