@@ -64,7 +64,7 @@ pub struct TableBuffer {
     since: Option<Instant>,
 }
 
-/// What a table has to commit from one lane.
+/// What a table (or window table) has to commit from one lane.
 #[derive(Debug)]
 pub struct Pending {
     /// Buffered rows.
@@ -73,6 +73,8 @@ pub struct Pending {
     pub previous: Option<i64>,
     /// The last offset the commit covers.
     pub last_offset: i64,
+    /// Further numbers to record with it (a window's replay offset and watermarks).
+    pub marks: Vec<(&'static str, i64)>,
 }
 
 impl TableBuffer {
@@ -118,6 +120,7 @@ impl TableBuffer {
             batches: std::mem::take(&mut self.batches),
             previous: self.committed,
             last_offset,
+            marks: Vec::new(),
         })
     }
 }

@@ -24,7 +24,7 @@ use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use lanes::{Admit, Lane};
+use lanes::{Admit, Lane, Pending};
 use side::{Original, SideOutputs};
 use windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, WindowLane, WindowMarks};
 
@@ -557,20 +557,7 @@ impl State {
     async fn commit(&mut self, index: usize) -> Result<()> {
         let output = &self.outputs[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
-        let mut batches = Vec::new();
-        let mut progress = Vec::new();
-        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| *t == topic) {
-            if let Some(pending) = lane.tables[slot].take_pending() {
-                batches.extend(pending.batches);
-                progress.push(PartitionProgress {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    previous: pending.previous,
-                    last_offset: pending.last_offset,
-                    marks: Vec::new(),
-                });
-            }
-        }
+        let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
         let Some(rows) = self.land(Target::Table(index), &batches, &progress).await? else {
             return Ok(());
         };
@@ -599,20 +586,7 @@ impl State {
     async fn commit_window(&mut self, index: usize) -> Result<()> {
         let output = &self.windows[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
-        let mut batches = Vec::new();
-        let mut progress = Vec::new();
-        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| *t == topic) {
-            if let Some(pending) = lane.windows[slot].take_pending() {
-                batches.extend(pending.batches);
-                progress.push(PartitionProgress {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    previous: pending.previous,
-                    last_offset: pending.last_offset,
-                    marks: pending.marks,
-                });
-            }
-        }
+        let (batches, progress) = self.gather(&topic, |lane| lane.windows[slot].take_pending());
         let Some(rows) = self
             .land(Target::Window(index), &batches, &progress)
             .await?
@@ -626,6 +600,29 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// What `take` takes from each lane of `topic`: the rows and each partition's progress.
+    fn gather(
+        &mut self,
+        topic: &str,
+        mut take: impl FnMut(&mut Lane) -> Option<Pending>,
+    ) -> (Vec<RecordBatch>, Vec<PartitionProgress>) {
+        let mut batches = Vec::new();
+        let mut progress = Vec::new();
+        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| t == topic) {
+            if let Some(pending) = take(lane) {
+                batches.extend(pending.batches);
+                progress.push(PartitionProgress {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    previous: pending.previous,
+                    last_offset: pending.last_offset,
+                    marks: pending.marks,
+                });
+            }
+        }
+        (batches, progress)
     }
 
     /// Flushes the side outputs, then commits `batches` with `progress` to a table; returns

@@ -18,6 +18,8 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_core::windows::{WindowAggregation, WindowKind, min_i64};
 
+use super::lanes::Pending;
+
 /// The names of a window table's marks (besides the offset), as stored in its `txn`s.
 pub const REPLAY_FROM: &str = "replay_from";
 /// See [`REPLAY_FROM`].
@@ -36,19 +38,6 @@ pub struct WindowMarks {
     pub close_us: Option<i64>,
     /// The newest event time seen.
     pub max_event_us: Option<i64>,
-}
-
-/// What a window table has to commit from one lane.
-#[derive(Debug)]
-pub struct WindowPending {
-    /// Emitted window rows.
-    pub batches: Vec<RecordBatch>,
-    /// The offset the table holds now.
-    pub previous: Option<i64>,
-    /// The last offset processed.
-    pub last_offset: i64,
-    /// The marks to store with it.
-    pub marks: Vec<(&'static str, i64)>,
 }
 
 /// One window aggregation's state in one lane.
@@ -210,7 +199,7 @@ impl WindowLane {
 
     /// Takes the emitted rows and marks for a commit; [`Self::committed`] moves only once the
     /// caller reports success.
-    pub fn take_pending(&mut self) -> Option<WindowPending> {
+    pub fn take_pending(&mut self) -> Option<Pending> {
         let last_offset = self.last_seen.filter(|_| self.has_pending())?;
         let replay_from = min_i64(&self.open, OFFSET_COLUMN).unwrap_or(last_offset + 1);
         let mut marks = vec![(REPLAY_FROM, replay_from)];
@@ -218,7 +207,7 @@ impl WindowLane {
         marks.extend(self.max_event_us.map(|m| (MAX_EVENT_US, m)));
         self.pending_rows = 0;
         self.since = None;
-        Some(WindowPending {
+        Some(Pending {
             batches: std::mem::take(&mut self.pending),
             previous: self.committed,
             last_offset,
