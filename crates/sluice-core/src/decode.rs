@@ -362,10 +362,10 @@ impl Decoder {
             return done;
         }
         let mut good = Vec::new();
-        for row in 0..batch.num_rows() {
+        for (row, record) in records.iter().enumerate().take(batch.num_rows()) {
             match self.derive_rows(&batch.slice(row, 1)) {
                 Ok(done) => good.push(done),
-                Err(reason) => rejected.push(reject(records[row], reason)),
+                Err(reason) => rejected.push(reject(record, reason)),
             }
         }
         concat_batches(&self.table_schema, &good).expect("rows share the table schema")
