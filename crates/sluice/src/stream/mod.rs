@@ -7,6 +7,8 @@
 //! Kafka's committed offsets follow it for lag metrics only.
 
 mod lanes;
+/// Tables, producer and lanes opened from the lake and the side topics.
+mod opening;
 mod side;
 mod windows;
 
@@ -19,14 +21,17 @@ use sluice_core::config::{Pipeline, Table, Window, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
-use sluice_kafka::side::{SideMark, SideProducer, last_marks};
+use sluice_kafka::side::SideProducer;
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use lanes::{Admit, Lane, Pending};
+use opening::{
+    PrefetchedMarks, by_topic, connect_side_producer, lane_for, open_outputs, side_marks,
+};
 use side::{Original, SideOutputs};
-use windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, WindowLane, WindowMarks};
+use windows::WindowLane;
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
 /// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -168,98 +173,6 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
     }
     state.flush_due(true).await?;
     Ok(state.summary)
-}
-
-/// Opens (or creates) every table before joining the group, so a bad lake fails fast.
-async fn open_outputs(
-    options: &StreamOptions,
-) -> Result<(Vec<Output>, Vec<WindowOutput>, BTreeMap<String, Source>)> {
-    let mut outputs = Vec::new();
-    let mut windows = Vec::new();
-    let mut sources: BTreeMap<String, Source> = BTreeMap::new();
-    for stream in &options.pipeline.streams {
-        let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
-        let source = sources.entry(stream.topic.clone()).or_insert(Source {
-            decoder,
-            outputs: Vec::new(),
-            windows: Vec::new(),
-            side: SideOutputs::of(&options.pipeline, stream),
-        });
-        for config in options
-            .pipeline
-            .tables
-            .iter()
-            .filter(|t| t.from == stream.name)
-        {
-            let table = LakeTable::open_or_create(
-                &config.name,
-                &config.uri,
-                &options.storage_options,
-                source.decoder.table_schema(),
-                &config.partition_by,
-            )
-            .await?;
-            info!(table = %config.name, uri = %table.url(), version = ?table.version(), "Opened table.");
-            source.outputs.push(outputs.len());
-            outputs.push(Output {
-                table,
-                config: config.clone(),
-                topic: stream.topic.clone(),
-                slot: source.outputs.len() - 1,
-            });
-        }
-    }
-    for config in &options.pipeline.windows {
-        let stream = options
-            .pipeline
-            .stream(&config.from)
-            .expect("validated: windows name streams");
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            &options.storage_options,
-            config.aggregation.output_schema(),
-            &config.partition_by,
-        )
-        .await?;
-        info!(window = %config.name, uri = %table.url(), version = ?table.version(), "Opened window table.");
-        let source = sources
-            .get_mut(&stream.topic)
-            .expect("every stream has a source");
-        source.windows.push(windows.len());
-        windows.push(WindowOutput {
-            table,
-            config: config.clone(),
-            topic: stream.topic.clone(),
-            slot: source.windows.len() - 1,
-        });
-    }
-    Ok((outputs, windows, sources))
-}
-
-/// A producer for the dead-letter and alert topics, if the pipeline has any; fails fast on a
-/// missing topic.
-async fn connect_side_producer(
-    client: &ClientOptions,
-    sources: &BTreeMap<String, Source>,
-) -> Result<Option<SideProducer>> {
-    let mut topics: Vec<String> = sources
-        .values()
-        .flat_map(|s| s.side.topics())
-        .map(String::from)
-        .collect();
-    topics.sort_unstable();
-    topics.dedup();
-    if topics.is_empty() {
-        return Ok(None);
-    }
-    let client = client.clone();
-    let producer = tokio::task::spawn_blocking(move || {
-        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        SideProducer::connect(&client, &topics)
-    })
-    .await??;
-    Ok(Some(producer))
 }
 
 struct State {
@@ -822,110 +735,6 @@ async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<(
         }
     }
     Ok(())
-}
-
-/// The lane of a partition, created from the lake's committed offsets on first use.
-async fn lane_for<'a>(
-    lanes: &'a mut HashMap<(String, i32), Lane>,
-    (outputs, windows): (&[Output], &[WindowOutput]),
-    sources: &BTreeMap<String, Source>,
-    (client, prefetched): (&ClientOptions, &mut PrefetchedMarks),
-    key: (String, i32),
-) -> Result<&'a mut Lane> {
-    if !lanes.contains_key(&key) {
-        let committed = committed_offsets(outputs, sources, &key).await?;
-        let mut window_marks = Vec::new();
-        for &window in &sources[&key.0].windows {
-            window_marks.push(window_marks_of(&windows[window].table, &key).await?);
-        }
-        let resumes: Vec<Option<i64>> =
-            window_marks.iter().map(WindowLane::resume_offset).collect();
-        let mut lane = Lane::resuming(&committed, &resumes);
-        let now = Instant::now();
-        lane.windows = window_marks
-            .into_iter()
-            .map(|m| WindowLane::new(m, now))
-            .collect();
-        lane.side_marks = match prefetched.remove(&key) {
-            Some(marks) => marks,
-            None => side_marks(client, sources, &key.0, &[key.1])?
-                .remove(&key)
-                .unwrap_or_default(),
-        };
-        info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, side = ?lane.side_marks, "Lane opened from the lake's offsets.");
-        lanes.insert(key.clone(), lane);
-    }
-    Ok(lanes.get_mut(&key).expect("inserted above"))
-}
-
-/// Per partition, the last side record sent per side topic, read at assignment for all the
-/// partitions assigned at once, taken by each lane as it opens.
-type PrefetchedMarks = HashMap<(String, i32), HashMap<String, SideMark>>;
-
-/// The last side record each side topic of `topic`'s stream holds for each of `partitions`.
-fn side_marks(
-    client: &ClientOptions,
-    sources: &BTreeMap<String, Source>,
-    topic: &str,
-    partitions: &[i32],
-) -> Result<PrefetchedMarks> {
-    let mut marks: PrefetchedMarks = partitions
-        .iter()
-        .map(|p| ((topic.to_string(), *p), HashMap::new()))
-        .collect();
-    for side_topic in sources[topic].side.topics() {
-        let found =
-            tokio::task::block_in_place(|| last_marks(client, side_topic, topic, partitions))
-                .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
-        for (partition, mark) in found {
-            if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
-                lane.insert(side_topic.to_string(), mark);
-            }
-        }
-    }
-    Ok(marks)
-}
-
-/// Partitions grouped by topic.
-fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>> {
-    let mut grouped: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in partitions {
-        grouped.entry(topic.as_str()).or_default().push(*partition);
-    }
-    grouped
-}
-
-/// Where a window table left a partition.
-async fn window_marks_of(
-    table: &LakeTable,
-    (topic, partition): &(String, i32),
-) -> Result<WindowMarks> {
-    Ok(WindowMarks {
-        committed: table.committed_offset(topic, *partition).await?,
-        replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
-        close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
-        max_event_us: table
-            .committed_mark(topic, *partition, MAX_EVENT_US)
-            .await?,
-    })
-}
-
-/// What each table fed by a partition's topic holds of it, in the stream's table order.
-async fn committed_offsets(
-    outputs: &[Output],
-    sources: &BTreeMap<String, Source>,
-    (topic, partition): &(String, i32),
-) -> Result<Vec<Option<i64>>> {
-    let mut committed = Vec::new();
-    for &output in &sources[topic].outputs {
-        committed.push(
-            outputs[output]
-                .table
-                .committed_offset(topic, *partition)
-                .await?,
-        );
-    }
-    Ok(committed)
 }
 
 #[cfg(test)]
