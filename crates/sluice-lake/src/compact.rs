@@ -55,6 +55,6 @@ pub async fn compact(
         bytes_removed: metrics.files_removed.total_size.max(0) as u64,
         bytes_added: metrics.files_added.total_size.max(0) as u64,
         partitions: metrics.partitions_optimized,
-        version: table.version().map(|v| v as u64),
+        version: table.version(),
     })
 }
