@@ -1,8 +1,9 @@
 //! The window side of a stream process: the stream's watermark moved into every lane after
 //! each batch (closing windows), and window tables committed with their replay marks.
 
-use anyhow::{Context, Result};
 use std::time::Instant;
+
+use anyhow::{Context, Result};
 
 use super::windows::WindowLane;
 use super::{State, Target, WindowOutput};
