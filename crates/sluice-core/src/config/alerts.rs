@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use super::{Problems, Stream, check_stream_named, check_unique, entry_path, is_identifier};
+use super::{Problems, Stream, check_name_and_topic, check_stream_named, check_unique, entry_path};
 use crate::config::file::AlertSection;
 use crate::expressions::Predicate;
 
@@ -42,18 +42,7 @@ fn validate_one(
     problems: &mut Problems,
 ) -> Option<Alert> {
     let at = entry_path("alerts", index, &raw.name);
-    if !is_identifier(&raw.name) {
-        problems.add(
-            format!("{at}.name"),
-            format!(
-                "expected a name of letters, digits and _, got {:?}",
-                raw.name
-            ),
-        );
-    }
-    if raw.topic.trim().is_empty() {
-        problems.add(format!("{at}.topic"), "expected a Kafka topic name");
-    }
+    check_name_and_topic(&at, &raw.name, &raw.topic, problems);
     check_stream_named(&at, &raw.from, stream_names, problems);
     // A stream that failed its own validation is reported there.
     let stream = streams.iter().find(|s| s.name == raw.from)?;

@@ -293,18 +293,7 @@ fn validate_stream(
     problems: &mut Problems,
 ) -> Option<Stream> {
     let at = entry_path("streams", index, &raw.name);
-    if !is_identifier(&raw.name) {
-        problems.add(
-            format!("{at}.name"),
-            format!(
-                "expected a name of letters, digits and _, got {:?}",
-                raw.name
-            ),
-        );
-    }
-    if raw.topic.trim().is_empty() {
-        problems.add(format!("{at}.topic"), "expected a Kafka topic name");
-    }
+    check_name_and_topic(&at, &raw.name, &raw.topic, problems);
     if let Some(topic) = &raw.dead_letter_topic {
         if topic.trim().is_empty() {
             problems.add(
@@ -525,6 +514,19 @@ pub(crate) fn flush_policy(at: &str, raw: &FlushSection, problems: &mut Problems
         max_rows: max_rows as usize,
         max_bytes,
         max_latency: Duration::from_millis(max_latency_ms),
+    }
+}
+
+/// Reports an entry name that is not an identifier and an empty topic (`at` is the entry).
+pub(crate) fn check_name_and_topic(at: &str, name: &str, topic: &str, problems: &mut Problems) {
+    if !is_identifier(name) {
+        problems.add(
+            format!("{at}.name"),
+            format!("expected a name of letters, digits and _, got {name:?}"),
+        );
+    }
+    if topic.trim().is_empty() {
+        problems.add(format!("{at}.topic"), "expected a Kafka topic name");
     }
 }
 

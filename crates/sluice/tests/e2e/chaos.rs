@@ -30,11 +30,7 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
         write_pipeline(&dir, &topic, &unique("group"), &uri, flush)
     };
     let (seed, kills) = kill_at_random_moments(KILLS, 300..4_000, |run| {
-        let mut command = sluice();
-        command
-            .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline(run));
-        command
+        stream_until_caught_up_command(&pipeline(run))
     });
     assert!(
         kills.len() >= KILLS,

@@ -480,6 +480,15 @@ impl Landed<'_> {
     }
 }
 
+/// `sluice stream --until-caught-up --pipeline FILE`.
+pub fn stream_until_caught_up_command(pipeline: &Path) -> Command {
+    let mut command = sluice();
+    command
+        .args(["stream", "--until-caught-up", "--pipeline"])
+        .arg(pipeline);
+    command
+}
+
 /// Runs `command(n)` for n = 0, 1, … and kills each run with SIGKILL after a random delay in
 /// `delay_ms`, `kills` times, unless a run finishes by itself first. Returns the random seed
 /// (printed by callers on failure) and the delays of the kills made.

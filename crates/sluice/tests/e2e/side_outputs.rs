@@ -230,11 +230,7 @@ topic = "{alerts}"
         file
     };
     let (seed, _) = kill_at_random_moments(ALERT_KILLS, 500..3_000, |run| {
-        let mut command = sluice();
-        command
-            .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline(run));
-        command
+        stream_until_caught_up_command(&pipeline(run))
     });
     let last = pipeline(ALERT_KILLS + 1);
     run_ok(

@@ -208,9 +208,7 @@ flush = {{ max_latency = "1s" }}
 
 fn stream_until_caught_up(pipeline: &Path) {
     run_ok(
-        sluice()
-            .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(pipeline),
+        &mut stream_until_caught_up_command(pipeline),
         Duration::from_secs(600),
     );
 }
@@ -255,16 +253,12 @@ fn kill_minus_nine_emits_each_window_once_and_each_late_event_once() {
     let raw = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("windows"));
     let windows = format!("s3://{}/{}/device_1m", s3_bucket(), unique("windows"));
     let (seed, _) = kill_at_random_moments(5, 1_000..5_000, |run| {
-        let mut command = sluice();
-        command
-            .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(window_pipeline(
-                &dir.join(format!("run{run}")),
-                &fixture,
-                &raw,
-                &windows,
-            ));
-        command
+        stream_until_caught_up_command(&window_pipeline(
+            &dir.join(format!("run{run}")),
+            &fixture,
+            &raw,
+            &windows,
+        ))
     });
     stream_until_caught_up(&window_pipeline(
         &dir.join("last"),
