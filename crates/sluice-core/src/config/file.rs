@@ -158,6 +158,8 @@ pub struct WindowSection {
     pub tumble: Option<String>,
     /// Overlapping windows: `{ size = "5m", slide = "1m" }`.
     pub hop: Option<HopSection>,
+    /// Session windows: a key's session ends after this much event time without events.
+    pub session: Option<String>,
     /// How far behind the newest event time an event may arrive and still count, such as
     /// "30s". Later events are late: counted, logged and sent to `late_topic`.
     pub allowed_lateness: Option<String>,

@@ -1,6 +1,7 @@
 //! Tests of pipeline-file validation: good files load; bad ones name every problem.
 
 use super::*;
+use crate::windows::WindowKind;
 
 const SCHEMA: &str = r#"{"required": ["device_id"], "properties": {
     "device_id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
@@ -263,6 +264,32 @@ fn a_window_compiles_its_aggregates_against_the_stream() {
             "hour"
         ]
     );
+}
+
+#[test]
+fn a_window_is_a_tumble_a_hop_or_a_session_but_only_one() {
+    let window = |kind: &str| {
+        parse(&format!(
+            r#"{SENSOR_STREAM}
+            [[windows]]
+            name = "visits"
+            from = "sensor_events"
+            group_by = ["device_id"]
+            {kind}
+            aggregates = {{ n = "count(*)" }}
+            uri = "lake/visits"
+            "#
+        ))
+    };
+    let pipeline = window(r#"session = "30s""#).unwrap();
+    assert_eq!(
+        pipeline.windows[0].kind(),
+        WindowKind::Session { gap_us: 30_000_000 }
+    );
+    let err = window("session = \"30s\"\n tumble = \"1m\"").unwrap_err();
+    assert!(err.to_string().contains("windows.visits.tumble"), "{err}");
+    let err = window(r#"session = "0s""#).unwrap_err();
+    assert!(err.to_string().contains("windows.visits.session"), "{err}");
 }
 
 #[test]

@@ -174,11 +174,14 @@ fn window_kind(at: &str, raw: &WindowSection, problems: &mut Problems) -> Option
             None
         }
     };
-    match (&raw.tumble, &raw.hop) {
-        (Some(size), None) => Some(WindowKind::Tumble {
+    match (&raw.tumble, &raw.hop, &raw.session) {
+        (Some(size), None, None) => Some(WindowKind::Tumble {
             size_us: positive("tumble", size)?,
         }),
-        (None, Some(hop)) => {
+        (None, None, Some(gap)) => Some(WindowKind::Session {
+            gap_us: positive("session", gap)?,
+        }),
+        (None, Some(hop), None) => {
             let size_us = positive("hop.size", &hop.size)?;
             let slide_us = positive("hop.slide", &hop.slide)?;
             if size_us % slide_us != 0 {
@@ -193,7 +196,8 @@ fn window_kind(at: &str, raw: &WindowSection, problems: &mut Problems) -> Option
         _ => {
             problems.add(
                 format!("{at}.tumble"),
-                "expected either `tumble = \"1m\"` or `hop = { size = \"5m\", slide = \"1m\" }`",
+                "expected one of `tumble = \"1m\"`, `hop = { size = \"5m\", slide = \"1m\" }` \
+                 or `session = \"30s\"`",
             );
             None
         }

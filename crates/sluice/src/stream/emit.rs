@@ -35,7 +35,7 @@ impl State {
                 if now.duration_since(heard) >= config.idle_timeout {
                     continue;
                 }
-                match state.and_then(|w| w.watermark(config.allowed_lateness_us)) {
+                match state.and_then(|w| w.watermark()) {
                     Some(w) => watermark = Some(watermark.map_or(w, |m: i64| m.min(w))),
                     None => held = true,
                 }

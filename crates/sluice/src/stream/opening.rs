@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::lanes::Lane;
 use super::side::SideOutputs;
-use super::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, WindowLane, WindowMarks};
+use super::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
 use super::{Output, Source, StreamOptions, WindowOutput};
 
 /// Opens (or creates) every table before joining the group, so a bad lake fails fast.
@@ -121,15 +121,21 @@ pub(super) async fn lane_for<'a>(
         let committed = committed_offsets(outputs, sources, &key).await?;
         let mut window_marks = Vec::new();
         for &window in &sources[&key.0].windows {
-            window_marks.push(window_marks_of(&windows[window].table, &key).await?);
+            let lateness = windows[window].config.allowed_lateness_us;
+            window_marks.push((
+                window_marks_of(&windows[window].table, &key).await?,
+                lateness,
+            ));
         }
-        let resumes: Vec<Option<i64>> =
-            window_marks.iter().map(WindowLane::resume_offset).collect();
+        let resumes: Vec<Option<i64>> = window_marks
+            .iter()
+            .map(|(marks, _)| WindowLane::resume_offset(marks))
+            .collect();
         let mut lane = Lane::resuming(&committed, &resumes);
         let now = Instant::now();
         lane.windows = window_marks
             .into_iter()
-            .map(|m| WindowLane::new(m, now))
+            .map(|(marks, lateness)| WindowLane::new(marks, lateness, now))
             .collect();
         lane.side_marks = match prefetched.remove(&key) {
             Some(marks) => marks,
@@ -188,6 +194,9 @@ async fn window_marks_of(
     Ok(WindowMarks {
         committed: table.committed_offset(topic, *partition).await?,
         replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
+        replay_max_us: table
+            .committed_mark(topic, *partition, REPLAY_MAX_US)
+            .await?,
         close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
         max_event_us: table
             .committed_mark(topic, *partition, MAX_EVENT_US)

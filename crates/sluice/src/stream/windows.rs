@@ -3,11 +3,18 @@
 //!
 //! Exactly once by replay (docs/DESIGN.md, "Windows"): each commit of a window table records,
 //! per partition, the last offset processed (`V`, the `txn` version), the offset to replay
-//! from (`replay_from`: the lowest offset among rows of open windows), the close watermark
-//! (`close_us`: every window ending at or before it was emitted) and the newest event time
-//! seen (`max_event_us`). A lane reopened from them reads from `replay_from`, keeps the rows
-//! at or below `V` whose windows are still open (they counted then too, as the close
-//! watermark only grows), and sends nothing again for them (no late output, no window).
+//! from (`replay_from`: where the oldest batch still holding rows of open windows began), the
+//! newest event time before that offset (`replay_max_us`), the close watermark (`close_us`:
+//! every window ending at or before it was emitted) and the newest event time seen
+//! (`max_event_us`). A lane reopened from them reads from `replay_from`, decides again which
+//! rows were late exactly as it did then, keeps the rows at or below `V` whose windows are
+//! still open, and sends nothing again for them (no late output, no window).
+//!
+//! Lateness: for tumbling and hopping windows an event is late when its last window has
+//! closed. For sessions, whose windows depend on later events, an event is late when it is
+//! more than the allowed lateness behind the newest event time before it in its partition, and
+//! a partition's sessions close no further than that line: so a session once emitted can
+//! never gain an event, and a replay draws the line where it was.
 
 use std::time::Instant;
 
@@ -16,12 +23,14 @@ use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use sluice_core::schema::OFFSET_COLUMN;
-use sluice_core::windows::{WindowAggregation, WindowKind, min_i64};
+use sluice_core::windows::{WindowAggregation, WindowKind};
 
 use super::lanes::Pending;
 
 /// The names of a window table's marks (besides the offset), as stored in its `txn`s.
 pub const REPLAY_FROM: &str = "replay_from";
+/// See [`REPLAY_FROM`].
+pub const REPLAY_MAX_US: &str = "replay_max_us";
 /// See [`REPLAY_FROM`].
 pub const CLOSE_US: &str = "close_us";
 /// See [`REPLAY_FROM`].
@@ -32,12 +41,24 @@ pub const MAX_EVENT_US: &str = "max_event_us";
 pub struct WindowMarks {
     /// The last offset processed.
     pub committed: Option<i64>,
-    /// The lowest offset among rows of windows open then.
+    /// Where the oldest batch holding rows of windows open then began.
     pub replay_from: Option<i64>,
+    /// The newest event time before `replay_from`.
+    pub replay_max_us: Option<i64>,
     /// Windows ending at or before this were emitted.
     pub close_us: Option<i64>,
     /// The newest event time seen.
     pub max_event_us: Option<i64>,
+}
+
+/// Rows of open windows from one batch of records.
+#[derive(Debug)]
+struct OpenRows {
+    rows: RecordBatch,
+    /// The offset of the batch's first record.
+    first_offset: i64,
+    /// The newest event time before that record.
+    max_before: Option<i64>,
 }
 
 /// One window aggregation's state in one lane.
@@ -46,8 +67,12 @@ pub struct WindowLane {
     /// The last offset the window table holds for this partition.
     pub committed: Option<i64>,
     last_seen: Option<i64>,
-    /// Rows of open windows (the stream's table rows).
-    open: Vec<RecordBatch>,
+    allowed_lateness_us: i64,
+    /// Records below this were dealt with before the last commit.
+    replay_from: Option<i64>,
+    open: Vec<OpenRows>,
+    /// The newest event time up to the record being ingested, in offset order.
+    running_max_us: Option<i64>,
     max_event_us: Option<i64>,
     close_us: Option<i64>,
     pending: Vec<RecordBatch>,
@@ -61,11 +86,14 @@ pub struct WindowLane {
 
 impl WindowLane {
     /// A lane continuing from what the window table recorded.
-    pub fn new(marks: WindowMarks, now: Instant) -> Self {
+    pub fn new(marks: WindowMarks, allowed_lateness_us: i64, now: Instant) -> Self {
         Self {
             committed: marks.committed,
             last_seen: marks.committed,
+            allowed_lateness_us,
+            replay_from: marks.replay_from,
             open: Vec::new(),
+            running_max_us: marks.replay_max_us,
             max_event_us: marks.max_event_us,
             close_us: marks.close_us,
             pending: Vec::new(),
@@ -81,8 +109,8 @@ impl WindowLane {
         marks.replay_from.or(marks.committed.map(|c| c + 1))
     }
 
-    /// Takes a lane's decoded rows up to `last_offset`; returns the offsets of late events
-    /// (whose last window has closed), which have not been reported before.
+    /// Takes a lane's decoded rows up to `last_offset`; returns the offsets of late events,
+    /// which have not been reported before.
     pub fn ingest(
         &mut self,
         kind: WindowKind,
@@ -103,24 +131,38 @@ impl WindowLane {
         // The lane admits each offset once, in order; offsets up to `committed` are a replay.
         let mut late = Vec::new();
         let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut first: Option<(i64, Option<i64>)> = None;
         for row in 0..batch.num_rows() {
             let offset = offsets.value(row);
-            let open = times.is_valid(row)
-                && self
-                    .close_us
-                    .is_none_or(|close| kind.last_end(times.value(row)) > close);
+            if self.replay_from.is_some_and(|from| offset < from) || times.is_null(row) {
+                keep.push(false);
+                continue;
+            }
+            first.get_or_insert((offset, self.running_max_us));
+            let t = times.value(row);
+            let open = match kind {
+                WindowKind::Session { .. } => self
+                    .running_max_us
+                    .is_none_or(|max| t >= max - self.allowed_lateness_us),
+                _ => self.close_us.is_none_or(|close| kind.last_end(t) > close),
+            };
+            self.running_max_us = Some(self.running_max_us.map_or(t, |m| m.max(t)));
             let replayed = self.committed.is_some_and(|c| offset <= c);
             if !open && !replayed {
                 late.push(offset);
             }
             keep.push(open);
         }
-        if let Some(max) = arrow::compute::max(times) {
+        if let Some(max) = self.running_max_us {
             self.max_event_us = Some(self.max_event_us.map_or(max, |m| m.max(max)));
         }
         let rows = filter_record_batch(batch, &BooleanArray::from(keep)).expect("mask fits");
-        if rows.num_rows() > 0 {
-            self.open.push(rows);
+        if let Some((first_offset, max_before)) = first.filter(|_| rows.num_rows() > 0) {
+            self.open.push(OpenRows {
+                rows,
+                first_offset,
+                max_before,
+            });
         }
         if self.last_seen.is_none_or(|s| last_offset > s) {
             self.last_seen = Some(last_offset);
@@ -130,30 +172,53 @@ impl WindowLane {
     }
 
     /// The lane's own watermark: the newest event time less the allowed lateness.
-    pub fn watermark(&self, allowed_lateness_us: i64) -> Option<i64> {
-        self.max_event_us.map(|m| m - allowed_lateness_us)
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_event_us.map(|m| m - self.allowed_lateness_us)
     }
 
-    /// Moves the close watermark to `to` (never back): emits every window that ends in
-    /// between and forgets rows no open window needs.
+    /// Moves the close watermark to `to` (never back; for sessions, no further than the
+    /// lateness line of this partition): emits every window that ends in between and forgets
+    /// rows no open window needs.
     pub async fn advance(&mut self, aggregation: &WindowAggregation, to: i64) -> Result<()> {
+        let kind = aggregation.kind();
+        let to = match kind {
+            WindowKind::Session { .. } => match self.running_max_us {
+                Some(max) => to.min(max - self.allowed_lateness_us),
+                None => return Ok(()),
+            },
+            _ => to,
+        };
         if self.close_us.is_some_and(|close| to <= close) {
             return Ok(());
         }
-        let kind = aggregation.kind();
-        let slide = match kind {
-            WindowKind::Tumble { size_us } => size_us,
-            WindowKind::Hop { slide_us, .. } => slide_us,
-        };
-        // Window ends are multiples of the slide: nothing closes unless one is crossed.
-        let crosses = self
-            .close_us
-            .is_none_or(|close| to.div_euclid(slide) > close.div_euclid(slide));
-        if crosses && !self.open.is_empty() {
-            let emitted = aggregation
-                .aggregate(&self.open, self.close_us, to)
-                .await
-                .map_err(anyhow::Error::msg)?;
+        if self.closes_any(aggregation, to) {
+            let rows: Vec<RecordBatch> = self.open.iter().map(|o| o.rows.clone()).collect();
+            let (emitted, still_open) = match kind {
+                WindowKind::Session { .. } => aggregation
+                    .close_sessions(&rows, self.close_us, to)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+                _ => {
+                    let emitted = aggregation
+                        .aggregate(&rows, self.close_us, to)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                    let event_time = aggregation.event_time();
+                    let still_open = rows
+                        .iter()
+                        .map(|batch| {
+                            batch
+                                .column_by_name(event_time)
+                                .expect("rows carry event time")
+                                .as_primitive::<TimestampMicrosecondType>()
+                                .iter()
+                                .map(|t| Some(t.is_some_and(|t| kind.last_end(t) > to)))
+                                .collect()
+                        })
+                        .collect();
+                    (emitted, still_open)
+                }
+            };
             if emitted.num_rows() > 0 {
                 // Another lane's progress can close this lane's windows: pending without any
                 // new offset of its own.
@@ -161,25 +226,41 @@ impl WindowLane {
                 self.pending.push(emitted);
                 self.since.get_or_insert_with(Instant::now);
             }
-            let event_time = aggregation.event_time();
             self.open = std::mem::take(&mut self.open)
                 .into_iter()
-                .filter_map(|batch| {
-                    let times = batch
-                        .column_by_name(event_time)
-                        .expect("rows carry event time")
-                        .as_primitive::<TimestampMicrosecondType>();
-                    let keep: BooleanArray = times
-                        .iter()
-                        .map(|t| Some(t.is_some_and(|t| kind.last_end(t) > to)))
-                        .collect();
-                    let kept = filter_record_batch(&batch, &keep).expect("mask fits");
-                    (kept.num_rows() > 0).then_some(kept)
+                .zip(still_open)
+                .filter_map(|(open, keep)| {
+                    let rows = filter_record_batch(&open.rows, &keep).expect("mask fits");
+                    (rows.num_rows() > 0).then_some(OpenRows { rows, ..open })
                 })
                 .collect();
         }
         self.close_us = Some(to);
         Ok(())
+    }
+
+    /// Whether moving the close watermark to `to` can close a window of the open rows.
+    fn closes_any(&self, aggregation: &WindowAggregation, to: i64) -> bool {
+        let kind = aggregation.kind();
+        let oldest = self
+            .open
+            .iter()
+            .filter_map(|open| {
+                let times = open.rows.column_by_name(aggregation.event_time())?;
+                arrow::compute::min(times.as_primitive::<TimestampMicrosecondType>())
+            })
+            .min();
+        let Some(oldest) = oldest else {
+            return false;
+        };
+        match kind.size_and_slide() {
+            // Window ends are multiples of the slide: nothing closes unless one is crossed.
+            Some((_, slide)) => self
+                .close_us
+                .is_none_or(|close| to.div_euclid(slide) > close.div_euclid(slide)),
+            // A session ends at least a gap after its oldest event.
+            None => kind.last_end(oldest) <= to,
+        }
     }
 
     /// Whether there is progress or emitted windows not yet committed.
@@ -201,8 +282,12 @@ impl WindowLane {
     /// caller reports success.
     pub fn take_pending(&mut self) -> Option<Pending> {
         let last_offset = self.last_seen.filter(|_| self.has_pending())?;
-        let replay_from = min_i64(&self.open, OFFSET_COLUMN).unwrap_or(last_offset + 1);
+        let (replay_from, replay_max) = match self.open.first() {
+            Some(open) => (open.first_offset, open.max_before),
+            None => (last_offset + 1, self.running_max_us),
+        };
         let mut marks = vec![(REPLAY_FROM, replay_from)];
+        marks.extend(replay_max.map(|m| (REPLAY_MAX_US, m)));
         marks.extend(self.close_us.map(|c| (CLOSE_US, c)));
         marks.extend(self.max_event_us.map(|m| (MAX_EVENT_US, m)));
         self.pending_rows = 0;
@@ -266,11 +351,8 @@ mod tests {
     /// (window start, device) → (count, sum).
     type Emitted = BTreeMap<(i64, String), (i64, i64)>;
 
-    /// Feeds `arrivals` in batches of the given sizes, advancing the lane's own watermark after
-    /// each, then closes everything; returns (window start, device) → (count, sum) and the
-    /// number of late events.
-    fn run(kind: WindowKind, arrivals: &[(u8, i64, i64)], splits: &[usize]) -> (Emitted, usize) {
-        let aggregation = WindowAggregation::compile(
+    fn aggregation(kind: WindowKind) -> WindowAggregation {
+        WindowAggregation::compile(
             kind,
             &schema(),
             "ts",
@@ -280,36 +362,12 @@ mod tests {
                 ("s".into(), "sum(v)".into()),
             ],
         )
-        .unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let mut lane = WindowLane::new(WindowMarks::default(), Instant::now());
-        let (mut at, mut late) = (0, 0);
-        for size in splits
-            .iter()
-            .copied()
-            .chain(std::iter::once(arrivals.len()))
-        {
-            let end = (at + size.max(1)).min(arrivals.len());
-            if at == end {
-                break;
-            }
-            let rows = batch(&arrivals[at..end], at as i64);
-            late += lane
-                .ingest(kind, "ts", &rows, end as i64 - 1, Instant::now())
-                .len();
-            let watermark = lane.watermark(LATENESS).unwrap();
-            runtime
-                .block_on(lane.advance(&aggregation, watermark))
-                .unwrap();
-            at = end;
-        }
-        runtime
-            .block_on(lane.advance(&aggregation, i64::MAX / 4))
-            .unwrap();
-        let mut windows = BTreeMap::new();
-        for emitted in lane.take_pending().unwrap().batches {
+        .unwrap()
+    }
+
+    /// Adds the windows of committed rows to `windows`; a window emitted twice fails.
+    fn collect(windows: &mut Emitted, pending: Pending) {
+        for emitted in pending.batches {
             let starts = emitted.column(0).as_primitive::<TimestampMicrosecondType>();
             let devices = emitted.column(2).as_string::<i32>();
             let counts = emitted.column(3).as_primitive::<Int64Type>();
@@ -325,6 +383,76 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Feeds `arrivals` (offsets = positions) in batches of the given sizes, advancing the
+    /// lane's own watermark after each, then closes everything the lane may close. With
+    /// `restart_after`, commits after that many batches, drops the lane, opens one from the
+    /// commit's marks, replays from its replay offset up to the commit in one batch and goes
+    /// on with the same batches as before. Returns the windows and the number of late events.
+    fn run(
+        kind: WindowKind,
+        arrivals: &[(u8, i64, i64)],
+        splits: &[usize],
+        restart_after: Option<usize>,
+    ) -> (Emitted, usize) {
+        let aggregation = aggregation(kind);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut lane = WindowLane::new(WindowMarks::default(), LATENESS, Instant::now());
+        let mut windows = BTreeMap::new();
+        let mut late = 0;
+        let mut feed = |lane: &mut WindowLane, from: usize, to: usize| {
+            let rows = batch(&arrivals[from..to], from as i64);
+            late += lane
+                .ingest(kind, "ts", &rows, to as i64 - 1, Instant::now())
+                .len();
+            let watermark = lane.watermark().unwrap();
+            runtime
+                .block_on(lane.advance(&aggregation, watermark))
+                .unwrap();
+        };
+        let mut sizes = splits.iter().copied().chain(std::iter::repeat(usize::MAX));
+        let (mut at, mut batches) = (0, 0);
+        while at < arrivals.len() {
+            let end = at
+                .saturating_add(sizes.next().unwrap().max(1))
+                .min(arrivals.len());
+            feed(&mut lane, at, end);
+            at = end;
+            batches += 1;
+            if restart_after == Some(batches) {
+                let pending = lane.take_pending().unwrap();
+                let mark = |name: &str| {
+                    pending
+                        .marks
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| *v)
+                };
+                let marks = WindowMarks {
+                    committed: Some(pending.last_offset),
+                    replay_from: mark(REPLAY_FROM),
+                    replay_max_us: mark(REPLAY_MAX_US),
+                    close_us: mark(CLOSE_US),
+                    max_event_us: mark(MAX_EVENT_US),
+                };
+                collect(&mut windows, pending);
+                lane = WindowLane::new(marks, LATENESS, Instant::now());
+                let from = WindowLane::resume_offset(&marks).unwrap() as usize;
+                if from < end {
+                    feed(&mut lane, from, end);
+                }
+            }
+        }
+        drop(feed);
+        runtime
+            .block_on(lane.advance(&aggregation, i64::MAX / 4))
+            .unwrap();
+        if let Some(pending) = lane.take_pending() {
+            collect(&mut windows, pending);
+        }
         (windows, late)
     }
 
@@ -337,11 +465,23 @@ mod tests {
                 size_us: 60 * SECOND,
                 slide_us: 20 * SECOND,
             }),
+            Just(WindowKind::Session { gap_us: 4 * SECOND }),
         ]
     }
 
+    /// Events one second apart from 3 devices, with values.
+    fn in_order(events: &[(u8, i64)]) -> Vec<(u8, i64, i64)> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, (device, value))| {
+                (*device, 1_795_000_000 * SECOND + i as i64 * SECOND, *value)
+            })
+            .collect()
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        #![proptest_config(ProptestConfig::with_cases(64))]
 
         /// Events one second apart, each delayed by less than the allowed lateness: whatever
         /// the order they arrive in and however the batches fall, no event is late and the
@@ -353,11 +493,7 @@ mod tests {
             delays in prop::collection::vec(0i64..LATENESS, 400),
             splits in prop::collection::vec(1usize..60, 0..40),
         ) {
-            let in_order: Vec<(u8, i64, i64)> = events
-                .iter()
-                .enumerate()
-                .map(|(i, (device, value))| (*device, 1_795_000_000 * SECOND + i as i64 * SECOND, *value))
-                .collect();
+            let in_order = in_order(&events);
             let mut shuffled: Vec<(i64, (u8, i64, i64))> = in_order
                 .iter()
                 .zip(&delays)
@@ -366,10 +502,32 @@ mod tests {
             shuffled.sort_by_key(|(arrival, event)| (*arrival, event.1));
             let shuffled: Vec<(u8, i64, i64)> = shuffled.into_iter().map(|(_, e)| e).collect();
 
-            let (expected, none_late) = run(kind, &in_order, &[]);
-            let (got, late) = run(kind, &shuffled, &splits);
+            let (expected, none_late) = run(kind, &in_order, &[], None);
+            let (got, late) = run(kind, &shuffled, &splits, None);
             prop_assert_eq!(none_late, 0);
             prop_assert_eq!(late, 0);
+            prop_assert_eq!(got, expected);
+        }
+
+        /// Events moved back by up to three times the lateness (so some are late): a commit
+        /// after any batch, then a restart from its marks, gives the windows and late events
+        /// of the run without a restart, each once.
+        #[test]
+        fn a_restart_after_any_commit_gives_the_same_windows_and_late_events(
+            kind in kinds(),
+            events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+            delays in prop::collection::vec(0i64..3 * LATENESS, 400),
+            splits in prop::collection::vec(1usize..60, 1..40),
+            restart_after in 1usize..40,
+        ) {
+            let arrivals: Vec<(u8, i64, i64)> = in_order(&events)
+                .iter()
+                .zip(&delays)
+                .map(|(event, delay)| (event.0, event.1 - delay, event.2))
+                .collect();
+            let (expected, expected_late) = run(kind, &arrivals, &splits, None);
+            let (got, late) = run(kind, &arrivals, &splits, Some(restart_after));
+            prop_assert_eq!(late, expected_late);
             prop_assert_eq!(got, expected);
         }
     }
@@ -386,7 +544,7 @@ mod tests {
             (0, t0 + 10 * SECOND, 4),  // late
             (0, t0 + 61 * SECOND, 8),  // on time: its window ends at t0 + 120 s
         ];
-        let (windows, late) = run(kind, &arrivals, &[1, 1, 1, 1]);
+        let (windows, late) = run(kind, &arrivals, &[1, 1, 1, 1], None);
         assert_eq!(late, 1);
         let d0 = |start: i64| windows.get(&(start, "d0".to_string())).copied();
         assert_eq!(d0(t0), Some((1, 1)));

@@ -1,7 +1,7 @@
-//! Event-time windows against an oracle: every window row equals the same aggregation computed
-//! by DuckDB (batch SQL over the Python `deltalake` reader of the raw table) over the events
-//! that were not late, and every event is either in a window or in the late topic — once.
-//! Also under kill -9, together with alerts.
+//! Event-time windows against an oracle: every window row (tumbling and session) equals the
+//! same aggregation computed by DuckDB (batch SQL over the Python `deltalake` reader of the raw
+//! table) over the events that were not late, and every event is either in a window or in the
+//! late topic — once. Also under kill -9.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use crate::kafka::{Outgoing, produce_raw, read_all};
 
 const MINUTE_US: i64 = 60_000_000;
 const LATENESS_US: i64 = 30_000_000;
+const SESSION_GAP_US: i64 = 5_000_000;
 /// Sentinel events this far after the data close every window of real events.
 const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
 
@@ -77,11 +78,121 @@ allowed_lateness = "30s"
 idle_timeout = "5s"
 aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)", first_status = "first_value(status ORDER BY ts, _offset)" }}
 uri = "{uri}"
-late_topic = "{}"
+late_topic = "{late}"
+flush = {{ max_latency = "1s" }}
+
+[[windows]]
+name = "device_sessions"
+from = "sensor_events"
+group_by = ["device_id"]
+session = "5s"                       # SESSION_GAP_US
+allowed_lateness = "30s"
+idle_timeout = "5s"
+aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
+uri = "{uri}_sessions"
+late_topic = "{late}"
 flush = {{ max_latency = "1s" }}
 "#,
-            self.late_topic
+            late = self.late_topic,
         )
+    }
+
+    /// The late events of `window` by source (partition, offset); each must be reported once.
+    fn late_events(&self, window: &str, context: &str) -> BTreeSet<(i64, i64)> {
+        let late = read_all(&self.late_topic, Duration::from_secs(3));
+        let mut ids = BTreeSet::new();
+        for record in &late {
+            if record.header("sluice.late.window").as_deref() != Some(window) {
+                continue;
+            }
+            let number = |header: &str| record.header(header).unwrap().parse::<i64>().unwrap();
+            let id = (
+                number("sluice.source.partition"),
+                number("sluice.source.offset"),
+            );
+            assert!(ids.insert(id), "{context}: late event {id:?} of {window} reported twice");
+        }
+        ids
+    }
+
+    /// Per event of the raw table at `raw_uri`, (partition, offset) → how far its event time
+    /// is behind the newest one before it in its partition (µs; `None` for a partition's first).
+    fn lags(raw_uri: &str) -> BTreeMap<(i64, i64), Option<i64>> {
+        python_query(
+            raw_uri,
+            "select _partition as p, _offset as o, \
+             epoch_us(max(ts) over (partition by _partition order by _offset rows between unbounded preceding and 1 preceding)) - epoch_us(ts) as lag \
+             from t",
+        )
+        .iter()
+        .map(|row| {
+            (
+                (row["p"].as_i64().unwrap(), row["o"].as_i64().unwrap()),
+                row["lag"].as_i64(),
+            )
+        })
+        .collect()
+    }
+
+    /// Checks the session table at `{window_uri}_sessions` against DuckDB's sessions (gaps by
+    /// `lag()`, numbered by a running `sum()`) over the raw table minus the late events; the late
+    /// events must be exactly those more than the allowed lateness behind their partition.
+    pub fn assert_sessions_match_oracle(&self, raw_uri: &str, window_uri: &str, context: &str) {
+        let late = self.late_events("device_sessions", context);
+        let should_be_late: BTreeSet<(i64, i64)> = Self::lags(raw_uri)
+            .into_iter()
+            .filter(|(_, lag)| lag.is_some_and(|lag| lag > LATENESS_US))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(late, should_be_late, "{context}: late events of the sessions");
+        let exclude = not_in(&late);
+        let oracle = python_query(
+            raw_uri,
+            &format!(
+                "with e as (select *, epoch_us(ts) as t from t where device_id <> 'sentinel' {exclude}), \
+                 b as (select *, case when t - lag(t) over (partition by device_id order by t, _partition, _offset) \
+                     < {SESSION_GAP_US} then 0 else 1 end as brk from e), \
+                 s as (select *, sum(brk) over (partition by device_id order by t, _partition, _offset \
+                     rows unbounded preceding) as sid from b) \
+                 select device_id, min(t) as ws, max(t) + {SESSION_GAP_US} as we, count(*) as n, \
+                 avg(temperature_c) as avg_temp, max(vibration_g) as max_vib from s group by device_id, sid"
+            ),
+        );
+        let landed = python_query(
+            &format!("{window_uri}_sessions"),
+            "select device_id, epoch_us(window_start) as ws, epoch_us(window_end) as we, n, avg_temp, max_vib \
+             from t where device_id <> 'sentinel'",
+        );
+        let key = |row: &Value| {
+            (
+                row["device_id"].as_str().unwrap().to_string(),
+                row["ws"].as_i64().unwrap(),
+            )
+        };
+        let mut sessions: BTreeMap<(String, i64), &Value> = BTreeMap::new();
+        for row in &landed {
+            assert!(
+                sessions.insert(key(row), row).is_none(),
+                "{context}: session {row} emitted twice"
+            );
+        }
+        assert_eq!(sessions.len(), oracle.len(), "{context}: session count");
+        for want in &oracle {
+            let have = sessions
+                .get(&key(want))
+                .unwrap_or_else(|| panic!("{context}: session {want} missing"));
+            for column in ["we", "n", "max_vib"] {
+                assert_eq!(have[column], want[column], "{context}: {want} vs {have}");
+            }
+            let (a, b) = (
+                have["avg_temp"].as_f64().unwrap(),
+                want["avg_temp"].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{context}: {want} vs {have}"
+            );
+        }
     }
 
     /// Checks the window table at `window_uri` against DuckDB over the raw table at `raw_uri`
@@ -92,62 +203,20 @@ flush = {{ max_latency = "1s" }}
         window_uri: &str,
         context: &str,
     ) -> usize {
-        let late = read_all(&self.late_topic, Duration::from_secs(3));
-        let mut late_ids = BTreeSet::new();
-        for record in &late {
-            let id = (
-                record
-                    .header("sluice.source.partition")
-                    .unwrap()
-                    .parse::<i64>()
-                    .unwrap(),
-                record
-                    .header("sluice.source.offset")
-                    .unwrap()
-                    .parse::<i64>()
-                    .unwrap(),
-            );
-            assert!(
-                late_ids.insert(id),
-                "{context}: late event {id:?} reported twice"
-            );
-            assert_eq!(
-                record.header("sluice.late.window").as_deref(),
-                Some("device_1m")
-            );
-        }
+        let late_ids = self.late_events("device_1m", context);
         // Late events are really late: more than the allowed lateness behind the newest event
         // time of their partition before them. (The converse does not hold: the stream's
         // watermark is the lowest over its partitions, so an event far behind in a partition
         // read ahead of the others can still be on time.)
-        let lags = python_query(
-            raw_uri,
-            "select _partition as p, _offset as o, \
-             epoch_us(max(ts) over (partition by _partition order by _offset rows between unbounded preceding and 1 preceding)) - epoch_us(ts) as lag \
-             from t",
-        );
-        for row in &lags {
-            let id = (row["p"].as_i64().unwrap(), row["o"].as_i64().unwrap());
-            let lag = row["lag"].as_i64().unwrap_or(i64::MIN);
-            if late_ids.contains(&id) {
-                assert!(
-                    lag > LATENESS_US,
-                    "{context}: {id:?} is late with a lag of {lag} µs"
-                );
-            }
+        let lags = Self::lags(raw_uri);
+        for id in &late_ids {
+            let lag = lags[id].unwrap_or(i64::MIN);
+            assert!(
+                lag > LATENESS_US,
+                "{context}: {id:?} is late with a lag of {lag} µs"
+            );
         }
-        let late_list: Vec<String> = late_ids
-            .iter()
-            .map(|(p, o)| format!("({p}, {o})"))
-            .collect();
-        let exclude = if late_list.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "and (_partition, _offset) not in ({})",
-                late_list.join(", ")
-            )
-        };
+        let exclude = not_in(&late_ids);
         let oracle = python_query(
             raw_uri,
             &format!(
@@ -206,6 +275,15 @@ flush = {{ max_latency = "1s" }}
     }
 }
 
+/// An SQL condition leaving out the events at `ids` (partition, offset).
+fn not_in(ids: &BTreeSet<(i64, i64)>) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = ids.iter().map(|(p, o)| format!("({p}, {o})")).collect();
+    format!("and (_partition, _offset) not in ({})", list.join(", "))
+}
+
 fn stream_until_caught_up(pipeline: &Path) {
     run_ok(
         &mut stream_until_caught_up_command(pipeline),
@@ -231,7 +309,7 @@ fn window_pipeline(
 }
 
 #[test]
-fn tumbling_windows_equal_batch_sql_over_the_on_time_events() {
+fn tumbling_and_session_windows_equal_batch_sql_over_the_on_time_events() {
     let dir = test_dir("windows_oracle");
     let fixture = WindowFixture::new("windows_oracle", &dir, 60_000, 3);
     let raw = dir.join("lake/sensor_events").display().to_string();
@@ -239,6 +317,7 @@ fn tumbling_windows_equal_batch_sql_over_the_on_time_events() {
     let pipeline = window_pipeline(&dir, &fixture, &raw, &windows);
     stream_until_caught_up(&pipeline);
     let late = fixture.assert_windows_match_oracle(&raw, &windows, "one run");
+    fixture.assert_sessions_match_oracle(&raw, &windows, "one run");
     // The generator moves 0.5 % of events 2-10 minutes back. How many of them arrive after
     // their window closed depends on how far the partitions are read apart (the stream's
     // watermark is their minimum); some always do.
@@ -267,6 +346,7 @@ fn kill_minus_nine_emits_each_window_once_and_each_late_event_once() {
         &windows,
     ));
     fixture.assert_windows_match_oracle(&raw, &windows, &format!("seed {seed}"));
+    fixture.assert_sessions_match_oracle(&raw, &windows, &format!("seed {seed}"));
 }
 
 /// Two partitions; one falls silent after the first minute of event time while the other goes

@@ -1,16 +1,20 @@
 //! Event-time windows: which windows an event falls in, and the aggregation of closed windows,
-//! which DataFusion runs as one `GROUP BY window_start, <keys>` over the rows of the windows
-//! that just closed.
+//! which DataFusion runs as one `GROUP BY window_start, window_end, <keys>` over the rows of
+//! the windows that just closed.
 //!
-//! A window `[start, start + size)` closes when the watermark reaches its end; an event whose
-//! last window has closed is late. State is the rows of open windows, so an aggregate is
-//! whatever DataFusion computes over rows (`count(distinct x)`,
-//! `first_value(x ORDER BY ts)`, …), exactly as batch SQL over the same events would.
+//! A window `[start, end)` closes when the watermark reaches its end. Tumbling and hopping
+//! windows are fixed in time; a session window is a run of one key's events each less than the
+//! gap after the one before, ending a gap after its last event ([`sessions`]). State is the
+//! rows of open windows, so an aggregate is whatever DataFusion computes over rows
+//! (`count(distinct x)`, `first_value(x ORDER BY ts)`, …), exactly as batch SQL over the same
+//! events would.
+
+mod sessions;
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+    ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
@@ -39,36 +43,49 @@ pub enum WindowKind {
         /// Distance between window starts in microseconds; divides `size_us`.
         slide_us: i64,
     },
+    /// One window per run of a key's events less than `gap_us` apart, from its first event to
+    /// `gap_us` after its last.
+    Session {
+        /// Silence that ends a session, in microseconds.
+        gap_us: i64,
+    },
 }
 
 impl WindowKind {
-    /// The window length in microseconds.
-    pub fn size_us(self) -> i64 {
+    /// A fixed window kind's (size, slide) in microseconds; `None` for sessions, whose bounds
+    /// depend on the events.
+    pub fn size_and_slide(self) -> Option<(i64, i64)> {
         match self {
-            Self::Tumble { size_us } | Self::Hop { size_us, .. } => size_us,
+            Self::Tumble { size_us } => Some((size_us, size_us)),
+            Self::Hop { size_us, slide_us } => Some((size_us, slide_us)),
+            Self::Session { .. } => None,
         }
     }
 
-    fn slide_us(self) -> i64 {
-        match self {
-            Self::Tumble { size_us } => size_us,
-            Self::Hop { slide_us, .. } => slide_us,
-        }
-    }
-
-    /// The starts of the windows holding an event at `t`, ascending.
+    /// The starts of the fixed windows holding an event at `t`, ascending (none for sessions).
     pub fn starts(self, t: i64) -> impl Iterator<Item = i64> {
-        let (size, slide) = (self.size_us(), self.slide_us());
+        let (size, slide) = self.size_and_slide().unwrap_or((0, 1));
         let last = t.div_euclid(slide) * slide;
         let first = last - (size / slide - 1) * slide;
         (0..size / slide).map(move |i| first + i * slide)
     }
 
-    /// The end of the last window holding an event at `t`: once the watermark reaches it, the
-    /// event is no longer needed, and an event arriving then is late.
+    /// The end of the last fixed window holding an event at `t`: once the watermark reaches
+    /// it, the event is no longer needed, and an event arriving then is late. For a session,
+    /// the earliest end its session can have.
     pub fn last_end(self, t: i64) -> i64 {
-        let slide = self.slide_us();
-        t.div_euclid(slide) * slide + self.size_us()
+        match self.size_and_slide() {
+            Some((size, slide)) => t.div_euclid(slide) * slide + size,
+            None => t + self.gap_us(),
+        }
+    }
+
+    /// A session window's gap (0 for fixed windows).
+    fn gap_us(self) -> i64 {
+        match self {
+            Self::Session { gap_us } => gap_us,
+            _ => 0,
+        }
     }
 }
 
@@ -81,6 +98,9 @@ impl std::fmt::Display for WindowKind {
             Self::Hop { size_us, slide_us } => {
                 write!(f, "{} windows every {}", text(size_us), text(slide_us))
             }
+            Self::Session { gap_us } => {
+                write!(f, "sessions ending after {} of silence", text(gap_us))
+            }
         }
     }
 }
@@ -90,6 +110,7 @@ impl std::fmt::Display for WindowKind {
 pub struct WindowAggregation {
     kind: WindowKind,
     event_time: String,
+    group_by: Vec<String>,
     input_schema: SchemaRef,
     output_schema: SchemaRef,
     sql: String,
@@ -105,8 +126,8 @@ impl std::fmt::Debug for WindowAggregation {
 }
 
 impl WindowAggregation {
-    /// Plans `SELECT window_start, <group_by>, <aggregates> … GROUP BY window_start,
-    /// <group_by>` over rows of `input` (a stream's table schema) to check names and types.
+    /// Plans `SELECT window_start, window_end, <group_by>, <aggregates> … GROUP BY
+    /// window_start, window_end, <group_by>` over rows of `input` (a stream's table schema) to check names and types.
     /// Planning needs no I/O; this blocks the calling thread for it.
     pub fn compile(
         kind: WindowKind,
@@ -117,8 +138,10 @@ impl WindowAggregation {
     ) -> Result<Self, String> {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new(WINDOW_START, utc_micros(), false));
+        fields.push(Field::new(WINDOW_END, utc_micros(), false));
         let input_schema = Arc::new(Schema::new(fields));
-        let keys: Vec<String> = std::iter::once(WINDOW_START.to_string())
+        let keys: Vec<String> = [WINDOW_START.to_string(), WINDOW_END.to_string()]
+            .into_iter()
             .chain(group_by.iter().map(|k| quote(k)))
             .collect();
         let selected: Vec<String> = keys
@@ -150,7 +173,7 @@ impl WindowAggregation {
             grouped
                 .fields()
                 .iter()
-                .skip(1)
+                .skip(2)
                 .map(|f| f.as_ref().clone().with_nullable(true)),
         );
         out.extend([
@@ -160,6 +183,7 @@ impl WindowAggregation {
         Ok(Self {
             kind,
             event_time: event_time.to_string(),
+            group_by: group_by.to_vec(),
             input_schema,
             output_schema: Arc::new(Schema::new(out)),
             sql,
@@ -181,7 +205,7 @@ impl WindowAggregation {
         &self.event_time
     }
 
-    /// Aggregates the windows of `rows` (a stream's table rows) whose end is in
+    /// Aggregates the fixed windows of `rows` (a stream's table rows) whose end is in
     /// `(after, until]`, one output row per window and key.
     pub async fn aggregate(
         &self,
@@ -190,6 +214,47 @@ impl WindowAggregation {
         until: i64,
     ) -> Result<RecordBatch, String> {
         let exploded = self.explode(rows, after, until)?;
+        self.group(exploded).await
+    }
+
+    /// Cuts `rows` into sessions and aggregates those ending in `(after, until]`; returns
+    /// them, and per batch of `rows` which rows belong to sessions still open. Sessions ending
+    /// at or before `after` were emitted before (their rows are replayed): they are dropped.
+    pub async fn close_sessions(
+        &self,
+        rows: &[RecordBatch],
+        after: Option<i64>,
+        until: i64,
+    ) -> Result<(RecordBatch, Vec<BooleanArray>), String> {
+        let gap = self.kind.gap_us();
+        let bounds = sessions::bounds(rows, &self.group_by, &self.event_time, gap)?;
+        let mut pieces = Vec::with_capacity(rows.len());
+        let mut still_open = Vec::with_capacity(rows.len());
+        for (batch, bounds) in rows.iter().zip(bounds) {
+            let (mut indices, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+            let mut open = Vec::with_capacity(bounds.len());
+            for (row, bound) in bounds.into_iter().enumerate() {
+                match bound {
+                    Some((_, end)) if after.is_some_and(|a| end <= a) => open.push(false),
+                    Some((start, end)) if end <= until => {
+                        indices.push(row as u32);
+                        starts.push(start);
+                        ends.push(end);
+                        open.push(false);
+                    }
+                    Some(_) => open.push(true),
+                    None => open.push(false),
+                }
+            }
+            pieces.push(self.with_bounds(batch, indices, starts, ends)?);
+            still_open.push(BooleanArray::from(open));
+        }
+        let exploded = concat_batches(&self.input_schema, &pieces).map_err(|e| e.to_string())?;
+        Ok((self.group(exploded).await?, still_open))
+    }
+
+    /// Runs the grouping query over rows carrying their window's bounds.
+    async fn group(&self, exploded: RecordBatch) -> Result<RecordBatch, String> {
         if exploded.num_rows() == 0 {
             return Ok(RecordBatch::new_empty(self.output_schema.clone()));
         }
@@ -218,14 +283,17 @@ impl WindowAggregation {
         after: Option<i64>,
         until: i64,
     ) -> Result<RecordBatch, String> {
-        let size = self.kind.size_us();
+        let (size, _) = self
+            .kind
+            .size_and_slide()
+            .ok_or("sessions are cut by close_sessions")?;
         let mut pieces = Vec::with_capacity(rows.len());
         for batch in rows {
             let times = batch
                 .column_by_name(&self.event_time)
                 .ok_or("rows lack the event-time column")?
                 .as_primitive::<TimestampMicrosecondType>();
-            let (mut indices, mut starts) = (Vec::new(), Vec::new());
+            let (mut indices, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
             for (row, t) in times.iter().enumerate() {
                 let Some(t) = t else { continue };
                 for start in self.kind.starts(t) {
@@ -233,48 +301,46 @@ impl WindowAggregation {
                     if end <= until && after.is_none_or(|a| end > a) {
                         indices.push(row as u32);
                         starts.push(start);
+                        ends.push(end);
                     }
                 }
             }
-            let taken =
-                take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
-            let mut columns = taken.columns().to_vec();
-            columns.push(Arc::new(
-                TimestampMicrosecondArray::from(starts).with_timezone("UTC"),
-            ));
-            pieces.push(
-                RecordBatch::try_new(self.input_schema.clone(), columns)
-                    .map_err(|e| e.to_string())?,
-            );
+            pieces.push(self.with_bounds(batch, indices, starts, ends)?);
         }
         concat_batches(&self.input_schema, &pieces).map_err(|e| e.to_string())
     }
 
-    /// Adds `window_end` and the date/hour of `window_start` to grouped rows.
+    /// The rows of `batch` at `indices`, each with its window's start and end.
+    fn with_bounds(
+        &self,
+        batch: &RecordBatch,
+        indices: Vec<u32>,
+        starts: Vec<i64>,
+        ends: Vec<i64>,
+    ) -> Result<RecordBatch, String> {
+        let taken =
+            take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
+        let mut columns = taken.columns().to_vec();
+        for bound in [starts, ends] {
+            columns.push(Arc::new(
+                TimestampMicrosecondArray::from(bound).with_timezone("UTC"),
+            ));
+        }
+        RecordBatch::try_new(self.input_schema.clone(), columns).map_err(|e| e.to_string())
+    }
+
+    /// Adds the date/hour of `window_start` to grouped rows.
     fn finish(&self, grouped: RecordBatch) -> Result<RecordBatch, String> {
         let start = grouped.column(0).as_primitive::<TimestampMicrosecondType>();
-        let size = self.kind.size_us();
-        let end: TimestampMicrosecondArray = start
-            .iter()
-            .map(|s| s.map(|s| s + size))
-            .collect::<TimestampMicrosecondArray>()
-            .with_timezone("UTC");
+        let end = grouped.column(1).as_primitive::<TimestampMicrosecondType>();
         let start = start.clone().with_timezone("UTC");
+        let end = end.clone().with_timezone("UTC");
         let (date, hour) = date_and_hour(&start);
         let mut columns: Vec<ArrayRef> = vec![Arc::new(start), Arc::new(end)];
-        columns.extend(grouped.columns().iter().skip(1).cloned());
+        columns.extend(grouped.columns().iter().skip(2).cloned());
         columns.extend([Arc::new(date) as ArrayRef, Arc::new(hour)]);
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
     }
-}
-
-/// The smallest value of an Int64 column (offsets), if any.
-pub fn min_i64(batches: &[RecordBatch], column: &str) -> Option<i64> {
-    batches
-        .iter()
-        .filter_map(|b| b.column_by_name(column))
-        .filter_map(|c| arrow::compute::min(c.as_any().downcast_ref::<Int64Array>()?))
-        .min()
 }
 
 /// A name as a quoted SQL identifier.
