@@ -72,6 +72,9 @@ pub struct SideRecord {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The record timestamp (epoch ms), or the time of sending.
     pub timestamp: Option<i64>,
+    /// The side partition: `None` for the source partition mod the side topic's partition
+    /// count (dead letters, alerts, late events); a key's partition for repartitioned records.
+    pub partition: Option<i32>,
 }
 
 /// Remembers the first failed delivery, which [`SideProducer::flush`] reports.
@@ -150,7 +153,7 @@ impl SideProducer {
         }
         let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic)
             .payload(record.payload.as_slice())
-            .partition(record.source_partition % count)
+            .partition(record.partition.unwrap_or(record.source_partition % count))
             .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
@@ -207,6 +210,12 @@ impl SideProducer {
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()
     }
+
+    /// The partition of `topic` a record keyed `key` goes to: CRC-32 of the key modulo the
+    /// partition count, the same in every process and version.
+    pub fn keyed_partition(&self, topic: &str, key: &[u8]) -> i32 {
+        (crc32fast::hash(key) % self.partitions[topic] as u32) as i32
+    }
 }
 
 fn partition_count(options: &ClientOptions, topic: &str) -> Result<i32, KafkaError> {
@@ -224,45 +233,71 @@ pub fn last_marks(
     partitions: &[i32],
 ) -> Result<HashMap<i32, SideMark>, KafkaError> {
     let count = partition_count(options, side_topic)?;
-    let mut by_side: HashMap<i32, Vec<i32>> = HashMap::new();
+    let mut wanted: HashMap<i32, Vec<i32>> = HashMap::new();
     for &partition in partitions {
-        by_side
-            .entry(partition % count)
-            .or_default()
-            .push(partition);
+        wanted.entry(partition % count).or_default().push(partition);
     }
-    let keys: Vec<(String, i32)> = by_side
+    let found = tails(options, side_topic, source_topic, wanted)?;
+    Ok(found.into_iter().map(|((_, p), mark)| (p, mark)).collect())
+}
+
+/// For each of `partitions` of `source_topic`, the last mark that each partition of
+/// `side_topic` holds (a repartition topic, where a source partition's records go to every
+/// partition by key). Blocking.
+pub fn last_marks_per_side_partition(
+    options: &ClientOptions,
+    side_topic: &str,
+    source_topic: &str,
+    partitions: &[i32],
+) -> Result<HashMap<i32, HashMap<i32, SideMark>>, KafkaError> {
+    let count = partition_count(options, side_topic)?;
+    let wanted = (0..count).map(|q| (q, partitions.to_vec())).collect();
+    let mut marks: HashMap<i32, HashMap<i32, SideMark>> = HashMap::new();
+    for ((q, p), mark) in tails(options, side_topic, source_topic, wanted)? {
+        marks.entry(p).or_default().insert(q, mark);
+    }
+    Ok(marks)
+}
+
+/// The last mark of each wanted source partition in each side partition (`wanted`: side
+/// partition → source partitions), reading the side partitions' tails further back until
+/// every wanted mark is found or the log start is reached.
+fn tails(
+    options: &ClientOptions,
+    side_topic: &str,
+    source_topic: &str,
+    mut wanted: HashMap<i32, Vec<i32>>,
+) -> Result<HashMap<(i32, i32), SideMark>, KafkaError> {
+    let keys: Vec<(String, i32)> = wanted
         .keys()
         .map(|&q| (side_topic.to_string(), q))
         .collect();
     let ranges = log_ranges(options, &keys)?;
     let mut marks = HashMap::new();
     let mut back = FIRST_TAIL;
-    while !by_side.is_empty() {
-        let reads: Vec<(i32, i64, i64)> = by_side
+    while !wanted.is_empty() {
+        let reads: Vec<(i32, i64, i64)> = wanted
             .keys()
             .map(|&q| {
                 let range = ranges[&(side_topic.to_string(), q)];
                 (q, (range.end - back).max(range.start), range.end)
             })
             .collect();
-        let mut found: HashMap<i32, SideMark> = HashMap::new();
-        scan(
-            options,
-            side_topic,
-            &reads,
-            source_topic,
-            |partition, mark| {
-                let best = found.entry(partition).or_insert(mark);
-                *best = (*best).max(mark);
-            },
-        )?;
+        let mut found: HashMap<(i32, i32), SideMark> = HashMap::new();
+        scan(options, side_topic, &reads, source_topic, |q, p, mark| {
+            let best = found.entry((q, p)).or_insert(mark);
+            *best = (*best).max(mark);
+        })?;
         for (q, from, _) in reads {
             let range = ranges[&(side_topic.to_string(), q)];
-            let sources = &by_side[&q];
-            if from == range.start || sources.iter().all(|p| found.contains_key(p)) {
-                marks.extend(sources.iter().filter_map(|p| Some((*p, *found.get(p)?))));
-                by_side.remove(&q);
+            let sources = &wanted[&q];
+            if from == range.start || sources.iter().all(|p| found.contains_key(&(q, *p))) {
+                marks.extend(
+                    sources
+                        .iter()
+                        .filter_map(|p| Some(((q, *p), *found.get(&(q, *p))?))),
+                );
+                wanted.remove(&q);
             }
         }
         back *= 8;
@@ -289,21 +324,21 @@ pub fn source_offsets(
         side_topic,
         &reads,
         source_topic,
-        |partition, mark| {
+        |_, partition, mark| {
             offsets.entry(partition).or_default().push(mark.offset);
         },
     )?;
     Ok(offsets)
 }
 
-/// Calls `visit` with the source partition and mark of every side record from
+/// Calls `visit` with the side partition, source partition and mark of every side record from
 /// `source_topic` in each `(partition, from, end)` range of `topic`, read by one consumer.
 fn scan(
     options: &ClientOptions,
     topic: &str,
     reads: &[(i32, i64, i64)],
     source_topic: &str,
-    mut visit: impl FnMut(i32, SideMark),
+    mut visit: impl FnMut(i32, i32, SideMark),
 ) -> Result<(), KafkaError> {
     let mut open: HashMap<i32, i64> = reads
         .iter()
@@ -341,7 +376,7 @@ fn scan(
             Some(Ok(message)) => {
                 deadline = Instant::now() + REACHABILITY_TIMEOUT;
                 if let Some((partition, mark)) = mark_of(&message, source_topic) {
-                    visit(partition, mark);
+                    visit(message.partition(), partition, mark);
                 }
                 if open
                     .get(&message.partition())

@@ -258,7 +258,12 @@ fn validate(
             .chain(raw.windows.iter().map(|w| w.name.as_str())),
         &mut problems,
     );
-    let windows = windows::validate(&raw.windows, &streams, &stream_names, &mut problems);
+    let windows = windows::validate(
+        &raw.windows,
+        (&streams, &stream_names),
+        &raw.kafka.group,
+        &mut problems,
+    );
     let alerts = alerts::validate(&raw.alerts, &streams, &stream_names, &mut problems);
     if !problems.0.is_empty() {
         return Err(problems.0);

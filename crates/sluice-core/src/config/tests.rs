@@ -268,9 +268,13 @@ fn a_window_compiles_its_aggregates_against_the_stream() {
 
 #[test]
 fn a_window_is_a_tumble_a_hop_or_a_session_but_only_one() {
+    let keyed = SENSOR_STREAM.replace(
+        "event_time = \"ts\"",
+        "event_time = \"ts\"\nkey = \"device_id\"",
+    );
     let window = |kind: &str| {
         parse(&format!(
-            r#"{SENSOR_STREAM}
+            r#"{keyed}
             [[windows]]
             name = "visits"
             from = "sensor_events"
@@ -290,6 +294,44 @@ fn a_window_is_a_tumble_a_hop_or_a_session_but_only_one() {
     assert!(err.to_string().contains("windows.visits.tumble"), "{err}");
     let err = window(r#"session = "0s""#).unwrap_err();
     assert!(err.to_string().contains("windows.visits.session"), "{err}");
+}
+
+#[test]
+fn a_window_not_grouped_by_the_stream_key_goes_through_a_repartition_topic() {
+    // SENSOR_STREAM declares no key: its records of one device may be in any partition.
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[windows]]
+        name = "per_site"
+        from = "sensor_events"
+        group_by = ["device_id"]
+        tumble = "1m"
+        aggregates = {{ n = "count(*)" }}
+        uri = "lake/per_site"
+        "#
+    ))
+    .unwrap();
+    assert_eq!(
+        pipeline.windows[0].repartition_topic.as_deref(),
+        Some("g-per_site-repartition")
+    );
+    let err = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[windows]]
+        name = "visits"
+        from = "sensor_events"
+        group_by = ["device_id"]
+        session = "30s"
+        aggregates = {{ n = "count(*)" }}
+        uri = "lake/visits"
+        "#
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("repartitioned sessions are not built"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub struct Window {
     pub flush: FlushPolicy,
     /// Where late events go, if anywhere.
     pub late_topic: Option<String>,
+    /// The internal topic the stream's events go through, keyed by `group_by`, when that is
+    /// not the stream's key: `<group>-<window>-repartition`.
+    pub repartition_topic: Option<String>,
 }
 
 impl Window {
@@ -47,21 +50,21 @@ impl Window {
 
 pub(super) fn validate(
     raw: &[WindowSection],
-    streams: &[Stream],
-    stream_names: &HashSet<&str>,
+    streams: (&[Stream], &HashSet<&str>),
+    group: &str,
     problems: &mut Problems,
 ) -> Vec<Window> {
     raw.iter()
         .enumerate()
-        .filter_map(|(index, window)| validate_one(index, window, streams, stream_names, problems))
+        .filter_map(|(index, window)| validate_one(index, window, streams, group, problems))
         .collect()
 }
 
 fn validate_one(
     index: usize,
     raw: &WindowSection,
-    streams: &[Stream],
-    stream_names: &HashSet<&str>,
+    (streams, stream_names): (&[Stream], &HashSet<&str>),
+    group: &str,
     problems: &mut Problems,
 ) -> Option<Window> {
     let at = entry_path("windows", index, &raw.name);
@@ -136,6 +139,17 @@ fn validate_one(
             "expected a Kafka topic other than the stream's own",
         );
     }
+    // Events of one key share a partition only when the topic is keyed by exactly that key.
+    let repartition = raw.group_by.len() != 1 || stream.key.as_ref() != Some(&raw.group_by[0]);
+    if repartition && raw.session.is_some() {
+        problems.add(
+            format!("{at}.group_by"),
+            format!(
+                "a session window must group by the stream's key ({}): repartitioned sessions are not built",
+                stream.key.as_deref().unwrap_or("the stream has none")
+            ),
+        );
+    }
     if problems.0.len() > before {
         return None;
     }
@@ -159,6 +173,7 @@ fn validate_one(
         partition_by,
         flush,
         late_topic: raw.late_topic.clone(),
+        repartition_topic: repartition.then(|| format!("{group}-{}-repartition", raw.name)),
     })
 }
 

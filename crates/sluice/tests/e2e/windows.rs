@@ -110,7 +110,10 @@ flush = {{ max_latency = "1s" }}
                 number("sluice.source.partition"),
                 number("sluice.source.offset"),
             );
-            assert!(ids.insert(id), "{context}: late event {id:?} of {window} reported twice");
+            assert!(
+                ids.insert(id),
+                "{context}: late event {id:?} of {window} reported twice"
+            );
         }
         ids
     }
@@ -144,7 +147,10 @@ flush = {{ max_latency = "1s" }}
             .filter(|(_, lag)| lag.is_some_and(|lag| lag > LATENESS_US))
             .map(|(id, _)| id)
             .collect();
-        assert_eq!(late, should_be_late, "{context}: late events of the sessions");
+        assert_eq!(
+            late, should_be_late,
+            "{context}: late events of the sessions"
+        );
         let exclude = not_in(&late);
         let oracle = python_query(
             raw_uri,
