@@ -218,7 +218,8 @@ impl SideProducer {
     }
 }
 
-fn partition_count(options: &ClientOptions, topic: &str) -> Result<i32, KafkaError> {
+/// How many partitions `topic` has. Blocking.
+pub fn partition_count(options: &ClientOptions, topic: &str) -> Result<i32, KafkaError> {
     let metadata = options.fetch_metadata(Some(topic))?;
     Ok(metadata.topics()[0].partitions().len() as i32)
 }

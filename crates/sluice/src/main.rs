@@ -102,13 +102,14 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let summary = stream::run(options, shutdown).await?;
             eprintln!(
-                "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} window rows; {} late events; {} commits fenced",
+                "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} window rows; {} events repartitioned; {} late events; {} commits fenced",
                 summary.rows,
                 summary.commits,
                 summary.rejected,
                 summary.dead_lettered,
                 summary.alerts,
                 summary.windows,
+                summary.forwarded,
                 summary.late,
                 summary.fenced
             );

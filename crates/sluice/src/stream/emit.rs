@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::windows::WindowLane;
+use super::windows::{LaneWatermark, WindowLane};
 use super::{State, Target, WindowOutput};
 
 impl State {
@@ -17,6 +17,19 @@ impl State {
             .iter()
             .filter(move |((topic, _), _)| *topic == output.topic)
             .map(move |(_, lane)| &lane.windows[output.slot])
+    }
+
+    /// When the oldest uncommitted progress of a window table arrived: emitted windows, or
+    /// events forwarded to its repartition topic.
+    pub(super) fn window_since(&self, output: &WindowOutput) -> Option<Instant> {
+        let states = self.window_states(output).filter_map(WindowLane::since);
+        let forwards = output.fed_by.iter().flat_map(|(topic, slot, _)| {
+            self.lanes
+                .iter()
+                .filter(move |((t, _), _)| t == topic)
+                .filter_map(move |(_, lane)| lane.forwards[*slot].since())
+        });
+        states.chain(forwards).min()
     }
 
     /// Moves each window's close watermark in every lane of its stream to the stream's
@@ -35,9 +48,12 @@ impl State {
                 if now.duration_since(heard) >= config.idle_timeout {
                     continue;
                 }
-                match state.and_then(|w| w.watermark()) {
-                    Some(w) => watermark = Some(watermark.map_or(w, |m: i64| m.min(w))),
-                    None => held = true,
+                match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
+                    LaneWatermark::At(w) => {
+                        watermark = Some(watermark.map_or(w, |m: i64| m.min(w)));
+                    }
+                    LaneWatermark::Held => held = true,
+                    LaneWatermark::Idle => {}
                 }
             }
             let Some(watermark) = watermark.filter(|_| !held) else {
@@ -55,11 +71,18 @@ impl State {
         Ok(())
     }
 
-    /// Commits one window table's emitted windows and marks from every lane in one commit.
+    /// Commits one window table's emitted windows and marks from every lane in one commit,
+    /// with how far the stream's lanes forwarded for a repartitioned window.
     pub(super) async fn commit_window(&mut self, index: usize) -> Result<()> {
         let output = &self.windows[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
-        let (batches, progress) = self.gather(&topic, |lane| lane.windows[slot].take_pending());
+        let fed_by = output.fed_by.clone();
+        let (batches, mut progress) = self.gather(&topic, |lane| lane.windows[slot].take_pending());
+        if let Some((stream_topic, forward, _)) = &fed_by {
+            let (_, forwarded) =
+                self.gather(stream_topic, |lane| lane.forwards[*forward].take_pending());
+            progress.extend(forwarded);
+        }
         let Some(rows) = self
             .land(Target::Window(index), &batches, &progress)
             .await?
@@ -69,7 +92,12 @@ impl State {
         self.summary.windows += rows as u64;
         for p in &progress {
             if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
-                lane.windows[slot].committed = Some(p.last_offset);
+                match &fed_by {
+                    Some((stream_topic, forward, _)) if *stream_topic == p.topic => {
+                        lane.forwards[*forward].committed = Some(p.last_offset);
+                    }
+                    _ => lane.windows[slot].committed = Some(p.last_offset),
+                }
             }
         }
         Ok(())

@@ -78,7 +78,7 @@ pub struct Pending {
 }
 
 impl TableBuffer {
-    fn new(committed: Option<i64>) -> Self {
+    pub(super) fn new(committed: Option<i64>) -> Self {
         Self {
             committed,
             last_seen: committed,
@@ -92,6 +92,15 @@ impl TableBuffer {
     /// Whether there is progress not yet committed.
     pub fn has_pending(&self) -> bool {
         self.last_seen > self.committed
+    }
+
+    /// Records processing of offsets up to `last_offset`, where nothing is buffered (how far a
+    /// repartitioned window's events were forwarded).
+    pub fn progressed(&mut self, last_offset: i64, now: Instant) {
+        if self.last_seen.is_none_or(|seen| last_offset > seen) {
+            self.last_seen = Some(last_offset);
+            self.since.get_or_insert(now);
+        }
     }
 
     /// Buffered rows.
@@ -139,6 +148,10 @@ pub struct Lane {
     pub side_marks: HashMap<String, SideMark>,
     /// One state per window aggregation of the lane's stream, in the stream's window order.
     pub windows: Vec<WindowLane>,
+    /// Per repartitioned window of the lane's stream, how far its events were forwarded.
+    pub forwards: Vec<TableBuffer>,
+    /// Per repartition topic and partition, the last record forwarded from this partition.
+    pub forwarded: HashMap<(String, i32), SideMark>,
 }
 
 impl Lane {
@@ -166,6 +179,8 @@ impl Lane {
             tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
             side_marks: HashMap::new(),
             windows: Vec::new(),
+            forwards: Vec::new(),
+            forwarded: HashMap::new(),
         }
     }
 

@@ -10,6 +10,7 @@ mod emit;
 mod lanes;
 /// Tables, producer and lanes opened from the lake and the side topics.
 mod opening;
+mod repartition;
 mod side;
 mod windows;
 
@@ -22,7 +23,7 @@ use sluice_core::config::{Pipeline, Table, Window, defaults};
 use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
-use sluice_kafka::side::SideProducer;
+use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, SideProducer};
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -31,6 +32,7 @@ use lanes::{Admit, Lane, Pending};
 use opening::{
     PrefetchedMarks, by_topic, connect_side_producer, lane_for, open_outputs, side_marks,
 };
+use repartition::{Forward, origin_partition};
 use side::{Original, SideOutputs};
 use windows::WindowLane;
 
@@ -83,6 +85,8 @@ pub struct StreamSummary {
     pub late: u64,
     /// Window rows committed.
     pub windows: u64,
+    /// Events sent to repartition topics.
+    pub forwarded: u64,
     /// Delta commits made.
     pub commits: u64,
     /// Commits refused because another member had taken over the partitions.
@@ -98,13 +102,18 @@ struct Output {
     slot: usize,
 }
 
-/// A window table being written and the stream feeding it.
+/// A window table being written and the topic feeding it.
 struct WindowOutput {
     table: LakeTable,
     config: Window,
+    /// The stream's topic, or the window's repartition topic.
     topic: String,
-    /// The window's position among its stream's windows (its state in each lane).
+    /// The window's position among its topic's windows (its state in each lane).
     slot: usize,
+    /// For a repartitioned window: the stream's topic, the window's position among its
+    /// forwards (how far each lane forwarded is committed with the window table), and its
+    /// partition count.
+    fed_by: Option<(String, usize, i32)>,
 }
 
 /// A table to commit to.
@@ -120,6 +129,10 @@ struct Source {
     outputs: Vec<usize>,
     windows: Vec<usize>,
     side: SideOutputs,
+    /// Repartitioned windows, whose events this topic's lanes forward.
+    forwards: Vec<Forward>,
+    /// A repartition topic: each record names its source partition in its headers.
+    reads_origins: bool,
 }
 
 /// Runs until `shutdown` fires (then commits what is buffered) or, with `until_caught_up`,
@@ -275,6 +288,10 @@ impl State {
             };
             let source = &self.sources[topic];
             let decoded = source.decoder.decode(topic, &taken, ingested_at_us);
+            let origins = source
+                .reads_origins
+                .then(|| origins_of(&records, &decoded.batch))
+                .transpose()?;
             let message = match source.side.dead_letter_topic() {
                 Some(_) => {
                     "Sent a record that does not fit the stream's schema to the dead-letter topic."
@@ -291,7 +308,7 @@ impl State {
                 let offsets = lane.windows[output.slot].ingest(
                     output.config.kind(),
                     output.config.aggregation.event_time(),
-                    &decoded.batch,
+                    (&decoded.batch, origins.as_deref()),
                     last_offset,
                     now,
                 );
@@ -327,6 +344,26 @@ impl State {
                 }
                 self.summary.dead_lettered += side.dead_letters;
                 self.summary.alerts += side.alerts;
+                for (slot, forward) in source.forwards.iter().enumerate() {
+                    if lane.forwards[slot]
+                        .committed
+                        .is_some_and(|c| last_offset <= c)
+                    {
+                        continue;
+                    }
+                    let records = forward.records(
+                        (topic, partition),
+                        &decoded.batch,
+                        producer,
+                        original,
+                        &mut lane.forwarded,
+                    )?;
+                    tokio::task::block_in_place(|| {
+                        records.iter().try_for_each(|record| producer.send(record))
+                    })?;
+                    self.summary.forwarded += records.len() as u64;
+                    lane.forwards[slot].progressed(last_offset, now);
+                }
             }
             for &output in &source.outputs {
                 let output = &self.outputs[output];
@@ -353,7 +390,7 @@ impl State {
             Some(since + output.config.flush.max_latency)
         });
         let windows = self.windows.iter().filter_map(|output| {
-            let since = self.window_states(output).filter_map(|w| w.since()).min()?;
+            let since = self.window_since(output)?;
             Some(since + output.config.flush.max_latency)
         });
         tables.chain(windows).min()
@@ -395,10 +432,7 @@ impl State {
                 .window_states(output)
                 .map(WindowLane::pending_rows)
                 .sum();
-            let oldest = self
-                .window_states(output)
-                .filter_map(WindowLane::since)
-                .min();
+            let oldest = self.window_since(output);
             let due = oldest.is_some_and(|since| {
                 all || rows >= flush.max_rows || since.elapsed() >= flush.max_latency
             });
@@ -548,6 +582,7 @@ impl State {
             || self.lanes.values().any(|l| {
                 l.tables.iter().any(|t| t.has_pending())
                     || l.windows.iter().any(|w| w.has_pending())
+                    || l.forwards.iter().any(|f| f.has_pending())
             })
         {
             return Ok(false);
@@ -650,12 +685,54 @@ fn original_of<'a>(message: &'a rdkafka::message::BorrowedMessage<'_>) -> Origin
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|h| (h.key, h.value.unwrap_or_default()))
+                    .filter(|h| h.key != ORDINAL)
+                    .map(|h| (origin_name(h.key), h.value.unwrap_or_default()))
                     .collect()
             })
             .unwrap_or_default(),
         timestamp: message.timestamp().to_millis(),
     }
+}
+
+/// The name a header of a consumed record keeps in a side copy: a record from a repartition
+/// topic names its source in `sluice.source.*`, which the copy needs for its own source, so
+/// those become `sluice.origin.*`.
+fn origin_name(key: &str) -> &str {
+    match key {
+        SOURCE_TOPIC => "sluice.origin.topic",
+        SOURCE_PARTITION => "sluice.origin.partition",
+        SOURCE_OFFSET => "sluice.origin.offset",
+        other => other,
+    }
+}
+
+/// Per row of `decoded`, the source partition its record from a repartition topic names.
+fn origins_of(
+    records: &[&rdkafka::message::BorrowedMessage<'_>],
+    decoded: &RecordBatch,
+) -> Result<Vec<i32>> {
+    use arrow::array::AsArray;
+    use rdkafka::Message;
+    let by_offset: HashMap<i64, &rdkafka::message::BorrowedMessage<'_>> =
+        records.iter().map(|m| (m.offset(), *m)).collect();
+    let offsets = decoded
+        .column_by_name(sluice_core::schema::OFFSET_COLUMN)
+        .context("decoded rows carry _offset")?
+        .as_primitive::<arrow::datatypes::Int64Type>();
+    offsets
+        .values()
+        .iter()
+        .map(|offset| {
+            let message = by_offset.get(offset).context("a decoded row's record")?;
+            origin_partition(message).with_context(|| {
+                format!(
+                    "record {}/{}@{offset} of a repartition topic names no source partition",
+                    message.topic(),
+                    message.partition()
+                )
+            })
+        })
+        .collect()
 }
 
 /// Re-reads the tables fed by `topic` (every table when `None`) at their latest version.

@@ -8,11 +8,15 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use sluice_core::Decoder;
 use sluice_kafka::ClientOptions;
-use sluice_kafka::side::{SideMark, SideProducer, last_marks};
+use sluice_kafka::admin;
+use sluice_kafka::side::{
+    SideMark, SideProducer, last_marks, last_marks_per_side_partition, partition_count,
+};
 use sluice_lake::LakeTable;
 use tracing::info;
 
-use super::lanes::Lane;
+use super::lanes::{Lane, TableBuffer};
+use super::repartition::Forward;
 use super::side::SideOutputs;
 use super::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
 use super::{Output, Source, StreamOptions, WindowOutput};
@@ -31,6 +35,8 @@ pub(super) async fn open_outputs(
             outputs: Vec::new(),
             windows: Vec::new(),
             side: SideOutputs::of(&options.pipeline, stream),
+            forwards: Vec::new(),
+            reads_origins: false,
         });
         for config in options
             .pipeline
@@ -70,29 +76,78 @@ pub(super) async fn open_outputs(
         )
         .await?;
         info!(window = %config.name, uri = %table.url(), version = ?table.version(), "Opened window table.");
-        let source = sources
+        let stream_source = sources
             .get_mut(&stream.topic)
             .expect("every stream has a source");
-        source.windows.push(windows.len());
+        let Some(internal) = &config.repartition_topic else {
+            stream_source.windows.push(windows.len());
+            windows.push(WindowOutput {
+                table,
+                config: config.clone(),
+                topic: stream.topic.clone(),
+                slot: stream_source.windows.len() - 1,
+                fed_by: None,
+            });
+            continue;
+        };
+        stream_source.forwards.push(Forward {
+            window: windows.len(),
+            topic: internal.clone(),
+            key_columns: config.group_by.clone(),
+        });
+        let forward_slot = stream_source.forwards.len() - 1;
+        let partitions = ensure_repartition_topic(&options.client, &stream.topic, internal).await?;
+        info!(window = %config.name, topic = %internal, partitions, "Repartitioning through an internal topic keyed by the window's group_by.");
+        sources.insert(
+            internal.clone(),
+            Source {
+                decoder: Decoder::new(stream.schema.clone(), stream.max_record_size),
+                outputs: Vec::new(),
+                windows: vec![windows.len()],
+                side: SideOutputs::of_repartitioned(stream, config),
+                forwards: Vec::new(),
+                reads_origins: true,
+            },
+        );
         windows.push(WindowOutput {
             table,
             config: config.clone(),
-            topic: stream.topic.clone(),
-            slot: source.windows.len() - 1,
+            topic: internal.clone(),
+            slot: 0,
+            fed_by: Some((stream.topic.clone(), forward_slot, partitions)),
         });
     }
     Ok((outputs, windows, sources))
 }
 
-/// A producer for the dead-letter and alert topics, if the pipeline has any; fails fast on a
-/// missing topic.
+/// Creates `internal` with as many partitions as `topic` unless it exists; returns `topic`'s
+/// partition count.
+async fn ensure_repartition_topic(
+    client: &ClientOptions,
+    topic: &str,
+    internal: &str,
+) -> Result<i32> {
+    let (owned, source) = (client.clone(), topic.to_string());
+    let partitions =
+        tokio::task::spawn_blocking(move || partition_count(&owned, &source)).await??;
+    admin::create_topic(client, internal, partitions, 1)
+        .await
+        .with_context(|| format!("creating the repartition topic {internal}"))?;
+    Ok(partitions)
+}
+
+/// A producer for the dead-letter, alert and repartition topics, if the pipeline has any;
+/// fails fast on a missing topic.
 pub(super) async fn connect_side_producer(
     client: &ClientOptions,
     sources: &BTreeMap<String, Source>,
 ) -> Result<Option<SideProducer>> {
     let mut topics: Vec<String> = sources
         .values()
-        .flat_map(|s| s.side.topics())
+        .flat_map(|s| {
+            let forwards = s.forwards.iter().map(|f| f.topic.as_str());
+            s.side.topics().into_iter().chain(forwards)
+        })
         .map(String::from)
         .collect();
     topics.sort_unstable();
@@ -118,42 +173,61 @@ pub(super) async fn lane_for<'a>(
     key: (String, i32),
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
+        let source = &sources[&key.0];
         let committed = committed_offsets(outputs, sources, &key).await?;
-        let mut window_marks = Vec::new();
-        for &window in &sources[&key.0].windows {
-            let lateness = windows[window].config.allowed_lateness_us;
-            window_marks.push((
-                window_marks_of(&windows[window].table, &key).await?,
-                lateness,
-            ));
-        }
-        let resumes: Vec<Option<i64>> = window_marks
-            .iter()
-            .map(|(marks, _)| WindowLane::resume_offset(marks))
-            .collect();
-        let mut lane = Lane::resuming(&committed, &resumes);
         let now = Instant::now();
-        lane.windows = window_marks
-            .into_iter()
-            .map(|(marks, lateness)| WindowLane::new(marks, lateness, now))
-            .collect();
-        lane.side_marks = match prefetched.remove(&key) {
+        let mut resumes = Vec::new();
+        let mut window_lanes = Vec::new();
+        for &window in &source.windows {
+            let output = &windows[window];
+            let marks = window_marks_of(&output.table, &key).await?;
+            resumes.push(WindowLane::resume_offset(&marks));
+            let lane = WindowLane::new(marks, output.config.allowed_lateness_us, now);
+            window_lanes.push(match output.fed_by {
+                Some((_, _, partitions)) => {
+                    lane.fed_by_partitions(partitions, output.config.idle_timeout)
+                }
+                None => lane,
+            });
+        }
+        let mut forwards = Vec::new();
+        for forward in &source.forwards {
+            let table = &windows[forward.window].table;
+            let forwarded = table.committed_offset(&key.0, key.1).await?;
+            resumes.push(forwarded.map(|c| c + 1));
+            forwards.push(TableBuffer::new(forwarded));
+        }
+        let mut lane = Lane::resuming(&committed, &resumes);
+        lane.windows = window_lanes;
+        lane.forwards = forwards;
+        let marks = match prefetched.remove(&key) {
             Some(marks) => marks,
             None => side_marks(client, sources, &key.0, &[key.1])?
                 .remove(&key)
                 .unwrap_or_default(),
         };
+        lane.side_marks = marks.side;
+        lane.forwarded = marks.forwarded;
         info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, side = ?lane.side_marks, "Lane opened from the lake's offsets.");
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
 }
 
-/// Per partition, the last side record sent per side topic, read at assignment for all the
-/// partitions assigned at once, taken by each lane as it opens.
-pub(super) type PrefetchedMarks = HashMap<(String, i32), HashMap<String, SideMark>>;
+/// What side topics hold from one partition.
+#[derive(Debug, Default)]
+pub(super) struct LaneMarks {
+    /// Per side topic (dead letters, alerts, late events), the last record sent.
+    side: HashMap<String, SideMark>,
+    /// Per repartition topic and partition, the last record forwarded.
+    forwarded: HashMap<(String, i32), SideMark>,
+}
 
-/// The last side record each side topic of `topic`'s stream holds for each of `partitions`.
+/// Per partition, what the side topics hold from it, read at assignment for all the
+/// partitions assigned at once, taken by each lane as it opens.
+pub(super) type PrefetchedMarks = HashMap<(String, i32), LaneMarks>;
+
+/// What each side and repartition topic of `topic`'s stream holds from each of `partitions`.
 pub(super) fn side_marks(
     client: &ClientOptions,
     sources: &BTreeMap<String, Source>,
@@ -162,7 +236,7 @@ pub(super) fn side_marks(
 ) -> Result<PrefetchedMarks> {
     let mut marks: PrefetchedMarks = partitions
         .iter()
-        .map(|p| ((topic.to_string(), *p), HashMap::new()))
+        .map(|p| ((topic.to_string(), *p), LaneMarks::default()))
         .collect();
     for side_topic in sources[topic].side.topics() {
         let found =
@@ -170,7 +244,23 @@ pub(super) fn side_marks(
                 .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
         for (partition, mark) in found {
             if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
-                lane.insert(side_topic.to_string(), mark);
+                lane.side.insert(side_topic.to_string(), mark);
+            }
+        }
+    }
+    for forward in &sources[topic].forwards {
+        let internal = forward.topic.as_str();
+        let found = tokio::task::block_in_place(|| {
+            last_marks_per_side_partition(client, internal, topic, partitions)
+        })
+        .with_context(|| format!("reading what {internal} holds from {topic}"))?;
+        for (partition, per_side_partition) in found {
+            if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
+                lane.forwarded.extend(
+                    per_side_partition
+                        .into_iter()
+                        .map(|(q, mark)| ((internal.to_string(), q), mark)),
+                );
             }
         }
     }

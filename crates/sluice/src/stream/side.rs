@@ -15,7 +15,7 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use arrow::json::LineDelimitedWriter;
 use chrono::{DateTime, SecondsFormat};
 use sluice_core::DecodedBatch;
-use sluice_core::config::{Pipeline, Stream};
+use sluice_core::config::{Pipeline, Stream, Window};
 use sluice_core::expressions::Predicate;
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_kafka::side::{SideMark, SideRecord};
@@ -121,7 +121,7 @@ impl SideOutputs {
         let late = pipeline
             .windows
             .iter()
-            .filter(|window| window.from == stream.name)
+            .filter(|window| window.from == stream.name && window.repartition_topic.is_none())
             .map(|window| {
                 let topic = window.late_topic.clone()?;
                 let next = per_topic.entry(topic.clone()).or_default();
@@ -144,6 +144,25 @@ impl SideOutputs {
                 .key
                 .as_ref()
                 .and_then(|key| fields.iter().position(|f| &f.name == key)),
+            field_count: fields.len(),
+            event_time_column: stream.schema.event_time_index(),
+        }
+    }
+
+    /// The side outputs of a repartition topic's lanes: the late events of its window.
+    pub fn of_repartitioned(stream: &Stream, window: &Window) -> Self {
+        let late = window.late_topic.clone().map(|topic| LateOutput {
+            window: window.name.clone(),
+            topic,
+            ordinal: 0,
+        });
+        let fields = stream.schema.fields();
+        Self {
+            stream: stream.name.clone(),
+            dead_letter_topic: None,
+            rules: Vec::new(),
+            late: vec![late],
+            key_column: None,
             field_count: fields.len(),
             event_time_column: stream.schema.event_time_index(),
         }
@@ -235,6 +254,7 @@ impl SideOutputs {
                         payload,
                         headers: Vec::new(),
                         timestamp: None,
+                        partition: None,
                     },
                     Kind::Alert,
                 ));
@@ -290,6 +310,7 @@ impl SideOutputs {
             payload: payload[..payload.len().min(DEAD_LETTER_MAX_PAYLOAD)].to_vec(),
             headers,
             timestamp: source.timestamp,
+            partition: None,
         }
     }
 

@@ -16,7 +16,8 @@
 //! a partition's sessions close no further than that line: so a session once emitted can
 //! never gain an event, and a replay draws the line where it was.
 
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
@@ -61,6 +62,29 @@ struct OpenRows {
     max_before: Option<i64>,
 }
 
+/// A lane's contribution to its stream's watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneWatermark {
+    /// Its watermark.
+    At(i64),
+    /// None yet: it holds the stream's watermark back.
+    Held,
+    /// Nothing to say: silent past the idle timeout.
+    Idle,
+}
+
+/// For a lane of a repartition topic: its records come from every partition of the stream's
+/// topic, each in order, so its watermark is the lowest over them.
+#[derive(Debug)]
+struct Origins {
+    /// The stream topic's partition count.
+    count: i32,
+    idle_timeout: Duration,
+    opened: Instant,
+    /// Per source partition: the newest event time seen from it here, and when it arrived.
+    seen: HashMap<i32, (i64, Instant)>,
+}
+
 /// One window aggregation's state in one lane.
 #[derive(Debug)]
 pub struct WindowLane {
@@ -82,6 +106,7 @@ pub struct WindowLane {
     /// When a record last arrived: a lane silent past the idle timeout no longer holds back
     /// the stream's watermark.
     pub last_arrival: Instant,
+    origins: Option<Origins>,
 }
 
 impl WindowLane {
@@ -100,7 +125,20 @@ impl WindowLane {
             pending_rows: 0,
             since: None,
             last_arrival: now,
+            origins: None,
         }
+    }
+
+    /// Makes this the lane of a repartition topic fed by `count` source partitions, each of
+    /// which stops holding the watermark back after `idle_timeout` without records here.
+    pub fn fed_by_partitions(mut self, count: i32, idle_timeout: Duration) -> Self {
+        self.origins = Some(Origins {
+            count,
+            idle_timeout,
+            opened: self.last_arrival,
+            seen: HashMap::new(),
+        });
+        self
     }
 
     /// Where reading must start for this window: its replay offset, else after its committed
@@ -109,13 +147,14 @@ impl WindowLane {
         marks.replay_from.or(marks.committed.map(|c| c + 1))
     }
 
-    /// Takes a lane's decoded rows up to `last_offset`; returns the offsets of late events,
-    /// which have not been reported before.
+    /// Takes a lane's decoded rows up to `last_offset` (on a repartition topic, with each row's
+    /// source partition); returns the offsets of late events, which have not been reported
+    /// before.
     pub fn ingest(
         &mut self,
         kind: WindowKind,
         event_time: &str,
-        batch: &RecordBatch,
+        (batch, origins): (&RecordBatch, Option<&[i32]>),
         last_offset: i64,
         now: Instant,
     ) -> Vec<i64> {
@@ -140,6 +179,10 @@ impl WindowLane {
             }
             first.get_or_insert((offset, self.running_max_us));
             let t = times.value(row);
+            if let (Some(state), Some(origins)) = (&mut self.origins, origins) {
+                let seen = state.seen.entry(origins[row]).or_insert((t, now));
+                *seen = (seen.0.max(t), now);
+            }
             let open = match kind {
                 WindowKind::Session { .. } => self
                     .running_max_us
@@ -171,9 +214,28 @@ impl WindowLane {
         late
     }
 
-    /// The lane's own watermark: the newest event time less the allowed lateness.
-    pub fn watermark(&self) -> Option<i64> {
-        self.max_event_us.map(|m| m - self.allowed_lateness_us)
+    /// The lane's own watermark: the newest event time less the allowed lateness; on a
+    /// repartition topic, the lowest over the source partitions not idle (one never seen holds
+    /// it back until the lane has been open for the idle timeout).
+    pub fn watermark(&self, now: Instant) -> LaneWatermark {
+        let Some(origins) = &self.origins else {
+            return self.max_event_us.map_or(LaneWatermark::Held, |m| {
+                LaneWatermark::At(m - self.allowed_lateness_us)
+            });
+        };
+        let mut lowest = None;
+        for partition in 0..origins.count {
+            match origins.seen.get(&partition) {
+                Some((_, heard)) if now.duration_since(*heard) >= origins.idle_timeout => {}
+                Some((max, _)) => {
+                    let watermark = max - self.allowed_lateness_us;
+                    lowest = Some(lowest.map_or(watermark, |l: i64| l.min(watermark)));
+                }
+                None if now.duration_since(origins.opened) >= origins.idle_timeout => {}
+                None => return LaneWatermark::Held,
+            }
+        }
+        lowest.map_or(LaneWatermark::Idle, LaneWatermark::At)
     }
 
     /// Moves the close watermark to `to` (never back; for sessions, no further than the
@@ -406,9 +468,11 @@ mod tests {
         let mut feed = |lane: &mut WindowLane, from: usize, to: usize| {
             let rows = batch(&arrivals[from..to], from as i64);
             late += lane
-                .ingest(kind, "ts", &rows, to as i64 - 1, Instant::now())
+                .ingest(kind, "ts", (&rows, None), to as i64 - 1, Instant::now())
                 .len();
-            let watermark = lane.watermark().unwrap();
+            let LaneWatermark::At(watermark) = lane.watermark(Instant::now()) else {
+                panic!("a lane that read events has a watermark");
+            };
             runtime
                 .block_on(lane.advance(&aggregation, watermark))
                 .unwrap();

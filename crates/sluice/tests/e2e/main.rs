@@ -12,6 +12,7 @@ mod landing;
 mod members;
 mod outages;
 mod private;
+mod repartition;
 mod side_outputs;
 mod up;
 mod windows;

@@ -17,7 +17,7 @@ const MINUTE_US: i64 = 60_000_000;
 const LATENESS_US: i64 = 30_000_000;
 const SESSION_GAP_US: i64 = 5_000_000;
 /// Sentinel events this far after the data close every window of real events.
-const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
+pub const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
 
 /// A topic filled by bench/gen_sensor.py (5 % of events up to 30 s out of order, 0.5 % 2–10
 /// minutes late), keyed by device, then one sentinel event per partition far in the future.
@@ -120,7 +120,7 @@ flush = {{ max_latency = "1s" }}
 
     /// Per event of the raw table at `raw_uri`, (partition, offset) → how far its event time
     /// is behind the newest one before it in its partition (µs; `None` for a partition's first).
-    fn lags(raw_uri: &str) -> BTreeMap<(i64, i64), Option<i64>> {
+    pub fn lags(raw_uri: &str) -> BTreeMap<(i64, i64), Option<i64>> {
         python_query(
             raw_uri,
             "select _partition as p, _offset as o, \
@@ -282,7 +282,7 @@ flush = {{ max_latency = "1s" }}
 }
 
 /// An SQL condition leaving out the events at `ids` (partition, offset).
-fn not_in(ids: &BTreeSet<(i64, i64)>) -> String {
+pub fn not_in(ids: &BTreeSet<(i64, i64)>) -> String {
     if ids.is_empty() {
         return String::new();
     }

@@ -1,0 +1,191 @@
+//! A window grouped by something other than the topic's key (`site`, while records are keyed
+//! by device), run by two processes in one group, each reading half of the partitions of both
+//! the stream's topic and the repartition topic: every window row equals DuckDB's `GROUP BY`
+//! over the raw table minus the late events, and each window is written once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::kafka::{Outgoing, produce_raw, read_all};
+use crate::members::Member;
+use crate::windows::{SENTINEL_AFTER, WindowFixture, not_in};
+
+const MINUTE_US: i64 = 60_000_000;
+const LATENESS_US: i64 = 30_000_000;
+const SITES: [&str; 3] = [
+    "plant-north-assembly",
+    "plant-south-assembly",
+    "plant-east-foundry",
+];
+
+#[test]
+fn a_repartitioned_window_is_right_with_two_processes_in_the_group() {
+    let dir = test_dir("repartition");
+    let fixture = WindowFixture::new("repartition", &dir, 40_000, 4);
+    // A far-future event per site from every partition: each repartition partition holding a
+    // site hears from every source partition that it is done.
+    let sentinels: Vec<String> = SITES
+        .iter()
+        .map(|site| {
+            format!(r#"{{"device_id":"sentinel","site":"{site}","ts":"{SENTINEL_AFTER}"}}"#)
+        })
+        .collect();
+    let records: Vec<Outgoing<'_>> = (0..4)
+        .flat_map(|partition| {
+            sentinels.iter().map(move |payload| Outgoing {
+                partition,
+                key: Some(b"sentinel"),
+                payload: payload.as_bytes(),
+                headers: &[],
+            })
+        })
+        .collect();
+    produce_raw(&fixture.topic, &records);
+    let raw = dir.join("lake/sensor_events").display().to_string();
+    let windows = dir.join("lake/site_1m").display().to_string();
+    let pipeline = write_pipeline(
+        &dir,
+        &fixture.topic,
+        &unique("group"),
+        &raw,
+        r#"{ max_latency = "1s" }"#,
+    );
+    extend_pipeline(
+        &pipeline,
+        "",
+        &format!(
+            r#"
+[[windows]]
+name = "site_1m"
+from = "sensor_events"
+group_by = ["site"]
+tumble = "1m"
+allowed_lateness = "30s"
+idle_timeout = "5s"
+aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
+uri = "{windows}"
+late_topic = "{}"
+flush = {{ max_latency = "1s" }}
+"#,
+            fixture.late_topic
+        ),
+    );
+    let mut first = Member::start(&pipeline, dir.join("first.log"));
+    let mut second = Member::start(&pipeline, dir.join("second.log"));
+    for member in [&mut first, &mut second] {
+        member.wait_for_log("-site_1m-repartition", 2, Duration::from_secs(60));
+    }
+
+    // Done when the raw table holds every event and the windows stopped changing for longer
+    // than the idle timeout.
+    let real_windows =
+        format!("select count(*) as n from t where window_start < '{SENTINEL_AFTER}'");
+    let started = Instant::now();
+    let (mut last, mut unchanged) = (usize::MAX, 0);
+    loop {
+        std::thread::sleep(Duration::from_secs(3));
+        let rows = python_query_if_exists(&raw, "select count(*) as n from t");
+        let landed = rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0);
+        let windows_now = python_query_if_exists(&windows, &real_windows)
+            .first()
+            .and_then(|r| r["n"].as_u64())
+            .unwrap_or(0) as usize;
+        unchanged = if windows_now == last {
+            unchanged + 1
+        } else {
+            0
+        };
+        if landed == 40_016 && windows_now > 0 && unchanged >= 4 {
+            break;
+        }
+        last = windows_now;
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "not done: {landed} events, {windows_now} windows\n{}\n{}",
+            first.logged(),
+            second.logged()
+        );
+    }
+    let (first_log, second_log) = (first.logged(), second.logged());
+    first.stop(Duration::from_secs(60));
+    second.stop(Duration::from_secs(60));
+    for log in [&first_log, &second_log] {
+        assert!(
+            log.contains("Partitions assigned") && log.contains("Committed"),
+            "each process read and committed partitions:\n{log}"
+        );
+    }
+
+    // Late events carry their origin in the stream's topic; each is really late there.
+    let mut late = BTreeSet::new();
+    for record in read_all(&fixture.late_topic, Duration::from_secs(3)) {
+        let number = |header: &str| {
+            record
+                .header(header)
+                .unwrap_or_else(|| panic!("late event without {header}"))
+                .parse::<i64>()
+                .unwrap()
+        };
+        let id = (
+            number("sluice.origin.partition"),
+            number("sluice.origin.offset"),
+        );
+        assert!(late.insert(id), "late event {id:?} reported twice");
+    }
+    let lags = WindowFixture::lags(&raw);
+    for id in &late {
+        let lag = lags[id].unwrap_or(i64::MIN);
+        assert!(lag > LATENESS_US, "{id:?} is late with a lag of {lag} µs");
+    }
+
+    let oracle = python_query(
+        &raw,
+        &format!(
+            "select epoch_us(ts) // {MINUTE_US} * {MINUTE_US} as ws, site, count(*) as n, \
+             avg(temperature_c) as avg_temp, max(vibration_g) as max_vib \
+             from t where device_id <> 'sentinel' {} group by all",
+            not_in(&late)
+        ),
+    );
+    let landed = python_query(
+        &windows,
+        &format!(
+            "select epoch_us(window_start) as ws, site, n, avg_temp, max_vib from t \
+             where window_start < '{SENTINEL_AFTER}' and site is not null"
+        ),
+    );
+    let key = |row: &Value| {
+        (
+            row["ws"].as_i64().unwrap(),
+            row["site"].as_str().unwrap().to_string(),
+        )
+    };
+    let mut written: BTreeMap<(i64, String), &Value> = BTreeMap::new();
+    for row in &landed {
+        assert!(
+            written.insert(key(row), row).is_none(),
+            "window {row} written twice"
+        );
+    }
+    assert_eq!(
+        written.len(),
+        oracle.len(),
+        "window count ({} late)",
+        late.len()
+    );
+    for want in &oracle {
+        let have = written
+            .get(&key(want))
+            .unwrap_or_else(|| panic!("window {want} missing"));
+        assert_eq!(have["n"], want["n"], "{want} vs {have}");
+        assert_eq!(have["max_vib"], want["max_vib"], "{want} vs {have}");
+        let (a, b) = (
+            have["avg_temp"].as_f64().unwrap(),
+            want["avg_temp"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{want} vs {have}");
+    }
+}
