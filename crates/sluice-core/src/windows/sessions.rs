@@ -7,14 +7,17 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use arrow::row::{RowConverter, Rows, SortField};
 
-/// Per batch and row of `rows`, the (start, end) of its session; `None` for a row without an
-/// event time.
+/// A session's (start, end) in microseconds.
+type Bounds = (i64, i64);
+
+/// Per batch and row of `rows`, the bounds of its session; `None` for a row without an event
+/// time.
 pub(super) fn bounds(
     rows: &[RecordBatch],
     keys: &[String],
     event_time: &str,
     gap: i64,
-) -> Result<Vec<Vec<Option<(i64, i64)>>>, String> {
+) -> Result<Vec<Vec<Option<Bounds>>>, String> {
     let keyed = key_rows(rows, keys)?;
     let same_key = |a: &(usize, usize, i64), b: &(usize, usize, i64)| match &keyed {
         Some(keyed) => keyed[a.0].row(a.1) == keyed[b.0].row(b.1),
@@ -40,7 +43,7 @@ pub(super) fn bounds(
         };
         by_key.then(a.2.cmp(&b.2))
     });
-    let mut bounds: Vec<Vec<Option<(i64, i64)>>> =
+    let mut bounds: Vec<Vec<Option<Bounds>>> =
         rows.iter().map(|b| vec![None; b.num_rows()]).collect();
     let mut first = 0;
     while first < events.len() {

@@ -510,7 +510,6 @@ mod tests {
                 }
             }
         }
-        drop(feed);
         runtime
             .block_on(lane.advance(&aggregation, i64::MAX / 4))
             .unwrap();
