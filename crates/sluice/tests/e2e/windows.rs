@@ -190,14 +190,7 @@ flush = {{ max_latency = "1s" }}
             for column in ["we", "n", "max_vib"] {
                 assert_eq!(have[column], want[column], "{context}: {want} vs {have}");
             }
-            let (a, b) = (
-                have["avg_temp"].as_f64().unwrap(),
-                want["avg_temp"].as_f64().unwrap(),
-            );
-            assert!(
-                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
-                "{context}: {want} vs {have}"
-            );
+            assert_same_average(have, want, context);
         }
     }
 
@@ -268,17 +261,22 @@ flush = {{ max_latency = "1s" }}
                 have["first_status"], want["first_status"],
                 "{context}: {want} vs {have}"
             );
-            let (a, b) = (
-                have["avg_temp"].as_f64().unwrap(),
-                want["avg_temp"].as_f64().unwrap(),
-            );
-            assert!(
-                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
-                "{context}: {want} vs {have}"
-            );
+            assert_same_average(have, want, context);
         }
         late_ids.len()
     }
+}
+
+/// A window's `avg_temp` against the oracle's, to floating-point summation order.
+pub fn assert_same_average(have: &Value, want: &Value, context: &str) {
+    let (a, b) = (
+        have["avg_temp"].as_f64().unwrap(),
+        want["avg_temp"].as_f64().unwrap(),
+    );
+    assert!(
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+        "{context}: {want} vs {have}"
+    );
 }
 
 /// An SQL condition leaving out the events at `ids` (partition, offset).

@@ -1,0 +1,249 @@
+//! Window lanes: arrival order, lateness, and restarts from commit marks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use proptest::prelude::*;
+use sluice_core::schema::utc_micros;
+
+use super::*;
+
+const SECOND: i64 = 1_000_000;
+const LATENESS: i64 = 30 * SECOND;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("ts", utc_micros(), true),
+        Field::new("v", DataType::Float64, true),
+        Field::new(OFFSET_COLUMN, DataType::Int64, true),
+    ]))
+}
+
+/// Events as (device, event time, value), offsets in arrival order.
+fn batch(events: &[(u8, i64, i64)], first_offset: i64) -> RecordBatch {
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                events.iter().map(|e| format!("d{}", e.0)),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(events.iter().map(|e| e.1))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(Float64Array::from_iter_values(
+                events.iter().map(|e| e.2 as f64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                (0..events.len() as i64).map(|i| first_offset + i),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// (window start, device) → (count, sum).
+type Emitted = BTreeMap<(i64, String), (i64, i64)>;
+
+fn aggregation(kind: WindowKind) -> WindowAggregation {
+    WindowAggregation::compile(
+        kind,
+        &schema(),
+        "ts",
+        &["device_id".to_string()],
+        &[
+            ("n".into(), "count(*)".into()),
+            ("s".into(), "sum(v)".into()),
+        ],
+    )
+    .unwrap()
+}
+
+/// Adds the windows of committed rows to `windows`; a window emitted twice fails.
+fn collect(windows: &mut Emitted, pending: Pending) {
+    for emitted in pending.batches {
+        let starts = emitted.column(0).as_primitive::<TimestampMicrosecondType>();
+        let devices = emitted.column(2).as_string::<i32>();
+        let counts = emitted.column(3).as_primitive::<Int64Type>();
+        let sums = emitted
+            .column(4)
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        for row in 0..emitted.num_rows() {
+            let key = (starts.value(row), devices.value(row).to_string());
+            let value = (counts.value(row), sums.value(row) as i64);
+            assert!(
+                windows.insert(key, value).is_none(),
+                "a window emitted twice"
+            );
+        }
+    }
+}
+
+/// Feeds `arrivals` (offsets = positions) in batches of the given sizes, advancing the
+/// lane's own watermark after each, then closes everything the lane may close. With
+/// `restart_after`, commits after that many batches, drops the lane, opens one from the
+/// commit's marks, replays from its replay offset up to the commit in one batch and goes
+/// on with the same batches as before. Returns the windows and the number of late events.
+fn run(
+    kind: WindowKind,
+    arrivals: &[(u8, i64, i64)],
+    splits: &[usize],
+    restart_after: Option<usize>,
+) -> (Emitted, usize) {
+    let aggregation = aggregation(kind);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut lane = WindowLane::new(WindowMarks::default(), LATENESS, Instant::now());
+    let mut windows = BTreeMap::new();
+    let mut late = 0;
+    let mut feed = |lane: &mut WindowLane, from: usize, to: usize| {
+        let rows = batch(&arrivals[from..to], from as i64);
+        late += lane
+            .ingest(kind, "ts", (&rows, None), to as i64 - 1, Instant::now())
+            .len();
+        let LaneWatermark::At(watermark) = lane.watermark(Instant::now()) else {
+            panic!("a lane that read events has a watermark");
+        };
+        runtime
+            .block_on(lane.advance(&aggregation, watermark))
+            .unwrap();
+    };
+    let mut sizes = splits.iter().copied().chain(std::iter::repeat(usize::MAX));
+    let (mut at, mut batches) = (0, 0);
+    while at < arrivals.len() {
+        let end = at
+            .saturating_add(sizes.next().unwrap().max(1))
+            .min(arrivals.len());
+        feed(&mut lane, at, end);
+        at = end;
+        batches += 1;
+        if restart_after == Some(batches) {
+            let pending = lane.take_pending().unwrap();
+            let mark = |name: &str| {
+                pending
+                    .marks
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| *v)
+            };
+            let marks = WindowMarks {
+                committed: Some(pending.last_offset),
+                replay_from: mark(REPLAY_FROM),
+                replay_max_us: mark(REPLAY_MAX_US),
+                close_us: mark(CLOSE_US),
+                max_event_us: mark(MAX_EVENT_US),
+            };
+            collect(&mut windows, pending);
+            lane = WindowLane::new(marks, LATENESS, Instant::now());
+            let from = WindowLane::resume_offset(&marks).unwrap() as usize;
+            if from < end {
+                feed(&mut lane, from, end);
+            }
+        }
+    }
+    runtime
+        .block_on(lane.advance(&aggregation, i64::MAX / 4))
+        .unwrap();
+    if let Some(pending) = lane.take_pending() {
+        collect(&mut windows, pending);
+    }
+    (windows, late)
+}
+
+fn kinds() -> impl Strategy<Value = WindowKind> {
+    prop_oneof![
+        Just(WindowKind::Tumble {
+            size_us: 60 * SECOND
+        }),
+        Just(WindowKind::Hop {
+            size_us: 60 * SECOND,
+            slide_us: 20 * SECOND,
+        }),
+        Just(WindowKind::Session { gap_us: 4 * SECOND }),
+    ]
+}
+
+/// Events one second apart from 3 devices, with values.
+fn in_order(events: &[(u8, i64)]) -> Vec<(u8, i64, i64)> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, (device, value))| (*device, 1_795_000_000 * SECOND + i as i64 * SECOND, *value))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Events one second apart, each delayed by less than the allowed lateness: whatever
+    /// the order they arrive in and however the batches fall, no event is late and the
+    /// windows are those of the in-order run.
+    #[test]
+    fn any_arrival_order_within_the_lateness_gives_the_same_windows(
+        kind in kinds(),
+        events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+        delays in prop::collection::vec(0i64..LATENESS, 400),
+        splits in prop::collection::vec(1usize..60, 0..40),
+    ) {
+        let in_order = in_order(&events);
+        let mut shuffled: Vec<(i64, (u8, i64, i64))> = in_order
+            .iter()
+            .zip(&delays)
+            .map(|(event, delay)| (event.1 + delay, *event))
+            .collect();
+        shuffled.sort_by_key(|(arrival, event)| (*arrival, event.1));
+        let shuffled: Vec<(u8, i64, i64)> = shuffled.into_iter().map(|(_, e)| e).collect();
+
+        let (expected, none_late) = run(kind, &in_order, &[], None);
+        let (got, late) = run(kind, &shuffled, &splits, None);
+        prop_assert_eq!(none_late, 0);
+        prop_assert_eq!(late, 0);
+        prop_assert_eq!(got, expected);
+    }
+
+    /// Events moved back by up to three times the lateness (so some are late): a commit
+    /// after any batch, then a restart from its marks, gives the windows and late events
+    /// of the run without a restart, each once.
+    #[test]
+    fn a_restart_after_any_commit_gives_the_same_windows_and_late_events(
+        kind in kinds(),
+        events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+        delays in prop::collection::vec(0i64..3 * LATENESS, 400),
+        splits in prop::collection::vec(1usize..60, 1..40),
+        restart_after in 1usize..40,
+    ) {
+        let arrivals: Vec<(u8, i64, i64)> = in_order(&events)
+            .iter()
+            .zip(&delays)
+            .map(|(event, delay)| (event.0, event.1 - delay, event.2))
+            .collect();
+        let (expected, expected_late) = run(kind, &arrivals, &splits, None);
+        let (got, late) = run(kind, &arrivals, &splits, Some(restart_after));
+        prop_assert_eq!(late, expected_late);
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn an_event_behind_a_closed_window_is_late_and_not_counted() {
+    let kind = WindowKind::Tumble {
+        size_us: 60 * SECOND,
+    };
+    let t0 = 1_795_000_000 * SECOND - 1_795_000_000 * SECOND % (60 * SECOND);
+    let arrivals = [
+        (0, t0, 1),
+        (0, t0 + 120 * SECOND, 2), // closes [t0, t0+60s): watermark t0 + 90 s
+        (0, t0 + 10 * SECOND, 4),  // late
+        (0, t0 + 61 * SECOND, 8),  // on time: its window ends at t0 + 120 s
+    ];
+    let (windows, late) = run(kind, &arrivals, &[1, 1, 1, 1], None);
+    assert_eq!(late, 1);
+    let d0 = |start: i64| windows.get(&(start, "d0".to_string())).copied();
+    assert_eq!(d0(t0), Some((1, 1)));
+    assert_eq!(d0(t0 + 60 * SECOND), Some((1, 8)));
+    assert_eq!(d0(t0 + 120 * SECOND), Some((1, 2)));
+}
