@@ -94,6 +94,10 @@ pub struct WindowLane {
     allowed_lateness_us: i64,
     /// Records below this were dealt with before the last commit.
     replay_from: Option<i64>,
+    /// Until the replay reaches this offset (the one committed before the lane opened), the
+    /// close watermark stays where it was committed, so the replayed rows are judged as
+    /// they were then and no window closes without them.
+    replaying_to: Option<i64>,
     open: Vec<OpenRows>,
     /// The newest event time up to the record being ingested, in offset order.
     running_max_us: Option<i64>,
@@ -117,6 +121,9 @@ impl WindowLane {
             last_seen: marks.committed,
             allowed_lateness_us,
             replay_from: marks.replay_from,
+            replaying_to: marks
+                .committed
+                .filter(|&c| Self::resume_offset(&marks).is_some_and(|from| from <= c)),
             open: Vec::new(),
             running_max_us: marks.replay_max_us,
             max_event_us: marks.max_event_us,
@@ -207,6 +214,9 @@ impl WindowLane {
                 max_before,
             });
         }
+        if self.replaying_to.is_some_and(|to| last_offset >= to) {
+            self.replaying_to = None;
+        }
         if self.last_seen.is_none_or(|s| last_offset > s) {
             self.last_seen = Some(last_offset);
             self.since.get_or_insert(now);
@@ -238,10 +248,15 @@ impl WindowLane {
         lowest.map_or(LaneWatermark::Idle, LaneWatermark::At)
     }
 
-    /// Moves the close watermark to `to` (never back; for sessions, no further than the
-    /// lateness line of this partition): emits every window that ends in between and forgets
-    /// rows no open window needs.
+    /// Moves the close watermark to `to` (never back, nor while replaying; for sessions, no
+    /// further than the lateness line of this partition): emits every window that ends in
+    /// between and forgets rows no open window needs.
     pub async fn advance(&mut self, aggregation: &WindowAggregation, to: i64) -> Result<()> {
+        if self.replaying_to.is_some() {
+            // The stream's watermark can be past this lane's committed close (other lanes
+            // committed later): closing now would drop the rows not replayed yet.
+            return Ok(());
+        }
         let kind = aggregation.kind();
         let to = match kind {
             WindowKind::Session { .. } => match self.running_max_us {
