@@ -14,7 +14,8 @@ mod sessions;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray, UInt32Array,
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray,
+    UInt32Array,
 };
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
@@ -206,14 +207,17 @@ impl WindowAggregation {
     }
 
     /// Aggregates the fixed windows of `rows` (a stream's table rows) whose end is in
-    /// `(after, until]`, one output row per window and key.
+    /// `(after, until]`, one output row per window and key. `floors` holds per row of `rows`
+    /// a time at or before which its windows do not take it (it was read after their
+    /// lateness line had passed them).
     pub async fn aggregate(
         &self,
         rows: &[RecordBatch],
+        floors: &[Int64Array],
         after: Option<i64>,
         until: i64,
     ) -> Result<RecordBatch, String> {
-        let exploded = self.explode(rows, after, until)?;
+        let exploded = self.explode(rows, floors, after, until)?;
         self.group(exploded).await
     }
 
@@ -280,6 +284,7 @@ impl WindowAggregation {
     fn explode(
         &self,
         rows: &[RecordBatch],
+        floors: &[Int64Array],
         after: Option<i64>,
         until: i64,
     ) -> Result<RecordBatch, String> {
@@ -288,7 +293,7 @@ impl WindowAggregation {
             .size_and_slide()
             .ok_or("sessions are cut by close_sessions")?;
         let mut pieces = Vec::with_capacity(rows.len());
-        for batch in rows {
+        for (batch, floors) in rows.iter().zip(floors) {
             let times = batch
                 .column_by_name(&self.event_time)
                 .ok_or("rows lack the event-time column")?
@@ -296,9 +301,10 @@ impl WindowAggregation {
             let (mut indices, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
             for (row, t) in times.iter().enumerate() {
                 let Some(t) = t else { continue };
+                let floor = floors.value(row);
                 for start in self.kind.starts(t) {
                     let end = start + size;
-                    if end <= until && after.is_none_or(|a| end > a) {
+                    if end <= until && after.is_none_or(|a| end > a) && end > floor {
                         indices.push(row as u32);
                         starts.push(start);
                         ends.push(end);

@@ -10,17 +10,25 @@
 //! rows were late exactly as it did then, keeps the rows at or below `V` whose windows are
 //! still open, and sends nothing again for them (no late output, no window).
 //!
-//! Lateness: for tumbling and hopping windows an event is late when its last window has
-//! closed. For sessions, whose windows depend on later events, an event is late when it is
-//! more than the allowed lateness behind the newest event time before it in its partition, and
-//! a partition's sessions close no further than that line: so a session once emitted can
-//! never gain an event, and a replay draws the line where it was.
+//! Lateness is decided by the partition alone, in offset order, so that a run after a crash
+//! decides exactly as the crashed one did about records it read past the last commit (and
+//! may have sent to the late output already): the stream's watermark depends on how far the
+//! other partitions had been read, which differs from run to run. The lateness line is the
+//! newest event time before the event in its partition less the allowed lateness. For
+//! tumbling and hopping windows an event is late when its last window ends at or before that
+//! line (or has closed, which only a partition idle past the timeout can see sooner: the
+//! stream's watermark, which closes windows, is never past the line of a partition that
+//! counts towards it). For sessions, whose windows depend on later events, an event is late
+//! when it is behind the line itself, and a partition's sessions close no further than that
+//! line: so a session once emitted can never gain an event. A replay draws the line where it
+//! was (`replay_max_us`). On a repartition topic the records of all source partitions
+//! interleave, so there an event is late only when its window has closed.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use sluice_core::schema::OFFSET_COLUMN;
@@ -56,6 +64,9 @@ pub struct WindowMarks {
 #[derive(Debug)]
 struct OpenRows {
     rows: RecordBatch,
+    /// Per row, the lateness line when it was read: windows ending at or before it do not
+    /// take the row (a hopping window's earlier windows may still be open then).
+    floors: Int64Array,
     /// The offset of the batch's first record.
     first_offset: i64,
     /// The newest event time before that record.
@@ -177,6 +188,7 @@ impl WindowLane {
         // The lane admits each offset once, in order; offsets up to `committed` are a replay.
         let mut late = Vec::new();
         let mut keep = Vec::with_capacity(batch.num_rows());
+        let mut floors = Vec::with_capacity(batch.num_rows());
         let mut first: Option<(i64, Option<i64>)> = None;
         for row in 0..batch.num_rows() {
             let offset = offsets.value(row);
@@ -190,12 +202,20 @@ impl WindowLane {
                 let seen = state.seen.entry(origins[row]).or_insert((t, now));
                 *seen = (seen.0.max(t), now);
             }
+            let line = self
+                .running_max_us
+                .map(|max| max - self.allowed_lateness_us);
             let open = match kind {
-                WindowKind::Session { .. } => self
-                    .running_max_us
-                    .is_none_or(|max| t >= max - self.allowed_lateness_us),
-                _ => self.close_us.is_none_or(|close| kind.last_end(t) > close),
+                WindowKind::Session { .. } => line.is_none_or(|line| t >= line),
+                _ => {
+                    let end = kind.last_end(t);
+                    self.close_us.is_none_or(|close| end > close)
+                        && (self.origins.is_some() || line.is_none_or(|line| end > line))
+                }
             };
+            if open {
+                floors.push(line.filter(|_| self.origins.is_none()).unwrap_or(i64::MIN));
+            }
             self.running_max_us = Some(self.running_max_us.map_or(t, |m| m.max(t)));
             let replayed = self.committed.is_some_and(|c| offset <= c);
             if !open && !replayed {
@@ -210,6 +230,7 @@ impl WindowLane {
         if let Some((first_offset, max_before)) = first.filter(|_| rows.num_rows() > 0) {
             self.open.push(OpenRows {
                 rows,
+                floors: Int64Array::from(floors),
                 first_offset,
                 max_before,
             });
@@ -270,6 +291,7 @@ impl WindowLane {
         }
         if self.closes_any(aggregation, to) {
             let rows: Vec<RecordBatch> = self.open.iter().map(|o| o.rows.clone()).collect();
+            let floors: Vec<Int64Array> = self.open.iter().map(|o| o.floors.clone()).collect();
             let (emitted, still_open) = match kind {
                 WindowKind::Session { .. } => aggregation
                     .close_sessions(&rows, self.close_us, to)
@@ -277,7 +299,7 @@ impl WindowLane {
                     .map_err(anyhow::Error::msg)?,
                 _ => {
                     let emitted = aggregation
-                        .aggregate(&rows, self.close_us, to)
+                        .aggregate(&rows, &floors, self.close_us, to)
                         .await
                         .map_err(anyhow::Error::msg)?;
                     let event_time = aggregation.event_time();
@@ -308,7 +330,15 @@ impl WindowLane {
                 .zip(still_open)
                 .filter_map(|(open, keep)| {
                     let rows = filter_record_batch(&open.rows, &keep).expect("mask fits");
-                    (rows.num_rows() > 0).then_some(OpenRows { rows, ..open })
+                    let floors = arrow::compute::filter(&open.floors, &keep)
+                        .expect("mask fits")
+                        .as_primitive::<Int64Type>()
+                        .clone();
+                    (rows.num_rows() > 0).then_some(OpenRows {
+                        rows,
+                        floors,
+                        ..open
+                    })
                 })
                 .collect();
         }

@@ -225,6 +225,27 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 
+    /// Which events are late and what the windows hold does not depend on how far the
+    /// stream's watermark (the other partitions) holds the lane's close back.
+    #[test]
+    fn the_stream_watermark_decides_when_windows_close_not_what_is_late(
+        kind in kinds(),
+        events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+        delays in prop::collection::vec(0i64..3 * LATENESS, 400),
+        splits in prop::collection::vec(1usize..60, 1..40),
+        holds in prop::collection::vec(0i64..2 * LATENESS, 40),
+    ) {
+        let arrivals: Vec<(u8, i64, i64)> = in_order(&events)
+            .iter()
+            .zip(&delays)
+            .map(|(event, delay)| (event.0, event.1 - delay, event.2))
+            .collect();
+        let (expected, expected_late) = run(kind, &arrivals, (&splits, &[]), None);
+        let (got, late) = run(kind, &arrivals, (&splits, &holds), None);
+        prop_assert_eq!(late, expected_late);
+        prop_assert_eq!(got, expected);
+    }
+
     /// Events moved back by up to three times the lateness (so some are late), the stream's
     /// watermark held behind the lane's by up to twice the lateness: a commit after any
     /// batch, then a restart from its marks into a stream whose watermark jumped ahead,
