@@ -21,117 +21,24 @@ with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks worklo
 each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
 included (client creation; for the stream also joining the group and creating the table).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
-invocation. The sluice binary is $SLUICE_BIN, else
+invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
+against Spark Structured Streaming and DuckDB on the same NDJSON file; and "latency":
+produce→alert p50/p99 at a steady 20,000 events/s. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
 import argparse
 import json
 import os
-import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("SLUICE_CACHE", Path.home() / ".cache/sluice"))
-SCHEMA = ROOT / "examples/schemas/sensor_event.schema.json"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sluice_bin():
-    if os.environ.get("SLUICE_BIN"):
-        return os.environ["SLUICE_BIN"]
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    return str(target / "release/sluice")
-
-
-def timed(cmd, env):
-    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout, CPU
-    seconds (user + system))."""
-    started = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
-    wall = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1))
-              for kind in ("User", "System"))
-    return wall, rss_kib / 1024, proc.stdout, cpu
-
-
-def workload(name, events, hours, shuffle):
-    path = CACHE / "bench" / f"{name}.ndjson"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        args = ["--events", str(events), "--hours", str(hours), "--out", str(path)]
-        if shuffle:
-            args.append("--shuffle")
-        subprocess.run([sys.executable, str(ROOT / "bench/gen_sensor.py"), *args], check=True)
-    return path
-
-
-# The sensor job of issue 4: the raw table plus a 1-minute window per device and two alert
-# rules (and a dead-letter topic), as examples/sensor.toml runs it.
-JOB = """
-dead_letter_topic = "{topic}-dlq"
-
-[[windows]]
-name = "device_1m"
-from = "sensor_events"
-group_by = ["device_id"]
-tumble = "1m"
-allowed_lateness = "30s"
-idle_timeout = "10s"
-aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
-uri = "{windows}"
-late_topic = "{topic}-late"
-
-[[alerts]]
-name = "overheat"
-from = "sensor_events"
-when = "temperature_c > 85"
-topic = "{topic}-alerts"
-
-[[alerts]]
-name = "shaking"
-from = "sensor_events"
-when = "vibration_g > 0.5"
-topic = "{topic}-alerts"
-"""
-
-
-def pipeline(dir_, topic, group, table, job=False):
-    (dir_ / "schemas").mkdir(parents=True, exist_ok=True)
-    shutil.copy(SCHEMA, dir_ / "schemas/sensor_event.schema.json")
-    file = dir_ / "pipeline.toml"
-    file.write_text(f"""
-[kafka]
-group = "{group}"
-
-[[streams]]
-name = "sensor_events"
-topic = "{topic}"
-schema = "schemas/sensor_event.schema.json"
-event_time = "ts"
-key = "device_id"
-{JOB.format(topic=topic, windows=table.parent / "device_1m") if job else ""}
-[[tables]]
-name = "sensor_events"
-from = "sensor_events"
-uri = "{table}"
-""")
-    return file
+import contenders
+from common import ROOT, free_port, pipeline, sluice_bin, timed, workload
 
 
 def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, work):
@@ -187,8 +94,8 @@ def main():
         ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),
         ("wide@16MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "16MiB"]),
     ]
-    if args.only:
-        scenarios = [s for s in scenarios if s[0] in args.only]
+    wanted = lambda name: not args.only or name in args.only
+    scenarios = [s for s in scenarios if wanted(s[0])]
     work = Path(tempfile.mkdtemp(prefix="sluice-bench."))
     env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"),
                SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/")
@@ -198,19 +105,54 @@ def main():
     env.pop("SLUICE_LOG", None)
     try:
         results = [scenario(*s, runs, env, work) for s in scenarios]
+        files = wanted("files") and contenders.files(20_000 if small else 1_000_000, runs, work,
+                                                     env)
+        latency = wanted("latency") and contenders.latency(3 if small else 30, work, env)
     finally:
         subprocess.run(["bash", services, "stop"], env=env, capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"| workload | events | partitions × hours | raw consume (records/s) | sluice stream "
-          f"(records/s) | stream ÷ raw | stream records per CPU-second | raw peak RSS "
-          f"| stream peak RSS |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in results:
-        print(f"| {r['name']} ({r['bytes'] / r['events']:.0f} B/event) | {r['events']:,} | "
-              f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
-              f"{r['ratio']:.2f} | {r['stream_per_cpu_s']:,.0f} | {r['raw_rss_mib']:.0f} MiB "
-              f"| {r['stream_rss_mib']:.0f} MiB |")
-    print(f"\nmedians of {runs} run(s); {json.dumps(results)}", file=sys.stderr)
+    if results:
+        print(f"| workload | events | partitions × hours | raw consume (records/s) | sluice stream "
+              f"(records/s) | stream ÷ raw | stream records per CPU-second | raw peak RSS "
+              f"| stream peak RSS |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+        for r in results:
+            print(f"| {r['name']} ({r['bytes'] / r['events']:.0f} B/event) | {r['events']:,} | "
+                  f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
+                  f"{r['ratio']:.2f} | {r['stream_per_cpu_s']:,.0f} | {r['raw_rss_mib']:.0f} MiB "
+                  f"| {r['stream_rss_mib']:.0f} MiB |")
+    if files:
+        print_files(files)
+    if latency:
+        print_latency(latency)
+    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency])}", file=sys.stderr)
+
+
+def print_files(files):
+    m = files["median"]
+    events = files["events"]
+    print(f"\n| {events:,} events from NDJSON ({files['bytes'] / events:.0f} B/event) | wall | "
+          f"events/s | CPU-s | events per CPU-second | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = [("sluice load, sensor job (engine alone)", "engine"),
+            ("Spark Structured Streaming, sensor job", "spark"),
+            ("sluice load, raw table only", "landing"),
+            ("DuckDB, NDJSON → zstd Parquet", "duckdb")]
+    for label, name in rows:
+        r = m[name]
+        print(f"| {label} | {r['wall_s']:.2f} s | {events / r['wall_s']:,.0f} | {r['cpu_s']:.2f} | "
+              f"{events / r['cpu_s']:,.0f} | {r['rss_mib']:.0f} MiB |")
+    print(f"\nsluice vs Spark (job, wall): **{files['engine_vs_spark']:.1f}×**; sluice landing vs "
+          f"DuckDB (wall): **{files['landing_vs_duckdb']:.2f}×**; engine: "
+          f"**{files['engine_per_cpu_s']:,.0f}** events per CPU-second")
+
+
+def print_latency(latency):
+    print(f"\nproduce→alert at {latency['rate']:,} events/s for {latency['seconds']} s: "
+          f"{latency['alerts']:,} alerts, p50 **{latency.get('p50_ms', float('nan')):.1f} ms**, "
+          f"p99 **{latency.get('p99_ms', float('nan')):.1f} ms**, max "
+          f"{latency.get('max_ms', float('nan')):.1f} ms; sluice stream peak RSS "
+          f"{latency['stream_rss_mib'] or 0:.0f} MiB")
 
 
 if __name__ == "__main__":

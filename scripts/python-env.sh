@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python virtualenv that the end-to-end tests use as an independent Delta reader
-# (scripts/check_delta.py): deltalake, pyarrow and duckdb from PyPI, pinned, in
+# (scripts/check_delta.py): deltalake, pyarrow and duckdb from PyPI, and the benchmark's
+# contenders (bench/): pyspark (Spark Structured Streaming; needs Java 17) and confluent-kafka
+# (a librdkafka consumer that is not sluice's), pinned, in
 # $SLUICE_PYTHON's venv under the shared cache. A stamp file records what was installed, so a
 # second run with the same pins returns at once; changing a pin (or the interpreter) rebuilds.
 # Override the interpreter with SLUICE_BASE_PYTHON (default: python3 on PATH, >= 3.10).
@@ -17,6 +19,9 @@ PINS=(
   deprecated==1.3.1
   wrapt==2.5.2
   typing-extensions==4.16.0
+  pyspark==4.3.0
+  py4j==0.10.9.9
+  confluent-kafka==2.16.1
 )
 
 venv="$SLUICE_CACHE/venv"
@@ -30,7 +35,7 @@ want="python=$base_version ${PINS[*]}"
 stamp="$venv/.sluice-stamp"
 
 if [ -x "$SLUICE_PYTHON" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-  && "$SLUICE_PYTHON" -c 'import deltalake, pyarrow, duckdb' 2>/dev/null; then
+  && "$SLUICE_PYTHON" -c 'import deltalake, pyarrow, duckdb, pyspark, confluent_kafka' 2>/dev/null; then
   echo "python-env: $venv up to date"
   exit 0
 fi
@@ -43,13 +48,14 @@ if ! "$base_python" -m venv "$venv"; then
   echo "python-env: '$base_python -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
   exit 1
 fi
-# --only-binary: never compile pyarrow/duckdb from source; fail clearly instead.
+# --only-binary: never compile pyarrow/duckdb from source; fail clearly instead. pyspark is
+# published as a source archive only (Python plus the Spark jars; nothing to compile).
 if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-  --only-binary=:all: "${PINS[@]}"; then
+  --only-binary=:all: --no-binary=pyspark "${PINS[@]}"; then
   rm -rf "$venv"
   echo "python-env: pip install failed" >&2
   exit 1
 fi
-"$venv/bin/python" -c 'import deltalake, pyarrow, duckdb'
+"$venv/bin/python" -c 'import deltalake, pyarrow, duckdb, pyspark, confluent_kafka'
 echo "$want" >"$stamp"
 echo "python-env: ready: $SLUICE_PYTHON"

@@ -77,6 +77,19 @@ pub struct SideRecord {
     pub partition: Option<i32>,
 }
 
+impl SideRecord {
+    /// The headers naming its source record and its place among that record's side records,
+    /// sent after [`Self::headers`].
+    pub fn source_headers(&self) -> [(&'static str, String); 4] {
+        [
+            (SOURCE_TOPIC, self.source_topic.clone()),
+            (SOURCE_PARTITION, self.source_partition.to_string()),
+            (SOURCE_OFFSET, self.mark.offset.to_string()),
+            (ORDINAL, self.mark.ordinal.to_string()),
+        ]
+    }
+}
+
 /// Remembers the first failed delivery, which [`SideProducer::flush`] reports.
 #[derive(Default)]
 struct Deliveries {
@@ -137,15 +150,7 @@ impl SideProducer {
                 value: Some(value.as_slice()),
             });
         }
-        let partition = record.source_partition.to_string();
-        let offset = record.mark.offset.to_string();
-        let ordinal = record.mark.ordinal.to_string();
-        for (key, value) in [
-            (SOURCE_TOPIC, record.source_topic.as_str()),
-            (SOURCE_PARTITION, partition.as_str()),
-            (SOURCE_OFFSET, offset.as_str()),
-            (ORDINAL, ordinal.as_str()),
-        ] {
+        for (key, value) in &record.source_headers() {
             headers = headers.insert(Header {
                 key,
                 value: Some(value.as_bytes()),

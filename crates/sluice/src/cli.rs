@@ -31,6 +31,10 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Run a pipeline file as one member of its consumer group, landing rows in the lake.
     Stream(StreamArgs),
+    /// Run a stream's job over NDJSON files, with no broker: its tables, windows (all closed
+    /// at the end of the input) and alert rules. Loading the same files again lands nothing
+    /// twice.
+    Load(LoadArgs),
     /// Check the lake against Kafka and a producer report: per partition the committed offsets,
     /// duplicates and missing offsets, and every file's Parquet footer. Exit 0 only when clean.
     Verify(VerifyArgs),
@@ -152,6 +156,24 @@ pub struct StreamArgs {
     /// without a rebalance.
     #[arg(long, env = "SLUICE_INSTANCE_ID")]
     pub instance_id: Option<String>,
+}
+
+/// `sluice load`
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The pipeline file (TOML).
+    #[arg(long)]
+    pub pipeline: PathBuf,
+    /// The stream whose job runs [default: the pipeline's only stream].
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Write alerts, late events and dead letters to DIR/<topic>.ndjson [default: only count
+    /// them].
+    #[arg(long, value_name = "DIR")]
+    pub side_outputs: Option<PathBuf>,
+    /// NDJSON files, one event per line, read in this order as one sequence.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `sluice compact`

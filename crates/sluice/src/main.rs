@@ -115,6 +115,32 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Load(args) => {
+            let pipeline = Pipeline::load(&args.pipeline)?;
+            let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
+            let started = std::time::Instant::now();
+            let summary = stream::load::run(stream::load::LoadOptions {
+                pipeline,
+                stream: args.stream,
+                files: args.files,
+                storage_options,
+                side_dir: args.side_outputs,
+            })
+            .await?;
+            eprintln!(
+                "load: {} lines in {:.1} s ({} already landed); {} rows committed in {} commits; {} rejected; {} alerts; {} window rows; {} late events",
+                summary.lines,
+                started.elapsed().as_secs_f64(),
+                summary.already_landed,
+                summary.rows,
+                summary.commits,
+                summary.rejected,
+                summary.alerts,
+                summary.windows,
+                summary.late
+            );
+            Ok(())
+        }
         Command::Verify(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
             let (client, storage_options) = connections(&args.kafka, &pipeline);

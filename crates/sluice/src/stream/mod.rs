@@ -8,6 +8,7 @@
 
 mod emit;
 mod lanes;
+pub mod load;
 /// Tables, producer and lanes opened from the lake and the side topics.
 mod opening;
 mod repartition;

@@ -277,7 +277,7 @@ pub(super) fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>>
 }
 
 /// Where a window table left a partition.
-async fn window_marks_of(
+pub(super) async fn window_marks_of(
     table: &LakeTable,
     (topic, partition): &(String, i32),
 ) -> Result<WindowMarks> {

@@ -9,6 +9,7 @@ mod groups;
 mod helpers;
 mod kafka;
 mod landing;
+mod load;
 mod members;
 mod outages;
 mod private;

@@ -19,11 +19,30 @@ const SESSION_GAP_US: i64 = 5_000_000;
 /// Sentinel events this far after the data close every window of real events.
 pub const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
 
+/// `dir/events.ndjson` from bench/gen_sensor.py: `events` sensor events of 50 devices over
+/// half an hour.
+fn generate_events(dir: &Path, events: u64) -> PathBuf {
+    let input = dir.join("events.ndjson");
+    let python = std::env::var("SLUICE_TEST_PYTHON").expect("run scripts/test.sh");
+    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen_sensor.py");
+    run_ok(
+        Command::new(python)
+            .arg(generator)
+            .args(["--events", &events.to_string(), "--devices", "50"])
+            .args(["--hours", "0.5", "--seed", "5", "--out"])
+            .arg(&input),
+        Duration::from_secs(120),
+    );
+    input
+}
+
 /// A topic filled by bench/gen_sensor.py (5 % of events up to 30 s out of order, 0.5 % 2–10
 /// minutes late), keyed by device, then one sentinel event per partition far in the future.
 pub struct WindowFixture {
     pub topic: String,
     pub late_topic: String,
+    /// Where `sluice load` writes the late topic's records instead, if it does.
+    pub late_file: Option<PathBuf>,
 }
 
 impl WindowFixture {
@@ -31,20 +50,11 @@ impl WindowFixture {
         let fixture = Self {
             topic: unique(name),
             late_topic: unique(&format!("{name}_late")),
+            late_file: None,
         };
         create_topic(&fixture.topic, partitions as u32);
         create_topic(&fixture.late_topic, 1);
-        let input = dir.join("events.ndjson");
-        let python = std::env::var("SLUICE_TEST_PYTHON").expect("run scripts/test.sh");
-        let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen_sensor.py");
-        run_ok(
-            Command::new(python)
-                .arg(generator)
-                .args(["--events", &events.to_string(), "--devices", "50"])
-                .args(["--hours", "0.5", "--seed", "5", "--out"])
-                .arg(&input),
-            Duration::from_secs(120),
-        );
+        let input = generate_events(dir, events);
         run_ok(
             sluice()
                 .args(["produce", "--key", "device_id", "--topic", &fixture.topic])
@@ -63,6 +73,18 @@ impl WindowFixture {
             .collect();
         produce_raw(&fixture.topic, &sentinels);
         fixture
+    }
+
+    /// The same events in `dir/events.ndjson` for `sluice load`, whose side outputs go to
+    /// `side_dir`; no topic.
+    pub fn in_a_file(name: &str, dir: &Path, events: u64, side_dir: &Path) -> (Self, PathBuf) {
+        let late_topic = unique(&format!("{name}_late"));
+        let fixture = Self {
+            topic: unique(name),
+            late_file: Some(side_dir.join(format!("{late_topic}.ndjson"))),
+            late_topic,
+        };
+        (fixture, generate_events(dir, events))
     }
 
     /// The pipeline's `[[windows]]` section writing to `uri`.
@@ -99,13 +121,32 @@ flush = {{ max_latency = "1s" }}
 
     /// The late events of `window` by source (partition, offset); each must be reported once.
     fn late_events(&self, window: &str, context: &str) -> BTreeSet<(i64, i64)> {
-        let late = read_all(&self.late_topic, Duration::from_secs(3));
+        let headers: Vec<BTreeMap<String, String>> = match &self.late_file {
+            None => read_all(&self.late_topic, Duration::from_secs(3))
+                .iter()
+                .map(|record| {
+                    record
+                        .headers
+                        .keys()
+                        .map(|name| (name.clone(), record.header(name).unwrap_or_default()))
+                        .collect()
+                })
+                .collect(),
+            Some(file) => std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .lines()
+                .map(|line| {
+                    let record: Value = serde_json::from_str(line).unwrap();
+                    serde_json::from_value(record["headers"].clone()).unwrap()
+                })
+                .collect(),
+        };
         let mut ids = BTreeSet::new();
-        for record in &late {
-            if record.header("sluice.late.window").as_deref() != Some(window) {
+        for record in &headers {
+            if record.get("sluice.late.window").map(String::as_str) != Some(window) {
                 continue;
             }
-            let number = |header: &str| record.header(header).unwrap().parse::<i64>().unwrap();
+            let number = |header: &str| record[header].parse::<i64>().unwrap();
             let id = (
                 number("sluice.source.partition"),
                 number("sluice.source.offset"),

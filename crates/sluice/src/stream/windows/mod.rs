@@ -278,14 +278,24 @@ impl WindowLane {
             // committed later): closing now would drop the rows not replayed yet.
             return Ok(());
         }
-        let kind = aggregation.kind();
-        let to = match kind {
+        let to = match aggregation.kind() {
             WindowKind::Session { .. } => match self.running_max_us {
                 Some(max) => to.min(max - self.allowed_lateness_us),
                 None => return Ok(()),
             },
             _ => to,
         };
+        self.close_to(aggregation, to).await
+    }
+
+    /// The input is complete (`sluice load`): emits every window, sessions included.
+    pub async fn finish(&mut self, aggregation: &WindowAggregation) -> Result<()> {
+        self.replaying_to = None;
+        self.close_to(aggregation, i64::MAX / 4).await
+    }
+
+    async fn close_to(&mut self, aggregation: &WindowAggregation, to: i64) -> Result<()> {
+        let kind = aggregation.kind();
         if self.close_us.is_some_and(|close| to <= close) {
             return Ok(());
         }

@@ -1,0 +1,109 @@
+"""The contenders of bench/run.py beyond the stream: the engine alone (`sluice load`) against
+DuckDB and Spark Structured Streaming on the same NDJSON file, and produce→alert latency.
+
+files(): per run, each under /usr/bin/time (wall time, peak RSS of the largest process, CPU):
+  - engine:  `sluice load` running the sensor job (raw Delta table + 1-minute window + two
+             alert rules) over the file, no broker: events ÷ CPU-seconds is the rate per core;
+  - landing: `sluice load` with the raw table only (decode → Delta, zstd Parquet,
+             date/hour partitions) against DuckDB converting the file to one zstd Parquet file;
+  - spark:   bench/spark_job.py, the job as Spark Structured Streaming (file source, raw
+             Parquet by date/hour + the window with a watermark), JVM start-up included, as
+             sluice's start-up is.
+latency(): `sluice stream` running the sensor job on a fresh topic while `sluice produce`
+sends generated sensor events at a steady 20,000 per second, stamped with the time they are
+made; bench/alert_latency.py (librdkafka via confluent-kafka) reads the alert topic and takes
+arrival − event time, after a 3 s warm-up.
+"""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, pipeline, sluice_bin, timed, workload
+
+LATENCY_RATE = 20_000
+WARM_UP_S = 3
+
+
+def files(events, runs, work, env):
+    sluice = sluice_bin()
+    data = workload(f"sensor-{events}", events, 1, False)
+    spark_input = work / "spark-input"
+    spark_input.mkdir(exist_ok=True)
+    (spark_input / data.name).symlink_to(data)
+    python = sys.executable
+    measured = {name: [] for name in ("engine", "landing", "duckdb", "spark")}
+    for run in range(runs):
+        dir_ = work / f"files-run{run}"
+        job = pipeline(dir_ / "job", "unused", "unused", dir_ / "job/lake/sensor_events", True)
+        raw = pipeline(dir_ / "raw", "unused", "unused", dir_ / "raw/lake/sensor_events")
+        contenders = {
+            "engine": [sluice, "load", "--pipeline", str(job), str(data)],
+            "landing": [sluice, "load", "--pipeline", str(raw), str(data)],
+            "duckdb": [python, str(ROOT / "bench/duckdb_convert.py"), str(data),
+                       str(dir_ / "duckdb.parquet")],
+            "spark": [python, str(ROOT / "bench/spark_job.py"), str(spark_input),
+                      str(dir_ / "spark")],
+        }
+        for name, cmd in contenders.items():
+            wall, rss, _, cpu = timed(cmd, env)
+            measured[name].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu})
+            print(f"  files run {run + 1}: {name} {wall:.1f} s, {cpu:.1f} CPU-s, "
+                  f"{rss:.0f} MiB", file=sys.stderr)
+        shutil.rmtree(dir_)
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+           for name, rs in measured.items()}
+    return {"events": events, "bytes": data.stat().st_size, "runs": runs, "median": med,
+            "engine_per_cpu_s": events / med["engine"]["cpu_s"],
+            "landing_vs_duckdb": med["duckdb"]["wall_s"] / med["landing"]["wall_s"],
+            "engine_vs_spark": med["spark"]["wall_s"] / med["engine"]["wall_s"]}
+
+
+def latency(seconds, work, env):
+    sluice = sluice_bin()
+    topic = f"bench-latency-{os.getpid()}"
+    for created in [topic] + [f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")]:
+        subprocess.run([sluice, "topics", "create", created, "--partitions", "8"],
+                       env=env, check=True, capture_output=True)
+    dir_ = work / "latency"
+    file = pipeline(dir_, topic, f"bench-latency-{os.getpid()}", dir_ / "lake/sensor_events", True)
+    log = open(dir_ / "stream.log", "w")
+    stream = subprocess.Popen(["/usr/bin/time", "-v", sluice, "stream", "--pipeline", str(file)],
+                              env=env, stderr=log)
+    reader = None
+    try:
+        deadline = time.monotonic() + 60
+        while "Partitions assigned" not in (dir_ / "stream.log").read_text():
+            if time.monotonic() > deadline or stream.poll() is not None:
+                sys.exit(f"bench: sluice stream did not join:\n{(dir_ / 'stream.log').read_text()}")
+            time.sleep(0.2)
+        reader = subprocess.Popen([sys.executable, str(ROOT / "bench/alert_latency.py"),
+                                   env["SLUICE_BROKERS"], f"{topic}-alerts", "--after-ms",
+                                   str(int((time.time() + WARM_UP_S) * 1000))],
+                                  env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.run([sluice, "produce", "--topic", topic, "--generator", "sensor",
+                        "--rate", str(LATENCY_RATE), "--count",
+                        str(LATENCY_RATE * (seconds + WARM_UP_S))],
+                       env=env, check=True, capture_output=True)
+        time.sleep(2)
+    finally:
+        out = None
+        if reader:
+            reader.send_signal(signal.SIGINT)
+            out, _ = reader.communicate(timeout=30)
+        stream.send_signal(signal.SIGINT)
+        stream.wait(timeout=60)
+        log.close()
+    result = json.loads(out)
+    rss = [line for line in (dir_ / "stream.log").read_text().splitlines()
+           if "Maximum resident set size" in line]
+    result["stream_rss_mib"] = int(rss[0].split(":")[1]) / 1024 if rss else None
+    result["rate"] = LATENCY_RATE
+    result["seconds"] = seconds
+    return result

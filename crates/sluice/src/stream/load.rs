@@ -1,0 +1,476 @@
+//! `sluice load`: one stream's job over NDJSON files, with no broker — the engine alone.
+//!
+//! The files are read in the order given as one sequence of lines, each line a record whose
+//! "offset" is its position in that sequence (from 0), so windows see every event of the
+//! input and may group by anything. Lines go through the stream's decoder in batches, into
+//! the stream's tables and windows exactly as `sluice stream` does, with one difference: at
+//! the end of the input every window closes (the input is complete). Progress is committed
+//! as for a Kafka partition, under the source name `file:<name>,<name>…`: loading the same
+//! files again lands nothing twice. Alerts, late events and dead letters go to
+//! `<side dir>/<topic>.ndjson` (rewritten each run), or are only counted.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow::array::RecordBatch;
+use sluice_core::config::{Pipeline, Stream, defaults};
+use sluice_core::{Decoder, RawRecord};
+use sluice_kafka::side::SideRecord;
+use sluice_lake::{LakeTable, PartitionProgress};
+use tracing::info;
+
+use super::lanes::{Lane, Pending};
+use super::opening::window_marks_of;
+use super::side::{Original, SideOutputs};
+use super::windows::{LaneWatermark, WindowLane};
+
+/// What `sluice load` runs.
+pub struct LoadOptions {
+    /// The validated pipeline.
+    pub pipeline: Pipeline,
+    /// The stream whose job runs; may be left out when the pipeline has one.
+    pub stream: Option<String>,
+    /// NDJSON files, read in this order.
+    pub files: Vec<PathBuf>,
+    /// Storage options for the lake.
+    pub storage_options: std::collections::HashMap<String, String>,
+    /// Where alerts, late events and dead letters are written, one file per topic.
+    pub side_dir: Option<PathBuf>,
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct LoadSummary {
+    /// Lines read (blank lines included), skipped ones too.
+    pub lines: u64,
+    /// Lines skipped because the tables held them already.
+    pub already_landed: u64,
+    /// Rows committed to tables (summed over tables).
+    pub rows: u64,
+    /// Lines that did not fit the schema.
+    pub rejected: u64,
+    /// Alerts raised.
+    pub alerts: u64,
+    /// Events behind a closed window.
+    pub late: u64,
+    /// Window rows committed.
+    pub windows: u64,
+    /// Delta commits.
+    pub commits: u64,
+}
+
+struct TableOutput {
+    table: LakeTable,
+    flush: sluice_core::config::FlushPolicy,
+    filter: Option<sluice_core::expressions::Predicate>,
+}
+
+struct WindowTarget {
+    table: LakeTable,
+    config: sluice_core::config::Window,
+}
+
+/// Runs the load.
+pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
+    let stream = pick_stream(&options.pipeline, options.stream.as_deref())?;
+    let source = source_name(&options.files)?;
+    let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
+    let mut tables = Vec::new();
+    for config in options
+        .pipeline
+        .tables
+        .iter()
+        .filter(|t| t.from == stream.name)
+    {
+        let table = LakeTable::open_or_create(
+            &config.name,
+            &config.uri,
+            &options.storage_options,
+            decoder.table_schema(),
+            &config.partition_by,
+        )
+        .await?;
+        tables.push(TableOutput {
+            table,
+            flush: config.flush,
+            filter: config.filter.clone(),
+        });
+    }
+    let mut windows = Vec::new();
+    for config in options
+        .pipeline
+        .windows
+        .iter()
+        .filter(|w| w.from == stream.name)
+    {
+        let table = LakeTable::open_or_create(
+            &config.name,
+            &config.uri,
+            &options.storage_options,
+            config.aggregation.output_schema(),
+            &config.partition_by,
+        )
+        .await?;
+        windows.push(WindowTarget {
+            table,
+            config: config.clone(),
+        });
+    }
+    let key = (source.clone(), 0);
+    let mut committed = Vec::new();
+    for output in &tables {
+        committed.push(output.table.committed_offset(&source, 0).await?);
+    }
+    let now = Instant::now();
+    let mut resumes = Vec::new();
+    let mut window_lanes = Vec::new();
+    for target in &windows {
+        let marks = window_marks_of(&target.table, &key).await?;
+        resumes.push(WindowLane::resume_offset(&marks));
+        window_lanes.push(WindowLane::new(
+            marks,
+            target.config.allowed_lateness_us,
+            now,
+        ));
+    }
+    let mut lane = Lane::resuming(&committed, &resumes);
+    lane.windows = window_lanes;
+    let start = lane.next_offset();
+    info!(source = %source, from_line = start, "Loading.");
+
+    let side = SideOutputs::of(&options.pipeline, stream);
+    let mut side_files = SideFiles::new(options.side_dir.as_deref())?;
+    let mut load = Load {
+        source,
+        decoder,
+        tables,
+        windows,
+        lane,
+        side,
+        summary: LoadSummary::default(),
+    };
+    let mut lines = Lines::open(options.files)?;
+    let mut batch = Vec::with_capacity(defaults::DECODE_BATCH_RECORDS);
+    loop {
+        let first = lines.fill(&mut batch, defaults::DECODE_BATCH_RECORDS)?;
+        if batch.is_empty() {
+            break;
+        }
+        load.summary.lines += batch.len() as u64;
+        let skip = usize::try_from((start - first).max(0))
+            .unwrap_or(usize::MAX)
+            .min(batch.len());
+        load.summary.already_landed += skip as u64;
+        if skip < batch.len() {
+            load.batch(&batch[skip..], first + skip as i64, &mut side_files)
+                .await?;
+        }
+        load.flush(false).await?;
+    }
+    for (slot, target) in load.windows.iter().enumerate() {
+        load.lane.windows[slot]
+            .finish(&target.config.aggregation)
+            .await
+            .with_context(|| format!("emitting windows of {}", target.config.name))?;
+    }
+    load.flush(true).await?;
+    side_files.finish()?;
+    Ok(load.summary)
+}
+
+/// The stream named, or the pipeline's only one.
+fn pick_stream<'a>(pipeline: &'a Pipeline, name: Option<&str>) -> Result<&'a Stream> {
+    match name {
+        Some(name) => pipeline.stream(name).with_context(|| {
+            let names: Vec<&str> = pipeline.streams.iter().map(|s| s.name.as_str()).collect();
+            format!("--stream {name}: the pipeline has no such stream (it has {names:?})")
+        }),
+        None => match pipeline.streams.as_slice() {
+            [only] => Ok(only),
+            streams => {
+                let names: Vec<&str> = streams.iter().map(|s| s.name.as_str()).collect();
+                anyhow::bail!(
+                    "the pipeline has {} streams {names:?}: pick one with --stream",
+                    names.len()
+                )
+            }
+        },
+    }
+}
+
+/// `file:<name>,<name>…`: the progress name of a load of these files. ':' appears in no Kafka
+/// topic name, so it cannot be mistaken for a topic's progress.
+fn source_name(files: &[PathBuf]) -> Result<String> {
+    anyhow::ensure!(!files.is_empty(), "no input files");
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .with_context(|| format!("{} is not a file name", f.display()))
+        })
+        .collect::<Result<_>>()?;
+    Ok(format!("file:{}", names.join(",")))
+}
+
+struct Load {
+    source: String,
+    decoder: Decoder,
+    tables: Vec<TableOutput>,
+    windows: Vec<WindowTarget>,
+    lane: Lane,
+    side: SideOutputs,
+    summary: LoadSummary,
+}
+
+impl Load {
+    /// Decodes lines numbered from `first` into the tables and windows, and their side
+    /// records into `side_files`.
+    async fn batch(
+        &mut self,
+        lines: &[Vec<u8>],
+        first: i64,
+        side_files: &mut SideFiles,
+    ) -> Result<()> {
+        let records: Vec<RawRecord<'_>> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| RawRecord {
+                payload: Some(line.as_slice()),
+                partition: 0,
+                offset: first + i as i64,
+            })
+            .collect();
+        let last_offset = first + lines.len() as i64 - 1;
+        let ingested_at_us = chrono::Utc::now().timestamp_micros();
+        let decoded = self.decoder.decode(&self.source, &records, ingested_at_us);
+        self.summary.rejected += decoded.rejected.len() as u64;
+        let now = Instant::now();
+        let mut late = Vec::new();
+        for (slot, target) in self.windows.iter().enumerate() {
+            let window = &mut self.lane.windows[slot];
+            let offsets = window.ingest(
+                target.config.kind(),
+                target.config.aggregation.event_time(),
+                (&decoded.batch, None),
+                last_offset,
+                now,
+            );
+            self.summary.late += offsets.len() as u64;
+            if !offsets.is_empty() {
+                late.push((slot, offsets));
+            }
+            if let LaneWatermark::At(watermark) = window.watermark(now) {
+                window
+                    .advance(&target.config.aggregation, watermark)
+                    .await
+                    .with_context(|| format!("emitting windows of {}", target.config.name))?;
+            }
+        }
+        let original = |offset: i64| {
+            let line = lines.get(usize::try_from(offset - first).ok()?)?;
+            Some(Original {
+                key: None,
+                payload: Some(line.as_slice()),
+                headers: Vec::new(),
+                timestamp: None,
+            })
+        };
+        let side = self.side.records(
+            (&self.source, 0),
+            &decoded,
+            &late,
+            original,
+            &self.lane.side_marks,
+        )?;
+        self.summary.alerts += side.alerts;
+        side_files.write(&side.records)?;
+        for (slot, output) in self.tables.iter().enumerate() {
+            let rows = match &output.filter {
+                None => decoded.batch.clone(),
+                Some(filter) => {
+                    let keep = filter
+                        .matches(&decoded.batch)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("filter of table {}", output.table.name()))?;
+                    arrow::compute::filter_record_batch(&decoded.batch, &keep)?
+                }
+            };
+            self.lane.append(slot, &rows, last_offset, now);
+        }
+        Ok(())
+    }
+
+    /// Commits every table (and window table) over its row or byte limit, or with anything
+    /// pending when `all`.
+    async fn flush(&mut self, all: bool) -> Result<()> {
+        for slot in 0..self.tables.len() {
+            let buffer = &self.lane.tables[slot];
+            let flush = self.tables[slot].flush;
+            let due = buffer.has_pending()
+                && (all
+                    || buffer.rows() >= flush.max_rows
+                    || buffer.bytes() as u64 >= flush.max_bytes);
+            if let Some(pending) = due.then(|| self.lane.tables[slot].take_pending()).flatten() {
+                let last = pending.last_offset;
+                self.summary.rows +=
+                    commit(&mut self.tables[slot].table, &self.source, pending).await? as u64;
+                self.summary.commits += 1;
+                self.lane.tables[slot].committed = Some(last);
+            }
+        }
+        for slot in 0..self.windows.len() {
+            let window = &self.lane.windows[slot];
+            let due = window.has_pending()
+                && (all || window.pending_rows() >= self.windows[slot].config.flush.max_rows);
+            if let Some(pending) = due
+                .then(|| self.lane.windows[slot].take_pending())
+                .flatten()
+            {
+                let last = pending.last_offset;
+                self.summary.windows +=
+                    commit(&mut self.windows[slot].table, &self.source, pending).await? as u64;
+                self.summary.commits += 1;
+                self.lane.windows[slot].committed = Some(last);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Commits one pending set of rows with its progress; returns the rows committed.
+async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result<usize> {
+    let rows: usize = pending.batches.iter().map(RecordBatch::num_rows).sum();
+    let progress = [PartitionProgress {
+        topic: source.to_string(),
+        partition: 0,
+        previous: pending.previous,
+        last_offset: pending.last_offset,
+        marks: pending.marks,
+    }];
+    let version = table
+        .commit(&pending.batches, &progress)
+        .await
+        .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
+    info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
+    Ok(rows)
+}
+
+/// The input files as one sequence of lines.
+struct Lines {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<(PathBuf, BufReader<File>, u64)>,
+    next_offset: i64,
+}
+
+impl Lines {
+    fn open(files: Vec<PathBuf>) -> Result<Self> {
+        for file in &files {
+            File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        }
+        Ok(Self {
+            files: files.into_iter(),
+            current: None,
+            next_offset: 0,
+        })
+    }
+
+    /// Refills `batch` with up to `max` lines (without their line ends, a line being its
+    /// file's last may lack one); returns the offset of the first.
+    fn fill(&mut self, batch: &mut Vec<Vec<u8>>, max: usize) -> Result<i64> {
+        let first = self.next_offset;
+        let mut spare: Vec<Vec<u8>> = std::mem::take(batch);
+        while batch.len() < max {
+            let Some((path, reader, line_number)) = &mut self.current else {
+                let Some(path) = self.files.next() else {
+                    break;
+                };
+                let file =
+                    File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                self.current = Some((path, BufReader::with_capacity(1 << 20, file), 0));
+                continue;
+            };
+            let mut line = spare.pop().unwrap_or_default();
+            line.clear();
+            let read = reader
+                .read_until(b'\n', &mut line)
+                .with_context(|| format!("reading {} after line {line_number}", path.display()))?;
+            if read == 0 {
+                self.current = None;
+                continue;
+            }
+            *line_number += 1;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+            }
+            batch.push(line);
+        }
+        self.next_offset += batch.len() as i64;
+        Ok(first)
+    }
+}
+
+/// Side records as NDJSON, one file per topic: `{"key", "headers", "value"}` with the bytes
+/// as UTF-8 text (invalid sequences replaced).
+struct SideFiles {
+    dir: Option<PathBuf>,
+    open: std::collections::HashMap<String, BufWriter<File>>,
+}
+
+impl SideFiles {
+    fn new(dir: Option<&Path>) -> Result<Self> {
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(Self {
+            dir: dir.map(Path::to_path_buf),
+            open: Default::default(),
+        })
+    }
+
+    fn write(&mut self, records: &[SideRecord]) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        for record in records {
+            if !self.open.contains_key(&record.topic) {
+                let path = dir.join(format!("{}.ndjson", record.topic));
+                let file =
+                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                self.open.insert(record.topic.clone(), BufWriter::new(file));
+            }
+            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+            let mut headers: serde_json::Map<String, serde_json::Value> = record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v).into()))
+                .collect();
+            for (k, v) in record.source_headers() {
+                headers.insert(k.to_string(), v.into());
+            }
+            let line = serde_json::json!({
+                "key": record.key.as_deref().map(text),
+                "headers": headers,
+                "value": text(&record.payload),
+            });
+            let out = self.open.get_mut(&record.topic).expect("opened above");
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        for (topic, mut out) in self.open {
+            out.flush()
+                .with_context(|| format!("writing the side file of {topic}"))?;
+        }
+        Ok(())
+    }
+}
