@@ -35,6 +35,7 @@ def main():
              .config("spark.sql.shuffle.partitions", "8")
              .config("spark.sql.parquet.compression.codec", "zstd")
              .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     events = spark.readStream.schema(SCHEMA).json(source)
