@@ -48,11 +48,14 @@ def files(events, runs, work, env):
             "landing": [sluice, "load", "--pipeline", str(raw), str(data)],
             "duckdb": [python, str(ROOT / "bench/duckdb_convert.py"), str(data),
                        str(dir_ / "duckdb.parquet")],
-            "spark": [python, str(ROOT / "bench/spark_job.py"), str(spark_input),
-                      str(dir_ / "spark")],
+            # spark-submit execs the JVM, which runs the Python driver as its child: both are
+            # measured (pyspark started from python would leave the JVM unmeasured).
+            "spark": [str(Path(python).parent / "spark-submit"), "--master", "local[*]",
+                      str(ROOT / "bench/spark_job.py"), str(spark_input), str(dir_ / "spark")],
         }
+        spark_env = dict(env, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python)
         for name, cmd in contenders.items():
-            wall, rss, _, cpu = timed(cmd, env)
+            wall, rss, _, cpu = timed(cmd, spark_env if name == "spark" else env)
             measured[name].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu})
             print(f"  files run {run + 1}: {name} {wall:.1f} s, {cpu:.1f} CPU-s, "
                   f"{rss:.0f} MiB", file=sys.stderr)
@@ -74,8 +77,9 @@ def latency(seconds, work, env):
     dir_ = work / "latency"
     file = pipeline(dir_, topic, f"bench-latency-{os.getpid()}", dir_ / "lake/sensor_events", True)
     log = open(dir_ / "stream.log", "w")
+    # Its own process group: /usr/bin/time does not pass signals on, so SIGINT goes to both.
     stream = subprocess.Popen(["/usr/bin/time", "-v", sluice, "stream", "--pipeline", str(file)],
-                              env=env, stderr=log)
+                              env=env, stderr=log, start_new_session=True)
     reader = None
     try:
         deadline = time.monotonic() + 60
@@ -97,7 +101,7 @@ def latency(seconds, work, env):
         if reader:
             reader.send_signal(signal.SIGINT)
             out, _ = reader.communicate(timeout=30)
-        stream.send_signal(signal.SIGINT)
+        os.killpg(stream.pid, signal.SIGINT)
         stream.wait(timeout=60)
         log.close()
     result = json.loads(out)

@@ -156,6 +156,30 @@ fn invalid_utf8_is_rejected_not_mangled() {
 }
 
 #[test]
+fn invalid_utf8_among_good_records_rejects_that_record_alone() {
+    let good: &'static [u8] = br#"{"device_id":"a","ts":1}"#;
+    let bad: &'static [u8] = b"{\"device_id\":\"\xff\",\"ts\":1}";
+    let input: Vec<RawRecord<'_>> = [good, bad, good]
+        .iter()
+        .enumerate()
+        .map(|(offset, payload)| RawRecord {
+            payload: Some(payload),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect();
+    let out = sensor_decoder().decode("sensors", &input, 0);
+    assert_eq!(out.batch.num_rows(), 2);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].offset, 1);
+    assert!(
+        out.rejected[0].reason.contains("UTF-8"),
+        "{:?}",
+        out.rejected
+    );
+}
+
+#[test]
 fn oversized_deeply_nested_and_out_of_range_records_are_rejected() {
     let deep = format!(
         r#"{{"device_id":"d","ts":1,"x":{}1{}}}"#,

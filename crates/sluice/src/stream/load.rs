@@ -23,7 +23,7 @@ use sluice_lake::{LakeTable, PartitionProgress};
 use tracing::info;
 
 use super::lanes::{Lane, Pending};
-use super::opening::window_marks_of;
+use super::opening::{open_table, open_window_table, window_marks_of};
 use super::side::{Original, SideOutputs};
 use super::windows::{LaneWatermark, WindowLane};
 
@@ -62,8 +62,15 @@ pub struct LoadSummary {
     pub commits: u64,
 }
 
+/// A table's commit running on another worker while the next lines are decoded: the table
+/// comes back with the rows committed and the last line they cover.
+type InFlight = tokio::task::JoinHandle<(LakeTable, Result<(usize, i64)>)>;
+
 struct TableOutput {
-    table: LakeTable,
+    name: String,
+    /// `None` while its commit is in flight.
+    table: Option<LakeTable>,
+    in_flight: Option<InFlight>,
     flush: sluice_core::config::FlushPolicy,
     filter: Option<sluice_core::expressions::Predicate>,
 }
@@ -85,16 +92,11 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         .iter()
         .filter(|t| t.from == stream.name)
     {
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            &options.storage_options,
-            decoder.table_schema(),
-            &config.partition_by,
-        )
-        .await?;
+        let table = open_table(config, &options.storage_options, decoder.table_schema()).await?;
         tables.push(TableOutput {
-            table,
+            name: config.name.clone(),
+            table: Some(table),
+            in_flight: None,
             flush: config.flush,
             filter: config.filter.clone(),
         });
@@ -106,14 +108,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         .iter()
         .filter(|w| w.from == stream.name)
     {
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            &options.storage_options,
-            config.aggregation.output_schema(),
-            &config.partition_by,
-        )
-        .await?;
+        let table = open_window_table(config, &options.storage_options).await?;
         windows.push(WindowTarget {
             table,
             config: config.clone(),
@@ -122,7 +117,8 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
     let key = (source.clone(), 0);
     let mut committed = Vec::new();
     for output in &tables {
-        committed.push(output.table.committed_offset(&source, 0).await?);
+        let table = output.table.as_ref().expect("not committing yet");
+        committed.push(table.committed_offset(&source, 0).await?);
     }
     let now = Instant::now();
     let mut resumes = Vec::new();
@@ -295,7 +291,7 @@ impl Load {
                     let keep = filter
                         .matches(&decoded.batch)
                         .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("filter of table {}", output.table.name()))?;
+                        .with_context(|| format!("filter of table {}", output.name))?;
                     arrow::compute::filter_record_batch(&decoded.batch, &keep)?
                 }
             };
@@ -304,8 +300,24 @@ impl Load {
         Ok(())
     }
 
+    /// Waits for the commit in flight of table `slot`, if any, and takes its table back.
+    async fn settle(&mut self, slot: usize) -> Result<()> {
+        let Some(in_flight) = self.tables[slot].in_flight.take() else {
+            return Ok(());
+        };
+        let (table, committed) = in_flight.await.context("a table commit failed to run")?;
+        self.tables[slot].table = Some(table);
+        let (rows, last) = committed?;
+        self.summary.rows += rows as u64;
+        self.summary.commits += 1;
+        self.lane.tables[slot].committed = Some(last);
+        Ok(())
+    }
+
     /// Commits every table (and window table) over its row or byte limit, or with anything
-    /// pending when `all`.
+    /// pending when `all` (and then waits for every commit). A table's commit runs on another
+    /// worker while decoding goes on; the next one waits for it, so each table has at most
+    /// one commit in flight and commits in order.
     async fn flush(&mut self, all: bool) -> Result<()> {
         for slot in 0..self.tables.len() {
             let buffer = &self.lane.tables[slot];
@@ -314,12 +326,24 @@ impl Load {
                 && (all
                     || buffer.rows() >= flush.max_rows
                     || buffer.bytes() as u64 >= flush.max_bytes);
-            if let Some(pending) = due.then(|| self.lane.tables[slot].take_pending()).flatten() {
+            if !due {
+                continue;
+            }
+            self.settle(slot).await?;
+            let Some(pending) = self.lane.tables[slot].take_pending() else {
+                continue;
+            };
+            let mut table = self.tables[slot].table.take().expect("settled above");
+            let source = self.source.clone();
+            self.tables[slot].in_flight = Some(tokio::spawn(async move {
                 let last = pending.last_offset;
-                self.summary.rows +=
-                    commit(&mut self.tables[slot].table, &self.source, pending).await? as u64;
-                self.summary.commits += 1;
-                self.lane.tables[slot].committed = Some(last);
+                let committed = commit(&mut table, &source, pending).await;
+                (table, committed.map(|rows| (rows, last)))
+            }));
+        }
+        if all {
+            for slot in 0..self.tables.len() {
+                self.settle(slot).await?;
             }
         }
         for slot in 0..self.windows.len() {

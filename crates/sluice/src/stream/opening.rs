@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use arrow::datatypes::SchemaRef;
 use sluice_core::Decoder;
+use sluice_core::config::{Table, Window};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::admin;
 use sluice_kafka::side::{
@@ -44,12 +46,10 @@ pub(super) async fn open_outputs(
             .iter()
             .filter(|t| t.from == stream.name)
         {
-            let table = LakeTable::open_or_create(
-                &config.name,
-                &config.uri,
+            let table = open_table(
+                config,
                 &options.storage_options,
                 source.decoder.table_schema(),
-                &config.partition_by,
             )
             .await?;
             info!(table = %config.name, uri = %table.url(), version = ?table.version(), "Opened table.");
@@ -67,14 +67,7 @@ pub(super) async fn open_outputs(
             .pipeline
             .stream(&config.from)
             .expect("validated: windows name streams");
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            &options.storage_options,
-            config.aggregation.output_schema(),
-            &config.partition_by,
-        )
-        .await?;
+        let table = open_window_table(config, &options.storage_options).await?;
         info!(window = %config.name, uri = %table.url(), version = ?table.version(), "Opened window table.");
         let stream_source = sources
             .get_mut(&stream.topic)
@@ -162,6 +155,37 @@ pub(super) async fn connect_side_producer(
     })
     .await??;
     Ok(Some(producer))
+}
+
+/// Opens (or creates) a stream's table, whose rows have `schema`.
+pub(super) async fn open_table(
+    config: &Table,
+    storage_options: &HashMap<String, String>,
+    schema: &SchemaRef,
+) -> Result<LakeTable> {
+    Ok(LakeTable::open_or_create(
+        &config.name,
+        &config.uri,
+        storage_options,
+        schema,
+        &config.partition_by,
+    )
+    .await?)
+}
+
+/// Opens (or creates) a window table.
+pub(super) async fn open_window_table(
+    config: &Window,
+    storage_options: &HashMap<String, String>,
+) -> Result<LakeTable> {
+    Ok(LakeTable::open_or_create(
+        &config.name,
+        &config.uri,
+        storage_options,
+        config.aggregation.output_schema(),
+        &config.partition_by,
+    )
+    .await?)
 }
 
 /// The lane of a partition, created from the lake's committed offsets on first use.

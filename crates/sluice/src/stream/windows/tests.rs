@@ -196,6 +196,15 @@ fn in_order(events: &[(u8, i64)]) -> Vec<(u8, i64, i64)> {
         .collect()
 }
 
+/// The in-order events, each moved back in event time by its delay.
+fn moved_back(events: &[(u8, i64)], delays: &[i64]) -> Vec<(u8, i64, i64)> {
+    in_order(events)
+        .iter()
+        .zip(delays)
+        .map(|(event, delay)| (event.0, event.1 - delay, event.2))
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -235,11 +244,7 @@ proptest! {
         splits in prop::collection::vec(1usize..60, 1..40),
         holds in prop::collection::vec(0i64..2 * LATENESS, 40),
     ) {
-        let arrivals: Vec<(u8, i64, i64)> = in_order(&events)
-            .iter()
-            .zip(&delays)
-            .map(|(event, delay)| (event.0, event.1 - delay, event.2))
-            .collect();
+        let arrivals = moved_back(&events, &delays);
         let (expected, expected_late) = run(kind, &arrivals, (&splits, &[]), None);
         let (got, late) = run(kind, &arrivals, (&splits, &holds), None);
         prop_assert_eq!(late, expected_late);
@@ -259,11 +264,7 @@ proptest! {
         holds in prop::collection::vec(0i64..2 * LATENESS, 40),
         restart_after in 1usize..40,
     ) {
-        let arrivals: Vec<(u8, i64, i64)> = in_order(&events)
-            .iter()
-            .zip(&delays)
-            .map(|(event, delay)| (event.0, event.1 - delay, event.2))
-            .collect();
+        let arrivals = moved_back(&events, &delays);
         let jump = |restart| Some(Jump { after: restart_after, restart });
         let (expected, expected_late) = run(kind, &arrivals, (&splits, &holds), jump(false));
         let (got, late) = run(kind, &arrivals, (&splits, &holds), jump(true));
