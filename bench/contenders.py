@@ -12,7 +12,8 @@ files(): per run, each under /usr/bin/time (wall time, peak RSS of the largest p
 latency(): `sluice stream` running the sensor job on a fresh topic while `sluice produce`
 sends generated sensor events at a steady 20,000 per second, stamped with the time they are
 made; bench/alert_latency.py (librdkafka via confluent-kafka) reads the alert topic and takes
-arrival − event time, after a 3 s warm-up.
+arrival − event time, after a 3 s warm-up. BENCH_FETCH_WAIT_MS=N sets the stream's
+librdkafka `fetch.wait.max.ms` (default 500) through the pipeline's [kafka.options].
 """
 
 import json
@@ -76,6 +77,9 @@ def latency(seconds, work, env):
                        env=env, check=True, capture_output=True)
     dir_ = work / "latency"
     file = pipeline(dir_, topic, f"bench-latency-{os.getpid()}", dir_ / "lake/sensor_events", True)
+    if os.environ.get("BENCH_FETCH_WAIT_MS"):
+        with open(file, "a") as f:
+            f.write(f'\n[kafka.options]\n"fetch.wait.max.ms" = "{os.environ["BENCH_FETCH_WAIT_MS"]}"\n')
     log = open(dir_ / "stream.log", "w")
     # Its own process group: /usr/bin/time does not pass signals on, so SIGINT goes to both.
     stream = subprocess.Popen(["/usr/bin/time", "-v", sluice, "stream", "--pipeline", str(file)],
