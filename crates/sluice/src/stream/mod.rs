@@ -6,6 +6,7 @@
 //! reached, as one Delta commit carrying each lane's last offset. Progress lives in the lake;
 //! Kafka's committed offsets follow it for lag metrics only.
 
+mod batch;
 mod emit;
 mod lanes;
 pub mod load;
@@ -20,21 +21,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use sluice_core::config::{Pipeline, Table, Window, defaults};
-use sluice_core::{Decoder, RawRecord};
+use sluice_core::Decoder;
+use sluice_core::config::{Pipeline, Table, Window};
 use sluice_kafka::ClientOptions;
-use sluice_kafka::consumer::{GroupConsumer, RebalanceEvent};
-use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, SideProducer};
+use sluice_kafka::consumer::GroupConsumer;
+use sluice_kafka::side::SideProducer;
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use lanes::{Admit, Lane, Pending};
-use opening::{
-    PrefetchedMarks, by_topic, connect_side_producer, lane_for, open_outputs, side_marks,
-};
-use repartition::{Forward, origin_partition};
-use side::{Original, SideOutputs};
+use lanes::{Lane, Pending};
+use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
+use repartition::Forward;
+use side::SideOutputs;
 use windows::WindowLane;
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
@@ -206,184 +205,6 @@ struct State {
 }
 
 impl State {
-    /// Reads one batch and buffers its rows; returns how many records arrived.
-    async fn process_batch(&mut self, wait: Duration) -> Result<usize> {
-        let messages = self
-            .consumer
-            .recv_batch(defaults::DECODE_BATCH_RECORDS, wait)
-            .await?;
-        for event in self.consumer.take_events() {
-            match event {
-                RebalanceEvent::Assigned(partitions) => {
-                    info!(?partitions, "Partitions assigned.");
-                    let now = Instant::now();
-                    self.assigned
-                        .extend(partitions.iter().map(|p| (p.clone(), now)));
-                    for (topic, partitions) in by_topic(&partitions) {
-                        let marks = side_marks(&self.client, &self.sources, topic, &partitions)?;
-                        self.prefetched_marks.extend(marks);
-                    }
-                    // The previous owner may have committed since the tables were last read:
-                    // lanes must start from the lake as it is now.
-                    refresh_tables(&mut self.outputs, None).await?;
-                }
-                RebalanceEvent::Revoked(partitions) => {
-                    info!(?partitions, "Partitions revoked; dropping their buffers.");
-                    for partition in &partitions {
-                        self.assigned.remove(partition);
-                        self.lanes.remove(partition);
-                        self.prefetched_marks.remove(partition);
-                    }
-                }
-            }
-        }
-        use rdkafka::Message;
-        let mut by_partition: BTreeMap<(&str, i32), Vec<&rdkafka::message::BorrowedMessage<'_>>> =
-            BTreeMap::new();
-        for message in &messages {
-            by_partition
-                .entry((message.topic(), message.partition()))
-                .or_default()
-                .push(message);
-        }
-        let ingested_at_us = chrono::Utc::now().timestamp_micros();
-        let now = Instant::now();
-        for ((topic, partition), records) in by_partition {
-            let key = (topic.to_string(), partition);
-            if !self.assigned.contains_key(&key) {
-                continue;
-            }
-            let lane = lane_for(
-                &mut self.lanes,
-                (&self.outputs, &self.windows),
-                &self.sources,
-                (&self.client, &mut self.prefetched_marks),
-                key,
-            )
-            .await?;
-            lane.begin_batch();
-            let mut taken = Vec::with_capacity(records.len());
-            for message in &records {
-                let offset = message.offset();
-                match lane.admit(offset) {
-                    Admit::Take => taken.push(RawRecord {
-                        payload: message.payload(),
-                        partition,
-                        offset,
-                    }),
-                    Admit::Skip => {}
-                    Admit::SeekTo(next) => {
-                        info!(
-                            topic,
-                            partition,
-                            from = offset,
-                            to = next,
-                            "Seeking back to the lake's position."
-                        );
-                        self.consumer.seek(topic, partition, Some(next))?;
-                    }
-                }
-            }
-            let Some(last_offset) = taken.last().map(|r| r.offset) else {
-                continue;
-            };
-            let source = &self.sources[topic];
-            let decoded = source.decoder.decode(topic, &taken, ingested_at_us);
-            let origins = source
-                .reads_origins
-                .then(|| origins_of(&records, &decoded.batch))
-                .transpose()?;
-            let message = match source.side.dead_letter_topic() {
-                Some(_) => {
-                    "Sent a record that does not fit the stream's schema to the dead-letter topic."
-                }
-                None => "Skipped a record that does not fit the stream's schema.",
-            };
-            for rejected in &decoded.rejected {
-                warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "{message}");
-            }
-            self.summary.rejected += decoded.rejected.len() as u64;
-            let mut late = Vec::new();
-            for &window in &source.windows {
-                let output = &self.windows[window];
-                let offsets = lane.windows[output.slot].ingest(
-                    output.config.kind(),
-                    output.config.aggregation.event_time(),
-                    (&decoded.batch, origins.as_deref()),
-                    last_offset,
-                    now,
-                );
-                if !offsets.is_empty() {
-                    warn!(topic, partition, window = %output.config.name, late = offsets.len(), first = offsets[0], "Events arrived after their windows closed.");
-                    self.summary.late += offsets.len() as u64;
-                    late.push((output.slot, offsets));
-                }
-            }
-            if let Some(producer) = &self.side_producer {
-                let first = records[0].offset();
-                let original = |offset: i64| {
-                    let message = records
-                        .get(usize::try_from(offset - first).ok()?)
-                        .filter(|m| m.offset() == offset)
-                        .or_else(|| records.iter().find(|m| m.offset() == offset))?;
-                    Some(original_of(message))
-                };
-                let side = source.side.records(
-                    (topic, partition),
-                    &decoded,
-                    &late,
-                    original,
-                    &lane.side_marks,
-                )?;
-                tokio::task::block_in_place(|| {
-                    side.records
-                        .iter()
-                        .try_for_each(|record| producer.send(record))
-                })?;
-                for record in &side.records {
-                    lane.side_marks.insert(record.topic.clone(), record.mark);
-                }
-                self.summary.dead_lettered += side.dead_letters;
-                self.summary.alerts += side.alerts;
-                for (slot, forward) in source.forwards.iter().enumerate() {
-                    if lane.forwards[slot]
-                        .committed
-                        .is_some_and(|c| last_offset <= c)
-                    {
-                        continue;
-                    }
-                    let records = forward.records(
-                        (topic, partition),
-                        &decoded.batch,
-                        producer,
-                        original,
-                        &mut lane.forwarded,
-                    )?;
-                    tokio::task::block_in_place(|| {
-                        records.iter().try_for_each(|record| producer.send(record))
-                    })?;
-                    self.summary.forwarded += records.len() as u64;
-                    lane.forwards[slot].progressed(last_offset, now);
-                }
-            }
-            for &output in &source.outputs {
-                let output = &self.outputs[output];
-                let rows = match &output.config.filter {
-                    None => decoded.batch.clone(),
-                    Some(filter) => {
-                        let keep = filter
-                            .matches(&decoded.batch)
-                            .map_err(anyhow::Error::msg)
-                            .with_context(|| format!("filter of table {}", output.config.name))?;
-                        arrow::compute::filter_record_batch(&decoded.batch, &keep)?
-                    }
-                };
-                lane.append(output.slot, &rows, last_offset, now);
-            }
-        }
-        Ok(messages.len())
-    }
-
     /// The earliest moment a table's latency limit is reached.
     fn next_deadline(&self) -> Option<Instant> {
         let tables = self.outputs.iter().filter_map(|output| {
@@ -672,68 +493,6 @@ async fn flush_side_outputs(producer: &SideProducer) -> Result<()> {
             Err(err) => return Err(err).context("sending dead letters and alerts"),
         }
     }
-}
-
-/// A consumed record as the dead-letter topic keeps it.
-fn original_of<'a>(message: &'a rdkafka::message::BorrowedMessage<'_>) -> Original<'a> {
-    use rdkafka::Message;
-    use rdkafka::message::Headers;
-    Original {
-        key: message.key(),
-        payload: message.payload(),
-        headers: message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .filter(|h| h.key != ORDINAL)
-                    .map(|h| (origin_name(h.key), h.value.unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: message.timestamp().to_millis(),
-    }
-}
-
-/// The name a header of a consumed record keeps in a side copy: a record from a repartition
-/// topic names its source in `sluice.source.*`, which the copy needs for its own source, so
-/// those become `sluice.origin.*`.
-fn origin_name(key: &str) -> &str {
-    match key {
-        SOURCE_TOPIC => "sluice.origin.topic",
-        SOURCE_PARTITION => "sluice.origin.partition",
-        SOURCE_OFFSET => "sluice.origin.offset",
-        other => other,
-    }
-}
-
-/// Per row of `decoded`, the source partition its record from a repartition topic names.
-fn origins_of(
-    records: &[&rdkafka::message::BorrowedMessage<'_>],
-    decoded: &RecordBatch,
-) -> Result<Vec<i32>> {
-    use arrow::array::AsArray;
-    use rdkafka::Message;
-    let by_offset: HashMap<i64, &rdkafka::message::BorrowedMessage<'_>> =
-        records.iter().map(|m| (m.offset(), *m)).collect();
-    let offsets = decoded
-        .column_by_name(sluice_core::schema::OFFSET_COLUMN)
-        .context("decoded rows carry _offset")?
-        .as_primitive::<arrow::datatypes::Int64Type>();
-    offsets
-        .values()
-        .iter()
-        .map(|offset| {
-            let message = by_offset.get(offset).context("a decoded row's record")?;
-            origin_partition(message).with_context(|| {
-                format!(
-                    "record {}/{}@{offset} of a repartition topic names no source partition",
-                    message.topic(),
-                    message.partition()
-                )
-            })
-        })
-        .collect()
 }
 
 /// Re-reads the tables fed by `topic` (every table when `None`) at their latest version.
