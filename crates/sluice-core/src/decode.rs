@@ -399,7 +399,7 @@ impl Decoder {
 }
 
 /// The deepest nesting of objects and arrays in a JSON text (brackets in strings ignored).
-fn json_depth(text: &[u8]) -> usize {
+pub fn json_depth(text: &[u8]) -> usize {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let (mut in_string, mut escaped) = (false, false);
     for &byte in text {

@@ -165,6 +165,36 @@ impl StreamSchema {
         &self.derived
     }
 
+    /// A JSON Schema that records of this stream satisfy: each field with its JSON type, nullable
+    /// unless required. The gateway validates with it when the stream has no schema file.
+    pub fn json_schema(&self) -> Value {
+        let properties: serde_json::Map<String, Value> = self
+            .fields
+            .iter()
+            .map(|field| {
+                let mut types = match field.ty {
+                    FieldType::String | FieldType::Date => vec!["string"],
+                    FieldType::Int64 => vec!["integer"],
+                    FieldType::Float64 => vec!["number"],
+                    FieldType::Boolean => vec!["boolean"],
+                    // RFC 3339 text or epoch milliseconds.
+                    FieldType::Timestamp => vec!["string", "integer"],
+                };
+                if !field.required {
+                    types.push("null");
+                }
+                (field.name.clone(), serde_json::json!({ "type": types }))
+            })
+            .collect();
+        let required: Vec<&str> = self
+            .fields
+            .iter()
+            .filter(|field| field.required)
+            .map(|field| field.name.as_str())
+            .collect();
+        serde_json::json!({ "type": "object", "properties": properties, "required": required })
+    }
+
     /// The stream's fields in declaration order.
     pub fn fields(&self) -> &[SchemaField] {
         &self.fields

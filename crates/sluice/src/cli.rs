@@ -31,6 +31,9 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Run a pipeline file as one member of its consumer group, landing rows in the lake.
     Stream(StreamArgs),
+    /// Serve HTTP ingest for the pipeline's streams: JSON Schema validation, API keys, limits,
+    /// a durable spool while Kafka is down, idempotent retries.
+    Gateway(GatewayArgs),
     /// Run a stream's job over NDJSON files, with no broker: its tables, windows (all closed
     /// at the end of the input) and alert rules. Loading the same files again lands nothing
     /// twice.
@@ -156,6 +159,39 @@ pub struct StreamArgs {
     /// without a rebalance.
     #[arg(long, env = "SLUICE_INSTANCE_ID")]
     pub instance_id: Option<String>,
+}
+
+/// `sluice gateway`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The pipeline file (TOML): its streams and its `[gateway]` section.
+    #[arg(long, required = true)]
+    pub pipeline: Option<PathBuf>,
+    /// Address to listen on [default: the file's `[gateway] listen`, else 127.0.0.1:8080].
+    #[arg(long, env = "SLUICE_GATEWAY_LISTEN")]
+    pub listen: Option<String>,
+    /// Key management instead of serving.
+    #[command(subcommand)]
+    pub command: Option<GatewayCommand>,
+}
+
+/// `sluice gateway …`
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Make a new API key: prints the key (give it to the sender; it is not stored) and the
+    /// `[[gateway.keys]]` entry with its SHA-256 for the pipeline file.
+    Keygen {
+        /// Who the key is for.
+        #[arg(long)]
+        name: String,
+        /// The streams it may send to, comma-separated ("*" for all).
+        #[arg(long, value_delimiter = ',', default_value = "*")]
+        streams: Vec<String>,
+    },
 }
 
 /// `sluice load`

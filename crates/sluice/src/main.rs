@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 /// sluice's own progress at info, everything else at warn. delta-kernel logs an ERROR when it
 /// looks for a table that does not exist yet, which sluice then creates: not an error to users.
 const DEFAULT_LOG: &str = "warn,sluice=info,sluice_kafka=info,sluice_lake=info,sluice_core=info,\
-sluice_query=info,buoyant_kernel::snapshot::builder=off";
+sluice_query=info,sluice_gateway=info,buoyant_kernel::snapshot::builder=off";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -115,6 +115,30 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Gateway(args) => match args.command {
+            Some(sluice::cli::GatewayCommand::Keygen { name, streams }) => {
+                let (key, sha256) = sluice_gateway::auth::generate();
+                eprintln!("API key for {name} (shown once; the pipeline file keeps only its hash):");
+                println!("{key}");
+                eprintln!("\nAdd to the pipeline file:\n");
+                eprintln!("[[gateway.keys]]\nname = {name:?}\nsha256 = \"{sha256}\"\nstreams = {streams:?}");
+                Ok(())
+            }
+            None => {
+                let pipeline = Pipeline::load(args.pipeline.as_deref().context("--pipeline is required")?)?;
+                let (client, _) = connections(&args.kafka, &pipeline);
+                sluice_gateway::run(
+                    sluice_gateway::GatewayOptions {
+                        pipeline,
+                        client,
+                        listen: args.listen,
+                    },
+                    shutdown,
+                )
+                .await?;
+                Ok(())
+            }
+        },
         Command::Load(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
             let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);

@@ -21,3 +21,21 @@ pub const COMPACT_TARGET_SIZE: &str = "128MiB";
 pub const MAX_RECORD_SIZE: &str = "256KiB";
 /// The deepest JSON nesting a record may have (objects and arrays).
 pub const MAX_JSON_DEPTH: usize = 128;
+/// Where `sluice gateway` listens.
+pub const GATEWAY_LISTEN: &str = "127.0.0.1:8080";
+/// The largest request body as sent (compressed or not).
+pub const GATEWAY_MAX_BODY: &str = "10MiB";
+/// The largest request body after decompression: a gzip bomb stops here.
+pub const GATEWAY_MAX_DECOMPRESSED_BODY: &str = "64MiB";
+/// Records in one request (Firehose's PutRecordBatch allows 500; batching more is cheaper).
+pub const GATEWAY_MAX_RECORDS: usize = 10_000;
+/// Nesting of objects and arrays in one record sent to the gateway.
+pub const GATEWAY_MAX_DEPTH: usize = 32;
+/// Where the gateway spools accepted records while Kafka is down.
+pub const GATEWAY_SPOOL_DIR: &str = "./sluice-data/spool";
+/// The most the spool holds before requests are refused with 503.
+pub const GATEWAY_SPOOL_MAX_SIZE: &str = "1GiB";
+/// How long an `Idempotency-Key` is remembered.
+pub const GATEWAY_IDEMPOTENCY_WINDOW: &str = "10m";
+/// How long a request waits for Kafka before its records are spooled instead.
+pub const GATEWAY_PRODUCE_TIMEOUT: &str = "2s";

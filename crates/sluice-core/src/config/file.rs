@@ -28,6 +28,83 @@ pub struct PipelineFile {
     /// Event-time window aggregations, each written to its own Delta table.
     #[serde(default)]
     pub windows: Vec<WindowSection>,
+    /// The HTTP ingest gateway (`sluice gateway`).
+    pub gateway: Option<GatewaySection>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Address to listen on, such as "0.0.0.0:8080"; `--listen` overrides it.
+    pub listen: Option<String>,
+    /// API keys: `[[gateway.keys]]` entries.
+    #[serde(default)]
+    pub keys: Vec<ApiKeySection>,
+    /// HTTPS: `{ cert = "cert.pem", key = "key.pem" }` (PEM files, relative to the current
+    /// directory).
+    pub tls: Option<TlsSection>,
+    /// What one request may carry.
+    #[serde(default)]
+    pub limits: GatewayLimitsSection,
+    /// The write-ahead spool that holds accepted records while Kafka is down or slow.
+    #[serde(default)]
+    pub spool: SpoolSection,
+    /// How long a request's `Idempotency-Key` is remembered, such as "10m".
+    pub idempotency_window: Option<String>,
+    /// How long a request waits for Kafka's acknowledgement before its records are spooled
+    /// (and the response says so), such as "2s".
+    pub produce_timeout: Option<String>,
+}
+
+/// `[[gateway.keys]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    /// Who holds the key (shown in logs and metrics, never the key).
+    pub name: String,
+    /// SHA-256 of the key as 64 hex digits; `sluice gateway keygen` makes a key and prints it.
+    pub sha256: String,
+    /// The streams the key may send to; `["*"]` is every stream.
+    pub streams: Vec<String>,
+}
+
+/// `[gateway.tls]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain, PEM.
+    pub cert: String,
+    /// Private key, PEM.
+    pub key: String,
+}
+
+/// `[gateway.limits]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayLimitsSection {
+    /// The largest body as sent, such as "10MiB" (413 beyond).
+    pub max_body: Option<String>,
+    /// The largest body after gzip/zstd decompression, such as "64MiB" (413 beyond).
+    pub max_decompressed_body: Option<String>,
+    /// Records in one request (413 beyond).
+    pub max_records: Option<usize>,
+    /// Nesting of objects and arrays in one record (the record is rejected beyond).
+    pub max_depth: Option<usize>,
+    /// Records per second one API key may send, such as "5000/s" (429 beyond).
+    pub rate_per_key: Option<String>,
+}
+
+/// `[gateway.spool]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Its directory.
+    pub dir: Option<String>,
+    /// The most it may hold, such as "1GiB" (503 beyond).
+    pub max_size: Option<String>,
+    /// "always" (before the response), "never" (left to the OS) or an interval such as "100ms".
+    pub fsync: Option<String>,
 }
 
 /// `[kafka]`

@@ -8,6 +8,7 @@
 mod alerts;
 pub mod defaults;
 pub mod file;
+mod gateway;
 mod units;
 mod windows;
 
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use alerts::Alert;
+pub use gateway::{ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles};
 pub use units::{parse_duration, parse_size};
 pub use windows::Window;
 
@@ -39,6 +41,8 @@ pub struct Pipeline {
     pub alerts: Vec<Alert>,
     /// The window aggregations, in file order.
     pub windows: Vec<Window>,
+    /// The HTTP gateway's settings (defaults when the file has no `[gateway]`).
+    pub gateway: GatewayConfig,
 }
 
 /// Kafka settings of a pipeline.
@@ -67,6 +71,9 @@ pub struct Stream {
     pub dead_letter_topic: Option<String>,
     /// The largest record accepted, in bytes.
     pub max_record_size: usize,
+    /// The JSON Schema records are validated against at the gateway: the schema file as
+    /// written, or one made from the inline field list.
+    pub json_schema: Arc<serde_json::Value>,
 }
 
 /// A Delta table written from a stream.
@@ -265,9 +272,11 @@ fn validate(
         &mut problems,
     );
     let alerts = alerts::validate(&raw.alerts, &streams, &stream_names, &mut problems);
+    let gateway = gateway::validate(raw.gateway.as_ref(), &stream_names, &mut problems);
     if !problems.0.is_empty() {
         return Err(problems.0);
     }
+    let gateway = gateway.expect("a gateway without problems");
     Ok(Pipeline {
         kafka: KafkaConfig {
             brokers: raw.kafka.brokers,
@@ -279,6 +288,7 @@ fn validate(
         tables,
         alerts,
         windows,
+        gateway,
     })
 }
 
@@ -319,9 +329,16 @@ fn validate_stream(
     )
     .map_err(|err| problems.add(format!("{at}.max_record_size"), err))
     .ok()?;
+    let mut json_schema = None;
     let fields = match (&raw.schema, &raw.fields) {
         (Some(path), None) => match read_schema(path) {
             Ok(text) => fields_from_json_schema(&text)
+                .and_then(|fields| {
+                    json_schema = Some(
+                        serde_json::from_str(&text).map_err(|err| err.to_string())?,
+                    );
+                    Ok(fields)
+                })
                 .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))
                 .ok(),
             Err(err) => {
@@ -376,10 +393,11 @@ fn validate_stream(
     Some(Stream {
         name: raw.name.clone(),
         topic: raw.topic.clone(),
-        schema: Arc::new(schema),
         key: raw.key.clone(),
         dead_letter_topic: raw.dead_letter_topic.clone(),
         max_record_size: max_record_size as usize,
+        json_schema: Arc::new(json_schema.unwrap_or_else(|| schema.json_schema())),
+        schema: Arc::new(schema),
     })
 }
 

@@ -1,0 +1,95 @@
+//! API keys: `Authorization: Bearer <key>`, checked against the SHA-256 hashes in the pipeline
+//! file. Every configured hash is compared, in constant time, so neither the time taken nor an
+//! early exit tells a caller how close a guess was. Keys are random 256-bit values, so one
+//! SHA-256 is as strong as a slow password hash would be, and costs microseconds per request.
+
+use sha2::{Digest, Sha256};
+use sluice_core::config::ApiKey;
+use subtle::ConstantTimeEq;
+
+/// Why a request is not authenticated (401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing API key: send `Authorization: Bearer <key>`")]
+    Missing,
+    /// A key that matches no configured hash.
+    #[error("unknown API key")]
+    Unknown,
+}
+
+/// The configured keys.
+pub struct Keys(Vec<ApiKey>);
+
+impl Keys {
+    /// Wraps the configured keys.
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        Self(keys)
+    }
+
+    /// The key an `Authorization` header value presents.
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&ApiKey, AuthError> {
+        let header = authorization.ok_or(AuthError::Missing)?;
+        let token = header
+            .strip_prefix(b"Bearer ")
+            .or_else(|| header.strip_prefix(b"bearer "))
+            .ok_or(AuthError::Missing)?
+            .trim_ascii();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let presented: [u8; 32] = Sha256::digest(token).into();
+        let mut found = None;
+        for key in &self.0 {
+            if bool::from(key.sha256.ct_eq(&presented)) {
+                found = Some(key);
+            }
+        }
+        found.ok_or(AuthError::Unknown)
+    }
+}
+
+/// A new random API key and its SHA-256, for `sluice gateway keygen`.
+pub fn generate() -> (String, String) {
+    let bytes: [u8; 32] = rand::random();
+    let key = format!("sk_{}", hex::encode(bytes));
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    (key, hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str, secret: &str, streams: Option<&[&str]>) -> ApiKey {
+        ApiKey {
+            name: name.into(),
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+            streams: streams.map(|s| s.iter().map(|s| s.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_bearer_key_finds_its_entry_and_anything_else_is_401() {
+        let keys = Keys::new(vec![
+            key("shop", "secret-1", Some(&["sales"])),
+            key("ops", "secret-2", None),
+        ]);
+        let shop = keys.authenticate(Some(b"Bearer secret-1")).unwrap();
+        assert_eq!(shop.name, "shop");
+        assert!(shop.allows("sales") && !shop.allows("sensors"));
+        assert!(keys.authenticate(Some(b"Bearer secret-2")).unwrap().allows("any"));
+        assert_eq!(keys.authenticate(None).err(), Some(AuthError::Missing));
+        assert_eq!(keys.authenticate(Some(b"Basic abc")).err(), Some(AuthError::Missing));
+        assert_eq!(keys.authenticate(Some(b"Bearer ")).err(), Some(AuthError::Missing));
+        assert_eq!(keys.authenticate(Some(b"Bearer secret-3")).err(), Some(AuthError::Unknown));
+    }
+
+    #[test]
+    fn generated_keys_hash_to_what_is_printed() {
+        let (key, hash) = generate();
+        let (other, _) = generate();
+        assert_ne!(key, other);
+        assert_eq!(hex::encode(Sha256::digest(key.as_bytes())), hash);
+    }
+}

@@ -1,0 +1,225 @@
+//! `sluice gateway`: HTTP ingest in front of Kafka, for senders without a Kafka client (the API
+//! Gateway + SQS + producer-Lambda front of the classic pipelines, in one process).
+//!
+//! A request carries JSON records for one stream of the pipeline file. Each record is checked
+//! against the stream's JSON Schema and limits; accepted records are produced to the stream's
+//! topic with an idempotent acks=all producer, keyed by the stream's key field, and the answer
+//! comes once they are acknowledged — or, when Kafka is down or slow, once they are in the
+//! spool, a write-ahead log on local disk that the drainer empties into Kafka in order. API keys
+//! scope senders to streams; an `Idempotency-Key` makes a retried request harmless.
+
+pub mod auth;
+pub mod body;
+pub mod delivery;
+pub mod idempotency;
+pub mod metrics;
+pub mod rate;
+pub mod records;
+mod routes;
+pub mod spool;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sluice_core::Pipeline;
+use sluice_core::config::FsyncPolicy;
+use sluice_kafka::{ClientOptions, KafkaError};
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::Delivery;
+use crate::metrics::Metrics;
+use crate::routes::AppState;
+use crate::spool::{Spool, SpoolError};
+
+/// How often the broker is probed for `/readyz`.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// How long in-flight requests get to finish at shutdown.
+const GRACE: Duration = Duration::from_secs(10);
+/// How long the spool gets to empty into Kafka at shutdown (what is left stays for next time).
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// One record to produce: its key and its bytes, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The Kafka key (the stream's key field), if the record has one.
+    pub key: Option<Vec<u8>>,
+    /// The record's JSON text.
+    pub value: Vec<u8>,
+}
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A stream's JSON Schema or the listen address is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The spool could not be opened.
+    #[error("cannot open the spool")]
+    Spool(#[from] SpoolError),
+    /// The Kafka producer could not be created.
+    #[error("cannot create the Kafka producer")]
+    Kafka(#[from] KafkaError),
+    /// The server failed.
+    #[error("cannot serve on {addr}")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What `sluice gateway` runs.
+pub struct GatewayOptions {
+    /// The pipeline: its streams and its `[gateway]` section.
+    pub pipeline: Pipeline,
+    /// The Kafka cluster.
+    pub client: ClientOptions,
+    /// Overrides `[gateway] listen`.
+    pub listen: Option<String>,
+}
+
+/// Serves until `shutdown`, then lets running requests finish and gives the spool a few seconds
+/// to empty into Kafka.
+pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let config = options.pipeline.gateway.clone();
+    let listen = options.listen.unwrap_or(config.listen.clone());
+    let addr: SocketAddr = tokio::net::lookup_host(&listen)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| GatewayError::Config(format!("cannot resolve the listen address {listen:?}")))?;
+    let metrics = Arc::new(Metrics::default());
+    let (spool, recovery) = Spool::open(&config.spool)?;
+    if recovery.torn_tail {
+        metrics.spool_torn_tails.inc();
+    }
+    if recovery.pending > 0 || recovery.torn_tail {
+        tracing::info!(
+            dir = %config.spool.dir.display(),
+            pending_batches = recovery.pending,
+            torn_bytes_cut = recovery.torn_bytes,
+            "the spool holds batches from before: delivering them first"
+        );
+    }
+    let streams = options
+        .pipeline
+        .streams
+        .iter()
+        .map(|stream| {
+            records::StreamChecks::new(stream, config.limits.max_depth)
+                .map(|checks| (stream.name.clone(), checks))
+        })
+        .collect::<Result<HashMap<_, _>, _>>()
+        .map_err(GatewayError::Config)?;
+    if config.keys.is_empty() {
+        tracing::warn!("no [[gateway.keys]] in the pipeline file: every request will get 401");
+    }
+    let delivery = Arc::new(Delivery::new(
+        &options.client,
+        spool,
+        config.produce_timeout,
+        metrics.clone(),
+    )?);
+    let state = Arc::new(AppState {
+        keys: auth::Keys::new(config.keys.clone()),
+        streams,
+        limits: config.limits,
+        rate: config.limits.rate_per_key.map(rate::RateLimits::new),
+        idempotency: idempotency::Idempotency::new(config.idempotency_window),
+        delivery: delivery.clone(),
+        metrics: metrics.clone(),
+        kafka_up: AtomicBool::new(false),
+    });
+    let background = CancellationToken::new();
+    let drainer = tokio::spawn({
+        let (delivery, stop) = (delivery.clone(), background.clone());
+        async move { delivery.drain(stop).await }
+    });
+    tokio::spawn(probe_broker(state.clone(), background.clone()));
+    if let FsyncPolicy::Every(interval) = config.spool.fsync {
+        tokio::spawn(sync_spool(delivery.clone(), interval, background.clone()));
+    }
+
+    let handle = axum_server::Handle::new();
+    tokio::spawn({
+        let (handle, shutdown) = (handle.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(GRACE));
+        }
+    });
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            if let Some(bound) = handle.listening().await {
+                tracing::info!("sluice gateway: listening on {scheme}://{bound}");
+            }
+        }
+    });
+    let app = routes::router(state).into_make_service();
+    let served = match &config.tls {
+        Some(tls) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(|err| {
+                    GatewayError::Config(format!(
+                        "cannot load the TLS certificate {} and key {}: {err}",
+                        tls.cert.display(),
+                        tls.key.display()
+                    ))
+                })?;
+            axum_server::bind_rustls(addr, rustls).handle(handle).serve(app).await
+        }
+        None => axum_server::bind(addr).handle(handle).serve(app).await,
+    };
+    served.map_err(|source| GatewayError::Serve { addr, source })?;
+    delivery.settle(SETTLE).await;
+    background.cancel();
+    let _ = drainer.await;
+    if let Err(err) = delivery.sync_spool().await {
+        tracing::error!(error = %format!("{err:#}"), "the spool could not be synced at shutdown");
+    }
+    Ok(())
+}
+
+/// Keeps `kafka_up` (for `/readyz` and the metric) current.
+async fn probe_broker(state: Arc<AppState>, stop: CancellationToken) {
+    loop {
+        let producer = state.delivery.producer().clone();
+        let up = tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer as _;
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if up != state.kafka_up.swap(up, Ordering::Relaxed) {
+            tracing::info!(reachable = up, "Kafka reachability changed");
+        }
+        state.metrics.kafka_up.set(i64::from(up));
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The `fsync = "<interval>"` policy.
+async fn sync_spool(delivery: Arc<Delivery>, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(err) = delivery.sync_spool().await {
+            tracing::error!(error = %format!("{err:#}"), "the spool could not be synced");
+        }
+    }
+}

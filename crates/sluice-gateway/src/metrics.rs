@@ -1,0 +1,111 @@
+//! The gateway's metrics, served at `/metrics` in the Prometheus text format. Names are
+//! constants here so that dashboards and alerts have one place to look.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Requests answered, by stream and status.
+pub const REQUESTS: &str = "sluice_gateway_requests";
+/// Records by stream and outcome (`kafka`, `spooled`, `rejected`).
+pub const RECORDS: &str = "sluice_gateway_records";
+/// Seconds from a request's arrival to its answer.
+pub const REQUEST_SECONDS: &str = "sluice_gateway_request_seconds";
+/// Bytes in the spool.
+pub const SPOOL_BYTES: &str = "sluice_gateway_spool_bytes";
+/// Batches in the spool not yet delivered to Kafka.
+pub const SPOOL_PENDING: &str = "sluice_gateway_spool_pending_batches";
+/// Torn spool tails cut back at start.
+pub const SPOOL_TORN_TAILS: &str = "sluice_gateway_spool_torn_tails";
+/// Whether the last broker probe succeeded.
+pub const KAFKA_UP: &str = "sluice_gateway_kafka_up";
+
+/// Labels of [`REQUESTS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The stream in the path.
+    pub stream: String,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+/// Labels of [`RECORDS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecordLabels {
+    /// The stream.
+    pub stream: String,
+    /// `kafka`, `spooled` or `rejected`.
+    pub outcome: &'static str,
+}
+
+/// Every metric of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    /// [`REQUESTS`]
+    pub requests: Family<RequestLabels, Counter>,
+    /// [`RECORDS`]
+    pub records: Family<RecordLabels, Counter>,
+    /// [`REQUEST_SECONDS`]
+    pub request_seconds: Histogram,
+    /// [`SPOOL_BYTES`]
+    pub spool_bytes: Gauge,
+    /// [`SPOOL_PENDING`]
+    pub spool_pending: Gauge,
+    /// [`SPOOL_TORN_TAILS`]
+    pub spool_torn_tails: Counter,
+    /// [`KAFKA_UP`]
+    pub kafka_up: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let records = Family::<RecordLabels, Counter>::default();
+        let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let (spool_bytes, spool_pending, kafka_up) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let spool_torn_tails = Counter::default();
+        registry.register(REQUESTS, "Requests answered, by stream and status", requests.clone());
+        registry.register(RECORDS, "Records by stream and outcome (kafka, spooled, rejected)", records.clone());
+        registry.register(REQUEST_SECONDS, "Seconds from a request's arrival to its answer", request_seconds.clone());
+        registry.register(SPOOL_BYTES, "Bytes in the spool", spool_bytes.clone());
+        registry.register(SPOOL_PENDING, "Spooled batches not yet delivered to Kafka", spool_pending.clone());
+        registry.register(SPOOL_TORN_TAILS, "Torn spool tails cut back at start", spool_torn_tails.clone());
+        registry.register(KAFKA_UP, "1 when the last broker probe succeeded", kafka_up.clone());
+        Self {
+            registry,
+            requests,
+            records,
+            request_seconds,
+            spool_bytes,
+            spool_pending,
+            spool_torn_tails,
+            kafka_up,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts `n` records of `stream` with `outcome`.
+    pub fn count_records(&self, stream: &str, outcome: &'static str, n: usize) {
+        if n > 0 {
+            self.records
+                .get_or_create(&RecordLabels {
+                    stream: stream.to_string(),
+                    outcome,
+                })
+                .inc_by(n as u64);
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
