@@ -78,11 +78,24 @@ mod tests {
         let shop = keys.authenticate(Some(b"Bearer secret-1")).unwrap();
         assert_eq!(shop.name, "shop");
         assert!(shop.allows("sales") && !shop.allows("sensors"));
-        assert!(keys.authenticate(Some(b"Bearer secret-2")).unwrap().allows("any"));
+        assert!(
+            keys.authenticate(Some(b"Bearer secret-2"))
+                .unwrap()
+                .allows("any")
+        );
         assert_eq!(keys.authenticate(None).err(), Some(AuthError::Missing));
-        assert_eq!(keys.authenticate(Some(b"Basic abc")).err(), Some(AuthError::Missing));
-        assert_eq!(keys.authenticate(Some(b"Bearer ")).err(), Some(AuthError::Missing));
-        assert_eq!(keys.authenticate(Some(b"Bearer secret-3")).err(), Some(AuthError::Unknown));
+        assert_eq!(
+            keys.authenticate(Some(b"Basic abc")).err(),
+            Some(AuthError::Missing)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer ")).err(),
+            Some(AuthError::Missing)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer secret-3")).err(),
+            Some(AuthError::Unknown)
+        );
     }
 
     #[test]

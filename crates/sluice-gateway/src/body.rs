@@ -93,8 +93,11 @@ pub fn layout(content_type: Option<&str>) -> Result<Layout, BodyError> {
     }
     match mime.as_str() {
         "application/json" => Ok(Layout::Json),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl"
-        | "application/x-jsonlines" | "application/jsonlines" => Ok(Layout::Ndjson),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines"
+        | "application/jsonlines" => Ok(Layout::Ndjson),
         _ => Err(BodyError::ContentType(text.to_string())),
     }
 }
@@ -110,13 +113,18 @@ pub fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<B
                 Ok(body)
             };
         }
-        "gzip" | "x-gzip" => ("gzip", Box::new(flate2::read::MultiGzDecoder::new(&body[..]))),
+        "gzip" | "x-gzip" => (
+            "gzip",
+            Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        ),
         "zstd" => (
             "zstd",
-            Box::new(zstd::Decoder::new(&body[..]).map_err(|err| BodyError::Undecodable {
-                encoding: "zstd",
-                reason: err.to_string(),
-            })?),
+            Box::new(
+                zstd::Decoder::new(&body[..]).map_err(|err| BodyError::Undecodable {
+                    encoding: "zstd",
+                    reason: err.to_string(),
+                })?,
+            ),
         ),
         _ => return Err(BodyError::Encoding(encoding)),
     };
@@ -136,7 +144,11 @@ pub fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<B
 }
 
 /// The record texts of a decompressed body, each a slice of it.
-pub fn split(layout: Layout, body: &Bytes, limits: &GatewayLimits) -> Result<Vec<Bytes>, BodyError> {
+pub fn split(
+    layout: Layout,
+    body: &Bytes,
+    limits: &GatewayLimits,
+) -> Result<Vec<Bytes>, BodyError> {
     let records = match layout {
         Layout::Ndjson => body
             .split(|&b| b == b'\n')
@@ -163,8 +175,8 @@ fn split_json(body: &Bytes) -> Result<Vec<Bytes>, BodyError> {
     match text.first() {
         None => Err(BodyError::Empty),
         Some(b'[') => {
-            let elements: Vec<&RawValue> = serde_json::from_slice(text)
-                .map_err(|err| BodyError::NotJson(err.to_string()))?;
+            let elements: Vec<&RawValue> =
+                serde_json::from_slice(text).map_err(|err| BodyError::NotJson(err.to_string()))?;
             Ok(elements
                 .into_iter()
                 .map(|raw| body.slice_ref(raw.get().as_bytes()))
@@ -206,7 +218,11 @@ mod tests {
             Ok(Layout::Json)
         );
         assert_eq!(layout(Some("application/x-ndjson")), Ok(Layout::Ndjson));
-        for refused in [None, Some("text/plain"), Some("application/json; charset=latin1")] {
+        for refused in [
+            None,
+            Some("text/plain"),
+            Some("application/json; charset=latin1"),
+        ] {
             assert_eq!(layout(refused).unwrap_err().status(), 415, "{refused:?}");
         }
     }
@@ -224,7 +240,10 @@ mod tests {
             ["{\"a\":1}", "{\"a\":2}", "not json"]
         );
         let body = Bytes::from_static(b"{\"a\":1}");
-        assert_eq!(texts(&split(Layout::Json, &body, &limits()).unwrap()), ["{\"a\":1}"]);
+        assert_eq!(
+            texts(&split(Layout::Json, &body, &limits()).unwrap()),
+            ["{\"a\":1}"]
+        );
     }
 
     #[test]
@@ -263,7 +282,9 @@ mod tests {
         assert_eq!(err, BodyError::DecompressedTooLarge { limit: 1 << 16 });
 
         assert_eq!(
-            decompress(Some("br"), Bytes::new(), 10).unwrap_err().status(),
+            decompress(Some("br"), Bytes::new(), 10)
+                .unwrap_err()
+                .status(),
             415
         );
         let err = decompress(Some("gzip"), Bytes::from_static(b"not gzip"), 10).unwrap_err();

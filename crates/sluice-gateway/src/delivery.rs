@@ -10,12 +10,19 @@
 //! no local timeout, and the idempotent producer keeps retries from doubling it). Once the spool
 //! is empty the gateway produces directly again.
 //!
+//! When the broker goes away, the producer is replaced by a fresh one (a new producer id) and
+//! the old one's queue is purged: those records go to the spool and are sent again by the new
+//! producer. An idempotent producer that lives through a broker restart would otherwise carry
+//! its old sequence state to a broker that may have lost it (tansu 0.6 on SQLite panics on the
+//! bumped epoch that follows), and a record whose request was in flight when the broker died
+//! is in doubt either way.
+//!
 //! After a crash the spool's pending batches are sent again. A batch that reached Kafka just
 //! before the crash, without its delivered mark, is then in the topic twice: the spool gives
 //! at-least-once across a kill -9, exactly-once otherwise.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
@@ -45,8 +52,17 @@ pub struct Delivered {
     pub refused: Vec<(usize, String)>,
 }
 
-/// One delivery outcome: the record's index in its batch, and Kafka's error if it refused it.
-type Outcome = (usize, Result<(), String>);
+/// Why a record did not reach Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Failure {
+    /// Taken back from a producer that was replaced: send it again.
+    Purged,
+    /// Kafka refused it.
+    Refused(String),
+}
+
+/// One delivery outcome: the record's index in its batch, and why it failed if it did.
+type Outcome = (usize, Result<(), Failure>);
 
 /// Records handed to the producer whose acknowledgements are still outstanding, spooled under
 /// one batch, with the batch positions of those never handed over.
@@ -57,7 +73,8 @@ struct InFlight {
 
 /// The producer, the spool and the switch between them.
 pub struct Delivery {
-    producer: FutureProducer,
+    client: ClientOptions,
+    producer: RwLock<FutureProducer>,
     spool: Arc<Mutex<Spool>>,
     /// True while the spool holds batches not yet in Kafka; appends happen under this lock.
     spooling: tokio::sync::Mutex<bool>,
@@ -75,22 +92,13 @@ impl Delivery {
         timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
-        let producer: FutureProducer = client.create(&[
-            ("enable.idempotence", "true"),
-            ("acks", "all"),
-            ("linger.ms", "2"),
-            // Never give up on a record locally: once handed over it is retried until Kafka
-            // takes it, so it is never both in the spool's retry and in Kafka.
-            ("message.timeout.ms", "0"),
-            ("queue.buffering.max.messages", "200000"),
-            ("queue.buffering.max.kbytes", "131072"),
-            ("reconnect.backoff.max.ms", "1000"),
-        ])?;
+        let producer = new_producer(client)?;
         let spooling = spool.pending() > 0;
         metrics.spool_pending.set(spool.pending() as i64);
         metrics.spool_bytes.set(spool.bytes() as i64);
         Ok(Self {
-            producer,
+            client: client.clone(),
+            producer: RwLock::new(producer),
             spool: Arc::new(Mutex::new(spool)),
             spooling: tokio::sync::Mutex::new(spooling),
             in_flight: Mutex::default(),
@@ -100,9 +108,23 @@ impl Delivery {
         })
     }
 
-    /// The producer's client, for broker probes.
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
+    /// The current producer, for broker probes.
+    pub fn producer(&self) -> FutureProducer {
+        self.producer.read().expect("producer").clone()
+    }
+
+    /// The broker went away: a fresh producer takes over, and what the old one still holds is
+    /// purged (its records come back as [`Failure::Purged`] and are sent again).
+    pub async fn replace_producer(&self) -> Result<(), KafkaError> {
+        let fresh = new_producer(&self.client)?;
+        let old = std::mem::replace(&mut *self.producer.write().expect("producer"), fresh);
+        tokio::task::spawn_blocking(move || {
+            old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+        })
+        .await
+        .expect("purge does not panic");
+        tracing::info!("Kafka is unreachable: a fresh producer will send what the old one held");
+        Ok(())
     }
 
     /// Whether the spool has room for more.
@@ -121,7 +143,11 @@ impl Delivery {
 
     /// Delivers one request's records to `topic`: into Kafka, or into the spool. Fails only when
     /// the spool is needed and cannot take them (nothing was produced then).
-    pub async fn deliver(&self, topic: &str, records: Vec<Record>) -> Result<Delivered, SpoolError> {
+    pub async fn deliver(
+        &self,
+        topic: &str,
+        records: Vec<Record>,
+    ) -> Result<Delivered, SpoolError> {
         {
             let spooling = self.spooling.lock().await;
             if *spooling {
@@ -149,6 +175,7 @@ impl Delivery {
                 Send::Refused(err) => refused.push((i, err)),
             }
         }
+        let mut purged = Vec::new();
         let mut done = vec![false; records.len()];
         for (i, _) in &refused {
             done[*i] = true;
@@ -158,7 +185,8 @@ impl Delivery {
                 next = waiting.next() => match next {
                     None => break,
                     Some((i, Ok(()))) => done[i] = true,
-                    Some((i, Err(err))) => {
+                    Some((i, Err(Failure::Purged))) => purged.push(i),
+                    Some((i, Err(Failure::Refused(err)))) => {
                         done[i] = true;
                         refused.push((i, err));
                     }
@@ -167,6 +195,8 @@ impl Delivery {
             }
         }
         refused.sort_unstable();
+        unsent.extend(purged);
+        unsent.sort_unstable();
         if waiting.is_empty() && unsent.is_empty() {
             return Ok(Delivered {
                 spooled: 0,
@@ -186,7 +216,8 @@ impl Delivery {
                 // The spool cannot take them: wait for Kafka after all, however long it takes.
                 drop(spooling);
                 tracing::warn!(error = %err, "Kafka is slow and the spool cannot take the records: waiting for Kafka");
-                let never_handed: Vec<Record> = unsent.iter().map(|&i| records[i].clone()).collect();
+                let never_handed: Vec<Record> =
+                    unsent.iter().map(|&i| records[i].clone()).collect();
                 let mut rest: SelectAll<BoxStream<'static, Outcome>> = SelectAll::new();
                 rest.push(waiting.boxed());
                 for (j, record) in never_handed.iter().enumerate() {
@@ -200,12 +231,20 @@ impl Delivery {
                     }
                 }
                 while let Some((i, result)) = rest.next().await {
-                    if let Err(err) = result {
-                        refused.push((i, err));
+                    match result {
+                        Ok(()) => {}
+                        Err(Failure::Refused(err)) => refused.push((i, err)),
+                        Err(Failure::Purged) => refused.push((
+                            i,
+                            "the producer was replaced while Kafka was away; send it again".into(),
+                        )),
                     }
                 }
                 refused.sort_unstable();
-                return Ok(Delivered { spooled: 0, refused });
+                return Ok(Delivered {
+                    spooled: 0,
+                    refused,
+                });
             }
         };
         let remap = position.clone();
@@ -213,7 +252,10 @@ impl Delivery {
             waiting: waiting.map(move |(i, r)| (remap[&i], r)).boxed(),
             unsent: unsent.iter().map(|i| position[i]).collect(),
         };
-        self.in_flight.lock().expect("in flight").insert(seq, in_flight);
+        self.in_flight
+            .lock()
+            .expect("in flight")
+            .insert(seq, in_flight);
         *spooling = true;
         drop(spooling);
         self.wake.notify_one();
@@ -277,21 +319,27 @@ impl Delivery {
                     }
                     Send::Refused(err) => {
                         tracing::warn!(seq, topic = %batch.topic, error = %err, "Kafka refused a spooled record; it stays in the spool");
-                        waiting.push(futures::stream::iter([(j, Err(err))]).boxed());
+                        waiting
+                            .push(futures::stream::iter([(j, Err(Failure::Refused(err)))]).boxed());
                     }
                     Send::QueueStillFull => unreachable!("no deadline"),
                 }
             }
             let mut failed = Vec::new();
             while let Some((j, result)) = waiting.next().await {
-                if let Err(err) = result {
-                    tracing::warn!(seq, topic = %batch.topic, error = %err, "a spooled record was not delivered; sending it again");
-                    failed.push(j);
+                match result {
+                    Ok(()) => {}
+                    Err(Failure::Purged) => failed.push(j),
+                    Err(Failure::Refused(err)) => {
+                        tracing::warn!(seq, topic = %batch.topic, error = %err, "Kafka refused a spooled record; sending it again");
+                        failed.push(j);
+                    }
                 }
             }
             if failed.is_empty() {
                 break;
             }
+            tracing::info!(seq, records = failed.len(), "sending spooled records again");
             tokio::time::sleep(RETRY_PAUSE).await;
             to_send = failed;
         }
@@ -331,20 +379,31 @@ impl Delivery {
             if let Some(key) = &record.key {
                 message = message.key(key);
             }
-            match self.producer.send_result(message) {
+            let sent = self.producer.read().expect("producer").send_result(message);
+            match sent {
                 Ok(delivery) => {
                     return Send::Handed(
                         async move {
                             match delivery.await {
                                 Ok(Ok(_)) => Ok(()),
-                                Ok(Err((err, _))) => Err(err.to_string()),
-                                Err(_) => Err("the producer went away".to_string()),
+                                Ok(Err((
+                                    rdkafka::error::KafkaError::MessageProduction(
+                                        RDKafkaErrorCode::PurgeQueue
+                                        | RDKafkaErrorCode::PurgeInflight,
+                                    ),
+                                    _,
+                                ))) => Err(Failure::Purged),
+                                Ok(Err((err, _))) => Err(Failure::Refused(err.to_string())),
+                                Err(_) => Err(Failure::Purged),
                             }
                         }
                         .boxed(),
                     );
                 }
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Send::QueueStillFull;
                     }
@@ -362,13 +421,28 @@ impl Delivery {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let _ = tokio::task::spawn_blocking(move || producer.flush(left)).await;
     }
 }
 
 enum Send {
-    Handed(futures::future::BoxFuture<'static, Result<(), String>>),
+    Handed(futures::future::BoxFuture<'static, Result<(), Failure>>),
     QueueStillFull,
     Refused(String),
+}
+
+/// An idempotent acks=all producer with no local message timeout.
+fn new_producer(client: &ClientOptions) -> Result<FutureProducer, KafkaError> {
+    client.create(&[
+        ("enable.idempotence", "true"),
+        ("acks", "all"),
+        ("linger.ms", "2"),
+        // Never give up on a record locally: once handed over it is retried until Kafka takes
+        // it (or the producer is replaced), so it is never in Kafka and in a retry at once.
+        ("message.timeout.ms", "0"),
+        ("queue.buffering.max.messages", "200000"),
+        ("queue.buffering.max.kbytes", "131072"),
+        ("reconnect.backoff.max.ms", "1000"),
+    ])
 }

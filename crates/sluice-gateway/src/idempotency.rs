@@ -39,8 +39,14 @@ pub enum Lookup {
 type Id = (String, String);
 
 enum Entry {
-    Running { fingerprint: [u8; 32] },
-    Done { fingerprint: [u8; 32], answer: StoredAnswer, at: Instant },
+    Running {
+        fingerprint: [u8; 32],
+    },
+    Done {
+        fingerprint: [u8; 32],
+        answer: StoredAnswer,
+        at: Instant,
+    },
 }
 
 #[derive(Default)]
@@ -80,7 +86,14 @@ impl Idempotency {
     }
 
     /// Looks up (api key, Idempotency-Key) for a request to `stream` with `body`.
-    pub fn lookup(&self, api_key: &str, key: &str, stream: &str, body: &[u8], now: Instant) -> Lookup {
+    pub fn lookup(
+        &self,
+        api_key: &str,
+        key: &str,
+        stream: &str,
+        body: &[u8],
+        now: Instant,
+    ) -> Lookup {
         let mut hasher = Sha256::new();
         hasher.update(stream.as_bytes());
         hasher.update([0]);
@@ -98,7 +111,9 @@ impl Idempotency {
             Some(Entry::Running { .. }) => Lookup::InProgress,
             Some(Entry::Done { answer, .. }) => Lookup::Replay(answer.clone()),
             None => {
-                table.entries.insert(id.clone(), Entry::Running { fingerprint });
+                table
+                    .entries
+                    .insert(id.clone(), Entry::Running { fingerprint });
                 Lookup::New(Claim {
                     id: Some(id),
                     fingerprint,
@@ -145,7 +160,11 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            self.table.lock().expect("idempotency table").entries.remove(&id);
+            self.table
+                .lock()
+                .expect("idempotency table")
+                .entries
+                .remove(&id);
         }
     }
 }
@@ -168,16 +187,28 @@ mod tests {
         let Lookup::New(claim) = cache.lookup("shop", "k1", "s", b"body", now) else {
             panic!("first use")
         };
-        assert!(matches!(cache.lookup("shop", "k1", "s", b"body", now), Lookup::InProgress));
+        assert!(matches!(
+            cache.lookup("shop", "k1", "s", b"body", now),
+            Lookup::InProgress
+        ));
         claim.finish(&answer(200), now);
         match cache.lookup("shop", "k1", "s", b"body", now) {
             Lookup::Replay(stored) => assert_eq!(stored, answer(200)),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(cache.lookup("shop", "k1", "s", b"other", now), Lookup::Mismatch));
-        assert!(matches!(cache.lookup("shop", "k1", "t", b"body", now), Lookup::Mismatch));
+        assert!(matches!(
+            cache.lookup("shop", "k1", "s", b"other", now),
+            Lookup::Mismatch
+        ));
+        assert!(matches!(
+            cache.lookup("shop", "k1", "t", b"body", now),
+            Lookup::Mismatch
+        ));
         // Another API key's Idempotency-Key of the same text is its own.
-        assert!(matches!(cache.lookup("ops", "k1", "s", b"body", now), Lookup::New(_)));
+        assert!(matches!(
+            cache.lookup("ops", "k1", "s", b"body", now),
+            Lookup::New(_)
+        ));
     }
 
     #[test]
@@ -189,15 +220,27 @@ mod tests {
         };
         claim.finish(&answer(202), now);
         let later = now + Duration::from_secs(61);
-        assert!(matches!(cache.lookup("shop", "k1", "s", b"body", later), Lookup::New(_)));
+        assert!(matches!(
+            cache.lookup("shop", "k1", "s", b"body", later),
+            Lookup::New(_)
+        ));
 
         let Lookup::New(claim) = cache.lookup("shop", "k2", "s", b"body", now) else {
             panic!("first use")
         };
         claim.finish(&answer(503), now);
-        assert!(matches!(cache.lookup("shop", "k2", "s", b"body", now), Lookup::New(_)));
+        assert!(matches!(
+            cache.lookup("shop", "k2", "s", b"body", now),
+            Lookup::New(_)
+        ));
         // A claim dropped without an answer (the client went away) frees the key.
-        assert!(matches!(cache.lookup("shop", "k3", "s", b"body", now), Lookup::New(_)));
-        assert!(matches!(cache.lookup("shop", "k3", "s", b"body", now), Lookup::New(_)));
+        assert!(matches!(
+            cache.lookup("shop", "k3", "s", b"body", now),
+            Lookup::New(_)
+        ));
+        assert!(matches!(
+            cache.lookup("shop", "k3", "s", b"body", now),
+            Lookup::New(_)
+        ));
     }
 }

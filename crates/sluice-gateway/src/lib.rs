@@ -35,7 +35,11 @@ use crate::routes::AppState;
 use crate::spool::{Spool, SpoolError};
 
 /// How often the broker is probed for `/readyz`.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Failed probes in a row that make an outage (and a fresh producer).
+const OUTAGE_PROBES: u32 = 3;
+/// How long a probe waits for the broker's answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 /// How long in-flight requests get to finish at shutdown.
 const GRACE: Duration = Duration::from_secs(10);
 /// How long the spool gets to empty into Kafka at shutdown (what is left stays for next time).
@@ -91,7 +95,9 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         .await
         .ok()
         .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| GatewayError::Config(format!("cannot resolve the listen address {listen:?}")))?;
+        .ok_or_else(|| {
+            GatewayError::Config(format!("cannot resolve the listen address {listen:?}"))
+        })?;
     let metrics = Arc::new(Metrics::default());
     let (spool, recovery) = Spool::open(&config.spool)?;
     if recovery.torn_tail {
@@ -152,7 +158,11 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
             handle.graceful_shutdown(Some(GRACE));
         }
     });
-    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tokio::spawn({
         let handle = handle.clone();
         async move {
@@ -164,6 +174,8 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
     let app = routes::router(state).into_make_service();
     let served = match &config.tls {
         Some(tls) => {
+            // Several crypto providers are linked (the AWS SDK's and reqwest's): pick one.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
                 .map_err(|err| {
@@ -173,7 +185,10 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
                         tls.key.display()
                     ))
                 })?;
-            axum_server::bind_rustls(addr, rustls).handle(handle).serve(app).await
+            axum_server::bind_rustls(addr, rustls)
+                .handle(handle)
+                .serve(app)
+                .await
         }
         None => axum_server::bind(addr).handle(handle).serve(app).await,
     };
@@ -189,19 +204,27 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
 
 /// Keeps `kafka_up` (for `/readyz` and the metric) current.
 async fn probe_broker(state: Arc<AppState>, stop: CancellationToken) {
+    let mut failures = 0;
     loop {
-        let producer = state.delivery.producer().clone();
+        let producer = state.delivery.producer();
         let up = tokio::task::spawn_blocking(move || {
             use rdkafka::producer::Producer as _;
             producer
                 .client()
-                .fetch_metadata(None, Duration::from_secs(1))
+                .fetch_metadata(None, PROBE_TIMEOUT)
                 .is_ok()
         })
         .await
         .unwrap_or(false);
         if up != state.kafka_up.swap(up, Ordering::Relaxed) {
             tracing::info!(reachable = up, "Kafka reachability changed");
+        }
+        failures = if up { 0 } else { failures + 1 };
+        // Only an outage, not one slow answer, costs the producer its session.
+        if failures == OUTAGE_PROBES
+            && let Err(err) = state.delivery.replace_producer().await
+        {
+            tracing::error!(error = %format!("{err:#}"), "cannot create a fresh Kafka producer");
         }
         state.metrics.kafka_up.set(i64::from(up));
         tokio::select! {

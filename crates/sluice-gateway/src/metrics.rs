@@ -66,15 +66,40 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let records = Family::<RecordLabels, Counter>::default();
         let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        let (spool_bytes, spool_pending, kafka_up) = (Gauge::default(), Gauge::default(), Gauge::default());
+        let (spool_bytes, spool_pending, kafka_up) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
         let spool_torn_tails = Counter::default();
-        registry.register(REQUESTS, "Requests answered, by stream and status", requests.clone());
-        registry.register(RECORDS, "Records by stream and outcome (kafka, spooled, rejected)", records.clone());
-        registry.register(REQUEST_SECONDS, "Seconds from a request's arrival to its answer", request_seconds.clone());
+        registry.register(
+            REQUESTS,
+            "Requests answered, by stream and status",
+            requests.clone(),
+        );
+        registry.register(
+            RECORDS,
+            "Records by stream and outcome (kafka, spooled, rejected)",
+            records.clone(),
+        );
+        registry.register(
+            REQUEST_SECONDS,
+            "Seconds from a request's arrival to its answer",
+            request_seconds.clone(),
+        );
         registry.register(SPOOL_BYTES, "Bytes in the spool", spool_bytes.clone());
-        registry.register(SPOOL_PENDING, "Spooled batches not yet delivered to Kafka", spool_pending.clone());
-        registry.register(SPOOL_TORN_TAILS, "Torn spool tails cut back at start", spool_torn_tails.clone());
-        registry.register(KAFKA_UP, "1 when the last broker probe succeeded", kafka_up.clone());
+        registry.register(
+            SPOOL_PENDING,
+            "Spooled batches not yet delivered to Kafka",
+            spool_pending.clone(),
+        );
+        registry.register(
+            SPOOL_TORN_TAILS,
+            "Torn spool tails cut back at start",
+            spool_torn_tails.clone(),
+        );
+        registry.register(
+            KAFKA_UP,
+            "1 when the last broker probe succeeded",
+            kafka_up.clone(),
+        );
         Self {
             registry,
             requests,

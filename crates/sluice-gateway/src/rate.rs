@@ -34,7 +34,8 @@ impl RateLimits {
         if bucket.tokens > 0.0 {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(-bucket.tokens / self.per_second).max(Duration::from_secs(1)))
+            Err(Duration::from_secs_f64(-bucket.tokens / self.per_second)
+                .max(Duration::from_secs(1)))
         }
     }
 
@@ -44,7 +45,12 @@ impl RateLimits {
         self.refill(&mut buckets, key, now).tokens -= records as f64;
     }
 
-    fn refill<'a>(&self, buckets: &'a mut HashMap<String, Bucket>, key: &str, now: Instant) -> &'a mut Bucket {
+    fn refill<'a>(
+        &self,
+        buckets: &'a mut HashMap<String, Bucket>,
+        key: &str,
+        now: Instant,
+    ) -> &'a mut Bucket {
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: self.per_second,
             at: now,
@@ -69,8 +75,15 @@ mod tests {
         // 200 records of debt at 100/s: two seconds.
         assert_eq!(limits.admit("a", start), Err(Duration::from_secs(2)));
         assert_eq!(limits.admit("b", start), Ok(()));
-        assert!(limits.admit("a", start + Duration::from_millis(1900)).is_err());
-        assert_eq!(limits.admit("a", start + Duration::from_millis(2100)), Ok(()));
+        assert!(
+            limits
+                .admit("a", start + Duration::from_millis(1900))
+                .is_err()
+        );
+        assert_eq!(
+            limits.admit("a", start + Duration::from_millis(2100)),
+            Ok(())
+        );
         // A long quiet spell refills one second's worth, not more.
         limits.charge("a", 1, start + Duration::from_secs(60));
         limits.charge("a", 100, start + Duration::from_secs(60));

@@ -27,7 +27,12 @@ impl StreamChecks {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&stream.json_schema)
-            .map_err(|err| format!("stream {}: its JSON Schema does not compile: {err}", stream.name))?;
+            .map_err(|err| {
+                format!(
+                    "stream {}: its JSON Schema does not compile: {err}",
+                    stream.name
+                )
+            })?;
         Ok(Self {
             topic: stream.topic.clone(),
             key: stream.key.clone(),
@@ -144,15 +149,30 @@ mod tests {
     #[test]
     fn bad_records_say_what_is_wrong() {
         let cases = [
-            (r#"{"device_id": "d", "ts": "2026-11-22T10:00:00Z", "#, "not valid JSON"),
-            (r#"{"ts": "2026-11-22T10:00:00Z"}"#, "\"device_id\" is a required property"),
-            (r#"{"device_id": "d", "ts": "yesterday"}"#, "/ts: \"yesterday\" is not a \"date-time\""),
+            (
+                r#"{"device_id": "d", "ts": "2026-11-22T10:00:00Z", "#,
+                "not valid JSON",
+            ),
+            (
+                r#"{"ts": "2026-11-22T10:00:00Z"}"#,
+                "\"device_id\" is a required property",
+            ),
+            (
+                r#"{"device_id": "d", "ts": "yesterday"}"#,
+                "/ts: \"yesterday\" is not a \"date-time\"",
+            ),
             (
                 r#"{"device_id": "d", "ts": "2026-11-22T10:00:00Z", "temperature_c": "hot"}"#,
                 "/temperature_c: \"hot\" is not of type \"number\"",
             ),
-            (r#"{"device_id": [[[[{}]]]]}"#, "nests 6 levels deep, more than the limit of 4"),
-            (&format!(r#"{{"device_id": "{}"}}"#, "x".repeat(300)), "more than the stream's max_record_size of 200"),
+            (
+                r#"{"device_id": [[[[{}]]]]}"#,
+                "nests 6 levels deep, more than the limit of 4",
+            ),
+            (
+                &format!(r#"{{"device_id": "{}"}}"#, "x".repeat(300)),
+                "more than the stream's max_record_size of 200",
+            ),
             ("[1, 2]", "is not of type \"object\""),
         ];
         for (text, expected) in cases {

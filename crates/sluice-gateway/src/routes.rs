@@ -60,7 +60,10 @@ pub(crate) struct AppState {
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/streams/{stream}/events", post(ingest))
-        .route("/healthz", get(|| async { Answer::json(StatusCode::OK, json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { Answer::json(StatusCode::OK, json!({"status": "ok"})) }),
+        )
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -98,7 +101,10 @@ impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         let mut response = (self.status, self.body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         for (name, value) in self.headers {
             headers.insert(name, value);
         }
@@ -115,31 +121,46 @@ async fn ingest(
     let started = Instant::now();
     let answer = answer(&state, &stream, &headers, body).await;
     let labels = RequestLabels {
-        stream: if state.streams.contains_key(&stream) { stream } else { "(unknown)".into() },
+        stream: if state.streams.contains_key(&stream) {
+            stream
+        } else {
+            "(unknown)".into()
+        },
         status: answer.status.as_u16(),
     };
     state.metrics.requests.get_or_create(&labels).inc();
-    state.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
     answer.into_response()
 }
 
 async fn answer(state: &AppState, stream: &str, headers: &HeaderMap, body: Body) -> Answer {
-    let key = match state
-        .keys
-        .authenticate(headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes))
-    {
+    let key = match state.keys.authenticate(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
         Ok(key) => key,
         Err(err @ (AuthError::Missing | AuthError::Unknown)) => {
-            return Answer::error(StatusCode::UNAUTHORIZED, err).with(header::WWW_AUTHENTICATE, "Bearer");
+            return Answer::error(StatusCode::UNAUTHORIZED, err)
+                .with(header::WWW_AUTHENTICATE, "Bearer");
         }
     };
     let Some(checks) = state.streams.get(stream) else {
-        return Answer::error(StatusCode::NOT_FOUND, format!("no stream is named {stream:?}"));
+        return Answer::error(
+            StatusCode::NOT_FOUND,
+            format!("no stream is named {stream:?}"),
+        );
     };
     if !key.allows(stream) {
         return Answer::error(
             StatusCode::FORBIDDEN,
-            format!("the API key {:?} may not send to stream {stream:?}", key.name),
+            format!(
+                "the API key {:?} may not send to stream {stream:?}",
+                key.name
+            ),
         );
     }
     let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -149,25 +170,38 @@ async fn answer(state: &AppState, stream: &str, headers: &HeaderMap, body: Body)
     };
     let declared = text(&header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > state.limits.max_body) {
-        return body_error(&body::BodyError::TooLarge { limit: state.limits.max_body });
+        return body_error(&body::BodyError::TooLarge {
+            limit: state.limits.max_body,
+        });
     }
     if let Some(rate) = &state.rate
         && let Err(wait) = rate.admit(&key.name, Instant::now())
     {
         return Answer::error(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("the API key {:?} is over its rate limit; retry in {} s", key.name, wait.as_secs()),
+            format!(
+                "the API key {:?} is over its rate limit; retry in {} s",
+                key.name,
+                wait.as_secs()
+            ),
         )
         .with(header::RETRY_AFTER, wait.as_secs().to_string());
     }
     let raw = match axum::body::to_bytes(body, state.limits.max_body).await {
         Ok(raw) => raw,
-        Err(_) => return body_error(&body::BodyError::TooLarge { limit: state.limits.max_body }),
+        Err(_) => {
+            return body_error(&body::BodyError::TooLarge {
+                limit: state.limits.max_body,
+            });
+        }
     };
     let claim = match headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
         None => None,
         Some(Ok(id)) if !id.is_empty() && id.len() <= MAX_IDEMPOTENCY_KEY => {
-            match state.idempotency.lookup(&key.name, id, stream, &raw, Instant::now()) {
+            match state
+                .idempotency
+                .lookup(&key.name, id, stream, &raw, Instant::now())
+            {
                 Lookup::New(claim) => Some(claim),
                 Lookup::Replay(stored) => {
                     return Answer {
@@ -194,7 +228,9 @@ async fn answer(state: &AppState, stream: &str, headers: &HeaderMap, body: Body)
         Some(_) => {
             return Answer::error(
                 StatusCode::BAD_REQUEST,
-                format!("an Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                format!(
+                    "an Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+                ),
             );
         }
     };
@@ -220,7 +256,9 @@ async fn ingest_body(
     raw: Bytes,
     layout: body::Layout,
 ) -> Answer {
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
     let texts = match body::decompress(encoding, raw, state.limits.max_decompressed_body)
         .and_then(|body| body::split(layout, &body, &state.limits))
     {
@@ -276,7 +314,9 @@ async fn ingest_body(
     }
     let rejected = errors.len();
     let accepted = total - rejected;
-    state.metrics.count_records(stream, "kafka", accepted - spooled);
+    state
+        .metrics
+        .count_records(stream, "kafka", accepted - spooled);
     state.metrics.count_records(stream, "spooled", spooled);
     state.metrics.count_records(stream, "rejected", rejected);
     let status = match (accepted, rejected) {
@@ -306,13 +346,23 @@ fn body_error(err: &body::BodyError) -> Answer {
 async fn readyz(State(state): State<Arc<AppState>>) -> Answer {
     let kafka = state.kafka_up.load(Ordering::Relaxed);
     let spool = state.delivery.spool_has_room();
-    let status = if kafka && spool { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    Answer::json(status, json!({ "kafka_reachable": kafka, "spool_has_room": spool }))
+    let status = if kafka && spool {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Answer::json(
+        status,
+        json!({ "kafka_reachable": kafka, "spool_has_room": spool }),
+    )
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

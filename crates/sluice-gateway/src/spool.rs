@@ -273,7 +273,8 @@ impl Spool {
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let mut frame = header.to_vec();
         frame.resize(HEADER + len, 0);
-        file.read_exact(&mut frame[HEADER..]).map_err(io_at(&path))?;
+        file.read_exact(&mut frame[HEADER..])
+            .map_err(io_at(&path))?;
         let damaged = |reason: String| SpoolError::Corrupt {
             path: path.clone(),
             offset: location.offset,
@@ -323,10 +324,12 @@ impl Spool {
             .get_mut(&self.active_first)
             .expect("the active segment is listed");
         let offset = *size;
-        self.active.write_all(&frame).map_err(|source| SpoolError::Io {
-            path: segment_path(&self.dir, self.active_first),
-            source,
-        })?;
+        self.active
+            .write_all(&frame)
+            .map_err(|source| SpoolError::Io {
+                path: segment_path(&self.dir, self.active_first),
+                source,
+            })?;
         *size += frame.len() as u64;
         self.unsynced = true;
         Ok(offset)

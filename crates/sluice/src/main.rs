@@ -118,14 +118,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => match args.command {
             Some(sluice::cli::GatewayCommand::Keygen { name, streams }) => {
                 let (key, sha256) = sluice_gateway::auth::generate();
-                eprintln!("API key for {name} (shown once; the pipeline file keeps only its hash):");
+                eprintln!(
+                    "API key for {name} (shown once; the pipeline file keeps only its hash):"
+                );
                 println!("{key}");
                 eprintln!("\nAdd to the pipeline file:\n");
-                eprintln!("[[gateway.keys]]\nname = {name:?}\nsha256 = \"{sha256}\"\nstreams = {streams:?}");
+                eprintln!(
+                    "[[gateway.keys]]\nname = {name:?}\nsha256 = \"{sha256}\"\nstreams = {streams:?}"
+                );
                 Ok(())
             }
             None => {
-                let pipeline = Pipeline::load(args.pipeline.as_deref().context("--pipeline is required")?)?;
+                let pipeline =
+                    Pipeline::load(args.pipeline.as_deref().context("--pipeline is required")?)?;
                 let (client, _) = connections(&args.kafka, &pipeline);
                 sluice_gateway::run(
                     sluice_gateway::GatewayOptions {

@@ -144,7 +144,11 @@ pub(super) fn validate(
             let streams = if key.streams.iter().any(|s| s == "*") {
                 None
             } else {
-                for stream in key.streams.iter().filter(|s| !stream_names.contains(s.as_str())) {
+                for stream in key
+                    .streams
+                    .iter()
+                    .filter(|s| !stream_names.contains(s.as_str()))
+                {
                     problems.add(
                         format!("{at}.streams"),
                         format!("no stream is named {stream:?} (\"*\" means every stream)"),
@@ -263,7 +267,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 fn hex_sha256(text: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut out).map_err(|_| {
-        "expected the key's SHA-256 as 64 hex digits (`sluice gateway keygen` prints it)".to_string()
+        "expected the key's SHA-256 as 64 hex digits (`sluice gateway keygen` prints it)"
+            .to_string()
     })?;
     Ok(out)
 }

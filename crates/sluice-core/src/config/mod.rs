@@ -334,9 +334,7 @@ fn validate_stream(
         (Some(path), None) => match read_schema(path) {
             Ok(text) => fields_from_json_schema(&text)
                 .and_then(|fields| {
-                    json_schema = Some(
-                        serde_json::from_str(&text).map_err(|err| err.to_string())?,
-                    );
+                    json_schema = Some(serde_json::from_str(&text).map_err(|err| err.to_string())?);
                     Ok(fields)
                 })
                 .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))

@@ -142,7 +142,10 @@ fn a_full_spool_refuses_appends_and_delivered_batches_free_their_segments() {
             Err(err) => break err,
         }
     };
-    assert!(matches!(full, SpoolError::Full { max: 2_000, .. }), "{full}");
+    assert!(
+        matches!(full, SpoolError::Full { max: 2_000, .. }),
+        "{full}"
+    );
     assert!(seqs.len() >= 4, "{seqs:?}");
     let segments = std::fs::read_dir(dir.path()).unwrap().count();
     assert!(segments > 1, "{segments} segments");

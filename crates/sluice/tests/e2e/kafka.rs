@@ -69,8 +69,13 @@ pub fn produce_raw(topic: &str, records: &[Outgoing<'_>]) {
 /// Every record of `topic`, read from the start of each partition until nothing has arrived
 /// for `idle` (bounded by two minutes).
 pub fn read_all(topic: &str, idle: Duration) -> Vec<Stored> {
+    read_all_at(&brokers(), topic, idle)
+}
+
+/// [`read_all`] from the broker at `bootstrap`.
+pub fn read_all_at(bootstrap: &str, topic: &str, idle: Duration) -> Vec<Stored> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", "sluice-tests-reader")
         .set("enable.auto.commit", "false")
         .create()

@@ -5,6 +5,8 @@
 mod bad_input;
 mod chaos;
 mod compaction;
+mod gateway;
+mod gateway_outages;
 mod groups;
 mod helpers;
 mod kafka;
