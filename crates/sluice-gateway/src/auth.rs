@@ -49,11 +49,11 @@ impl Keys {
     }
 }
 
-/// A new random API key and its SHA-256, for `sluice gateway keygen`.
-pub fn generate() -> (String, String) {
+/// A new random API key and its SHA-256 (for `sluice gateway keygen` and `sluice up`).
+pub fn generate() -> (String, [u8; 32]) {
     let bytes: [u8; 32] = rand::random();
     let key = format!("sk_{}", hex::encode(bytes));
-    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    let hash = Sha256::digest(key.as_bytes()).into();
     (key, hash)
 }
 
@@ -103,6 +103,6 @@ mod tests {
         let (key, hash) = generate();
         let (other, _) = generate();
         assert_ne!(key, other);
-        assert_eq!(hex::encode(Sha256::digest(key.as_bytes())), hash);
+        assert_eq!(<[u8; 32]>::from(Sha256::digest(key.as_bytes())), hash);
     }
 }

@@ -91,6 +91,9 @@ pub struct UpArgs {
     /// Partitions of the sensor topic when it is created.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Address the HTTP gateway listens on.
+    #[arg(long, default_value = sluice_core::config::defaults::GATEWAY_LISTEN)]
+    pub gateway_listen: String,
 }
 
 /// `sluice produce`

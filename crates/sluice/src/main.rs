@@ -124,7 +124,8 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{key}");
                 eprintln!("\nAdd to the pipeline file:\n");
                 eprintln!(
-                    "[[gateway.keys]]\nname = {name:?}\nsha256 = \"{sha256}\"\nstreams = {streams:?}"
+                    "[[gateway.keys]]\nname = {name:?}\nsha256 = \"{}\"\nstreams = {streams:?}",
+                    hex::encode(sha256)
                 );
                 Ok(())
             }

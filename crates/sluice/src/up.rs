@@ -1,6 +1,7 @@
 //! `sluice up`: the whole pipeline in one process on embedded defaults — a tansu broker with
-//! SQLite storage, the sensor generator, and the sensor pipeline into a local Delta lake.
-//! Ctrl-C stops the generator, commits what is buffered and exits 0.
+//! SQLite storage, the sensor generator, the HTTP gateway (with an API key made for this run),
+//! and the sensor pipeline into a local Delta lake. Ctrl-C stops the generator and the gateway,
+//! commits what is buffered and exits 0.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -37,7 +38,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         }
     };
     let client = ClientOptions::new(&brokers);
-    let pipeline = builtin::sensor_pipeline(
+    let mut pipeline = builtin::sensor_pipeline(
         &args
             .lake
             .clone()
@@ -54,6 +55,22 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             admin::create_topic(&client, &needed, args.partitions, 1).await?;
         }
     }
+    // The gateway: a key for this run only, the spool under the data directory.
+    let (api_key, sha256) = sluice_gateway::auth::generate();
+    pipeline.gateway.keys.push(sluice_core::config::ApiKey {
+        name: "up".into(),
+        sha256,
+        streams: None,
+    });
+    pipeline.gateway.spool.dir = args.data_dir.join("spool");
+    let mut gateway = tokio::spawn(sluice_gateway::run(
+        sluice_gateway::GatewayOptions {
+            pipeline: pipeline.clone(),
+            client: client.clone(),
+            listen: Some(args.gateway_listen.clone()),
+        },
+        shutdown.clone(),
+    ));
     let table = &pipeline.tables[0];
     println!("sluice up: running");
     match &embedded {
@@ -90,7 +107,16 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     if let Some(dlq) = &pipeline.streams[0].dead_letter_topic {
         println!("  dlq     {dlq}: records that do not fit the schema");
     }
+    println!(
+        "  gateway http://{}/v1/streams/{topic}/events (API key for this run: {api_key})",
+        args.gateway_listen
+    );
     println!("Try, in another terminal:");
+    println!(
+        "  curl -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n       -d '{{\"device_id\": \"dev-1\", \"ts\": \"{}\", \"temperature_c\": 99}}' http://{}/v1/streams/{topic}/events",
+        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+        args.gateway_listen
+    );
     let lake_flag = args.lake.as_ref().map_or_else(
         || {
             if args.data_dir == Path::new(crate::cli::DEFAULT_DATA_DIR) {
@@ -142,6 +168,12 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         shutdown.clone(),
     ));
     let (produced, streamed) = tokio::select! {
+        served = &mut gateway => {
+            // The gateway cannot run (its port is taken, say): stop everything.
+            shutdown.cancel();
+            served.context("the gateway panicked")?.context("the gateway failed")?;
+            (producing.await, streaming.await)
+        }
         produced = &mut producing => {
             // Ctrl-C (or a generator failure): the stream catches up with what was produced,
             // commits and stops; if that takes too long, it commits what it has and stops.
@@ -160,6 +192,12 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             (producing.await, streamed)
         }
     };
+    if !gateway.is_finished() {
+        gateway
+            .await
+            .context("the gateway panicked")?
+            .context("the gateway failed")?;
+    }
     let report = produced?.context("the sensor generator failed")?;
     let summary = streamed?.context("the stream failed")?;
     println!(

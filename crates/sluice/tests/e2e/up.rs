@@ -1,7 +1,10 @@
-//! `sluice up` smoke test: it starts its embedded broker, produces, lands rows that
-//! `sluice query` sees, and exits 0 on Ctrl-C (SIGINT).
+//! `sluice up` smoke test: it starts its embedded broker, produces, takes records through its
+//! gateway with the API key it printed, lands rows that `sluice query` sees, and exits 0 on
+//! Ctrl-C (SIGINT).
 
+use std::io::BufRead as _;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -10,13 +13,16 @@ use crate::helpers::*;
 fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let gateway = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "up",
             "--rate",
             "1000",
             "--listen",
             &format!("127.0.0.1:{}", free_port()),
+            "--gateway-listen",
+            &gateway,
             "--data-dir",
         ])
         .arg(&data)
@@ -26,6 +32,21 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // stdout is read as it comes: the API key is printed at start.
+    let printed = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (stdout, printed) = (child.stdout.take().unwrap(), printed.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut printed = printed.lock().unwrap();
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+        })
+    };
     let lake = data.join("lake");
     let started = Instant::now();
     let rows = loop {
@@ -40,12 +61,39 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(rows > 0);
+    let key = printed
+        .lock()
+        .unwrap()
+        .split_whitespace()
+        .find_map(|word| {
+            word.strip_prefix("sk_")
+                .map(|k| format!("sk_{}", k.trim_end_matches(')')))
+        })
+        .expect("up prints the gateway's API key");
+    let records: String = (0..3)
+        .map(|i| {
+            format!(
+                "{{\"device_id\": \"via-gateway\", \"ts\": \"{}\", \"temperature_c\": {}}}\n",
+                chrono::Utc::now().to_rfc3339(),
+                90 + i
+            )
+        })
+        .collect();
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{gateway}/v1/streams/sensor_events/events"))
+        .bearer_auth(&key)
+        .header("content-type", "application/x-ndjson")
+        .body(records)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text());
     run_ok(
         Command::new("kill").args(["-INT", &child.id().to_string()]),
         Duration::from_secs(5),
     );
     let output = wait(child, Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    reader.join().unwrap();
+    let stdout = printed.lock().unwrap().clone();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
@@ -69,7 +117,16 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
                 .ok()
         })
         .expect("the stop line names the events produced");
-    assert_eq!(committed, produced, "{stdout}");
+    assert_eq!(
+        committed,
+        produced + 3,
+        "the generator's events and the gateway's: {stdout}"
+    );
+    let via_gateway = lake_count(
+        &lake,
+        "select count(*) as n from sensor_events where device_id = 'via-gateway'",
+    );
+    assert_eq!(via_gateway, Some(3));
     // One alert per reading that matches the example's rule, counted in the lake.
     assert!(stdout.contains("alerts  sensor_alerts"), "{stdout}");
     let alerts: u64 = stdout
