@@ -22,8 +22,9 @@ each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wal
 included (client creation; for the stream also joining the group and creating the table).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
 invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
-against Spark Structured Streaming and DuckDB on the same NDJSON file; and "latency":
-produce→alert p50/p99 at a steady 20,000 events/s. The sluice binary is $SLUICE_BIN, else
+against Spark Structured Streaming and DuckDB on the same NDJSON file; "latency":
+produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
+POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
@@ -38,6 +39,7 @@ import tempfile
 from pathlib import Path
 
 import contenders
+import gateway_load
 from common import ROOT, free_port, pipeline, sluice_bin, timed, workload
 
 
@@ -108,6 +110,7 @@ def main():
         files = wanted("files") and contenders.files(20_000 if small else 1_000_000, runs, work,
                                                      env)
         latency = wanted("latency") and contenders.latency(3 if small else 30, work, env)
+        gateway = wanted("gateway") and gateway_load.gateway(2 if small else 10, runs, work, env)
     finally:
         subprocess.run(["bash", services, "stop"], env=env, capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -125,7 +128,10 @@ def main():
         print_files(files)
     if latency:
         print_latency(latency)
-    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency])}", file=sys.stderr)
+    if gateway:
+        print_gateway(gateway)
+    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency, gateway])}",
+          file=sys.stderr)
 
 
 def print_files(files):
@@ -153,6 +159,17 @@ def print_latency(latency):
           f"p99 **{latency.get('p99_ms', float('nan')):.1f} ms**, max "
           f"{latency.get('max_ms', float('nan')):.1f} ms; sluice stream peak RSS "
           f"{latency['stream_rss_mib'] or 0:.0f} MiB")
+
+
+def print_gateway(g):
+    print(f"\n| HTTP gateway, NDJSON batches of {g['batch']}, acks=all, {g['connections']} "
+          f"connections, {g['seconds']} s | events/s | p50 | p99 | peak RSS |")
+    print("|---|---:|---:|---:|---:|")
+    print(f"| librdkafka raw produce (confluent-kafka, acks=all, idempotent) | "
+          f"{g['raw_produce_per_s']:,.0f} | | | |")
+    print(f"| sluice gateway (wrk → HTTP → acks=all) | {g['gateway_per_s']:,.0f} | "
+          f"{g['p50_ms']:.1f} ms | {g['p99_ms']:.1f} ms | {g['gateway_rss_mib']:.0f} MiB |")
+    print(f"\ngateway ÷ raw produce: **{g['ratio']:.2f}**")
 
 
 if __name__ == "__main__":
