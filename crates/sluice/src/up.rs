@@ -63,14 +63,20 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         streams: None,
     });
     pipeline.gateway.spool.dir = args.data_dir.join("spool");
-    let mut gateway = tokio::spawn(sluice_gateway::run(
-        sluice_gateway::GatewayOptions {
+    // A gateway that cannot run (its port is taken, say) is reported; the rest goes on.
+    let gateway = tokio::spawn({
+        let options = sluice_gateway::GatewayOptions {
             pipeline: pipeline.clone(),
             client: client.clone(),
             listen: Some(args.gateway_listen.clone()),
-        },
-        shutdown.clone(),
-    ));
+        };
+        let shutdown = shutdown.clone();
+        async move {
+            if let Err(err) = sluice_gateway::run(options, shutdown).await {
+                eprintln!("sluice up: the gateway is not running: {err:#}");
+            }
+        }
+    });
     let table = &pipeline.tables[0];
     println!("sluice up: running");
     match &embedded {
@@ -168,12 +174,6 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         shutdown.clone(),
     ));
     let (produced, streamed) = tokio::select! {
-        served = &mut gateway => {
-            // The gateway cannot run (its port is taken, say): stop everything.
-            shutdown.cancel();
-            served.context("the gateway panicked")?.context("the gateway failed")?;
-            (producing.await, streaming.await)
-        }
         produced = &mut producing => {
             // Ctrl-C (or a generator failure): the stream catches up with what was produced,
             // commits and stops; if that takes too long, it commits what it has and stops.
@@ -192,12 +192,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             (producing.await, streamed)
         }
     };
-    if !gateway.is_finished() {
-        gateway
-            .await
-            .context("the gateway panicked")?
-            .context("the gateway failed")?;
-    }
+    gateway.await.context("the gateway panicked")?;
     let report = produced?.context("the sensor generator failed")?;
     let summary = streamed?.context("the stream failed")?;
     println!(

@@ -115,8 +115,18 @@ fn wait_until_spool_empty(gateway: &Gateway, client: &Client, limit: Duration) {
     }
 }
 
-/// Every acknowledged marker exactly once; unacknowledged ones at most once; nothing else.
-fn assert_exactly_once(stored: &BTreeMap<String, usize>, acks: &Acks) {
+/// Reads the topic: every acknowledged marker exactly once, unacknowledged ones at most once,
+/// nothing else. Returns what it read.
+fn assert_exactly_once(
+    services: &PrivateServices,
+    topic: &str,
+    acks: &Acks,
+) -> BTreeMap<String, usize> {
+    let stored = markers(&read_all_at(
+        &services.brokers(),
+        topic,
+        Duration::from_secs(5),
+    ));
     let doubled: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(
         doubled.is_empty(),
@@ -139,14 +149,23 @@ fn assert_exactly_once(stored: &BTreeMap<String, usize>, acks: &Acks) {
         .collect();
     let known = stored.keys().all(|m| sent.contains(m));
     assert!(known, "the topic holds records nobody sent");
+    stored
 }
 
-#[test]
-fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record() {
-    let dir = test_dir("gateway_broker_down");
+/// A private broker (SQLite, so it can restart) with a 4-partition topic, and a pipeline file
+/// whose gateway sends to it.
+fn private_setup(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    PrivateServices,
+    String,
+    std::path::PathBuf,
+) {
+    let dir = test_dir(name);
     let services = PrivateServices::new(&dir);
     services.start("kafka");
-    let topic = unique("gateway_down");
+    let topic = unique(name);
     run_ok(
         services
             .sluice()
@@ -154,6 +173,12 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
         Duration::from_secs(60),
     );
     let file = pipeline(&dir, &topic);
+    (dir, services, topic, file)
+}
+
+#[test]
+fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record() {
+    let (dir, services, topic, file) = private_setup("gateway_broker_down");
     let gateway = Gateway::start(
         services.sluice().args(["gateway", "--pipeline"]).arg(&file),
         free_port(),
@@ -183,12 +208,7 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
         "nothing acknowledged (spooled) while the broker was down"
     );
     assert!(acks.spooled_requests > 0);
-    let stored = markers(&read_all_at(
-        &services.brokers(),
-        &topic,
-        Duration::from_secs(5),
-    ));
-    assert_exactly_once(&stored, &acks);
+    let stored = assert_exactly_once(&services, &topic, &acks);
     eprintln!(
         "broker down 30 s: {} records acknowledged ({} requests spooled, {during} records during the outage), {} unacknowledged, {} in the topic",
         acks.acknowledged.len(),
@@ -201,18 +221,8 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
 
 #[test]
 fn a_kill_9_while_spooling_then_a_torn_tail_loses_no_acknowledged_record() {
-    let dir = test_dir("gateway_kill9");
-    let services = PrivateServices::new(&dir);
-    services.start("kafka");
-    let topic = unique("gateway_kill9");
-    run_ok(
-        services
-            .sluice()
-            .args(["topics", "create", &topic, "--partitions", "4"]),
-        Duration::from_secs(60),
-    );
+    let (dir, services, topic, file) = private_setup("gateway_kill9");
     services.stop("kafka");
-    let file = pipeline(&dir, &topic);
     let port = free_port();
     let gateway = Gateway::start(
         services.sluice().args(["gateway", "--pipeline"]).arg(&file),
@@ -264,13 +274,8 @@ fn a_kill_9_while_spooling_then_a_torn_tail_loses_no_acknowledged_record() {
 
     let acks = acks.lock().unwrap();
     assert!(acks.spooled_requests > 0 && !acks.acknowledged.is_empty());
-    let stored = markers(&read_all_at(
-        &services.brokers(),
-        &topic,
-        Duration::from_secs(5),
-    ));
     // The broker was down for the whole first run, so nothing can have reached it twice.
-    assert_exactly_once(&stored, &acks);
+    let stored = assert_exactly_once(&services, &topic, &acks);
     eprintln!(
         "kill -9 while spooling: {} records acknowledged, {} in the topic",
         acks.acknowledged.len(),
