@@ -22,6 +22,7 @@
 //! at-least-once across a kill -9, exactly-once otherwise.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -79,6 +80,8 @@ pub struct Delivery {
     /// True while the spool holds batches not yet in Kafka; appends happen under this lock.
     spooling: tokio::sync::Mutex<bool>,
     in_flight: Mutex<HashMap<u64, InFlight>>,
+    /// The last append was refused for lack of room (cleared when room is made).
+    spool_full: AtomicBool,
     wake: Notify,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -102,6 +105,7 @@ impl Delivery {
             spool: Arc::new(Mutex::new(spool)),
             spooling: tokio::sync::Mutex::new(spooling),
             in_flight: Mutex::default(),
+            spool_full: AtomicBool::new(false),
             wake: Notify::new(),
             timeout,
             metrics,
@@ -127,10 +131,10 @@ impl Delivery {
         Ok(())
     }
 
-    /// Whether the spool has room for more.
+    /// Whether the spool has room for more: not refusing appends, and below its limit.
     pub fn spool_has_room(&self) -> bool {
         let spool = self.spool.lock().expect("spool");
-        spool.bytes() < spool.max_bytes()
+        !self.spool_full.load(Ordering::Relaxed) && spool.bytes() < spool.max_bytes()
     }
 
     /// Makes the spool's appends durable (the `fsync = "<interval>"` policy calls this).
@@ -353,19 +357,25 @@ impl Delivery {
         .expect("spool mark does not panic")?;
         self.metrics.spool_pending.set(pending as i64);
         self.metrics.spool_bytes.set(bytes as i64);
+        self.spool_full.store(false, Ordering::Relaxed);
         Ok(())
     }
 
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<u64, SpoolError> {
         let spool = self.spool.clone();
         let topic = topic.to_string();
-        let (seq, pending, bytes) = tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
             let mut spool = spool.lock().expect("spool");
             let seq = spool.append(&topic, &records)?;
             Ok::<_, SpoolError>((seq, spool.pending(), spool.bytes()))
         })
         .await
-        .expect("spool append does not panic")?;
+        .expect("spool append does not panic");
+        self.spool_full.store(
+            matches!(appended, Err(SpoolError::Full { .. })),
+            Ordering::Relaxed,
+        );
+        let (seq, pending, bytes) = appended?;
         self.metrics.spool_pending.set(pending as i64);
         self.metrics.spool_bytes.set(bytes as i64);
         Ok(seq)

@@ -706,3 +706,84 @@ fn https_serves_with_the_configured_certificate() {
     );
     gateway.member.stop(Duration::from_secs(30));
 }
+
+#[test]
+fn with_kafka_away_records_are_spooled_until_the_spool_is_full_then_503() {
+    let dir = test_dir("gateway_spool_full");
+    let topic = unique("gateway_spool_full");
+    let pipeline = gateway_pipeline(
+        &dir,
+        &topic,
+        &format!(
+            "[gateway]\nproduce_timeout = \"500ms\"\nspool = {{ dir = \"{}\", max_size = \"3KiB\" }}\n{}",
+            dir.join("spool").display(),
+            key_entry("shop", SHOP_KEY, r#"["*"]"#)
+        ),
+    );
+    // Nothing listens at this broker address: Kafka is away for the whole test.
+    let gateway = Gateway::start(
+        sluice()
+            .env("SLUICE_BROKERS", format!("127.0.0.1:{}", free_port()))
+            .args(["gateway", "--pipeline"])
+            .arg(&pipeline),
+        free_port(),
+        dir.join("gateway.log"),
+    );
+    let client = Client::new();
+    let send = |i: usize| {
+        gateway
+            .post(&client, "sensor_events")
+            .bearer_auth(SHOP_KEY)
+            .header("content-type", "application/x-ndjson")
+            .body(ndjson(&[
+                event(&format!("f-{i}-a")),
+                event(&format!("f-{i}-b")),
+            ]))
+            .send()
+            .unwrap()
+    };
+    let mut spooled = 0;
+    let full = loop {
+        let answer = send(spooled);
+        if answer.status().as_u16() != 202 {
+            break answer;
+        }
+        let body: Value = answer.json().unwrap();
+        assert_eq!(
+            (body["accepted"].as_u64(), body["spooled"].as_u64()),
+            (Some(2), Some(2))
+        );
+        spooled += 1;
+        assert!(spooled < 100, "3 KiB of spool never filled");
+    };
+    assert!(spooled >= 3, "{spooled} requests spooled");
+    check(Case {
+        name: "a full spool",
+        response: full,
+        status: 503,
+        error: "the spool is full",
+    });
+    let ready = client
+        .get(format!("{}/readyz", gateway.url))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let ready: Value = ready.json().unwrap();
+    assert_eq!(
+        ready,
+        json!({"kafka_reachable": false, "spool_has_room": false})
+    );
+    assert_eq!(
+        client
+            .get(format!("{}/healthz", gateway.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        gateway.metric(&client, "sluice_gateway_spool_pending_batches"),
+        spooled as f64
+    );
+}
