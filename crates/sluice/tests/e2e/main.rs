@@ -6,6 +6,7 @@ mod bad_input;
 mod chaos;
 mod compaction;
 mod gateway;
+mod gateway_matrix;
 mod gateway_outages;
 mod groups;
 mod helpers;
