@@ -35,6 +35,18 @@ impl Member {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the log contains `needle` within `limit` (the member still running).
+    pub fn logs_within(&mut self, needle: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        while !self.logged().contains(needle) {
+            if started.elapsed() > limit || self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
     /// Waits until the log contains `needle` `times` times; panics with the log after `limit`.
     pub fn wait_for_log(&mut self, needle: &str, times: usize, limit: Duration) {
         let started = Instant::now();
