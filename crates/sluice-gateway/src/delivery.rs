@@ -18,8 +18,9 @@
 //! is in doubt either way.
 //!
 //! After a crash the spool's pending batches are sent again. A batch that reached Kafka just
-//! before the crash, without its delivered mark, is then in the topic twice: the spool gives
-//! at-least-once across a kill -9, exactly-once otherwise.
+//! before the crash, without its delivered mark, is then in the topic twice. So delivery is
+//! at least once across a kill -9 of the gateway and for the records in flight when the broker
+//! died (see above), and exactly once otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
