@@ -12,8 +12,10 @@ files(): per run, each under /usr/bin/time (wall time, peak RSS of the largest p
 latency(): `sluice stream` running the sensor job on a fresh topic while `sluice produce`
 sends generated sensor events at a steady 20,000 per second, stamped with the time they are
 made; bench/alert_latency.py (librdkafka via confluent-kafka) reads the alert topic and takes
-arrival − event time, after a 3 s warm-up. BENCH_FETCH_WAIT_MS=N sets the stream's
-librdkafka `fetch.wait.max.ms` (default 500) through the pipeline's [kafka.options].
+arrival − event time, after a 3 s warm-up. A second reader takes the same on every tenth
+event of the source topic: one hop through the broker, the floor under the two hops (and
+sluice between them) of an alert. BENCH_FETCH_WAIT_MS=N sets the stream's librdkafka
+`fetch.wait.max.ms` through the pipeline's [kafka.options].
 """
 
 import json
@@ -84,31 +86,34 @@ def latency(seconds, work, env):
     # Its own process group: /usr/bin/time does not pass signals on, so SIGINT goes to both.
     stream = subprocess.Popen(["/usr/bin/time", "-v", sluice, "stream", "--pipeline", str(file)],
                               env=env, stderr=log, start_new_session=True)
-    reader = None
+    readers = []
     try:
         deadline = time.monotonic() + 60
         while "Partitions assigned" not in (dir_ / "stream.log").read_text():
             if time.monotonic() > deadline or stream.poll() is not None:
                 sys.exit(f"bench: sluice stream did not join:\n{(dir_ / 'stream.log').read_text()}")
             time.sleep(0.2)
-        reader = subprocess.Popen([sys.executable, str(ROOT / "bench/alert_latency.py"),
-                                   env["SLUICE_BROKERS"], f"{topic}-alerts", "--after-ms",
-                                   str(int((time.time() + WARM_UP_S) * 1000))],
-                                  env=env, stdout=subprocess.PIPE, text=True)
+        after_ms = str(int((time.time() + WARM_UP_S) * 1000))
+        readers = [subprocess.Popen([sys.executable, str(ROOT / "bench/alert_latency.py"),
+                                     env["SLUICE_BROKERS"], read, "--after-ms", after_ms, *extra],
+                                    env=env, stdout=subprocess.PIPE, text=True)
+                   for read, extra in ((f"{topic}-alerts", []),
+                                       (topic, ["--field", "ts", "--every", "10"]))]
         subprocess.run([sluice, "produce", "--topic", topic, "--generator", "sensor",
                         "--rate", str(LATENCY_RATE), "--count",
                         str(LATENCY_RATE * (seconds + WARM_UP_S))],
                        env=env, check=True, capture_output=True)
         time.sleep(2)
     finally:
-        out = None
-        if reader:
+        outs = []
+        for reader in readers:
             reader.send_signal(signal.SIGINT)
-            out, _ = reader.communicate(timeout=30)
+            outs.append(reader.communicate(timeout=30)[0])
         os.killpg(stream.pid, signal.SIGINT)
         stream.wait(timeout=60)
         log.close()
-    result = json.loads(out)
+    result = json.loads(outs[0])
+    result["broker_hop"] = json.loads(outs[1])
     rss = [line for line in (dir_ / "stream.log").read_text().splitlines()
            if "Maximum resident set size" in line]
     result["stream_rss_mib"] = int(rss[0].split(":")[1]) / 1024 if rss else None

@@ -159,6 +159,10 @@ def print_latency(latency):
           f"p99 **{latency.get('p99_ms', float('nan')):.1f} ms**, max "
           f"{latency.get('max_ms', float('nan')):.1f} ms; sluice stream peak RSS "
           f"{latency['stream_rss_mib'] or 0:.0f} MiB")
+    hop = latency["broker_hop"]
+    print(f"one hop through the broker alone (produce→source topic, every tenth event): "
+          f"p50 {hop.get('p50_ms', float('nan')):.1f} ms, p99 "
+          f"{hop.get('p99_ms', float('nan')):.1f} ms, max {hop.get('max_ms', float('nan')):.1f} ms")
 
 
 def print_gateway(g):

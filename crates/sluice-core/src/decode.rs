@@ -24,6 +24,15 @@ use crate::config::defaults::MAX_JSON_DEPTH;
 use crate::event_time::date_and_hour;
 use crate::schema::{StreamSchema, utc_micros};
 
+/// How many `{` and `[` bytes `payload` holds. Written as a sum of comparisons, which the
+/// compiler turns into SIMD; `filter(…).count()` stayed a byte-at-a-time loop (8 % of a load).
+fn opening_brackets(payload: &[u8]) -> usize {
+    payload
+        .iter()
+        .map(|&b| usize::from((b == b'{') | (b == b'[')))
+        .sum()
+}
+
 /// One Kafka record to decode.
 #[derive(Debug, Clone, Copy)]
 pub struct RawRecord<'a> {
@@ -152,7 +161,7 @@ impl Decoder {
         // Nesting deeper than the limit needs at least one opening byte per level; counting
         // them is a fast loop, the full scan is for the rare record that has that many.
         if payload.len() > MAX_JSON_DEPTH
-            && payload.iter().filter(|&&b| b == b'{' || b == b'[').count() > MAX_JSON_DEPTH
+            && opening_brackets(payload) > MAX_JSON_DEPTH
             && json_depth(payload) > MAX_JSON_DEPTH
         {
             return Some(format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"));

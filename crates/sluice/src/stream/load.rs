@@ -10,7 +10,8 @@
 //! `<side dir>/<topic>.ndjson` (rewritten each run), or are only counted.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -149,9 +150,10 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         summary: LoadSummary::default(),
     };
     let mut lines = Lines::open(options.files)?;
-    let mut batch = Vec::with_capacity(defaults::DECODE_BATCH_RECORDS);
+    let mut read = LineBatch::default();
     loop {
-        let first = lines.fill(&mut batch, defaults::DECODE_BATCH_RECORDS)?;
+        let first = lines.fill(&mut read, defaults::DECODE_BATCH_RECORDS)?;
+        let batch = read.lines();
         if batch.is_empty() {
             break;
         }
@@ -227,7 +229,7 @@ impl Load {
     /// records into `side_files`.
     async fn batch(
         &mut self,
-        lines: &[Vec<u8>],
+        lines: &[&[u8]],
         first: i64,
         side_files: &mut SideFiles,
     ) -> Result<()> {
@@ -235,7 +237,7 @@ impl Load {
             .iter()
             .enumerate()
             .map(|(i, line)| RawRecord {
-                payload: Some(line.as_slice()),
+                payload: Some(line),
                 partition: 0,
                 offset: first + i as i64,
             })
@@ -270,7 +272,7 @@ impl Load {
             let line = lines.get(usize::try_from(offset - first).ok()?)?;
             Some(Original {
                 key: None,
-                payload: Some(line.as_slice()),
+                payload: Some(line),
                 headers: Vec::new(),
                 timestamp: None,
             })
@@ -383,11 +385,42 @@ async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result
     Ok(rows)
 }
 
+/// Bytes read from a file at a time.
+const READ_CHUNK: u64 = 1 << 20;
+
+/// Lines read together: one buffer and each line's place in it (line ends left out, and a
+/// file's last line may lack one), so no line is copied on its own.
+#[derive(Default)]
+struct LineBatch {
+    text: Vec<u8>,
+    lines: Vec<Range<usize>>,
+}
+
+impl LineBatch {
+    fn lines(&self) -> Vec<&[u8]> {
+        self.lines.iter().map(|r| &self.text[r.clone()]).collect()
+    }
+
+    /// Adds the line at `range` of the text, less a trailing `\r`.
+    fn push(&mut self, range: Range<usize>) {
+        let end = match self.text[range.clone()].last() {
+            Some(b'\r') => range.end - 1,
+            _ => range.end,
+        };
+        self.lines.push(range.start..end);
+    }
+}
+
 /// The input files as one sequence of lines.
 struct Lines {
     files: std::vec::IntoIter<PathBuf>,
-    current: Option<(PathBuf, BufReader<File>, u64)>,
+    /// The file being read, its path and how many lines were read from it.
+    current: Option<(PathBuf, File, u64)>,
+    /// The start of a line whose end is not read yet.
+    carry: Vec<u8>,
     next_offset: i64,
+    /// Bytes read at a time ([`READ_CHUNK`]; small in tests, so that lines span reads).
+    chunk: u64,
 }
 
 impl Lines {
@@ -398,44 +431,57 @@ impl Lines {
         Ok(Self {
             files: files.into_iter(),
             current: None,
+            carry: Vec::new(),
             next_offset: 0,
+            chunk: READ_CHUNK,
         })
     }
 
-    /// Refills `batch` with up to `max` lines (without their line ends, a line being its
-    /// file's last may lack one); returns the offset of the first.
-    fn fill(&mut self, batch: &mut Vec<Vec<u8>>, max: usize) -> Result<i64> {
+    /// Refills `batch` with the next lines, at least `max` unless the input ends first (a
+    /// whole chunk read is split, so a few more); returns the offset of the first.
+    fn fill(&mut self, batch: &mut LineBatch, max: usize) -> Result<i64> {
         let first = self.next_offset;
-        let mut spare: Vec<Vec<u8>> = std::mem::take(batch);
-        while batch.len() < max {
-            let Some((path, reader, line_number)) = &mut self.current else {
+        batch.lines.clear();
+        batch.text.clear();
+        std::mem::swap(&mut batch.text, &mut self.carry);
+        // Where the line being read starts: the text before it is split into lines.
+        let mut start = 0;
+        while batch.lines.len() < max {
+            let Some((path, file, line_number)) = &mut self.current else {
                 let Some(path) = self.files.next() else {
                     break;
                 };
                 let file =
                     File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                self.current = Some((path, BufReader::with_capacity(1 << 20, file), 0));
+                self.current = Some((path, file, 0));
                 continue;
             };
-            let mut line = spare.pop().unwrap_or_default();
-            line.clear();
-            let read = reader
-                .read_until(b'\n', &mut line)
+            let scanned = batch.text.len();
+            let read = (&*file)
+                .take(self.chunk)
+                .read_to_end(&mut batch.text)
                 .with_context(|| format!("reading {} after line {line_number}", path.display()))?;
             if read == 0 {
+                if start < batch.text.len() {
+                    *line_number += 1;
+                    batch.push(start..batch.text.len());
+                    start = batch.text.len();
+                }
                 self.current = None;
                 continue;
             }
-            *line_number += 1;
-            if line.last() == Some(&b'\n') {
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
+            let ends: Vec<usize> = memchr::memchr_iter(b'\n', &batch.text[scanned..])
+                .map(|at| scanned + at)
+                .collect();
+            *line_number += ends.len() as u64;
+            for end in ends {
+                batch.push(start..end);
+                start = end + 1;
             }
-            batch.push(line);
         }
-        self.next_offset += batch.len() as i64;
+        self.carry.extend_from_slice(&batch.text[start..]);
+        batch.text.truncate(start);
+        self.next_offset += batch.lines.len() as i64;
         Ok(first)
     }
 }
@@ -496,5 +542,58 @@ impl SideFiles {
                 .with_context(|| format!("writing the side file of {topic}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LineBatch, Lines};
+
+    /// Every line of `files` as `fill` hands them out, with the first offset of each batch.
+    fn read_all(files: &[&[u8]], chunk: u64, max: usize) -> (Vec<String>, Vec<i64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let path = dir.path().join(format!("{i}.ndjson"));
+                std::fs::write(&path, text).unwrap();
+                path
+            })
+            .collect();
+        let mut lines = Lines::open(paths).unwrap();
+        lines.chunk = chunk;
+        let mut batch = LineBatch::default();
+        let (mut all, mut firsts) = (Vec::new(), Vec::new());
+        loop {
+            let first = lines.fill(&mut batch, max).unwrap();
+            if batch.lines.is_empty() {
+                return (all, firsts);
+            }
+            assert_eq!(first, all.len() as i64, "offsets continue across batches");
+            firsts.push(first);
+            all.extend(
+                batch
+                    .lines()
+                    .iter()
+                    .map(|l| String::from_utf8(l.to_vec()).unwrap()),
+            );
+        }
+    }
+
+    #[test]
+    fn lines_span_reads_and_files_with_crlf_blank_and_unterminated_lines() {
+        let files: [&[u8]; 3] = [b"{\"a\":1}\r\n\n{\"b\":22}\n{\"c\":333}", b"", b"x\ny\r\n"];
+        let expected = ["{\"a\":1}", "", "{\"b\":22}", "{\"c\":333}", "x", "y"];
+        for chunk in [1, 3, 7, 1 << 20] {
+            for max in [1, 2, 100] {
+                let (all, firsts) = read_all(&files, chunk, max);
+                assert_eq!(all, expected, "chunk {chunk}, max {max}");
+                assert!(
+                    firsts.len() > 1 || max >= 6,
+                    "chunk {chunk}, max {max}: {firsts:?}"
+                );
+            }
+        }
     }
 }
