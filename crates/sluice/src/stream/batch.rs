@@ -23,18 +23,11 @@ use super::{State, refresh_tables};
 impl State {
     /// Reads one batch and buffers its rows; returns how many records arrived.
     pub(super) async fn process_batch(&mut self, wait: Duration) -> Result<usize> {
-        // Records borrow the consumer; a handle of its own leaves `self` free to settle commits.
-        let consumer = std::sync::Arc::clone(&self.consumer);
-        let messages = consumer
+        let messages = self
+            .consumer
             .recv_batch(defaults::DECODE_BATCH_RECORDS, wait)
             .await?;
-        let events = self.consumer.take_events();
-        if !events.is_empty() {
-            // Lanes are dropped and opened from the tables below: the commits in flight land
-            // first.
-            self.settle_all().await?;
-        }
-        for event in events {
+        for event in self.consumer.take_events() {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
                     info!(?partitions, "Partitions assigned.");
@@ -74,9 +67,6 @@ impl State {
             let key = (topic.to_string(), partition);
             if !self.assigned.contains_key(&key) {
                 continue;
-            }
-            if !self.lanes.contains_key(&key) {
-                self.settle_all().await?;
             }
             let lane = lane_for(
                 &mut self.lanes,

@@ -71,11 +71,9 @@ impl State {
         Ok(())
     }
 
-    /// Starts committing one window table's emitted windows and marks from every lane in one
-    /// commit, with how far the stream's lanes forwarded for a repartitioned window, once the
-    /// table's previous commit has landed.
+    /// Commits one window table's emitted windows and marks from every lane in one commit,
+    /// with how far the stream's lanes forwarded for a repartitioned window.
     pub(super) async fn commit_window(&mut self, index: usize) -> Result<()> {
-        self.settle(vec![Target::Window(index)]).await?;
         let output = &self.windows[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
         let fed_by = output.fed_by.clone();
@@ -85,7 +83,23 @@ impl State {
                 self.gather(stream_topic, |lane| lane.forwards[*forward].take_pending());
             progress.extend(forwarded);
         }
-        self.start_commit(Target::Window(index), batches, progress, 0)
-            .await
+        let Some(rows) = self
+            .land(Target::Window(index), &batches, &progress)
+            .await?
+        else {
+            return Ok(());
+        };
+        self.summary.windows += rows as u64;
+        for p in &progress {
+            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
+                match &fed_by {
+                    Some((stream_topic, forward, _)) if *stream_topic == p.topic => {
+                        lane.forwards[*forward].committed = Some(p.last_offset);
+                    }
+                    _ => lane.windows[slot].committed = Some(p.last_offset),
+                }
+            }
+        }
+        Ok(())
     }
 }

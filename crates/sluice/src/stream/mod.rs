@@ -7,7 +7,6 @@
 //! Kafka's committed offsets follow it for lag metrics only.
 
 mod batch;
-mod commits;
 mod emit;
 mod lanes;
 pub mod load;
@@ -31,7 +30,6 @@ use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use commits::Committer;
 use lanes::{Lane, Pending};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use repartition::Forward;
@@ -50,10 +48,6 @@ const STUCK_CHECK_AFTER: Duration = Duration::from_secs(5);
 
 /// How long the loop waits for records before checking flush deadlines and shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
-
-/// How long the loop waits for records while a commit is in flight, so that it settles the
-/// commit soon after it lands.
-const COMMIT_POLL: Duration = Duration::from_millis(20);
 
 /// How a stream process runs.
 pub struct StreamOptions {
@@ -101,7 +95,7 @@ pub struct StreamSummary {
 
 /// A table being written and the stream feeding it.
 struct Output {
-    committer: Committer,
+    table: LakeTable,
     config: Table,
     topic: String,
     /// The table's position among its stream's tables (its buffer in each lane).
@@ -110,7 +104,7 @@ struct Output {
 
 /// A window table being written and the topic feeding it.
 struct WindowOutput {
-    committer: Committer,
+    table: LakeTable,
     config: Window,
     /// The stream's topic, or the window's repartition topic.
     topic: String,
@@ -156,7 +150,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
     .await??;
     info!(group = %options.pipeline.kafka.group, brokers = %options.client.brokers, "Joined the consumer group.");
     let mut state = State {
-        consumer: std::sync::Arc::new(consumer),
+        consumer,
         client: options.client.clone(),
         outputs,
         windows,
@@ -170,20 +164,14 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
     };
     let mut idle_since = Instant::now();
     loop {
-        let idle_wait = if state.is_committing() {
-            COMMIT_POLL
-        } else {
-            IDLE_WAIT
-        };
-        let wait = state.next_deadline().map_or(idle_wait, |due| {
-            due.saturating_duration_since(Instant::now()).min(idle_wait)
+        let wait = state.next_deadline().map_or(IDLE_WAIT, |due| {
+            due.saturating_duration_since(Instant::now()).min(IDLE_WAIT)
         });
         let took = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             took = state.process_batch(wait) => took?,
         };
-        state.settle_finished().await?;
         state.advance_watermarks().await?;
         let draining = options.until_caught_up || options.drain.is_cancelled();
         state.flush_due(draining && took == 0).await?;
@@ -198,12 +186,11 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         }
     }
     state.flush_due(true).await?;
-    state.settle_all().await?;
     Ok(state.summary)
 }
 
 struct State {
-    consumer: std::sync::Arc<GroupConsumer>,
+    consumer: GroupConsumer,
     client: ClientOptions,
     outputs: Vec<Output>,
     windows: Vec<WindowOutput>,
@@ -275,41 +262,48 @@ impl State {
                 self.commit_window(index).await?;
             }
         }
-        // Rows in a commit in flight count until it lands: committing the largest buffer
-        // moves its rows there, and the next round waits for that commit.
         loop {
-            let held: Vec<(u64, u64)> = self
+            let buffered: Vec<u64> = self
                 .outputs
                 .iter()
-                .map(|output| {
-                    let buffered = self.buffers(output).map(|t| t.bytes() as u64).sum();
-                    (buffered, output.committer.in_flight_bytes())
-                })
+                .map(|output| self.buffers(output).map(|t| t.bytes() as u64).sum())
                 .collect();
-            let totals: Vec<u64> = held.iter().map(|(b, f)| b + f).collect();
-            let Some(largest) = largest_over_budget(&totals, self.memory_budget) else {
+            let Some(largest) = largest_over_budget(&buffered, self.memory_budget) else {
                 break;
             };
-            debug!(table = %self.outputs[largest].config.name, bytes = totals[largest], "Over the memory budget; committing the largest buffer.");
-            if held[largest].0 > 0 {
-                self.commit(largest).await?;
-            } else {
-                self.settle(vec![Target::Table(largest)]).await?;
-            }
+            debug!(table = %self.outputs[largest].config.name, bytes = buffered[largest], "Over the memory budget; committing the largest buffer.");
+            self.commit(largest).await?;
         }
         Ok(())
     }
 
-    /// Starts committing one table's pending progress from every lane in one Delta commit,
-    /// once the table's previous commit has landed.
+    /// Commits one table's pending progress from every lane in one Delta commit.
     async fn commit(&mut self, index: usize) -> Result<()> {
-        self.settle(vec![Target::Table(index)]).await?;
         let output = &self.outputs[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
-        let bytes = self.buffers(output).map(|t| t.bytes() as u64).sum();
         let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
-        self.start_commit(Target::Table(index), batches, progress, bytes)
-            .await
+        let Some(rows) = self.land(Target::Table(index), &batches, &progress).await? else {
+            return Ok(());
+        };
+        self.summary.rows += rows as u64;
+        let mut positions = Vec::new();
+        for p in &progress {
+            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
+                lane.tables[slot].committed = Some(p.last_offset);
+                let next = lane
+                    .tables
+                    .iter()
+                    .map(|t| t.committed.map_or(0, |c| c + 1))
+                    .min()
+                    .unwrap_or(0);
+                positions.push((p.topic.clone(), p.partition, next));
+            }
+        }
+        // Lag metrics only: a failure here loses nothing.
+        if let Err(err) = self.consumer.commit_positions(&positions) {
+            warn!(error = %format!("{err:#}"), "Could not record positions in the consumer group.");
+        }
+        Ok(())
     }
 
     /// What `take` takes from each lane of `topic`: the rows and each partition's progress.
@@ -333,6 +327,47 @@ impl State {
             }
         }
         (batches, progress)
+    }
+
+    /// Flushes the side outputs, then commits `batches` with `progress` to a table; returns
+    /// the rows committed, or `None` when another member had taken the partitions (their
+    /// lanes are then reopened from the lake).
+    async fn land(
+        &mut self,
+        target: Target,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+    ) -> Result<Option<usize>> {
+        if let Some(producer) = &self.side_producer {
+            flush_side_outputs(producer).await?;
+        }
+        let (table, topic) = match target {
+            Target::Table(i) => {
+                let output = &mut self.outputs[i];
+                (&mut output.table, &output.topic)
+            }
+            Target::Window(i) => {
+                let output = &mut self.windows[i];
+                (&mut output.table, &output.topic)
+            }
+        };
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        match commit_with_retries(table, batches, progress).await {
+            Ok(version) => {
+                info!(table = %table.name(), version, rows, partitions = progress.len(), "Committed.");
+                self.summary.commits += 1;
+                Ok(Some(rows))
+            }
+            Err(err) if err.is_fenced() => {
+                warn!(table = %table.name(), error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
+                self.summary.fenced += 1;
+                let topic = topic.clone();
+                self.reopen_lanes(&topic, progress).await?;
+                Ok(None)
+            }
+            Err(err) => Err(err)
+                .with_context(|| format!("committing {rows} rows to table {}", table.name())),
+        }
     }
 
     /// After a refused commit: drops the lanes of the partitions it covered and, for those still
@@ -366,7 +401,6 @@ impl State {
     /// is moved (see [`Lane::nudge`]).
     async fn caught_up(&mut self) -> Result<bool> {
         if self.assigned.is_empty()
-            || self.is_committing()
             || self.lanes.values().any(|l| {
                 l.tables.iter().any(|t| t.has_pending())
                     || l.windows.iter().any(|w| w.has_pending())
@@ -466,8 +500,7 @@ async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<(
     for output in outputs {
         if topic.is_none_or(|t| t == output.topic) {
             output
-                .committer
-                .table_mut()
+                .table
                 .refresh()
                 .await
                 .with_context(|| format!("reading table {}", output.config.name))?;

@@ -17,7 +17,6 @@ use sluice_kafka::side::{
 use sluice_lake::LakeTable;
 use tracing::info;
 
-use super::commits::Committer;
 use super::lanes::{Lane, TableBuffer};
 use super::repartition::Forward;
 use super::side::SideOutputs;
@@ -56,7 +55,7 @@ pub(super) async fn open_outputs(
             info!(table = %config.name, uri = %table.url(), version = ?table.version(), "Opened table.");
             source.outputs.push(outputs.len());
             outputs.push(Output {
-                committer: Committer::new(table),
+                table,
                 config: config.clone(),
                 topic: stream.topic.clone(),
                 slot: source.outputs.len() - 1,
@@ -76,7 +75,7 @@ pub(super) async fn open_outputs(
         let Some(internal) = &config.repartition_topic else {
             stream_source.windows.push(windows.len());
             windows.push(WindowOutput {
-                committer: Committer::new(table),
+                table,
                 config: config.clone(),
                 topic: stream.topic.clone(),
                 slot: stream_source.windows.len() - 1,
@@ -104,7 +103,7 @@ pub(super) async fn open_outputs(
             },
         );
         windows.push(WindowOutput {
-            committer: Committer::new(table),
+            table,
             config: config.clone(),
             topic: internal.clone(),
             slot: 0,
@@ -205,7 +204,7 @@ pub(super) async fn lane_for<'a>(
         let mut window_lanes = Vec::new();
         for &window in &source.windows {
             let output = &windows[window];
-            let marks = window_marks_of(output.committer.table(), &key).await?;
+            let marks = window_marks_of(&output.table, &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
             let lane = WindowLane::new(marks, output.config.allowed_lateness_us, now);
             window_lanes.push(match output.fed_by {
@@ -217,7 +216,7 @@ pub(super) async fn lane_for<'a>(
         }
         let mut forwards = Vec::new();
         for forward in &source.forwards {
-            let table = windows[forward.window].committer.table();
+            let table = &windows[forward.window].table;
             let forwarded = table.committed_offset(&key.0, key.1).await?;
             resumes.push(forwarded.map(|c| c + 1));
             forwards.push(TableBuffer::new(forwarded));
@@ -329,8 +328,7 @@ async fn committed_offsets(
     for &output in &sources[topic].outputs {
         committed.push(
             outputs[output]
-                .committer
-                .table()
+                .table
                 .committed_offset(topic, *partition)
                 .await?,
         );
