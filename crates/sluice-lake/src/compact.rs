@@ -40,10 +40,18 @@ pub async fn compact(
     target_size: NonZeroU64,
 ) -> Result<Compaction, LakeError> {
     let (_, table) = open_existing(name, uri, storage_options).await?;
+    let schema = table
+        .snapshot()
+        .map_err(|source| LakeError::Compact {
+            table: name.into(),
+            source,
+        })?
+        .snapshot()
+        .arrow_schema();
     let (table, metrics) = table
         .optimize()
         .with_target_size(target_size)
-        .with_writer_properties(writer_properties())
+        .with_writer_properties(writer_properties(&schema))
         .await
         .map_err(|source| LakeError::Compact {
             table: name.into(),

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+use deltalake::parquet::basic::Encoding;
+use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 
 fn schema() -> SchemaRef {
@@ -305,4 +307,59 @@ fn stored_log(table: &std::path::Path) -> (usize, u64) {
         }
     }
     (versions, rows)
+}
+
+/// The data pages' encodings of each column of the one Parquet file under `table`.
+fn data_page_encodings(table: &std::path::Path) -> HashMap<String, Vec<Encoding>> {
+    let files: Vec<_> = std::fs::read_dir(table)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let all = [Encoding::PLAIN, Encoding::RLE_DICTIONARY, Encoding::PLAIN_DICTIONARY];
+    group
+        .columns()
+        .iter()
+        .map(|chunk| {
+            let mask = chunk.page_encoding_stats_mask().expect("encoding stats written");
+            let used = all.into_iter().filter(|e| mask.is_set(*e)).collect();
+            (chunk.column_path().string(), used)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn mostly_distinct_numbers_fall_back_to_plain_early_while_names_keep_their_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut table = open(&uri, &schema()).await.unwrap();
+    // 50,000 distinct offsets are 400 KB of dictionary: under Parquet's default 1 MiB limit
+    // they would stay dictionary-encoded; fixed-width columns stop at 64 KiB.
+    let offsets: Vec<i64> = (0..50_000).collect();
+    let devices: Vec<String> = offsets.iter().map(|o| format!("device-{}", o % 500)).collect();
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(devices)),
+            Arc::new(Int64Array::from(offsets)),
+        ],
+    )
+    .unwrap();
+    table
+        .commit(&[batch], &[progress(0, None, 49_999)])
+        .await
+        .unwrap();
+    let encodings = data_page_encodings(&dir.path().join("t"));
+    assert!(
+        encodings["_offset"].contains(&Encoding::PLAIN),
+        "{encodings:?}"
+    );
+    assert_eq!(
+        encodings["device_id"],
+        [Encoding::RLE_DICTIONARY],
+        "{encodings:?}"
+    );
 }

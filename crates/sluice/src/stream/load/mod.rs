@@ -9,17 +9,16 @@
 //! files again lands nothing twice. Alerts, late events and dead letters go to
 //! `<side dir>/<topic>.ndjson` (rewritten each run), or are only counted.
 
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::ops::Range;
-use std::path::{Path, PathBuf};
+mod lines;
+mod side_files;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use sluice_core::config::{Pipeline, Stream, defaults};
-use sluice_core::{Decoder, RawRecord};
-use sluice_kafka::side::SideRecord;
+use sluice_core::{DecodedBatch, Decoder};
 use sluice_lake::{LakeTable, PartitionProgress};
 use tracing::info;
 
@@ -27,6 +26,8 @@ use super::lanes::{Lane, Pending};
 use super::opening::{open_table, open_window_table, window_marks_of};
 use super::side::{Original, SideOutputs};
 use super::windows::{LaneWatermark, WindowLane};
+use lines::{Ahead, Lines};
+use side_files::SideFiles;
 
 /// What `sluice load` runs.
 pub struct LoadOptions {
@@ -140,33 +141,33 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
 
     let side = SideOutputs::of(&options.pipeline, stream);
     let mut side_files = SideFiles::new(options.side_dir.as_deref())?;
+    let mut ahead = Ahead::start(
+        Lines::open(options.files)?,
+        decoder,
+        source.clone(),
+        start,
+        defaults::DECODE_BATCH_RECORDS,
+    );
     let mut load = Load {
         source,
-        decoder,
         tables,
         windows,
         lane,
         side,
         summary: LoadSummary::default(),
     };
-    let mut lines = Lines::open(options.files)?;
-    let mut read = LineBatch::default();
-    loop {
-        let first = lines.fill(&mut read, defaults::DECODE_BATCH_RECORDS)?;
-        let batch = read.lines();
-        if batch.is_empty() {
-            break;
-        }
-        load.summary.lines += batch.len() as u64;
-        let skip = usize::try_from((start - first).max(0))
-            .unwrap_or(usize::MAX)
-            .min(batch.len());
-        load.summary.already_landed += skip as u64;
-        if skip < batch.len() {
-            load.batch(&batch[skip..], first + skip as i64, &mut side_files)
+    while let Some(decoded) = ahead.next().await? {
+        let lines = decoded.lines.lines();
+        load.summary.lines += lines.len() as u64;
+        load.summary.already_landed += decoded.skip as u64;
+        if let Some(rows) = decoded.rows {
+            let first = decoded.first + decoded.skip as i64;
+            load.batch(&lines[decoded.skip..], first, rows, &mut side_files)
                 .await?;
         }
         load.flush(false).await?;
+        drop(lines);
+        ahead.recycle(decoded.lines);
     }
     for (slot, target) in load.windows.iter().enumerate() {
         load.lane.windows[slot]
@@ -216,7 +217,6 @@ fn source_name(files: &[PathBuf]) -> Result<String> {
 
 struct Load {
     source: String,
-    decoder: Decoder,
     tables: Vec<TableOutput>,
     windows: Vec<WindowTarget>,
     lane: Lane,
@@ -225,26 +225,16 @@ struct Load {
 }
 
 impl Load {
-    /// Decodes lines numbered from `first` into the tables and windows, and their side
-    /// records into `side_files`.
+    /// Lands `decoded`, the rows of lines numbered from `first`, in the tables and windows,
+    /// and their side records in `side_files`.
     async fn batch(
         &mut self,
         lines: &[&[u8]],
         first: i64,
+        decoded: DecodedBatch,
         side_files: &mut SideFiles,
     ) -> Result<()> {
-        let records: Vec<RawRecord<'_>> = lines
-            .iter()
-            .enumerate()
-            .map(|(i, line)| RawRecord {
-                payload: Some(line),
-                partition: 0,
-                offset: first + i as i64,
-            })
-            .collect();
         let last_offset = first + lines.len() as i64 - 1;
-        let ingested_at_us = chrono::Utc::now().timestamp_micros();
-        let decoded = self.decoder.decode(&self.source, &records, ingested_at_us);
         self.summary.rejected += decoded.rejected.len() as u64;
         let now = Instant::now();
         let mut late = Vec::new();
@@ -383,217 +373,4 @@ async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
     Ok(rows)
-}
-
-/// Bytes read from a file at a time.
-const READ_CHUNK: u64 = 1 << 20;
-
-/// Lines read together: one buffer and each line's place in it (line ends left out, and a
-/// file's last line may lack one), so no line is copied on its own.
-#[derive(Default)]
-struct LineBatch {
-    text: Vec<u8>,
-    lines: Vec<Range<usize>>,
-}
-
-impl LineBatch {
-    fn lines(&self) -> Vec<&[u8]> {
-        self.lines.iter().map(|r| &self.text[r.clone()]).collect()
-    }
-
-    /// Adds the line at `range` of the text, less a trailing `\r`.
-    fn push(&mut self, range: Range<usize>) {
-        let end = match self.text[range.clone()].last() {
-            Some(b'\r') => range.end - 1,
-            _ => range.end,
-        };
-        self.lines.push(range.start..end);
-    }
-}
-
-/// The input files as one sequence of lines.
-struct Lines {
-    files: std::vec::IntoIter<PathBuf>,
-    /// The file being read, its path and how many lines were read from it.
-    current: Option<(PathBuf, File, u64)>,
-    /// The start of a line whose end is not read yet.
-    carry: Vec<u8>,
-    next_offset: i64,
-    /// Bytes read at a time ([`READ_CHUNK`]; small in tests, so that lines span reads).
-    chunk: u64,
-}
-
-impl Lines {
-    fn open(files: Vec<PathBuf>) -> Result<Self> {
-        for file in &files {
-            File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        }
-        Ok(Self {
-            files: files.into_iter(),
-            current: None,
-            carry: Vec::new(),
-            next_offset: 0,
-            chunk: READ_CHUNK,
-        })
-    }
-
-    /// Refills `batch` with the next lines, at least `max` unless the input ends first (a
-    /// whole chunk read is split, so a few more); returns the offset of the first.
-    fn fill(&mut self, batch: &mut LineBatch, max: usize) -> Result<i64> {
-        let first = self.next_offset;
-        batch.lines.clear();
-        batch.text.clear();
-        std::mem::swap(&mut batch.text, &mut self.carry);
-        // Where the line being read starts: the text before it is split into lines.
-        let mut start = 0;
-        while batch.lines.len() < max {
-            let Some((path, file, line_number)) = &mut self.current else {
-                let Some(path) = self.files.next() else {
-                    break;
-                };
-                let file =
-                    File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-                self.current = Some((path, file, 0));
-                continue;
-            };
-            let scanned = batch.text.len();
-            let read = (&*file)
-                .take(self.chunk)
-                .read_to_end(&mut batch.text)
-                .with_context(|| format!("reading {} after line {line_number}", path.display()))?;
-            if read == 0 {
-                if start < batch.text.len() {
-                    *line_number += 1;
-                    batch.push(start..batch.text.len());
-                    start = batch.text.len();
-                }
-                self.current = None;
-                continue;
-            }
-            let ends: Vec<usize> = memchr::memchr_iter(b'\n', &batch.text[scanned..])
-                .map(|at| scanned + at)
-                .collect();
-            *line_number += ends.len() as u64;
-            for end in ends {
-                batch.push(start..end);
-                start = end + 1;
-            }
-        }
-        self.carry.extend_from_slice(&batch.text[start..]);
-        batch.text.truncate(start);
-        self.next_offset += batch.lines.len() as i64;
-        Ok(first)
-    }
-}
-
-/// Side records as NDJSON, one file per topic: `{"key", "headers", "value"}` with the bytes
-/// as UTF-8 text (invalid sequences replaced).
-struct SideFiles {
-    dir: Option<PathBuf>,
-    open: std::collections::HashMap<String, BufWriter<File>>,
-}
-
-impl SideFiles {
-    fn new(dir: Option<&Path>) -> Result<Self> {
-        if let Some(dir) = dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        Ok(Self {
-            dir: dir.map(Path::to_path_buf),
-            open: Default::default(),
-        })
-    }
-
-    fn write(&mut self, records: &[SideRecord]) -> Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
-        for record in records {
-            if !self.open.contains_key(&record.topic) {
-                let path = dir.join(format!("{}.ndjson", record.topic));
-                let file =
-                    File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-                self.open.insert(record.topic.clone(), BufWriter::new(file));
-            }
-            let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-            let mut headers: serde_json::Map<String, serde_json::Value> = record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), text(v).into()))
-                .collect();
-            for (k, v) in record.source_headers() {
-                headers.insert(k.to_string(), v.into());
-            }
-            let line = serde_json::json!({
-                "key": record.key.as_deref().map(text),
-                "headers": headers,
-                "value": text(&record.payload),
-            });
-            let out = self.open.get_mut(&record.topic).expect("opened above");
-            serde_json::to_writer(&mut *out, &line)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        for (topic, mut out) in self.open {
-            out.flush()
-                .with_context(|| format!("writing the side file of {topic}"))?;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{LineBatch, Lines};
-
-    /// Every line of `files` as `fill` hands them out, with the first offset of each batch.
-    fn read_all(files: &[&[u8]], chunk: u64, max: usize) -> (Vec<String>, Vec<i64>) {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = files
-            .iter()
-            .enumerate()
-            .map(|(i, text)| {
-                let path = dir.path().join(format!("{i}.ndjson"));
-                std::fs::write(&path, text).unwrap();
-                path
-            })
-            .collect();
-        let mut lines = Lines::open(paths).unwrap();
-        lines.chunk = chunk;
-        let mut batch = LineBatch::default();
-        let (mut all, mut firsts) = (Vec::new(), Vec::new());
-        loop {
-            let first = lines.fill(&mut batch, max).unwrap();
-            if batch.lines.is_empty() {
-                return (all, firsts);
-            }
-            assert_eq!(first, all.len() as i64, "offsets continue across batches");
-            firsts.push(first);
-            all.extend(
-                batch
-                    .lines()
-                    .iter()
-                    .map(|l| String::from_utf8(l.to_vec()).unwrap()),
-            );
-        }
-    }
-
-    #[test]
-    fn lines_span_reads_and_files_with_crlf_blank_and_unterminated_lines() {
-        let files: [&[u8]; 3] = [b"{\"a\":1}\r\n\n{\"b\":22}\n{\"c\":333}", b"", b"x\ny\r\n"];
-        let expected = ["{\"a\":1}", "", "{\"b\":22}", "{\"c\":333}", "x", "y"];
-        for chunk in [1, 3, 7, 1 << 20] {
-            for max in [1, 2, 100] {
-                let (all, firsts) = read_all(&files, chunk, max);
-                assert_eq!(all, expected, "chunk {chunk}, max {max}");
-                assert!(
-                    firsts.len() > 1 || max >= 6,
-                    "chunk {chunk}, max {max}: {firsts:?}"
-                );
-            }
-        }
-    }
 }
