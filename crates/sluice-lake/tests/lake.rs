@@ -319,12 +319,18 @@ fn data_page_encodings(table: &std::path::Path) -> HashMap<String, Vec<Encoding>
     assert_eq!(files.len(), 1, "{files:?}");
     let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
     let group = reader.metadata().row_group(0);
-    let all = [Encoding::PLAIN, Encoding::RLE_DICTIONARY, Encoding::PLAIN_DICTIONARY];
+    let all = [
+        Encoding::PLAIN,
+        Encoding::RLE_DICTIONARY,
+        Encoding::PLAIN_DICTIONARY,
+    ];
     group
         .columns()
         .iter()
         .map(|chunk| {
-            let mask = chunk.page_encoding_stats_mask().expect("encoding stats written");
+            let mask = chunk
+                .page_encoding_stats_mask()
+                .expect("encoding stats written");
             let used = all.into_iter().filter(|e| mask.is_set(*e)).collect();
             (chunk.column_path().string(), used)
         })
@@ -339,7 +345,10 @@ async fn mostly_distinct_numbers_fall_back_to_plain_early_while_names_keep_their
     // 50,000 distinct offsets are 400 KB of dictionary: under Parquet's default 1 MiB limit
     // they would stay dictionary-encoded; fixed-width columns stop at 64 KiB.
     let offsets: Vec<i64> = (0..50_000).collect();
-    let devices: Vec<String> = offsets.iter().map(|o| format!("device-{}", o % 500)).collect();
+    let devices: Vec<String> = offsets
+        .iter()
+        .map(|o| format!("device-{}", o % 500))
+        .collect();
     let batch = RecordBatch::try_new(
         schema(),
         vec![

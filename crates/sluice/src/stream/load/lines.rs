@@ -86,8 +86,8 @@ impl Ahead {
         .map(move |read| {
             let (decoder, source) = (decoder.clone(), source.clone());
             // On the runtime's workers rather than more threads of their own: a batch takes
-            // milliseconds, and every thread that allocates gets its own glibc arena, which
-            // kept about 30 MiB more resident (BENCHMARKS.md).
+            // milliseconds, and every thread that allocates gets its own glibc arena: threads
+            // of their own (`spawn_blocking`) kept 15–30 MiB more resident (BENCHMARKS.md).
             tokio::spawn(async move { decode(read, &decoder, &source) })
         })
         .map(|decoding| async {
