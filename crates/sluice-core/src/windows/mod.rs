@@ -7,7 +7,7 @@
 //! gap after the one before, ending a gap after its last event ([`sessions`]). State is the
 //! rows of open windows, so an aggregate is whatever DataFusion computes over rows
 //! (`count(distinct x)`, `first_value(x ORDER BY ts)`, …), exactly as batch SQL over the same
-//! events would.
+//! events would. Only the columns the query reads are copied out of those rows when windows close.
 
 mod sessions;
 
@@ -19,6 +19,8 @@ use arrow::array::{
 };
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
 use crate::event_time::date_and_hour;
@@ -112,6 +114,10 @@ pub struct WindowAggregation {
     kind: WindowKind,
     event_time: String,
     group_by: Vec<String>,
+    /// The columns of a stream's rows that the query reads (DataFusion's projection of its
+    /// scan): only these are copied into the rows of closing windows.
+    read_columns: Vec<usize>,
+    /// Those columns, then the window's start and end.
     input_schema: SchemaRef,
     output_schema: SchemaRef,
     sql: String,
@@ -166,6 +172,18 @@ impl WindowAggregation {
         let planned = futures::executor::block_on(context.sql(&sql))
             .map_err(|err| format!("{}", err).replace("Error during planning: ", ""))?;
         let grouped = planned.schema().as_arrow().clone();
+        let read_columns: Vec<usize> = scanned_columns(planned.into_optimized_plan())
+            .unwrap_or_else(|| (0..input_schema.fields().len()).collect())
+            .into_iter()
+            .filter(|&index| index < input.fields().len())
+            .collect();
+        let mut fields: Vec<Field> = read_columns
+            .iter()
+            .map(|&index| input.field(index).clone())
+            .collect();
+        fields.push(Field::new(WINDOW_START, utc_micros(), false));
+        fields.push(Field::new(WINDOW_END, utc_micros(), false));
+        let input_schema = Arc::new(Schema::new(fields));
         let mut out: Vec<Field> = vec![
             Field::new(WINDOW_START, utc_micros(), false),
             Field::new(WINDOW_END, utc_micros(), false),
@@ -185,6 +203,7 @@ impl WindowAggregation {
             kind,
             event_time: event_time.to_string(),
             group_by: group_by.to_vec(),
+            read_columns,
             input_schema,
             output_schema: Arc::new(Schema::new(out)),
             sql,
@@ -324,8 +343,11 @@ impl WindowAggregation {
         starts: Vec<i64>,
         ends: Vec<i64>,
     ) -> Result<RecordBatch, String> {
+        let read = batch
+            .project(&self.read_columns)
+            .map_err(|e| e.to_string())?;
         let taken =
-            take_record_batch(batch, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
+            take_record_batch(&read, &UInt32Array::from(indices)).map_err(|e| e.to_string())?;
         let mut columns = taken.columns().to_vec();
         for bound in [starts, ends] {
             columns.push(Arc::new(
@@ -347,6 +369,20 @@ impl WindowAggregation {
         columns.extend([Arc::new(date) as ArrayRef, Arc::new(hour)]);
         RecordBatch::try_new(self.output_schema.clone(), columns).map_err(|e| e.to_string())
     }
+}
+
+/// The columns the plan's table scan reads, when DataFusion narrowed it (`None`: all).
+fn scanned_columns(plan: datafusion::error::Result<LogicalPlan>) -> Option<Vec<usize>> {
+    let mut scanned = None;
+    plan.ok()?
+        .apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                scanned = scan.projection.clone();
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .ok()?;
+    scanned
 }
 
 /// A name as a quoted SQL identifier.
@@ -375,5 +411,62 @@ mod tests {
             [MIN, 2 * MIN, 3 * MIN, 4 * MIN, 5 * MIN]
         );
         assert_eq!(hop.last_end(5 * MIN + 1), 10 * MIN);
+    }
+
+    #[tokio::test]
+    async fn closing_windows_copy_only_the_columns_the_query_reads() {
+        use arrow::array::{Float64Array, StringArray};
+        let input = Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("ts", utc_micros(), true),
+            Field::new("temperature_c", DataType::Float64, true),
+            Field::new("site", DataType::Utf8, true),
+        ]));
+        let aggregates = [
+            ("n".to_string(), "count(*)".to_string()),
+            ("avg_temp".to_string(), "avg(temperature_c)".to_string()),
+        ];
+        let kind = WindowKind::Tumble { size_us: MIN };
+        let windows =
+            WindowAggregation::compile(kind, &input, "ts", &["device_id".into()], &aggregates)
+                .unwrap();
+        let read: Vec<&str> = windows
+            .input_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            read,
+            ["device_id", "temperature_c", WINDOW_START, WINDOW_END]
+        );
+        let rows = RecordBatch::try_new(
+            input,
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a"])),
+                Arc::new(TimestampMicrosecondArray::from(vec![1, 2, MIN + 1]).with_timezone("UTC")),
+                Arc::new(Float64Array::from(vec![10.0, 20.0, 30.0])),
+                Arc::new(StringArray::from(vec!["north", "south", "north"])),
+            ],
+        )
+        .unwrap();
+        let floors = Int64Array::from(vec![i64::MIN; 3]);
+        let closed = windows
+            .aggregate(&[rows], &[floors], None, MIN)
+            .await
+            .unwrap();
+        let closed = arrow::compute::sort_to_indices(closed.column(2), None, None)
+            .map(|order| take_record_batch(&closed, &order).unwrap())
+            .unwrap();
+        let devices = closed
+            .column_by_name("device_id")
+            .unwrap()
+            .as_string::<i32>();
+        let averages = closed
+            .column_by_name("avg_temp")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(devices.iter().collect::<Vec<_>>(), [Some("a"), Some("b")]);
+        assert_eq!(averages.values().to_vec(), [10.0, 20.0]);
     }
 }
