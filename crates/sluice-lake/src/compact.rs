@@ -40,23 +40,17 @@ pub async fn compact(
     target_size: NonZeroU64,
 ) -> Result<Compaction, LakeError> {
     let (_, table) = open_existing(name, uri, storage_options).await?;
-    let schema = table
-        .snapshot()
-        .map_err(|source| LakeError::Compact {
-            table: name.into(),
-            source,
-        })?
-        .snapshot()
-        .arrow_schema();
+    let failed = |source| LakeError::Compact {
+        table: name.into(),
+        source,
+    };
+    let schema = table.snapshot().map_err(failed)?.snapshot().arrow_schema();
     let (table, metrics) = table
         .optimize()
         .with_target_size(target_size)
         .with_writer_properties(writer_properties(&schema))
         .await
-        .map_err(|source| LakeError::Compact {
-            table: name.into(),
-            source,
-        })?;
+        .map_err(failed)?;
     Ok(Compaction {
         files_removed: metrics.num_files_removed,
         files_added: metrics.num_files_added,

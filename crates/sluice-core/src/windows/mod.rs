@@ -134,8 +134,9 @@ impl std::fmt::Debug for WindowAggregation {
 
 impl WindowAggregation {
     /// Plans `SELECT window_start, window_end, <group_by>, <aggregates> … GROUP BY
-    /// window_start, window_end, <group_by>` over rows of `input` (a stream's table schema) to check names and types.
-    /// Planning needs no I/O; this blocks the calling thread for it.
+    /// window_start, window_end, <group_by>` over rows of `input` (a stream's table schema)
+    /// to check names and types, and to learn which columns it reads. Planning needs no I/O;
+    /// this blocks the calling thread for it.
     pub fn compile(
         kind: WindowKind,
         input: &SchemaRef,
