@@ -171,7 +171,7 @@ fn commit_error(table: &str, source: DeltaTableError) -> LakeError {
 /// The most dictionary bytes a fixed-width column (numbers, times, dates) keeps before its
 /// column chunk falls back to plain values: 8,192 distinct 8-byte values. Readings, times and
 /// offsets are mostly distinct; interning them into the default 1 MiB dictionary only to fall
-/// back cost about a tenth of a load's CPU, and plain values compress better under zstd
+/// back cost about 8 % of a load's CPU, and plain values compress better under zstd
 /// (sensor-1M: 14.0 → 10.7 MB, BENCHMARKS.md). Strings keep the default: a dictionary of a
 /// few thousand names or codes is what readers filter on fastest.
 const FIXED_WIDTH_DICTIONARY_LIMIT: usize = 64 * 1024;

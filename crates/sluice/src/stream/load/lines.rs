@@ -20,22 +20,20 @@ use tokio::task::JoinHandle;
 /// input.
 const DECODED_AHEAD: usize = 2;
 
-/// One batch of lines as read: the lines, the offset of the first, and how many at the start
-/// an earlier load landed already (not decoded).
-struct ReadBatch {
-    lines: LineBatch,
-    first: i64,
-    skip: usize,
-}
-
-/// One batch of lines, decoded.
-pub(super) struct Decoded {
+/// One batch of lines as read.
+pub(super) struct ReadBatch {
     /// The lines; [`Ahead::recycle`] hands the buffer back once the batch is landed.
     pub lines: LineBatch,
     /// The offset of the first line.
     pub first: i64,
     /// Lines at the start that an earlier load landed already: not decoded.
     pub skip: usize,
+}
+
+/// One batch of lines, decoded.
+pub(super) struct Decoded {
+    /// The lines.
+    pub read: ReadBatch,
     /// The lines after `skip`; `None` when every line was skipped.
     pub rows: Option<DecodedBatch>,
 }
@@ -125,7 +123,8 @@ impl Ahead {
 
 /// Decodes the lines of `read` after its skipped ones.
 fn decode(read: ReadBatch, decoder: &Decoder, source: &str) -> Decoded {
-    let ReadBatch { lines, first, skip } = read;
+    let ReadBatch { lines, first, skip } = &read;
+    let (first, skip) = (*first, *skip);
     let rows = (skip < lines.lines.len()).then(|| {
         let records: Vec<RawRecord<'_>> = lines.lines()[skip..]
             .iter()
@@ -139,12 +138,7 @@ fn decode(read: ReadBatch, decoder: &Decoder, source: &str) -> Decoded {
         let ingested_at_us = chrono::Utc::now().timestamp_micros();
         decoder.decode(source, &records, ingested_at_us)
     });
-    Decoded {
-        lines,
-        first,
-        skip,
-        rows,
-    }
+    Decoded { read, rows }
 }
 
 /// Bytes read from a file at a time.
@@ -358,9 +352,9 @@ mod tests {
         let mut ahead = Ahead::start(lines, decoder(), "file:test".into(), 100, 50);
         let (mut next_line, mut values, mut rejected) = (0, Vec::new(), Vec::new());
         while let Some(decoded) = ahead.next().await.unwrap() {
-            assert_eq!(decoded.first, next_line, "batches in input order");
-            let count = decoded.lines.lines.len() as i64;
-            assert_eq!(decoded.skip as i64, (100 - next_line).clamp(0, count));
+            assert_eq!(decoded.read.first, next_line, "batches in input order");
+            let count = decoded.read.lines.lines.len() as i64;
+            assert_eq!(decoded.read.skip as i64, (100 - next_line).clamp(0, count));
             next_line += count;
             if let Some(rows) = &decoded.rows {
                 rejected.extend(rows.rejected.iter().map(|r| r.offset));
@@ -368,9 +362,9 @@ mod tests {
                 values.extend(column.as_primitive::<Int64Type>().values().iter().copied());
                 let offsets = rows.batch.column_by_name("_offset").unwrap();
                 let first = offsets.as_primitive::<Int64Type>().value(0);
-                assert_eq!(first, decoded.first + decoded.skip as i64);
+                assert_eq!(first, decoded.read.first + decoded.read.skip as i64);
             }
-            ahead.recycle(decoded.lines);
+            ahead.recycle(decoded.read.lines);
         }
         assert_eq!(next_line, 1000);
         let bad = |n: &i64| n / 50 % 2 == 0 && n % 3 == 0;
@@ -395,7 +389,7 @@ mod tests {
         );
         let error = loop {
             match ahead.next().await {
-                Ok(Some(decoded)) => ahead.recycle(decoded.lines),
+                Ok(Some(decoded)) => ahead.recycle(decoded.read.lines),
                 Ok(None) => panic!("the input ended without the read error"),
                 Err(error) => break format!("{error:#}"),
             }

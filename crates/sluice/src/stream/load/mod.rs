@@ -26,7 +26,7 @@ use super::lanes::{Lane, Pending};
 use super::opening::{open_table, open_window_table, window_marks_of};
 use super::side::{Original, SideOutputs};
 use super::windows::{LaneWatermark, WindowLane};
-use lines::{Ahead, Lines};
+use lines::{Ahead, Decoded, Lines};
 use side_files::SideFiles;
 
 /// What `sluice load` runs.
@@ -156,18 +156,18 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         side,
         summary: LoadSummary::default(),
     };
-    while let Some(decoded) = ahead.next().await? {
-        let lines = decoded.lines.lines();
+    while let Some(Decoded { read, rows }) = ahead.next().await? {
+        let lines = read.lines.lines();
         load.summary.lines += lines.len() as u64;
-        load.summary.already_landed += decoded.skip as u64;
-        if let Some(rows) = decoded.rows {
-            let first = decoded.first + decoded.skip as i64;
-            load.batch(&lines[decoded.skip..], first, rows, &mut side_files)
+        load.summary.already_landed += read.skip as u64;
+        if let Some(rows) = rows {
+            let first = read.first + read.skip as i64;
+            load.batch(&lines[read.skip..], first, rows, &mut side_files)
                 .await?;
         }
         load.flush(false).await?;
         drop(lines);
-        ahead.recycle(decoded.lines);
+        ahead.recycle(read.lines);
     }
     for (slot, target) in load.windows.iter().enumerate() {
         load.lane.windows[slot]
