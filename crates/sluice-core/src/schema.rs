@@ -69,6 +69,18 @@ impl FieldType {
         })
     }
 
+    /// The type's name as an inline field list writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Int64 => "int64",
+            Self::Float64 => "float64",
+            Self::Boolean => "boolean",
+            Self::Timestamp => "timestamp",
+            Self::Date => "date",
+        }
+    }
+
     /// The Arrow type rows of this field are stored as.
     pub fn arrow(self) -> DataType {
         match self {

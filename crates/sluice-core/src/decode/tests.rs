@@ -1,7 +1,7 @@
 //! Tests of batch decoding: good rows, isolated bad records and their reasons, limits.
 
-use arrow::array::Float64Array;
-use arrow::datatypes::{Date32Type, Int32Type, Int64Type};
+use arrow::array::{Array, AsArray, Float64Array};
+use arrow::datatypes::{Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 
 use super::*;
 use crate::schema::{FieldType, SchemaField};
@@ -137,7 +137,11 @@ fn bad_records_are_isolated_with_reasons_and_neighbours_survive() {
     );
     assert!(reason(104).contains("required field ts"), "{}", reason(104));
     assert!(reason(105).contains("yesterday"), "{}", reason(105));
-    assert!(reason(106).contains("2 JSON values"), "{}", reason(106));
+    assert!(
+        reason(106).contains("more than one JSON value"),
+        "{}",
+        reason(106)
+    );
     assert!(reason(107).contains("not complete"), "{}", reason(107));
     assert!(reason(108).contains("empty payload"), "{}", reason(108));
 }
@@ -223,8 +227,18 @@ fn oversized_deeply_nested_and_out_of_range_records_are_rejected() {
         reason(2).unwrap().contains("max_record_size of 1024 bytes"),
         "{reasons:?}"
     );
-    assert!(reason(3).is_some(), "1e999 is not a float64: {reasons:?}");
-    assert!(reason(4).is_some(), "a timestamp beyond int64: {reasons:?}");
+    assert!(
+        reason(3)
+            .unwrap()
+            .contains("field temperature_c: number out of range"),
+        "1e999 is not a float64: {reasons:?}"
+    );
+    assert!(
+        reason(4)
+            .unwrap()
+            .contains("out of range for timestamp field ts"),
+        "a timestamp beyond int64: {reasons:?}"
+    );
     assert_eq!(out.batch.num_rows(), 1);
 }
 
@@ -271,4 +285,133 @@ fn derived_columns_are_computed_and_a_failing_row_is_rejected_alone() {
         .as_primitive::<Int64Type>();
     assert_eq!(twice.values(), &[50, 4]);
     assert_eq!(out.batch.schema(), *decoder.table_schema());
+}
+
+/// A decoder of one optional field of type `ty` named `v`, beside the required event time.
+fn one_field_decoder(ty: FieldType) -> Decoder {
+    let fields = vec![
+        SchemaField {
+            name: "ts".into(),
+            ty: FieldType::Timestamp,
+            required: true,
+        },
+        SchemaField {
+            name: "v".into(),
+            ty,
+            required: false,
+        },
+    ];
+    Decoder::new(Arc::new(StreamSchema::new(fields, "ts").unwrap()), 1024)
+}
+
+/// Decodes `{"ts":0,"v":<value>}` for each value; the column `v` and the rejected reasons.
+fn decode_values(ty: FieldType, values: &[&str]) -> (ArrayRef, Vec<String>) {
+    let payloads: Vec<String> = values
+        .iter()
+        .map(|value| format!(r#"{{"ts":0,"v":{value}}}"#))
+        .collect();
+    let input: Vec<RawRecord<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(offset, payload)| RawRecord {
+            payload: Some(payload.as_bytes()),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect();
+    let out = one_field_decoder(ty).decode("t", &input, 0);
+    let reasons = out.rejected.iter().map(|r| r.reason.clone()).collect();
+    (out.batch.column_by_name("v").unwrap().clone(), reasons)
+}
+
+#[test]
+fn each_type_takes_its_json_forms_and_refuses_the_rest() {
+    let (ints, refused) = decode_values(
+        FieldType::Int64,
+        &[
+            "3", "-4.0", r#""5""#, "null", "3.5", r#""x""#, "true", "1e30",
+        ],
+    );
+    let ints = ints.as_primitive::<Int64Type>();
+    assert_eq!(
+        ints.iter().collect::<Vec<_>>(),
+        [Some(3), Some(-4), Some(5), None]
+    );
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused.iter().all(|r| r.contains("field v")), "{refused:?}");
+
+    let (floats, refused) = decode_values(
+        FieldType::Float64,
+        &["0.1", "7", r#""2.5""#, r#""NaN""#, r#""inf""#, "[1]"],
+    );
+    let floats = floats.as_primitive::<Float64Type>();
+    assert_eq!(floats.values(), &[0.1, 7.0, 2.5]);
+    assert_eq!(refused.len(), 3, "{refused:?}");
+
+    let (booleans, refused) =
+        decode_values(FieldType::Boolean, &["true", "false", "1", r#""true""#]);
+    assert_eq!(
+        booleans.as_boolean().iter().collect::<Vec<_>>(),
+        [Some(true), Some(false)]
+    );
+    assert_eq!(refused.len(), 2, "{refused:?}");
+
+    let (strings, refused) = decode_values(
+        FieldType::String,
+        &[r#""plain""#, r#""tab\tand \u00e9""#, "12", r#"{"a":1}"#],
+    );
+    let strings = strings.as_string::<i32>();
+    assert_eq!(
+        strings.iter().collect::<Vec<_>>(),
+        [Some("plain"), Some("tab\tand é")]
+    );
+    assert_eq!(refused.len(), 2, "{refused:?}");
+
+    let (dates, refused) = decode_values(
+        FieldType::Date,
+        &[r#""2026-11-22""#, "1", r#""22/11/2026""#],
+    );
+    assert_eq!(dates.as_primitive::<Date32Type>().values(), &[20_779, 1]);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+}
+
+#[test]
+fn timestamps_keep_microseconds_and_take_epoch_milliseconds() {
+    let (times, refused) = decode_values(
+        FieldType::Timestamp,
+        &[
+            r#""2026-11-22T00:00:00.003600Z""#,
+            r#""2026-11-22T01:00:00+01:00""#,
+            "1795341600000",
+            "1.5",
+            r#""10000-01-01T00:00:00Z""#,
+            r#""soon""#,
+        ],
+    );
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    assert_eq!(
+        times.values(),
+        &[
+            1_795_305_600_003_600,
+            1_795_305_600_000_000,
+            1_795_341_600_000_000,
+            1_500
+        ]
+    );
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused.iter().any(|r| r.contains("soon")), "{refused:?}");
+}
+
+#[test]
+fn a_field_named_twice_is_refused_and_unknown_nested_fields_are_skipped() {
+    let input = records(&[
+        r#"{"device_id":"d","ts":1,"ts":2}"#,
+        r#"{"device_id":"d","ts":1,"extra":{"deep":[1,{"x":null}]},"more":[]}"#,
+        r#"["device_id","ts"]"#,
+    ]);
+    let out = sensor_decoder().decode("sensors", &input, 0);
+    assert_eq!(out.batch.num_rows(), 1);
+    let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason.as_str()).collect();
+    assert!(reasons[0].contains("field ts appears twice"), "{reasons:?}");
+    assert!(reasons[1].contains("expected a JSON object"), "{reasons:?}");
 }

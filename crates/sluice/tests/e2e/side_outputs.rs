@@ -54,11 +54,11 @@ fn every_bad_record_reaches_the_dead_letter_topic_once_with_reason_bytes_and_hea
         (deep.into_bytes(), Some("nested deeper than 128")),
         (
             br#"{"device_id":"d","ts":"2026-11-22T10:00:00Z","temperature_c":1e999}"#.to_vec(),
-            Some("out of range for float64"),
+            Some("in field temperature_c: number out of range"),
         ),
         (
             br#"{"device_id":"d","ts":99999999999999999999}"#.to_vec(),
-            Some("time out of range"),
+            Some("out of range for timestamp field ts"),
         ),
         (good(2).into_bytes(), None),
     ];
