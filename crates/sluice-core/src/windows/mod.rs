@@ -114,8 +114,12 @@ pub struct WindowAggregation {
     kind: WindowKind,
     event_time: String,
     group_by: Vec<String>,
-    /// The columns of a stream's rows that the query reads (DataFusion's projection of its
-    /// scan): only these are copied into the rows of closing windows.
+    /// The columns of a stream's rows that open windows keep ([`WindowAggregation::keep`]):
+    /// those the query reads (DataFusion's projection of its scan), event time and the
+    /// group-by keys, in the stream's order.
+    kept_columns: Vec<usize>,
+    /// Where the columns the query reads are among the kept ones: only these are copied into
+    /// the rows of closing windows.
     read_columns: Vec<usize>,
     /// Those columns, then the window's start and end.
     input_schema: SchemaRef,
@@ -173,12 +177,26 @@ impl WindowAggregation {
         let planned = futures::executor::block_on(context.sql(&sql))
             .map_err(|err| format!("{}", err).replace("Error during planning: ", ""))?;
         let grouped = planned.schema().as_arrow().clone();
-        let read_columns: Vec<usize> = scanned_columns(planned.into_optimized_plan())
+        let read: Vec<usize> = scanned_columns(planned.into_optimized_plan())
             .unwrap_or_else(|| (0..input_schema.fields().len()).collect())
             .into_iter()
             .filter(|&index| index < input.fields().len())
             .collect();
-        let mut fields: Vec<Field> = read_columns
+        let mut kept_columns = read.clone();
+        for name in group_by.iter().map(String::as_str).chain([event_time]) {
+            kept_columns.push(input.index_of(name).map_err(|err| err.to_string())?);
+        }
+        kept_columns.sort_unstable();
+        kept_columns.dedup();
+        let read_columns = read
+            .iter()
+            .map(|index| {
+                kept_columns
+                    .binary_search(index)
+                    .expect("read columns are kept")
+            })
+            .collect();
+        let mut fields: Vec<Field> = read
             .iter()
             .map(|&index| input.field(index).clone())
             .collect();
@@ -204,6 +222,7 @@ impl WindowAggregation {
             kind,
             event_time: event_time.to_string(),
             group_by: group_by.to_vec(),
+            kept_columns,
             read_columns,
             input_schema,
             output_schema: Arc::new(Schema::new(out)),
@@ -226,7 +245,14 @@ impl WindowAggregation {
         &self.event_time
     }
 
-    /// Aggregates the fixed windows of `rows` (a stream's table rows) whose end is in
+    /// The columns of `rows` (a stream's table rows) that open windows keep: what
+    /// [`WindowAggregation::aggregate`] and [`WindowAggregation::close_sessions`] take.
+    pub fn keep(&self, rows: &RecordBatch) -> RecordBatch {
+        rows.project(&self.kept_columns)
+            .expect("rows follow the stream's table schema the window was compiled for")
+    }
+
+    /// Aggregates the fixed windows of `rows` (kept rows, see [`WindowAggregation::keep`]) whose end is in
     /// `(after, until]`, one output row per window and key. `floors` holds per row of `rows`
     /// a time at or before which its windows do not take it (it was read after their
     /// lateness line had passed them).
@@ -241,7 +267,8 @@ impl WindowAggregation {
         self.group(exploded).await
     }
 
-    /// Cuts `rows` into sessions and aggregates those ending in `(after, until]`; returns
+    /// Cuts `rows` (kept rows, see [`WindowAggregation::keep`]) into sessions and aggregates
+    /// those ending in `(after, until]`; returns
     /// them, and per batch of `rows` which rows belong to sessions still open. Sessions ending
     /// at or before `after` were emitted before (their rows are replayed): they are dropped.
     pub async fn close_sessions(
@@ -415,7 +442,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn closing_windows_copy_only_the_columns_the_query_reads() {
+    async fn open_windows_keep_and_closing_windows_copy_only_the_columns_they_need() {
         use arrow::array::{Float64Array, StringArray};
         let input = Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, true),
@@ -451,9 +478,17 @@ mod tests {
             ],
         )
         .unwrap();
+        let kept = windows.keep(&rows);
+        let kept_names: Vec<&str> = kept
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(kept_names, ["device_id", "ts", "temperature_c"]);
         let floors = Int64Array::from(vec![i64::MIN; 3]);
         let closed = windows
-            .aggregate(&[rows], &[floors], None, MIN)
+            .aggregate(&[kept], &[floors], None, MIN)
             .await
             .unwrap();
         let closed = arrow::compute::sort_to_indices(closed.column(2), None, None)

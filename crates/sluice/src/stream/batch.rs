@@ -122,8 +122,7 @@ impl State {
             for &window in &source.windows {
                 let output = &self.windows[window];
                 let offsets = lane.windows[output.slot].ingest(
-                    output.config.kind(),
-                    output.config.aggregation.event_time(),
+                    &output.config.aggregation,
                     (&decoded.batch, origins.as_deref()),
                     last_offset,
                     now,

@@ -241,8 +241,7 @@ impl Load {
         for (slot, target) in self.windows.iter().enumerate() {
             let window = &mut self.lane.windows[slot];
             let offsets = window.ingest(
-                target.config.kind(),
-                target.config.aggregation.event_time(),
+                &target.config.aggregation,
                 (&decoded.batch, None),
                 last_offset,
                 now,

@@ -170,15 +170,15 @@ impl WindowLane {
     /// before.
     pub fn ingest(
         &mut self,
-        kind: WindowKind,
-        event_time: &str,
+        aggregation: &WindowAggregation,
         (batch, origins): (&RecordBatch, Option<&[i32]>),
         last_offset: i64,
         now: Instant,
     ) -> Vec<i64> {
         self.last_arrival = now;
+        let kind = aggregation.kind();
         let times = batch
-            .column_by_name(event_time)
+            .column_by_name(aggregation.event_time())
             .expect("decoded rows carry event time")
             .as_primitive::<TimestampMicrosecondType>();
         let offsets = batch
@@ -226,7 +226,8 @@ impl WindowLane {
         if let Some(max) = self.running_max_us {
             self.max_event_us = Some(self.max_event_us.map_or(max, |m| m.max(max)));
         }
-        let rows = filter_record_batch(batch, &BooleanArray::from(keep)).expect("mask fits");
+        let rows = filter_record_batch(&aggregation.keep(batch), &BooleanArray::from(keep))
+            .expect("mask fits");
         if let Some((first_offset, max_before)) = first.filter(|_| rows.num_rows() > 0) {
             self.open.push(OpenRows {
                 rows,

@@ -123,7 +123,7 @@ fn run(
     let mut feed = |lane: &mut WindowLane, from: usize, to: usize, hold: i64| {
         let rows = batch(&arrivals[from..to], from as i64);
         late += lane
-            .ingest(kind, "ts", (&rows, None), to as i64 - 1, Instant::now())
+            .ingest(&aggregation, (&rows, None), to as i64 - 1, Instant::now())
             .len();
         advance(lane, own_watermark(lane) - hold);
     };
