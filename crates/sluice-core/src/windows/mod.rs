@@ -252,10 +252,10 @@ impl WindowAggregation {
             .expect("rows follow the stream's table schema the window was compiled for")
     }
 
-    /// Aggregates the fixed windows of `rows` (kept rows, see [`WindowAggregation::keep`]) whose end is in
-    /// `(after, until]`, one output row per window and key. `floors` holds per row of `rows`
-    /// a time at or before which its windows do not take it (it was read after their
-    /// lateness line had passed them).
+    /// Aggregates the fixed windows of `rows` (kept rows, see [`WindowAggregation::keep`])
+    /// whose end is in `(after, until]`, one output row per window and key. `floors` holds per
+    /// row of `rows` a time at or before which its windows do not take it (it was read after
+    /// their lateness line had passed them).
     pub async fn aggregate(
         &self,
         rows: &[RecordBatch],
@@ -268,9 +268,9 @@ impl WindowAggregation {
     }
 
     /// Cuts `rows` (kept rows, see [`WindowAggregation::keep`]) into sessions and aggregates
-    /// those ending in `(after, until]`; returns
-    /// them, and per batch of `rows` which rows belong to sessions still open. Sessions ending
-    /// at or before `after` were emitted before (their rows are replayed): they are dropped.
+    /// those ending in `(after, until]`; returns them, and per batch of `rows` which rows
+    /// belong to sessions still open. Sessions ending at or before `after` were emitted before
+    /// (their rows are replayed): they are dropped.
     pub async fn close_sessions(
         &self,
         rows: &[RecordBatch],
