@@ -206,12 +206,18 @@ impl CellSeed<'_> {
         ))
     }
 
-    fn epoch_millis<E: de::Error>(&self, millis: f64) -> Result<Cell<'static>, E> {
-        let micros = (millis * 1000.0).round();
-        if (TIME_RANGE_US.0 as f64..=TIME_RANGE_US.1 as f64).contains(&micros) {
-            Ok(Cell::Integer(micros as i64))
-        } else {
-            Err(self.out_of_range(format_args!("{millis} epoch milliseconds")))
+    /// A timestamp cell of `micros` (`None` when it overflowed), if it is within years 1 to
+    /// 9999; else an error that shows `value` as written.
+    fn instant<E: de::Error>(
+        &self,
+        micros: Option<i64>,
+        value: impl fmt::Display,
+    ) -> Result<Cell<'static>, E> {
+        match micros {
+            Some(micros) if (TIME_RANGE_US.0..=TIME_RANGE_US.1).contains(&micros) => {
+                Ok(Cell::Integer(micros))
+            }
+            _ => Err(self.out_of_range(value)),
         }
     }
 }
@@ -246,12 +252,10 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
         match self.0.ty {
             FieldType::Int64 => Ok(Cell::Integer(value)),
             FieldType::Float64 => Ok(Cell::Float(value as f64)),
-            FieldType::Timestamp => match value.checked_mul(1000) {
-                Some(micros) if (TIME_RANGE_US.0..=TIME_RANGE_US.1).contains(&micros) => {
-                    Ok(Cell::Integer(micros))
-                }
-                _ => Err(self.out_of_range(format_args!("{value} epoch milliseconds"))),
-            },
+            FieldType::Timestamp => self.instant(
+                value.checked_mul(1000),
+                format_args!("{value} epoch milliseconds"),
+            ),
             FieldType::Date => i32::try_from(value)
                 .map(Cell::Days)
                 .map_err(|_| self.out_of_range(format_args!("{value} days"))),
@@ -280,7 +284,11 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
                     Err(self.out_of_range(value))
                 }
             }
-            FieldType::Timestamp => self.epoch_millis(value),
+            // `as` saturates: a number past the range lands outside it.
+            FieldType::Timestamp => self.instant(
+                Some((value * 1000.0).round() as i64),
+                format_args!("{value} epoch milliseconds"),
+            ),
             _ => Err(E::invalid_type(Unexpected::Float(value), &self)),
         }
     }
@@ -303,12 +311,7 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
             },
             FieldType::Timestamp => {
                 let time = string_to_datetime(&chrono::Utc, value).map_err(|_| refused())?;
-                match time.timestamp_micros() {
-                    micros if (TIME_RANGE_US.0..=TIME_RANGE_US.1).contains(&micros) => {
-                        Ok(Cell::Integer(micros))
-                    }
-                    _ => Err(self.out_of_range(format_args!("{value:?}"))),
-                }
+                self.instant(Some(time.timestamp_micros()), format_args!("{value:?}"))
             }
             FieldType::Date => Date32Type::parse(value).map(Cell::Days).ok_or_else(refused),
             FieldType::Boolean => Err(refused()),

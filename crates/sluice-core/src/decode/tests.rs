@@ -386,6 +386,8 @@ fn timestamps_keep_microseconds_and_take_epoch_milliseconds() {
             "1.5",
             r#""10000-01-01T00:00:00Z""#,
             r#""soon""#,
+            r#""0000-12-31T23:00:00Z""#,
+            "-62135596800001",
         ],
     );
     let times = times.as_primitive::<TimestampMicrosecondType>();
@@ -398,8 +400,14 @@ fn timestamps_keep_microseconds_and_take_epoch_milliseconds() {
             1_500
         ]
     );
-    assert_eq!(refused.len(), 2, "{refused:?}");
-    assert!(refused.iter().any(|r| r.contains("soon")), "{refused:?}");
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(refused[1].contains("soon"), "{refused:?}");
+    for year_zero in &refused[2..] {
+        assert!(
+            year_zero.contains("out of range for timestamp field v"),
+            "{refused:?}"
+        );
+    }
 }
 
 #[test]
