@@ -6,6 +6,7 @@
 //! and the reason (for the log and the dead-letter topic), while its neighbours become rows.
 
 mod columns;
+mod rfc3339;
 mod row;
 
 use std::sync::Arc;

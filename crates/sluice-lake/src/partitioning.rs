@@ -16,19 +16,49 @@ use arrow::compute::kernels::cmp::eq;
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
 
-/// For each batch, the partition number of each row; and how many partitions there are.
+/// The rows of a commit numbered by table partition.
+pub(crate) struct Partitions {
+    /// For each batch, the partition number of each row.
+    pub numbers: Vec<UInt32Array>,
+    /// For each partition, where its first row is: (batch, row). Its partition values are read
+    /// there.
+    pub firsts: Vec<(usize, usize)>,
+    /// For each batch, the highest partition number among its rows (`None` when it has none):
+    /// once that partition is written, the batch is no longer needed.
+    pub last_needed_by: Vec<Option<u32>>,
+}
+
+/// Numbers the rows of `batches` by their values in `columns` (the table's partition columns).
+/// Rows arrive mostly in runs of one partition (one hour of event time after another), so a row
+/// is compared with the one before it and looked up only when it differs.
 pub(crate) fn partition_numbers(
     batches: &[RecordBatch],
     columns: &[String],
-) -> Result<(Vec<UInt32Array>, u32), ArrowError> {
+) -> Result<Partitions, ArrowError> {
     let mut numbers = Vec::with_capacity(batches.len());
+    let mut firsts = Vec::new();
+    if columns.is_empty() {
+        for (index, batch) in batches.iter().enumerate() {
+            if firsts.is_empty() && batch.num_rows() > 0 {
+                firsts.push((index, 0));
+            }
+            numbers.push(UInt32Array::from(vec![0; batch.num_rows()]));
+        }
+        let last_needed_by = batches
+            .iter()
+            .map(|b| (b.num_rows() > 0).then_some(0))
+            .collect();
+        return Ok(Partitions {
+            numbers,
+            firsts,
+            last_needed_by,
+        });
+    }
     let mut seen: HashMap<Box<[u8]>, u32> = HashMap::new();
     let mut converter: Option<RowConverter> = None;
-    for batch in batches {
-        if columns.is_empty() {
-            numbers.push(UInt32Array::from(vec![0; batch.num_rows()]));
-            continue;
-        }
+    let mut previous: Option<(Box<[u8]>, u32)> = None;
+    let mut last_needed_by = Vec::with_capacity(batches.len());
+    for (index, batch) in batches.iter().enumerate() {
         let keys = columns
             .iter()
             .map(|name| {
@@ -47,30 +77,42 @@ pub(crate) fn partition_numbers(
         };
         let rows = converter.convert_columns(&keys)?;
         let mut batch_numbers = Vec::with_capacity(batch.num_rows());
-        for row in rows.iter() {
-            let next = seen.len() as u32;
-            let number = *seen.entry(row.as_ref().into()).or_insert(next);
+        for (row_index, row) in rows.iter().enumerate() {
+            let number = match &previous {
+                Some((bytes, number)) if **bytes == *row.as_ref() => *number,
+                _ => {
+                    let next = seen.len() as u32;
+                    let number = *seen.entry(row.as_ref().into()).or_insert(next);
+                    if number == next {
+                        firsts.push((index, row_index));
+                    }
+                    previous = Some((row.as_ref().into(), number));
+                    number
+                }
+            };
             batch_numbers.push(number);
         }
+        last_needed_by.push(batch_numbers.iter().max().copied());
         numbers.push(UInt32Array::from(batch_numbers));
     }
-    let partitions = if columns.is_empty() {
-        u32::from(batches.iter().any(|b| b.num_rows() > 0))
-    } else {
-        seen.len() as u32
-    };
-    Ok((numbers, partitions))
+    Ok(Partitions {
+        numbers,
+        firsts,
+        last_needed_by,
+    })
 }
 
-/// The rows of partition `number`, batch by batch (whole batches when they hold nothing else).
+/// The rows of partition `number`, batch by batch (whole batches when they hold nothing else);
+/// batches already released (`None`) hold none of them.
 pub(crate) fn rows_of_partition<'a>(
-    batches: &'a [RecordBatch],
+    batches: &'a [Option<RecordBatch>],
     numbers: &'a [UInt32Array],
     number: u32,
 ) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
     batches
         .iter()
         .zip(numbers)
+        .filter_map(|(batch, numbers)| Some((batch.as_ref()?, numbers)))
         .filter_map(move |(batch, numbers)| {
             let mask = match eq(numbers, &UInt32Array::new_scalar(number)) {
                 Ok(mask) => mask,
@@ -126,12 +168,14 @@ mod tests {
     fn every_row_lands_in_exactly_one_partition_in_its_original_order() {
         let batches = [batch(&[3, 1, 3, 2], &[0, 1, 2, 3]), batch(&[1, 1], &[4, 5])];
         let columns = ["hour".to_string()];
-        let (numbers, partitions) = partition_numbers(&batches, &columns).unwrap();
-        assert_eq!(partitions, 3);
-        let split: Vec<Vec<i64>> = (0..partitions)
+        let partitions = partition_numbers(&batches, &columns).unwrap();
+        assert_eq!(partitions.firsts, [(0, 0), (0, 1), (0, 3)]);
+        assert_eq!(partitions.last_needed_by, [Some(2), Some(1)]);
+        let batches = batches.map(Some);
+        let split: Vec<Vec<i64>> = (0..3)
             .map(|p| {
                 offsets(
-                    rows_of_partition(&batches, &numbers, p)
+                    rows_of_partition(&batches, &partitions.numbers, p)
                         .collect::<Result<_, _>>()
                         .unwrap(),
                 )
@@ -142,10 +186,18 @@ mod tests {
 
     #[test]
     fn without_partition_columns_everything_is_one_partition() {
-        let batches = [batch(&[3, 1], &[0, 1])];
-        let (numbers, partitions) = partition_numbers(&batches, &[]).unwrap();
-        assert_eq!(partitions, 1);
-        let rows: Vec<RecordBatch> = rows_of_partition(&batches, &numbers, 0)
+        let batches = [batch(&[], &[]), batch(&[3, 1], &[0, 1])];
+        let partitions = partition_numbers(&batches, &[]).unwrap();
+        assert_eq!(partitions.firsts, [(1, 0)]);
+        assert_eq!(partitions.last_needed_by, [None, Some(0)]);
+        assert!(
+            partition_numbers(&batches[..1], &[])
+                .unwrap()
+                .firsts
+                .is_empty()
+        );
+        let batches = batches.map(Some);
+        let rows: Vec<RecordBatch> = rows_of_partition(&batches, &partitions.numbers, 0)
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(offsets(rows), [0, 1]);

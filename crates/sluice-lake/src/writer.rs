@@ -9,7 +9,9 @@
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
+use delta_kernel::expressions::Scalar;
 use deltalake::DeltaTableError;
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
@@ -18,7 +20,8 @@ use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use indexmap::IndexMap;
 
 use crate::partitioning::{partition_numbers, rows_of_partition};
 use crate::{LakeError, LakeTable};
@@ -83,12 +86,14 @@ impl LakeTable {
     }
 
     /// Writes `batches` as Parquet files and commits them with `progress` in one Delta commit;
-    /// returns the new table version. On error nothing is committed.
+    /// returns the new table version. On error nothing is committed. Batches given by value
+    /// are dropped as soon as they are written, so the commit holds less and less of them.
     pub async fn commit(
         &mut self,
-        batches: &[RecordBatch],
+        batches: impl Into<Vec<RecordBatch>>,
         progress: &[PartitionProgress],
     ) -> Result<u64, LakeError> {
+        let batches = batches.into();
         self.refresh().await?;
         for p in progress {
             let found = self.committed_offset(&p.topic, p.partition).await?;
@@ -106,19 +111,36 @@ impl LakeTable {
             table: self.name.clone(),
             source,
         };
-        // One partition at a time: one Parquet writer open (see `partitioning`).
-        let (numbers, partitions) =
-            partition_numbers(batches, &self.partition_by).map_err(|e| write(e.into()))?;
+        // One partition at a time: one Parquet writer open (see `partitioning`). The writer is
+        // told each partition's values, so it does not split the rows again. A batch is
+        // released once the last partition it holds rows of is written.
+        let partitions =
+            partition_numbers(&batches, &self.partition_by).map_err(|e| write(e.into()))?;
+        let properties = batches.first().map(|b| writer_properties(&b.schema()));
+        let mut batches: Vec<Option<RecordBatch>> = batches.into_iter().map(Some).collect();
         let mut adds = Vec::new();
-        for partition in 0..partitions {
+        for (number, &(batch, row)) in partitions.firsts.iter().enumerate() {
+            let number = number as u32;
+            let first = batches[batch]
+                .as_ref()
+                .expect("held until its partitions are written");
+            let values = partition_values(first, row, &self.partition_by).map_err(write)?;
             let mut writer = RecordBatchWriter::for_table(&self.table)
                 .map_err(write)?
-                .with_writer_properties(writer_properties(&batches[0].schema()));
-            for rows in rows_of_partition(batches, &numbers, partition) {
+                .with_writer_properties(properties.clone().expect("rows to write"));
+            for rows in rows_of_partition(&batches, &partitions.numbers, number) {
                 let rows = rows.map_err(|e| write(e.into()))?;
-                writer.write(rows).await.map_err(write)?;
+                writer
+                    .write_partition(rows, &values, WriteMode::Default)
+                    .await
+                    .map_err(write)?;
             }
             adds.extend(writer.flush().await.map_err(write)?);
+            for (held, last) in batches.iter_mut().zip(&partitions.last_needed_by) {
+                if last.is_none_or(|last| last <= number) {
+                    *held = None;
+                }
+            }
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
@@ -155,6 +177,26 @@ impl LakeTable {
             .await
             .map_err(self.access_error("refresh"))
     }
+}
+
+/// The values of the partition columns `columns` at `row` of `batch`, as Delta records them.
+fn partition_values(
+    batch: &RecordBatch,
+    row: usize,
+    columns: &[String],
+) -> Result<IndexMap<String, Scalar>, DeltaTableError> {
+    columns
+        .iter()
+        .map(|name| {
+            let value = batch
+                .column_by_name(name)
+                .and_then(|column| Scalar::from_array(column, row))
+                .ok_or_else(|| {
+                    DeltaTableError::generic(format!("no value of partition column {name}"))
+                })?;
+            Ok((name.clone(), value))
+        })
+        .collect()
 }
 
 /// A commit conflict over the same `txn` app ids means another writer took the partitions.

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch, StringArray};
+use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::parquet::basic::Encoding;
 use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+use deltalake::parquet::record::RowAccessor as _;
 use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 
 fn schema() -> SchemaRef {
@@ -370,5 +371,67 @@ async fn mostly_distinct_numbers_fall_back_to_plain_early_while_names_keep_their
         encodings["device_id"],
         [Encoding::RLE_DICTIONARY],
         "{encodings:?}"
+    );
+}
+
+#[tokio::test]
+async fn rows_of_interleaved_partitions_land_under_their_partition_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_offset", DataType::Int64, true),
+        Field::new("hour", DataType::Int32, true),
+    ]));
+    let batch = |offsets: &[i64], hours: &[i32]| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(offsets.to_vec())),
+                Arc::new(Int32Array::from(hours.to_vec())),
+            ],
+        )
+        .unwrap()
+    };
+    let mut table =
+        LakeTable::open_or_create("t", &uri, &HashMap::new(), &schema, &["hour".into()])
+            .await
+            .unwrap();
+    // Batch 0 holds hours 5, 7 and 5; batch 1 hours 7, 6 and 6; batch 2 is empty.
+    let batches = vec![
+        batch(&[0, 1, 2], &[5, 7, 5]),
+        batch(&[3, 4, 5], &[7, 6, 6]),
+        batch(&[], &[]),
+    ];
+    table
+        .commit(batches, &[progress(0, None, 5)])
+        .await
+        .unwrap();
+    let mut landed: Vec<(String, Vec<i64>)> = Vec::new();
+    let log =
+        std::fs::read_to_string(dir.path().join("t/_delta_log/00000000000000000001.json")).unwrap();
+    for line in log.lines() {
+        let action: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some(path) = action["add"]["path"].as_str() else {
+            continue;
+        };
+        let hour = action["add"]["partitionValues"]["hour"].as_str().unwrap();
+        assert!(path.starts_with(&format!("hour={hour}/")), "{path}");
+        let file = std::fs::File::open(dir.path().join("t").join(path)).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let offsets = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|row| row.unwrap().get_long(0).unwrap())
+            .collect();
+        landed.push((hour.to_string(), offsets));
+    }
+    landed.sort();
+    assert_eq!(
+        landed,
+        [
+            ("5".to_string(), vec![0, 2]),
+            ("6".to_string(), vec![4, 5]),
+            ("7".to_string(), vec![1, 3]),
+        ]
     );
 }

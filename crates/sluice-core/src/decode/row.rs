@@ -20,6 +20,7 @@ use arrow::datatypes::Date32Type;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Unexpected, Visitor};
 use serde_json::error::Category;
 
+use super::rfc3339;
 use crate::schema::{FieldType, SchemaField};
 
 /// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z.
@@ -310,8 +311,13 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
                 _ => Err(refused()),
             },
             FieldType::Timestamp => {
-                let time = string_to_datetime(&chrono::Utc, value).map_err(|_| refused())?;
-                self.instant(Some(time.timestamp_micros()), format_args!("{value:?}"))
+                let micros = match rfc3339::micros(value) {
+                    Some(micros) => micros,
+                    None => string_to_datetime(&chrono::Utc, value)
+                        .map_err(|_| refused())?
+                        .timestamp_micros(),
+                };
+                self.instant(Some(micros), format_args!("{value:?}"))
             }
             FieldType::Date => Date32Type::parse(value).map(Cell::Days).ok_or_else(refused),
             FieldType::Boolean => Err(refused()),

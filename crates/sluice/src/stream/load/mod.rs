@@ -367,7 +367,7 @@ async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result
         marks: pending.marks,
     }];
     let version = table
-        .commit(&pending.batches, &progress)
+        .commit(pending.batches, &progress)
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
