@@ -102,28 +102,19 @@ pub(crate) fn partition_numbers(
     })
 }
 
-/// The rows of partition `number`, batch by batch (whole batches when they hold nothing else);
-/// batches already released (`None`) hold none of them.
-pub(crate) fn rows_of_partition<'a>(
-    batches: &'a [Option<RecordBatch>],
-    numbers: &'a [UInt32Array],
+/// The rows of `batch` in partition `number` (`numbers`: its rows' partition numbers): the
+/// whole batch when it holds nothing else, `None` when it holds none.
+pub(crate) fn rows_of_partition(
+    batch: &RecordBatch,
+    numbers: &UInt32Array,
     number: u32,
-) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
-    batches
-        .iter()
-        .zip(numbers)
-        .filter_map(|(batch, numbers)| Some((batch.as_ref()?, numbers)))
-        .filter_map(move |(batch, numbers)| {
-            let mask = match eq(numbers, &UInt32Array::new_scalar(number)) {
-                Ok(mask) => mask,
-                Err(err) => return Some(Err(err)),
-            };
-            match mask.true_count() {
-                0 => None,
-                n if n == batch.num_rows() => Some(Ok(batch.clone())),
-                _ => Some(filter_record_batch(batch, &mask)),
-            }
-        })
+) -> Result<Option<RecordBatch>, ArrowError> {
+    let mask = eq(numbers, &UInt32Array::new_scalar(number))?;
+    match mask.true_count() {
+        0 => Ok(None),
+        n if n == batch.num_rows() => Ok(Some(batch.clone())),
+        _ => filter_record_batch(batch, &mask).map(Some),
+    }
 }
 
 #[cfg(test)]
@@ -150,9 +141,12 @@ mod tests {
         .unwrap()
     }
 
-    fn offsets(batches: Vec<RecordBatch>) -> Vec<i64> {
+    /// The offsets of partition `number`'s rows, batch after batch.
+    fn offsets_of(batches: &[RecordBatch], partitions: &Partitions, number: u32) -> Vec<i64> {
         batches
             .iter()
+            .zip(&partitions.numbers)
+            .filter_map(|(batch, numbers)| rows_of_partition(batch, numbers, number).unwrap())
             .flat_map(|b| {
                 b.column(1)
                     .as_any()
@@ -171,15 +165,8 @@ mod tests {
         let partitions = partition_numbers(&batches, &columns).unwrap();
         assert_eq!(partitions.firsts, [(0, 0), (0, 1), (0, 3)]);
         assert_eq!(partitions.last_needed_by, [Some(2), Some(1)]);
-        let batches = batches.map(Some);
         let split: Vec<Vec<i64>> = (0..3)
-            .map(|p| {
-                offsets(
-                    rows_of_partition(&batches, &partitions.numbers, p)
-                        .collect::<Result<_, _>>()
-                        .unwrap(),
-                )
-            })
+            .map(|p| offsets_of(&batches, &partitions, p))
             .collect();
         assert_eq!(split, [vec![0, 2], vec![1, 4, 5], vec![3]]);
     }
@@ -196,10 +183,6 @@ mod tests {
                 .firsts
                 .is_empty()
         );
-        let batches = batches.map(Some);
-        let rows: Vec<RecordBatch> = rows_of_partition(&batches, &partitions.numbers, 0)
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(offsets(rows), [0, 1]);
+        assert_eq!(offsets_of(&batches, &partitions, 0), [0, 1]);
     }
 }

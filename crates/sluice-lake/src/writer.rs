@@ -113,7 +113,7 @@ impl LakeTable {
         };
         // One partition at a time: one Parquet writer open (see `partitioning`). The writer is
         // told each partition's values, so it does not split the rows again. A batch is
-        // released once the last partition it holds rows of is written.
+        // released as soon as the rows of the last partition it holds are written.
         let partitions =
             partition_numbers(&batches, &self.partition_by).map_err(|e| write(e.into()))?;
         let properties = batches.first().map(|b| writer_properties(&b.schema()));
@@ -128,19 +128,21 @@ impl LakeTable {
             let mut writer = RecordBatchWriter::for_table(&self.table)
                 .map_err(write)?
                 .with_writer_properties(properties.clone().expect("rows to write"));
-            for rows in rows_of_partition(&batches, &partitions.numbers, number) {
-                let rows = rows.map_err(|e| write(e.into()))?;
-                writer
-                    .write_partition(rows, &values, WriteMode::Default)
-                    .await
-                    .map_err(write)?;
-            }
-            adds.extend(writer.flush().await.map_err(write)?);
-            for (held, last) in batches.iter_mut().zip(&partitions.last_needed_by) {
-                if last.is_none_or(|last| last <= number) {
+            for (index, held) in batches.iter_mut().enumerate() {
+                let Some(batch) = held else { continue };
+                let rows = rows_of_partition(batch, &partitions.numbers[index], number)
+                    .map_err(|e| write(e.into()))?;
+                if let Some(rows) = rows {
+                    writer
+                        .write_partition(rows, &values, WriteMode::Default)
+                        .await
+                        .map_err(write)?;
+                }
+                if partitions.last_needed_by[index].is_none_or(|last| last <= number) {
                     *held = None;
                 }
             }
+            adds.extend(writer.flush().await.map_err(write)?);
         }
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
