@@ -9,15 +9,19 @@
 //! - `partitioning`: a commit's rows split by date/hour, written one partition at a time.
 //! - [`writer`]: Parquet files plus one Delta commit holding a `txn` action per source partition
 //!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
+//! - [`write_ahead`]: rows encoded into files as they arrive and committed later, for a writer
+//!   that cannot lose its source (`sluice load`): no rows held between commits.
 
 pub mod audit;
 pub mod compact;
 pub mod location;
 mod partitioning;
 pub mod table;
+pub mod write_ahead;
 pub mod writer;
 
 pub use table::LakeTable;
+pub use write_ahead::WrittenFiles;
 pub use writer::{PartitionProgress, app_id};
 
 /// What went wrong in the lake, with the table it happened to.

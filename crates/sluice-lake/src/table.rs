@@ -108,6 +108,14 @@ impl LakeTable {
             .snapshot()
             .expect("an opened table has a snapshot")
     }
+    /// The error of writing this table's files, for `map_err`.
+    pub(crate) fn write_error(&self) -> impl Fn(DeltaTableError) -> LakeError + use<> {
+        let table = self.name.clone();
+        move |source| LakeError::Write {
+            table: table.clone(),
+            source,
+        }
+    }
 
     /// Maps a delta-rs error of `action` to one naming this table.
     pub(crate) fn access_error(

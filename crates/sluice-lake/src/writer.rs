@@ -15,7 +15,7 @@ use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
@@ -94,23 +94,19 @@ impl LakeTable {
         progress: &[PartitionProgress],
     ) -> Result<u64, LakeError> {
         let batches = batches.into();
-        self.refresh().await?;
-        for p in progress {
-            let found = self.committed_offset(&p.topic, p.partition).await?;
-            if found != p.previous {
-                return Err(LakeError::Fenced {
-                    table: self.name.clone(),
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    expected: p.previous,
-                    found,
-                });
-            }
-        }
-        let write = |source| LakeError::Write {
-            table: self.name.clone(),
-            source,
-        };
+        self.check_progress(progress).await?;
+        let adds = self.write_by_partition(batches).await?;
+        self.commit_files(adds, progress).await
+    }
+
+    /// Writes `batches` as new files, one date/hour partition at a time; returns their `add`
+    /// actions. Each batch is dropped as soon as the rows of the last partition it holds are
+    /// written.
+    pub(crate) async fn write_by_partition(
+        &self,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<Add>, LakeError> {
+        let write = &self.write_error();
         // One partition at a time: one Parquet writer open (see `partitioning`). The writer is
         // told each partition's values, so it does not split the rows again. A batch is
         // released as soon as the rows of the last partition it holds are written.
@@ -144,6 +140,38 @@ impl LakeTable {
             }
             adds.extend(writer.flush().await.map_err(write)?);
         }
+        Ok(adds)
+    }
+
+    /// Refreshes the snapshot and refuses `progress` that does not continue from what the
+    /// table records: another writer committed those source partitions meanwhile.
+    pub(crate) async fn check_progress(
+        &mut self,
+        progress: &[PartitionProgress],
+    ) -> Result<(), LakeError> {
+        self.refresh().await?;
+        for p in progress {
+            let found = self.committed_offset(&p.topic, p.partition).await?;
+            if found != p.previous {
+                return Err(LakeError::Fenced {
+                    table: self.name.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    expected: p.previous,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the written files `adds` with `progress` in one Delta commit; returns the new
+    /// table version.
+    pub(crate) async fn commit_files(
+        &mut self,
+        adds: Vec<Add>,
+        progress: &[PartitionProgress],
+    ) -> Result<u64, LakeError> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
             .iter()
@@ -182,7 +210,7 @@ impl LakeTable {
 }
 
 /// The values of the partition columns `columns` at `row` of `batch`, as Delta records them.
-fn partition_values(
+pub(crate) fn partition_values(
     batch: &RecordBatch,
     row: usize,
     columns: &[String],

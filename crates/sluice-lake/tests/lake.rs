@@ -10,7 +10,8 @@ use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
 use deltalake::parquet::basic::Encoding;
 use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 use deltalake::parquet::record::RowAccessor as _;
-use sluice_lake::{LakeError, LakeTable, PartitionProgress};
+use sluice_lake::write_ahead::OPEN_PARTITIONS;
+use sluice_lake::{LakeError, LakeTable, PartitionProgress, WrittenFiles};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -378,37 +379,34 @@ async fn mostly_distinct_numbers_fall_back_to_plain_early_while_names_keep_their
 async fn rows_of_interleaved_partitions_land_under_their_partition_values() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().join("t").display().to_string();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("_offset", DataType::Int64, true),
-        Field::new("hour", DataType::Int32, true),
-    ]));
-    let batch = |offsets: &[i64], hours: &[i32]| {
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int64Array::from(offsets.to_vec())),
-                Arc::new(Int32Array::from(hours.to_vec())),
-            ],
-        )
-        .unwrap()
-    };
-    let mut table =
-        LakeTable::open_or_create("t", &uri, &HashMap::new(), &schema, &["hour".into()])
-            .await
-            .unwrap();
+    let mut table = hourly_table(&uri).await;
     // Batch 0 holds hours 5, 7 and 5; batch 1 hours 7, 6 and 6; batch 2 is empty.
     let batches = vec![
-        batch(&[0, 1, 2], &[5, 7, 5]),
-        batch(&[3, 4, 5], &[7, 6, 6]),
-        batch(&[], &[]),
+        hour_rows(&[0, 1, 2], &[5, 7, 5]),
+        hour_rows(&[3, 4, 5], &[7, 6, 6]),
+        hour_rows(&[], &[]),
     ];
     table
         .commit(batches, &[progress(0, None, 5)])
         .await
         .unwrap();
-    let mut landed: Vec<(String, Vec<i64>)> = Vec::new();
+    let landed = landed_by_hour(&dir.path().join("t"), 1);
+    assert_eq!(
+        landed,
+        [
+            ("5".to_string(), vec![0, 2]),
+            ("6".to_string(), vec![4, 5]),
+            ("7".to_string(), vec![1, 3]),
+        ]
+    );
+}
+
+/// The offsets in each file that commit `version` of the table at `table` added, with the
+/// file's `hour` partition value, sorted.
+fn landed_by_hour(table: &std::path::Path, version: u64) -> Vec<(String, Vec<i64>)> {
     let log =
-        std::fs::read_to_string(dir.path().join("t/_delta_log/00000000000000000001.json")).unwrap();
+        std::fs::read_to_string(table.join(format!("_delta_log/{version:020}.json"))).unwrap();
+    let mut landed = Vec::new();
     for line in log.lines() {
         let action: serde_json::Value = serde_json::from_str(line).unwrap();
         let Some(path) = action["add"]["path"].as_str() else {
@@ -416,7 +414,7 @@ async fn rows_of_interleaved_partitions_land_under_their_partition_values() {
         };
         let hour = action["add"]["partitionValues"]["hour"].as_str().unwrap();
         assert!(path.starts_with(&format!("hour={hour}/")), "{path}");
-        let file = std::fs::File::open(dir.path().join("t").join(path)).unwrap();
+        let file = std::fs::File::open(table.join(path)).unwrap();
         let reader = SerializedFileReader::new(file).unwrap();
         let offsets = reader
             .get_row_iter(None)
@@ -426,12 +424,133 @@ async fn rows_of_interleaved_partitions_land_under_their_partition_values() {
         landed.push((hour.to_string(), offsets));
     }
     landed.sort();
+    landed
+}
+
+#[tokio::test]
+async fn rows_written_ahead_land_only_at_their_commit_with_the_oldest_partition_files_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut table = hourly_table(&uri).await;
+    let hours = OPEN_PARTITIONS as i32 + 2;
+    let offsets: Vec<i64> = (0..hours as i64).collect();
+    // One row in each of `hours` hours: the first two hours' files are closed to open the
+    // last two. Then hour 0 again (closed: its row is held for a second file at the commit)
+    // and the last hour again (still open).
+    let mut files = WrittenFiles::default();
+    for written in [
+        hour_rows(&offsets, &(0..hours).collect::<Vec<_>>()),
+        hour_rows(&[hours as i64, hours as i64 + 1], &[0, hours - 1]),
+    ] {
+        table.write_ahead(&mut files, &written).await.unwrap();
+        assert!(files.open_partitions() <= OPEN_PARTITIONS);
+    }
+    assert_eq!(files.rows(), hours as usize + 2);
+    assert_eq!(files.held_rows(), 1);
     assert_eq!(
-        landed,
-        [
-            ("5".to_string(), vec![0, 2]),
-            ("6".to_string(), vec![4, 5]),
-            ("7".to_string(), vec![1, 3]),
-        ]
+        table.version(),
+        Some(0),
+        "nothing is committed before commit_written"
     );
+    let last = hours as i64 + 1;
+    let version = table
+        .commit_written(files, &[progress(0, None, last)])
+        .await
+        .unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(
+        table.committed_offset("events", 0).await.unwrap(),
+        Some(last)
+    );
+    // Hour 0 in two files; the last hour's file stayed open for both of its rows.
+    let mut expected: Vec<(String, Vec<i64>)> = (0..hours)
+        .map(|hour| {
+            let mut offsets = vec![hour as i64];
+            if hour == hours - 1 {
+                offsets.push(last);
+            }
+            (hour.to_string(), offsets)
+        })
+        .collect();
+    expected.push(("0".to_string(), vec![hours as i64]));
+    expected.sort();
+    assert_eq!(landed_by_hour(&dir.path().join("t"), 1), expected);
+
+    // A writer whose progress another writer moved on commits nothing.
+    let mut files = WrittenFiles::default();
+    table
+        .write_ahead(&mut files, &hour_rows(&[99], &[0]))
+        .await
+        .unwrap();
+    let error = table
+        .commit_written(files, &[progress(0, None, 99)])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LakeError::Fenced { .. }), "{error}");
+    assert_eq!(table.version(), Some(1));
+}
+
+/// Rows of `_offset` and `hour`.
+fn hour_rows(offsets: &[i64], hours: &[i32]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("_offset", DataType::Int64, true),
+        Field::new("hour", DataType::Int32, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(offsets.to_vec())),
+            Arc::new(Int32Array::from(hours.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+/// A table of [`hour_rows`] partitioned by hour.
+async fn hourly_table(uri: &str) -> LakeTable {
+    let schema = hour_rows(&[], &[]).schema();
+    LakeTable::open_or_create("t", uri, &HashMap::new(), &schema, &["hour".into()])
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rows_written_ahead_that_keep_returning_to_many_hours_make_at_most_two_files_per_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut table = hourly_table(&dir.path().join("t").display().to_string()).await;
+    let hours = OPEN_PARTITIONS as i32 + 4;
+    let mut files = WrittenFiles::default();
+    let mut offset = 0;
+    let mut expected: HashMap<i32, Vec<i64>> = HashMap::new();
+    // Five batches, each with two rows in every hour, the hours in a different order.
+    for round in 0..5 {
+        let order: Vec<i32> = (0..hours * 2).map(|i| (i * 7 + round) % hours).collect();
+        let offsets: Vec<i64> = (offset..offset + order.len() as i64).collect();
+        for (hour, offset) in order.iter().zip(&offsets) {
+            expected.entry(*hour).or_default().push(*offset);
+        }
+        offset += offsets.len() as i64;
+        table
+            .write_ahead(&mut files, &hour_rows(&offsets, &order))
+            .await
+            .unwrap();
+        assert!(files.open_partitions() <= OPEN_PARTITIONS);
+    }
+    assert!(files.held_rows() > 0);
+    table
+        .commit_written(files, &[progress(0, None, offset - 1)])
+        .await
+        .unwrap();
+    let mut landed: HashMap<String, Vec<Vec<i64>>> = HashMap::new();
+    for (hour, offsets) in landed_by_hour(&dir.path().join("t"), 1) {
+        landed.entry(hour).or_default().push(offsets);
+    }
+    assert_eq!(landed.len(), hours as usize);
+    for (hour, offsets) in expected {
+        let files = &landed[&hour.to_string()];
+        assert!(files.len() <= 2, "hour {hour}: {files:?}");
+        let mut all: Vec<i64> = files.concat();
+        all.sort();
+        assert_eq!(all, offsets, "hour {hour}");
+    }
 }

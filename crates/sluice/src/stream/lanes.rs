@@ -118,6 +118,12 @@ impl TableBuffer {
         self.since
     }
 
+    /// Takes the buffered rows and leaves the counts and progress for a later
+    /// [`Self::take_pending`]: for a writer that writes rows ahead of their commit.
+    pub fn take_rows(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.batches)
+    }
+
     /// Takes the buffered rows for a commit; the buffer is empty afterwards, and
     /// [`Self::committed`] moves only once the caller reports success.
     pub fn take_pending(&mut self) -> Option<Pending> {

@@ -3,11 +3,13 @@
 //! The files are read in the order given as one sequence of lines, each line a record whose
 //! "offset" is its position in that sequence (from 0), so windows see every event of the
 //! input and may group by anything. Lines go through the stream's decoder in batches, into
-//! the stream's tables and windows exactly as `sluice stream` does, with one difference: at
-//! the end of the input every window closes (the input is complete). Progress is committed
-//! as for a Kafka partition, under the source name `file:<name>,<name>…`: loading the same
-//! files again lands nothing twice. Alerts, late events and dead letters go to
-//! `<side dir>/<topic>.ndjson` (rewritten each run), or are only counted.
+//! the stream's tables and windows as `sluice stream` does, with two differences: a table's
+//! rows are written to its files as they come and the files committed later (nothing can
+//! revoke a file's lines, so no rows are held between commits), and at the end of the input
+//! every window closes (the input is complete). Progress is committed as for a Kafka
+//! partition, under the source name `file:<name>,<name>…`: loading the same files again lands
+//! nothing twice. Alerts, late events and dead letters go to `<side dir>/<topic>.ndjson`
+//! (rewritten each run), or are only counted.
 
 mod lines;
 mod side_files;
@@ -19,7 +21,7 @@ use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use sluice_core::config::{Pipeline, Stream, defaults};
 use sluice_core::{DecodedBatch, Decoder};
-use sluice_lake::{LakeTable, PartitionProgress};
+use sluice_lake::{LakeTable, PartitionProgress, WrittenFiles};
 use tracing::info;
 
 use super::lanes::{Lane, Pending};
@@ -64,14 +66,22 @@ pub struct LoadSummary {
     pub commits: u64,
 }
 
-/// A table's commit running on another worker while the next lines are decoded: the table
-/// comes back with the rows committed and the last line they cover.
-type InFlight = tokio::task::JoinHandle<(LakeTable, Result<(usize, i64)>)>;
+/// Rows of a table being written (and maybe committed) on another worker while the next lines
+/// are decoded: the table comes back with its files, and the rows committed and the last line
+/// they cover when it committed.
+type InFlight = tokio::task::JoinHandle<(Landing, Result<Option<(usize, i64)>>)>;
+
+/// A table and the files written to it since its last commit (`sluice_lake::write_ahead`):
+/// a load holds no rows between commits, only open files.
+struct Landing {
+    table: LakeTable,
+    files: WrittenFiles,
+}
 
 struct TableOutput {
     name: String,
-    /// `None` while its commit is in flight.
-    table: Option<LakeTable>,
+    /// `None` while its rows are being written.
+    landing: Option<Landing>,
     in_flight: Option<InFlight>,
     flush: sluice_core::config::FlushPolicy,
     filter: Option<sluice_core::expressions::Predicate>,
@@ -97,7 +107,10 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         let table = open_table(config, &options.storage_options, decoder.table_schema()).await?;
         tables.push(TableOutput {
             name: config.name.clone(),
-            table: Some(table),
+            landing: Some(Landing {
+                table,
+                files: WrittenFiles::default(),
+            }),
             in_flight: None,
             flush: config.flush,
             filter: config.filter.clone(),
@@ -119,8 +132,8 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
     let key = (source.clone(), 0);
     let mut committed = Vec::new();
     for output in &tables {
-        let table = output.table.as_ref().expect("not committing yet");
-        committed.push(table.committed_offset(&source, 0).await?);
+        let landing = output.landing.as_ref().expect("not writing yet");
+        committed.push(landing.table.committed_offset(&source, 0).await?);
     }
     let now = Instant::now();
     let mut resumes = Vec::new();
@@ -291,45 +304,54 @@ impl Load {
         Ok(())
     }
 
-    /// Waits for the commit in flight of table `slot`, if any, and takes its table back.
+    /// Waits for the rows of table `slot` being written, if any, and takes its table back.
     async fn settle(&mut self, slot: usize) -> Result<()> {
         let Some(in_flight) = self.tables[slot].in_flight.take() else {
             return Ok(());
         };
-        let (table, committed) = in_flight.await.context("a table commit failed to run")?;
-        self.tables[slot].table = Some(table);
-        let (rows, last) = committed?;
-        self.summary.rows += rows as u64;
-        self.summary.commits += 1;
-        self.lane.tables[slot].committed = Some(last);
+        let (landing, landed) = in_flight
+            .await
+            .context("writing rows to a table failed to run")?;
+        self.tables[slot].landing = Some(landing);
+        if let Some((rows, last)) = landed? {
+            self.summary.rows += rows as u64;
+            self.summary.commits += 1;
+            self.lane.tables[slot].committed = Some(last);
+        }
         Ok(())
     }
 
-    /// Commits every table (and window table) over its row or byte limit, or with anything
-    /// pending when `all` (and then waits for every commit). A table's commit runs on another
-    /// worker while decoding goes on; the next one waits for it, so each table has at most
-    /// one commit in flight and commits in order.
+    /// Whether table `slot` is over its row or byte limit, or has anything pending when `all`.
+    fn due(&self, slot: usize, all: bool) -> bool {
+        let buffer = &self.lane.tables[slot];
+        let flush = self.tables[slot].flush;
+        buffer.has_pending()
+            && (all || buffer.rows() >= flush.max_rows || buffer.bytes() as u64 >= flush.max_bytes)
+    }
+
+    /// Writes each table's new rows to its files, and commits every table (and window table)
+    /// that is [`Self::due`] (with `all`, everything pending, and waits for it). A table's rows
+    /// are written on another worker while decoding goes on; its next rows wait for them, so
+    /// each table writes and commits in order.
     async fn flush(&mut self, all: bool) -> Result<()> {
         for slot in 0..self.tables.len() {
-            let buffer = &self.lane.tables[slot];
-            let flush = self.tables[slot].flush;
-            let due = buffer.has_pending()
-                && (all
-                    || buffer.rows() >= flush.max_rows
-                    || buffer.bytes() as u64 >= flush.max_bytes);
-            if !due {
+            let rows = self.lane.tables[slot].take_rows();
+            if rows.is_empty() && !self.due(slot, all) {
                 continue;
             }
             self.settle(slot).await?;
-            let Some(pending) = self.lane.tables[slot].take_pending() else {
+            let pending = self
+                .due(slot, all)
+                .then(|| self.lane.tables[slot].take_pending())
+                .flatten();
+            if rows.is_empty() && pending.is_none() {
                 continue;
-            };
-            let mut table = self.tables[slot].table.take().expect("settled above");
+            }
+            let mut landing = self.tables[slot].landing.take().expect("settled above");
             let source = self.source.clone();
             self.tables[slot].in_flight = Some(tokio::spawn(async move {
-                let last = pending.last_offset;
-                let committed = commit(&mut table, &source, pending).await;
-                (table, committed.map(|rows| (rows, last)))
+                let landed = land(&mut landing, &source, rows, pending).await;
+                (landing, landed)
             }));
         }
         if all {
@@ -356,20 +378,53 @@ impl Load {
     }
 }
 
+/// Writes `rows` to the table's files and, with `pending`, commits the files; returns the rows
+/// committed and the last line they cover, if it committed.
+async fn land(
+    landing: &mut Landing,
+    source: &str,
+    rows: Vec<RecordBatch>,
+    pending: Option<Pending>,
+) -> Result<Option<(usize, i64)>> {
+    let Landing { table, files } = landing;
+    for batch in rows {
+        table
+            .write_ahead(files, &batch)
+            .await
+            .with_context(|| format!("writing rows to table {}", table.name()))?;
+    }
+    let Some(pending) = pending else {
+        return Ok(None);
+    };
+    let files = std::mem::take(files);
+    let rows = files.rows();
+    let version = table
+        .commit_written(files, &[progress(source, &pending)])
+        .await
+        .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
+    info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
+    Ok(Some((rows, pending.last_offset)))
+}
+
 /// Commits one pending set of rows with its progress; returns the rows committed.
 async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result<usize> {
     let rows: usize = pending.batches.iter().map(RecordBatch::num_rows).sum();
-    let progress = [PartitionProgress {
-        topic: source.to_string(),
-        partition: 0,
-        previous: pending.previous,
-        last_offset: pending.last_offset,
-        marks: pending.marks,
-    }];
+    let progress = [progress(source, &pending)];
     let version = table
         .commit(pending.batches, &progress)
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
     Ok(rows)
+}
+
+/// How far a commit of `pending` takes the load's one source partition.
+fn progress(source: &str, pending: &Pending) -> PartitionProgress {
+    PartitionProgress {
+        topic: source.to_string(),
+        partition: 0,
+        previous: pending.previous,
+        last_offset: pending.last_offset,
+        marks: pending.marks.clone(),
+    }
 }
