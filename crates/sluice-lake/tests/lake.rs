@@ -444,6 +444,9 @@ async fn rows_written_ahead_land_only_at_their_commit_with_the_oldest_partition_
     ] {
         table.write_ahead(&mut files, &written).await.unwrap();
         assert!(files.open_partitions() <= OPEN_PARTITIONS);
+        if files.rows() == hours as usize {
+            assert_eq!(files.held_rows(), 0, "hours in order hold no rows");
+        }
     }
     assert_eq!(files.rows(), hours as usize + 2);
     assert_eq!(files.held_rows(), 1);

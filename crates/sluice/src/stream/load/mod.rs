@@ -336,14 +336,13 @@ impl Load {
     async fn flush(&mut self, all: bool) -> Result<()> {
         for slot in 0..self.tables.len() {
             let rows = self.lane.tables[slot].take_rows();
-            if rows.is_empty() && !self.due(slot, all) {
+            let due = self.due(slot, all);
+            if rows.is_empty() && !due {
                 continue;
             }
             self.settle(slot).await?;
-            let pending = self
-                .due(slot, all)
-                .then(|| self.lane.tables[slot].take_pending())
-                .flatten();
+            // After `settle`: a commit it took back may have covered all that was pending.
+            let pending = due.then(|| self.lane.tables[slot].take_pending()).flatten();
             if rows.is_empty() && pending.is_none() {
                 continue;
             }
