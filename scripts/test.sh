@@ -6,10 +6,19 @@
 # smoke mode (bench/run.py --smoke, its own private broker). Exits non-zero if either fails.
 #   scripts/test.sh                      # everything
 #   scripts/test.sh -p sluice-lake -- e2e  # extra arguments go to cargo test
+#   scripts/test.sh --busy [...]          # the same beside a CPU hog: one busy loop per core
+#                                         # (SLUICE_TEST_BUSY=1 does the same), as on a loaded
+#                                         # production host or a CI machine shared with a build
 # Keeps the run directory (service logs) when the tests fail; removes it otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+
+busy=${SLUICE_TEST_BUSY:-0}
+if [ "${1:-}" = --busy ]; then
+  busy=1
+  shift
+fi
 
 scripts/install-services.sh
 scripts/python-env.sh
@@ -19,10 +28,12 @@ SLUICE_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")
 export SLUICE_RUN_DIR
 
 status=  # cargo's exit status once it ran (or 130/143 on a signal)
+hogs=()  # the busy loops of --busy
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [ -n "$status" ] || status=$rc
+  [ ${#hogs[@]} -eq 0 ] || kill "${hogs[@]}" 2>/dev/null || true
   scripts/services.sh stop || true
   if [ "$status" -eq 0 ]; then
     rm -rf "$SLUICE_RUN_DIR"
@@ -64,6 +75,14 @@ start_service() { # name env-var default-port
 start_service kafka SLUICE_KAFKA_PORT "${SLUICE_KAFKA_PORT:-19092}"
 start_service s3 SLUICE_S3_PORT "${SLUICE_S3_PORT:-19000}"
 eval "$(scripts/services.sh env)"
+
+if [ "$busy" != 0 ]; then
+  for _ in $(seq "$(nproc)"); do
+    (while :; do :; done) &
+    hogs+=($!)
+  done
+  echo "test.sh: ${#hogs[@]} busy loops beside the tests (pids ${hogs[*]})"
+fi
 
 set +e
 cargo test --workspace --locked "$@"

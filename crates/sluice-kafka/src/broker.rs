@@ -4,13 +4,14 @@
 //! keeps its log in SQLite, so a first run needs no Kafka installation and survives restarts.
 
 use std::net::SocketAddr;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tansu_broker::NODE_ID;
 use tansu_broker::broker::Broker;
 use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::StorageContainer;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
 use uuid::Uuid;
@@ -20,10 +21,20 @@ use crate::KafkaError;
 /// How long the broker gets to accept connections after it is started.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Worker threads of the broker's own runtime.
+const BROKER_THREADS: usize = 2;
+
 /// A tansu broker serving on a local address until dropped.
+///
+/// It runs on its own threads and tokio runtime, not on the caller's: a client in the same
+/// process that blocks a runtime thread while it waits for the broker (a librdkafka seek or
+/// metadata request) must not keep the broker from answering. On a busy 2-core machine, with
+/// the broker on the pipeline's two workers, it stopped answering for minutes and `sluice up`
+/// landed nothing.
 pub struct EmbeddedBroker {
     address: SocketAddr,
-    serving: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    serving: Option<JoinHandle<()>>,
 }
 
 impl EmbeddedBroker {
@@ -37,29 +48,29 @@ impl EmbeddedBroker {
         };
         let listener =
             Url::parse(&format!("tcp://{address}")).map_err(|err| failed(err.to_string()))?;
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(NODE_ID)
-            .cluster_id("sluice")
-            .incarnation_id(Uuid::now_v7())
-            .advertised_listener(listener.clone())
-            .storage(storage)
-            .listener(listener)
-            .silent(true)
-            .build()
+        let (built, built_rx) = oneshot::channel::<Result<(), String>>();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let serving = std::thread::Builder::new()
+            .name("sluice-broker".into())
+            .spawn(move || serve(listener, storage, built, stop_rx))
+            .map_err(|err| failed(err.to_string()))?;
+        let mut broker = Self {
+            address,
+            stop: Some(stop),
+            serving: Some(serving),
+        };
+        built_rx
             .await
-            .map_err(|err| failed(format!("{err:?}")))?;
-        let serving = tokio::spawn(async move {
-            if let Err(err) = broker.serve(Instant::now()).await {
-                tracing::error!(error = ?err, "The embedded broker stopped.");
-            }
-        });
+            .unwrap_or_else(|_| Err("the broker thread ended".into()))
+            .map_err(failed)?;
         let started = Instant::now();
         loop {
             if tokio::net::TcpStream::connect(address).await.is_ok() {
-                return Ok(Self { address, serving });
+                return Ok(broker);
             }
-            if serving.is_finished() || started.elapsed() > READY_TIMEOUT {
-                serving.abort();
+            let ended = broker.serving.as_ref().is_none_or(JoinHandle::is_finished);
+            if ended || started.elapsed() > READY_TIMEOUT {
+                broker.shut_down();
                 return Err(failed(format!(
                     "not accepting connections after {READY_TIMEOUT:?} (port in use?)"
                 )));
@@ -72,10 +83,71 @@ impl EmbeddedBroker {
     pub fn bootstrap(&self) -> String {
         self.address.to_string()
     }
+
+    /// Stops serving; the broker's thread ends on its own.
+    fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.serving.take();
+    }
 }
 
 impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
-        self.serving.abort();
+        self.shut_down();
     }
+}
+
+/// The broker's thread: builds it on a runtime of its own, reports through `built`, and serves
+/// until `stop` fires (or its sender is dropped).
+fn serve(
+    listener: Url,
+    storage: Url,
+    built: oneshot::Sender<Result<(), String>>,
+    stop: oneshot::Receiver<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(BROKER_THREADS)
+        .thread_name("sluice-broker")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = built.send(Err(format!("cannot start its runtime: {err}")));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+            .node_id(NODE_ID)
+            .cluster_id("sluice")
+            .incarnation_id(Uuid::now_v7())
+            .advertised_listener(listener.clone())
+            .storage(storage)
+            .listener(listener)
+            .silent(true)
+            .build()
+            .await;
+        let mut broker = match broker {
+            Ok(broker) => {
+                let _ = built.send(Ok(()));
+                broker
+            }
+            Err(err) => {
+                let _ = built.send(Err(format!("{err:?}")));
+                return;
+            }
+        };
+        tokio::select! {
+            served = broker.serve(Instant::now()) => {
+                if let Err(err) = served {
+                    tracing::error!(error = ?err, "The embedded broker stopped.");
+                }
+            }
+            _ = stop => {}
+        }
+    });
+    runtime.shutdown_background();
 }

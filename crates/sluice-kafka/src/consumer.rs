@@ -179,7 +179,7 @@ impl GroupConsumer {
     }
 
     /// Moves the position of a partition, so the next record read is `offset` (or the log
-    /// start when `None`).
+    /// start when `None`). Blocking (up to the reachability timeout while the broker is away).
     pub fn seek(&self, topic: &str, partition: i32, offset: Option<i64>) -> Result<(), KafkaError> {
         let to = offset.map_or(Offset::Beginning, Offset::Offset);
         self.inner
@@ -188,6 +188,25 @@ impl GroupConsumer {
                 context: format!("seek {topic}/{partition} to {to:?}"),
                 source,
             })
+    }
+
+    /// Leaves the group and joins it again with the same subscription, as a new member (a
+    /// static member keeps its `group.instance.id`). For a member that a broker left without
+    /// partitions. Blocking.
+    pub fn rejoin(&self) -> Result<(), KafkaError> {
+        let error = |source| KafkaError::Consume {
+            context: "rejoining the group".into(),
+            source,
+        };
+        let subscription = self.inner.subscription().map_err(error)?;
+        let topics: Vec<String> = subscription
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_string())
+            .collect();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.inner.unsubscribe();
+        self.inner.subscribe(&topics).map_err(error)
     }
 
     /// Records the group's position (next offset to read) for lag metrics; not a source of truth.

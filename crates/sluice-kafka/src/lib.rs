@@ -87,3 +87,11 @@ pub enum KafkaError {
         reason: String,
     },
 }
+
+impl KafkaError {
+    /// Whether trying again later may succeed: the cluster did not answer in time, or a read
+    /// failed. A refused configuration or a missing topic stays as it is.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Consume { .. })
+    }
+}

@@ -27,7 +27,7 @@ use rdkafka::producer::{
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use crate::admin::{end_of_partition_reader, log_ranges};
+use crate::admin::{LogRange, end_of_partition_reader, log_ranges};
 use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
@@ -43,6 +43,12 @@ pub const ORDINAL: &str = "sluice.ordinal";
 /// How many records at the end of a side partition are read first when looking for a source
 /// partition's last mark; eight times more each time it is not found.
 const FIRST_TAIL: i64 = 256;
+
+/// How long a partition read from inside its log may deliver nothing before its reader moves
+/// further back. A broker that serves a fetch from the first record batch *starting* at or
+/// after the offset asked for (tansu 0.6) sends nothing at all for an offset inside the last
+/// batch; Kafka sends that batch whole, and then no move happens.
+const QUIET_BEFORE_MOVING_BACK: Duration = Duration::from_secs(2);
 
 /// The last side record sent for a source record: its offset and ordinal, in that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -282,20 +288,29 @@ fn tails(
     let mut marks = HashMap::new();
     let mut back = FIRST_TAIL;
     while !wanted.is_empty() {
-        let reads: Vec<(i32, i64, i64)> = wanted
+        let reads: Vec<Read> = wanted
             .keys()
             .map(|&q| {
                 let range = ranges[&(side_topic.to_string(), q)];
-                (q, (range.end - back).max(range.start), range.end)
+                Read {
+                    partition: q,
+                    from: (range.end - back).max(range.start),
+                    range,
+                }
             })
             .collect();
         let mut found: HashMap<(i32, i32), SideMark> = HashMap::new();
-        scan(options, side_topic, &reads, source_topic, |q, p, mark| {
+        let reached = scan(options, side_topic, &reads, source_topic, |q, p, mark| {
             let best = found.entry((q, p)).or_insert(mark);
             *best = (*best).max(mark);
         })?;
-        for (q, from, _) in reads {
-            let range = ranges[&(side_topic.to_string(), q)];
+        for Read {
+            partition: q,
+            range,
+            ..
+        } in reads
+        {
+            let from = reached[&q];
             let sources = &wanted[&q];
             if from == range.start || sources.iter().all(|p| found.contains_key(&(q, *p))) {
                 marks.extend(
@@ -320,9 +335,13 @@ pub fn source_offsets(
 ) -> Result<HashMap<i32, Vec<i64>>, KafkaError> {
     let count = partition_count(options, side_topic)?;
     let keys: Vec<(String, i32)> = (0..count).map(|q| (side_topic.to_string(), q)).collect();
-    let reads: Vec<(i32, i64, i64)> = log_ranges(options, &keys)?
+    let reads: Vec<Read> = log_ranges(options, &keys)?
         .into_iter()
-        .map(|((_, q), range)| (q, range.start, range.end))
+        .map(|((_, partition), range)| Read {
+            partition,
+            from: range.start,
+            range,
+        })
         .collect();
     let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
     scan(
@@ -337,22 +356,53 @@ pub fn source_offsets(
     Ok(offsets)
 }
 
+/// One side partition to read: from `from` to the end of `range`.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    partition: i32,
+    from: i64,
+    range: LogRange,
+}
+
+/// Where one partition's read stands.
+struct Reading {
+    end: i64,
+    start: i64,
+    /// The offset read from: `from`, or lower after a move back.
+    from: i64,
+    /// When it last delivered a record, or was (re)positioned.
+    heard: Instant,
+}
+
 /// Calls `visit` with the side partition, source partition and mark of every side record from
-/// `source_topic` in each `(partition, from, end)` range of `topic`, read by one consumer.
+/// `source_topic` in each read of `topic`, read by one consumer to the end. A partition that
+/// delivers nothing for [`QUIET_BEFORE_MOVING_BACK`] is read again from further back (eight
+/// times as far from its end, down to its log start). Returns where each partition's read
+/// started in the end.
 fn scan(
     options: &ClientOptions,
     topic: &str,
-    reads: &[(i32, i64, i64)],
+    reads: &[Read],
     source_topic: &str,
     mut visit: impl FnMut(i32, i32, SideMark),
-) -> Result<(), KafkaError> {
-    let mut open: HashMap<i32, i64> = reads
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let mut reached: HashMap<i32, i64> = reads.iter().map(|r| (r.partition, r.from)).collect();
+    let now = Instant::now();
+    let mut open: HashMap<i32, Reading> = reads
         .iter()
-        .filter(|(_, from, end)| from < end)
-        .map(|(q, _, end)| (*q, *end))
+        .filter(|r| r.from < r.range.end)
+        .map(|r| {
+            let reading = Reading {
+                end: r.range.end,
+                start: r.range.start,
+                from: r.from,
+                heard: now,
+            };
+            (r.partition, reading)
+        })
         .collect();
     if open.is_empty() {
-        return Ok(());
+        return Ok(reached);
     }
     let error = |source| KafkaError::Consume {
         context: format!("the tails of {topic}"),
@@ -361,9 +411,9 @@ fn scan(
     let consumer = end_of_partition_reader(options, "sluice-side-reader")?;
     metadata_of(consumer.client(), &options.brokers, Some(topic))?;
     let mut assignment = TopicPartitionList::new();
-    for (q, from, _) in reads.iter().filter(|(q, _, _)| open.contains_key(q)) {
+    for (q, reading) in &open {
         assignment
-            .add_partition_offset(topic, *q, Offset::Offset(*from))
+            .add_partition_offset(topic, *q, Offset::Offset(reading.from))
             .map_err(error)?;
     }
     consumer.assign(&assignment).map_err(error)?;
@@ -378,17 +428,39 @@ fn scan(
                 source: rdkafka::error::KafkaError::NoMessageReceived,
             });
         }
+        for (q, reading) in open.iter_mut() {
+            if reading.from > reading.start && reading.heard.elapsed() > QUIET_BEFORE_MOVING_BACK {
+                let back = (reading.end - (reading.end - reading.from) * 8).max(reading.start);
+                reading.heard = Instant::now();
+                match consumer.seek(topic, *q, Offset::Offset(back), REACHABILITY_TIMEOUT) {
+                    Ok(()) => {
+                        tracing::debug!(
+                            topic,
+                            partition = q,
+                            from = back,
+                            "Nothing read from inside the log; reading from further back."
+                        );
+                        reading.from = back;
+                        reached.insert(*q, back);
+                    }
+                    Err(err) => {
+                        tracing::debug!(topic, partition = q, error = %err, "Could not move the reader back yet.");
+                    }
+                }
+            }
+        }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 deadline = Instant::now() + REACHABILITY_TIMEOUT;
+                let q = message.partition();
                 if let Some((partition, mark)) = mark_of(&message, source_topic) {
-                    visit(message.partition(), partition, mark);
+                    visit(q, partition, mark);
                 }
-                if open
-                    .get(&message.partition())
-                    .is_some_and(|end| message.offset() + 1 >= *end)
-                {
-                    open.remove(&message.partition());
+                if let Some(reading) = open.get_mut(&q) {
+                    reading.heard = Instant::now();
+                    if message.offset() + 1 >= reading.end {
+                        open.remove(&q);
+                    }
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(q))) => {
@@ -398,7 +470,7 @@ fn scan(
             None => {}
         }
     }
-    Ok(())
+    Ok(reached)
 }
 
 /// The source partition and mark of a side record from `source_topic`.

@@ -35,7 +35,8 @@ impl State {
                     self.assigned
                         .extend(partitions.iter().map(|p| (p.clone(), now)));
                     for (topic, partitions) in by_topic(&partitions) {
-                        let marks = side_marks(&self.client, &self.sources, topic, &partitions)?;
+                        let marks =
+                            side_marks(&self.client, &self.sources, topic, &partitions).await?;
                         self.prefetched_marks.extend(marks);
                     }
                     // The previous owner may have committed since the tables were last read:
@@ -95,7 +96,9 @@ impl State {
                             to = next,
                             "Seeking back to the lake's position."
                         );
-                        self.consumer.seek(topic, partition, Some(next))?;
+                        tokio::task::block_in_place(|| {
+                            self.consumer.seek(topic, partition, Some(next))
+                        })?;
                     }
                 }
             }
@@ -130,7 +133,7 @@ impl State {
                 if !offsets.is_empty() {
                     warn!(topic, partition, window = %output.config.name, late = offsets.len(), first = offsets[0], "Events arrived after their windows closed.");
                     self.summary.late += offsets.len() as u64;
-                    late.push((output.slot, offsets));
+                    late.push((output.config.name.as_str(), offsets));
                 }
             }
             if let Some(producer) = &self.side_producer {

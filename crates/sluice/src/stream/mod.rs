@@ -14,6 +14,7 @@ pub mod load;
 mod opening;
 mod repartition;
 mod side;
+mod watchdog;
 mod windows;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,7 @@ use lanes::{Lane, Pending};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use repartition::Forward;
 use side::SideOutputs;
+use watchdog::GroupWatch;
 use windows::WindowLane;
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
@@ -161,6 +163,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         assigned: HashMap::new(),
         summary: StreamSummary::default(),
         memory_budget: options.memory_budget,
+        watch: GroupWatch::new(),
     };
     let mut idle_since = Instant::now();
     loop {
@@ -175,6 +178,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         state.advance_watermarks().await?;
         let draining = options.until_caught_up || options.drain.is_cancelled();
         state.flush_due(draining && took == 0).await?;
+        state.watch_group().await?;
         if took > 0 {
             idle_since = Instant::now();
         } else if draining || idle_since.elapsed() >= STUCK_CHECK_AFTER {
@@ -202,6 +206,7 @@ struct State {
     assigned: HashMap<(String, i32), Instant>,
     summary: StreamSummary,
     memory_budget: u64,
+    watch: GroupWatch,
 }
 
 impl State {
@@ -389,8 +394,8 @@ impl State {
                 key,
             )
             .await?;
-            self.consumer
-                .seek(&p.topic, p.partition, Some(lane.next_offset()))?;
+            let next = lane.next_offset();
+            tokio::task::block_in_place(|| self.consumer.seek(&p.topic, p.partition, Some(next)))?;
             lane.sought();
         }
         Ok(())
@@ -438,7 +443,8 @@ impl State {
             caught_up = false;
             let to = lane.nudge();
             info!(topic = %key.0, partition = key.1, to, end = range.end, "Behind the log end with nothing arriving; moving the consumer.");
-            if let Err(err) = self.consumer.seek(&key.0, key.1, Some(to)) {
+            let moved = tokio::task::block_in_place(|| self.consumer.seek(&key.0, key.1, Some(to)));
+            if let Err(err) = moved {
                 warn!(error = %format!("{:#}", anyhow::Error::new(err)), "Could not move the consumer; will retry.");
             }
         }

@@ -3,25 +3,30 @@
 //! partition's lane from the lake's offsets, window marks and side-topic tails.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow::datatypes::SchemaRef;
 use sluice_core::Decoder;
 use sluice_core::config::{Table, Window};
-use sluice_kafka::ClientOptions;
 use sluice_kafka::admin;
 use sluice_kafka::side::{
     SideMark, SideProducer, last_marks, last_marks_per_side_partition, partition_count,
 };
+use sluice_kafka::{ClientOptions, KafkaError};
 use sluice_lake::LakeTable;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::lanes::{Lane, TableBuffer};
 use super::repartition::Forward;
-use super::side::SideOutputs;
+use super::side::{SideOutputs, WindowsHere};
 use super::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
 use super::{Output, Source, StreamOptions, WindowOutput};
+
+/// How long reading the side topics' tails may keep failing before the stream gives up (and
+/// exits non-zero, to be restarted). Below librdkafka's max.poll.interval.ms (5 min), so
+/// waiting does not cost the group membership.
+const SIDE_TAILS_RETRY_LIMIT: Duration = Duration::from_secs(120);
 
 /// Opens (or creates) every table before joining the group, so a bad lake fails fast.
 pub(super) async fn open_outputs(
@@ -36,7 +41,7 @@ pub(super) async fn open_outputs(
             decoder,
             outputs: Vec::new(),
             windows: Vec::new(),
-            side: SideOutputs::of(&options.pipeline, stream),
+            side: SideOutputs::of(&options.pipeline, stream, WindowsHere::NotRepartitioned),
             forwards: Vec::new(),
             reads_origins: false,
         });
@@ -226,7 +231,8 @@ pub(super) async fn lane_for<'a>(
         lane.forwards = forwards;
         let marks = match prefetched.remove(&key) {
             Some(marks) => marks,
-            None => side_marks(client, sources, &key.0, &[key.1])?
+            None => side_marks(client, sources, &key.0, &[key.1])
+                .await?
                 .remove(&key)
                 .unwrap_or_default(),
         };
@@ -252,7 +258,36 @@ pub(super) struct LaneMarks {
 pub(super) type PrefetchedMarks = HashMap<(String, i32), LaneMarks>;
 
 /// What each side and repartition topic of `topic`'s stream holds from each of `partitions`.
-pub(super) fn side_marks(
+/// A read that fails for a while (the broker restarting, slow to answer) is tried again with
+/// backoff for up to [`SIDE_TAILS_RETRY_LIMIT`], saying what it waits for: without these marks
+/// a lane cannot open without sending side records twice.
+pub(super) async fn side_marks(
+    client: &ClientOptions,
+    sources: &BTreeMap<String, Source>,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<PrefetchedMarks> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match tokio::task::block_in_place(|| read_side_marks(client, sources, topic, partitions)) {
+            Err(err)
+                if err
+                    .downcast_ref::<KafkaError>()
+                    .is_some_and(KafkaError::is_transient)
+                    && started.elapsed() < SIDE_TAILS_RETRY_LIMIT =>
+            {
+                warn!(topic, ?partitions, error = %format!("{err:#}"), retry_in = ?delay, "Waiting to read what the side topics hold from these partitions before their lanes open.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One attempt of [`side_marks`].
+fn read_side_marks(
     client: &ClientOptions,
     sources: &BTreeMap<String, Source>,
     topic: &str,
@@ -263,9 +298,8 @@ pub(super) fn side_marks(
         .map(|p| ((topic.to_string(), *p), LaneMarks::default()))
         .collect();
     for side_topic in sources[topic].side.topics() {
-        let found =
-            tokio::task::block_in_place(|| last_marks(client, side_topic, topic, partitions))
-                .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
+        let found = last_marks(client, side_topic, topic, partitions)
+            .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
         for (partition, mark) in found {
             if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
                 lane.side.insert(side_topic.to_string(), mark);
@@ -274,10 +308,8 @@ pub(super) fn side_marks(
     }
     for forward in &sources[topic].forwards {
         let internal = forward.topic.as_str();
-        let found = tokio::task::block_in_place(|| {
-            last_marks_per_side_partition(client, internal, topic, partitions)
-        })
-        .with_context(|| format!("reading what {internal} holds from {topic}"))?;
+        let found = last_marks_per_side_partition(client, internal, topic, partitions)
+            .with_context(|| format!("reading what {internal} holds from {topic}"))?;
         for (partition, per_side_partition) in found {
             if let Some(lane) = marks.get_mut(&(topic.to_string(), partition)) {
                 lane.forwarded.extend(

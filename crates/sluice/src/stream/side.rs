@@ -46,6 +46,17 @@ struct Rule {
     ordinal: u32,
 }
 
+/// Which of a stream's windows run on the stream's own records, and so send their late events
+/// from its side outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowsHere {
+    /// Every window (`sluice load`: no Kafka, repartitioning happens in place).
+    All,
+    /// Those not repartitioned (`sluice stream`: a window grouped by other columns runs on its
+    /// repartition topic's lanes, whose side outputs are [`SideOutputs::of_repartitioned`]).
+    NotRepartitioned,
+}
+
 /// Where a window's late events go.
 struct LateOutput {
     window: String,
@@ -59,8 +70,9 @@ pub struct SideOutputs {
     stream: String,
     dead_letter_topic: Option<String>,
     rules: Vec<Rule>,
-    /// Per window of the stream (in order), where its late events go, if anywhere.
-    late: Vec<Option<LateOutput>>,
+    /// Where the late events of each window run here go, for the windows that have a late
+    /// topic.
+    late: Vec<LateOutput>,
     /// The key field's column, which alerts name as their key.
     key_column: Option<usize>,
     /// How many leading columns are the stream's own fields (the event in an alert).
@@ -99,8 +111,8 @@ pub struct SideBatch {
 }
 
 impl SideOutputs {
-    /// The side outputs `pipeline` gives `stream`.
-    pub fn of(pipeline: &Pipeline, stream: &Stream) -> Self {
+    /// The side outputs `pipeline` gives `stream`, with the late events of the windows `here`.
+    pub fn of(pipeline: &Pipeline, stream: &Stream, here: WindowsHere) -> Self {
         let mut per_topic: HashMap<String, u32> = HashMap::new();
         let rules = pipeline
             .alerts
@@ -121,8 +133,11 @@ impl SideOutputs {
         let late = pipeline
             .windows
             .iter()
-            .filter(|window| window.from == stream.name && window.repartition_topic.is_none())
-            .map(|window| {
+            .filter(|window| {
+                window.from == stream.name
+                    && (here == WindowsHere::All || window.repartition_topic.is_none())
+            })
+            .filter_map(|window| {
                 let topic = window.late_topic.clone()?;
                 let next = per_topic.entry(topic.clone()).or_default();
                 let ordinal = *next;
@@ -161,7 +176,7 @@ impl SideOutputs {
             stream: stream.name.clone(),
             dead_letter_topic: None,
             rules: Vec::new(),
-            late: vec![late],
+            late: late.into_iter().collect(),
             key_column: None,
             field_count: fields.len(),
             event_time_column: stream.schema.event_time_index(),
@@ -177,19 +192,19 @@ impl SideOutputs {
     pub fn topics(&self) -> Vec<&str> {
         let mut topics: Vec<&str> = self.dead_letter_topic.iter().map(String::as_str).collect();
         topics.extend(self.rules.iter().map(|r| r.topic.as_str()));
-        topics.extend(self.late.iter().flatten().map(|l| l.topic.as_str()));
+        topics.extend(self.late.iter().map(|l| l.topic.as_str()));
         topics.sort_unstable();
         topics.dedup();
         topics
     }
 
     /// The side records of one partition's decoded batch, skipping what `marks` says was
-    /// sent already.
+    /// sent already. `late` names each window with late events and their offsets.
     pub fn records<'a>(
         &self,
         (topic, partition): (&str, i32),
         decoded: &DecodedBatch,
-        late: &[(usize, Vec<i64>)],
+        late: &[(&str, Vec<i64>)],
         original: impl Fn(i64) -> Option<Original<'a>>,
         marks: &HashMap<String, SideMark>,
     ) -> Result<SideBatch> {
@@ -210,8 +225,8 @@ impl SideOutputs {
                 records.push((record, Kind::DeadLetter));
             }
         }
-        for (slot, offsets) in late {
-            let Some(output) = &self.late[*slot] else {
+        for (window, offsets) in late {
+            let Some(output) = self.late.iter().find(|l| l.window == *window) else {
                 continue;
             };
             for &offset in offsets {

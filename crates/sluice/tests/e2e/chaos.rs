@@ -2,14 +2,20 @@
 //! each time: `sluice verify` is clean against the producer report, and the Python `deltalake`
 //! reader sees every produced (partition, offset) exactly once.
 //!
-//! Each restart joins under a fresh consumer-group id: what is under test is the lake's resume
-//! (offsets in the Delta log), and tansu 0.6's group coordinator did not re-form a group whose
-//! members were killed mid-join (the restarted member waited past 10 minutes for an
-//! assignment). Group recovery belongs to the rebalance tests.
+//! The first test restarts under a fresh consumer-group id each time: what is under test is
+//! the lake's resume (offsets in the Delta log). The second restarts in the same group, as a
+//! crash-looping pod would, with windows, alerts, late events and dead letters on
+//! multi-partition topics: tansu 0.6 can leave the restarted member without partitions, and
+//! the stream's group watchdog has to get them back (docs/DESIGN.md).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::helpers::*;
+use crate::kafka::{Outgoing, produce_raw, read_all};
+use crate::windows::{WindowFixture, window_pipeline};
 
 const EVENTS: u64 = 300_000;
 const KILLS: usize = 10;
@@ -29,14 +35,9 @@ fn kill_minus_nine_at_random_moments_loses_and_doubles_nothing() {
         let dir = dir.path().join(format!("run{run}"));
         write_pipeline(&dir, &topic, &unique("group"), &uri, flush)
     };
-    let (seed, kills) = kill_at_random_moments(KILLS, 300..4_000, |run| {
+    let seed = kill_at_random_moments(KILLS, 300..4_000, |run| {
         stream_until_caught_up_command(&pipeline(run))
     });
-    assert!(
-        kills.len() >= KILLS,
-        "the stream finished after only {} kills (seed {seed})",
-        kills.len()
-    );
     let last = pipeline(KILLS + 1);
     run_ok(
         sluice()
@@ -111,4 +112,121 @@ fn a_restart_in_the_same_group_resumes_inside_a_record_batch_and_loses_nothing()
         dir: &table,
     };
     landed.assert_exactly_once(&|_| {}, "same-group restart");
+}
+
+/// Records that do not fit the schema, spread over the partitions: each must reach the
+/// dead-letter topic once.
+const BAD_RECORDS: usize = 40;
+
+#[test]
+fn kill_minus_nine_in_one_group_sends_every_window_alert_dead_letter_and_late_event_once() {
+    let dir = test_dir("one_group_chaos");
+    let fixture = WindowFixture::new("one_group_chaos", &dir, 100_000, 8);
+    let (alerts, dlq) = (unique("one_group_alerts"), unique("one_group_dlq"));
+    create_topic(&alerts, 3);
+    create_topic(&dlq, 2);
+    let bad: Vec<String> = (0..BAD_RECORDS)
+        .map(|i| format!("bad record {i}"))
+        .collect();
+    let records: Vec<Outgoing<'_>> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| Outgoing {
+            partition: (i % 8) as i32,
+            key: None,
+            payload: payload.as_bytes(),
+            headers: &[],
+        })
+        .collect();
+    produce_raw(&fixture.topic, &records);
+    let raw = format!("s3://{}/{}/sensor_events", s3_bucket(), unique("one_group"));
+    let windows = format!("s3://{}/{}/device_1m", s3_bucket(), unique("one_group"));
+    let group = unique("group");
+    let pipeline = |run: &str| {
+        let file = window_pipeline(&dir.join(run), &fixture, &group, (&raw, &windows));
+        extend_pipeline(
+            &file,
+            &format!("dead_letter_topic = \"{dlq}\""),
+            &format!(
+                "[[alerts]]\nname = \"overheat\"\nfrom = \"sensor_events\"\n\
+                 when = \"temperature_c > 85\"\ntopic = \"{alerts}\"\n"
+            ),
+        );
+        file
+    };
+    let seed = kill_at_random_moments(6, 1_000..6_000, |run| {
+        stream_until_caught_up_command(&pipeline(&format!("run{run}")))
+    });
+    let last = run_ok(
+        &mut stream_until_caught_up_command(&pipeline("last")),
+        Duration::from_secs(600),
+    );
+    let context = format!("seed {seed}");
+    eprintln!("{context}: the last run said {last}");
+
+    let landed = python_query(
+        &raw,
+        "select count(*) as n, count(distinct (_partition, _offset)) as distinct_n from t",
+    );
+    assert_eq!(landed[0]["n"], 100_008, "{context}: events and sentinels");
+    assert_eq!(landed[0]["distinct_n"], 100_008, "{context}: rows doubled");
+    fixture.assert_windows_match_oracle(&raw, &windows, &context);
+    fixture.assert_sessions_match_oracle(&raw, &windows, &context);
+
+    let hot: BTreeSet<(i64, i64)> = python_query(
+        &raw,
+        "select _partition as p, _offset as o from t where temperature_c > 85",
+    )
+    .iter()
+    .map(|r| (r["p"].as_i64().unwrap(), r["o"].as_i64().unwrap()))
+    .collect();
+    assert!(
+        hot.len() > 100,
+        "{context}: the generator raises hundreds of alerts"
+    );
+    let mut alerted = BTreeSet::new();
+    for record in read_all(&alerts, Duration::from_secs(3)) {
+        let alert: Value = serde_json::from_slice(&record.payload).unwrap();
+        let source = (
+            alert["source"]["partition"].as_i64().unwrap(),
+            alert["source"]["offset"].as_i64().unwrap(),
+        );
+        assert!(
+            alerted.insert(source),
+            "{context}: alert {source:?} sent twice"
+        );
+    }
+    let missing: Vec<_> = hot.difference(&alerted).take(5).collect();
+    let extra: Vec<_> = alerted.difference(&hot).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{context}: {} alerts expected, {} sent; missing e.g. {missing:?}, unexpected e.g. {extra:?}",
+        hot.len(),
+        alerted.len()
+    );
+
+    let mut dead = BTreeSet::new();
+    for record in read_all(&dlq, Duration::from_secs(3)) {
+        let payload = String::from_utf8(record.payload.clone()).unwrap();
+        assert!(
+            dead.insert(payload.clone()),
+            "{context}: {payload:?} dead-lettered twice"
+        );
+        let partition: usize = record
+            .header("sluice.source.partition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let index: usize = payload.trim_start_matches("bad record ").parse().unwrap();
+        assert_eq!(
+            partition,
+            index % 8,
+            "{context}: {payload:?} names its source partition"
+        );
+    }
+    assert_eq!(
+        dead,
+        bad.iter().cloned().collect(),
+        "{context}: dead letters"
+    );
 }

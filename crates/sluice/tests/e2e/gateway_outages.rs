@@ -122,11 +122,12 @@ fn assert_exactly_once(
     topic: &str,
     acks: &Acks,
 ) -> BTreeMap<String, usize> {
-    let stored = markers(&read_all_at(
-        &services.brokers(),
-        topic,
-        Duration::from_secs(5),
-    ));
+    let read = read_all_at(&services.brokers(), topic, Duration::from_secs(5));
+    let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    for record in &read {
+        *per_partition.entry(record.partition).or_default() += 1;
+    }
+    let stored = markers(&read);
     let doubled: Vec<_> = stored.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(
         doubled.is_empty(),
@@ -136,11 +137,13 @@ fn assert_exactly_once(
         .acknowledged
         .iter()
         .filter(|m| !stored.contains_key(*m))
-        .take(5)
         .collect();
     assert!(
         missing.is_empty(),
-        "acknowledged records missing from the topic: {missing:?}"
+        "{} of {} acknowledged records missing from the topic, e.g. {:?}; records read per partition: {per_partition:?}",
+        missing.len(),
+        acks.acknowledged.len(),
+        &missing[..missing.len().min(20)]
     );
     let sent: std::collections::HashSet<&String> = acks
         .acknowledged

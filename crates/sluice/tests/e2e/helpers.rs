@@ -490,13 +490,14 @@ pub fn stream_until_caught_up_command(pipeline: &Path) -> Command {
 }
 
 /// Runs `command(n)` for n = 0, 1, … and kills each run with SIGKILL after a random delay in
-/// `delay_ms`, `kills` times, unless a run finishes by itself first. Returns the random seed
-/// (printed by callers on failure) and the delays of the kills made.
+/// `delay_ms`, `kills` times. Fails if a run finishes by itself before all the kills are made
+/// (a chaos test must not pass without its kills). Returns the random seed, which callers
+/// print on failure.
 pub fn kill_at_random_moments(
     kills: usize,
     delay_ms: std::ops::Range<u64>,
     mut command: impl FnMut(usize) -> Command,
-) -> (u64, Vec<Duration>) {
+) -> u64 {
     use rand::{Rng, SeedableRng};
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -515,13 +516,18 @@ pub fn kill_at_random_moments(
         while started.elapsed() < after && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(10));
         }
-        if child.try_wait().unwrap().is_some() {
-            break; // Finished before the kill: the run is complete.
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "seed {seed}: run {} ended by itself ({status}) after {} kills of {kills} \
+                 (after {made:?}); the kills must come sooner",
+                made.len(),
+                made.len()
+            );
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         made.push(after);
     }
     eprintln!("seed {seed}: killed {} times, after {made:?}", made.len());
-    (seed, made)
+    seed
 }

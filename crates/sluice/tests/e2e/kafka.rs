@@ -66,8 +66,9 @@ pub fn produce_raw(topic: &str, records: &[Outgoing<'_>]) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Every record of `topic`, read from the start of each partition until nothing has arrived
-/// for `idle` (bounded by two minutes).
+/// Every record of `topic`: each partition read from its start past the high watermark it had
+/// when the read began, then until nothing has arrived for `idle`. Fails after two minutes
+/// rather than return a partition short.
 pub fn read_all(topic: &str, idle: Duration) -> Vec<Stored> {
     read_all_at(&brokers(), topic, idle)
 }
@@ -84,7 +85,16 @@ pub fn read_all_at(bootstrap: &str, topic: &str, idle: Duration) -> Vec<Stored> 
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .unwrap();
     let mut assignment = TopicPartitionList::new();
+    // Per partition, the last offset that must be read: the high watermark minus one (tansu
+    // 0.6 reports the last batch's base offset + 1; the rest of that batch comes with it).
+    let mut unread: BTreeMap<i32, i64> = BTreeMap::new();
     for partition in metadata.topics()[0].partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), Duration::from_secs(10))
+            .unwrap();
+        if high > low {
+            unread.insert(partition.id(), high - 1);
+        }
         assignment
             .add_partition_offset(topic, partition.id(), Offset::Beginning)
             .unwrap();
@@ -92,10 +102,20 @@ pub fn read_all_at(bootstrap: &str, topic: &str, idle: Duration) -> Vec<Stored> 
     consumer.assign(&assignment).unwrap();
     let mut records = Vec::new();
     let (started, mut last) = (Instant::now(), Instant::now());
-    while last.elapsed() < idle && started.elapsed() < Duration::from_secs(120) {
+    while !unread.is_empty() || last.elapsed() < idle {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "reading {topic}: partitions not read up to these offsets in 2 minutes: {unread:?}"
+        );
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
                 last = Instant::now();
+                if unread
+                    .get(&message.partition())
+                    .is_some_and(|until| message.offset() >= *until)
+                {
+                    unread.remove(&message.partition());
+                }
                 records.push(Stored {
                     partition: message.partition(),
                     key: message.key().map(<[u8]>::to_vec),
@@ -115,4 +135,17 @@ pub fn read_all_at(bootstrap: &str, topic: &str, idle: Duration) -> Vec<Stored> 
         }
     }
     records
+}
+
+/// The high watermark that the broker reports for `topic`/`partition` (tansu 0.6: the last
+/// record batch's base offset + 1, not the log end).
+pub fn watermark_high(topic: &str, partition: i32) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap();
+    high
 }

@@ -1,7 +1,8 @@
 //! `sluice load`: the sensor job over an NDJSON file with no broker. Its raw table holds every
 //! good line once, its windows equal DuckDB's over the on-time events (as for `sluice
 //! stream`), each alert and dead letter is written once, and loading the file again lands
-//! nothing twice.
+//! nothing twice. A window grouped by another column than the key (repartitioned under
+//! `stream`, in place here) sends its late events under its own name.
 
 use std::io::Write;
 use std::time::Duration;
@@ -16,6 +17,26 @@ from = "sensor_events"
 when = "temperature_c > 85"
 topic = "alerts"
 "#;
+
+/// A window grouped by `site`, not by the records' key, with the same tumble and lateness as
+/// `device_1m`, so that the same events are late for both; it comes first, so that its late
+/// events are looked up by a position that no other window has.
+fn site_window(uri: &str, late_topic: &str) -> String {
+    format!(
+        r#"
+[[windows]]
+name = "site_1m"
+from = "sensor_events"
+group_by = ["site"]
+tumble = "1m"
+allowed_lateness = "30s"
+idle_timeout = "5s"
+aggregates = {{ n = "count(*)" }}
+uri = "{uri}_site"
+late_topic = "{late_topic}"
+"#
+    )
+}
 
 #[test]
 fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
@@ -34,7 +55,11 @@ fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
     extend_pipeline(
         &pipeline,
         "dead_letter_topic = \"dlq\"",
-        &format!("{}{ALERT}", fixture.window_section(&windows)),
+        &format!(
+            "{}{}{ALERT}",
+            site_window(&windows, &fixture.late_topic),
+            fixture.window_section(&windows)
+        ),
     );
     let load = || {
         run_ok(
@@ -72,6 +97,11 @@ fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
     let late = fixture.assert_windows_match_oracle(&raw, &windows, "load");
     assert!(late > 0, "no event was late");
     fixture.assert_sessions_match_oracle(&raw, &windows, "load");
+    assert_eq!(
+        fixture.late_events("site_1m", "load"),
+        fixture.late_events("device_1m", "load"),
+        "the late events of the window grouped by site"
+    );
 
     let window_rows = count(&windows, "");
     load();

@@ -1,7 +1,8 @@
 //! A window grouped by something other than the topic's key (`site`, while records are keyed
 //! by device), run by two processes in one group, each reading half of the partitions of both
 //! the stream's topic and the repartition topic: every window row equals DuckDB's `GROUP BY`
-//! over the raw table minus the late events, and each window is written once.
+//! over the raw table minus the late events, and each window is written once. A window keyed
+//! by device beside it sends its late events to the same topic under its own name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -46,6 +47,7 @@ fn a_repartitioned_window_is_right_with_two_processes_in_the_group() {
     produce_raw(&fixture.topic, &records);
     let raw = dir.join("lake/sensor_events").display().to_string();
     let windows = dir.join("lake/site_1m").display().to_string();
+    let device_windows = dir.join("lake/device_1m").display().to_string();
     let pipeline = write_pipeline(
         &dir,
         &fixture.topic,
@@ -69,8 +71,9 @@ aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(
 uri = "{windows}"
 late_topic = "{}"
 flush = {{ max_latency = "1s" }}
-"#,
-            fixture.late_topic
+{}"#,
+            fixture.late_topic,
+            fixture.tumbling_section(&device_windows)
         ),
     );
     let mut first = Member::start(&pipeline, dir.join("first.log"));
@@ -122,6 +125,9 @@ flush = {{ max_latency = "1s" }}
     // Late events carry their origin in the stream's topic; each is really late there.
     let mut late = BTreeSet::new();
     for record in read_all(&fixture.late_topic, Duration::from_secs(3)) {
+        if record.header("sluice.late.window").as_deref() != Some("site_1m") {
+            continue;
+        }
         let number = |header: &str| {
             record
                 .header(header)
@@ -184,4 +190,5 @@ flush = {{ max_latency = "1s" }}
         assert_eq!(have["max_vib"], want["max_vib"], "{want} vs {have}");
         assert_same_average(have, want, "two processes");
     }
+    fixture.assert_windows_match_oracle(&raw, &device_windows, "beside a repartitioned window");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::kafka::{Outgoing, produce_raw, read_all};
+use crate::kafka::{Outgoing, produce_raw, read_all, watermark_high};
 
 /// How long a topic must stay quiet before reading it back is done.
 const QUIET: Duration = Duration::from_secs(3);
@@ -229,7 +229,7 @@ topic = "{alerts}"
         extend_pipeline(&file, "", &rules);
         file
     };
-    let (seed, _) = kill_at_random_moments(ALERT_KILLS, 500..3_000, |run| {
+    let seed = kill_at_random_moments(ALERT_KILLS, 500..3_000, |run| {
         stream_until_caught_up_command(&pipeline(run))
     });
     let last = pipeline(ALERT_KILLS + 1);
@@ -299,4 +299,54 @@ topic = "{alerts}"
         );
     }
     assert!(got.is_empty(), "alerts of unknown rules: {got:?}");
+}
+
+/// A side partition whose last record batch holds more records than the first tail read (256):
+/// tansu 0.6 answers a fetch from inside that batch with nothing at all, and a restarting
+/// stream used to wait for a record that never came, then exit ("not read to their ends in
+/// time") — at every restart. The tail scan must move back and find the last mark.
+#[test]
+fn the_last_mark_is_found_inside_a_large_last_record_batch() {
+    const RECORDS: i64 = 3_000;
+    let side = unique("large_batch_side");
+    create_topic(&side, 1);
+    let offsets: Vec<String> = (0..RECORDS).map(|o| o.to_string()).collect();
+    let headers: Vec<[(&str, &str); 4]> = offsets
+        .iter()
+        .map(|offset| {
+            [
+                ("sluice.source.topic", "the_source"),
+                ("sluice.source.partition", "0"),
+                ("sluice.source.offset", offset.as_str()),
+                ("sluice.ordinal", "0"),
+            ]
+        })
+        .collect();
+    let records: Vec<Outgoing<'_>> = headers
+        .iter()
+        .map(|headers| Outgoing {
+            partition: 0,
+            key: None,
+            payload: b"{}",
+            headers,
+        })
+        .collect();
+    produce_raw(&side, &records);
+    // The precondition: the last batch starts more than 256 records before the end. tansu
+    // 0.6 reports its base offset + 1 as the high watermark.
+    let high = watermark_high(&side, 0);
+    assert!(
+        high <= RECORDS - 256,
+        "the last batch starts at {}: produce it in larger batches",
+        high - 1
+    );
+    let client = sluice_kafka::ClientOptions::new(brokers());
+    let started = std::time::Instant::now();
+    let marks = sluice_kafka::side::last_marks(&client, &side, "the_source", &[0]).unwrap();
+    assert_eq!(
+        marks.get(&0).map(|m| (m.offset, m.ordinal)),
+        Some((RECORDS - 1, 0)),
+        "{marks:?}"
+    );
+    eprintln!("last mark found in {:?}", started.elapsed());
 }

@@ -14,6 +14,10 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let gateway = format!("127.0.0.1:{}", free_port());
+    // Logs go to a file: a pipe that nobody reads while the test polls the lake would stop
+    // `up` at its first write once full (64 KiB), with nothing landing from then on.
+    let log = dir.path().join("up.log");
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "up",
@@ -29,7 +33,7 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         .env_remove("SLUICE_BROKERS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     // stdout is read as it comes: the API key is printed at start.
@@ -54,11 +58,15 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         if rows > 0 {
             break rows;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no rows in the lake after 2 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(500));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("up exited ({status}) before landing a row:\n{}", logged());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("no rows in the lake after 2 minutes:\n{}", logged());
+        }
+        std::thread::sleep(Duration::from_millis(1000));
     };
     assert!(rows > 0);
     let key = printed
@@ -94,7 +102,7 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let output = wait(child, Duration::from_secs(60));
     reader.join().unwrap();
     let stdout = printed.lock().unwrap().clone();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = logged();
     assert!(
         output.status.success(),
         "exit {}\nstdout:\n{stdout}\nstderr:\n{stderr}",

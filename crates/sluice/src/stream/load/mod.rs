@@ -26,7 +26,7 @@ use tracing::info;
 
 use super::lanes::{Lane, Pending};
 use super::opening::{open_table, open_window_table, window_marks_of};
-use super::side::{Original, SideOutputs};
+use super::side::{Original, SideOutputs, WindowsHere};
 use super::windows::{LaneWatermark, WindowLane};
 use lines::{Ahead, Decoded, Lines};
 use side_files::SideFiles;
@@ -152,7 +152,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
     let start = lane.next_offset();
     info!(source = %source, from_line = start, "Loading.");
 
-    let side = SideOutputs::of(&options.pipeline, stream);
+    let side = SideOutputs::of(&options.pipeline, stream, WindowsHere::All);
     let mut side_files = SideFiles::new(options.side_dir.as_deref())?;
     let mut ahead = Ahead::start(
         Lines::open(options.files)?,
@@ -261,7 +261,7 @@ impl Load {
             );
             self.summary.late += offsets.len() as u64;
             if !offsets.is_empty() {
-                late.push((slot, offsets));
+                late.push((target.config.name.as_str(), offsets));
             }
             if let LaneWatermark::At(watermark) = window.watermark(now) {
                 window
