@@ -18,26 +18,6 @@ when = "temperature_c > 85"
 topic = "alerts"
 "#;
 
-/// A window grouped by `site`, not by the records' key, with the same tumble and lateness as
-/// `device_1m`, so that the same events are late for both; it comes first, so that its late
-/// events are looked up by a position that no other window has.
-fn site_window(uri: &str, late_topic: &str) -> String {
-    format!(
-        r#"
-[[windows]]
-name = "site_1m"
-from = "sensor_events"
-group_by = ["site"]
-tumble = "1m"
-allowed_lateness = "30s"
-idle_timeout = "5s"
-aggregates = {{ n = "count(*)" }}
-uri = "{uri}_site"
-late_topic = "{late_topic}"
-"#
-    )
-}
-
 #[test]
 fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
     let dir = test_dir("load");
@@ -55,9 +35,11 @@ fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
     extend_pipeline(
         &pipeline,
         "dead_letter_topic = \"dlq\"",
+        // The window grouped by site comes first: its late events used to be looked up by a
+        // position that no other window has.
         &format!(
             "{}{}{ALERT}",
-            site_window(&windows, &fixture.late_topic),
+            fixture.site_section(&format!("{windows}_site")),
             fixture.window_section(&windows)
         ),
     );

@@ -1,6 +1,7 @@
 //! The services failing under a running `sluice stream`: the object store stopped for 10 s
 //! (commits retry with backoff and nothing is committed before its files are durable), and the
-//! broker restarted on its SQLite log. Each runs on private instances started by the repo's
+//! broker restarted on its SQLite log after 15 s down (past the consumer session timeout, so the
+//! member must rejoin the group). Each runs on private instances started by the repo's
 //! services script, so the other tests keep theirs.
 
 use std::time::Duration;
@@ -91,8 +92,10 @@ fn a_broker_restarted_on_its_sqlite_log_mid_run_loses_and_doubles_nothing() {
         dir.join("stream.log"),
     );
     stream.wait_for_log("Committed", 2, Duration::from_secs(60));
+    // Down for longer than the consumer's session timeout (10 s), as a restart on a busy
+    // machine was: the member is dropped from the group and must get its partitions back.
     services.stop("kafka");
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(15));
     services.start("kafka");
 
     let sluice = || services.sluice();

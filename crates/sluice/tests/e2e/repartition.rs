@@ -59,20 +59,8 @@ fn a_repartitioned_window_is_right_with_two_processes_in_the_group() {
         &pipeline,
         "",
         &format!(
-            r#"
-[[windows]]
-name = "site_1m"
-from = "sensor_events"
-group_by = ["site"]
-tumble = "1m"
-allowed_lateness = "30s"
-idle_timeout = "5s"
-aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
-uri = "{windows}"
-late_topic = "{}"
-flush = {{ max_latency = "1s" }}
-{}"#,
-            fixture.late_topic,
+            "{}{}",
+            fixture.site_section(&windows),
             fixture.tumbling_section(&device_windows)
         ),
     );

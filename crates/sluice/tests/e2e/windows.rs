@@ -110,6 +110,28 @@ flush = {{ max_latency = "1s" }}
         )
     }
 
+    /// The `[[windows]]` section of `site_1m`, grouped by `site` (not the records' key, so
+    /// repartitioned under `sluice stream`), writing to `uri`; with the tumble and lateness of
+    /// `device_1m`, so that under `sluice load` the same events are late for both.
+    pub fn site_section(&self, uri: &str) -> String {
+        format!(
+            r#"
+[[windows]]
+name = "site_1m"
+from = "sensor_events"
+group_by = ["site"]
+tumble = "1m"
+allowed_lateness = "30s"
+idle_timeout = "5s"
+aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
+uri = "{uri}"
+late_topic = "{late}"
+flush = {{ max_latency = "1s" }}
+"#,
+            late = self.late_topic,
+        )
+    }
+
     /// The `[[windows]]` section of `device_1m` alone, writing to `uri`.
     pub fn tumbling_section(&self, uri: &str) -> String {
         format!(
