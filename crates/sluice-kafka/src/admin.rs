@@ -51,11 +51,35 @@ pub async fn create_topic(
             }
             other => admin_error(other.to_string()),
         })?;
-    match results.into_iter().next() {
-        Some(Ok(_)) => Ok(Created::Created),
-        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(Created::AlreadyExisted),
-        Some(Err((_, code))) => Err(admin_error(code.to_string())),
-        None => Err(admin_error("the broker gave no result".into())),
+    let created = match results.into_iter().next() {
+        Some(Ok(_)) => Created::Created,
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Created::AlreadyExisted,
+        Some(Err((_, code))) => return Err(admin_error(code.to_string())),
+        None => return Err(admin_error("the broker gave no result".into())),
+    };
+    wait_until_visible(options, topic).await?;
+    Ok(created)
+}
+
+/// Waits until `topic` shows in the cluster's metadata, for up to the reachability timeout. A
+/// broker may answer a create-topics request before its metadata lists the topic (tansu 0.6
+/// did, under load): a producer started right after would be told it does not exist.
+async fn wait_until_visible(options: &ClientOptions, topic: &str) -> Result<(), KafkaError> {
+    let started = std::time::Instant::now();
+    loop {
+        let (owned, name) = (options.clone(), topic.to_string());
+        let seen = tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = owned.create(&[])?;
+            metadata_of(client.client(), &owned.brokers, Some(&name)).map(|_| ())
+        })
+        .await
+        .expect("a metadata request does not panic");
+        match seen {
+            Err(KafkaError::UnknownTopic { .. }) if started.elapsed() < REACHABILITY_TIMEOUT => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

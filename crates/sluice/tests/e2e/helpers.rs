@@ -490,12 +490,13 @@ pub fn stream_until_caught_up_command(pipeline: &Path) -> Command {
 }
 
 /// Runs `command(n)` for n = 0, 1, … and kills each run with SIGKILL after a random delay in
-/// `delay_ms`, `kills` times. Fails if a run finishes by itself before all the kills are made
-/// (a chaos test must not pass without its kills). Returns the random seed, which callers
-/// print on failure.
+/// `delay_ms`, `kills` times; run n logs to `logs/run{n}.log`. Fails if a run finishes by itself
+/// before all the kills are made (a chaos test must not pass without its kills). Returns the
+/// random seed, which callers print on failure.
 pub fn kill_at_random_moments(
     kills: usize,
     delay_ms: std::ops::Range<u64>,
+    logs: &Path,
     mut command: impl FnMut(usize) -> Command,
 ) -> u64 {
     use rand::{Rng, SeedableRng};
@@ -506,9 +507,11 @@ pub fn kill_at_random_moments(
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut made = Vec::new();
     while made.len() < kills {
+        std::fs::create_dir_all(logs).unwrap();
+        let log = std::fs::File::create(logs.join(format!("run{}.log", made.len()))).unwrap();
         let mut child = command(made.len())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let after = Duration::from_millis(rng.random_range(delay_ms.clone()));

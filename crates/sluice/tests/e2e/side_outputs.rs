@@ -229,7 +229,7 @@ topic = "{alerts}"
         extend_pipeline(&file, "", &rules);
         file
     };
-    let seed = kill_at_random_moments(ALERT_KILLS, 500..3_000, |run| {
+    let seed = kill_at_random_moments(ALERT_KILLS, 500..3_000, &dir.join("logs"), |run| {
         stream_until_caught_up_command(&pipeline(run))
     });
     let last = pipeline(ALERT_KILLS + 1);
