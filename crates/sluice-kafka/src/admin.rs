@@ -73,9 +73,17 @@ async fn wait_until_visible(options: &ClientOptions, topic: &str) -> Result<(), 
             metadata_of(client.client(), &owned.brokers, Some(&name)).map(|_| ())
         })
         .await
-        .expect("a metadata request does not panic");
+        .unwrap_or_else(|err| {
+            Err(KafkaError::Admin {
+                action: format!("looking for topic {topic}"),
+                brokers: options.brokers.clone(),
+                reason: err.to_string(),
+            })
+        });
         match seen {
-            Err(KafkaError::UnknownTopic { .. }) if started.elapsed() < REACHABILITY_TIMEOUT => {
+            Err(KafkaError::UnknownTopic { .. } | KafkaError::Unreachable { .. })
+                if started.elapsed() < REACHABILITY_TIMEOUT =>
+            {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             other => return other,

@@ -417,7 +417,11 @@ fn scan(
             .map_err(error)?;
     }
     consumer.assign(&assignment).map_err(error)?;
-    let mut deadline = Instant::now() + REACHABILITY_TIMEOUT;
+    let assigned_at = Instant::now();
+    for reading in open.values_mut() {
+        reading.heard = assigned_at;
+    }
+    let mut deadline = assigned_at + REACHABILITY_TIMEOUT;
     while !open.is_empty() {
         if Instant::now() > deadline {
             return Err(KafkaError::Consume {
@@ -442,6 +446,7 @@ fn scan(
                         );
                         reading.from = back;
                         reached.insert(*q, back);
+                        deadline = Instant::now() + REACHABILITY_TIMEOUT;
                     }
                     Err(err) => {
                         tracing::debug!(topic, partition = q, error = %err, "Could not move the reader back yet.");

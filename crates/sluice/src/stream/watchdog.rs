@@ -20,8 +20,9 @@ use tracing::{info, warn};
 
 use super::State;
 
-/// How long the member must hold nothing, and the lake stay still, before it rejoins: past
-/// the session timeout (10 s) and tansu's pauses while a group forms (3 s per join).
+/// How long the member must hold nothing, and the lake stay still, before it rejoins (at
+/// least; see `State::orphaned_after`): past the session timeout (10 s) and tansu's pauses
+/// while a group forms (3 s per join).
 const ORPHANED_AFTER: Duration = Duration::from_secs(30);
 
 /// How often, while holding nothing, the lake and the log ends are looked at.
@@ -33,12 +34,20 @@ const MAX_REJOIN_PAUSE: Duration = Duration::from_secs(300);
 /// Per (topic, partition), the offset the lake's tables hold for it, one per table fed by it.
 type LakePositions = HashMap<(String, i32), Vec<Option<i64>>>;
 
+/// What one look saw.
+struct Look {
+    positions: LakePositions,
+    /// The partitions whose lake offsets are behind their log ends.
+    behind: Vec<(String, i32)>,
+}
+
 /// What the watchdog remembers between looks.
 pub(super) struct GroupWatch {
     /// When the member last held a partition (or started, or rejoined).
     held_at: Instant,
-    /// The lake's positions at the first look after it stopped holding partitions.
-    first_look: Option<(Instant, LakePositions)>,
+    /// The first look since it stopped holding partitions (or since the last one that found
+    /// nothing orphaned).
+    first_look: Option<(Instant, Look)>,
     next_look: Instant,
     /// How long to wait after a rejoin before the next one.
     pause: Duration,
@@ -57,9 +66,10 @@ impl GroupWatch {
 }
 
 impl State {
-    /// Rejoins the group when the member has held nothing for [`ORPHANED_AFTER`] while some
-    /// partition of its topics is behind in the lake with no commit in that time. Failing
-    /// reads (the broker away) only postpone the look.
+    /// Rejoins the group when the member has held nothing for [`ORPHANED_AFTER`] (or twice
+    /// the longest flush latency) while some partition of its topics was behind in the lake at
+    /// the start and end of that time with no commit in between. Failing reads (the broker
+    /// away) only postpone the look.
     pub(super) async fn watch_group(&mut self) -> Result<()> {
         let now = Instant::now();
         if !self.assigned.is_empty() {
@@ -72,34 +82,31 @@ impl State {
             return Ok(());
         }
         self.watch.next_look = now + LOOK_EVERY;
-        let positions = match self.lake_positions().await {
-            Ok(positions) => positions,
+        let look = match self.look().await {
+            Ok(look) => look,
             Err(err) => {
                 warn!(error = %format!("{err:#}"), "Holding no partition, and could not compare the lake with the log ends; will look again.");
                 return Ok(());
             }
         };
         let Some((first_at, first)) = &self.watch.first_look else {
-            self.watch.first_look = Some((now, positions));
+            self.watch.first_look = Some((now, look));
             return Ok(());
         };
         let held_nothing_for = now.duration_since(self.watch.held_at);
-        if now.duration_since(*first_at) < ORPHANED_AFTER || held_nothing_for < self.watch.pause {
+        let wait = self.orphaned_after();
+        if now.duration_since(*first_at) < wait || held_nothing_for < self.watch.pause.max(wait) {
             return Ok(());
         }
-        let behind = match self.behind(&positions) {
-            Ok(behind) => behind,
-            Err(err) => {
-                warn!(error = %format!("{err:#}"), "Holding no partition, and could not read the log ends; will look again.");
-                return Ok(());
-            }
-        };
-        let orphaned: Vec<&(String, i32)> = behind
+        // Behind at both looks, and not one commit in between.
+        let orphaned: Vec<&(String, i32)> = look
+            .behind
             .iter()
-            .filter(|key| first.get(*key) == positions.get(*key))
+            .filter(|key| first.behind.contains(*key))
+            .filter(|key| first.positions.get(*key) == look.positions.get(*key))
             .collect();
         if orphaned.is_empty() {
-            self.watch.first_look = Some((now, positions));
+            self.watch.first_look = Some((now, look));
             return Ok(());
         }
         warn!(held_nothing_for = ?held_nothing_for, ?orphaned, "This member holds no partition while these are behind their log ends and nobody committed them; leaving and rejoining the group.");
@@ -111,8 +118,28 @@ impl State {
         Ok(())
     }
 
-    /// The lake's offsets of every partition of every topic read, after reading the tables
-    /// again.
+    /// How long a partition must stay behind with no commit to count as orphaned: 30 s, or
+    /// twice the longest flush latency, within which a live owner commits what it read.
+    fn orphaned_after(&self) -> Duration {
+        let tables = self.outputs.iter().map(|o| o.config.flush.max_latency);
+        let windows = self.windows.iter().map(|w| w.config.flush.max_latency);
+        tables
+            .chain(windows)
+            .map(|latency| latency * 2)
+            .max()
+            .unwrap_or_default()
+            .max(ORPHANED_AFTER)
+    }
+
+    /// The lake's positions and the partitions behind their log ends, now.
+    async fn look(&mut self) -> Result<Look> {
+        let positions = self.lake_positions().await?;
+        let behind = self.behind(&positions)?;
+        Ok(Look { positions, behind })
+    }
+
+    /// The lake's offsets of every partition of every topic read that a table records
+    /// progress for, after reading the tables again.
     async fn lake_positions(&mut self) -> Result<LakePositions> {
         for output in &mut self.outputs {
             output.table.refresh().await?;
@@ -135,7 +162,9 @@ impl State {
                         held.push(output.table.committed_offset(topic, partition).await?);
                     }
                 }
-                positions.insert((topic.clone(), partition), held);
+                if !held.is_empty() {
+                    positions.insert((topic.clone(), partition), held);
+                }
             }
         }
         Ok(positions)
