@@ -65,30 +65,29 @@ pub async fn create_topic(
 /// broker may answer a create-topics request before its metadata lists the topic (tansu 0.6
 /// did, under load): a producer started right after would be told it does not exist.
 async fn wait_until_visible(options: &ClientOptions, topic: &str) -> Result<(), KafkaError> {
-    let started = std::time::Instant::now();
-    loop {
-        let (owned, name) = (options.clone(), topic.to_string());
-        let seen = tokio::task::spawn_blocking(move || {
-            let client: BaseConsumer = owned.create(&[])?;
-            metadata_of(client.client(), &owned.brokers, Some(&name)).map(|_| ())
-        })
-        .await
-        .unwrap_or_else(|err| {
-            Err(KafkaError::Admin {
-                action: format!("looking for topic {topic}"),
-                brokers: options.brokers.clone(),
-                reason: err.to_string(),
-            })
-        });
-        match seen {
-            Err(KafkaError::UnknownTopic { .. } | KafkaError::Unreachable { .. })
-                if started.elapsed() < REACHABILITY_TIMEOUT =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (owned, name) = (options.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = owned.create(&[])?;
+        let started = std::time::Instant::now();
+        loop {
+            match metadata_of(client.client(), &owned.brokers, Some(&name)) {
+                Err(KafkaError::UnknownTopic { .. } | KafkaError::Unreachable { .. })
+                    if started.elapsed() < REACHABILITY_TIMEOUT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other.map(|_| ()),
             }
-            other => return other,
         }
-    }
+    })
+    .await
+    .unwrap_or_else(|err| {
+        Err(KafkaError::Admin {
+            action: format!("looking for topic {topic}"),
+            brokers: options.brokers.clone(),
+            reason: err.to_string(),
+        })
+    })
 }
 
 /// A topic and its partitions.

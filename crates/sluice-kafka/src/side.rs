@@ -366,8 +366,7 @@ struct Read {
 
 /// Where one partition's read stands.
 struct Reading {
-    end: i64,
-    start: i64,
+    range: LogRange,
     /// The offset read from: `from`, or lower after a move back.
     from: i64,
     /// When it last delivered a record, or was (re)positioned.
@@ -393,8 +392,7 @@ fn scan(
         .filter(|r| r.from < r.range.end)
         .map(|r| {
             let reading = Reading {
-                end: r.range.end,
-                start: r.range.start,
+                range: r.range,
                 from: r.from,
                 heard: now,
             };
@@ -433,8 +431,9 @@ fn scan(
             });
         }
         for (q, reading) in open.iter_mut() {
-            if reading.from > reading.start && reading.heard.elapsed() > QUIET_BEFORE_MOVING_BACK {
-                let back = (reading.end - (reading.end - reading.from) * 8).max(reading.start);
+            let LogRange { start, end } = reading.range;
+            if reading.from > start && reading.heard.elapsed() > QUIET_BEFORE_MOVING_BACK {
+                let back = (end - (end - reading.from) * 8).max(start);
                 reading.heard = Instant::now();
                 match consumer.seek(topic, *q, Offset::Offset(back), REACHABILITY_TIMEOUT) {
                     Ok(()) => {
@@ -463,7 +462,7 @@ fn scan(
                 }
                 if let Some(reading) = open.get_mut(&q) {
                     reading.heard = Instant::now();
-                    if message.offset() + 1 >= reading.end {
+                    if message.offset() + 1 >= reading.range.end {
                         open.remove(&q);
                     }
                 }

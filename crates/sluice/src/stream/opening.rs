@@ -351,7 +351,7 @@ pub(super) async fn window_marks_of(
 }
 
 /// What each table fed by a partition's topic holds of it, in the stream's table order.
-async fn committed_offsets(
+pub(super) async fn committed_offsets(
     outputs: &[Output],
     sources: &BTreeMap<String, Source>,
     (topic, partition): &(String, i32),

@@ -19,6 +19,7 @@ use sluice_kafka::side::partition_count;
 use tracing::{info, warn};
 
 use super::State;
+use super::opening::committed_offsets;
 
 /// How long the member must hold nothing, and the lake stay still, before it rejoins (at
 /// least; see `State::orphaned_after`): past the session timeout (10 s) and tansu's pauses
@@ -151,10 +152,8 @@ impl State {
         for topic in self.sources.keys() {
             let partitions = tokio::task::block_in_place(|| partition_count(&self.client, topic))?;
             for partition in 0..partitions {
-                let mut held = Vec::new();
-                for output in self.outputs.iter().filter(|o| o.topic == *topic) {
-                    held.push(output.table.committed_offset(topic, partition).await?);
-                }
+                let key = (topic.clone(), partition);
+                let mut held = committed_offsets(&self.outputs, &self.sources, &key).await?;
                 for output in &self.windows {
                     let feeds = output.topic == *topic
                         || output.fed_by.as_ref().is_some_and(|(t, _, _)| t == topic);
@@ -163,7 +162,7 @@ impl State {
                     }
                 }
                 if !held.is_empty() {
-                    positions.insert((topic.clone(), partition), held);
+                    positions.insert(key, held);
                 }
             }
         }

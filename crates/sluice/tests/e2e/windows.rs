@@ -114,36 +114,40 @@ flush = {{ max_latency = "1s" }}
     /// repartitioned under `sluice stream`), writing to `uri`; with the tumble and lateness of
     /// `device_1m`, so that under `sluice load` the same events are late for both.
     pub fn site_section(&self, uri: &str) -> String {
-        format!(
-            r#"
-[[windows]]
-name = "site_1m"
-from = "sensor_events"
-group_by = ["site"]
-tumble = "1m"
-allowed_lateness = "30s"
-idle_timeout = "5s"
-aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)" }}
-uri = "{uri}"
-late_topic = "{late}"
-flush = {{ max_latency = "1s" }}
-"#,
-            late = self.late_topic,
+        self.one_minute_section(
+            ("site_1m", "site"),
+            r#"n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)""#,
+            uri,
         )
     }
 
     /// The `[[windows]]` section of `device_1m` alone, writing to `uri`.
     pub fn tumbling_section(&self, uri: &str) -> String {
+        self.one_minute_section(
+            ("device_1m", "device_id"),
+            r#"n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)", first_status = "first_value(status ORDER BY ts, _offset)""#,
+            uri,
+        )
+    }
+
+    /// A 1-minute tumbling window `name` grouped by `column`, with 30 s of lateness and the
+    /// fixture's late topic.
+    fn one_minute_section(
+        &self,
+        (name, column): (&str, &str),
+        aggregates: &str,
+        uri: &str,
+    ) -> String {
         format!(
             r#"
 [[windows]]
-name = "device_1m"
+name = "{name}"
 from = "sensor_events"
-group_by = ["device_id"]
+group_by = ["{column}"]
 tumble = "1m"
 allowed_lateness = "30s"
 idle_timeout = "5s"
-aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(vibration_g)", first_status = "first_value(status ORDER BY ts, _offset)" }}
+aggregates = {{ {aggregates} }}
 uri = "{uri}"
 late_topic = "{late}"
 flush = {{ max_latency = "1s" }}
