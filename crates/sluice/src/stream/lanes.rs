@@ -7,7 +7,7 @@
 //! skipped (already in the lake) or trigger a seek back (never lose one).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -49,6 +49,16 @@ enum Seek {
 fn further_back(back: i64) -> i64 {
     (back * 8).max(64)
 }
+
+/// How long after moving a lane that delivered nothing the next move may come; each further
+/// move waits twice as long, up to [`MAX_MOVE_PAUSE`], until the lane reaches its log end. A
+/// move cancels the fetch in flight: librdkafka drops what it fetched for the old position.
+/// Under a CPU hog tansu took 4.2 s to answer one fetch from its SQLite log, so a consumer moved
+/// every 5 s never delivered a record again (issue 18, the stall after a broker restart).
+const FIRST_MOVE_PAUSE: Duration = Duration::from_secs(5);
+
+/// The longest pause between two moves of one lane.
+const MAX_MOVE_PAUSE: Duration = Duration::from_secs(60);
 
 /// One table's view of a lane.
 #[derive(Debug)]
@@ -148,6 +158,9 @@ pub struct Lane {
     /// The offset delivered last (since the last seek took effect), if it was below `next`:
     /// a record beyond `next` right after it proves a real gap in the log.
     below: Option<i64>,
+    /// When the lane last moved the consumer for delivering nothing ([`Self::nudge`]), and
+    /// how long the next move waits.
+    moved: Option<(Instant, Duration)>,
     /// One buffer per table fed by the lane's stream, in the stream's table order.
     pub tables: Vec<TableBuffer>,
     /// Per side topic (dead letters, alerts), the last record sent from this partition.
@@ -182,6 +195,7 @@ impl Lane {
             next,
             seek: Seek::None,
             below: None,
+            moved: None,
             tables: committed.iter().map(|c| TableBuffer::new(*c)).collect(),
             side_marks: HashMap::new(),
             windows: Vec::new(),
@@ -205,8 +219,15 @@ impl Lane {
     /// Nothing arrived in an idle wait although the log holds records from the next offset
     /// on: the consumer is parked where fetches return nothing (inside the last record batch,
     /// on a broker that serves fetches from batch starts) or was never moved. Returns where to
-    /// seek, going further back on each call, as a record beyond the next offset would.
-    pub fn nudge(&mut self) -> i64 {
+    /// seek, going further back on each move, as a record beyond the next offset would; or
+    /// `None` while the last move's pause runs (a slow fetch may still be on its way).
+    pub fn nudge(&mut self, now: Instant) -> Option<i64> {
+        let pause = match self.moved {
+            Some((at, pause)) if now.duration_since(at) < pause => return None,
+            Some((_, pause)) => (pause * 2).min(MAX_MOVE_PAUSE),
+            None => FIRST_MOVE_PAUSE,
+        };
+        self.moved = Some((now, pause));
         let back = match self.seek {
             Seek::None => 0,
             Seek::ThisBatch { back } | Seek::Earlier { back } => further_back(back),
@@ -214,7 +235,12 @@ impl Lane {
         .min(self.next);
         self.seek = Seek::ThisBatch { back };
         self.below = None;
-        self.next - back
+        Some(self.next - back)
+    }
+
+    /// The lane is at its log end: a later stall starts again with short pauses.
+    pub fn reached_the_end(&mut self) {
+        self.moved = None;
     }
 
     /// Marks the start of a new batch of records.
@@ -365,11 +391,34 @@ mod tests {
     }
 
     #[test]
+    fn moves_of_a_lane_that_delivers_nothing_pause_longer_each_time_until_it_reaches_its_end() {
+        let mut lane = Lane::new(&[Some(99)]);
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        assert_eq!(lane.nudge(at(0)), Some(100));
+        // A fetch answered slowly must not be cancelled by the next move: 5 s, then 10, 20, ...
+        assert_eq!(lane.nudge(at(4)), None);
+        assert!(lane.nudge(at(5)).is_some());
+        assert_eq!(lane.nudge(at(14)), None);
+        assert!(lane.nudge(at(15)).is_some());
+        assert_eq!(lane.nudge(at(34)), None);
+        assert!(lane.nudge(at(35)).is_some());
+        for moved_at in [75, 135, 195] {
+            assert_eq!(lane.nudge(at(moved_at - 1)), None);
+            assert!(lane.nudge(at(moved_at)).is_some(), "capped at 60 s");
+        }
+        lane.reached_the_end();
+        assert!(lane.nudge(at(196)).is_some());
+        assert_eq!(lane.nudge(at(200)), None);
+    }
+
+    #[test]
     fn a_lane_parked_with_nothing_arriving_is_nudged_further_back_each_time() {
         let mut lane = Lane::new(&[Some(1654)]);
-        assert_eq!(lane.nudge(), 1655);
-        assert_eq!(lane.nudge(), 1591);
-        assert_eq!(lane.nudge(), 1143);
+        let start = Instant::now();
+        assert_eq!(lane.nudge(start), Some(1655));
+        assert_eq!(lane.nudge(start + Duration::from_secs(5)), Some(1591));
+        assert_eq!(lane.nudge(start + Duration::from_secs(15)), Some(1143));
         // The third seek lands before the batch holding 1655.
         lane.begin_batch();
         for offset in 1150..1655 {

@@ -438,10 +438,13 @@ impl State {
             .await?;
             // Offsets below the log start are gone (retention): nothing to wait for there.
             if lane.next_offset().max(range.start) >= range.end {
+                lane.reached_the_end();
                 continue;
             }
             caught_up = false;
-            let to = lane.nudge();
+            let Some(to) = lane.nudge(Instant::now()) else {
+                continue;
+            };
             info!(topic = %key.0, partition = key.1, to, end = range.end, "Behind the log end with nothing arriving; moving the consumer.");
             let moved = tokio::task::block_in_place(|| self.consumer.seek(&key.0, key.1, Some(to)));
             if let Err(err) = moved {
