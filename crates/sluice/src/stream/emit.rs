@@ -1,7 +1,7 @@
 //! The window side of a stream process: the stream's watermark moved into every lane after
 //! each batch (closing windows), and window tables committed with their replay marks.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -33,30 +33,20 @@ impl State {
     }
 
     /// Moves each window's close watermark in every lane of its stream to the stream's
-    /// watermark: the lowest lane watermark over its assigned partitions, leaving out those
-    /// silent for the idle timeout. A partition that has delivered nothing yet holds it back
-    /// until it has been assigned for that long.
+    /// watermark ([`stream_watermark`]).
     pub(super) async fn advance_watermarks(&mut self) -> Result<()> {
         let now = Instant::now();
         for output in &self.windows {
             let config = &output.config;
-            let mut watermark: Option<i64> = None;
-            let mut held = false;
-            for (key, assigned_at) in self.assigned.iter().filter(|(k, _)| k.0 == output.topic) {
-                let state = self.lanes.get(key).map(|lane| &lane.windows[output.slot]);
-                let heard = state.map_or(*assigned_at, |w| w.last_arrival);
-                if now.duration_since(heard) >= config.idle_timeout {
-                    continue;
-                }
-                match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
-                    LaneWatermark::At(w) => {
-                        watermark = Some(watermark.map_or(w, |m: i64| m.min(w)));
-                    }
-                    LaneWatermark::Held => held = true,
-                    LaneWatermark::Idle => {}
-                }
-            }
-            let Some(watermark) = watermark.filter(|_| !held) else {
+            let partitions = self
+                .assigned
+                .iter()
+                .filter(|(key, _)| key.0 == output.topic)
+                .map(|(key, assigned_at)| {
+                    let state = self.lanes.get(key).map(|lane| &lane.windows[output.slot]);
+                    (*assigned_at, state)
+                });
+            let Some(watermark) = stream_watermark(partitions, config.idle_timeout, now) else {
                 continue;
             };
             for ((topic, _), lane) in self.lanes.iter_mut() {
@@ -102,4 +92,32 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The stream's watermark over its assigned partitions, each given as when it was assigned and
+/// its lane (if open): the lowest lane watermark, leaving out partitions silent for
+/// `idle_timeout`. A partition that has delivered nothing holds it back until it has been
+/// assigned for that long; opening its lane is not hearing from it (a lane opened late, with
+/// nothing to read, held the watermark back until the others had gone idle, and no window
+/// ever closed). `None` while held back or when every partition is idle.
+pub(super) fn stream_watermark<'a>(
+    partitions: impl Iterator<Item = (Instant, Option<&'a WindowLane>)>,
+    idle_timeout: Duration,
+    now: Instant,
+) -> Option<i64> {
+    let mut watermark: Option<i64> = None;
+    for (assigned_at, state) in partitions {
+        let heard = state
+            .and_then(WindowLane::last_arrival)
+            .unwrap_or(assigned_at);
+        if now.duration_since(heard) >= idle_timeout {
+            continue;
+        }
+        match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
+            LaneWatermark::At(w) => watermark = Some(watermark.map_or(w, |m| m.min(w))),
+            LaneWatermark::Held => return None,
+            LaneWatermark::Idle => {}
+        }
+    }
+    watermark
 }

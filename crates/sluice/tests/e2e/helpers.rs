@@ -37,13 +37,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// `sluice` with the test broker in its environment.
+/// `sluice` with the test broker in its environment, logging at its default levels, or at
+/// `SLUICE_TEST_LOG` (a `SLUICE_LOG` filter) when that is set, to debug a test.
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .env("SLUICE_BROKERS", brokers())
-        .env_remove("SLUICE_LOG")
         .stdin(Stdio::null());
+    match std::env::var("SLUICE_TEST_LOG") {
+        Ok(filter) => command.env("SLUICE_LOG", filter),
+        Err(_) => command.env_remove("SLUICE_LOG"),
+    };
     command
 }
 

@@ -118,9 +118,11 @@ pub struct WindowLane {
     pending_rows: usize,
     /// When the oldest uncommitted progress arrived.
     since: Option<Instant>,
-    /// When a record last arrived: a lane silent past the idle timeout no longer holds back
-    /// the stream's watermark.
-    pub last_arrival: Instant,
+    /// When a record last arrived (none yet: `None`): a lane silent past the idle timeout no
+    /// longer holds back the stream's watermark.
+    last_arrival: Option<Instant>,
+    /// When the lane was opened.
+    opened: Instant,
     origins: Option<Origins>,
 }
 
@@ -142,7 +144,8 @@ impl WindowLane {
             pending: Vec::new(),
             pending_rows: 0,
             since: None,
-            last_arrival: now,
+            last_arrival: None,
+            opened: now,
             origins: None,
         }
     }
@@ -153,7 +156,7 @@ impl WindowLane {
         self.origins = Some(Origins {
             count,
             idle_timeout,
-            opened: self.last_arrival,
+            opened: self.opened,
             seen: HashMap::new(),
         });
         self
@@ -175,7 +178,7 @@ impl WindowLane {
         last_offset: i64,
         now: Instant,
     ) -> Vec<i64> {
-        self.last_arrival = now;
+        self.last_arrival = Some(now);
         let kind = aggregation.kind();
         let times = batch
             .column_by_name(aggregation.event_time())
@@ -244,6 +247,11 @@ impl WindowLane {
             self.since.get_or_insert(now);
         }
         late
+    }
+
+    /// When a record last arrived, if one has.
+    pub fn last_arrival(&self) -> Option<Instant> {
+        self.last_arrival
     }
 
     /// The lane's own watermark: the newest event time less the allowed lateness; on a

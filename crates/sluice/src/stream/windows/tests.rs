@@ -292,3 +292,29 @@ fn an_event_behind_a_closed_window_is_late_and_not_counted() {
     assert_eq!(d0(t0 + 60 * SECOND), Some((1, 8)));
     assert_eq!(d0(t0 + 120 * SECOND), Some((1, 2)));
 }
+
+#[test]
+fn a_partition_that_never_delivers_stops_holding_the_watermark_back_once_assigned_that_long() {
+    let idle = Duration::from_secs(30);
+    let assigned = Instant::now();
+    let at = |secs: u64| assigned + Duration::from_secs(secs);
+    let aggregation = aggregation(WindowKind::Tumble {
+        size_us: 60 * SECOND,
+    });
+    let t0 = 1_795_000_000 * SECOND;
+    // A partition read to its end (its last event far ahead) at 2 s; another with nothing to
+    // read, whose lane opened at 8 s.
+    let mut read = WindowLane::new(WindowMarks::default(), LATENESS, assigned);
+    read.ingest(&aggregation, (&batch(&[(0, t0, 1)], 0), None), 0, at(2));
+    let empty = WindowLane::new(WindowMarks::default(), LATENESS, at(8));
+    let watermark = |now| {
+        let partitions = [(assigned, Some(&read)), (assigned, Some(&empty))];
+        super::super::emit::stream_watermark(partitions.into_iter(), idle, now)
+    };
+    assert_eq!(watermark(at(10)), None, "held back by the empty partition");
+    // 30 s after the assignment the empty partition no longer counts, while the other has
+    // been silent for 29 s only: the watermark moves (it used to wait until 38 s, when both
+    // were idle, so no window ever closed).
+    assert_eq!(watermark(at(31)), Some(t0 - LATENESS));
+    assert_eq!(watermark(at(32)), None, "every partition idle");
+}
