@@ -211,10 +211,10 @@ pub(super) async fn lane_for<'a>(
             let output = &windows[window];
             let marks = window_marks_of(&output.table, &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
-            let lane = WindowLane::new(marks, output.config.allowed_lateness_us, now);
+            let lane = WindowLane::new(marks, output.config.allowed_lateness_us);
             window_lanes.push(match output.fed_by {
                 Some((_, _, partitions)) => {
-                    lane.fed_by_partitions(partitions, output.config.idle_timeout)
+                    lane.fed_by_partitions(partitions, output.config.idle_timeout, now)
                 }
                 None => lane,
             });

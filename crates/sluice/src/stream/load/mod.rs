@@ -135,17 +135,12 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         let landing = output.landing.as_ref().expect("not writing yet");
         committed.push(landing.table.committed_offset(&source, 0).await?);
     }
-    let now = Instant::now();
     let mut resumes = Vec::new();
     let mut window_lanes = Vec::new();
     for target in &windows {
         let marks = window_marks_of(&target.table, &key).await?;
         resumes.push(WindowLane::resume_offset(&marks));
-        window_lanes.push(WindowLane::new(
-            marks,
-            target.config.allowed_lateness_us,
-            now,
-        ));
+        window_lanes.push(WindowLane::new(marks, target.config.allowed_lateness_us));
     }
     let mut lane = Lane::resuming(&committed, &resumes);
     lane.windows = window_lanes;

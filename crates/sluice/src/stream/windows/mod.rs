@@ -121,14 +121,12 @@ pub struct WindowLane {
     /// When a record last arrived (none yet: `None`): a lane silent past the idle timeout no
     /// longer holds back the stream's watermark.
     last_arrival: Option<Instant>,
-    /// When the lane was opened.
-    opened: Instant,
     origins: Option<Origins>,
 }
 
 impl WindowLane {
     /// A lane continuing from what the window table recorded.
-    pub fn new(marks: WindowMarks, allowed_lateness_us: i64, now: Instant) -> Self {
+    pub fn new(marks: WindowMarks, allowed_lateness_us: i64) -> Self {
         Self {
             committed: marks.committed,
             last_seen: marks.committed,
@@ -145,18 +143,23 @@ impl WindowLane {
             pending_rows: 0,
             since: None,
             last_arrival: None,
-            opened: now,
             origins: None,
         }
     }
 
-    /// Makes this the lane of a repartition topic fed by `count` source partitions, each of
-    /// which stops holding the watermark back after `idle_timeout` without records here.
-    pub fn fed_by_partitions(mut self, count: i32, idle_timeout: Duration) -> Self {
+    /// Makes this the lane of a repartition topic, opened at `opened`, fed by `count` source
+    /// partitions, each of which stops holding the watermark back after `idle_timeout` without
+    /// records here.
+    pub fn fed_by_partitions(
+        mut self,
+        count: i32,
+        idle_timeout: Duration,
+        opened: Instant,
+    ) -> Self {
         self.origins = Some(Origins {
             count,
             idle_timeout,
-            opened: self.opened,
+            opened,
             seen: HashMap::new(),
         });
         self

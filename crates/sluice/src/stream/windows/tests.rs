@@ -108,7 +108,7 @@ fn run(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let mut lane = WindowLane::new(WindowMarks::default(), LATENESS, Instant::now());
+    let mut lane = WindowLane::new(WindowMarks::default(), LATENESS);
     let mut windows = BTreeMap::new();
     let mut late = 0;
     let own_watermark = |lane: &WindowLane| {
@@ -158,7 +158,7 @@ fn run(
                 max_event_us: mark(MAX_EVENT_US),
             };
             collect(&mut windows, pending);
-            lane = WindowLane::new(marks, LATENESS, Instant::now());
+            lane = WindowLane::new(marks, LATENESS);
             advance(&mut lane, jumped);
             let from = WindowLane::resume_offset(&marks).unwrap() as usize;
             if from < end {
@@ -302,19 +302,19 @@ fn a_partition_that_never_delivers_stops_holding_the_watermark_back_once_assigne
         size_us: 60 * SECOND,
     });
     let t0 = 1_795_000_000 * SECOND;
-    // A partition read to its end (its last event far ahead) at 2 s; another with nothing to
-    // read, whose lane opened at 8 s.
-    let mut read = WindowLane::new(WindowMarks::default(), LATENESS, assigned);
+    // A partition read to its end at 2 s; another with nothing to read, whose lane opened
+    // later (opening it is not hearing from it).
+    let mut read = WindowLane::new(WindowMarks::default(), LATENESS);
     read.ingest(&aggregation, (&batch(&[(0, t0, 1)], 0), None), 0, at(2));
-    let empty = WindowLane::new(WindowMarks::default(), LATENESS, at(8));
+    let empty = WindowLane::new(WindowMarks::default(), LATENESS);
     let watermark = |now| {
         let partitions = [(assigned, Some(&read)), (assigned, Some(&empty))];
         super::super::emit::stream_watermark(partitions.into_iter(), idle, now)
     };
     assert_eq!(watermark(at(10)), None, "held back by the empty partition");
     // 30 s after the assignment the empty partition no longer counts, while the other has
-    // been silent for 29 s only: the watermark moves (it used to wait until 38 s, when both
-    // were idle, so no window ever closed).
+    // been silent for 29 s only: the watermark moves (it used to wait until 30 s after the
+    // lane opened, when both were idle, so no window ever closed).
     assert_eq!(watermark(at(31)), Some(t0 - LATENESS));
     assert_eq!(watermark(at(32)), None, "every partition idle");
 }
