@@ -4,8 +4,8 @@
     bench/run.py                 # full: sensor-1M on 8 partitions, and 64 partitions × 48 hours
     bench/run.py --smoke         # tiny sizes, one run: checks that the harness works (CI)
 
-Starts tansu (memory storage) on a free port with scripts/services.sh in a private run
-directory, writes the workloads with bench/gen_sensor.py (cached under
+Starts `sluice broker` (tansu, memory storage) on a free port with scripts/services.sh in a
+private run directory, writes the workloads with bench/gen_sensor.py (cached under
 ~/.cache/sluice/bench), produces them with `sluice produce --input`, and then, --runs times,
 alternately:
   - raw:    `sluice topics read-speed` — a plain librdkafka consumer reading the topic and
@@ -99,7 +99,7 @@ def main():
     wanted = lambda name: not args.only or name in args.only
     scenarios = [s for s in scenarios if wanted(s[0])]
     work = Path(tempfile.mkdtemp(prefix="sluice-bench."))
-    env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"),
+    env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"), SLUICE_BIN=sluice_bin(),
                SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/")
     services = str(ROOT / "scripts/services.sh")
     subprocess.run(["bash", services, "start", "kafka"], env=env, check=True, capture_output=True)

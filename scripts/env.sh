@@ -2,11 +2,12 @@
 # Everything heavy lives under $HOME/.cache so that clones (and CI's fresh clone) share it.
 SLUICE_CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
 SLUICE_TOOLS="$SLUICE_CACHE/tools"
-TANSU_VERSION=0.6.0
 S3S_FS_VERSION=0.14.1
-TANSU_BIN="$SLUICE_TOOLS/tansu-$TANSU_VERSION/bin/tansu"
 S3S_FS_BIN="$SLUICE_TOOLS/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs"
 # The venv made by scripts/python-env.sh (deltalake, pyarrow, duckdb) for scripts/check_delta.py.
 SLUICE_PYTHON="$SLUICE_CACHE/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
-export SLUICE_CACHE SLUICE_TOOLS TANSU_BIN S3S_FS_BIN SLUICE_PYTHON
+# The binary whose `sluice broker` serves Kafka to the tests (the broker is tansu, embedded;
+# its version is pinned in Cargo.toml).
+SLUICE_BROKER_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/debug/sluice}"
+export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_BROKER_BIN

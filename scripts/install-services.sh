@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the dev services that the tests and benchmarks run against, pinned, into a cache
-# directory shared by every clone: a second run finds them and returns at once.
-#   tansu  — Kafka-protocol broker (crates.io, --features dynostore,libsql)
+# Installs the dev service that the tests and benchmarks run against besides sluice itself,
+# pinned, into a cache directory shared by every clone: a second run finds it and returns at
+# once. (The Kafka broker is `sluice broker`, built with sluice.)
 #   s3s-fs — S3-compatible server over a directory (crates.io, --features binary)
 # Prints nothing but progress; exits non-zero if a build fails.
 set -euo pipefail
@@ -21,5 +21,4 @@ install_crate() { # name version features
   rm -rf "$SLUICE_CACHE/build-$name"
 }
 
-install_crate tansu "$TANSU_VERSION" dynostore,libsql
 install_crate s3s-fs "$S3S_FS_VERSION" binary

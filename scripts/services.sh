@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts and stops the local dev services that the tests and benchmarks run against, on
 # 127.0.0.1, with pid files and logs in a run directory:
-#   kafka — tansu broker (Kafka protocol)        port $SLUICE_KAFKA_PORT (default 19092)
+#   kafka — `sluice broker` (tansu, embedded)    port $SLUICE_KAFKA_PORT (default 19092)
 #   s3    — s3s-fs (S3 over a directory)         port $SLUICE_S3_PORT    (default 19000)
 #
 #   scripts/services.sh start|stop|restart|status [kafka|s3]...   (no name: both)
@@ -12,14 +12,17 @@
 #                         <svc>.port, the s3 root (s3/, bucket "lake" = s3/lake/)
 #   SLUICE_KAFKA_PORT, SLUICE_S3_PORT   ports used by `start`; a running service keeps the
 #                         port recorded in <svc>.port, and `restart` reuses it
-#   SLUICE_TANSU_STORAGE  tansu's --storage-engine (default memory://tansu/: lost on stop).
+#   SLUICE_BIN            the sluice binary that serves `kafka` (default: the debug build,
+#                         $CARGO_TARGET_DIR/debug/sluice; build it first)
+#   SLUICE_TANSU_STORAGE  `sluice broker --storage` (default memory://tansu/: lost on stop).
 #                         For a broker that keeps its topics across `restart kafka`, use
 #                         sqlite://tansu.db — tansu resolves a sqlite URL's host+path against
 #                         its working directory, which is the run dir, so that is
 #                         $SLUICE_RUN_DIR/tansu.db (an absolute sqlite:///x/y also lands
 #                         under the run dir, as <run>/x/y).
 #   SLUICE_SERVICE_TIMEOUT  seconds to wait for a port to open (default 30)
-#   SLUICE_KAFKA_LOG, SLUICE_S3_LOG  the services' RUST_LOG (default warn; s3s_fs=info)
+#   SLUICE_KAFKA_LOG, SLUICE_S3_LOG  the services' log filters (SLUICE_LOG of the broker,
+#                         RUST_LOG of s3s-fs; default warn, and s3s_fs=info)
 #
 # start and stop are idempotent. start fails (printing the log tail) if a service does not
 # accept connections in time or exits; stop sends SIGTERM, waits, then SIGKILL. status exits 0
@@ -32,7 +35,7 @@ RUN="${SLUICE_RUN_DIR:-$SLUICE_CACHE/run}"
 HOST=127.0.0.1
 TIMEOUT="${SLUICE_SERVICE_TIMEOUT:-30}"
 TANSU_STORAGE="${SLUICE_TANSU_STORAGE:-memory://tansu/}"
-# The services' RUST_LOG: their own settings, not the caller's (tests may set RUST_LOG=debug).
+# The services' log filters: their own settings, not the caller's (tests may set RUST_LOG=debug).
 KAFKA_LOG="${SLUICE_KAFKA_LOG:-warn}"
 S3_LOG="${SLUICE_S3_LOG:-warn,s3s_fs=info}"
 S3_ACCESS_KEY=sluice
@@ -45,7 +48,7 @@ die() { echo "services: $*" >&2; exit 1; }
 
 bin_of() {
   case $1 in
-    kafka) echo "$TANSU_BIN" ;;
+    kafka) echo "$SLUICE_BROKER_BIN" ;;
     s3) echo "$S3S_FS_BIN" ;;
   esac
 }
@@ -123,7 +126,10 @@ start_one() {
     say "$name already running (pid $pid, $HOST:$(recorded_port "$name"))"
     return 0
   fi
-  [ -x "$bin" ] || die "$name: $bin not found; run scripts/install-services.sh first"
+  if [ ! -x "$bin" ]; then
+    [ "$name" = kafka ] && die "kafka: $bin not found; build it first (cargo build -p sluice) or set SLUICE_BIN"
+    die "$name: $bin not found; run scripts/install-services.sh first"
+  fi
   [ -n "$port" ] || port=$(configured_port "$name")
   if port_open "$port"; then
     die "$name: port $HOST:$port is already in use by another process (set SLUICE_$( \
@@ -134,10 +140,8 @@ start_one() {
   case $name in
     kafka)
       # Working directory = run dir: tansu resolves sqlite://NAME relative to it.
-      (cd "$RUN" && RUST_LOG="$KAFKA_LOG" NO_COLOR=1 exec "$bin" broker \
-        --listener-url "tcp://$HOST:$port" \
-        --advertised-listener-url "tcp://$HOST:$port" \
-        --storage-engine "$TANSU_STORAGE") </dev/null >>"$log" 2>&1 &
+      (cd "$RUN" && SLUICE_LOG="$KAFKA_LOG" NO_COLOR=1 exec "$bin" broker \
+        --listen "$HOST:$port" --storage "$TANSU_STORAGE") </dev/null >>"$log" 2>&1 &
       ;;
     s3)
       # A bucket in s3s-fs is a directory under its root.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# THE test command: installs the pinned dev services and the Python reader venv (both cached,
-# instant after the first run), starts tansu and s3s-fs in a private run directory on free
-# ports, runs `cargo test --workspace --locked "$@"` against them, and stops them again on any
+# THE test command: installs the pinned S3 server and the Python reader venv (both cached,
+# instant after the first run), builds the tests, starts `sluice broker` (the embedded tansu)
+# and s3s-fs in a private run directory on free ports, runs
+# `cargo test --workspace --locked "$@"` against them, and stops them again on any
 # exit (success, failure, Ctrl-C). Without arguments, it then runs the benchmark harness's
 # smoke mode (bench/run.py --smoke, its own private broker). Exits non-zero if either fails.
 #   scripts/test.sh                      # everything
@@ -22,6 +23,16 @@ fi
 
 scripts/install-services.sh
 scripts/python-env.sh
+
+# Build first: the Kafka service is this build's `sluice broker`. Arguments before `--` select
+# what cargo builds; `--no-run` with the same ones builds exactly what the run will use.
+cargo_args=()
+for arg in "$@"; do
+  [ "$arg" = -- ] && break
+  cargo_args+=("$arg")
+done
+cargo test --workspace --locked --no-run "${cargo_args[@]}"
+[ -x "$SLUICE_BROKER_BIN" ] || cargo build --locked -p sluice --bin sluice
 
 # A private run dir and ports per invocation, so that parallel clones do not collide.
 SLUICE_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")

@@ -1,7 +1,9 @@
-//! The embedded Kafka-compatible broker of `sluice up`: tansu, running in this process.
+//! The embedded Kafka-compatible broker of `sluice up` and `sluice broker`: tansu, running in
+//! this process.
 //!
 //! tansu speaks the Kafka protocol (produce, fetch, consumer groups, idempotent producers) and
-//! keeps its log in SQLite, so a first run needs no Kafka installation and survives restarts.
+//! keeps its log in SQLite (`sqlite://…`, survives restarts) or in memory (`memory://tansu/`),
+//! so a first run needs no Kafka installation.
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -38,21 +40,37 @@ pub struct EmbeddedBroker {
 }
 
 impl EmbeddedBroker {
-    /// Starts a broker on `address` storing its log at `storage` (such as
-    /// `sqlite://./sluice-data/kafka.db` or `memory://tansu/`) and waits until it accepts
+    /// Starts a broker on `address`, telling clients to connect to `advertised` ("host:port";
+    /// `None`: `address`), storing its log at `storage` (such as
+    /// `sqlite://./sluice-data/kafka.db` or `memory://tansu/`), and waits until it accepts
     /// connections.
-    pub async fn start(address: SocketAddr, storage: Url) -> Result<Self, KafkaError> {
+    pub async fn start(
+        address: SocketAddr,
+        advertised: Option<&str>,
+        storage: Url,
+    ) -> Result<Self, KafkaError> {
         let failed = |reason: String| KafkaError::Broker {
             listen: address.to_string(),
             reason,
         };
-        let listener =
-            Url::parse(&format!("tcp://{address}")).map_err(|err| failed(err.to_string()))?;
+        let tcp = |host_port: &str| {
+            Url::parse(&format!("tcp://{host_port}"))
+                .map_err(|err| failed(format!("{host_port}: {err}")))
+        };
+        let listeners = Listeners {
+            listen: tcp(&address.to_string())?,
+            advertised: tcp(advertised.unwrap_or(&address.to_string()))?,
+        };
+        // tansu binds the port itself and reports a failure only in its log, and a port taken
+        // by another server would pass the readiness check below: try it first.
+        std::net::TcpListener::bind(address).map_err(|err| {
+            failed(format!("{err} (is another broker running? --listen moves this one)"))
+        })?;
         let (built, built_rx) = oneshot::channel::<Result<(), String>>();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let serving = std::thread::Builder::new()
             .name("sluice-broker".into())
-            .spawn(move || serve(listener, storage, built, stop_rx))
+            .spawn(move || serve(listeners, storage, built, stop_rx))
             .map_err(|err| failed(err.to_string()))?;
         let mut broker = Self {
             address,
@@ -99,10 +117,16 @@ impl Drop for EmbeddedBroker {
     }
 }
 
+/// Where the broker listens, and the address it gives clients in metadata.
+struct Listeners {
+    listen: Url,
+    advertised: Url,
+}
+
 /// The broker's thread: builds it on a runtime of its own, reports through `built`, and serves
 /// until `stop` fires (or its sender is dropped).
 fn serve(
-    listener: Url,
+    listeners: Listeners,
     storage: Url,
     built: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<()>,
@@ -124,9 +148,9 @@ fn serve(
             .node_id(NODE_ID)
             .cluster_id("sluice")
             .incarnation_id(Uuid::now_v7())
-            .advertised_listener(listener.clone())
+            .advertised_listener(listeners.advertised)
             .storage(storage)
-            .listener(listener)
+            .listener(listeners.listen)
             .silent(true)
             .build()
             .await;

@@ -50,6 +50,9 @@ pub enum Command {
     Tables(LakeArgs),
     /// Create, list and describe topics.
     Topics(TopicsArgs),
+    /// Serve a Kafka-compatible broker (the tansu that `up` embeds) until Ctrl-C or SIGTERM:
+    /// for development and tests, in memory by default.
+    Broker(BrokerArgs),
 }
 
 /// Where the Kafka cluster is.
@@ -68,6 +71,21 @@ impl KafkaArgs {
             .or(fallback.map(String::from))
             .unwrap_or_else(|| DEFAULT_BROKERS.into())
     }
+}
+
+/// `sluice broker`
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub listen: std::net::SocketAddr,
+    /// "host:port" that clients are told to connect to [default: the listen address]
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Where the log lives: memory://tansu/ (lost on stop) or sqlite://FILE (relative to the
+    /// working directory; survives restarts).
+    #[arg(long, default_value = "memory://tansu/")]
+    pub storage: url::Url,
 }
 
 /// `sluice up`

@@ -11,7 +11,9 @@
 //! - [`verify`]: `sluice verify`, the lake checked against Kafka and the producer report.
 //! - [`up`]: `sluice up`, everything in one process on embedded defaults.
 //! - [`builtin`]: the sensor pipeline `up` runs.
+//! - [`broker`]: `sluice broker`, the embedded Kafka-compatible broker on its own.
 
+pub mod broker;
 pub mod builtin;
 pub mod cli;
 pub mod compact;

@@ -237,6 +237,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Topics(args) => {
             sluice::topics::run(ClientOptions::new(args.kafka.resolve(None)), args.command).await
         }
+        Command::Broker(args) => sluice::broker::run(args, shutdown).await,
     }
 }
 

@@ -33,7 +33,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         None => {
             let log = args.data_dir.join("kafka.db");
             let storage = Url::parse(&format!("sqlite:{}", relative_to_cwd(&log)?.display()))?;
-            let broker = EmbeddedBroker::start(args.listen, storage).await?;
+            let broker = EmbeddedBroker::start(args.listen, None, storage).await?;
             (broker.bootstrap(), Some(broker))
         }
     };

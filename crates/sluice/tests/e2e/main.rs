@@ -1,8 +1,10 @@
-//! End-to-end tests: the `sluice` binary against a real Kafka-protocol broker (tansu) and a real
-//! S3-compatible server (s3s-fs), both started by `scripts/test.sh`, with results checked by our
-//! own SQL and by an independent reader (the Python `deltalake` package).
+//! End-to-end tests: the `sluice` binary against a real Kafka-protocol broker (tansu, served by
+//! this build's `sluice broker`) and a real S3-compatible server (s3s-fs), both started by
+//! `scripts/test.sh`, with results checked by our own SQL and by an independent reader (the
+//! Python `deltalake` package).
 
 mod bad_input;
+mod broker;
 mod chaos;
 mod compaction;
 mod gateway;
