@@ -28,6 +28,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             args.data_dir.display()
         )
     })?;
+    ensure_free(&args.gateway_listen, "the gateway", "--gateway-listen")?;
     let (brokers, embedded) = match &args.brokers {
         Some(brokers) => (brokers.clone(), None),
         None => {
@@ -63,7 +64,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         streams: None,
     });
     pipeline.gateway.spool.dir = args.data_dir.join("spool");
-    // A gateway that cannot run (its port is taken, say) is reported; the rest goes on.
+    // A gateway that cannot run (its port taken since the check above, say) is reported; the
+    // rest goes on.
     let gateway = tokio::spawn({
         let options = sluice_gateway::GatewayOptions {
             pipeline: pipeline.clone(),
@@ -201,6 +203,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     );
     drop(embedded);
     Ok(())
+}
+
+/// Refuses an address already taken before anything starts, naming the flag that moves it (the
+/// embedded broker checks its own `--listen`).
+fn ensure_free(listen: &str, what: &str, flag: &str) -> Result<()> {
+    std::net::TcpListener::bind(listen)
+        .map(drop)
+        .with_context(|| format!("{what} cannot listen on {listen} ({flag} moves it)"))
 }
 
 /// `path` relative to the current directory: tansu resolves its SQLite path against it.

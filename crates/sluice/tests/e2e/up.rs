@@ -1,6 +1,7 @@
 //! `sluice up` smoke test: it starts its embedded broker, produces, takes records through its
 //! gateway with the API key it printed, lands rows that `sluice query` sees, and exits 0 on
-//! Ctrl-C (SIGINT).
+//! Ctrl-C (SIGINT); a port it wants that is taken is refused before anything starts, by
+//! address and the flag that moves it.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -152,6 +153,31 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         "select count(*) as n from sensor_events where temperature_c > 85 OR vibration_g > 0.5",
     );
     assert_eq!(Some(alerts), matching, "{stdout}");
+}
+
+#[test]
+fn up_refuses_a_taken_port_by_address_and_the_flag_that_moves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let free = || format!("127.0.0.1:{}", free_port());
+    for (broker, gateway, flag) in [
+        (taken.clone(), free(), "--listen"),
+        (free(), taken.clone(), "--gateway-listen"),
+    ] {
+        let stderr = run_err(
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["up", "--listen", &broker, "--gateway-listen", &gateway])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env_remove("SLUICE_BROKERS"),
+            Duration::from_secs(30),
+        );
+        assert!(
+            stderr.contains(&taken) && stderr.contains(flag),
+            "the error names neither {taken} nor {flag}:\n{stderr}"
+        );
+    }
 }
 
 /// Rows in the `up` lake's sensor table, if it can be queried yet.
