@@ -9,6 +9,8 @@ files(): per run, each under /usr/bin/time (wall time, peak RSS of the largest p
   - spark:   bench/spark_job.py, the job as Spark Structured Streaming (file source, raw
              Parquet by date/hour + the window with a watermark), JVM start-up included, as
              sluice's start-up is.
+  BENCH_BASELINE_BIN=path also runs engine and landing with that sluice binary, alternating
+  with $SLUICE_BIN in every run (to compare two builds, such as the release and dist profiles).
 latency(): `sluice stream` running the sensor job on a fresh topic while `sluice produce`
 sends generated sensor events at a steady 20,000 per second, stamped with the time they are
 made; bench/alert_latency.py (librdkafka via confluent-kafka) reads the alert topic and takes
@@ -41,14 +43,18 @@ def files(events, runs, work, env):
     spark_input.mkdir(exist_ok=True)
     (spark_input / data.name).symlink_to(data)
     python = sys.executable
-    measured = {name: [] for name in ("engine", "landing", "duckdb", "spark")}
+    baseline = os.environ.get("BENCH_BASELINE_BIN")
+    names = ["engine", "landing", "duckdb", "spark"] + (
+        ["engine-baseline", "landing-baseline"] if baseline else [])
+    measured = {name: [] for name in names}
     for run in range(runs):
         dir_ = work / f"files-run{run}"
         job = pipeline(dir_ / "job", "unused", "unused", dir_ / "job/lake/sensor_events", True)
         raw = pipeline(dir_ / "raw", "unused", "unused", dir_ / "raw/lake/sensor_events")
+        load = lambda binary, file: [binary, "load", "--pipeline", str(file), str(data)]
         contenders = {
-            "engine": [sluice, "load", "--pipeline", str(job), str(data)],
-            "landing": [sluice, "load", "--pipeline", str(raw), str(data)],
+            "engine": load(sluice, job),
+            "landing": load(sluice, raw),
             "duckdb": [python, str(ROOT / "bench/duckdb_convert.py"), str(data),
                        str(dir_ / "duckdb.parquet")],
             # spark-submit execs the JVM, which runs the Python driver as its child: both are
@@ -56,6 +62,9 @@ def files(events, runs, work, env):
             "spark": [str(Path(python).parent / "spark-submit"), "--master", "local[*]",
                       str(ROOT / "bench/spark_job.py"), str(spark_input), str(dir_ / "spark")],
         }
+        if baseline:
+            contenders["engine-baseline"] = load(baseline, job)
+            contenders["landing-baseline"] = load(baseline, raw)
         spark_env = dict(env, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python)
         for name, cmd in contenders.items():
             wall, rss, _, cpu = timed(cmd, spark_env if name == "spark" else env)

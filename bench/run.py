@@ -144,6 +144,9 @@ def print_files(files):
             ("Spark Structured Streaming, sensor job", "spark"),
             ("sluice load, raw table only", "landing"),
             ("DuckDB, NDJSON → zstd Parquet", "duckdb")]
+    if "engine-baseline" in m:
+        rows += [("sluice load, sensor job, $BENCH_BASELINE_BIN", "engine-baseline"),
+                 ("sluice load, raw table only, $BENCH_BASELINE_BIN", "landing-baseline")]
     for label, name in rows:
         r = m[name]
         print(f"| {label} | {r['wall_s']:.2f} s | {events / r['wall_s']:,.0f} | {r['cpu_s']:.2f} | "
@@ -151,6 +154,11 @@ def print_files(files):
     print(f"\nsluice vs Spark (job, wall): **{files['engine_vs_spark']:.1f}×**; sluice landing vs "
           f"DuckDB (wall): **{files['landing_vs_duckdb']:.2f}×**; engine: "
           f"**{files['engine_per_cpu_s']:,.0f}** events per CPU-second")
+    if "engine-baseline" in m:
+        print(f"$SLUICE_BIN ÷ $BENCH_BASELINE_BIN (wall): sensor job "
+              f"**{m['engine-baseline']['wall_s'] / m['engine']['wall_s']:.2f}×**, raw table "
+              f"**{m['landing-baseline']['wall_s'] / m['landing']['wall_s']:.2f}×** (above 1: "
+              f"$SLUICE_BIN is faster)")
 
 
 def print_latency(latency):
