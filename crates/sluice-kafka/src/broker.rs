@@ -64,7 +64,9 @@ impl EmbeddedBroker {
         // tansu binds the port itself and reports a failure only in its log, and a port taken
         // by another server would pass the readiness check below: try it first.
         std::net::TcpListener::bind(address).map_err(|err| {
-            failed(format!("{err} (is another broker running? --listen moves this one)"))
+            failed(format!(
+                "{err} (is another broker running? --listen moves this one)"
+            ))
         })?;
         let (built, built_rx) = oneshot::channel::<Result<(), String>>();
         let (stop, stop_rx) = oneshot::channel::<()>();

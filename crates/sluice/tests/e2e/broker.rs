@@ -30,7 +30,10 @@ fn a_broker_on_sqlite_stops_on_sigterm_and_keeps_its_topics() {
     let topic = unique("kept");
     let topics = |args: &[&str]| {
         run_ok(
-            sluice().env("SLUICE_BROKERS", &address).arg("topics").args(args),
+            sluice()
+                .env("SLUICE_BROKERS", &address)
+                .arg("topics")
+                .args(args),
             Duration::from_secs(60),
         )
     };
@@ -45,7 +48,10 @@ fn a_broker_on_sqlite_stops_on_sigterm_and_keeps_its_topics() {
 
     let broker = start_broker(&dir, &address, "second.log");
     let listed = topics(&["list"]);
-    assert!(listed.contains(&topic), "{topic} is gone after a restart:\n{listed}");
+    assert!(
+        listed.contains(&topic),
+        "{topic} is gone after a restart:\n{listed}"
+    );
     broker.stop(Duration::from_secs(15));
 }
 
