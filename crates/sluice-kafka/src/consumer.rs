@@ -14,7 +14,8 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::BorrowedMessage;
+use rdkafka::Message;
+use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
@@ -68,6 +69,54 @@ fn pairs(list: &TopicPartitionList) -> Vec<(String, i32)> {
         .iter()
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect()
+}
+
+/// A record read by a [`GroupConsumer`], borrowed from it until the next read.
+pub struct Consumed<'a>(BorrowedMessage<'a>);
+
+impl Consumed<'_> {
+    /// The topic it was read from.
+    pub fn topic(&self) -> &str {
+        self.0.topic()
+    }
+
+    /// Its partition.
+    pub fn partition(&self) -> i32 {
+        self.0.partition()
+    }
+
+    /// Its offset.
+    pub fn offset(&self) -> i64 {
+        self.0.offset()
+    }
+
+    /// Its key, if it has one.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.0.key()
+    }
+
+    /// Its value; `None` for a tombstone.
+    pub fn payload(&self) -> Option<&[u8]> {
+        self.0.payload()
+    }
+
+    /// Its timestamp in milliseconds since the epoch, if the producer or broker set one.
+    pub fn timestamp_ms(&self) -> Option<i64> {
+        self.0.timestamp().to_millis()
+    }
+
+    /// Its headers in order, as (name, value).
+    pub fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.0
+            .headers()
+            .into_iter()
+            .flat_map(|headers| headers.iter().map(|h| (h.key, h.value)))
+    }
+
+    /// The value of its first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers().find(|(key, _)| *key == name)?.1
+    }
 }
 
 /// One member of a consumer group.
@@ -139,7 +188,7 @@ impl GroupConsumer {
         &self,
         max: usize,
         wait: Duration,
-    ) -> Result<Vec<BorrowedMessage<'_>>, KafkaError> {
+    ) -> Result<Vec<Consumed<'_>>, KafkaError> {
         let mut stream = self.inner.stream();
         let mut batch = Vec::new();
         let mut next = match tokio::time::timeout(wait, stream.next()).await {
@@ -148,7 +197,7 @@ impl GroupConsumer {
         };
         while let Some(result) = next {
             match result {
-                Ok(message) => batch.push(message),
+                Ok(message) => batch.push(Consumed(message)),
                 Err(source) if source.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                     return Err(KafkaError::Consume {
                         context: format!("from {}", self.brokers),

@@ -5,7 +5,7 @@
 //! - [`cli`]: the command line (clap).
 //! - [`produce`]: `sluice produce` and its report.
 //! - [`generators`]: the sensor, retail and users event generators.
-//! - [`stream`]: `sluice stream`, a consumer-group member writing the lake.
+//! - `stream` and `load` run [`sluice_engine`]'s roles.
 //! - [`query`]: `sluice query` and `sluice tables`.
 //! - [`topics`]: `sluice topics`.
 //! - [`verify`]: `sluice verify`, the lake checked against Kafka and the producer report.
@@ -20,7 +20,6 @@ pub mod compact;
 pub mod generators;
 pub mod produce;
 pub mod query;
-pub mod stream;
 pub mod topics;
 pub mod up;
 pub mod verify;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sluice::cli::{Cli, Command};
 use sluice::produce::{self, Clock, ProduceOptions, Source};
-use sluice::stream::{self, StreamOptions};
+use sluice_engine::stream::{self, StreamOptions};
 use sluice_core::Pipeline;
 use sluice_kafka::ClientOptions;
 use tracing_subscriber::EnvFilter;
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> Result<()> {
             let pipeline = Pipeline::load(&args.pipeline)?;
             let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
             let started = std::time::Instant::now();
-            let summary = stream::load::run(stream::load::LoadOptions {
+            let summary = sluice_engine::load::run(sluice_engine::load::LoadOptions {
                 pipeline,
                 stream: args.stream,
                 files: args.files,

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::cli::UpArgs;
 use crate::produce::{self, Clock, ProduceOptions, Source};
-use crate::stream::{self, StreamOptions};
+use sluice_engine::stream::{self, StreamOptions};
 use crate::{builtin, generators};
 
 /// How long Ctrl-C waits for the stream to catch up with the generator before it stops anyway.

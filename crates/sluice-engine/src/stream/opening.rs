@@ -6,21 +6,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arrow::datatypes::SchemaRef;
 use sluice_core::Decoder;
-use sluice_core::config::{Table, Window};
 use sluice_kafka::admin;
 use sluice_kafka::side::{
     SideMark, SideProducer, last_marks, last_marks_per_side_partition, partition_count,
 };
 use sluice_kafka::{ClientOptions, KafkaError};
-use sluice_lake::LakeTable;
 use tracing::{info, warn};
 
-use super::lanes::{Lane, TableBuffer};
-use super::repartition::Forward;
-use super::side::{SideOutputs, WindowsHere};
-use super::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
+use crate::lanes::{Lane, TableBuffer};
+use crate::repartition::Forward;
+use crate::side::{SideOutputs, WindowsHere};
+use crate::lake::{open_table, open_window_table, window_marks_of};
+use crate::windows::WindowLane;
 use super::{Output, Source, StreamOptions, WindowOutput};
 
 /// How long reading the side topics' tails may keep failing before the stream gives up (and
@@ -162,37 +160,6 @@ pub(super) async fn connect_side_producer(
     Ok(Some(producer))
 }
 
-/// Opens (or creates) a stream's table, whose rows have `schema`.
-pub(super) async fn open_table(
-    config: &Table,
-    storage_options: &HashMap<String, String>,
-    schema: &SchemaRef,
-) -> Result<LakeTable> {
-    Ok(LakeTable::open_or_create(
-        &config.name,
-        &config.uri,
-        storage_options,
-        schema,
-        &config.partition_by,
-    )
-    .await?)
-}
-
-/// Opens (or creates) a window table.
-pub(super) async fn open_window_table(
-    config: &Window,
-    storage_options: &HashMap<String, String>,
-) -> Result<LakeTable> {
-    Ok(LakeTable::open_or_create(
-        &config.name,
-        &config.uri,
-        storage_options,
-        config.aggregation.output_schema(),
-        &config.partition_by,
-    )
-    .await?)
-}
-
 /// The lane of a partition, created from the lake's committed offsets on first use.
 pub(super) async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
@@ -330,24 +297,6 @@ pub(super) fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>>
         grouped.entry(topic.as_str()).or_default().push(*partition);
     }
     grouped
-}
-
-/// Where a window table left a partition.
-pub(super) async fn window_marks_of(
-    table: &LakeTable,
-    (topic, partition): &(String, i32),
-) -> Result<WindowMarks> {
-    Ok(WindowMarks {
-        committed: table.committed_offset(topic, *partition).await?,
-        replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
-        replay_max_us: table
-            .committed_mark(topic, *partition, REPLAY_MAX_US)
-            .await?,
-        close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
-        max_event_us: table
-            .committed_mark(topic, *partition, MAX_EVENT_US)
-            .await?,
-    })
 }
 
 /// What each table fed by a partition's topic holds of it, in the stream's table order.

@@ -15,7 +15,7 @@ use arrow::compute::kernels::cmp::gt;
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_kafka::side::SideMark;
 
-use super::windows::WindowLane;
+use crate::windows::WindowLane;
 
 /// What to do with a record at some offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

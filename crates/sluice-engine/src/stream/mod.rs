@@ -8,14 +8,9 @@
 
 mod batch;
 mod emit;
-mod lanes;
-pub mod load;
 /// Tables, producer and lanes opened from the lake and the side topics.
 mod opening;
-mod repartition;
-mod side;
 mod watchdog;
-mod windows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -31,12 +26,12 @@ use sluice_lake::{LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use lanes::{Lane, Pending};
+use crate::lanes::{Lane, Pending};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
-use repartition::Forward;
-use side::SideOutputs;
+use crate::repartition::Forward;
+use crate::side::SideOutputs;
 use watchdog::GroupWatch;
-use windows::WindowLane;
+use crate::windows::WindowLane;
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
 /// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -226,7 +221,7 @@ impl State {
     fn buffers<'a>(
         &'a self,
         output: &'a Output,
-    ) -> impl Iterator<Item = &'a lanes::TableBuffer> + 'a {
+    ) -> impl Iterator<Item = &'a crate::lanes::TableBuffer> + 'a {
         self.lanes
             .iter()
             .filter(move |((topic, _), _)| *topic == output.topic)

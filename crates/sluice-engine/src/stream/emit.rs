@@ -1,11 +1,11 @@
 //! The window side of a stream process: the stream's watermark moved into every lane after
 //! each batch (closing windows), and window tables committed with their replay marks.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use super::windows::{LaneWatermark, WindowLane};
+use crate::windows::{WindowLane, stream_watermark};
 use super::{State, Target, WindowOutput};
 
 impl State {
@@ -92,32 +92,4 @@ impl State {
         }
         Ok(())
     }
-}
-
-/// The stream's watermark over its assigned partitions, each given as when it was assigned and
-/// its lane (if open): the lowest lane watermark, leaving out partitions silent for
-/// `idle_timeout`. A partition that has delivered nothing holds it back until it has been
-/// assigned for that long; opening its lane is not hearing from it (a lane opened late, with
-/// nothing to read, held the watermark back until the others had gone idle, and no window
-/// ever closed). `None` while held back or when every partition is idle.
-pub(super) fn stream_watermark<'a>(
-    partitions: impl Iterator<Item = (Instant, Option<&'a WindowLane>)>,
-    idle_timeout: Duration,
-    now: Instant,
-) -> Option<i64> {
-    let mut watermark: Option<i64> = None;
-    for (assigned_at, state) in partitions {
-        let heard = state
-            .and_then(WindowLane::last_arrival)
-            .unwrap_or(assigned_at);
-        if now.duration_since(heard) >= idle_timeout {
-            continue;
-        }
-        match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
-            LaneWatermark::At(w) => watermark = Some(watermark.map_or(w, |m| m.min(w))),
-            LaneWatermark::Held => return None,
-            LaneWatermark::Idle => {}
-        }
-    }
-    watermark
 }

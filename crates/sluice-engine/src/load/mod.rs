@@ -24,10 +24,10 @@ use sluice_core::{DecodedBatch, Decoder};
 use sluice_lake::{LakeTable, PartitionProgress, WrittenFiles};
 use tracing::info;
 
-use super::lanes::{Lane, Pending};
-use super::opening::{open_table, open_window_table, window_marks_of};
-use super::side::{Original, SideOutputs, WindowsHere};
-use super::windows::{LaneWatermark, WindowLane};
+use crate::lanes::{Lane, Pending};
+use crate::lake::{open_table, open_window_table, window_marks_of};
+use crate::side::{Original, SideOutputs, WindowsHere};
+use crate::windows::{LaneWatermark, WindowLane};
 use lines::{Ahead, Decoded, Lines};
 use side_files::SideFiles;
 

@@ -10,14 +10,14 @@ use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use sluice_core::RawRecord;
 use sluice_core::config::defaults;
-use sluice_kafka::consumer::RebalanceEvent;
+use sluice_kafka::consumer::{Consumed, RebalanceEvent};
 use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
 use tracing::{info, warn};
 
-use super::lanes::Admit;
+use crate::lanes::Admit;
 use super::opening::{by_topic, lane_for, side_marks};
-use super::repartition::origin_partition;
-use super::side::Original;
+use crate::repartition::origin_partition;
+use crate::side::Original;
 use super::{State, refresh_tables};
 
 impl State {
@@ -53,9 +53,7 @@ impl State {
                 }
             }
         }
-        use rdkafka::Message;
-        let mut by_partition: BTreeMap<(&str, i32), Vec<&rdkafka::message::BorrowedMessage<'_>>> =
-            BTreeMap::new();
+        let mut by_partition: BTreeMap<(&str, i32), Vec<&Consumed<'_>>> = BTreeMap::new();
         for message in &messages {
             by_partition
                 .entry((message.topic(), message.partition()))
@@ -203,23 +201,16 @@ impl State {
 }
 
 /// A consumed record as the dead-letter topic keeps it.
-fn original_of<'a>(message: &'a rdkafka::message::BorrowedMessage<'_>) -> Original<'a> {
-    use rdkafka::Message;
-    use rdkafka::message::Headers;
+fn original_of<'a>(message: &'a Consumed<'_>) -> Original<'a> {
     Original {
         key: message.key(),
         payload: message.payload(),
         headers: message
             .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .filter(|h| h.key != ORDINAL)
-                    .map(|h| (origin_name(h.key), h.value.unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        timestamp: message.timestamp().to_millis(),
+            .filter(|(key, _)| *key != ORDINAL)
+            .map(|(key, value)| (origin_name(key), value.unwrap_or_default()))
+            .collect(),
+        timestamp: message.timestamp_ms(),
     }
 }
 
@@ -237,12 +228,11 @@ fn origin_name(key: &str) -> &str {
 
 /// Per row of `decoded`, the source partition its record from a repartition topic names.
 fn origins_of(
-    records: &[&rdkafka::message::BorrowedMessage<'_>],
+    records: &[&Consumed<'_>],
     decoded: &RecordBatch,
 ) -> Result<Vec<i32>> {
     use arrow::array::AsArray;
-    use rdkafka::Message;
-    let by_offset: HashMap<i64, &rdkafka::message::BorrowedMessage<'_>> =
+    let by_offset: HashMap<i64, &Consumed<'_>> =
         records.iter().map(|m| (m.offset(), *m)).collect();
     let offsets = decoded
         .column_by_name(sluice_core::schema::OFFSET_COLUMN)

@@ -20,9 +20,10 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use arrow::util::display::array_value_to_string;
 use sluice_core::schema::OFFSET_COLUMN;
+use sluice_kafka::consumer::Consumed;
 use sluice_kafka::side::{SOURCE_PARTITION, SideMark, SideProducer, SideRecord};
 
-use super::side::Original;
+use crate::side::Original;
 
 /// Where a stream's events go for one repartitioned window.
 pub struct Forward {
@@ -93,12 +94,9 @@ impl Forward {
 }
 
 /// The source partition a repartitioned record names in its headers.
-pub fn origin_partition(message: &rdkafka::message::BorrowedMessage<'_>) -> Option<i32> {
-    use rdkafka::Message;
-    use rdkafka::message::Headers;
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == SOURCE_PARTITION)
-        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
+pub fn origin_partition(message: &Consumed<'_>) -> Option<i32> {
+    std::str::from_utf8(message.header(SOURCE_PARTITION)?)
+        .ok()?
+        .parse()
+        .ok()
 }

@@ -34,7 +34,7 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_core::windows::{WindowAggregation, WindowKind};
 
-use super::lanes::Pending;
+use crate::lanes::Pending;
 
 /// The names of a window table's marks (besides the offset), as stored in its `txn`s.
 pub const REPLAY_FROM: &str = "replay_from";
@@ -428,6 +428,34 @@ impl WindowLane {
             marks,
         })
     }
+}
+
+/// The stream's watermark over its assigned partitions, each given as when it was assigned and
+/// its lane (if open): the lowest lane watermark, leaving out partitions silent for
+/// `idle_timeout`. A partition that has delivered nothing holds it back until it has been
+/// assigned for that long; opening its lane is not hearing from it (a lane opened late, with
+/// nothing to read, held the watermark back until the others had gone idle, and no window
+/// ever closed). `None` while held back or when every partition is idle.
+pub fn stream_watermark<'a>(
+    partitions: impl Iterator<Item = (Instant, Option<&'a WindowLane>)>,
+    idle_timeout: Duration,
+    now: Instant,
+) -> Option<i64> {
+    let mut watermark: Option<i64> = None;
+    for (assigned_at, state) in partitions {
+        let heard = state
+            .and_then(WindowLane::last_arrival)
+            .unwrap_or(assigned_at);
+        if now.duration_since(heard) >= idle_timeout {
+            continue;
+        }
+        match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
+            LaneWatermark::At(w) => watermark = Some(watermark.map_or(w, |m| m.min(w))),
+            LaneWatermark::Held => return None,
+            LaneWatermark::Idle => {}
+        }
+    }
+    watermark
 }
 
 #[cfg(test)]

@@ -309,7 +309,7 @@ fn a_partition_that_never_delivers_stops_holding_the_watermark_back_once_assigne
     let empty = WindowLane::new(WindowMarks::default(), LATENESS);
     let watermark = |now| {
         let partitions = [(assigned, Some(&read)), (assigned, Some(&empty))];
-        super::super::emit::stream_watermark(partitions.into_iter(), idle, now)
+        super::stream_watermark(partitions.into_iter(), idle, now)
     };
     assert_eq!(watermark(at(10)), None, "held back by the empty partition");
     // 30 s after the assignment the empty partition no longer counts, while the other has

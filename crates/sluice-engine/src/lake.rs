@@ -1,0 +1,62 @@
+//! The lake as both drivers open it: a stream's tables and window tables (created on first
+//! use), and where a window table left a partition.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use arrow::datatypes::SchemaRef;
+use sluice_core::config::{Table, Window};
+use sluice_lake::LakeTable;
+
+use crate::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowMarks};
+
+/// Opens (or creates) a stream's table, whose rows have `schema`.
+pub async fn open_table(
+    config: &Table,
+    storage_options: &HashMap<String, String>,
+    schema: &SchemaRef,
+) -> Result<LakeTable> {
+    Ok(LakeTable::open_or_create(
+        &config.name,
+        &config.uri,
+        storage_options,
+        schema,
+        &config.partition_by,
+    )
+    .await?)
+}
+
+
+/// Opens (or creates) a window table.
+pub async fn open_window_table(
+    config: &Window,
+    storage_options: &HashMap<String, String>,
+) -> Result<LakeTable> {
+    Ok(LakeTable::open_or_create(
+        &config.name,
+        &config.uri,
+        storage_options,
+        config.aggregation.output_schema(),
+        &config.partition_by,
+    )
+    .await?)
+}
+
+
+/// Where a window table left a partition.
+pub async fn window_marks_of(
+    table: &LakeTable,
+    (topic, partition): &(String, i32),
+) -> Result<WindowMarks> {
+    Ok(WindowMarks {
+        committed: table.committed_offset(topic, *partition).await?,
+        replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
+        replay_max_us: table
+            .committed_mark(topic, *partition, REPLAY_MAX_US)
+            .await?,
+        close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
+        max_event_us: table
+            .committed_mark(topic, *partition, MAX_EVENT_US)
+            .await?,
+    })
+}

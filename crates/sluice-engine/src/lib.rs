@@ -1,0 +1,22 @@
+//! The engine: what happens to a stream's records between a source and the lake, and the two
+//! drivers that feed it. Roles are `run(options, shutdown)` functions the binary wires up.
+//!
+//! # Layout
+//! - [`stream`]: `sluice stream`, a consumer-group member writing the lake exactly once.
+//! - [`load`]: `sluice load`, one stream's job over NDJSON files, with no broker.
+//! - [`lanes`]: per source partition, where reading goes on and what each table buffered.
+//! - [`windows`]: per partition, window state: events in, closed windows out, late events.
+//! - [`side`]: dead letters, alerts and late copies, exactly once per source record.
+//! - [`repartition`]: events forwarded to a window's repartition topic.
+//! - [`lake`]: opening tables and window tables, and reading their marks.
+//!
+//! The engine uses `anyhow` for the errors it reports to the binary: each failure carries
+//! what was being done (table, topic, partition) as context.
+
+pub mod lake;
+pub mod lanes;
+pub mod load;
+pub mod repartition;
+pub mod side;
+pub mod stream;
+pub mod windows;
