@@ -47,8 +47,38 @@ pub struct Rejected {
     pub partition: i32,
     /// The record's offset.
     pub offset: i64,
+    /// What kind of problem, for counting.
+    pub kind: RejectKind,
     /// What was wrong, for people.
     pub reason: String,
+}
+
+/// What kind of problem kept a record from becoming a row: few values, fit for a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// No payload, or zero bytes (a tombstone).
+    Empty,
+    /// Over the stream's `max_record_size`.
+    TooLarge,
+    /// JSON nested deeper than the decoder follows.
+    TooDeep,
+    /// Not JSON, or JSON that does not fit the stream's fields.
+    Schema,
+    /// A derived column's expression failed on it (such as a division by zero).
+    Derived,
+}
+
+impl RejectKind {
+    /// Its name as a label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::TooLarge => "too_large",
+            Self::TooDeep => "too_deep",
+            Self::Schema => "schema",
+            Self::Derived => "derived",
+        }
+    }
 }
 
 /// The result of decoding a batch of records.
@@ -102,8 +132,10 @@ impl Decoder {
         let mut row = Row::default();
         for record in records {
             let read = match self.refuse_before_parsing(record.payload) {
-                Some(reason) => Err(reason),
-                None => row.read(record.payload.unwrap_or_default(), fields),
+                Some(refused) => Err(refused),
+                None => row
+                    .read(record.payload.unwrap_or_default(), fields)
+                    .map_err(|reason| (RejectKind::Schema, reason)),
             };
             match read {
                 Ok(()) => {
@@ -112,7 +144,7 @@ impl Decoder {
                     }
                     kept.push(record);
                 }
-                Err(reason) => rejected.push(reject(record, reason)),
+                Err((kind, reason)) => rejected.push(reject(record, kind, reason)),
             }
         }
         let columns = columns.into_iter().map(ColumnBuilder::finish).collect();
@@ -123,17 +155,21 @@ impl Decoder {
     }
 
     /// Why a payload is refused before JSON parsing: empty, too large, or nested too deep.
-    fn refuse_before_parsing(&self, payload: Option<&[u8]>) -> Option<String> {
+    fn refuse_before_parsing(&self, payload: Option<&[u8]>) -> Option<(RejectKind, String)> {
         let payload = match payload {
             Some(payload) if !payload.is_empty() => payload,
-            _ => return Some("empty payload (a tombstone or zero bytes)".into()),
+            _ => {
+                let reason = "empty payload (a tombstone or zero bytes)";
+                return Some((RejectKind::Empty, reason.into()));
+            }
         };
         if payload.len() > self.max_record_size {
-            return Some(format!(
+            let reason = format!(
                 "record of {} bytes is over the stream's max_record_size of {} bytes",
                 payload.len(),
                 self.max_record_size
-            ));
+            );
+            return Some((RejectKind::TooLarge, reason));
         }
         // Nesting deeper than the limit needs at least one opening byte per level; counting
         // them is a fast loop, the full scan is for the rare record that has that many.
@@ -141,7 +177,8 @@ impl Decoder {
             && opening_brackets(payload) > MAX_JSON_DEPTH
             && json_depth(payload) > MAX_JSON_DEPTH
         {
-            return Some(format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"));
+            let reason = format!("JSON nested deeper than {MAX_JSON_DEPTH} levels");
+            return Some((RejectKind::TooDeep, reason));
         }
         None
     }
@@ -202,7 +239,7 @@ impl Decoder {
         for (row, record) in records.iter().enumerate().take(batch.num_rows()) {
             match self.derive_rows(&batch.slice(row, 1)) {
                 Ok(done) => good.push(done),
-                Err(reason) => rejected.push(reject(record, reason)),
+                Err(reason) => rejected.push(reject(record, RejectKind::Derived, reason)),
             }
         }
         concat_batches(&self.table_schema, &good).expect("rows share the table schema")
@@ -252,10 +289,11 @@ pub fn json_depth(text: &[u8]) -> usize {
     deepest
 }
 
-fn reject(record: &RawRecord<'_>, reason: String) -> Rejected {
+fn reject(record: &RawRecord<'_>, kind: RejectKind, reason: String) -> Rejected {
     Rejected {
         partition: record.partition,
         offset: record.offset,
+        kind,
         reason,
     }
 }

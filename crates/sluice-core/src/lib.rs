@@ -18,5 +18,5 @@ pub mod schema;
 pub mod windows;
 
 pub use config::{ConfigError, Pipeline};
-pub use decode::{DecodedBatch, Decoder, RawRecord, Rejected};
+pub use decode::{DecodedBatch, Decoder, RawRecord, RejectKind, Rejected};
 pub use schema::{FieldType, StreamSchema};

@@ -1,10 +1,12 @@
 //! The lake as both drivers open it: a stream's tables and window tables (created on first
-//! use), and where a window table left a partition.
+//! use), where a window table left a partition, and the newest event time a commit lands.
 
 use std::collections::HashMap;
 
 use anyhow::Result;
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::TimestampMicrosecondType;
 use sluice_core::config::{Table, Window};
 use sluice_lake::LakeTable;
 
@@ -26,7 +28,6 @@ pub async fn open_table(
     .await?)
 }
 
-
 /// Opens (or creates) a window table.
 pub async fn open_window_table(
     config: &Window,
@@ -41,7 +42,6 @@ pub async fn open_window_table(
     )
     .await?)
 }
-
 
 /// Where a window table left a partition.
 pub async fn window_marks_of(
@@ -59,4 +59,17 @@ pub async fn window_marks_of(
             .committed_mark(topic, *partition, MAX_EVENT_US)
             .await?,
     })
+}
+
+/// The newest value of the timestamp column `column` among `batches` (UTC microseconds), or
+/// `None` when no batch has such a column or every value is null.
+pub fn newest_timestamp_us(batches: &[RecordBatch], column: &str) -> Option<i64> {
+    batches
+        .iter()
+        .filter_map(|batch| {
+            let values = batch.column_by_name(column)?;
+            let values = values.as_primitive_opt::<TimestampMicrosecondType>()?;
+            arrow::compute::max(values)
+        })
+        .max()
 }

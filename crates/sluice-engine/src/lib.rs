@@ -9,13 +9,17 @@
 //! - [`side`]: dead letters, alerts and late copies, exactly once per source record.
 //! - [`repartition`]: events forwarded to a window's repartition topic.
 //! - [`lake`]: opening tables and window tables, and reading their marks.
+//! - [`events`]: what the engine observes, each event logged and counted in one place.
+//! - [`observe`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //!
 //! The engine uses `anyhow` for the errors it reports to the binary: each failure carries
 //! what was being done (table, topic, partition) as context.
 
+pub mod events;
 pub mod lake;
 pub mod lanes;
 pub mod load;
+pub mod observe;
 pub mod repartition;
 pub mod side;
 pub mod stream;

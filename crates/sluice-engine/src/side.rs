@@ -97,7 +97,8 @@ pub struct Original<'a> {
 enum Kind {
     DeadLetter,
     Late,
-    Alert,
+    /// Raised by the rule at this position.
+    Alert(usize),
 }
 
 /// What one partition's batch sends.
@@ -106,8 +107,8 @@ pub struct SideBatch {
     pub records: Vec<SideRecord>,
     /// How many of them are dead letters.
     pub dead_letters: u64,
-    /// How many are alerts.
-    pub alerts: u64,
+    /// How many are alerts, per rule that raised any.
+    pub alerts: Vec<(String, u64)>,
 }
 
 impl SideOutputs {
@@ -244,7 +245,7 @@ impl SideOutputs {
                 records.push((record, Kind::Late));
             }
         }
-        for rule in &self.rules {
+        for (index, rule) in self.rules.iter().enumerate() {
             let matched = rule
                 .when
                 .matches(&decoded.batch)
@@ -271,7 +272,7 @@ impl SideOutputs {
                         timestamp: None,
                         partition: None,
                     },
-                    Kind::Alert,
+                    Kind::Alert(index),
                 ));
             }
         }
@@ -280,7 +281,10 @@ impl SideOutputs {
         let count = |kind: Kind| records.iter().filter(|(_, k)| *k == kind).count() as u64;
         Ok(SideBatch {
             dead_letters: count(Kind::DeadLetter),
-            alerts: count(Kind::Alert),
+            alerts: (self.rules.iter().enumerate())
+                .map(|(index, rule)| (rule.name.clone(), count(Kind::Alert(index))))
+                .filter(|(_, count)| *count > 0)
+                .collect(),
             records: records.into_iter().map(|(r, _)| r).collect(),
         })
     }

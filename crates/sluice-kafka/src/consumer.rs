@@ -6,16 +6,18 @@
 //! inside `poll` and must not block, so they only append to a list (one entry per rebalance,
 //! not per record) that the loop drains.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use rdkafka::Message;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
@@ -30,9 +32,16 @@ pub enum RebalanceEvent {
     Revoked(Vec<(String, i32)>),
 }
 
-/// Forwards rebalances from librdkafka's callbacks to the stream loop.
+/// How often librdkafka reports statistics, from which [`GroupConsumer::log_ends`] comes.
+const STATISTICS_INTERVAL_MS: &str = "5000";
+
+/// Per (topic, partition), the log end the broker last reported to this member.
+type LogEnds = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
+/// Forwards rebalances and log ends from librdkafka's callbacks to the stream loop.
 pub struct GroupContext {
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    log_ends: LogEnds,
 }
 
 impl GroupContext {
@@ -44,7 +53,23 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// Keeps each fetched partition's high watermark: lag comes from it without asking the
+    /// broker (librdkafka learns it from its fetch responses anyway).
+    fn stats(&self, statistics: Statistics) {
+        let mut ends = self
+            .log_ends
+            .lock()
+            .expect("no panics while holding the lock");
+        for (topic, stats) in statistics.topics {
+            for (partition, stats) in stats.partitions {
+                if partition >= 0 && stats.hi_offset >= 0 {
+                    ends.insert((topic.clone(), partition), stats.hi_offset);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -123,6 +148,7 @@ impl Consumed<'_> {
 pub struct GroupConsumer {
     inner: StreamConsumer<GroupContext>,
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    log_ends: LogEnds,
     brokers: String,
 }
 
@@ -136,6 +162,7 @@ impl GroupConsumer {
         topics: &[&str],
     ) -> Result<Self, KafkaError> {
         let events = Arc::new(Mutex::new(Vec::new()));
+        let log_ends = LogEnds::default();
         let mut config = options.config(&[
             ("group.id", group),
             ("enable.auto.commit", "false"),
@@ -150,6 +177,7 @@ impl GroupConsumer {
             // that change hands, so the other lanes keep their buffers (eager rebalancing
             // revokes everything). The assignor runs in the clients; tansu 0.6 relays it.
             ("partition.assignment.strategy", "cooperative-sticky"),
+            ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
         ]);
         if let Some(instance_id) = instance_id {
             config.set("group.instance.id", instance_id);
@@ -157,6 +185,7 @@ impl GroupConsumer {
         let inner: StreamConsumer<GroupContext> = config
             .create_with_context(GroupContext {
                 events: events.clone(),
+                log_ends: log_ends.clone(),
             })
             .map_err(|source| KafkaError::Client {
                 brokers: options.brokers.clone(),
@@ -174,6 +203,7 @@ impl GroupConsumer {
         Ok(Self {
             inner,
             events,
+            log_ends,
             brokers: options.brokers.clone(),
         })
     }
@@ -225,6 +255,15 @@ impl GroupConsumer {
                 .lock()
                 .expect("no panics while holding the lock"),
         )
+    }
+
+    /// Per (topic, partition) fetched, the log end (next offset to be written) as the broker
+    /// last reported it, every few seconds; partitions not fetched yet are missing.
+    pub fn log_ends(&self) -> HashMap<(String, i32), i64> {
+        self.log_ends
+            .lock()
+            .expect("no panics while holding the lock")
+            .clone()
     }
 
     /// Moves the position of a partition, so the next record read is `offset` (or the log

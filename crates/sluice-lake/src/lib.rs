@@ -22,7 +22,7 @@ pub mod writer;
 
 pub use table::LakeTable;
 pub use write_ahead::WrittenFiles;
-pub use writer::{PartitionProgress, app_id};
+pub use writer::{Commit, PartitionProgress, app_id};
 
 /// What went wrong in the lake, with the table it happened to.
 #[derive(Debug, thiserror::Error)]

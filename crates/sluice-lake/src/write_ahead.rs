@@ -26,7 +26,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
 use crate::partitioning::{partition_numbers, rows_of_partition};
-use crate::writer::{PartitionProgress, partition_values, writer_properties};
+use crate::writer::{Commit, PartitionProgress, partition_values, writer_properties};
 use crate::{LakeError, LakeTable};
 
 /// The most date/hour partitions with a file open at once.
@@ -133,12 +133,12 @@ impl LakeTable {
     }
 
     /// Closes the files of `files` and commits them with `progress` in one Delta commit;
-    /// returns the new table version. On error nothing is committed.
+    /// returns the new table version and what it added. On error nothing is committed.
     pub async fn commit_written(
         &mut self,
         files: WrittenFiles,
         progress: &[PartitionProgress],
-    ) -> Result<u64, LakeError> {
+    ) -> Result<Commit, LakeError> {
         let WrittenFiles {
             open,
             mut closed,

@@ -26,6 +26,17 @@ use indexmap::IndexMap;
 use crate::partitioning::{partition_numbers, rows_of_partition};
 use crate::{LakeError, LakeTable};
 
+/// A commit made: the table version and the files it added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// The new table version.
+    pub version: u64,
+    /// Data files added.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// How far one source partition got in a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionProgress {
@@ -86,13 +97,13 @@ impl LakeTable {
     }
 
     /// Writes `batches` as Parquet files and commits them with `progress` in one Delta commit;
-    /// returns the new table version. On error nothing is committed. Batches given by value
+    /// returns the new table version and what it added. On error nothing is committed. Batches given by value
     /// are dropped as soon as they are written, so the commit holds less and less of them.
     pub async fn commit(
         &mut self,
         batches: impl Into<Vec<RecordBatch>>,
         progress: &[PartitionProgress],
-    ) -> Result<u64, LakeError> {
+    ) -> Result<Commit, LakeError> {
         let batches = batches.into();
         self.check_progress(progress).await?;
         let adds = self.write_by_partition(batches).await?;
@@ -166,12 +177,14 @@ impl LakeTable {
     }
 
     /// Commits the written files `adds` with `progress` in one Delta commit; returns the new
-    /// table version.
+    /// table version and what it added.
     pub(crate) async fn commit_files(
         &mut self,
         adds: Vec<Add>,
         progress: &[PartitionProgress],
-    ) -> Result<u64, LakeError> {
+    ) -> Result<Commit, LakeError> {
+        let files = adds.len();
+        let bytes = adds.iter().map(|add| add.size.max(0) as u64).sum();
         let now_ms = chrono::Utc::now().timestamp_millis();
         let txns = progress
             .iter()
@@ -197,7 +210,11 @@ impl LakeTable {
                 .map_err(|source| commit_error(&self.name, source))?;
         let version = finalized.version();
         self.refresh().await?;
-        Ok(version)
+        Ok(Commit {
+            version,
+            files,
+            bytes,
+        })
     }
 
     /// Brings the snapshot up to the table's latest version (other writers may have committed).

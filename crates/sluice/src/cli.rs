@@ -112,6 +112,9 @@ pub struct UpArgs {
     /// Address the HTTP gateway listens on.
     #[arg(long, default_value = sluice_core::config::defaults::GATEWAY_LISTEN)]
     pub gateway_listen: String,
+    /// Where the stream's `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = sluice_engine::observe::DEFAULT_LISTEN)]
+    pub metrics_listen: String,
 }
 
 /// `sluice produce`
@@ -180,6 +183,15 @@ pub struct StreamArgs {
     /// without a rebalance.
     #[arg(long, env = "SLUICE_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// Where `/metrics` (Prometheus), `/healthz` and `/readyz` are served; port 0 picks a free
+    /// one (logged).
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = sluice_engine::observe::DEFAULT_LISTEN)]
+    pub metrics_listen: String,
+    /// How long SIGTERM or Ctrl-C may take to commit what is buffered before the process exits
+    /// without it (a restart resumes from the last commit); under Kubernetes' 30 s grace. A
+    /// second signal exits at once.
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = sluice_core::config::parse_duration)]
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// `sluice gateway`

@@ -26,7 +26,9 @@ pub mod verify;
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled at the first Ctrl-C or SIGTERM, so roles drain and exit cleanly.
+/// A token cancelled at the first Ctrl-C or SIGTERM, so roles drain and exit cleanly. A
+/// second signal exits at once, committing nothing more (progress lives in the lake's commits,
+/// so a restart resumes from the last one).
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -34,12 +36,18 @@ pub fn shutdown_on_signals() -> CancellationToken {
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 .expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
+        let mut signal = async || {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        };
+        signal().await;
         tracing::info!("Shutting down: draining and committing what is buffered.");
         cancel.cancel();
+        signal().await;
+        tracing::warn!("Second signal: exiting without committing what is buffered.");
+        std::process::exit(130);
     });
     token
 }

@@ -6,8 +6,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sluice::cli::{Cli, Command};
 use sluice::produce::{self, Clock, ProduceOptions, Source};
-use sluice_engine::stream::{self, StreamOptions};
 use sluice_core::Pipeline;
+use sluice_engine::events::Metrics;
+use sluice_engine::observe;
+use sluice_engine::stream::{self, StreamOptions};
 use sluice_kafka::ClientOptions;
 use tracing_subscriber::EnvFilter;
 
@@ -90,6 +92,13 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Stream(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
             let (client, storage_options) = connections(&args.kafka, &pipeline);
+            let listener = observe::bind(&args.metrics_listen).await?;
+            let metrics = Metrics::shared();
+            let serving = tokio::spawn(observe::serve(
+                listener,
+                metrics.clone(),
+                shutdown.child_token(),
+            ));
             let options = StreamOptions {
                 pipeline,
                 client,
@@ -99,8 +108,12 @@ async fn run(cli: Cli) -> Result<()> {
                 drain: tokio_util::sync::CancellationToken::new(),
                 memory_budget: sluice_core::config::parse_size(&args.memory_budget)
                     .map_err(|err| anyhow::anyhow!("--memory-budget: {err}"))?,
+                metrics,
+                shutdown_timeout: args.shutdown_timeout,
             };
-            let summary = stream::run(options, shutdown).await?;
+            let summary = stream::run(options, shutdown).await;
+            serving.abort();
+            let summary = summary?;
             eprintln!(
                 "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} window rows; {} events repartitioned; {} late events; {} commits fenced",
                 summary.rows,
@@ -159,7 +172,7 @@ async fn run(cli: Cli) -> Result<()> {
             .await?;
             eprintln!(
                 "load: {} lines in {:.1} s ({} already landed); {} rows committed in {} commits; {} rejected; {} alerts; {} window rows; {} late events",
-                summary.lines,
+                summary.records,
                 started.elapsed().as_secs_f64(),
                 summary.already_landed,
                 summary.rows,

@@ -14,11 +14,16 @@ use url::Url;
 
 use crate::cli::UpArgs;
 use crate::produce::{self, Clock, ProduceOptions, Source};
-use sluice_engine::stream::{self, StreamOptions};
 use crate::{builtin, generators};
+use sluice_engine::events::Metrics;
+use sluice_engine::observe;
+use sluice_engine::stream::{self, StreamOptions};
 
 /// How long Ctrl-C waits for the stream to catch up with the generator before it stops anyway.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long the stream may then take to commit what it holds before `up` exits without it.
+const UP_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
 
 /// Runs everything until `shutdown` fires.
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
@@ -29,6 +34,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         )
     })?;
     ensure_free(&args.gateway_listen, "the gateway", "--gateway-listen")?;
+    let metrics_listener = observe::bind(&args.metrics_listen).await?;
+    let metrics_address = metrics_listener.local_addr()?;
     let (brokers, embedded) = match &args.brokers {
         Some(brokers) => (brokers.clone(), None),
         None => {
@@ -139,9 +146,16 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         "  sluice query{lake_flag} \"select device_id, count(*) as n, round(avg(temperature_c), 1) as avg_c from {} group by device_id order by n desc limit 5\"",
         table.name
     );
+    println!("  curl http://{metrics_address}/metrics    (the stream's lag, freshness and counts)");
     println!("Ctrl-C drains, commits and stops.");
     let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
     let stream_stop = CancellationToken::new();
+    let metrics = Metrics::shared();
+    let serving = tokio::spawn(observe::serve(
+        metrics_listener,
+        metrics.clone(),
+        stream_stop.clone(),
+    ));
     let mut streaming = tokio::spawn(stream::run(
         StreamOptions {
             pipeline,
@@ -154,6 +168,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
                 sluice_core::config::defaults::MEMORY_BUDGET,
             )
             .expect("the default budget parses"),
+            metrics,
+            shutdown_timeout: UP_SHUTDOWN_TIMEOUT,
         },
         stream_stop.clone(),
     ));
@@ -194,6 +210,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             (producing.await, streamed)
         }
     };
+    serving.abort();
     gateway.await.context("the gateway panicked")?;
     let report = produced?.context("the sensor generator failed")?;
     let summary = streamed?.context("the stream failed")?;

@@ -218,6 +218,16 @@ fn oversized_deeply_nested_and_out_of_range_records_are_rejected() {
         .map(|r| (r.offset, r.reason.as_str()))
         .collect();
     let reason = |offset| reasons.iter().find(|(o, _)| *o == offset).map(|r| r.1);
+    let kinds: Vec<(i64, RejectKind)> = out.rejected.iter().map(|r| (r.offset, r.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, RejectKind::TooDeep),
+            (2, RejectKind::TooLarge),
+            (3, RejectKind::Schema),
+            (4, RejectKind::Schema)
+        ]
+    );
     assert!(
         reason(0).unwrap().contains("nested deeper than 128"),
         "{reasons:?}"
@@ -273,6 +283,7 @@ fn derived_columns_are_computed_and_a_failing_row_is_rejected_alone() {
     let out = decoder.decode("t", &input, 0);
     assert_eq!(out.rejected.len(), 1, "{:?}", out.rejected);
     assert_eq!(out.rejected[0].offset, 101);
+    assert_eq!(out.rejected[0].kind, RejectKind::Derived);
     assert!(
         out.rejected[0].reason.contains("100 / n"),
         "{:?}",

@@ -209,6 +209,23 @@ impl Lane {
         self.next
     }
 
+    /// The next offset that every table, window table and forward fed by the lane still
+    /// needs from the lake's point of view: the lowest `committed + 1` (0 where nothing is
+    /// committed). What lag is measured from.
+    pub fn committed_next(&self) -> i64 {
+        let tables = self
+            .tables
+            .iter()
+            .chain(&self.forwards)
+            .map(|t| t.committed);
+        let windows = self.windows.iter().map(|w| w.committed);
+        tables
+            .chain(windows)
+            .map(|c| c.map_or(0, |c| c + 1))
+            .min()
+            .unwrap_or(self.next)
+    }
+
     /// Records that the consumer was just moved to [`Self::next_offset`] outside of
     /// [`Self::admit`] (after a refused commit).
     pub fn sought(&mut self) {

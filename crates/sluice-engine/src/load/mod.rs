@@ -15,17 +15,23 @@ mod lines;
 mod side_files;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use sluice_core::config::{Pipeline, Stream, defaults};
+use sluice_core::windows::WINDOW_END;
 use sluice_core::{DecodedBatch, Decoder};
 use sluice_lake::{LakeTable, PartitionProgress, WrittenFiles};
 use tracing::info;
 
+use crate::events::{
+    AlertsSent, Committed, LateEvents, Metrics, RecordsRead, RecordsRefused, Summary, TableKind,
+};
+
+use crate::lake::{newest_timestamp_us, open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, Pending};
-use crate::lake::{open_table, open_window_table, window_marks_of};
 use crate::side::{Original, SideOutputs, WindowsHere};
 use crate::windows::{LaneWatermark, WindowLane};
 use lines::{Ahead, Decoded, Lines};
@@ -45,37 +51,20 @@ pub struct LoadOptions {
     pub side_dir: Option<PathBuf>,
 }
 
-/// What a load did.
-#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
-pub struct LoadSummary {
-    /// Lines read (blank lines included), skipped ones too.
-    pub lines: u64,
-    /// Lines skipped because the tables held them already.
-    pub already_landed: u64,
-    /// Rows committed to tables (summed over tables).
-    pub rows: u64,
-    /// Lines that did not fit the schema.
-    pub rejected: u64,
-    /// Alerts raised.
-    pub alerts: u64,
-    /// Events behind a closed window.
-    pub late: u64,
-    /// Window rows committed.
-    pub windows: u64,
-    /// Delta commits.
-    pub commits: u64,
-}
-
 /// Rows of a table being written (and maybe committed) on another worker while the next lines
-/// are decoded: the table comes back with its files, and the rows committed and the last line
-/// they cover when it committed.
-type InFlight = tokio::task::JoinHandle<(Landing, Result<Option<(usize, i64)>>)>;
+/// are decoded: the table comes back with its files, and the last line the commit covers when
+/// it committed.
+type InFlight = tokio::task::JoinHandle<(Landing, Result<Option<i64>>)>;
 
 /// A table and the files written to it since its last commit (`sluice_lake::write_ahead`):
 /// a load holds no rows between commits, only open files.
 struct Landing {
     table: LakeTable,
     files: WrittenFiles,
+    /// The column holding each row's event time.
+    event_time: String,
+    /// The newest event time written since the last commit.
+    newest_event_us: Option<i64>,
 }
 
 struct TableOutput {
@@ -93,7 +82,7 @@ struct WindowTarget {
 }
 
 /// Runs the load.
-pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
+pub async fn run(options: LoadOptions) -> Result<Summary> {
     let stream = pick_stream(&options.pipeline, options.stream.as_deref())?;
     let source = source_name(&options.files)?;
     let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
@@ -110,6 +99,8 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
             landing: Some(Landing {
                 table,
                 files: WrittenFiles::default(),
+                event_time: stream.schema.event_time().name.clone(),
+                newest_event_us: None,
             }),
             in_flight: None,
             flush: config.flush,
@@ -162,12 +153,16 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
         windows,
         lane,
         side,
-        summary: LoadSummary::default(),
+        metrics: Metrics::shared(),
     };
     while let Some(Decoded { read, rows }) = ahead.next().await? {
         let lines = read.lines.lines();
-        load.summary.lines += lines.len() as u64;
-        load.summary.already_landed += read.skip as u64;
+        load.metrics.emit(RecordsRead {
+            topic: &load.source,
+            records: lines.len(),
+            bytes: lines.iter().map(|line| line.len()).sum(),
+            already_landed: read.skip,
+        });
         if let Some(rows) = rows {
             let first = read.first + read.skip as i64;
             load.batch(&lines[read.skip..], first, rows, &mut side_files)
@@ -185,7 +180,7 @@ pub async fn run(options: LoadOptions) -> Result<LoadSummary> {
     }
     load.flush(true).await?;
     side_files.finish()?;
-    Ok(load.summary)
+    Ok(load.metrics.summary())
 }
 
 /// The stream named, or the pipeline's only one.
@@ -229,7 +224,7 @@ struct Load {
     windows: Vec<WindowTarget>,
     lane: Lane,
     side: SideOutputs,
-    summary: LoadSummary,
+    metrics: Arc<Metrics>,
 }
 
 impl Load {
@@ -243,7 +238,11 @@ impl Load {
         side_files: &mut SideFiles,
     ) -> Result<()> {
         let last_offset = first + lines.len() as i64 - 1;
-        self.summary.rejected += decoded.rejected.len() as u64;
+        self.metrics.emit(RecordsRefused {
+            topic: &self.source,
+            refused: &decoded.rejected,
+            dead_letter_topic: self.side.dead_letter_topic(),
+        });
         let now = Instant::now();
         let mut late = Vec::new();
         for (slot, target) in self.windows.iter().enumerate() {
@@ -254,7 +253,12 @@ impl Load {
                 last_offset,
                 now,
             );
-            self.summary.late += offsets.len() as u64;
+            self.metrics.emit(LateEvents {
+                topic: &self.source,
+                partition: 0,
+                window: &target.config.name,
+                offsets: &offsets,
+            });
             if !offsets.is_empty() {
                 late.push((target.config.name.as_str(), offsets));
             }
@@ -281,7 +285,12 @@ impl Load {
             original,
             &self.lane.side_marks,
         )?;
-        self.summary.alerts += side.alerts;
+        for (rule, count) in &side.alerts {
+            self.metrics.emit(AlertsSent {
+                rule,
+                count: *count,
+            });
+        }
         side_files.write(&side.records)?;
         for (slot, output) in self.tables.iter().enumerate() {
             let rows = match &output.filter {
@@ -308,9 +317,7 @@ impl Load {
             .await
             .context("writing rows to a table failed to run")?;
         self.tables[slot].landing = Some(landing);
-        if let Some((rows, last)) = landed? {
-            self.summary.rows += rows as u64;
-            self.summary.commits += 1;
+        if let Some(last) = landed? {
             self.lane.tables[slot].committed = Some(last);
         }
         Ok(())
@@ -342,9 +349,9 @@ impl Load {
                 continue;
             }
             let mut landing = self.tables[slot].landing.take().expect("settled above");
-            let source = self.source.clone();
+            let (source, metrics) = (self.source.clone(), self.metrics.clone());
             self.tables[slot].in_flight = Some(tokio::spawn(async move {
-                let landed = land(&mut landing, &source, rows, pending).await;
+                let landed = land(&mut landing, &source, rows, pending, &metrics).await;
                 (landing, landed)
             }));
         }
@@ -362,9 +369,8 @@ impl Load {
                 .flatten()
             {
                 let last = pending.last_offset;
-                self.summary.windows +=
-                    commit(&mut self.windows[slot].table, &self.source, pending).await? as u64;
-                self.summary.commits += 1;
+                let table = &mut self.windows[slot].table;
+                commit(table, &self.source, pending, &self.metrics).await?;
                 self.lane.windows[slot].committed = Some(last);
             }
         }
@@ -372,15 +378,23 @@ impl Load {
     }
 }
 
-/// Writes `rows` to the table's files and, with `pending`, commits the files; returns the rows
-/// committed and the last line they cover, if it committed.
+/// Writes `rows` to the table's files and, with `pending`, commits the files; returns the last
+/// line the commit covers, if it committed.
 async fn land(
     landing: &mut Landing,
     source: &str,
     rows: Vec<RecordBatch>,
     pending: Option<Pending>,
-) -> Result<Option<(usize, i64)>> {
-    let Landing { table, files } = landing;
+    metrics: &Metrics,
+) -> Result<Option<i64>> {
+    let started = Instant::now();
+    let Landing {
+        table,
+        files,
+        event_time,
+        newest_event_us,
+    } = landing;
+    *newest_event_us = (*newest_event_us).max(newest_timestamp_us(&rows, event_time));
     for batch in rows {
         table
             .write_ahead(files, &batch)
@@ -392,24 +406,53 @@ async fn land(
     };
     let files = std::mem::take(files);
     let rows = files.rows();
-    let version = table
+    let commit = table
         .commit_written(files, &[progress(source, &pending)])
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
-    info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
-    Ok(Some((rows, pending.last_offset)))
+    metrics.emit(Committed {
+        table: table.name(),
+        kind: TableKind::Rows,
+        version: commit.version,
+        rows,
+        files: commit.files,
+        bytes: commit.bytes,
+        partitions: 1,
+        to_line: Some(pending.last_offset),
+        took: started.elapsed(),
+        newest_event_us: newest_event_us.take(),
+    });
+    Ok(Some(pending.last_offset))
 }
 
-/// Commits one pending set of rows with its progress; returns the rows committed.
-async fn commit(table: &mut LakeTable, source: &str, pending: Pending) -> Result<usize> {
+/// Commits a window table's pending rows with their progress.
+async fn commit(
+    table: &mut LakeTable,
+    source: &str,
+    pending: Pending,
+    metrics: &Metrics,
+) -> Result<()> {
+    let started = Instant::now();
     let rows: usize = pending.batches.iter().map(RecordBatch::num_rows).sum();
+    let newest_event_us = newest_timestamp_us(&pending.batches, WINDOW_END);
     let progress = [progress(source, &pending)];
-    let version = table
+    let commit = table
         .commit(pending.batches, &progress)
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
-    info!(table = %table.name(), version, rows, to_line = pending.last_offset, "Committed.");
-    Ok(rows)
+    metrics.emit(Committed {
+        table: table.name(),
+        kind: TableKind::Windows,
+        version: commit.version,
+        rows,
+        files: commit.files,
+        bytes: commit.bytes,
+        partitions: 1,
+        to_line: Some(pending.last_offset),
+        took: started.elapsed(),
+        newest_event_us,
+    });
+    Ok(())
 }
 
 /// How far a commit of `pending` takes the load's one source partition.

@@ -12,13 +12,18 @@ use sluice_core::RawRecord;
 use sluice_core::config::defaults;
 use sluice_kafka::consumer::{Consumed, RebalanceEvent};
 use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::lanes::Admit;
+use crate::events::{
+    AlertsSent, DeadLettersSent, EventsForwarded, LateEvents, PartitionsAssigned,
+    PartitionsRevoked, RecordsRead, RecordsRefused,
+};
+
 use super::opening::{by_topic, lane_for, side_marks};
+use super::{State, refresh_tables};
+use crate::lanes::Admit;
 use crate::repartition::origin_partition;
 use crate::side::Original;
-use super::{State, refresh_tables};
 
 impl State {
     /// Reads one batch and buffers its rows; returns how many records arrived.
@@ -30,10 +35,13 @@ impl State {
         for event in self.consumer.take_events() {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
-                    info!(?partitions, "Partitions assigned.");
                     let now = Instant::now();
                     self.assigned
                         .extend(partitions.iter().map(|p| (p.clone(), now)));
+                    self.metrics.emit(PartitionsAssigned {
+                        partitions: &partitions,
+                        holding: self.assigned.len(),
+                    });
                     for (topic, partitions) in by_topic(&partitions) {
                         let marks =
                             side_marks(&self.client, &self.sources, topic, &partitions).await?;
@@ -44,12 +52,17 @@ impl State {
                     refresh_tables(&mut self.outputs, None).await?;
                 }
                 RebalanceEvent::Revoked(partitions) => {
-                    info!(?partitions, "Partitions revoked; dropping their buffers.");
+                    let mut lanes = 0;
                     for partition in &partitions {
                         self.assigned.remove(partition);
-                        self.lanes.remove(partition);
+                        lanes += usize::from(self.lanes.remove(partition).is_some());
                         self.prefetched_marks.remove(partition);
                     }
+                    self.metrics.emit(PartitionsRevoked {
+                        partitions: &partitions,
+                        holding: self.assigned.len(),
+                        lanes,
+                    });
                 }
             }
         }
@@ -73,8 +86,18 @@ impl State {
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key,
+                &self.metrics,
             )
             .await?;
+            self.metrics.emit(RecordsRead {
+                topic,
+                records: records.len(),
+                bytes: records
+                    .iter()
+                    .map(|r| r.payload().map_or(0, <[u8]>::len))
+                    .sum(),
+                already_landed: 0,
+            });
             lane.begin_batch();
             let mut taken = Vec::with_capacity(records.len());
             for message in &records {
@@ -109,16 +132,11 @@ impl State {
                 .reads_origins
                 .then(|| origins_of(&records, &decoded.batch))
                 .transpose()?;
-            let message = match source.side.dead_letter_topic() {
-                Some(_) => {
-                    "Sent a record that does not fit the stream's schema to the dead-letter topic."
-                }
-                None => "Skipped a record that does not fit the stream's schema.",
-            };
-            for rejected in &decoded.rejected {
-                warn!(topic, partition = rejected.partition, offset = rejected.offset, reason = %rejected.reason, "{message}");
-            }
-            self.summary.rejected += decoded.rejected.len() as u64;
+            self.metrics.emit(RecordsRefused {
+                topic,
+                refused: &decoded.rejected,
+                dead_letter_topic: source.side.dead_letter_topic(),
+            });
             let mut late = Vec::new();
             for &window in &source.windows {
                 let output = &self.windows[window];
@@ -129,8 +147,12 @@ impl State {
                     now,
                 );
                 if !offsets.is_empty() {
-                    warn!(topic, partition, window = %output.config.name, late = offsets.len(), first = offsets[0], "Events arrived after their windows closed.");
-                    self.summary.late += offsets.len() as u64;
+                    self.metrics.emit(LateEvents {
+                        topic,
+                        partition,
+                        window: &output.config.name,
+                        offsets: &offsets,
+                    });
                     late.push((output.config.name.as_str(), offsets));
                 }
             }
@@ -158,8 +180,16 @@ impl State {
                 for record in &side.records {
                     lane.side_marks.insert(record.topic.clone(), record.mark);
                 }
-                self.summary.dead_lettered += side.dead_letters;
-                self.summary.alerts += side.alerts;
+                self.metrics.emit(DeadLettersSent {
+                    topic,
+                    count: side.dead_letters,
+                });
+                for (rule, count) in &side.alerts {
+                    self.metrics.emit(AlertsSent {
+                        rule,
+                        count: *count,
+                    });
+                }
                 for (slot, forward) in source.forwards.iter().enumerate() {
                     if lane.forwards[slot]
                         .committed
@@ -177,7 +207,10 @@ impl State {
                     tokio::task::block_in_place(|| {
                         records.iter().try_for_each(|record| producer.send(record))
                     })?;
-                    self.summary.forwarded += records.len() as u64;
+                    self.metrics.emit(EventsForwarded {
+                        window: &self.windows[forward.window].config.name,
+                        count: records.len() as u64,
+                    });
                     lane.forwards[slot].progressed(last_offset, now);
                 }
             }
@@ -227,13 +260,9 @@ fn origin_name(key: &str) -> &str {
 }
 
 /// Per row of `decoded`, the source partition its record from a repartition topic names.
-fn origins_of(
-    records: &[&Consumed<'_>],
-    decoded: &RecordBatch,
-) -> Result<Vec<i32>> {
+fn origins_of(records: &[&Consumed<'_>], decoded: &RecordBatch) -> Result<Vec<i32>> {
     use arrow::array::AsArray;
-    let by_offset: HashMap<i64, &Consumed<'_>> =
-        records.iter().map(|m| (m.offset(), *m)).collect();
+    let by_offset: HashMap<i64, &Consumed<'_>> = records.iter().map(|m| (m.offset(), *m)).collect();
     let offsets = decoded
         .column_by_name(sluice_core::schema::OFFSET_COLUMN)
         .context("decoded rows carry _offset")?

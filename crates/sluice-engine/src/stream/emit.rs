@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use crate::windows::{WindowLane, stream_watermark};
 use super::{State, Target, WindowOutput};
+use crate::events::WatermarkMoved;
+use crate::windows::{WindowLane, stream_watermark};
 
 impl State {
     pub(super) fn window_states<'a>(
@@ -49,6 +50,10 @@ impl State {
             let Some(watermark) = stream_watermark(partitions, config.idle_timeout, now) else {
                 continue;
             };
+            self.metrics.emit(WatermarkMoved {
+                window: &config.name,
+                watermark_us: watermark,
+            });
             for ((topic, _), lane) in self.lanes.iter_mut() {
                 if *topic == output.topic {
                     lane.windows[output.slot]
@@ -73,13 +78,13 @@ impl State {
                 self.gather(stream_topic, |lane| lane.forwards[*forward].take_pending());
             progress.extend(forwarded);
         }
-        let Some(rows) = self
+        if self
             .land(Target::Window(index), &batches, &progress)
             .await?
-        else {
+            .is_none()
+        {
             return Ok(());
-        };
-        self.summary.windows += rows as u64;
+        }
         for p in &progress {
             if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
                 match &fed_by {

@@ -13,6 +13,7 @@ mod opening;
 mod watchdog;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -22,16 +23,22 @@ use sluice_core::config::{Pipeline, Table, Window};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::GroupConsumer;
 use sluice_kafka::side::SideProducer;
-use sluice_lake::{LakeError, LakeTable, PartitionProgress};
+use sluice_lake::{Commit, LakeError, LakeTable, PartitionProgress};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
+
+use crate::events::{
+    Buffered, CommitFenced, CommitRetried, Committed, LanesFenced, Metrics, OverMemoryBudget,
+    PartitionLag, Summary, TableKind,
+};
+use crate::lake::newest_timestamp_us;
 
 use crate::lanes::{Lane, Pending};
-use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use crate::repartition::Forward;
 use crate::side::SideOutputs;
-use watchdog::GroupWatch;
 use crate::windows::WindowLane;
+use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
+use watchdog::GroupWatch;
 
 /// How long a failing store is retried before the stream gives up (and exits non-zero, to be
 /// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -65,29 +72,12 @@ pub struct StreamOptions {
     /// Buffered bytes over all tables and partitions; past it, the table holding the most is
     /// committed first, whatever its own flush limits say.
     pub memory_budget: u64,
-}
-
-/// What a stream process did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct StreamSummary {
-    /// Rows committed to tables (summed over tables).
-    pub rows: u64,
-    /// Records skipped because they did not fit the schema.
-    pub rejected: u64,
-    /// Of those, records sent to a dead-letter topic.
-    pub dead_lettered: u64,
-    /// Alerts sent.
-    pub alerts: u64,
-    /// Events that arrived after their windows closed.
-    pub late: u64,
-    /// Window rows committed.
-    pub windows: u64,
-    /// Events sent to repartition topics.
-    pub forwarded: u64,
-    /// Delta commits made.
-    pub commits: u64,
-    /// Commits refused because another member had taken over the partitions.
-    pub fenced: u64,
+    /// Where what the process observes is counted (served on `/metrics` by the caller).
+    pub metrics: Arc<Metrics>,
+    /// How long draining and committing may take once `shutdown` fires; past it, `run`
+    /// returns without committing (progress lives in the lake, so nothing is lost or doubled:
+    /// a restart resumes from the last commit).
+    pub shutdown_timeout: Duration,
 }
 
 /// A table being written and the stream feeding it.
@@ -97,6 +87,8 @@ struct Output {
     topic: String,
     /// The table's position among its stream's tables (its buffer in each lane).
     slot: usize,
+    /// The column holding each row's event time (for freshness).
+    event_time: String,
 }
 
 /// A window table being written and the topic feeding it.
@@ -132,9 +124,26 @@ struct Source {
     reads_origins: bool,
 }
 
-/// Runs until `shutdown` fires (then commits what is buffered) or, with `until_caught_up`,
-/// until everything assigned is in the lake.
-pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<StreamSummary> {
+/// Runs until `shutdown` fires (then commits what is buffered, within
+/// [`StreamOptions::shutdown_timeout`]) or, with `until_caught_up`, until everything assigned
+/// is in the lake.
+pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<Summary> {
+    let limit = options.shutdown_timeout;
+    let out_of_time = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        ran = run_until_done(options, shutdown.clone()) => ran,
+        () = out_of_time => {
+            warn!(?limit, "Shutdown timeout passed: exiting without committing; a restart resumes from the lake's offsets.");
+            anyhow::bail!("draining took longer than the shutdown timeout ({limit:?}): buffered rows were not committed, and a restart resumes from the last commit")
+        }
+    }
+}
+
+/// [`run`] without the bound on shutdown.
+async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> Result<Summary> {
     let (outputs, windows, sources) = open_outputs(&options).await?;
     let side_producer = connect_side_producer(&options.client, &sources).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
@@ -156,7 +165,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         prefetched_marks: HashMap::new(),
         lanes: HashMap::new(),
         assigned: HashMap::new(),
-        summary: StreamSummary::default(),
+        metrics: options.metrics.clone(),
         memory_budget: options.memory_budget,
         watch: GroupWatch::new(),
     };
@@ -174,6 +183,8 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         let draining = options.until_caught_up || options.drain.is_cancelled();
         state.flush_due(draining && took == 0).await?;
         state.watch_group().await?;
+        state.observe_lag();
+        state.metrics.turned();
         if took > 0 {
             idle_since = Instant::now();
         } else if draining || idle_since.elapsed() >= STUCK_CHECK_AFTER {
@@ -185,7 +196,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
         }
     }
     state.flush_due(true).await?;
-    Ok(state.summary)
+    Ok(state.metrics.summary())
 }
 
 struct State {
@@ -199,7 +210,7 @@ struct State {
     lanes: HashMap<(String, i32), Lane>,
     /// Assigned partitions and when they were assigned.
     assigned: HashMap<(String, i32), Instant>,
-    summary: StreamSummary,
+    metrics: Arc<Metrics>,
     memory_budget: u64,
     watch: GroupWatch,
 }
@@ -268,13 +279,37 @@ impl State {
                 .iter()
                 .map(|output| self.buffers(output).map(|t| t.bytes() as u64).sum())
                 .collect();
+            let total = buffered.iter().sum();
+            self.metrics.emit(Buffered {
+                bytes: total,
+                budget: self.memory_budget,
+            });
             let Some(largest) = largest_over_budget(&buffered, self.memory_budget) else {
                 break;
             };
-            debug!(table = %self.outputs[largest].config.name, bytes = buffered[largest], "Over the memory budget; committing the largest buffer.");
+            self.metrics.emit(OverMemoryBudget {
+                table: &self.outputs[largest].config.name,
+                bytes: buffered[largest],
+            });
             self.commit(largest).await?;
         }
         Ok(())
+    }
+
+    /// Sets each held partition's lag from the log end the consumer last heard of and the
+    /// position every table fed by it has committed.
+    fn observe_lag(&self) {
+        let ends = self.consumer.log_ends();
+        for (key, lane) in &self.lanes {
+            if let Some(&log_end) = ends.get(key) {
+                self.metrics.emit(PartitionLag {
+                    topic: &key.0,
+                    partition: key.1,
+                    log_end,
+                    committed_next: lane.committed_next(),
+                });
+            }
+        }
     }
 
     /// Commits one table's pending progress from every lane in one Delta commit.
@@ -282,10 +317,13 @@ impl State {
         let output = &self.outputs[index];
         let (topic, slot) = (output.topic.clone(), output.slot);
         let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
-        let Some(rows) = self.land(Target::Table(index), &batches, &progress).await? else {
+        if self
+            .land(Target::Table(index), &batches, &progress)
+            .await?
+            .is_none()
+        {
             return Ok(());
-        };
-        self.summary.rows += rows as u64;
+        }
         let mut positions = Vec::new();
         for p in &progress {
             if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
@@ -341,26 +379,57 @@ impl State {
         if let Some(producer) = &self.side_producer {
             flush_side_outputs(producer).await?;
         }
-        let (table, topic) = match target {
+        let (table, topic, kind, event_time) = match target {
             Target::Table(i) => {
                 let output = &mut self.outputs[i];
-                (&mut output.table, &output.topic)
+                let event_time = output.event_time.as_str();
+                (
+                    &mut output.table,
+                    &output.topic,
+                    TableKind::Rows,
+                    event_time,
+                )
             }
             Target::Window(i) => {
                 let output = &mut self.windows[i];
-                (&mut output.table, &output.topic)
+                let event_time = sluice_core::windows::WINDOW_END;
+                (
+                    &mut output.table,
+                    &output.topic,
+                    TableKind::Windows,
+                    event_time,
+                )
             }
         };
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        match commit_with_retries(table, batches, progress).await {
-            Ok(version) => {
-                info!(table = %table.name(), version, rows, partitions = progress.len(), "Committed.");
-                self.summary.commits += 1;
+        let newest_event_us = newest_timestamp_us(batches, event_time);
+        let started = Instant::now();
+        match commit_with_retries(table, batches, progress, &self.metrics).await {
+            Ok(Commit {
+                version,
+                files,
+                bytes,
+            }) => {
+                self.metrics.emit(Committed {
+                    table: table.name(),
+                    kind,
+                    version,
+                    rows,
+                    files,
+                    bytes,
+                    partitions: progress.len(),
+                    to_line: None,
+                    took: started.elapsed(),
+                    newest_event_us,
+                });
                 Ok(Some(rows))
             }
             Err(err) if err.is_fenced() => {
-                warn!(table = %table.name(), error = %format!("{:#}", anyhow::Error::new(err)), "Another member committed these partitions; dropping their buffers.");
-                self.summary.fenced += 1;
+                let error = anyhow::Error::new(err);
+                self.metrics.emit(CommitFenced {
+                    table: table.name(),
+                    error: &error,
+                });
                 let topic = topic.clone();
                 self.reopen_lanes(&topic, progress).await?;
                 Ok(None)
@@ -375,6 +444,11 @@ impl State {
     /// consumer there (it may have read past that point already, or not yet reached it).
     async fn reopen_lanes(&mut self, topic: &str, progress: &[PartitionProgress]) -> Result<()> {
         refresh_tables(&mut self.outputs, Some(topic)).await?;
+        let dropped = progress
+            .iter()
+            .filter(|p| self.lanes.contains_key(&(p.topic.clone(), p.partition)))
+            .count();
+        self.metrics.emit(LanesFenced { lanes: dropped });
         for p in progress {
             let key = (p.topic.clone(), p.partition);
             self.lanes.remove(&key);
@@ -387,6 +461,7 @@ impl State {
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key,
+                &self.metrics,
             )
             .await?;
             let next = lane.next_offset();
@@ -429,6 +504,7 @@ impl State {
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key.clone(),
+                &self.metrics,
             )
             .await?;
             // Offsets below the log start are gone (retention): nothing to wait for there.
@@ -467,13 +543,18 @@ async fn commit_with_retries(
     table: &mut LakeTable,
     batches: &[RecordBatch],
     progress: &[PartitionProgress],
-) -> Result<u64, LakeError> {
+    metrics: &Metrics,
+) -> Result<Commit, LakeError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
         match table.commit(batches, progress).await {
             Err(err) if err.is_transient() && started.elapsed() < COMMIT_RETRY_LIMIT => {
-                warn!(table = %table.name(), error = %format!("{:#}", anyhow::Error::new(err)), retry_in = ?delay, "Commit failed; retrying.");
+                metrics.emit(CommitRetried {
+                    table: table.name(),
+                    error: &anyhow::Error::new(err),
+                    retry_in: delay,
+                });
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(8));
             }

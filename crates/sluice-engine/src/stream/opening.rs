@@ -14,12 +14,13 @@ use sluice_kafka::side::{
 use sluice_kafka::{ClientOptions, KafkaError};
 use tracing::{info, warn};
 
+use super::{Output, Source, StreamOptions, WindowOutput};
+use crate::events::{LaneOpened, Metrics};
+use crate::lake::{open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, TableBuffer};
 use crate::repartition::Forward;
 use crate::side::{SideOutputs, WindowsHere};
-use crate::lake::{open_table, open_window_table, window_marks_of};
 use crate::windows::WindowLane;
-use super::{Output, Source, StreamOptions, WindowOutput};
 
 /// How long reading the side topics' tails may keep failing before the stream gives up (and
 /// exits non-zero, to be restarted). Below librdkafka's max.poll.interval.ms (5 min), so
@@ -62,6 +63,7 @@ pub(super) async fn open_outputs(
                 config: config.clone(),
                 topic: stream.topic.clone(),
                 slot: source.outputs.len() - 1,
+                event_time: stream.schema.event_time().name.clone(),
             });
         }
     }
@@ -167,6 +169,7 @@ pub(super) async fn lane_for<'a>(
     sources: &BTreeMap<String, Source>,
     (client, prefetched): (&ClientOptions, &mut PrefetchedMarks),
     key: (String, i32),
+    metrics: &Metrics,
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
         let source = &sources[&key.0];
@@ -205,7 +208,13 @@ pub(super) async fn lane_for<'a>(
         };
         lane.side_marks = marks.side;
         lane.forwarded = marks.forwarded;
-        info!(topic = %key.0, partition = key.1, next = lane.next_offset(), ?committed, side = ?lane.side_marks, "Lane opened from the lake's offsets.");
+        metrics.emit(LaneOpened {
+            topic: &key.0,
+            partition: key.1,
+            next: lane.next_offset(),
+            committed: &committed,
+            side: &lane.side_marks,
+        });
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))

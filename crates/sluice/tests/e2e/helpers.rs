@@ -37,12 +37,14 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// `sluice` with the test broker in its environment, logging at its default levels, or at
-/// `SLUICE_TEST_LOG` (a `SLUICE_LOG` filter) when that is set, to debug a test.
+/// `sluice` with the test broker in its environment, metrics on a free port (tests run many
+/// stream processes at once), logging at its default levels, or at `SLUICE_TEST_LOG` (a
+/// `SLUICE_LOG` filter) when that is set, to debug a test.
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     command
         .env("SLUICE_BROKERS", brokers())
+        .env("SLUICE_METRICS_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null());
     match std::env::var("SLUICE_TEST_LOG") {
         Ok(filter) => command.env("SLUICE_LOG", filter),

@@ -15,6 +15,7 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let gateway = format!("127.0.0.1:{}", free_port());
+    let metrics = format!("127.0.0.1:{}", free_port());
     // Logs go to a file: a pipe that nobody reads while the test polls the lake would stop
     // `up` at its first write once full (64 KiB), with nothing landing from then on.
     let log = dir.path().join("up.log");
@@ -28,6 +29,8 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
             &format!("127.0.0.1:{}", free_port()),
             "--gateway-listen",
             &gateway,
+            "--metrics-listen",
+            &metrics,
             "--data-dir",
         ])
         .arg(&data)
@@ -70,6 +73,18 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(1000));
     };
     assert!(rows > 0);
+    // The stream's metrics answer while it runs and count what landed.
+    let scraped = reqwest::blocking::get(format!("http://{metrics}/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let landed: f64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_rows_landed_total{table=\"sensor_events\"} "))
+        .unwrap_or_else(|| panic!("no rows landed in /metrics:\n{scraped}"))
+        .parse()
+        .unwrap();
+    assert!(landed > 0.0, "{scraped}");
     let key = printed
         .lock()
         .unwrap()
@@ -161,13 +176,15 @@ fn up_refuses_a_taken_port_by_address_and_the_flag_that_moves_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     let free = || format!("127.0.0.1:{}", free_port());
-    for (broker, gateway, flag) in [
-        (taken.clone(), free(), "--listen"),
-        (free(), taken.clone(), "--gateway-listen"),
+    for (broker, gateway, metrics, flag) in [
+        (taken.clone(), free(), free(), "--listen"),
+        (free(), taken.clone(), free(), "--gateway-listen"),
+        (free(), free(), taken.clone(), "--metrics-listen"),
     ] {
         let stderr = run_err(
             Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .args(["up", "--listen", &broker, "--gateway-listen", &gateway])
+                .args(["--metrics-listen", &metrics])
                 .arg("--data-dir")
                 .arg(dir.path())
                 .env_remove("SLUICE_BROKERS"),
