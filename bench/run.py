@@ -21,7 +21,8 @@ with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks worklo
 each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
 included (client creation; for the stream also joining the group and creating the table).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
-invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
+invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary (a row of its
+own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
 against Spark Structured Streaming and DuckDB on the same NDJSON file; "latency":
 produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
 POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate. The sluice binary is $SLUICE_BIN, else
@@ -55,7 +56,8 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
     subprocess.run([sluice, "produce", "--topic", topic, "--input", str(data), "--key", "device_id",
                     "--report", str(work / f"{name}.report.json")],
                    env=env, check=True, capture_output=True)
-    raw, stream = [], []
+    raw, stream, before = [], [], []
+    baseline = os.environ.get("BENCH_BASELINE_BIN")
     for run in range(runs):
         wall, rss, out, _ = timed([sluice, "topics", "read-speed", topic, "--json"], env)
         read = json.loads(out)
@@ -68,10 +70,22 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
                                    "--pipeline", str(file)], env)
         stream.append((events / wall, rss, events / cpu))
         shutil.rmtree(dir_)
+        if baseline:
+            file = pipeline(dir_, topic, f"bench-{name}-{run}-before-{os.getpid()}",
+                            dir_ / "lake/sensor_events", job)
+            wall, rss, _, cpu = timed([baseline, "stream", "--until-caught-up", *stream_args,
+                                       "--pipeline", str(file)], env)
+            before.append((events / wall, rss, events / cpu))
+            shutil.rmtree(dir_)
         print(f"  {name} run {run + 1}: raw {raw[-1][0]:,.0f}/s, stream {stream[-1][0]:,.0f}/s, "
               f"stream peak RSS {stream[-1][1]:.0f} MiB", file=sys.stderr)
     med = lambda xs, i: statistics.median(x[i] for x in xs)
-    return {
+    baseline_figures = before and {
+        "baseline_per_s": med(before, 0), "baseline_rss_mib": med(before, 1),
+        "baseline_per_cpu_s": med(before, 2),
+        "baseline_ratio": med([(b[0] / r[0], 0) for b, r in zip(before, raw)], 0),
+    }
+    return (baseline_figures or {}) | {
         "name": name, "events": events, "partitions": partitions, "hours": hours,
         "bytes": data.stat().st_size, "runs": runs,
         "raw_per_s": med(raw, 0), "raw_rss_mib": med(raw, 1),
@@ -100,7 +114,8 @@ def main():
     scenarios = [s for s in scenarios if wanted(s[0])]
     work = Path(tempfile.mkdtemp(prefix="sluice-bench."))
     env = dict(os.environ, SLUICE_RUN_DIR=str(work / "services"), SLUICE_BIN=sluice_bin(),
-               SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/")
+               SLUICE_KAFKA_PORT=str(free_port()), SLUICE_TANSU_STORAGE="memory://tansu/",
+               SLUICE_METRICS_LISTEN="127.0.0.1:0")
     services = str(ROOT / "scripts/services.sh")
     subprocess.run(["bash", services, "start", "kafka"], env=env, check=True, capture_output=True)
     env["SLUICE_BROKERS"] = f"127.0.0.1:{env['SLUICE_KAFKA_PORT']}"
@@ -124,6 +139,10 @@ def main():
                   f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
                   f"{r['ratio']:.2f} | {r['stream_per_cpu_s']:,.0f} | {r['raw_rss_mib']:.0f} MiB "
                   f"| {r['stream_rss_mib']:.0f} MiB |")
+            if "baseline_per_s" in r:
+                print(f"| {r['name']}, $BENCH_BASELINE_BIN | | | | {r['baseline_per_s']:,.0f} | "
+                      f"{r['baseline_ratio']:.2f} | {r['baseline_per_cpu_s']:,.0f} | "
+                      f"| {r['baseline_rss_mib']:.0f} MiB |")
     if files:
         print_files(files)
     if latency:

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`stream`]: `sluice stream`, a consumer-group member writing the lake exactly once.
 //! - [`load`]: `sluice load`, one stream's job over NDJSON files, with no broker.
+//! - [`job`]: a stream's job: one partition's decoded batch through its operators.
+//! - [`operators`]: the processing steps (windows, side outputs, tables) behind one trait.
 //! - [`lanes`]: per source partition, where reading goes on and what each table buffered.
 //! - [`windows`]: per partition, window state: events in, closed windows out, late events.
 //! - [`side`]: dead letters, alerts and late copies, exactly once per source record.
@@ -16,10 +18,12 @@
 //! what was being done (table, topic, partition) as context.
 
 pub mod events;
+pub mod job;
 pub mod lake;
 pub mod lanes;
 pub mod load;
 pub mod observe;
+pub mod operators;
 pub mod repartition;
 pub mod side;
 pub mod stream;

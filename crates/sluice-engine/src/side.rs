@@ -102,6 +102,7 @@ enum Kind {
 }
 
 /// What one partition's batch sends.
+#[derive(Default)]
 pub struct SideBatch {
     /// Records to send, in order.
     pub records: Vec<SideRecord>,

@@ -26,12 +26,12 @@ use sluice_core::{DecodedBatch, Decoder};
 use sluice_lake::{LakeTable, PartitionProgress, WrittenFiles};
 use tracing::info;
 
-use crate::events::{
-    AlertsSent, Committed, LateEvents, Metrics, RecordsRead, RecordsRefused, Summary, TableKind,
-};
+use crate::events::{Committed, Metrics, RecordsRead, Summary, TableKind};
 
+use crate::job::Job;
 use crate::lake::{newest_timestamp_us, open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, Pending};
+use crate::operators::Batch;
 use crate::side::{Original, SideOutputs, WindowsHere};
 use crate::windows::{LaneWatermark, WindowLane};
 use lines::{Ahead, Decoded, Lines};
@@ -68,12 +68,10 @@ struct Landing {
 }
 
 struct TableOutput {
-    name: String,
     /// `None` while its rows are being written.
     landing: Option<Landing>,
     in_flight: Option<InFlight>,
     flush: sluice_core::config::FlushPolicy,
-    filter: Option<sluice_core::expressions::Predicate>,
 }
 
 struct WindowTarget {
@@ -86,6 +84,7 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let stream = pick_stream(&options.pipeline, options.stream.as_deref())?;
     let source = source_name(&options.files)?;
     let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
+    let mut job = Job::new(SideOutputs::of(&options.pipeline, stream, WindowsHere::All));
     let mut tables = Vec::new();
     for config in options
         .pipeline
@@ -95,7 +94,6 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     {
         let table = open_table(config, &options.storage_options, decoder.table_schema()).await?;
         tables.push(TableOutput {
-            name: config.name.clone(),
             landing: Some(Landing {
                 table,
                 files: WrittenFiles::default(),
@@ -104,8 +102,8 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
             }),
             in_flight: None,
             flush: config.flush,
-            filter: config.filter.clone(),
         });
+        job.add_table(config);
     }
     let mut windows = Vec::new();
     for config in options
@@ -119,6 +117,7 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
             table,
             config: config.clone(),
         });
+        job.add_window(config);
     }
     let key = (source.clone(), 0);
     let mut committed = Vec::new();
@@ -138,7 +137,6 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let start = lane.next_offset();
     info!(source = %source, from_line = start, "Loading.");
 
-    let side = SideOutputs::of(&options.pipeline, stream, WindowsHere::All);
     let mut side_files = SideFiles::new(options.side_dir.as_deref())?;
     let mut ahead = Ahead::start(
         Lines::open(options.files)?,
@@ -152,7 +150,7 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         tables,
         windows,
         lane,
-        side,
+        job,
         metrics: Metrics::shared(),
     };
     while let Some(Decoded { read, rows }) = ahead.next().await? {
@@ -223,7 +221,7 @@ struct Load {
     tables: Vec<TableOutput>,
     windows: Vec<WindowTarget>,
     lane: Lane,
-    side: SideOutputs,
+    job: Job,
     metrics: Arc<Metrics>,
 }
 
@@ -238,37 +236,7 @@ impl Load {
         side_files: &mut SideFiles,
     ) -> Result<()> {
         let last_offset = first + lines.len() as i64 - 1;
-        self.metrics.emit(RecordsRefused {
-            topic: &self.source,
-            refused: &decoded.rejected,
-            dead_letter_topic: self.side.dead_letter_topic(),
-        });
         let now = Instant::now();
-        let mut late = Vec::new();
-        for (slot, target) in self.windows.iter().enumerate() {
-            let window = &mut self.lane.windows[slot];
-            let offsets = window.ingest(
-                &target.config.aggregation,
-                (&decoded.batch, None),
-                last_offset,
-                now,
-            );
-            self.metrics.emit(LateEvents {
-                topic: &self.source,
-                partition: 0,
-                window: &target.config.name,
-                offsets: &offsets,
-            });
-            if !offsets.is_empty() {
-                late.push((target.config.name.as_str(), offsets));
-            }
-            if let LaneWatermark::At(watermark) = window.watermark(now) {
-                window
-                    .advance(&target.config.aggregation, watermark)
-                    .await
-                    .with_context(|| format!("emitting windows of {}", target.config.name))?;
-            }
-        }
         let original = |offset: i64| {
             let line = lines.get(usize::try_from(offset - first).ok()?)?;
             Some(Original {
@@ -278,32 +246,26 @@ impl Load {
                 timestamp: None,
             })
         };
-        let side = self.side.records(
-            (&self.source, 0),
-            &decoded,
-            &late,
-            original,
-            &self.lane.side_marks,
-        )?;
-        for (rule, count) in &side.alerts {
-            self.metrics.emit(AlertsSent {
-                rule,
-                count: *count,
-            });
-        }
+        let batch = Batch {
+            topic: &self.source,
+            partition: 0,
+            decoded: &decoded,
+            origins: None,
+            last_offset,
+            now,
+            original: &original,
+        };
+        let side = self.job.process(&batch, &mut self.lane, &self.metrics)?;
         side_files.write(&side.records)?;
-        for (slot, output) in self.tables.iter().enumerate() {
-            let rows = match &output.filter {
-                None => decoded.batch.clone(),
-                Some(filter) => {
-                    let keep = filter
-                        .matches(&decoded.batch)
-                        .map_err(anyhow::Error::msg)
-                        .with_context(|| format!("filter of table {}", output.name))?;
-                    arrow::compute::filter_record_batch(&decoded.batch, &keep)?
-                }
-            };
-            self.lane.append(slot, &rows, last_offset, now);
+        // The one lane holds every event: each window closes as its own watermark moves.
+        for (slot, target) in self.windows.iter().enumerate() {
+            let window = &mut self.lane.windows[slot];
+            if let LaneWatermark::At(watermark) = window.watermark(now) {
+                window
+                    .advance(&target.config.aggregation, watermark)
+                    .await
+                    .with_context(|| format!("emitting windows of {}", target.config.name))?;
+            }
         }
         Ok(())
     }

@@ -14,10 +14,8 @@ use sluice_kafka::consumer::{Consumed, RebalanceEvent};
 use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
 use tracing::info;
 
-use crate::events::{
-    AlertsSent, DeadLettersSent, EventsForwarded, LateEvents, PartitionsAssigned,
-    PartitionsRevoked, RecordsRead, RecordsRefused,
-};
+use crate::events::{EventsForwarded, PartitionsAssigned, PartitionsRevoked, RecordsRead};
+use crate::operators::Batch;
 
 use super::opening::{by_topic, lane_for, side_marks};
 use super::{State, refresh_tables};
@@ -132,101 +130,61 @@ impl State {
                 .reads_origins
                 .then(|| origins_of(&records, &decoded.batch))
                 .transpose()?;
-            self.metrics.emit(RecordsRefused {
+            let first = records[0].offset();
+            let original = |offset: i64| {
+                let message = records
+                    .get(usize::try_from(offset - first).ok()?)
+                    .filter(|m| m.offset() == offset)
+                    .or_else(|| records.iter().find(|m| m.offset() == offset))?;
+                Some(original_of(message))
+            };
+            let batch = Batch {
                 topic,
-                refused: &decoded.rejected,
-                dead_letter_topic: source.side.dead_letter_topic(),
-            });
-            let mut late = Vec::new();
-            for &window in &source.windows {
-                let output = &self.windows[window];
-                let offsets = lane.windows[output.slot].ingest(
-                    &output.config.aggregation,
-                    (&decoded.batch, origins.as_deref()),
-                    last_offset,
-                    now,
-                );
-                if !offsets.is_empty() {
-                    self.metrics.emit(LateEvents {
-                        topic,
-                        partition,
-                        window: &output.config.name,
-                        offsets: &offsets,
-                    });
-                    late.push((output.config.name.as_str(), offsets));
-                }
+                partition,
+                decoded: &decoded,
+                origins: origins.as_deref(),
+                last_offset,
+                now,
+                original: &original,
+            };
+            let side = source.job.process(&batch, lane, &self.metrics)?;
+            if side.records.is_empty() && source.forwards.is_empty() {
+                continue;
             }
-            if let Some(producer) = &self.side_producer {
-                let first = records[0].offset();
-                let original = |offset: i64| {
-                    let message = records
-                        .get(usize::try_from(offset - first).ok()?)
-                        .filter(|m| m.offset() == offset)
-                        .or_else(|| records.iter().find(|m| m.offset() == offset))?;
-                    Some(original_of(message))
-                };
-                let side = source.side.records(
+            let producer = self
+                .side_producer
+                .as_ref()
+                .context("side records to send but no side topics")?;
+            tokio::task::block_in_place(|| {
+                side.records
+                    .iter()
+                    .try_for_each(|record| producer.send(record))
+            })?;
+            for record in &side.records {
+                lane.side_marks.insert(record.topic.clone(), record.mark);
+            }
+            for (slot, forward) in source.forwards.iter().enumerate() {
+                if lane.forwards[slot]
+                    .committed
+                    .is_some_and(|c| last_offset <= c)
+                {
+                    continue;
+                }
+                let records = forward.records(
                     (topic, partition),
-                    &decoded,
-                    &late,
+                    &decoded.batch,
+                    producer,
                     original,
-                    &lane.side_marks,
+                    &mut lane.forwarded,
                 )?;
                 tokio::task::block_in_place(|| {
-                    side.records
-                        .iter()
-                        .try_for_each(|record| producer.send(record))
+                    records.iter().try_for_each(|record| producer.send(record))
                 })?;
-                for record in &side.records {
-                    lane.side_marks.insert(record.topic.clone(), record.mark);
-                }
-                self.metrics.emit(DeadLettersSent {
-                    topic,
-                    count: side.dead_letters,
+                self.metrics.emit(EventsForwarded {
+                    window: &self.windows[forward.window].config.name,
+                    count: records.len() as u64,
                 });
-                for (rule, count) in &side.alerts {
-                    self.metrics.emit(AlertsSent {
-                        rule,
-                        count: *count,
-                    });
-                }
-                for (slot, forward) in source.forwards.iter().enumerate() {
-                    if lane.forwards[slot]
-                        .committed
-                        .is_some_and(|c| last_offset <= c)
-                    {
-                        continue;
-                    }
-                    let records = forward.records(
-                        (topic, partition),
-                        &decoded.batch,
-                        producer,
-                        original,
-                        &mut lane.forwarded,
-                    )?;
-                    tokio::task::block_in_place(|| {
-                        records.iter().try_for_each(|record| producer.send(record))
-                    })?;
-                    self.metrics.emit(EventsForwarded {
-                        window: &self.windows[forward.window].config.name,
-                        count: records.len() as u64,
-                    });
-                    lane.forwards[slot].progressed(last_offset, now);
-                }
-            }
-            for &output in &source.outputs {
-                let output = &self.outputs[output];
-                let rows = match &output.config.filter {
-                    None => decoded.batch.clone(),
-                    Some(filter) => {
-                        let keep = filter
-                            .matches(&decoded.batch)
-                            .map_err(anyhow::Error::msg)
-                            .with_context(|| format!("filter of table {}", output.config.name))?;
-                        arrow::compute::filter_record_batch(&decoded.batch, &keep)?
-                    }
-                };
-                lane.append(output.slot, &rows, last_offset, now);
+                lane.forwards[slot].progressed(last_offset, now);
             }
         }
         Ok(messages.len())

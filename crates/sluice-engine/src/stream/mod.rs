@@ -33,9 +33,9 @@ use crate::events::{
 };
 use crate::lake::newest_timestamp_us;
 
+use crate::job::Job;
 use crate::lanes::{Lane, Pending};
 use crate::repartition::Forward;
-use crate::side::SideOutputs;
 use crate::windows::WindowLane;
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use watchdog::GroupWatch;
@@ -117,7 +117,8 @@ struct Source {
     decoder: Decoder,
     outputs: Vec<usize>,
     windows: Vec<usize>,
-    side: SideOutputs,
+    /// What happens to each partition's decoded batch.
+    job: Job,
     /// Repartitioned windows, whose events this topic's lanes forward.
     forwards: Vec<Forward>,
     /// A repartition topic: each record names its source partition in its headers.

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::{Output, Source, StreamOptions, WindowOutput};
 use crate::events::{LaneOpened, Metrics};
+use crate::job::Job;
 use crate::lake::{open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, TableBuffer};
 use crate::repartition::Forward;
@@ -40,7 +41,11 @@ pub(super) async fn open_outputs(
             decoder,
             outputs: Vec::new(),
             windows: Vec::new(),
-            side: SideOutputs::of(&options.pipeline, stream, WindowsHere::NotRepartitioned),
+            job: Job::new(SideOutputs::of(
+                &options.pipeline,
+                stream,
+                WindowsHere::NotRepartitioned,
+            )),
             forwards: Vec::new(),
             reads_origins: false,
         });
@@ -62,7 +67,7 @@ pub(super) async fn open_outputs(
                 table,
                 config: config.clone(),
                 topic: stream.topic.clone(),
-                slot: source.outputs.len() - 1,
+                slot: source.job.add_table(config),
                 event_time: stream.schema.event_time().name.clone(),
             });
         }
@@ -83,7 +88,7 @@ pub(super) async fn open_outputs(
                 table,
                 config: config.clone(),
                 topic: stream.topic.clone(),
-                slot: stream_source.windows.len() - 1,
+                slot: stream_source.job.add_window(config),
                 fed_by: None,
             });
             continue;
@@ -96,13 +101,15 @@ pub(super) async fn open_outputs(
         let forward_slot = stream_source.forwards.len() - 1;
         let partitions = ensure_repartition_topic(&options.client, &stream.topic, internal).await?;
         info!(window = %config.name, topic = %internal, partitions, "Repartitioning through an internal topic keyed by the window's group_by.");
+        let mut repartitioned = Job::new(SideOutputs::of_repartitioned(stream, config));
+        let slot = repartitioned.add_window(config);
         sources.insert(
             internal.clone(),
             Source {
                 decoder: Decoder::new(stream.schema.clone(), stream.max_record_size),
                 outputs: Vec::new(),
                 windows: vec![windows.len()],
-                side: SideOutputs::of_repartitioned(stream, config),
+                job: repartitioned,
                 forwards: Vec::new(),
                 reads_origins: true,
             },
@@ -111,7 +118,7 @@ pub(super) async fn open_outputs(
             table,
             config: config.clone(),
             topic: internal.clone(),
-            slot: 0,
+            slot,
             fed_by: Some((stream.topic.clone(), forward_slot, partitions)),
         });
     }
@@ -144,7 +151,7 @@ pub(super) async fn connect_side_producer(
         .values()
         .flat_map(|s| {
             let forwards = s.forwards.iter().map(|f| f.topic.as_str());
-            s.side.topics().into_iter().chain(forwards)
+            s.job.side().topics().into_iter().chain(forwards)
         })
         .map(String::from)
         .collect();
@@ -273,7 +280,7 @@ fn read_side_marks(
         .iter()
         .map(|p| ((topic.to_string(), *p), LaneMarks::default()))
         .collect();
-    for side_topic in sources[topic].side.topics() {
+    for side_topic in sources[topic].job.side().topics() {
         let found = last_marks(client, side_topic, topic, partitions)
             .with_context(|| format!("reading what {side_topic} holds from {topic}"))?;
         for (partition, mark) in found {
