@@ -49,12 +49,16 @@ def files(events, runs, work, env):
     measured = {name: [] for name in names}
     for run in range(runs):
         dir_ = work / f"files-run{run}"
-        job = pipeline(dir_ / "job", "unused", "unused", dir_ / "job/lake/sensor_events", True)
-        raw = pipeline(dir_ / "raw", "unused", "unused", dir_ / "raw/lake/sensor_events")
+        # Each load lands into a lake of its own: a second load of the same files into the same
+        # lake would find every line landed already.
+        job = lambda name: pipeline(dir_ / name, "unused", "unused",
+                                    dir_ / name / "lake/sensor_events", True)
+        raw = lambda name: pipeline(dir_ / name, "unused", "unused",
+                                    dir_ / name / "lake/sensor_events")
         load = lambda binary, file: [binary, "load", "--pipeline", str(file), str(data)]
         contenders = {
-            "engine": load(sluice, job),
-            "landing": load(sluice, raw),
+            "engine": load(sluice, job("job")),
+            "landing": load(sluice, raw("raw")),
             "duckdb": [python, str(ROOT / "bench/duckdb_convert.py"), str(data),
                        str(dir_ / "duckdb.parquet")],
             # spark-submit execs the JVM, which runs the Python driver as its child: both are
@@ -63,10 +67,14 @@ def files(events, runs, work, env):
                       str(ROOT / "bench/spark_job.py"), str(spark_input), str(dir_ / "spark")],
         }
         if baseline:
-            contenders["engine-baseline"] = load(baseline, job)
-            contenders["landing-baseline"] = load(baseline, raw)
+            contenders["engine-baseline"] = load(baseline, job("job-baseline"))
+            contenders["landing-baseline"] = load(baseline, raw("raw-baseline"))
         spark_env = dict(env, PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python)
-        for name, cmd in contenders.items():
+        # Each baseline runs next to its counterpart, first on every other run.
+        pairs = [[n, f"{n}-baseline"] for n in ("engine", "landing")]
+        order = [n for pair in pairs for n in (pair if run % 2 == 0 else pair[::-1])
+                 if n in contenders] + ["duckdb", "spark"]
+        for name, cmd in ((n, contenders[n]) for n in order):
             wall, rss, _, cpu = timed(cmd, spark_env if name == "spark" else env)
             measured[name].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu})
             print(f"  files run {run + 1}: {name} {wall:.1f} s, {cpu:.1f} CPU-s, "
