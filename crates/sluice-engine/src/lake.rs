@@ -1,5 +1,6 @@
 //! The lake as both drivers open it: a stream's tables and window tables (created on first
-//! use), where a window table left a partition, and the newest event time a commit lands.
+//! use) as [`Sink`]s, where a window table left a partition, and the newest event time a
+//! commit lands. The one place that picks a sink for a table (today every table is Delta).
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::TimestampMicrosecondType;
 use sluice_core::config::{Table, Window};
-use sluice_lake::LakeTable;
+use sluice_lake::{DeltaSink, LakeTable, Sink};
 
 use crate::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowMarks};
 
@@ -17,39 +18,41 @@ pub async fn open_table(
     config: &Table,
     storage_options: &HashMap<String, String>,
     schema: &SchemaRef,
-) -> Result<LakeTable> {
-    Ok(LakeTable::open_or_create(
+) -> Result<Box<dyn Sink>> {
+    let table = LakeTable::open_or_create(
         &config.name,
         &config.uri,
         storage_options,
         schema,
         &config.partition_by,
     )
-    .await?)
+    .await?;
+    Ok(Box::new(DeltaSink::new(table)))
 }
 
 /// Opens (or creates) a window table.
 pub async fn open_window_table(
     config: &Window,
     storage_options: &HashMap<String, String>,
-) -> Result<LakeTable> {
-    Ok(LakeTable::open_or_create(
+) -> Result<Box<dyn Sink>> {
+    let table = LakeTable::open_or_create(
         &config.name,
         &config.uri,
         storage_options,
         config.aggregation.output_schema(),
         &config.partition_by,
     )
-    .await?)
+    .await?;
+    Ok(Box::new(DeltaSink::new(table)))
 }
 
 /// Where a window table left a partition.
 pub async fn window_marks_of(
-    table: &LakeTable,
+    table: &dyn Sink,
     (topic, partition): &(String, i32),
 ) -> Result<WindowMarks> {
     Ok(WindowMarks {
-        committed: table.committed_offset(topic, *partition).await?,
+        committed: table.committed(topic, *partition).await?,
         replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
         replay_max_us: table
             .committed_mark(topic, *partition, REPLAY_MAX_US)

@@ -11,15 +11,18 @@
 //!   (the kafka-delta-ingest protocol): the lake, not Kafka, records how far each partition got.
 //! - [`write_ahead`]: rows encoded into files as they arrive and committed later, for a writer
 //!   that cannot lose its source (`sluice load`): no rows held between commits.
+//! - [`sink`]: the `Sink` trait the engine writes through, and the Delta sink.
 
 pub mod audit;
 pub mod compact;
 pub mod location;
 mod partitioning;
+pub mod sink;
 pub mod table;
 pub mod write_ahead;
 pub mod writer;
 
+pub use sink::{DeltaSink, Sink};
 pub use table::LakeTable;
 pub use write_ahead::WrittenFiles;
 pub use writer::{Commit, PartitionProgress, app_id};

@@ -23,7 +23,7 @@ use arrow::array::RecordBatch;
 use sluice_core::config::{Pipeline, Stream, defaults};
 use sluice_core::windows::WINDOW_END;
 use sluice_core::{DecodedBatch, Decoder};
-use sluice_lake::{LakeTable, PartitionProgress, WrittenFiles};
+use sluice_lake::{PartitionProgress, Sink};
 use tracing::info;
 
 use crate::events::{Committed, Metrics, RecordsRead, Summary, TableKind};
@@ -56,15 +56,16 @@ pub struct LoadOptions {
 /// it committed.
 type InFlight = tokio::task::JoinHandle<(Landing, Result<Option<i64>>)>;
 
-/// A table and the files written to it since its last commit (`sluice_lake::write_ahead`):
-/// a load holds no rows between commits, only open files.
+/// A table, which holds the files written to it since its last commit (`Sink::write`): a
+/// load holds no rows between commits, only open files.
 struct Landing {
-    table: LakeTable,
-    files: WrittenFiles,
+    table: Box<dyn Sink>,
     /// The column holding each row's event time.
     event_time: String,
     /// The newest event time written since the last commit.
     newest_event_us: Option<i64>,
+    /// Rows written since the last commit.
+    rows_written: usize,
 }
 
 struct TableOutput {
@@ -75,7 +76,7 @@ struct TableOutput {
 }
 
 struct WindowTarget {
-    table: LakeTable,
+    table: Box<dyn Sink>,
     config: sluice_core::config::Window,
 }
 
@@ -96,9 +97,9 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         tables.push(TableOutput {
             landing: Some(Landing {
                 table,
-                files: WrittenFiles::default(),
                 event_time: stream.schema.event_time().name.clone(),
                 newest_event_us: None,
+                rows_written: 0,
             }),
             in_flight: None,
             flush: config.flush,
@@ -123,12 +124,12 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let mut committed = Vec::new();
     for output in &tables {
         let landing = output.landing.as_ref().expect("not writing yet");
-        committed.push(landing.table.committed_offset(&source, 0).await?);
+        committed.push(landing.table.committed(&source, 0).await?);
     }
     let mut resumes = Vec::new();
     let mut window_lanes = Vec::new();
     for target in &windows {
-        let marks = window_marks_of(&target.table, &key).await?;
+        let marks = window_marks_of(target.table.as_ref(), &key).await?;
         resumes.push(WindowLane::resume_offset(&marks));
         window_lanes.push(WindowLane::new(marks, target.config.allowed_lateness_us));
     }
@@ -331,7 +332,7 @@ impl Load {
                 .flatten()
             {
                 let last = pending.last_offset;
-                let table = &mut self.windows[slot].table;
+                let table = self.windows[slot].table.as_mut();
                 commit(table, &self.source, pending, &self.metrics).await?;
                 self.lane.windows[slot].committed = Some(last);
             }
@@ -352,24 +353,24 @@ async fn land(
     let started = Instant::now();
     let Landing {
         table,
-        files,
         event_time,
         newest_event_us,
+        rows_written,
     } = landing;
     *newest_event_us = (*newest_event_us).max(newest_timestamp_us(&rows, event_time));
     for batch in rows {
         table
-            .write_ahead(files, &batch)
+            .write(&batch)
             .await
             .with_context(|| format!("writing rows to table {}", table.name()))?;
+        *rows_written += batch.num_rows();
     }
     let Some(pending) = pending else {
         return Ok(None);
     };
-    let files = std::mem::take(files);
-    let rows = files.rows();
+    let rows = std::mem::take(rows_written);
     let commit = table
-        .commit_written(files, &[progress(source, &pending)])
+        .commit(&[], &[progress(source, &pending)])
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     metrics.emit(Committed {
@@ -389,7 +390,7 @@ async fn land(
 
 /// Commits a window table's pending rows with their progress.
 async fn commit(
-    table: &mut LakeTable,
+    table: &mut dyn Sink,
     source: &str,
     pending: Pending,
     metrics: &Metrics,
@@ -399,7 +400,7 @@ async fn commit(
     let newest_event_us = newest_timestamp_us(&pending.batches, WINDOW_END);
     let progress = [progress(source, &pending)];
     let commit = table
-        .commit(pending.batches, &progress)
+        .commit(&pending.batches, &progress)
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     metrics.emit(Committed {

@@ -23,7 +23,7 @@ use sluice_core::config::{Pipeline, Table, Window};
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::GroupConsumer;
 use sluice_kafka::side::SideProducer;
-use sluice_lake::{Commit, LakeError, LakeTable, PartitionProgress};
+use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -82,7 +82,7 @@ pub struct StreamOptions {
 
 /// A table being written and the stream feeding it.
 struct Output {
-    table: LakeTable,
+    table: Box<dyn Sink>,
     config: Table,
     topic: String,
     /// The table's position among its stream's tables (its buffer in each lane).
@@ -93,7 +93,7 @@ struct Output {
 
 /// A window table being written and the topic feeding it.
 struct WindowOutput {
-    table: LakeTable,
+    table: Box<dyn Sink>,
     config: Window,
     /// The stream's topic, or the window's repartition topic.
     topic: String,
@@ -405,7 +405,7 @@ impl State {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let newest_event_us = newest_timestamp_us(batches, event_time);
         let started = Instant::now();
-        match commit_with_retries(table, batches, progress, &self.metrics).await {
+        match commit_with_retries(table.as_mut(), batches, progress, &self.metrics).await {
             Ok(Commit {
                 version,
                 files,
@@ -541,7 +541,7 @@ fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
 /// Every attempt writes its files before its commit, so nothing is committed before it is
 /// durable; files of a failed attempt stay unreferenced.
 async fn commit_with_retries(
-    table: &mut LakeTable,
+    table: &mut dyn Sink,
     batches: &[RecordBatch],
     progress: &[PartitionProgress],
     metrics: &Metrics,

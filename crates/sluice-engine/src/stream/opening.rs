@@ -61,7 +61,7 @@ pub(super) async fn open_outputs(
                 source.decoder.table_schema(),
             )
             .await?;
-            info!(table = %config.name, uri = %table.url(), version = ?table.version(), "Opened table.");
+            info!(table = %config.name, at = %table.describe(), "Opened table.");
             source.outputs.push(outputs.len());
             outputs.push(Output {
                 table,
@@ -78,7 +78,7 @@ pub(super) async fn open_outputs(
             .stream(&config.from)
             .expect("validated: windows name streams");
         let table = open_window_table(config, &options.storage_options).await?;
-        info!(window = %config.name, uri = %table.url(), version = ?table.version(), "Opened window table.");
+        info!(window = %config.name, at = %table.describe(), "Opened window table.");
         let stream_source = sources
             .get_mut(&stream.topic)
             .expect("every stream has a source");
@@ -186,7 +186,7 @@ pub(super) async fn lane_for<'a>(
         let mut window_lanes = Vec::new();
         for &window in &source.windows {
             let output = &windows[window];
-            let marks = window_marks_of(&output.table, &key).await?;
+            let marks = window_marks_of(output.table.as_ref(), &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
             let lane = WindowLane::new(marks, output.config.allowed_lateness_us);
             window_lanes.push(match output.fed_by {
@@ -199,7 +199,7 @@ pub(super) async fn lane_for<'a>(
         let mut forwards = Vec::new();
         for forward in &source.forwards {
             let table = &windows[forward.window].table;
-            let forwarded = table.committed_offset(&key.0, key.1).await?;
+            let forwarded = table.committed(&key.0, key.1).await?;
             resumes.push(forwarded.map(|c| c + 1));
             forwards.push(TableBuffer::new(forwarded));
         }
@@ -323,12 +323,7 @@ pub(super) async fn committed_offsets(
 ) -> Result<Vec<Option<i64>>> {
     let mut committed = Vec::new();
     for &output in &sources[topic].outputs {
-        committed.push(
-            outputs[output]
-                .table
-                .committed_offset(topic, *partition)
-                .await?,
-        );
+        committed.push(outputs[output].table.committed(topic, *partition).await?);
     }
     Ok(committed)
 }

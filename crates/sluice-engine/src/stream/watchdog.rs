@@ -158,7 +158,7 @@ impl State {
                     let feeds = output.topic == *topic
                         || output.fed_by.as_ref().is_some_and(|(t, _, _)| t == topic);
                     if feeds {
-                        held.push(output.table.committed_offset(topic, partition).await?);
+                        held.push(output.table.committed(topic, partition).await?);
                     }
                 }
                 if !held.is_empty() {

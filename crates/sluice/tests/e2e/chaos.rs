@@ -156,8 +156,15 @@ fn kill_minus_nine_in_one_group_sends_every_window_alert_dead_letter_and_late_ev
         file
     };
     let logs = dir.join("logs");
+    // The killed runs never stop by themselves (no `--until-caught-up`): in one group, tansu
+    // 0.6 may give a restarted member a subset of the partitions while a killed member's ghost
+    // holds the rest, and a run that caught up with its subset ended before its kill.
     let seed = kill_at_random_moments(6, 1_000..6_000, &logs, |run| {
-        stream_until_caught_up_command(&pipeline(&format!("run{run}"), &group))
+        let mut command = sluice();
+        command
+            .args(["stream", "--pipeline"])
+            .arg(pipeline(&format!("run{run}"), &group));
+        command
     });
     // The last run, which must finish, drains in a group of its own: `--until-caught-up`
     // counts only the partitions a member holds, and tansu 0.6 can hand a member restarted in

@@ -78,6 +78,11 @@ impl Member {
 
     /// SIGTERM, then insists on a clean exit (buffers committed) within `limit`.
     pub fn stop(mut self, limit: Duration) {
+        self.terminate(limit);
+    }
+
+    /// [`Self::stop`], keeping the member (its log) around.
+    pub fn terminate(&mut self, limit: Duration) {
         self.signal("TERM");
         let started = Instant::now();
         let status = loop {
