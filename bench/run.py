@@ -64,19 +64,19 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
         assert read["records"] == events, read
         raw.append((events / wall, rss))
         dir_ = work / f"{name}-run{run}"
-        file = pipeline(dir_, topic, f"bench-{name}-{run}-{os.getpid()}",
-                        dir_ / "lake/sensor_events", job)
-        wall, rss, _, cpu = timed([sluice, "stream", "--until-caught-up", *stream_args,
-                                   "--pipeline", str(file)], env)
-        stream.append((events / wall, rss, events / cpu))
-        shutil.rmtree(dir_)
-        if baseline:
-            file = pipeline(dir_, topic, f"bench-{name}-{run}-before-{os.getpid()}",
+
+        def stream_once(binary, tag):
+            # A fresh group and table each time: the whole topic, from its start.
+            file = pipeline(dir_, topic, f"bench-{name}-{run}{tag}-{os.getpid()}",
                             dir_ / "lake/sensor_events", job)
-            wall, rss, _, cpu = timed([baseline, "stream", "--until-caught-up", *stream_args,
+            wall, rss, _, cpu = timed([binary, "stream", "--until-caught-up", *stream_args,
                                        "--pipeline", str(file)], env)
-            before.append((events / wall, rss, events / cpu))
             shutil.rmtree(dir_)
+            return events / wall, rss, events / cpu
+
+        stream.append(stream_once(sluice, ""))
+        if baseline:
+            before.append(stream_once(baseline, "-before"))
         print(f"  {name} run {run + 1}: raw {raw[-1][0]:,.0f}/s, stream {stream[-1][0]:,.0f}/s, "
               f"stream peak RSS {stream[-1][1]:.0f} MiB", file=sys.stderr)
     med = lambda xs, i: statistics.median(x[i] for x in xs)

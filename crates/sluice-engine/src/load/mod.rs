@@ -331,10 +331,15 @@ impl Load {
                 .then(|| self.lane.windows[slot].take_pending())
                 .flatten()
             {
-                let last = pending.last_offset;
+                let landed = Landed {
+                    kind: TableKind::Windows,
+                    batches: &pending.batches,
+                    rows: pending.batches.iter().map(RecordBatch::num_rows).sum(),
+                    newest_event_us: newest_timestamp_us(&pending.batches, WINDOW_END),
+                };
                 let table = self.windows[slot].table.as_mut();
-                commit(table, &self.source, pending, &self.metrics).await?;
-                self.lane.windows[slot].committed = Some(last);
+                commit(table, &self.source, landed, &pending, &self.metrics).await?;
+                self.lane.windows[slot].committed = Some(pending.last_offset);
             }
         }
         Ok(())
@@ -350,7 +355,6 @@ async fn land(
     pending: Option<Pending>,
     metrics: &Metrics,
 ) -> Result<Option<i64>> {
-    let started = Instant::now();
     let Landing {
         table,
         event_time,
@@ -368,44 +372,41 @@ async fn land(
     let Some(pending) = pending else {
         return Ok(None);
     };
-    let rows = std::mem::take(rows_written);
-    let commit = table
-        .commit(&[], &[progress(source, &pending)])
-        .await
-        .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
-    metrics.emit(Committed {
-        table: table.name(),
+    let landed = Landed {
         kind: TableKind::Rows,
-        version: commit.version,
-        rows,
-        files: commit.files,
-        bytes: commit.bytes,
-        partitions: 1,
-        to_line: Some(pending.last_offset),
-        took: started.elapsed(),
+        batches: &[],
+        rows: std::mem::take(rows_written),
         newest_event_us: newest_event_us.take(),
-    });
+    };
+    commit(table.as_mut(), source, landed, &pending, metrics).await?;
     Ok(Some(pending.last_offset))
 }
 
-/// Commits a window table's pending rows with their progress.
+/// What a commit lands: `batches` besides the rows written ahead (`rows` in all).
+struct Landed<'a> {
+    kind: TableKind,
+    batches: &'a [RecordBatch],
+    rows: usize,
+    newest_event_us: Option<i64>,
+}
+
+/// Commits `landed` with the progress of `pending`.
 async fn commit(
     table: &mut dyn Sink,
     source: &str,
-    pending: Pending,
+    landed: Landed<'_>,
+    pending: &Pending,
     metrics: &Metrics,
 ) -> Result<()> {
     let started = Instant::now();
-    let rows: usize = pending.batches.iter().map(RecordBatch::num_rows).sum();
-    let newest_event_us = newest_timestamp_us(&pending.batches, WINDOW_END);
-    let progress = [progress(source, &pending)];
+    let rows = landed.rows;
     let commit = table
-        .commit(&pending.batches, &progress)
+        .commit(landed.batches, &[progress(source, pending)])
         .await
         .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
     metrics.emit(Committed {
         table: table.name(),
-        kind: TableKind::Windows,
+        kind: landed.kind,
         version: commit.version,
         rows,
         files: commit.files,
@@ -413,7 +414,7 @@ async fn commit(
         partitions: 1,
         to_line: Some(pending.last_offset),
         took: started.elapsed(),
-        newest_event_us,
+        newest_event_us: landed.newest_event_us,
     });
     Ok(())
 }
