@@ -71,6 +71,10 @@ pub struct RecordsRefused<'a> {
 
 impl Event for RecordsRefused<'_> {
     fn emit(self, metrics: &Metrics) {
+        // Most batches refuse nothing: no label, lock or log for them.
+        if self.refused.is_empty() {
+            return;
+        }
         let message = match self.dead_letter_topic {
             Some(_) => {
                 "Sent a record that does not fit the stream's schema to the dead-letter topic."
@@ -99,6 +103,9 @@ pub struct DeadLettersSent<'a> {
 
 impl Event for DeadLettersSent<'_> {
     fn emit(self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
         let label = TopicLabel {
             topic: self.topic.to_string(),
         };
@@ -175,6 +182,9 @@ pub struct EventsForwarded<'a> {
 
 impl Event for EventsForwarded<'_> {
     fn emit(self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
         let label = WindowLabel {
             window: self.window.to_string(),
         };
