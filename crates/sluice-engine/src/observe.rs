@@ -116,11 +116,11 @@ mod tests {
 async fn healthz(State(metrics): State<Arc<Metrics>>) -> Response {
     match metrics.live() {
         true => (StatusCode::OK, "ok\n").into_response(),
-        false => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the stream loop has not turned for over 5 minutes\n",
-        )
-            .into_response(),
+        false => {
+            let limit = crate::events::LIVENESS_LIMIT;
+            let why = format!("the stream loop has not turned for over {limit:?}\n");
+            (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
+        }
     }
 }
 

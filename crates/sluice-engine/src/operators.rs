@@ -103,13 +103,10 @@ impl Operator for SideStep {
         out: &mut Out,
         _metrics: &Metrics,
     ) -> Result<()> {
-        let late: Vec<(&str, Vec<i64>)> = (out.late.iter())
-            .map(|(window, offsets)| (window.as_str(), offsets.clone()))
-            .collect();
         out.side = self.0.records(
             (batch.topic, batch.partition),
             batch.decoded,
-            &late,
+            &out.late,
             batch.original,
             &lane.side_marks,
         )?;

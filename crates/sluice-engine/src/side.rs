@@ -206,7 +206,7 @@ impl SideOutputs {
         &self,
         (topic, partition): (&str, i32),
         decoded: &DecodedBatch,
-        late: &[(&str, Vec<i64>)],
+        late: &[(String, Vec<i64>)],
         original: impl Fn(i64) -> Option<Original<'a>>,
         marks: &HashMap<String, SideMark>,
     ) -> Result<SideBatch> {

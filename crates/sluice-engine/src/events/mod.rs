@@ -103,9 +103,8 @@ pub struct DeadLettersSent<'a> {
 
 impl Event for DeadLettersSent<'_> {
     fn emit(self, metrics: &Metrics) {
-        if self.count == 0 {
-            return;
-        }
+        // Counted even when zero: the series exists from the first batch, so that `rate()`
+        // sees its first increase (a counter that appears at 5 has no rate).
         let label = TopicLabel {
             topic: self.topic.to_string(),
         };
@@ -182,9 +181,8 @@ pub struct EventsForwarded<'a> {
 
 impl Event for EventsForwarded<'_> {
     fn emit(self, metrics: &Metrics) {
-        if self.count == 0 {
-            return;
-        }
+        // Counted even when zero: the series exists from the first batch, so that `rate()`
+        // sees its first increase (a counter that appears at 5 has no rate).
         let label = WindowLabel {
             window: self.window.to_string(),
         };
