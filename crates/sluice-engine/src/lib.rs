@@ -10,7 +10,7 @@
 //! - [`windows`]: per partition, window state: events in, closed windows out, late events.
 //! - [`side`]: dead letters, alerts and late copies, exactly once per source record.
 //! - [`repartition`]: events forwarded to a window's repartition topic.
-//! - [`lake`]: opening tables and window tables, and reading their marks.
+//! - [`output`]: a table being written (its sink, flush policy and commit), and its marks.
 //! - [`events`]: what the engine observes, each event logged and counted in one place.
 //! - [`observe`]: `/metrics`, `/healthz` and `/readyz` over HTTP.
 //!
@@ -19,11 +19,11 @@
 
 pub mod events;
 pub mod job;
-pub mod lake;
 pub mod lanes;
 pub mod load;
 pub mod observe;
 pub mod operators;
+pub mod output;
 pub mod repartition;
 pub mod side;
 pub mod stream;

@@ -97,22 +97,6 @@ fn prometheus_text(openmetrics: &str) -> String {
     text
 }
 
-#[cfg(test)]
-mod tests {
-    use super::prometheus_text;
-
-    #[test]
-    fn counters_take_their_total_suffix_and_the_eof_line_goes() {
-        let openmetrics = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n\
-                           # HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
-        assert_eq!(
-            prometheus_text(openmetrics),
-            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n\
-             # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
-        );
-    }
-}
-
 async fn healthz(State(metrics): State<Arc<Metrics>>) -> Response {
     match metrics.live() {
         true => (StatusCode::OK, "ok\n").into_response(),
@@ -132,5 +116,21 @@ async fn readyz(State(metrics): State<Arc<Metrics>>) -> Response {
             "not ready: no partitions assigned, or commits failing\n",
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prometheus_text;
+
+    #[test]
+    fn counters_take_their_total_suffix_and_the_eof_line_goes() {
+        let openmetrics = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 2\n\
+                           # HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 2\n\
+             # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
     }
 }

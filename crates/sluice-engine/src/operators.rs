@@ -1,7 +1,8 @@
 //! The processing steps a stream's decoded rows go through, each behind one small trait
 //! (Arroyo's `ArrowOperator`): windows (find the late events), side outputs (dead letters,
-//! alerts, late copies) and tables (filter, then buffer in the lane). A [`Job`](crate::job::Job)
-//! runs them in that order over each partition's batch; an operator keeps its per-partition
+//! alerts, late copies), tables (filter, then buffer in the lane) and forwards to repartition
+//! topics ([`ForwardStep`](crate::repartition::ForwardStep)). A [`Job`](crate::job::Job) runs
+//! them in that order over each partition's batch; an operator keeps its per-partition
 //! state in the [`Lane`] it is given, so one operator serves every partition of its stream.
 
 use std::time::Instant;
@@ -15,6 +16,7 @@ use sluice_core::expressions::Predicate;
 use crate::events::{LateEvents, Metrics};
 use crate::lanes::Lane;
 use crate::side::{Original, SideBatch, SideOutputs};
+use sluice_kafka::side::SideRecord;
 
 /// One partition's decoded batch, as every operator sees it.
 pub struct Batch<'a> {
@@ -34,13 +36,15 @@ pub struct Batch<'a> {
     pub original: &'a dyn Fn(i64) -> Option<Original<'a>>,
 }
 
-/// What operators hand on: late events for the side outputs, side records for the driver.
+/// What operators hand on: late events for the side outputs, records for the driver to send.
 #[derive(Default)]
 pub struct Out {
     /// Per window with late events in this batch, their offsets.
     pub late: Vec<(String, Vec<i64>)>,
-    /// Side records to send, and their counts.
+    /// Side records to send (dead letters, alerts, late copies), and their counts.
     pub side: SideBatch,
+    /// Events forwarded to repartition topics.
+    pub forwarded: Vec<SideRecord>,
 }
 
 /// One processing step.

@@ -2,9 +2,9 @@
 //! key reads its events from an internal topic keyed by `group_by`, so that all events of a key
 //! meet in one partition whichever process reads it.
 //!
-//! The stream's lanes forward each decoded event there — its original bytes, keyed by the
-//! `group_by` values, to the partition the key's CRC-32 picks — through the side-output
-//! protocol: a source partition's records reach each repartition partition in offset order,
+//! The stream's job forwards each decoded event there ([`ForwardStep`]): its original bytes,
+//! keyed by the `group_by` values, to the partition the key's CRC-32 picks, through the
+//! side-output protocol: a source partition's records reach each repartition partition in offset order,
 //! and a lane that opens sends nothing at or below the last mark each partition holds from it.
 //! How far each source partition was forwarded is committed with the window table.
 //!
@@ -13,51 +13,61 @@
 //! seen less the lateness), so one source partition read ahead of another does not make the
 //! other's events late.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result};
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use arrow::util::display::array_value_to_string;
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_kafka::consumer::Consumed;
-use sluice_kafka::side::{SOURCE_PARTITION, SideMark, SideProducer, SideRecord};
+use sluice_kafka::side::{SOURCE_PARTITION, SideMark, SideRecord, keyed_partition};
 
-use crate::side::Original;
+use crate::events::{EventsForwarded, Metrics};
+use crate::lanes::Lane;
+use crate::operators::{Batch, Operator, Out};
 
-/// Where a stream's events go for one repartitioned window.
-pub struct Forward {
-    /// The window (its index among the process's window outputs).
-    pub window: usize,
+/// Forwards a stream's events for one repartitioned window: an operator of the stream's job.
+pub struct ForwardStep {
+    /// The window.
+    pub window: String,
     /// The repartition topic.
     pub topic: String,
+    /// Its partition count.
+    pub partitions: i32,
     /// The window's `group_by` columns, whose values key the records.
     pub key_columns: Vec<String>,
+    /// Its position among the stream's forwards (how far each lane forwarded).
+    pub slot: usize,
 }
 
-impl Forward {
-    /// The records forwarding the rows of `decoded` (from `source`: topic and partition),
-    /// leaving out what `sent` (per repartition partition, the last mark sent from this source
-    /// partition) says is there already; `sent` moves past what is returned.
-    pub fn records<'a>(
+impl Operator for ForwardStep {
+    /// Adds the records forwarding the batch's rows to `out`, leaving out what the lane's
+    /// forward marks (per repartition partition, the last mark sent from this partition) say
+    /// is there already, and moves the marks past them.
+    fn process(
         &self,
-        (topic, partition): (&str, i32),
-        decoded: &RecordBatch,
-        producer: &SideProducer,
-        original: impl Fn(i64) -> Option<Original<'a>>,
-        sent: &mut HashMap<(String, i32), SideMark>,
-    ) -> Result<Vec<SideRecord>> {
-        let offsets = decoded
+        batch: &Batch<'_>,
+        lane: &mut Lane,
+        out: &mut Out,
+        metrics: &Metrics,
+    ) -> Result<()> {
+        if lane.forwards[self.slot]
+            .committed
+            .is_some_and(|c| batch.last_offset <= c)
+        {
+            return Ok(());
+        }
+        let rows = &batch.decoded.batch;
+        let offsets = rows
             .column_by_name(OFFSET_COLUMN)
             .context("decoded rows carry _offset")?
             .as_primitive::<Int64Type>();
         let keys = self
             .key_columns
             .iter()
-            .map(|name| decoded.column_by_name(name).context("rows carry the keys"))
+            .map(|name| rows.column_by_name(name).context("rows carry the keys"))
             .collect::<Result<Vec<_>>>()?;
-        let mut records = Vec::new();
-        for row in 0..decoded.num_rows() {
+        let before = out.forwarded.len();
+        for row in 0..rows.num_rows() {
             let offset = offsets.value(row);
             let values = keys
                 .iter()
@@ -68,19 +78,23 @@ impl Forward {
                 })
                 .collect::<Result<Vec<Option<String>>>>()?;
             let key = serde_json::to_vec(&values)?;
-            let target = producer.keyed_partition(&self.topic, &key);
+            let target = keyed_partition(&key, self.partitions);
             let mark = SideMark { offset, ordinal: 0 };
             let at = (self.topic.clone(), target);
-            if sent.get(&at).is_some_and(|last| mark <= *last) {
+            if lane.forwarded.get(&at).is_some_and(|last| mark <= *last) {
                 continue;
             }
-            let source = original(offset)
-                .with_context(|| format!("record {topic}/{partition}@{offset} not in the batch"))?;
-            sent.insert(at, mark);
-            records.push(SideRecord {
+            let source = (batch.original)(offset).with_context(|| {
+                format!(
+                    "record {}/{}@{offset} not in the batch",
+                    batch.topic, batch.partition
+                )
+            })?;
+            lane.forwarded.insert(at, mark);
+            out.forwarded.push(SideRecord {
                 topic: self.topic.clone(),
-                source_topic: topic.to_string(),
-                source_partition: partition,
+                source_topic: batch.topic.to_string(),
+                source_partition: batch.partition,
                 mark,
                 key: Some(key),
                 payload: source.payload.unwrap_or_default().to_vec(),
@@ -89,7 +103,12 @@ impl Forward {
                 partition: Some(target),
             });
         }
-        Ok(records)
+        metrics.emit(EventsForwarded {
+            window: &self.window,
+            count: (out.forwarded.len() - before) as u64,
+        });
+        lane.forwards[self.slot].progressed(batch.last_offset, batch.now);
+        Ok(())
     }
 }
 

@@ -221,12 +221,12 @@ impl SideProducer {
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()
     }
+}
 
-    /// The partition of `topic` a record keyed `key` goes to: CRC-32 of the key modulo the
-    /// partition count, the same in every process and version.
-    pub fn keyed_partition(&self, topic: &str, key: &[u8]) -> i32 {
-        (crc32fast::hash(key) % self.partitions[topic] as u32) as i32
-    }
+/// The partition a record keyed `key` goes to among `partitions`: CRC-32 of the key modulo the
+/// partition count, the same in every process and version.
+pub fn keyed_partition(key: &[u8], partitions: i32) -> i32 {
+    (crc32fast::hash(key) % partitions as u32) as i32
 }
 
 /// How many partitions `topic` has. Blocking.

@@ -20,18 +20,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use sluice_core::config::{Pipeline, Stream, defaults};
-use sluice_core::windows::WINDOW_END;
+use sluice_core::config::{FlushPolicy, Pipeline, Stream, defaults};
 use sluice_core::{DecodedBatch, Decoder};
-use sluice_lake::{PartitionProgress, Sink};
+use sluice_lake::PartitionProgress;
 use tracing::info;
 
-use crate::events::{Committed, Metrics, RecordsRead, Summary, TableKind};
+use crate::events::{Metrics, RecordsRead, Summary};
 
 use crate::job::Job;
-use crate::lake::{newest_timestamp_us, open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, Pending};
 use crate::operators::Batch;
+use crate::output::{Held, Landed, Output, newest_timestamp_us, window_marks_of};
 use crate::side::{Original, SideOutputs, WindowsHere};
 use crate::windows::{LaneWatermark, WindowLane};
 use lines::{Ahead, Decoded, Lines};
@@ -59,25 +58,20 @@ type InFlight = tokio::task::JoinHandle<(Landing, Result<Option<i64>>)>;
 /// A table, which holds the files written to it since its last commit (`Sink::write`): a
 /// load holds no rows between commits, only open files.
 struct Landing {
-    table: Box<dyn Sink>,
-    /// The column holding each row's event time.
-    event_time: String,
+    output: Output,
     /// The newest event time written since the last commit.
     newest_event_us: Option<i64>,
     /// Rows written since the last commit.
     rows_written: usize,
 }
 
-struct TableOutput {
+/// A table and the writing of its rows on another worker.
+struct TableWriter {
     /// `None` while its rows are being written.
     landing: Option<Landing>,
     in_flight: Option<InFlight>,
-    flush: sluice_core::config::FlushPolicy,
-}
-
-struct WindowTarget {
-    table: Box<dyn Sink>,
-    config: sluice_core::config::Window,
+    /// The table's flush policy (also while its rows are being written).
+    flush: FlushPolicy,
 }
 
 /// Runs the load.
@@ -93,11 +87,12 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         .iter()
         .filter(|t| t.from == stream.name)
     {
-        let table = open_table(config, &options.storage_options, decoder.table_schema()).await?;
-        tables.push(TableOutput {
+        let schema = decoder.table_schema();
+        let event_time = &stream.schema.event_time().name;
+        let output = Output::table(config, &options.storage_options, schema, event_time).await?;
+        tables.push(TableWriter {
             landing: Some(Landing {
-                table,
-                event_time: stream.schema.event_time().name.clone(),
+                output,
                 newest_event_us: None,
                 rows_written: 0,
             }),
@@ -113,25 +108,22 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         .iter()
         .filter(|w| w.from == stream.name)
     {
-        let table = open_window_table(config, &options.storage_options).await?;
-        windows.push(WindowTarget {
-            table,
-            config: config.clone(),
-        });
+        windows.push(Output::window(config, &options.storage_options).await?);
         job.add_window(config);
     }
     let key = (source.clone(), 0);
     let mut committed = Vec::new();
     for output in &tables {
         let landing = output.landing.as_ref().expect("not writing yet");
-        committed.push(landing.table.committed(&source, 0).await?);
+        committed.push(landing.output.sink.committed(&source, 0).await?);
     }
     let mut resumes = Vec::new();
     let mut window_lanes = Vec::new();
-    for target in &windows {
-        let marks = window_marks_of(target.table.as_ref(), &key).await?;
+    for output in &windows {
+        let config = output.window_config().expect("a window table");
+        let marks = window_marks_of(output.sink.as_ref(), &key).await?;
         resumes.push(WindowLane::resume_offset(&marks));
-        window_lanes.push(WindowLane::new(marks, target.config.allowed_lateness_us));
+        window_lanes.push(WindowLane::new(marks, config.allowed_lateness_us));
     }
     let mut lane = Lane::resuming(&committed, &resumes);
     lane.windows = window_lanes;
@@ -171,11 +163,12 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         drop(lines);
         ahead.recycle(read.lines);
     }
-    for (slot, target) in load.windows.iter().enumerate() {
+    for (slot, output) in load.windows.iter().enumerate() {
+        let config = output.window_config().expect("a window table");
         load.lane.windows[slot]
-            .finish(&target.config.aggregation)
+            .finish(&config.aggregation)
             .await
-            .with_context(|| format!("emitting windows of {}", target.config.name))?;
+            .with_context(|| format!("emitting windows of {}", config.name))?;
     }
     load.flush(true).await?;
     side_files.finish()?;
@@ -219,8 +212,9 @@ fn source_name(files: &[PathBuf]) -> Result<String> {
 
 struct Load {
     source: String,
-    tables: Vec<TableOutput>,
-    windows: Vec<WindowTarget>,
+    tables: Vec<TableWriter>,
+    /// Window tables: their results are few, so they are committed as any stream commits.
+    windows: Vec<Output>,
     lane: Lane,
     job: Job,
     metrics: Arc<Metrics>,
@@ -256,16 +250,17 @@ impl Load {
             now,
             original: &original,
         };
-        let side = self.job.process(&batch, &mut self.lane, &self.metrics)?;
-        side_files.write(&side.records)?;
+        let out = self.job.process(&batch, &mut self.lane, &self.metrics)?;
+        side_files.write(&out.side.records)?;
         // The one lane holds every event: each window closes as its own watermark moves.
-        for (slot, target) in self.windows.iter().enumerate() {
+        for (slot, output) in self.windows.iter().enumerate() {
+            let config = output.window_config().expect("a window table");
             let window = &mut self.lane.windows[slot];
             if let LaneWatermark::At(watermark) = window.watermark(now) {
                 window
-                    .advance(&target.config.aggregation, watermark)
+                    .advance(&config.aggregation, watermark)
                     .await
-                    .with_context(|| format!("emitting windows of {}", target.config.name))?;
+                    .with_context(|| format!("emitting windows of {}", config.name))?;
             }
         }
         Ok(())
@@ -286,22 +281,15 @@ impl Load {
         Ok(())
     }
 
-    /// Whether table `slot` is over its row or byte limit, or has anything pending when `all`.
-    fn due(&self, slot: usize, all: bool) -> bool {
-        let buffer = &self.lane.tables[slot];
-        let flush = self.tables[slot].flush;
-        buffer.has_pending()
-            && (all || buffer.rows() >= flush.max_rows || buffer.bytes() as u64 >= flush.max_bytes)
-    }
-
     /// Writes each table's new rows to its files, and commits every table (and window table)
-    /// that is [`Self::due`] (with `all`, everything pending, and waits for it). A table's rows
+    /// that is due under its flush policy ([`Held::due`]; with `all`, everything pending, and
+    /// waits for it). A table's rows
     /// are written on another worker while decoding goes on; its next rows wait for them, so
     /// each table writes and commits in order.
     async fn flush(&mut self, all: bool) -> Result<()> {
         for slot in 0..self.tables.len() {
             let rows = self.lane.tables[slot].take_rows();
-            let due = self.due(slot, all);
+            let due = Held::of_table(&self.lane.tables[slot]).due(&self.tables[slot].flush, all);
             if rows.is_empty() && !due {
                 continue;
             }
@@ -324,22 +312,18 @@ impl Load {
             }
         }
         for slot in 0..self.windows.len() {
-            let window = &self.lane.windows[slot];
-            let due = window.has_pending()
-                && (all || window.pending_rows() >= self.windows[slot].config.flush.max_rows);
-            if let Some(pending) = due
-                .then(|| self.lane.windows[slot].take_pending())
-                .flatten()
-            {
+            let output = &mut self.windows[slot];
+            let window = &mut self.lane.windows[slot];
+            if !Held::of_window(window).due(&output.flush, all) {
+                continue;
+            }
+            if let Some(pending) = window.take_pending() {
                 let landed = Landed {
-                    kind: TableKind::Windows,
-                    batches: &pending.batches,
-                    rows: pending.batches.iter().map(RecordBatch::num_rows).sum(),
-                    newest_event_us: newest_timestamp_us(&pending.batches, WINDOW_END),
+                    to_line: Some(pending.last_offset),
+                    ..Landed::batches(output, &pending.batches)
                 };
-                let table = self.windows[slot].table.as_mut();
-                commit(table, &self.source, landed, &pending, &self.metrics).await?;
-                self.lane.windows[slot].committed = Some(pending.last_offset);
+                commit(output, &self.source, landed, &pending, &self.metrics).await?;
+                window.committed = Some(pending.last_offset);
             }
         }
         Ok(())
@@ -356,76 +340,49 @@ async fn land(
     metrics: &Metrics,
 ) -> Result<Option<i64>> {
     let Landing {
-        table,
-        event_time,
+        output,
         newest_event_us,
         rows_written,
     } = landing;
-    *newest_event_us = (*newest_event_us).max(newest_timestamp_us(&rows, event_time));
+    *newest_event_us = (*newest_event_us).max(newest_timestamp_us(&rows, &output.event_time));
     for batch in rows {
-        table
+        output
+            .sink
             .write(&batch)
             .await
-            .with_context(|| format!("writing rows to table {}", table.name()))?;
+            .with_context(|| format!("writing rows to table {}", output.name()))?;
         *rows_written += batch.num_rows();
     }
     let Some(pending) = pending else {
         return Ok(None);
     };
     let landed = Landed {
-        kind: TableKind::Rows,
-        batches: &[],
         rows: std::mem::take(rows_written),
         newest_event_us: newest_event_us.take(),
+        to_line: Some(pending.last_offset),
     };
-    commit(table.as_mut(), source, landed, &pending, metrics).await?;
+    commit(output, source, landed, &pending, metrics).await?;
     Ok(Some(pending.last_offset))
 }
 
-/// What a commit lands: `batches` besides the rows written ahead (`rows` in all).
-struct Landed<'a> {
-    kind: TableKind,
-    batches: &'a [RecordBatch],
-    rows: usize,
-    newest_event_us: Option<i64>,
-}
-
-/// Commits `landed` with the progress of `pending`.
+/// Commits `pending`'s rows (besides the files written ahead) with its progress.
 async fn commit(
-    table: &mut dyn Sink,
+    output: &mut Output,
     source: &str,
-    landed: Landed<'_>,
+    landed: Landed,
     pending: &Pending,
     metrics: &Metrics,
 ) -> Result<()> {
-    let started = Instant::now();
-    let rows = landed.rows;
-    let commit = table
-        .commit(landed.batches, &[progress(source, pending)])
-        .await
-        .with_context(|| format!("committing {rows} rows to table {}", table.name()))?;
-    metrics.emit(Committed {
-        table: table.name(),
-        kind: landed.kind,
-        version: commit.version,
-        rows,
-        files: commit.files,
-        bytes: commit.bytes,
-        partitions: 1,
-        to_line: Some(pending.last_offset),
-        took: started.elapsed(),
-        newest_event_us: landed.newest_event_us,
-    });
-    Ok(())
-}
-
-/// How far a commit of `pending` takes the load's one source partition.
-fn progress(source: &str, pending: &Pending) -> PartitionProgress {
-    PartitionProgress {
+    let progress = PartitionProgress {
         topic: source.to_string(),
         partition: 0,
         previous: pending.previous,
         last_offset: pending.last_offset,
         marks: pending.marks.clone(),
-    }
+    };
+    output
+        .commit(&pending.batches, &[progress], landed, metrics)
+        .await
+        .with_context(|| format!("committing {} rows to table {}", landed.rows, output.name()))?;
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! Reading one batch: rebalances applied (revoked lanes dropped), then per partition the
 //! records admitted in offset order, decoded into Arrow once, fed to the windows (which find
 //! the late events), their side records sent (dead letters, alerts, late copies, forwards to
-//! repartition topics) and the rows appended to each table's buffer.
+//! repartition topics) and the rows appended to each table's buffer: the stream's
+//! [`Job`](crate::job::Job) does all but the reading and the sending.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use sluice_kafka::consumer::{Consumed, RebalanceEvent};
 use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
 use tracing::info;
 
-use crate::events::{EventsForwarded, PartitionsAssigned, PartitionsRevoked, RecordsRead};
+use crate::events::{PartitionsAssigned, PartitionsRevoked, RecordsRead};
 use crate::operators::Batch;
 
 use super::opening::{by_topic, lane_for, side_marks};
@@ -80,7 +81,7 @@ impl State {
             }
             let lane = lane_for(
                 &mut self.lanes,
-                (&self.outputs, &self.windows),
+                &self.outputs,
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key,
@@ -147,8 +148,8 @@ impl State {
                 now,
                 original: &original,
             };
-            let side = source.job.process(&batch, lane, &self.metrics)?;
-            if side.records.is_empty() && source.forwards.is_empty() {
+            let out = source.job.process(&batch, lane, &self.metrics)?;
+            if out.side.records.is_empty() && out.forwarded.is_empty() {
                 continue;
             }
             let producer = self
@@ -156,35 +157,12 @@ impl State {
                 .as_ref()
                 .context("side records to send but no side topics")?;
             tokio::task::block_in_place(|| {
-                side.records
-                    .iter()
+                (out.side.records.iter())
+                    .chain(&out.forwarded)
                     .try_for_each(|record| producer.send(record))
             })?;
-            for record in &side.records {
+            for record in &out.side.records {
                 lane.side_marks.insert(record.topic.clone(), record.mark);
-            }
-            for (slot, forward) in source.forwards.iter().enumerate() {
-                if lane.forwards[slot]
-                    .committed
-                    .is_some_and(|c| last_offset <= c)
-                {
-                    continue;
-                }
-                let records = forward.records(
-                    (topic, partition),
-                    &decoded.batch,
-                    producer,
-                    original,
-                    &mut lane.forwarded,
-                )?;
-                tokio::task::block_in_place(|| {
-                    records.iter().try_for_each(|record| producer.send(record))
-                })?;
-                self.metrics.emit(EventsForwarded {
-                    window: &self.windows[forward.window].config.name,
-                    count: records.len() as u64,
-                });
-                lane.forwards[slot].progressed(last_offset, now);
             }
         }
         Ok(messages.len())

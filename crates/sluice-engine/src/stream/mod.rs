@@ -19,24 +19,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
 use sluice_core::Decoder;
-use sluice_core::config::{Pipeline, Table, Window};
+use sluice_core::config::Pipeline;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::GroupConsumer;
 use sluice_kafka::side::SideProducer;
-use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
+use sluice_lake::{Commit, LakeError, PartitionProgress};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::events::{
-    Buffered, CommitFenced, CommitRetried, Committed, LanesFenced, Metrics, OverMemoryBudget,
-    PartitionLag, Summary, TableKind,
+    Buffered, CommitFenced, CommitRetried, LanesFenced, Metrics, OverMemoryBudget, PartitionLag,
+    Summary,
 };
-use crate::lake::newest_timestamp_us;
-
 use crate::job::Job;
 use crate::lanes::{Lane, Pending};
-use crate::repartition::Forward;
-use crate::windows::WindowLane;
+use crate::output::{Held, Landed, Lands, Output};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use watchdog::GroupWatch;
 
@@ -80,47 +77,35 @@ pub struct StreamOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// A table being written and the stream feeding it.
-struct Output {
-    table: Box<dyn Sink>,
-    config: Table,
+/// A table being written, and the lanes that hold what it has pending.
+struct Routed {
+    output: Output,
+    /// The topic whose lanes hold its rows: the stream's, or a repartitioned window's
+    /// internal topic.
     topic: String,
-    /// The table's position among its stream's tables (its buffer in each lane).
+    /// Its position among that topic's tables (or windows): its buffer (or window state) in
+    /// each lane.
     slot: usize,
-    /// The column holding each row's event time (for freshness).
-    event_time: String,
+    /// For a repartitioned window: where its events are forwarded from.
+    fed_by: Option<FedBy>,
 }
 
-/// A window table being written and the topic feeding it.
-struct WindowOutput {
-    table: Box<dyn Sink>,
-    config: Window,
-    /// The stream's topic, or the window's repartition topic.
+/// Where a repartitioned window's events come from.
+#[derive(Debug, Clone)]
+struct FedBy {
+    /// The stream's topic.
     topic: String,
-    /// The window's position among its topic's windows (its state in each lane).
-    slot: usize,
-    /// For a repartitioned window: the stream's topic, the window's position among its
-    /// forwards (how far each lane forwarded is committed with the window table), and its
-    /// partition count.
-    fed_by: Option<(String, usize, i32)>,
+    /// The window's position among the stream's forwards: how far each of its lanes forwarded
+    /// is committed with the window table.
+    forward: usize,
+    /// The stream topic's partition count.
+    partitions: i32,
 }
 
-/// A table to commit to.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Table(usize),
-    Window(usize),
-}
-
-/// A topic being read: how to decode it and which outputs it feeds.
+/// A topic being read: how to decode it and what happens to each partition's batch.
 struct Source {
     decoder: Decoder,
-    outputs: Vec<usize>,
-    windows: Vec<usize>,
-    /// What happens to each partition's decoded batch.
     job: Job,
-    /// Repartitioned windows, whose events this topic's lanes forward.
-    forwards: Vec<Forward>,
     /// A repartition topic: each record names its source partition in its headers.
     reads_origins: bool,
 }
@@ -145,7 +130,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
 
 /// [`run`] without the bound on shutdown.
 async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> Result<Summary> {
-    let (outputs, windows, sources) = open_outputs(&options).await?;
+    let (outputs, sources) = open_outputs(&options).await?;
     let side_producer = connect_side_producer(&options.client, &sources).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
     let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
@@ -160,7 +145,6 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
         consumer,
         client: options.client.clone(),
         outputs,
-        windows,
         sources,
         side_producer,
         prefetched_marks: HashMap::new(),
@@ -203,8 +187,8 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
 struct State {
     consumer: GroupConsumer,
     client: ClientOptions,
-    outputs: Vec<Output>,
-    windows: Vec<WindowOutput>,
+    /// Every table and window table, tables first; those of one topic in slot order.
+    outputs: Vec<Routed>,
     sources: BTreeMap<String, Source>,
     side_producer: Option<SideProducer>,
     prefetched_marks: PrefetchedMarks,
@@ -219,66 +203,51 @@ struct State {
 impl State {
     /// The earliest moment a table's latency limit is reached.
     fn next_deadline(&self) -> Option<Instant> {
-        let tables = self.outputs.iter().filter_map(|output| {
-            let since = self.buffers(output).filter_map(|b| b.since()).min()?;
-            Some(since + output.config.flush.max_latency)
-        });
-        let windows = self.windows.iter().filter_map(|output| {
-            let since = self.window_since(output)?;
-            Some(since + output.config.flush.max_latency)
-        });
-        tables.chain(windows).min()
+        self.outputs
+            .iter()
+            .filter_map(|routed| self.held(routed).deadline(&routed.output.flush))
+            .min()
     }
 
-    fn buffers<'a>(
-        &'a self,
-        output: &'a Output,
-    ) -> impl Iterator<Item = &'a crate::lanes::TableBuffer> + 'a {
+    /// The lanes of `topic`.
+    fn lanes_of<'a>(&'a self, topic: &'a str) -> impl Iterator<Item = &'a Lane> + 'a {
         self.lanes
             .iter()
-            .filter(move |((topic, _), _)| *topic == output.topic)
-            .map(move |(_, lane)| &lane.tables[output.slot])
+            .filter(move |((t, _), _)| t == topic)
+            .map(|(_, lane)| lane)
+    }
+
+    /// What a table holds over every lane: buffered rows, or emitted windows and how far
+    /// events were forwarded to its repartition topic.
+    fn held(&self, routed: &Routed) -> Held {
+        let slot = routed.slot;
+        let own = self
+            .lanes_of(&routed.topic)
+            .map(|lane| match routed.output.lands {
+                Lands::Rows => Held::of_table(&lane.tables[slot]),
+                Lands::Windows(_) => Held::of_window(&lane.windows[slot]),
+            });
+        let forwarded = routed.fed_by.iter().flat_map(|fed| {
+            self.lanes_of(&fed.topic)
+                .map(|lane| Held::of_table(&lane.forwards[fed.forward]))
+        });
+        own.chain(forwarded).fold(Held::default(), Held::plus)
     }
 
     /// Commits each table whose limits are reached (every table with pending progress when
-    /// `all`).
+    /// `all`), then, while the buffers together exceed the memory budget, the largest.
     async fn flush_due(&mut self, all: bool) -> Result<()> {
         for index in 0..self.outputs.len() {
-            let output = &self.outputs[index];
-            let flush = output.config.flush;
-            let (rows, bytes) = self
-                .buffers(output)
-                .fold((0, 0), |(r, b), t| (r + t.rows(), b + t.bytes()));
-            let oldest = self.buffers(output).filter_map(|b| b.since()).min();
-            let due = oldest.is_some_and(|since| {
-                all || rows >= flush.max_rows
-                    || bytes as u64 >= flush.max_bytes
-                    || since.elapsed() >= flush.max_latency
-            });
-            if due {
+            let routed = &self.outputs[index];
+            if self.held(routed).due(&routed.output.flush, all) {
                 self.commit(index).await?;
-            }
-        }
-        for index in 0..self.windows.len() {
-            let output = &self.windows[index];
-            let flush = output.config.flush;
-            let rows: usize = self
-                .window_states(output)
-                .map(WindowLane::pending_rows)
-                .sum();
-            let oldest = self.window_since(output);
-            let due = oldest.is_some_and(|since| {
-                all || rows >= flush.max_rows || since.elapsed() >= flush.max_latency
-            });
-            if due {
-                self.commit_window(index).await?;
             }
         }
         loop {
             let buffered: Vec<u64> = self
                 .outputs
                 .iter()
-                .map(|output| self.buffers(output).map(|t| t.bytes() as u64).sum())
+                .map(|routed| self.held(routed).bytes)
                 .collect();
             let total = buffered.iter().sum();
             self.metrics.emit(Buffered {
@@ -289,7 +258,7 @@ impl State {
                 break;
             };
             self.metrics.emit(OverMemoryBudget {
-                table: &self.outputs[largest].config.name,
+                table: self.outputs[largest].output.name(),
                 bytes: buffered[largest],
             });
             self.commit(largest).await?;
@@ -313,16 +282,20 @@ impl State {
         }
     }
 
-    /// Commits one table's pending progress from every lane in one Delta commit.
+    /// Commits one table's (or window table's) pending progress from every lane.
     async fn commit(&mut self, index: usize) -> Result<()> {
-        let output = &self.outputs[index];
-        let (topic, slot) = (output.topic.clone(), output.slot);
+        match self.outputs[index].output.lands {
+            Lands::Rows => self.commit_rows(index).await,
+            Lands::Windows(_) => self.commit_window(index).await,
+        }
+    }
+
+    /// Commits one table's buffered rows and progress from every lane in one commit.
+    async fn commit_rows(&mut self, index: usize) -> Result<()> {
+        let routed = &self.outputs[index];
+        let (topic, slot) = (routed.topic.clone(), routed.slot);
         let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
-        if self
-            .land(Target::Table(index), &batches, &progress)
-            .await?
-            .is_none()
-        {
+        if !self.land(index, &batches, &progress).await? {
             return Ok(());
         }
         let mut positions = Vec::new();
@@ -369,74 +342,40 @@ impl State {
     }
 
     /// Flushes the side outputs, then commits `batches` with `progress` to a table; returns
-    /// the rows committed, or `None` when another member had taken the partitions (their
-    /// lanes are then reopened from the lake).
+    /// whether it committed: not when another member had taken the partitions (their lanes are
+    /// then reopened from the lake).
     async fn land(
         &mut self,
-        target: Target,
+        index: usize,
         batches: &[RecordBatch],
         progress: &[PartitionProgress],
-    ) -> Result<Option<usize>> {
+    ) -> Result<bool> {
         if let Some(producer) = &self.side_producer {
             flush_side_outputs(producer).await?;
         }
-        let (table, topic, kind, event_time) = match target {
-            Target::Table(i) => {
-                let output = &mut self.outputs[i];
-                let event_time = output.event_time.as_str();
-                (
-                    &mut output.table,
-                    &output.topic,
-                    TableKind::Rows,
-                    event_time,
-                )
-            }
-            Target::Window(i) => {
-                let output = &mut self.windows[i];
-                let event_time = sluice_core::windows::WINDOW_END;
-                (
-                    &mut output.table,
-                    &output.topic,
-                    TableKind::Windows,
-                    event_time,
-                )
-            }
-        };
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let newest_event_us = newest_timestamp_us(batches, event_time);
-        let started = Instant::now();
-        match commit_with_retries(table.as_mut(), batches, progress, &self.metrics).await {
-            Ok(Commit {
-                version,
-                files,
-                bytes,
-            }) => {
-                self.metrics.emit(Committed {
-                    table: table.name(),
-                    kind,
-                    version,
-                    rows,
-                    files,
-                    bytes,
-                    partitions: progress.len(),
-                    to_line: None,
-                    took: started.elapsed(),
-                    newest_event_us,
-                });
-                Ok(Some(rows))
-            }
+        let routed = &mut self.outputs[index];
+        let landed = Landed::batches(&routed.output, batches);
+        let committed =
+            commit_with_retries(&mut routed.output, batches, progress, landed, &self.metrics).await;
+        match committed {
+            Ok(_) => Ok(true),
             Err(err) if err.is_fenced() => {
                 let error = anyhow::Error::new(err);
                 self.metrics.emit(CommitFenced {
-                    table: table.name(),
+                    table: routed.output.name(),
                     error: &error,
                 });
-                let topic = topic.clone();
+                let topic = routed.topic.clone();
                 self.reopen_lanes(&topic, progress).await?;
-                Ok(None)
+                Ok(false)
             }
-            Err(err) => Err(err)
-                .with_context(|| format!("committing {rows} rows to table {}", table.name())),
+            Err(err) => Err(err).with_context(|| {
+                format!(
+                    "committing {} rows to table {}",
+                    landed.rows,
+                    routed.output.name()
+                )
+            }),
         }
     }
 
@@ -458,7 +397,7 @@ impl State {
             }
             let lane = lane_for(
                 &mut self.lanes,
-                (&self.outputs, &self.windows),
+                &self.outputs,
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key,
@@ -477,11 +416,10 @@ impl State {
     /// is moved (see [`Lane::nudge`]).
     async fn caught_up(&mut self) -> Result<bool> {
         if self.assigned.is_empty()
-            || self.lanes.values().any(|l| {
-                l.tables.iter().any(|t| t.has_pending())
-                    || l.windows.iter().any(|w| w.has_pending())
-                    || l.forwards.iter().any(|f| f.has_pending())
-            })
+            || self
+                .outputs
+                .iter()
+                .any(|routed| self.held(routed).since.is_some())
         {
             return Ok(false);
         }
@@ -501,7 +439,7 @@ impl State {
             let range = ranges[&key];
             let lane = lane_for(
                 &mut self.lanes,
-                (&self.outputs, &self.windows),
+                &self.outputs,
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
                 key.clone(),
@@ -541,18 +479,19 @@ fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
 /// Every attempt writes its files before its commit, so nothing is committed before it is
 /// durable; files of a failed attempt stay unreferenced.
 async fn commit_with_retries(
-    table: &mut dyn Sink,
+    output: &mut Output,
     batches: &[RecordBatch],
     progress: &[PartitionProgress],
+    landed: Landed,
     metrics: &Metrics,
 ) -> Result<Commit, LakeError> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        match table.commit(batches, progress).await {
+        match output.commit(batches, progress, landed, metrics).await {
             Err(err) if err.is_transient() && started.elapsed() < COMMIT_RETRY_LIMIT => {
                 metrics.emit(CommitRetried {
-                    table: table.name(),
+                    table: output.name(),
                     error: &anyhow::Error::new(err),
                     retry_in: delay,
                 });
@@ -581,15 +520,14 @@ async fn flush_side_outputs(producer: &SideProducer) -> Result<()> {
     }
 }
 
-/// Re-reads the tables fed by `topic` (every table when `None`) at their latest version.
-async fn refresh_tables(outputs: &mut [Output], topic: Option<&str>) -> Result<()> {
-    for output in outputs {
-        if topic.is_none_or(|t| t == output.topic) {
-            output
-                .table
-                .refresh()
-                .await
-                .with_context(|| format!("reading table {}", output.config.name))?;
+/// Re-reads the tables whose lanes are `topic`'s (every table when `None`) at their latest
+/// version.
+async fn refresh_tables(outputs: &mut [Routed], topic: Option<&str>) -> Result<()> {
+    for routed in outputs {
+        if topic.is_none_or(|t| t == routed.topic) {
+            let output = &mut routed.output;
+            let read = output.sink.refresh().await;
+            read.with_context(|| format!("reading table {}", output.name()))?;
         }
     }
     Ok(())

@@ -14,12 +14,11 @@ use sluice_kafka::side::{
 use sluice_kafka::{ClientOptions, KafkaError};
 use tracing::{info, warn};
 
-use super::{Output, Source, StreamOptions, WindowOutput};
+use super::{FedBy, Routed, Source, StreamOptions};
 use crate::events::{LaneOpened, Metrics};
 use crate::job::Job;
-use crate::lake::{open_table, open_window_table, window_marks_of};
 use crate::lanes::{Lane, TableBuffer};
-use crate::repartition::Forward;
+use crate::output::{Lands, Output, window_marks_of};
 use crate::side::{SideOutputs, WindowsHere};
 use crate::windows::WindowLane;
 
@@ -28,25 +27,19 @@ use crate::windows::WindowLane;
 /// waiting does not cost the group membership.
 const SIDE_TAILS_RETRY_LIMIT: Duration = Duration::from_secs(120);
 
-/// Opens (or creates) every table before joining the group, so a bad lake fails fast.
+/// Opens (or creates) every table before joining the group, so a bad lake fails fast; returns
+/// them (tables first, then window tables) and the topics to read.
 pub(super) async fn open_outputs(
     options: &StreamOptions,
-) -> Result<(Vec<Output>, Vec<WindowOutput>, BTreeMap<String, Source>)> {
+) -> Result<(Vec<Routed>, BTreeMap<String, Source>)> {
     let mut outputs = Vec::new();
-    let mut windows = Vec::new();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for stream in &options.pipeline.streams {
         let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
+        let side = SideOutputs::of(&options.pipeline, stream, WindowsHere::NotRepartitioned);
         let source = sources.entry(stream.topic.clone()).or_insert(Source {
             decoder,
-            outputs: Vec::new(),
-            windows: Vec::new(),
-            job: Job::new(SideOutputs::of(
-                &options.pipeline,
-                stream,
-                WindowsHere::NotRepartitioned,
-            )),
-            forwards: Vec::new(),
+            job: Job::new(side),
             reads_origins: false,
         });
         for config in options
@@ -55,20 +48,16 @@ pub(super) async fn open_outputs(
             .iter()
             .filter(|t| t.from == stream.name)
         {
-            let table = open_table(
-                config,
-                &options.storage_options,
-                source.decoder.table_schema(),
-            )
-            .await?;
-            info!(table = %config.name, at = %table.describe(), "Opened table.");
-            source.outputs.push(outputs.len());
-            outputs.push(Output {
-                table,
-                config: config.clone(),
+            let schema = source.decoder.table_schema();
+            let event_time = &stream.schema.event_time().name;
+            let output =
+                Output::table(config, &options.storage_options, schema, event_time).await?;
+            info!(table = %config.name, at = %output.sink.describe(), "Opened table.");
+            outputs.push(Routed {
+                output,
                 topic: stream.topic.clone(),
                 slot: source.job.add_table(config),
-                event_time: stream.schema.event_time().name.clone(),
+                fed_by: None,
             });
         }
     }
@@ -77,68 +66,69 @@ pub(super) async fn open_outputs(
             .pipeline
             .stream(&config.from)
             .expect("validated: windows name streams");
-        let table = open_window_table(config, &options.storage_options).await?;
-        info!(window = %config.name, at = %table.describe(), "Opened window table.");
+        let output = Output::window(config, &options.storage_options).await?;
+        info!(window = %config.name, at = %output.sink.describe(), "Opened window table.");
         let stream_source = sources
             .get_mut(&stream.topic)
             .expect("every stream has a source");
         let Some(internal) = &config.repartition_topic else {
-            stream_source.windows.push(windows.len());
-            windows.push(WindowOutput {
-                table,
-                config: config.clone(),
+            outputs.push(Routed {
+                output,
                 topic: stream.topic.clone(),
                 slot: stream_source.job.add_window(config),
                 fed_by: None,
             });
             continue;
         };
-        stream_source.forwards.push(Forward {
-            window: windows.len(),
-            topic: internal.clone(),
-            key_columns: config.group_by.clone(),
-        });
-        let forward_slot = stream_source.forwards.len() - 1;
-        let partitions = ensure_repartition_topic(&options.client, &stream.topic, internal).await?;
-        info!(window = %config.name, topic = %internal, partitions, "Repartitioning through an internal topic keyed by the window's group_by.");
+        let (partitions, internal_partitions) =
+            ensure_repartition_topic(&options.client, &stream.topic, internal).await?;
+        info!(window = %config.name, topic = %internal, partitions = internal_partitions, "Repartitioning through an internal topic keyed by the window's group_by.");
+        let forward = stream_source
+            .job
+            .add_forward(config, internal, internal_partitions);
         let mut repartitioned = Job::new(SideOutputs::of_repartitioned(stream, config));
         let slot = repartitioned.add_window(config);
         sources.insert(
             internal.clone(),
             Source {
                 decoder: Decoder::new(stream.schema.clone(), stream.max_record_size),
-                outputs: Vec::new(),
-                windows: vec![windows.len()],
                 job: repartitioned,
-                forwards: Vec::new(),
                 reads_origins: true,
             },
         );
-        windows.push(WindowOutput {
-            table,
-            config: config.clone(),
+        outputs.push(Routed {
+            output,
             topic: internal.clone(),
             slot,
-            fed_by: Some((stream.topic.clone(), forward_slot, partitions)),
+            fed_by: Some(FedBy {
+                topic: stream.topic.clone(),
+                forward,
+                partitions,
+            }),
         });
     }
-    Ok((outputs, windows, sources))
+    Ok((outputs, sources))
 }
 
-/// Creates `internal` with as many partitions as `topic` unless it exists; returns `topic`'s
-/// partition count.
+/// Creates `internal` with as many partitions as `topic` unless it exists; returns the
+/// partition counts of `topic` and of `internal`.
 async fn ensure_repartition_topic(
     client: &ClientOptions,
     topic: &str,
     internal: &str,
-) -> Result<i32> {
-    let (owned, source) = (client.clone(), topic.to_string());
-    let partitions =
-        tokio::task::spawn_blocking(move || partition_count(&owned, &source)).await??;
+) -> Result<(i32, i32)> {
+    let count = |topic: &str| {
+        let (client, topic) = (client.clone(), topic.to_string());
+        tokio::task::spawn_blocking(move || partition_count(&client, &topic))
+    };
+    let partitions = count(topic).await??;
     admin::create_topic(client, internal, partitions, 1)
         .await
         .with_context(|| format!("creating the repartition topic {internal}"))?;
-    Ok(partitions)
+    let internal_partitions = count(internal)
+        .await?
+        .with_context(|| format!("reading the partitions of {internal}"))?;
+    Ok((partitions, internal_partitions))
 }
 
 /// A producer for the dead-letter, alert and repartition topics, if the pipeline has any;
@@ -150,8 +140,11 @@ pub(super) async fn connect_side_producer(
     let mut topics: Vec<String> = sources
         .values()
         .flat_map(|s| {
-            let forwards = s.forwards.iter().map(|f| f.topic.as_str());
-            s.job.side().topics().into_iter().chain(forwards)
+            s.job
+                .side()
+                .topics()
+                .into_iter()
+                .chain(s.job.forward_topics())
         })
         .map(String::from)
         .collect();
@@ -172,34 +165,32 @@ pub(super) async fn connect_side_producer(
 /// The lane of a partition, created from the lake's committed offsets on first use.
 pub(super) async fn lane_for<'a>(
     lanes: &'a mut HashMap<(String, i32), Lane>,
-    (outputs, windows): (&[Output], &[WindowOutput]),
+    outputs: &[Routed],
     sources: &BTreeMap<String, Source>,
     (client, prefetched): (&ClientOptions, &mut PrefetchedMarks),
     key: (String, i32),
     metrics: &Metrics,
 ) -> Result<&'a mut Lane> {
     if !lanes.contains_key(&key) {
-        let source = &sources[&key.0];
-        let committed = committed_offsets(outputs, sources, &key).await?;
+        let committed = committed_offsets(outputs, &key).await?;
         let now = Instant::now();
         let mut resumes = Vec::new();
         let mut window_lanes = Vec::new();
-        for &window in &source.windows {
-            let output = &windows[window];
-            let marks = window_marks_of(output.table.as_ref(), &key).await?;
+        for routed in outputs.iter().filter(|r| r.topic == key.0) {
+            let Some(config) = routed.output.window_config() else {
+                continue;
+            };
+            let marks = window_marks_of(routed.output.sink.as_ref(), &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
-            let lane = WindowLane::new(marks, output.config.allowed_lateness_us);
-            window_lanes.push(match output.fed_by {
-                Some((_, _, partitions)) => {
-                    lane.fed_by_partitions(partitions, output.config.idle_timeout, now)
-                }
+            let lane = WindowLane::new(marks, config.allowed_lateness_us);
+            window_lanes.push(match &routed.fed_by {
+                Some(fed) => lane.fed_by_partitions(fed.partitions, config.idle_timeout, now),
                 None => lane,
             });
         }
         let mut forwards = Vec::new();
-        for forward in &source.forwards {
-            let table = &windows[forward.window].table;
-            let forwarded = table.committed(&key.0, key.1).await?;
+        for routed in forwarded_from(outputs, &key.0) {
+            let forwarded = routed.output.sink.committed(&key.0, key.1).await?;
             resumes.push(forwarded.map(|c| c + 1));
             forwards.push(TableBuffer::new(forwarded));
         }
@@ -225,6 +216,16 @@ pub(super) async fn lane_for<'a>(
         lanes.insert(key.clone(), lane);
     }
     Ok(lanes.get_mut(&key).expect("inserted above"))
+}
+
+/// The repartitioned windows whose events `topic`'s lanes forward, in forward slot order.
+pub(super) fn forwarded_from<'a>(
+    outputs: &'a [Routed],
+    topic: &'a str,
+) -> impl Iterator<Item = &'a Routed> + 'a {
+    outputs
+        .iter()
+        .filter(move |r| r.fed_by.as_ref().is_some_and(|fed| fed.topic == topic))
 }
 
 /// What side topics hold from one partition.
@@ -289,8 +290,7 @@ fn read_side_marks(
             }
         }
     }
-    for forward in &sources[topic].forwards {
-        let internal = forward.topic.as_str();
+    for internal in sources[topic].job.forward_topics() {
         let found = last_marks_per_side_partition(client, internal, topic, partitions)
             .with_context(|| format!("reading what {internal} holds from {topic}"))?;
         for (partition, per_side_partition) in found {
@@ -317,13 +317,14 @@ pub(super) fn by_topic(partitions: &[(String, i32)]) -> BTreeMap<&str, Vec<i32>>
 
 /// What each table fed by a partition's topic holds of it, in the stream's table order.
 pub(super) async fn committed_offsets(
-    outputs: &[Output],
-    sources: &BTreeMap<String, Source>,
+    outputs: &[Routed],
     (topic, partition): &(String, i32),
 ) -> Result<Vec<Option<i64>>> {
     let mut committed = Vec::new();
-    for &output in &sources[topic].outputs {
-        committed.push(outputs[output].table.committed(topic, *partition).await?);
+    for routed in outputs.iter().filter(|r| r.topic == *topic) {
+        if let Lands::Rows = routed.output.lands {
+            committed.push(routed.output.sink.committed(topic, *partition).await?);
+        }
     }
     Ok(committed)
 }

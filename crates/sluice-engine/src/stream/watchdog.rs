@@ -18,8 +18,8 @@ use sluice_kafka::admin::log_ranges;
 use sluice_kafka::side::partition_count;
 use tracing::{info, warn};
 
-use super::State;
 use super::opening::committed_offsets;
+use super::{State, refresh_tables};
 
 /// How long the member must hold nothing, and the lake stay still, before it rejoins (at
 /// least; see `State::orphaned_after`): past the session timeout (10 s) and tansu's pauses
@@ -122,11 +122,9 @@ impl State {
     /// How long a partition must stay behind with no commit to count as orphaned: 30 s, or
     /// twice the longest flush latency, within which a live owner commits what it read.
     fn orphaned_after(&self) -> Duration {
-        let tables = self.outputs.iter().map(|o| o.config.flush.max_latency);
-        let windows = self.windows.iter().map(|w| w.config.flush.max_latency);
-        tables
-            .chain(windows)
-            .map(|latency| latency * 2)
+        self.outputs
+            .iter()
+            .map(|routed| routed.output.flush.max_latency * 2)
             .max()
             .unwrap_or_default()
             .max(ORPHANED_AFTER)
@@ -142,23 +140,21 @@ impl State {
     /// The lake's offsets of every partition of every topic read that a table records
     /// progress for, after reading the tables again.
     async fn lake_positions(&mut self) -> Result<LakePositions> {
-        for output in &mut self.outputs {
-            output.table.refresh().await?;
-        }
-        for output in &mut self.windows {
-            output.table.refresh().await?;
-        }
+        refresh_tables(&mut self.outputs, None).await?;
         let mut positions = LakePositions::new();
         for topic in self.sources.keys() {
             let partitions = tokio::task::block_in_place(|| partition_count(&self.client, topic))?;
             for partition in 0..partitions {
                 let key = (topic.clone(), partition);
-                let mut held = committed_offsets(&self.outputs, &self.sources, &key).await?;
-                for output in &self.windows {
-                    let feeds = output.topic == *topic
-                        || output.fed_by.as_ref().is_some_and(|(t, _, _)| t == topic);
-                    if feeds {
-                        held.push(output.table.committed(topic, partition).await?);
+                let mut held = committed_offsets(&self.outputs, &key).await?;
+                for routed in &self.outputs {
+                    let feeds = routed.topic == *topic
+                        || routed
+                            .fed_by
+                            .as_ref()
+                            .is_some_and(|fed| fed.topic == *topic);
+                    if feeds && routed.output.window_config().is_some() {
+                        held.push(routed.output.sink.committed(topic, partition).await?);
                     }
                 }
                 if !held.is_empty() {

@@ -1,0 +1,301 @@
+//! A table the engine writes, as both drivers hold it: its [`Sink`], what lands in it (a
+//! stream's rows or a window's results), its flush policy and when that policy makes it due
+//! ([`Held::due`]), and one commit with the event it emits. The one place that picks a sink
+//! for a table (today every table is Delta).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Result;
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use arrow::datatypes::TimestampMicrosecondType;
+use sluice_core::config::{FlushPolicy, Table, Window};
+use sluice_core::windows::WINDOW_END;
+use sluice_lake::{Commit, DeltaSink, LakeError, LakeTable, PartitionProgress, Sink};
+
+use crate::events::{Committed, Metrics, TableKind};
+use crate::lanes::TableBuffer;
+use crate::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
+
+/// What lands in an output.
+pub enum Lands {
+    /// A stream's rows (after the table's filter).
+    Rows,
+    /// A window's results.
+    Windows(Box<Window>),
+}
+
+/// A table being written.
+pub struct Output {
+    /// Where its commits go.
+    pub sink: Box<dyn Sink>,
+    /// What lands in it.
+    pub lands: Lands,
+    /// When it commits.
+    pub flush: FlushPolicy,
+    /// The column holding each row's event time (for freshness).
+    pub event_time: String,
+}
+
+impl Output {
+    /// Opens (or creates) a stream's table, whose rows have `schema`, with their event time
+    /// in `event_time`.
+    pub async fn table(
+        config: &Table,
+        storage_options: &HashMap<String, String>,
+        schema: &SchemaRef,
+        event_time: &str,
+    ) -> Result<Self> {
+        let table = LakeTable::open_or_create(
+            &config.name,
+            &config.uri,
+            storage_options,
+            schema,
+            &config.partition_by,
+        )
+        .await?;
+        Ok(Self {
+            sink: Box::new(DeltaSink::new(table)),
+            lands: Lands::Rows,
+            flush: config.flush,
+            event_time: event_time.to_string(),
+        })
+    }
+
+    /// Opens (or creates) a window table.
+    pub async fn window(
+        config: &Window,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self> {
+        let table = LakeTable::open_or_create(
+            &config.name,
+            &config.uri,
+            storage_options,
+            config.aggregation.output_schema(),
+            &config.partition_by,
+        )
+        .await?;
+        Ok(Self {
+            sink: Box::new(DeltaSink::new(table)),
+            lands: Lands::Windows(Box::new(config.clone())),
+            flush: config.flush,
+            event_time: WINDOW_END.to_string(),
+        })
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        self.sink.name()
+    }
+
+    /// The window, for a window table.
+    pub fn window_config(&self) -> Option<&Window> {
+        match &self.lands {
+            Lands::Rows => None,
+            Lands::Windows(config) => Some(config),
+        }
+    }
+
+    /// What it holds, as the metrics name it.
+    pub fn kind(&self) -> TableKind {
+        match self.lands {
+            Lands::Rows => TableKind::Rows,
+            Lands::Windows(_) => TableKind::Windows,
+        }
+    }
+
+    /// One attempt to commit `batches` (and, for a writer that wrote ahead, the files written
+    /// since the last commit) with `progress`; a success is emitted as [`Committed`], with
+    /// `landed` saying what it lands.
+    pub async fn commit(
+        &mut self,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+        landed: Landed,
+        metrics: &Metrics,
+    ) -> Result<Commit, LakeError> {
+        let started = Instant::now();
+        let commit = self.sink.commit(batches, progress).await?;
+        metrics.emit(Committed {
+            table: self.sink.name(),
+            kind: self.kind(),
+            version: commit.version,
+            rows: landed.rows,
+            files: commit.files,
+            bytes: commit.bytes,
+            partitions: progress.len(),
+            to_line: landed.to_line,
+            took: started.elapsed(),
+            newest_event_us: landed.newest_event_us,
+        });
+        Ok(commit)
+    }
+}
+
+/// What a commit lands, for its event.
+#[derive(Debug, Clone, Copy)]
+pub struct Landed {
+    /// Rows in all (written ahead included).
+    pub rows: usize,
+    /// The newest event time among them (UTC microseconds).
+    pub newest_event_us: Option<i64>,
+    /// How far it takes a single-source run (a load's line number).
+    pub to_line: Option<i64>,
+}
+
+impl Landed {
+    /// What committing `batches` of `output` lands.
+    pub fn batches(output: &Output, batches: &[RecordBatch]) -> Self {
+        Self {
+            rows: batches.iter().map(RecordBatch::num_rows).sum(),
+            newest_event_us: newest_timestamp_us(batches, &output.event_time),
+            to_line: None,
+        }
+    }
+}
+
+/// What an output holds that is not committed yet, over one or more lanes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Held {
+    /// Rows buffered (or emitted windows).
+    pub rows: usize,
+    /// Their bytes (Arrow memory; a window's results are not counted).
+    pub bytes: u64,
+    /// When the oldest uncommitted progress arrived; `None` when there is none.
+    pub since: Option<Instant>,
+}
+
+impl Held {
+    /// What a table's buffer in one lane holds.
+    pub fn of_table(buffer: &TableBuffer) -> Self {
+        Self {
+            rows: buffer.rows(),
+            bytes: buffer.bytes() as u64,
+            since: buffer.since().filter(|_| buffer.has_pending()),
+        }
+    }
+
+    /// What a window's state in one lane holds.
+    pub fn of_window(window: &WindowLane) -> Self {
+        Self {
+            rows: window.pending_rows(),
+            bytes: 0,
+            since: window.since().filter(|_| window.has_pending()),
+        }
+    }
+
+    /// Both together.
+    #[must_use]
+    pub fn plus(self, other: Self) -> Self {
+        Self {
+            rows: self.rows + other.rows,
+            bytes: self.bytes + other.bytes,
+            since: match (self.since, other.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    /// When `flush`'s latency limit is reached, if anything is held.
+    pub fn deadline(&self, flush: &FlushPolicy) -> Option<Instant> {
+        Some(self.since? + flush.max_latency)
+    }
+
+    /// Whether an output holding this is due a commit under `flush`: anything held is, when
+    /// `all`; otherwise once a row, byte or latency limit is reached.
+    pub fn due(&self, flush: &FlushPolicy, all: bool) -> bool {
+        self.since.is_some_and(|since| {
+            all || self.rows >= flush.max_rows
+                || self.bytes >= flush.max_bytes
+                || since.elapsed() >= flush.max_latency
+        })
+    }
+}
+
+/// Where a window table left a partition.
+pub async fn window_marks_of(
+    table: &dyn Sink,
+    (topic, partition): &(String, i32),
+) -> Result<WindowMarks> {
+    Ok(WindowMarks {
+        committed: table.committed(topic, *partition).await?,
+        replay_from: table.committed_mark(topic, *partition, REPLAY_FROM).await?,
+        replay_max_us: table
+            .committed_mark(topic, *partition, REPLAY_MAX_US)
+            .await?,
+        close_us: table.committed_mark(topic, *partition, CLOSE_US).await?,
+        max_event_us: table
+            .committed_mark(topic, *partition, MAX_EVENT_US)
+            .await?,
+    })
+}
+
+/// The newest value of the timestamp column `column` among `batches` (UTC microseconds), or
+/// `None` when no batch has such a column or every value is null.
+pub fn newest_timestamp_us(batches: &[RecordBatch], column: &str) -> Option<i64> {
+    batches
+        .iter()
+        .filter_map(|batch| {
+            let values = batch.column_by_name(column)?;
+            let values = values.as_primitive_opt::<TimestampMicrosecondType>()?;
+            arrow::compute::max(values)
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn flush(max_rows: usize, max_bytes: u64, max_latency: Duration) -> FlushPolicy {
+        FlushPolicy {
+            max_rows,
+            max_bytes,
+            max_latency,
+        }
+    }
+
+    #[test]
+    fn nothing_held_is_never_due() {
+        let nothing = Held::default();
+        assert!(!nothing.due(&flush(0, 0, Duration::ZERO), true));
+        assert_eq!(nothing.deadline(&flush(1, 1, Duration::ZERO)), None);
+    }
+
+    #[test]
+    fn any_limit_reached_makes_it_due() {
+        let long = Duration::from_secs(3600);
+        let held = Held {
+            rows: 10,
+            bytes: 100,
+            since: Some(Instant::now()),
+        };
+        assert!(!held.due(&flush(11, 101, long), false));
+        assert!(held.due(&flush(11, 101, long), true));
+        assert!(held.due(&flush(10, 101, long), false));
+        assert!(held.due(&flush(11, 100, long), false));
+        assert!(held.due(&flush(11, 101, Duration::ZERO), false));
+    }
+
+    #[test]
+    fn together_the_oldest_progress_counts() {
+        let now = Instant::now();
+        let earlier = now - Duration::from_secs(5);
+        let a = Held {
+            rows: 1,
+            bytes: 2,
+            since: Some(now),
+        };
+        let b = Held {
+            rows: 3,
+            bytes: 4,
+            since: Some(earlier),
+        };
+        let both = a.plus(b).plus(Held::default());
+        assert_eq!((both.rows, both.bytes, both.since), (4, 6, Some(earlier)));
+    }
+}
