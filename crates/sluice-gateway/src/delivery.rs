@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Record;
+use crate::events::SpoolHolds;
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
 
@@ -98,8 +99,10 @@ impl Delivery {
     ) -> Result<Self, KafkaError> {
         let producer = new_producer(client)?;
         let spooling = spool.pending() > 0;
-        metrics.spool_pending.set(spool.pending() as i64);
-        metrics.spool_bytes.set(spool.bytes() as i64);
+        metrics.emit(SpoolHolds {
+            pending: spool.pending(),
+            bytes: spool.bytes(),
+        });
         Ok(Self {
             client: client.clone(),
             producer: RwLock::new(producer),
@@ -356,8 +359,7 @@ impl Delivery {
         })
         .await
         .expect("spool mark does not panic")?;
-        self.metrics.spool_pending.set(pending as i64);
-        self.metrics.spool_bytes.set(bytes as i64);
+        self.metrics.emit(SpoolHolds { pending, bytes });
         self.spool_full.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -377,8 +379,7 @@ impl Delivery {
             Ordering::Relaxed,
         );
         let (seq, pending, bytes) = appended?;
-        self.metrics.spool_pending.set(pending as i64);
-        self.metrics.spool_bytes.set(bytes as i64);
+        self.metrics.emit(SpoolHolds { pending, bytes });
         Ok(seq)
     }
 

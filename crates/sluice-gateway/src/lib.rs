@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod body;
 pub mod delivery;
+pub mod events;
 pub mod idempotency;
 pub mod metrics;
 pub mod rate;
@@ -30,6 +31,7 @@ use sluice_kafka::{ClientOptions, KafkaError};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::Delivery;
+use crate::events::{KafkaProbed, SpoolOpened};
 use crate::metrics::Metrics;
 use crate::routes::AppState;
 use crate::spool::{Spool, SpoolError};
@@ -100,17 +102,12 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         })?;
     let metrics = Arc::new(Metrics::default());
     let (spool, recovery) = Spool::open(&config.spool)?;
-    if recovery.torn_tail {
-        metrics.spool_torn_tails.inc();
-    }
-    if recovery.pending > 0 || recovery.torn_tail {
-        tracing::info!(
-            dir = %config.spool.dir.display(),
-            pending_batches = recovery.pending,
-            torn_bytes_cut = recovery.torn_bytes,
-            "the spool holds batches from before: delivering them first"
-        );
-    }
+    metrics.emit(SpoolOpened {
+        dir: &config.spool.dir,
+        pending: recovery.pending,
+        torn_tail: recovery.torn_tail,
+        torn_bytes: recovery.torn_bytes,
+    });
     let streams = options
         .pipeline
         .streams
@@ -216,9 +213,8 @@ async fn probe_broker(state: Arc<AppState>, stop: CancellationToken) {
         })
         .await
         .unwrap_or(false);
-        if up != state.kafka_up.swap(up, Ordering::Relaxed) {
-            tracing::info!(reachable = up, "Kafka reachability changed");
-        }
+        let changed = up != state.kafka_up.swap(up, Ordering::Relaxed);
+        state.metrics.emit(KafkaProbed { up, changed });
         failures = if up { 0 } else { failures + 1 };
         // Only an outage, not one slow answer, costs the producer its session.
         if failures == OUTAGE_PROBES
@@ -226,7 +222,6 @@ async fn probe_broker(state: Arc<AppState>, stop: CancellationToken) {
         {
             tracing::error!(error = %format!("{err:#}"), "cannot create a fresh Kafka producer");
         }
-        state.metrics.kafka_up.set(i64::from(up));
         tokio::select! {
             () = tokio::time::sleep(PROBE_EVERY) => {}
             () = stop.cancelled() => return,

@@ -1,5 +1,6 @@
 //! The gateway's metrics, served at `/metrics` in the Prometheus text format. Names are
-//! constants here so that dashboards and alerts have one place to look.
+//! constants here so that dashboards and alerts have one place to look; only the events of
+//! [`crate::events`] move them.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -25,7 +26,7 @@ pub const KAFKA_UP: &str = "sluice_gateway_kafka_up";
 
 /// Labels of [`REQUESTS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// The stream in the path.
     pub stream: String,
     /// The HTTP status answered.
@@ -34,7 +35,7 @@ pub struct RequestLabels {
 
 /// Labels of [`RECORDS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RecordLabels {
+pub(crate) struct RecordLabels {
     /// The stream.
     pub stream: String,
     /// `kafka`, `spooled` or `rejected`.
@@ -45,19 +46,19 @@ pub struct RecordLabels {
 pub struct Metrics {
     registry: Registry,
     /// [`REQUESTS`]
-    pub requests: Family<RequestLabels, Counter>,
+    pub(crate) requests: Family<RequestLabels, Counter>,
     /// [`RECORDS`]
-    pub records: Family<RecordLabels, Counter>,
+    pub(crate) records: Family<RecordLabels, Counter>,
     /// [`REQUEST_SECONDS`]
-    pub request_seconds: Histogram,
+    pub(crate) request_seconds: Histogram,
     /// [`SPOOL_BYTES`]
-    pub spool_bytes: Gauge,
+    pub(crate) spool_bytes: Gauge,
     /// [`SPOOL_PENDING`]
-    pub spool_pending: Gauge,
+    pub(crate) spool_pending: Gauge,
     /// [`SPOOL_TORN_TAILS`]
-    pub spool_torn_tails: Counter,
+    pub(crate) spool_torn_tails: Counter,
     /// [`KAFKA_UP`]
-    pub kafka_up: Gauge,
+    pub(crate) kafka_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -114,18 +115,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts `n` records of `stream` with `outcome`.
-    pub fn count_records(&self, stream: &str, outcome: &'static str, n: usize) {
-        if n > 0 {
-            self.records
-                .get_or_create(&RecordLabels {
-                    stream: stream.to_string(),
-                    outcome,
-                })
-                .inc_by(n as u64);
-        }
-    }
-
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();

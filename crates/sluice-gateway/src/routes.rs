@@ -33,8 +33,9 @@ use sluice_core::config::GatewayLimits;
 use crate::auth::{AuthError, Keys};
 use crate::body;
 use crate::delivery::Delivery;
+use crate::events::{RecordsTaken, RequestAnswered};
 use crate::idempotency::{Idempotency, Lookup, StoredAnswer};
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::Metrics;
 use crate::rate::RateLimits;
 use crate::records::StreamChecks;
 use crate::spool::SpoolError;
@@ -120,19 +121,12 @@ async fn ingest(
 ) -> Response {
     let started = Instant::now();
     let answer = answer(&state, &stream, &headers, body).await;
-    let labels = RequestLabels {
-        stream: if state.streams.contains_key(&stream) {
-            stream
-        } else {
-            "(unknown)".into()
-        },
+    let known = state.streams.contains_key(&stream);
+    state.metrics.emit(RequestAnswered {
+        stream: if known { &stream } else { "(unknown)" },
         status: answer.status.as_u16(),
-    };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
-        .request_seconds
-        .observe(started.elapsed().as_secs_f64());
+        took: started.elapsed(),
+    });
     answer.into_response()
 }
 
@@ -314,11 +308,12 @@ async fn ingest_body(
     }
     let rejected = errors.len();
     let accepted = total - rejected;
-    state
-        .metrics
-        .count_records(stream, "kafka", accepted - spooled);
-    state.metrics.count_records(stream, "spooled", spooled);
-    state.metrics.count_records(stream, "rejected", rejected);
+    state.metrics.emit(RecordsTaken {
+        stream,
+        to_kafka: accepted - spooled,
+        spooled,
+        rejected,
+    });
     let status = match (accepted, rejected) {
         (_, 0) if spooled > 0 => StatusCode::ACCEPTED,
         (_, 0) => StatusCode::OK,
