@@ -1,10 +1,10 @@
 //! A table the engine writes, as both drivers hold it: its [`Sink`], what lands in it (a
 //! stream's rows or a window's results), its flush policy and when that policy makes it due
-//! ([`Held::due`]), and one commit with the event it emits. The one place that picks a sink
-//! for a table (today every table is Delta).
+//! ([`Held::due`]), and one commit step ([`Output::commit`]: retries, the events it emits).
+//! The one place that picks a sink for a table (today every table is Delta).
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use arrow::array::{AsArray, RecordBatch};
@@ -14,9 +14,14 @@ use sluice_core::config::{FlushPolicy, Table, Window};
 use sluice_core::windows::WINDOW_END;
 use sluice_lake::{Commit, DeltaSink, LakeError, LakeTable, PartitionProgress, Sink};
 
-use crate::events::{Committed, Metrics, TableKind};
+use crate::events::{CommitRetried, Committed, Metrics, TableKind};
 use crate::lanes::TableBuffer;
 use crate::windows::{CLOSE_US, MAX_EVENT_US, REPLAY_FROM, REPLAY_MAX_US, WindowLane, WindowMarks};
+
+/// How long a failing store is retried before a commit gives up (and the process exits
+/// non-zero, to be restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms
+/// (5 min), so retrying does not cost a stream its group membership.
+pub const COMMIT_RETRY_LIMIT: Duration = Duration::from_secs(120);
 
 /// What lands in an output.
 pub enum Lands {
@@ -105,9 +110,11 @@ impl Output {
         }
     }
 
-    /// One attempt to commit `batches` (and, for a writer that wrote ahead, the files written
-    /// since the last commit) with `progress`; a success is emitted as [`Committed`], with
-    /// `landed` saying what it lands.
+    /// Commits `batches` (and, for a writer that wrote ahead, the files written since the last
+    /// commit) with `progress`, retrying a failing store with exponential backoff for up to
+    /// [`COMMIT_RETRY_LIMIT`]; a success is emitted as [`Committed`], with `landed` saying what
+    /// it lands. Every attempt writes its files before its commit, so nothing is committed
+    /// before it is durable; files of a failed attempt stay unreferenced.
     pub async fn commit(
         &mut self,
         batches: &[RecordBatch],
@@ -115,8 +122,38 @@ impl Output {
         landed: Landed,
         metrics: &Metrics,
     ) -> Result<Commit, LakeError> {
-        let started = Instant::now();
-        let commit = self.sink.commit(batches, progress).await?;
+        let first_try = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let started = Instant::now();
+            match self.sink.commit(batches, progress).await {
+                Err(err) if err.is_transient() && first_try.elapsed() < COMMIT_RETRY_LIMIT => {
+                    metrics.emit(CommitRetried {
+                        table: self.sink.name(),
+                        error: &anyhow::Error::new(err),
+                        retry_in: delay,
+                    });
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(8));
+                }
+                Err(err) => return Err(err),
+                Ok(commit) => {
+                    self.committed(&commit, progress, landed, started, metrics);
+                    return Ok(commit);
+                }
+            }
+        }
+    }
+
+    /// Emits a commit made.
+    fn committed(
+        &self,
+        commit: &Commit,
+        progress: &[PartitionProgress],
+        landed: Landed,
+        started: Instant,
+        metrics: &Metrics,
+    ) {
         metrics.emit(Committed {
             table: self.sink.name(),
             kind: self.kind(),
@@ -129,7 +166,6 @@ impl Output {
             took: started.elapsed(),
             newest_event_us: landed.newest_event_us,
         });
-        Ok(commit)
     }
 }
 

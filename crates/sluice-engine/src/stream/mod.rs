@@ -23,24 +23,18 @@ use sluice_core::config::Pipeline;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::GroupConsumer;
 use sluice_kafka::side::SideProducer;
-use sluice_lake::{Commit, LakeError, PartitionProgress};
+use sluice_lake::PartitionProgress;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::events::{
-    Buffered, CommitFenced, CommitRetried, LanesFenced, Metrics, OverMemoryBudget, PartitionLag,
-    Summary,
+    Buffered, CommitFenced, LanesFenced, Metrics, OverMemoryBudget, PartitionLag, Summary,
 };
 use crate::job::Job;
 use crate::lanes::{Lane, Pending};
-use crate::output::{Held, Landed, Lands, Output};
+use crate::output::{COMMIT_RETRY_LIMIT, Held, Landed, Lands, Output};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use watchdog::GroupWatch;
-
-/// How long a failing store is retried before the stream gives up (and exits non-zero, to be
-/// restarted from the lake's offsets). Below librdkafka's max.poll.interval.ms (5 min), so
-/// retrying does not cost the group membership.
-const COMMIT_RETRY_LIMIT: Duration = Duration::from_secs(120);
 
 /// How long nothing may arrive before the loop checks for partitions that are behind their log
 /// end yet deliver nothing (and moves their consumer), when not draining (draining checks at
@@ -355,8 +349,9 @@ impl State {
         }
         let routed = &mut self.outputs[index];
         let landed = Landed::batches(&routed.output, batches);
-        let committed =
-            commit_with_retries(&mut routed.output, batches, progress, landed, &self.metrics).await;
+        let committed = (routed.output)
+            .commit(batches, progress, landed, &self.metrics)
+            .await;
         match committed {
             Ok(_) => Ok(true),
             Err(err) if err.is_fenced() => {
@@ -473,34 +468,6 @@ fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
     (0..buffered.len())
         .filter(|&i| buffered[i] > 0)
         .max_by_key(|&i| buffered[i])
-}
-
-/// Commits, retrying a failing store with exponential backoff for up to [`COMMIT_RETRY_LIMIT`].
-/// Every attempt writes its files before its commit, so nothing is committed before it is
-/// durable; files of a failed attempt stay unreferenced.
-async fn commit_with_retries(
-    output: &mut Output,
-    batches: &[RecordBatch],
-    progress: &[PartitionProgress],
-    landed: Landed,
-    metrics: &Metrics,
-) -> Result<Commit, LakeError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        match output.commit(batches, progress, landed, metrics).await {
-            Err(err) if err.is_transient() && started.elapsed() < COMMIT_RETRY_LIMIT => {
-                metrics.emit(CommitRetried {
-                    table: output.name(),
-                    error: &anyhow::Error::new(err),
-                    retry_in: delay,
-                });
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(8));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Waits until every dead letter and alert sent so far is acknowledged, for up to
