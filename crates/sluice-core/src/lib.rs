@@ -9,14 +9,17 @@
 //! - [`event_time`]: the `date`/`hour` partition columns derived from event time.
 //! - [`windows`]: event-time windows and their aggregation (DataFusion) when they close.
 //! - [`expressions`]: SQL expressions (rules, filters) compiled by DataFusion, run on batches.
+//! - [`settings`]: settings passed through to client libraries, secret values redacted.
 
 pub mod config;
 pub mod decode;
 pub mod event_time;
 pub mod expressions;
 pub mod schema;
+pub mod settings;
 pub mod windows;
 
 pub use config::{ConfigError, Pipeline};
 pub use decode::{DecodedBatch, Decoder, RawRecord, RejectKind, Rejected};
 pub use schema::{FieldType, StreamSchema};
+pub use settings::Settings;

@@ -1,6 +1,6 @@
 //! Connection settings shared by every Kafka client sluice makes.
 
-use std::collections::BTreeMap;
+use sluice_core::Settings;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -19,8 +19,9 @@ pub const REACHABILITY_TIMEOUT: Duration = Duration::from_secs(8);
 pub struct ClientOptions {
     /// Bootstrap servers, "host:port,host:port".
     pub brokers: String,
-    /// librdkafka settings applied last, so that they win.
-    pub extra: BTreeMap<String, String>,
+    /// librdkafka settings applied last (a pipeline's `[kafka.options]`, which may not hold
+    /// the keys sluice's guarantees rest on); secret values are redacted in `Debug`.
+    pub extra: Settings,
 }
 
 impl ClientOptions {
@@ -28,7 +29,7 @@ impl ClientOptions {
     pub fn new(brokers: impl Into<String>) -> Self {
         Self {
             brokers: brokers.into(),
-            extra: BTreeMap::new(),
+            extra: Settings::default(),
         }
     }
 
@@ -41,7 +42,7 @@ impl ClientOptions {
         for (key, value) in settings {
             config.set(*key, *value);
         }
-        for (key, value) in &self.extra {
+        for (key, value) in self.extra.exposed() {
             config.set(key, value);
         }
         config

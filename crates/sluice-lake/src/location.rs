@@ -5,9 +5,10 @@
 //! AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP) and `[lake.storage_options]`.
 //! Commits use put-if-absent (S3 `If-None-Match: *`), so no locking service is needed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Once;
 
+use sluice_core::Settings;
 use url::Url;
 
 use crate::LakeError;
@@ -44,15 +45,15 @@ pub fn table_url(table: &str, uri: &str) -> Result<Url, LakeError> {
 }
 
 /// Storage options for delta-rs: fail-fast retry defaults, then the pipeline file's options.
-pub fn storage_options(from_file: &BTreeMap<String, String>) -> HashMap<String, String> {
+pub fn storage_options(from_file: &Settings) -> HashMap<String, String> {
     let mut options: HashMap<String, String> = FAIL_FAST
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
     options.extend(
         from_file
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
+            .exposed()
+            .map(|(key, value)| (key.to_string(), value.to_string())),
     );
     options
 }
@@ -74,10 +75,7 @@ mod tests {
 
     #[test]
     fn file_options_override_fail_fast_defaults() {
-        let options = storage_options(&BTreeMap::from([(
-            "max_retries".to_string(),
-            "9".to_string(),
-        )]));
+        let options = storage_options(&Settings::from([("max_retries", "9")]));
         assert_eq!(options["max_retries"], "9");
         assert_eq!(options["retry_timeout"], "20s");
     }

@@ -3,9 +3,9 @@
 //! Nothing here is checked beyond TOML syntax and field names (`deny_unknown_fields`, so a typo
 //! is an error, not a silently ignored setting); [`super::validate`] turns these into the model.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
+
+use crate::settings::Settings;
 
 /// The whole pipeline file.
 #[derive(Debug, Clone, Deserialize)]
@@ -116,9 +116,10 @@ pub struct KafkaSection {
     pub brokers: Option<String>,
     /// Consumer group: every `sluice stream` with this group shares the topics' partitions.
     pub group: String,
-    /// librdkafka settings passed through as they are (TLS, SASL, tuning).
+    /// librdkafka settings passed through as they are (TLS, SASL, tuning), except the ones
+    /// sluice's guarantees rest on (`kafka::GUARDED_OPTIONS`), which are refused.
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    pub options: Settings,
 }
 
 /// `[lake]`
@@ -129,7 +130,7 @@ pub struct LakeSection {
     /// tables. The standard AWS_* environment variables are read as well and take precedence
     /// over nothing here: options written in the file win.
     #[serde(default)]
-    pub storage_options: BTreeMap<String, String>,
+    pub storage_options: Settings,
 }
 
 /// `[[streams]]`

@@ -7,12 +7,14 @@
 
 mod alerts;
 pub mod defaults;
+mod env;
 pub mod file;
 mod gateway;
+pub mod kafka;
 mod units;
 mod windows;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ pub use windows::Window;
 
 use crate::expressions::Predicate;
 use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
+use crate::settings::Settings;
 use file::{FlushSection, PipelineFile, StreamSection, TableSection};
 
 /// A validated pipeline.
@@ -32,7 +35,7 @@ pub struct Pipeline {
     /// Kafka connection and consumer group.
     pub kafka: KafkaConfig,
     /// Storage options for `s3://` tables (from the file; the environment adds to them).
-    pub storage_options: BTreeMap<String, String>,
+    pub storage_options: Settings,
     /// The streams read, in file order.
     pub streams: Vec<Stream>,
     /// The tables written, in file order.
@@ -52,8 +55,8 @@ pub struct KafkaConfig {
     pub brokers: Option<String>,
     /// The consumer group.
     pub group: String,
-    /// librdkafka settings passed through.
-    pub options: BTreeMap<String, String>,
+    /// librdkafka settings passed through (none of [`kafka::GUARDED_OPTIONS`]).
+    pub options: Settings,
 }
 
 /// A topic and the schema of its records.
@@ -173,21 +176,44 @@ impl Pipeline {
         })
     }
 
-    /// Parses and validates pipeline text. `read_schema` reads a schema file named in the text;
-    /// `file` is only used in messages.
+    /// Parses and validates pipeline text, with `${NAME}` in its strings taken from the
+    /// process's environment. `read_schema` reads a schema file named in the text; `file` is
+    /// only used in messages.
     pub fn parse(
         file: &Path,
         text: &str,
         read_schema: impl Fn(&str) -> std::io::Result<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: PipelineFile = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+        Self::parse_with_env(file, text, read_schema, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::parse`] with the environment variables `env` gives.
+    pub fn parse_with_env(
+        file: &Path,
+        text: &str,
+        read_schema: impl Fn(&str) -> std::io::Result<String>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let syntax = |error| ConfigError::Syntax {
             file: file.to_owned(),
             error,
-        })?;
-        validate(raw, &read_schema).map_err(|problems| ConfigError::Invalid {
+        };
+        let invalid = |problems| ConfigError::Invalid {
             file: file.to_owned(),
             problems,
-        })
+        };
+        // Parsed as written first: the structure's errors keep their line and column.
+        let mut raw: PipelineFile = toml::from_str(text).map_err(syntax)?;
+        if text.contains("${") {
+            let mut value: toml::Value = toml::from_str(text).map_err(syntax)?;
+            let mut problems = Problems::default();
+            env::interpolate(&mut value, "", env, &mut problems);
+            if !problems.0.is_empty() {
+                return Err(invalid(problems.0));
+            }
+            raw = value.try_into().map_err(syntax)?;
+        }
+        validate(raw, &read_schema).map_err(invalid)
     }
 
     /// Every Delta table the pipeline writes — raw tables, then window tables — as
@@ -231,6 +257,7 @@ fn validate(
     if raw.kafka.group.trim().is_empty() {
         problems.add("kafka.group", "expected a consumer group name");
     }
+    kafka::validate_options(&raw.kafka.options, &mut problems);
     if raw.streams.is_empty() {
         problems.add("streams", "expected at least one [[streams]] entry");
     }

@@ -432,3 +432,93 @@ fn derived_columns_and_table_filters_compile_against_the_stream() {
         "{problems:#?}"
     );
 }
+
+fn parse_with_env(text: &str) -> Result<Pipeline, ConfigError> {
+    let env = |name: &str| match name {
+        "LAKE_SECRET" => Some("s3cr\"et".to_string()),
+        "FETCH_BYTES" => Some("1048576".to_string()),
+        _ => None,
+    };
+    Pipeline::parse_with_env(
+        Path::new("pipeline.toml"),
+        text,
+        |_| Ok(SCHEMA.to_string()),
+        &env,
+    )
+}
+
+/// A pipeline whose `[kafka.options]` and `[lake.storage_options]` are `kafka` and `lake`.
+fn with_options(kafka: &str, lake: &str) -> String {
+    format!(
+        r#"
+        [kafka]
+        group = "g"
+        [kafka.options]
+        {kafka}
+        [lake.storage_options]
+        {lake}
+        [[streams]]
+        name = "sensor_events"
+        topic = "sensor_events"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        [[tables]]
+        name = "t"
+        from = "sensor_events"
+        uri = "s3://lake/${{TABLE_DIR:-raw}}"
+        "#
+    )
+}
+
+#[test]
+fn environment_variables_fill_strings_and_an_unset_one_names_its_field() {
+    let kafka = r#""fetch.max.bytes" = "${FETCH_BYTES}""#;
+    let pipeline = parse_with_env(&with_options(
+        kafka,
+        r#"aws_secret_access_key = "${LAKE_SECRET}""#,
+    ))
+    .unwrap();
+    assert_eq!(
+        pipeline.kafka.options.expose("fetch.max.bytes"),
+        Some("1048576")
+    );
+    let secret = pipeline.storage_options.expose("aws_secret_access_key");
+    assert_eq!(secret, Some("s3cr\"et"));
+    assert!(
+        !format!("{pipeline:?}").contains("s3cr"),
+        "the secret shows in Debug"
+    );
+    assert_eq!(pipeline.tables[0].uri, "s3://lake/raw");
+
+    let err = parse_with_env(&with_options(
+        kafka,
+        r#"aws_secret_access_key = "${NOT_SET}""#,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "lake.storage_options.aws_secret_access_key: environment variable NOT_SET is not set"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_guarded_kafka_option_is_refused_by_name() {
+    let kafka = r#"
+        "enable.auto.commit" = "true"
+        "acks" = "1"
+        "fetch.max.bytes" = "1048576"
+    "#;
+    let err = parse(&with_options(kafka, "")).unwrap_err().to_string();
+    assert!(err.contains("2 problem(s)"), "{err}");
+    assert!(
+        err.contains("kafka.options.\"enable.auto.commit\": sluice sets enable.auto.commit itself"),
+        "{err}"
+    );
+    assert!(
+        err.contains("kafka.options.\"acks\": sluice sets acks itself"),
+        "{err}"
+    );
+}

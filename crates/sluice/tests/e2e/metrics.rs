@@ -60,7 +60,7 @@ flush = {{ max_latency = "1s" }}
     member.wait_for_log("Serving /metrics", 1, Duration::from_secs(60));
     let rules = repo_file("deploy/prometheus/sluice-rules.yml");
     let prometheus = Prometheus::start(&dir, std::slice::from_ref(&metrics), &[&rules]);
-    let landed = format!("sum(sluice_rows_landed_total{{table=\"sensor_events\"}})");
+    let landed = "sum(sluice_rows_landed_total{table=\"sensor_events\"})".to_string();
     let long = Duration::from_secs(180);
     prometheus.wait_for(&landed, long, |r| {
         r.first().is_some_and(|(_, v)| *v == EVENTS as f64)
