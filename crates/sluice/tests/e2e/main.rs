@@ -21,6 +21,7 @@ mod outages;
 mod private;
 mod prometheus;
 mod repartition;
+mod secrets;
 mod side_outputs;
 mod up;
 mod windows;
