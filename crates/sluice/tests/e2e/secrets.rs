@@ -83,6 +83,14 @@ aws_secret_access_key = "${TEST_LAKE_SECRET}"
         row["n"], EVENTS,
         "every event landed through the file's key"
     );
+
+    // The key in use is the file's: a wrong one is refused by the store.
+    query.env("TEST_LAKE_SECRET", "not-the-key");
+    let refused = run(&mut query, Duration::from_secs(120));
+    assert!(
+        !refused.status.success(),
+        "a wrong store key was accepted: the key does not come from the file"
+    );
 }
 
 #[test]
