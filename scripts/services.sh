@@ -3,6 +3,11 @@
 # 127.0.0.1, with pid files and logs in a run directory:
 #   kafka — `sluice broker` (tansu, embedded)    port $SLUICE_KAFKA_PORT (default 19092)
 #   s3    — s3s-fs (S3 over a directory)         port $SLUICE_S3_PORT    (default 19000)
+#   tls   — stunnel4, TLS in front of kafka      port $SLUICE_TLS_PORT   (default 19093)
+#           (only when named: tansu has no TLS listener of its own). Its certificate, for
+#           localhost and 127.0.0.1, is signed by a test CA made with openssl on first start:
+#           $SLUICE_RUN_DIR/tls/ca.pem. Start kafka with SLUICE_KAFKA_ADVERTISE=localhost:<tls
+#           port> first, so that clients are sent back to the TLS port.
 #
 #   scripts/services.sh start|stop|restart|status [kafka|s3]...   (no name: both)
 #   scripts/services.sh env       # export lines for the running services; eval "$(… env)"
@@ -10,7 +15,8 @@
 # Settings (environment):
 #   SLUICE_RUN_DIR        run directory (default $SLUICE_CACHE/run): <svc>.pid, <svc>.log,
 #                         <svc>.port, the s3 root (s3/, bucket "lake" = s3/lake/)
-#   SLUICE_KAFKA_PORT, SLUICE_S3_PORT   ports used by `start`; a running service keeps the
+#   SLUICE_KAFKA_ADVERTISE  `sluice broker --advertise` (default: its listen address)
+#   SLUICE_KAFKA_PORT, SLUICE_S3_PORT, SLUICE_TLS_PORT   ports used by `start`; a running service keeps the
 #                         port recorded in <svc>.port, and `restart` reuses it
 #   SLUICE_BIN            the sluice binary that serves `kafka` (default: the debug build,
 #                         $CARGO_TARGET_DIR/debug/sluice; build it first)
@@ -50,6 +56,7 @@ bin_of() {
   case $1 in
     kafka) echo "$SLUICE_BROKER_BIN" ;;
     s3) echo "$S3S_FS_BIN" ;;
+    tls) command -v stunnel4 || command -v stunnel || echo /usr/bin/stunnel4 ;;
   esac
 }
 
@@ -58,8 +65,27 @@ configured_port() {
   case $1 in
     kafka) echo "${SLUICE_KAFKA_PORT:-19092}" ;;
     s3) echo "${SLUICE_S3_PORT:-19000}" ;;
+    tls) echo "${SLUICE_TLS_PORT:-19093}" ;;
   esac
 }
+
+# A test CA and a server certificate for localhost and 127.0.0.1 signed by it, in $RUN/tls.
+make_tls_files() {
+  local dir="$RUN/tls"
+  [ -s "$dir/server.pem" ] && return 0
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=sluice-test-ca \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key \
+      -out server.csr 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >server.ext
+    openssl x509 -req -days 30 -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -extfile server.ext -out server.pem 2>/dev/null
+  ) || die "tls: could not make the test certificates with openssl in $dir"
+}
+
 recorded_port() {
   local f="$RUN/$1.port"
   if [ -s "$f" ]; then cat "$f"; else configured_port "$1"; fi
@@ -128,12 +154,13 @@ start_one() {
   fi
   if [ ! -x "$bin" ]; then
     [ "$name" = kafka ] && die "kafka: $bin not found; build it first (cargo build -p sluice) or set SLUICE_BIN"
+    [ "$name" = tls ] && die "tls: stunnel4 not found (apt-get install stunnel4)"
     die "$name: $bin not found; run scripts/install-services.sh first"
   fi
   [ -n "$port" ] || port=$(configured_port "$name")
   if port_open "$port"; then
     die "$name: port $HOST:$port is already in use by another process (set SLUICE_$( \
-      [ "$name" = kafka ] && echo KAFKA || echo S3)_PORT to another port, or stop it)"
+      echo "$name" | tr a-z A-Z)_PORT to another port, or stop it)"
   fi
   mkdir -p "$RUN"
   echo "=== $(date -u +%FT%TZ) start $name on $HOST:$port" >>"$log"
@@ -141,7 +168,22 @@ start_one() {
     kafka)
       # Working directory = run dir: tansu resolves sqlite://NAME relative to it.
       (cd "$RUN" && SLUICE_LOG="$KAFKA_LOG" NO_COLOR=1 exec "$bin" broker \
-        --listen "$HOST:$port" --storage "$TANSU_STORAGE") </dev/null >>"$log" 2>&1 &
+        --listen "$HOST:$port" --storage "$TANSU_STORAGE" \
+        ${SLUICE_KAFKA_ADVERTISE:+--advertise "$SLUICE_KAFKA_ADVERTISE"}) </dev/null >>"$log" 2>&1 &
+      ;;
+    tls)
+      running_pid kafka >/dev/null || die "tls: start kafka first (it forwards to kafka's port)"
+      make_tls_files
+      cat >"$RUN/tls/stunnel.conf" <<CONF
+foreground = yes
+pid =
+[kafka]
+accept = $HOST:$port
+connect = $HOST:$(recorded_port kafka)
+cert = $RUN/tls/server.pem
+key = $RUN/tls/server.key
+CONF
+      (exec "$bin" "$RUN/tls/stunnel.conf") </dev/null >>"$log" 2>&1 &
       ;;
     s3)
       # A bucket in s3s-fs is a directory under its root.
@@ -244,8 +286,8 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${ALL[@]}")
 for n in "${names[@]}"; do
   case $n in
-    kafka | s3) ;;
-    *) echo "services: unknown service '$n' (kafka, s3)" >&2; usage ;;
+    kafka | s3 | tls) ;;
+    *) echo "services: unknown service '$n' (kafka, s3, tls)" >&2; usage ;;
   esac
 done
 

@@ -275,10 +275,7 @@ pub(crate) fn end_of_partition_reader(
             ("fetch.wait.max.ms", "10"),
         ])
         .create_with_context(EndOfPartitionExpected)
-        .map_err(|source| KafkaError::Client {
-            brokers: options.brokers.clone(),
-            source,
-        })
+        .map_err(|source| KafkaError::client(&options.brokers, source))
 }
 
 /// The client context of [`log_ranges`]: reaching a partition's end is what it asks for, so

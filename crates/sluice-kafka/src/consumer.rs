@@ -187,10 +187,7 @@ impl GroupConsumer {
                 events: events.clone(),
                 log_ends: log_ends.clone(),
             })
-            .map_err(|source| KafkaError::Client {
-                brokers: options.brokers.clone(),
-                source,
-            })?;
+            .map_err(|source| KafkaError::client(&options.brokers, source))?;
         for topic in topics {
             metadata_of(inner.client(), &options.brokers, Some(topic))?;
         }

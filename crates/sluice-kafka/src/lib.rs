@@ -17,6 +17,7 @@ pub mod client;
 pub mod consumer;
 pub mod producer;
 pub mod read_speed;
+pub mod security;
 pub mod side;
 
 pub use client::ClientOptions;
@@ -86,9 +87,42 @@ pub enum KafkaError {
         /// Why.
         reason: String,
     },
+    /// A file `[kafka.security]` names cannot serve.
+    #[error("kafka.security.{field}: {}: {reason}", path.display())]
+    SecurityFile {
+        /// The field naming it, such as `ca_file`.
+        field: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl KafkaError {
+    /// A client librdkafka refused to create. librdkafka's message quotes the refused
+    /// setting's value: for a key naming a secret ([`sluice_core::settings::is_secret_key`])
+    /// the value is left out.
+    pub fn client(brokers: &str, source: rdkafka::error::KafkaError) -> Self {
+        use rdkafka::error::KafkaError::ClientConfig;
+        let source = match source {
+            ClientConfig(result, description, key, value)
+                if sluice_core::settings::is_secret_key(&key) =>
+            {
+                let description = match value.is_empty() {
+                    true => description,
+                    false => description.replace(&value, "[REDACTED]"),
+                };
+                ClientConfig(result, description, key, "[REDACTED]".into())
+            }
+            other => other,
+        };
+        KafkaError::Client {
+            brokers: brokers.to_string(),
+            source,
+        }
+    }
+
     /// Whether trying again later may succeed: the cluster did not answer in time, or a read
     /// failed. A refused configuration or a missing topic stays as it is.
     pub fn is_transient(&self) -> bool {

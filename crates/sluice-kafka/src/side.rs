@@ -135,10 +135,7 @@ impl SideProducer {
                 ("queue.buffering.max.messages", "1000000"),
             ])
             .create_with_context(Deliveries::default())
-            .map_err(|source| KafkaError::Client {
-                brokers: options.brokers.clone(),
-                source,
-            })?;
+            .map_err(|source| KafkaError::client(&options.brokers, source))?;
         let mut partitions = HashMap::new();
         for topic in topics {
             partitions.insert(topic.to_string(), partition_count(options, topic)?);

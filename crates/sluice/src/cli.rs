@@ -94,6 +94,10 @@ pub struct UpArgs {
     /// Use this Kafka cluster instead of starting the embedded broker.
     #[arg(long, env = "SLUICE_BROKERS")]
     pub brokers: Option<String>,
+    /// With --brokers: reach that cluster as this file's `[kafka]` section says
+    /// (`[kafka.security]`, `[kafka.options]`; its brokers are not used).
+    #[arg(long, env = "SLUICE_KAFKA_CONFIG", requires = "brokers")]
+    pub kafka_config: Option<PathBuf>,
     /// Where the lake lives: a directory or s3://bucket/prefix [default: DATA_DIR/lake]
     #[arg(long)]
     pub lake: Option<String>,
@@ -123,6 +127,10 @@ pub struct ProduceArgs {
     /// The cluster.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Reach the cluster as this file's `[kafka]` section says (brokers, `[kafka.security]`,
+    /// `[kafka.options]`): a pipeline file, or a file with only that section.
+    #[arg(long, env = "SLUICE_KAFKA_CONFIG")]
+    pub kafka_config: Option<PathBuf>,
     /// Topic to produce to (it must exist: see `sluice topics create`).
     #[arg(long)]
     pub topic: String,
@@ -328,6 +336,10 @@ pub struct TopicsArgs {
     /// The cluster.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Reach the cluster as this file's `[kafka]` section says (brokers, `[kafka.security]`,
+    /// `[kafka.options]`): a pipeline file, or a file with only that section.
+    #[arg(long, env = "SLUICE_KAFKA_CONFIG", global = true)]
+    pub kafka_config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: TopicsCommand,

@@ -1,5 +1,6 @@
 //! The `sluice` binary: parses the command line and runs one role of the library.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -7,6 +8,7 @@ use clap::Parser;
 use sluice::cli::{Cli, Command};
 use sluice::produce::{self, Clock, ProduceOptions, Source};
 use sluice_core::Pipeline;
+use sluice_core::config::KafkaConfig;
 use sluice_engine::events::Metrics;
 use sluice_engine::observe;
 use sluice_engine::stream::{self, StreamOptions};
@@ -62,7 +64,7 @@ async fn run(cli: Cli) -> Result<()> {
                 (None, None) => unreachable!("clap requires --generator or --input"),
             };
             let options = ProduceOptions {
-                client: ClientOptions::new(args.kafka.resolve(None)),
+                client: client_of(&args.kafka, args.kafka_config.as_deref())?,
                 topic: args.topic,
                 source,
                 count: args.count,
@@ -91,7 +93,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Stream(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
-            let (client, storage_options) = connections(&args.kafka, &pipeline);
+            let (client, storage_options) = connections(&args.kafka, &pipeline)?;
             let listener = observe::bind(&args.metrics_listen).await?;
             let metrics = Metrics::shared();
             let serving = tokio::spawn(observe::serve(
@@ -145,7 +147,7 @@ async fn run(cli: Cli) -> Result<()> {
             None => {
                 let pipeline =
                     Pipeline::load(args.pipeline.as_deref().context("--pipeline is required")?)?;
-                let (client, _) = connections(&args.kafka, &pipeline);
+                let (client, _) = connections(&args.kafka, &pipeline)?;
                 sluice_gateway::run(
                     sluice_gateway::GatewayOptions {
                         pipeline,
@@ -186,7 +188,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Verify(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
-            let (client, storage_options) = connections(&args.kafka, &pipeline);
+            let (client, storage_options) = connections(&args.kafka, &pipeline)?;
             let report = match &args.report {
                 Some(path) => Some(
                     serde_json::from_str(
@@ -248,22 +250,33 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
         Command::Tables(args) => sluice::query::run_tables(&args).await,
         Command::Topics(args) => {
-            sluice::topics::run(ClientOptions::new(args.kafka.resolve(None)), args.command).await
+            let client = client_of(&args.kafka, args.kafka_config.as_deref())?;
+            sluice::topics::run(client, args.command).await
         }
         Command::Broker(args) => sluice::broker::run(args, shutdown).await,
     }
 }
 
-/// The Kafka client (flag or SLUICE_BROKERS over the file's brokers, plus the file's librdkafka
-/// options) and the lake's storage options of a pipeline.
+/// The Kafka client of a command that runs no pipeline: flag or SLUICE_BROKERS over the
+/// `--kafka-config` file's brokers, with that file's `[kafka.security]` and options.
+fn client_of(kafka: &sluice::cli::KafkaArgs, config: Option<&Path>) -> Result<ClientOptions> {
+    let Some(file) = config else {
+        return Ok(ClientOptions::new(kafka.resolve(None)));
+    };
+    let config = KafkaConfig::load(file)?;
+    let brokers = kafka.resolve(config.brokers.as_deref());
+    Ok(ClientOptions::of_pipeline(brokers, &config)?)
+}
+
+/// The Kafka client (flag or SLUICE_BROKERS over the file's brokers, plus the file's
+/// `[kafka.security]` and librdkafka options) and the lake's storage options of a pipeline.
 fn connections(
     kafka: &sluice::cli::KafkaArgs,
     pipeline: &Pipeline,
-) -> (ClientOptions, std::collections::HashMap<String, String>) {
-    let mut client = ClientOptions::new(kafka.resolve(pipeline.kafka.brokers.as_deref()));
-    client.extra = pipeline.kafka.options.clone();
-    (
-        client,
+) -> Result<(ClientOptions, std::collections::HashMap<String, String>)> {
+    let brokers = kafka.resolve(pipeline.kafka.brokers.as_deref());
+    Ok((
+        ClientOptions::of_pipeline(brokers, &pipeline.kafka)?,
         sluice_lake::location::storage_options(&pipeline.storage_options),
-    )
+    ))
 }

@@ -6,6 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+use sluice_core::config::KafkaConfig;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::admin;
 use sluice_kafka::broker::EmbeddedBroker;
@@ -45,7 +46,10 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             (broker.bootstrap(), Some(broker))
         }
     };
-    let client = ClientOptions::new(&brokers);
+    let client = match &args.kafka_config {
+        Some(file) => ClientOptions::of_pipeline(&brokers, &KafkaConfig::load(file)?)?,
+        None => ClientOptions::new(&brokers),
+    };
     let mut pipeline = builtin::sensor_pipeline(
         &args
             .lake

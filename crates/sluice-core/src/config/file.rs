@@ -5,6 +5,8 @@
 
 use serde::Deserialize;
 
+use secrecy::SecretString;
+
 use crate::settings::Settings;
 
 /// The whole pipeline file.
@@ -114,12 +116,41 @@ pub struct KafkaSection {
     /// Bootstrap servers, "host:port,host:port". `--brokers` and `SLUICE_BROKERS` override it,
     /// so the same file runs against a laptop broker and a production cluster.
     pub brokers: Option<String>,
-    /// Consumer group: every `sluice stream` with this group shares the topics' partitions.
+    /// Consumer group: every `sluice stream` with this group shares the topics' partitions
+    /// (required of a pipeline; a file read only for its connection may leave it out).
+    #[serde(default)]
     pub group: String,
-    /// librdkafka settings passed through as they are (TLS, SASL, tuning), except the ones
-    /// sluice's guarantees rest on (`kafka::GUARDED_OPTIONS`), which are refused.
+    /// How every client reaches the cluster: TLS and SASL.
+    #[serde(default)]
+    pub security: SecuritySection,
+    /// librdkafka settings passed through as they are (tuning), except the ones sluice's
+    /// guarantees rest on and the ones `[kafka.security]` sets (`kafka::GUARDED_OPTIONS`),
+    /// which are refused.
     #[serde(default)]
     pub options: Settings,
+}
+
+/// `[kafka.security]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySection {
+    /// PLAINTEXT (the default), SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub protocol: Option<String>,
+    /// TLS: the CA certificates (PEM) that sign the brokers' certificates; the system's
+    /// store without it.
+    pub ca_file: Option<String>,
+    /// TLS client authentication (mTLS): this client's certificate (PEM).
+    pub cert_file: Option<String>,
+    /// TLS client authentication (mTLS): its private key (PEM).
+    pub key_file: Option<String>,
+    /// The private key's password, if it is encrypted.
+    pub key_password: Option<SecretString>,
+    /// SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    pub username: Option<String>,
+    /// SASL password (write `${NAME}` to take it from the environment).
+    pub password: Option<SecretString>,
 }
 
 /// `[lake]`

@@ -1,10 +1,264 @@
-//! `[kafka.options]`: librdkafka settings passed through to every client, except the ones
-//! sluice's guarantees rest on. Those are refused by name, with the reason, when the file is
-//! read: `[kafka.options]` is applied after sluice's own settings, so a key here would
-//! otherwise win silently (an `enable.auto.commit=true` or `acks=1` voids exactly-once).
+//! `[kafka.security]`, typed: how every client reaches the cluster (TLS, mTLS, SASL PLAIN or
+//! SCRAM). `[kafka.options]`: librdkafka settings passed through to every client, except the
+//! ones sluice's guarantees rest on and the ones `[kafka.security]` sets. Those are refused by
+//! name, with the reason, when the file is read: `[kafka.options]` is applied after sluice's
+//! own settings, so a key here would otherwise win silently (an `enable.auto.commit=true` or
+//! `acks=1` voids exactly-once). Files named here are checked where they are read
+//! (`sluice_kafka::security`), before anything connects.
+
+use std::path::PathBuf;
+
+use secrecy::SecretString;
 
 use super::Problems;
+use super::file::SecuritySection;
 use crate::settings::Settings;
+
+/// How clients reach the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct KafkaSecurity {
+    /// The protocol.
+    pub protocol: SecurityProtocol,
+    /// TLS settings (with SSL or SASL_SSL).
+    pub tls: Tls,
+    /// SASL credentials (with SASL_PLAINTEXT or SASL_SSL).
+    pub sasl: Option<Sasl>,
+}
+
+/// `security.protocol`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No TLS, no SASL.
+    #[default]
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS: the password crosses the network in clear with PLAIN.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Whether it uses TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether it uses SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+/// TLS files.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// CA certificates (PEM); the system's store when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mTLS.
+    pub client: Option<ClientCertificate>,
+}
+
+/// A client certificate and its key.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate {
+    /// The certificate (PEM).
+    pub cert_file: PathBuf,
+    /// The private key (PEM).
+    pub key_file: PathBuf,
+    /// The key's password, if it is encrypted.
+    pub key_password: Option<SecretString>,
+}
+
+/// SASL credentials.
+#[derive(Debug, Clone)]
+pub struct Sasl {
+    /// The mechanism's librdkafka name: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: &'static str,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: SecretString,
+}
+
+/// The SASL mechanisms sluice speaks.
+const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Validates `[kafka.security]`; `None` when it has problems (added to `problems`).
+pub(super) fn validate_security(
+    raw: &SecuritySection,
+    problems: &mut Problems,
+) -> Option<KafkaSecurity> {
+    let before = problems.0.len();
+    let field = |name: &str| format!("kafka.security.{name}");
+    let protocol = match &raw.protocol {
+        None => SecurityProtocol::Plaintext,
+        Some(text) => SecurityProtocol::parse(text).unwrap_or_else(|| {
+            problems.add(
+                field("protocol"),
+                format!(
+                    "unknown protocol {text:?}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                ),
+            );
+            SecurityProtocol::Plaintext
+        }),
+    };
+    let tls = validate_tls(raw, protocol, problems);
+    let sasl = validate_sasl(raw, protocol, problems);
+    (problems.0.len() == before).then_some(KafkaSecurity {
+        protocol,
+        tls,
+        sasl,
+    })
+}
+
+fn validate_tls(raw: &SecuritySection, protocol: SecurityProtocol, problems: &mut Problems) -> Tls {
+    let named = [
+        ("ca_file", raw.ca_file.is_some()),
+        ("cert_file", raw.cert_file.is_some()),
+        ("key_file", raw.key_file.is_some()),
+        ("key_password", raw.key_password.is_some()),
+    ];
+    if !protocol.tls() {
+        for (name, _) in named.iter().filter(|(_, set)| *set) {
+            problems.add(
+                format!("kafka.security.{name}"),
+                format!(
+                    "a TLS setting, but protocol is {}: use SSL or SASL_SSL",
+                    protocol.name()
+                ),
+            );
+        }
+        return Tls::default();
+    }
+    let client = match (&raw.cert_file, &raw.key_file) {
+        (Some(cert), Some(key)) => Some(ClientCertificate {
+            cert_file: PathBuf::from(cert),
+            key_file: PathBuf::from(key),
+            key_password: raw.key_password.clone(),
+        }),
+        (None, None) => {
+            if raw.key_password.is_some() {
+                problems.add(
+                    "kafka.security.key_password",
+                    "a key password without a key_file",
+                );
+            }
+            None
+        }
+        (Some(_), None) => {
+            problems.add(
+                "kafka.security.key_file",
+                "cert_file needs its private key: expected key_file too",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            problems.add(
+                "kafka.security.cert_file",
+                "key_file needs its certificate: expected cert_file too",
+            );
+            None
+        }
+    };
+    Tls {
+        ca_file: raw.ca_file.as_ref().map(PathBuf::from),
+        client,
+    }
+}
+
+fn validate_sasl(
+    raw: &SecuritySection,
+    protocol: SecurityProtocol,
+    problems: &mut Problems,
+) -> Option<Sasl> {
+    let field = |name: &str| format!("kafka.security.{name}");
+    if !protocol.sasl() {
+        let named = [
+            ("sasl_mechanism", raw.sasl_mechanism.is_some()),
+            ("username", raw.username.is_some()),
+            ("password", raw.password.is_some()),
+        ];
+        for (name, _) in named.iter().filter(|(_, set)| *set) {
+            problems.add(
+                field(name),
+                format!(
+                    "a SASL setting, but protocol is {}: use SASL_PLAINTEXT or SASL_SSL",
+                    protocol.name()
+                ),
+            );
+        }
+        return None;
+    }
+    let mechanism = match raw.sasl_mechanism.as_deref().map(str::trim) {
+        None => {
+            problems.add(
+                field("sasl_mechanism"),
+                format!(
+                    "{} needs a mechanism: expected one of {MECHANISMS:?}",
+                    protocol.name()
+                ),
+            );
+            None
+        }
+        Some(text) => match MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(text)) {
+            Some(mechanism) => Some(*mechanism),
+            None => {
+                let why = match text.to_ascii_uppercase().as_str() {
+                    "GSSAPI" => "GSSAPI (Kerberos) is not built into sluice",
+                    "OAUTHBEARER" | "AWS_MSK_IAM" => {
+                        "OAUTHBEARER (and AWS MSK IAM tokens) is not built yet"
+                    }
+                    _ => "unknown mechanism",
+                };
+                problems.add(
+                    field("sasl_mechanism"),
+                    format!("{text:?}: {why}; expected one of {MECHANISMS:?}"),
+                );
+                None
+            }
+        },
+    };
+    if raw.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        problems.add(field("username"), "SASL needs a user name");
+    }
+    if raw.password.is_none() {
+        problems.add(
+            field("password"),
+            "SASL needs a password (write \"${NAME}\" to take it from the environment)",
+        );
+    }
+    Some(Sasl {
+        mechanism: mechanism?,
+        username: raw.username.clone()?,
+        password: raw.password.clone()?,
+    })
+}
 
 /// What a guarded key is refused with: why sluice sets it itself.
 const PROGRESS: &str = "sluice keeps each partition's progress in the lake's commits and moves \
@@ -13,9 +267,22 @@ const IDEMPOTENT: &str = "every sluice producer is idempotent with acks=all, so 
                           send never writes a record twice and an acknowledged record survives \
                           a broker's loss";
 
+/// What a key `[kafka.security]` sets is refused with.
+const SECURITY: &str = "set it in [kafka.security] (protocol, ca_file, cert_file, key_file, \
+                        key_password, sasl_mechanism, username, password)";
+
 /// librdkafka settings a pipeline may not set, and why. Aliases are listed too: librdkafka
 /// accepts either name.
 pub const GUARDED_OPTIONS: &[(&str, &str)] = &[
+    ("security.protocol", SECURITY),
+    ("sasl.mechanism", SECURITY),
+    ("sasl.mechanisms", SECURITY),
+    ("sasl.username", SECURITY),
+    ("sasl.password", SECURITY),
+    ("ssl.ca.location", SECURITY),
+    ("ssl.certificate.location", SECURITY),
+    ("ssl.key.location", SECURITY),
+    ("ssl.key.password", SECURITY),
     (
         "bootstrap.servers",
         "set [kafka].brokers (or --brokers, SLUICE_BROKERS) instead",

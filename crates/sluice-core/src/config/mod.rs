@@ -55,6 +55,8 @@ pub struct KafkaConfig {
     pub brokers: Option<String>,
     /// The consumer group.
     pub group: String,
+    /// TLS and SASL, for every client.
+    pub security: kafka::KafkaSecurity,
     /// librdkafka settings passed through (none of [`kafka::GUARDED_OPTIONS`]).
     pub options: Settings,
 }
@@ -249,6 +251,58 @@ impl Problems {
     }
 }
 
+impl KafkaConfig {
+    /// The `[kafka]` section of a file alone (brokers, security, options, `${NAME}` resolved),
+    /// for the commands that run no pipeline (`produce`, `topics`, `up --brokers`): the rest of
+    /// the file, and the group, are not read.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        let syntax = |error| ConfigError::Syntax {
+            file: file.to_owned(),
+            error,
+        };
+        let mut value: toml::Table = toml::from_str(&text).map_err(syntax)?;
+        let mut problems = Problems::default();
+        let Some(mut kafka) = value.remove("kafka") else {
+            problems.add("kafka", "expected a [kafka] section");
+            return Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                problems: problems.0,
+            });
+        };
+        env::interpolate(
+            &mut kafka,
+            "kafka",
+            &|name| std::env::var(name).ok(),
+            &mut problems,
+        );
+        let raw: Option<file::KafkaSection> = match problems.0.is_empty() {
+            true => Some(kafka.try_into().map_err(syntax)?),
+            false => None,
+        };
+        let config = raw.and_then(|raw| {
+            kafka::validate_options(&raw.options, &mut problems);
+            let security = kafka::validate_security(&raw.security, &mut problems)?;
+            Some(KafkaConfig {
+                brokers: raw.brokers,
+                group: raw.group,
+                security,
+                options: raw.options,
+            })
+        });
+        match config {
+            Some(config) if problems.0.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                problems: problems.0,
+            }),
+        }
+    }
+}
+
 fn validate(
     raw: PipelineFile,
     read_schema: &dyn Fn(&str) -> std::io::Result<String>,
@@ -258,6 +312,7 @@ fn validate(
         problems.add("kafka.group", "expected a consumer group name");
     }
     kafka::validate_options(&raw.kafka.options, &mut problems);
+    let security = kafka::validate_security(&raw.kafka.security, &mut problems);
     if raw.streams.is_empty() {
         problems.add("streams", "expected at least one [[streams]] entry");
     }
@@ -308,6 +363,7 @@ fn validate(
         kafka: KafkaConfig {
             brokers: raw.kafka.brokers,
             group: raw.kafka.group,
+            security: security.expect("security without problems"),
             options: raw.kafka.options,
         },
         storage_options: raw.lake.storage_options,

@@ -522,3 +522,38 @@ fn a_guarded_kafka_option_is_refused_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn kafka_security_is_typed_and_each_wrong_combination_names_its_field() {
+    let pipeline = parse_with_env(&with_options(
+        "",
+        "",
+    ).replace(
+        "[kafka.options]",
+        "[kafka.security]\nprotocol = \"sasl_ssl\"\nsasl_mechanism = \"scram-sha-512\"\n\
+         username = \"alice\"\npassword = \"${LAKE_SECRET}\"\nca_file = \"ca.pem\"\n[kafka.options]",
+    ))
+    .unwrap();
+    let security = &pipeline.kafka.security;
+    assert_eq!(security.protocol, kafka::SecurityProtocol::SaslSsl);
+    assert_eq!(security.sasl.as_ref().unwrap().mechanism, "SCRAM-SHA-512");
+    assert!(
+        !format!("{pipeline:?}").contains("s3cr"),
+        "the password shows in Debug"
+    );
+
+    let err = parse(&with_options("", "").replace(
+        "[kafka.options]",
+        "[kafka.security]\nprotocol = \"SSL\"\ncert_file = \"c.pem\"\nusername = \"bob\"\n\
+         [kafka.options]\n\"sasl.password\" = \"x\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "kafka.security.key_file: cert_file needs its private key",
+        "kafka.security.username: a SASL setting, but protocol is SSL",
+        "kafka.options.\"sasl.password\": sluice sets sasl.password itself",
+    ] {
+        assert!(err.contains(expected), "{expected} not in {err}");
+    }
+}

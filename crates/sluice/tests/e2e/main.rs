@@ -13,6 +13,7 @@ mod gateway_outages;
 mod groups;
 mod helpers;
 mod kafka;
+mod kafka_tls;
 mod landing;
 mod load;
 mod members;

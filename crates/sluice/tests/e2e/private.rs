@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use crate::helpers::{free_port, run_ok, sluice};
 
-/// A private tansu (SQLite storage, so its log survives a restart) and s3s-fs.
+/// A private tansu (SQLite storage, so its log survives a restart), s3s-fs, and stunnel4 in
+/// front of tansu for TLS.
 pub struct PrivateServices {
     run_dir: PathBuf,
     kafka_port: u16,
     s3_port: u16,
+    tls_port: u16,
+    /// The broker advertises the TLS port (clients must come back through TLS).
+    advertise_tls: bool,
 }
 
 impl PrivateServices {
@@ -23,25 +27,48 @@ impl PrivateServices {
             run_dir: dir.join("services"),
             kafka_port: free_port(),
             s3_port: free_port(),
+            tls_port: free_port(),
+            advertise_tls: false,
         }
+    }
+
+    /// As [`Self::new`], for a broker reached through its `tls` service only: it advertises
+    /// `localhost:<tls port>`.
+    pub fn behind_tls(dir: &Path) -> Self {
+        let mut services = Self::new(dir);
+        services.advertise_tls = true;
+        services
+    }
+
+    /// The TLS port's bootstrap address (a name the test certificate holds).
+    pub fn tls_brokers(&self) -> String {
+        format!("localhost:{}", self.tls_port)
+    }
+
+    /// The test CA that signed the `tls` service's certificate.
+    pub fn tls_ca(&self) -> PathBuf {
+        self.run_dir.join("tls/ca.pem")
     }
 
     fn script(&self, args: &[&str]) -> String {
         let script = std::env::var("SLUICE_SERVICES")
             .expect("SLUICE_SERVICES is not set: run scripts/test.sh");
-        run_ok(
-            Command::new("bash")
-                .arg(script)
-                .args(args)
-                .env("SLUICE_RUN_DIR", &self.run_dir)
-                .env("SLUICE_KAFKA_PORT", self.kafka_port.to_string())
-                .env("SLUICE_S3_PORT", self.s3_port.to_string())
-                .env("SLUICE_TANSU_STORAGE", "sqlite://tansu.db"),
-            Duration::from_secs(60),
-        )
+        let mut command = Command::new("bash");
+        command
+            .arg(script)
+            .args(args)
+            .env("SLUICE_RUN_DIR", &self.run_dir)
+            .env("SLUICE_KAFKA_PORT", self.kafka_port.to_string())
+            .env("SLUICE_S3_PORT", self.s3_port.to_string())
+            .env("SLUICE_TLS_PORT", self.tls_port.to_string())
+            .env("SLUICE_TANSU_STORAGE", "sqlite://tansu.db");
+        if self.advertise_tls {
+            command.env("SLUICE_KAFKA_ADVERTISE", self.tls_brokers());
+        }
+        run_ok(&mut command, Duration::from_secs(60))
     }
 
-    /// Starts "kafka" or "s3".
+    /// Starts "kafka", "s3" or "tls".
     pub fn start(&self, service: &str) {
         self.script(&["start", service]);
     }
@@ -92,7 +119,7 @@ impl Drop for PrivateServices {
         // No panic here: a test may be unwinding already.
         let script = std::env::var("SLUICE_SERVICES").unwrap_or_default();
         Command::new("bash")
-            .args([script.as_str(), "stop"])
+            .args([script.as_str(), "stop", "tls", "kafka", "s3"])
             .env("SLUICE_RUN_DIR", &self.run_dir)
             .stdout(std::process::Stdio::null())
             .status()

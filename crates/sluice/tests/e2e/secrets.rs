@@ -38,7 +38,7 @@ aws_secret_access_key = "${TEST_LAKE_SECRET}"
 
 [kafka.options]
 "client.id" = "${TEST_CLIENT_ID:-sluice-secrets-test}"
-"sasl.password" = "${TEST_KAFKA_PASSWORD}""#,
+"ssl.keystore.password" = "${TEST_KAFKA_PASSWORD}""#,
     );
     // The store's secret key comes only from the file (through the variable), not from the
     // AWS_* environment the suite runs in.
