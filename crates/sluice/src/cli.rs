@@ -53,6 +53,10 @@ pub enum Command {
     /// Serve a Kafka-compatible broker (the tansu that `up` embeds) until Ctrl-C or SIGTERM:
     /// for development and tests, in memory by default.
     Broker(BrokerArgs),
+    /// Validate a pipeline file as the other commands read it (`${NAME}` resolved, the
+    /// `[kafka.security]` files read) and print what they would run with, secrets redacted;
+    /// connects to nothing.
+    Check(CheckArgs),
 }
 
 /// Where the Kafka cluster is.
@@ -233,6 +237,17 @@ pub enum GatewayCommand {
         #[arg(long, value_delimiter = ',', default_value = "*")]
         streams: Vec<String>,
     },
+}
+
+/// `sluice check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The cluster (only to show which brokers the commands would use).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The pipeline file.
+    #[arg(long)]
+    pub pipeline: PathBuf,
 }
 
 /// `sluice load`

@@ -15,6 +15,7 @@
 
 pub mod broker;
 pub mod builtin;
+pub mod check;
 pub mod cli;
 pub mod compact;
 pub mod generators;

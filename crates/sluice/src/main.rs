@@ -254,6 +254,13 @@ async fn run(cli: Cli) -> Result<()> {
             sluice::topics::run(client, args.command).await
         }
         Command::Broker(args) => sluice::broker::run(args, shutdown).await,
+        Command::Check(args) => {
+            let pipeline = Pipeline::load(&args.pipeline)?;
+            let (client, _) = connections(&args.kafka, &pipeline)?;
+            print!("{}", sluice::check::describe(&pipeline, &client)?);
+            eprintln!("{}: valid", args.pipeline.display());
+            Ok(())
+        }
     }
 }
 

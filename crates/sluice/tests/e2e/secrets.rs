@@ -143,3 +143,49 @@ aws_secret_access_key = "${TEST_SURELY_UNSET_VARIABLE}"
         "{stderr}"
     );
 }
+
+#[test]
+fn check_prints_the_resolved_pipeline_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = write_pipeline(
+        dir.path(),
+        &unique("t"),
+        &unique("group"),
+        "s3://lake/t",
+        "{}",
+    );
+    append(
+        &pipeline,
+        r#"[lake.storage_options]
+aws_secret_access_key = "${TEST_CHECK_SECRET}"
+aws_region = "${TEST_CHECK_REGION:-eu-west-1}"
+
+[kafka.security]
+protocol = "SASL_PLAINTEXT"
+sasl_mechanism = "SCRAM-SHA-512"
+username = "alice"
+password = "${TEST_CHECK_SECRET}""#,
+    );
+    let secret = format!("secret-{}", unique("x"));
+    let out = run_ok(
+        sluice()
+            .args(["check", "--pipeline"])
+            .arg(&pipeline)
+            .env("TEST_CHECK_SECRET", &secret)
+            .env_remove("TEST_CHECK_REGION")
+            .env("SLUICE_BROKERS", "127.0.0.1:1"),
+        Duration::from_secs(30),
+    );
+    assert!(!out.contains(&secret), "{out}");
+    for expected in [
+        "brokers = \"127.0.0.1:1\"",
+        "protocol = \"SASL_PLAINTEXT\"",
+        "username = \"alice\"",
+        "password = \"[REDACTED]\"",
+        "\"aws_secret_access_key\": \"[REDACTED]\"",
+        "\"aws_region\": \"eu-west-1\"",
+        "[[tables]] sensor_events (from sensor_events)",
+    ] {
+        assert!(out.contains(expected), "{expected} not in\n{out}");
+    }
+}

@@ -1,0 +1,89 @@
+//! `sluice check`: reads and validates a pipeline file as every command does (`${NAME}`
+//! resolved, every problem by field, the `[kafka.security]` files read), connects to nothing,
+//! and prints what the commands would run with: secrets as `[REDACTED]`.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use sluice_core::Pipeline;
+use sluice_core::config::FlushPolicy;
+use sluice_core::config::kafka::KafkaSecurity;
+use sluice_kafka::ClientOptions;
+
+/// The resolved pipeline, as text, after checking its security files.
+pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
+    let mut out = String::new();
+    writeln!(out, "[kafka]")?;
+    writeln!(out, "brokers = {:?}", client.brokers)?;
+    writeln!(out, "group = {:?}", pipeline.kafka.group)?;
+    security(&mut out, &pipeline.kafka.security)?;
+    writeln!(out, "options = {:?}", pipeline.kafka.options)?;
+    writeln!(out, "\n[lake]")?;
+    writeln!(out, "storage_options = {:?}", pipeline.storage_options)?;
+    for stream in &pipeline.streams {
+        writeln!(out, "\n[[streams]] {}", stream.name)?;
+        writeln!(out, "topic = {:?}", stream.topic)?;
+        writeln!(out, "key = {:?}", stream.key)?;
+        writeln!(out, "dead_letter_topic = {:?}", stream.dead_letter_topic)?;
+        writeln!(out, "max_record_size = {}", stream.max_record_size)?;
+    }
+    for table in &pipeline.tables {
+        writeln!(out, "\n[[tables]] {} (from {})", table.name, table.from)?;
+        writeln!(out, "uri = {:?}", table.uri)?;
+        writeln!(out, "partition_by = {:?}", table.partition_by)?;
+        writeln!(out, "flush = {}", flush(&table.flush))?;
+    }
+    for window in &pipeline.windows {
+        writeln!(out, "\n[[windows]] {} (from {})", window.name, window.from)?;
+        writeln!(out, "uri = {:?}", window.uri)?;
+        writeln!(out, "group_by = {:?}", window.group_by)?;
+        writeln!(out, "flush = {}", flush(&window.flush))?;
+    }
+    for alert in &pipeline.alerts {
+        writeln!(out, "\n[[alerts]] {} (from {})", alert.name, alert.from)?;
+        writeln!(out, "topic = {:?}", alert.topic)?;
+    }
+    let gateway = &pipeline.gateway;
+    writeln!(out, "\n[gateway]")?;
+    writeln!(out, "listen = {:?}", gateway.listen)?;
+    writeln!(out, "tls = {}", gateway.tls.is_some())?;
+    let keys: Vec<&str> = gateway.keys.iter().map(|k| k.name.as_str()).collect();
+    writeln!(out, "keys = {keys:?} (stored as SHA-256 hashes)")?;
+    Ok(out)
+}
+
+fn security(out: &mut String, security: &KafkaSecurity) -> Result<()> {
+    writeln!(out, "\n[kafka.security]")?;
+    writeln!(out, "protocol = {:?}", security.protocol.name())?;
+    if let Some(ca) = &security.tls.ca_file {
+        writeln!(out, "ca_file = {:?}", ca.display().to_string())?;
+    }
+    if let Some(client) = &security.tls.client {
+        writeln!(
+            out,
+            "cert_file = {:?}",
+            client.cert_file.display().to_string()
+        )?;
+        writeln!(
+            out,
+            "key_file = {:?}",
+            client.key_file.display().to_string()
+        )?;
+        if client.key_password.is_some() {
+            writeln!(out, "key_password = \"[REDACTED]\"")?;
+        }
+    }
+    if let Some(sasl) = &security.sasl {
+        writeln!(out, "sasl_mechanism = {:?}", sasl.mechanism)?;
+        writeln!(out, "username = {:?}", sasl.username)?;
+        writeln!(out, "password = \"[REDACTED]\"")?;
+    }
+    Ok(())
+}
+
+fn flush(flush: &FlushPolicy) -> String {
+    format!(
+        "{{ max_rows = {}, max_bytes = {}, max_latency = {:?} }}",
+        flush.max_rows, flush.max_bytes, flush.max_latency
+    )
+}
