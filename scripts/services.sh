@@ -16,6 +16,8 @@
 #   SLUICE_RUN_DIR        run directory (default $SLUICE_CACHE/run): <svc>.pid, <svc>.log,
 #                         <svc>.port, the s3 root (s3/, bucket "lake" = s3/lake/)
 #   SLUICE_KAFKA_ADVERTISE  `sluice broker --advertise` (default: its listen address)
+#   SLUICE_KAFKA_SASL_USERS  `sluice broker --sasl-user`: "NAME:PASSWORD,…" (SCRAM-SHA-256/512;
+#                         needs SLUICE_TANSU_STORAGE=sqlite://…)
 #   SLUICE_KAFKA_PORT, SLUICE_S3_PORT, SLUICE_TLS_PORT   ports used by `start`; a running service keeps the
 #                         port recorded in <svc>.port, and `restart` reuses it
 #   SLUICE_BIN            the sluice binary that serves `kafka` (default: the debug build,
@@ -169,7 +171,8 @@ start_one() {
       # Working directory = run dir: tansu resolves sqlite://NAME relative to it.
       (cd "$RUN" && SLUICE_LOG="$KAFKA_LOG" NO_COLOR=1 exec "$bin" broker \
         --listen "$HOST:$port" --storage "$TANSU_STORAGE" \
-        ${SLUICE_KAFKA_ADVERTISE:+--advertise "$SLUICE_KAFKA_ADVERTISE"}) </dev/null >>"$log" 2>&1 &
+        ${SLUICE_KAFKA_ADVERTISE:+--advertise "$SLUICE_KAFKA_ADVERTISE"} \
+        ${SLUICE_KAFKA_SASL_USERS:+--sasl-user "$SLUICE_KAFKA_SASL_USERS"}) </dev/null >>"$log" 2>&1 &
       ;;
     tls)
       running_pid kafka >/dev/null || die "tls: start kafka first (it forwards to kafka's port)"

@@ -9,10 +9,16 @@ use std::net::SocketAddr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
+use rand::RngCore;
+use rsasl::mechanisms::scram::tools::{derive_keys, hash_password};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256, Sha512};
 use tansu_broker::NODE_ID;
 use tansu_broker::broker::Broker;
 use tansu_broker::coordinator::group::administrator::Controller;
-use tansu_storage::StorageContainer;
+use tansu_sans_io::ScramMechanism;
+use tansu_storage::{BrokerRegistrationRequest, ScramCredential, Storage, StorageContainer};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
@@ -49,10 +55,29 @@ impl EmbeddedBroker {
         advertised: Option<&str>,
         storage: Url,
     ) -> Result<Self, KafkaError> {
+        Self::start_with_users(address, advertised, storage, Vec::new()).await
+    }
+
+    /// [`Self::start`], with SASL/SCRAM authentication (SHA-256 and SHA-512) for `users` when
+    /// there are any: then a client must authenticate as one of them. tansu keeps credentials
+    /// only in SQLite storage, so `users` need `sqlite://` (refused otherwise: with memory
+    /// storage tansu drops them silently and nobody could log in).
+    pub async fn start_with_users(
+        address: SocketAddr,
+        advertised: Option<&str>,
+        storage: Url,
+        users: Vec<ScramUser>,
+    ) -> Result<Self, KafkaError> {
         let failed = |reason: String| KafkaError::Broker {
             listen: address.to_string(),
             reason,
         };
+        if !users.is_empty() && storage.scheme() != "sqlite" {
+            return Err(failed(format!(
+                "SASL users need SQLite storage (sqlite://FILE): tansu keeps credentials only \
+                 there, and with {storage} nobody could log in"
+            )));
+        }
         let tcp = |host_port: &str| {
             Url::parse(&format!("tcp://{host_port}"))
                 .map_err(|err| failed(format!("{host_port}: {err}")))
@@ -72,7 +97,7 @@ impl EmbeddedBroker {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let serving = std::thread::Builder::new()
             .name("sluice-broker".into())
-            .spawn(move || serve(listeners, storage, built, stop_rx))
+            .spawn(move || serve(listeners, storage, users, built, stop_rx))
             .map_err(|err| failed(err.to_string()))?;
         let mut broker = Self {
             address,
@@ -120,6 +145,84 @@ impl Drop for EmbeddedBroker {
 }
 
 /// Where the broker listens, and the address it gives clients in metadata.
+/// A SASL/SCRAM user of the embedded broker.
+pub struct ScramUser {
+    /// The user name.
+    pub name: String,
+    /// The password.
+    pub password: SecretString,
+}
+
+/// PBKDF2 iterations of a stored credential (Kafka's default is 4096).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// Stores every user's SCRAM-SHA-256 and SCRAM-SHA-512 credential in `storage`, as tansu's
+/// `AlterUserScramCredentials` would: the broker is registered first, since tansu's SQLite
+/// storage records credentials only for a registered cluster.
+async fn add_users(
+    storage: &Url,
+    advertised: &Url,
+    users: &[ScramUser],
+) -> Result<StorageContainer, String> {
+    let failed = |err: tansu_storage::Error| format!("storing SASL users: {err:?}");
+    let container = StorageContainer::builder()
+        .cluster_id("sluice")
+        .node_id(NODE_ID)
+        .advertised_listener(advertised.clone())
+        .storage(storage.clone())
+        .silent(true)
+        .build()
+        .await
+        .map_err(failed)?;
+    container
+        .register_broker(BrokerRegistrationRequest {
+            broker_id: NODE_ID,
+            cluster_id: "sluice".into(),
+            incarnation_id: Uuid::now_v7(),
+            rack: None,
+        })
+        .await
+        .map_err(failed)?;
+    for user in users {
+        let password = user.password.expose_secret().as_bytes();
+        for mechanism in [ScramMechanism::Scram256, ScramMechanism::Scram512] {
+            let credential = scram_credential(mechanism, password);
+            container
+                .upsert_user_scram_credential(&user.name, mechanism, credential)
+                .await
+                .map_err(failed)?;
+        }
+    }
+    Ok(container)
+}
+
+/// A stored SCRAM credential (RFC 5802): salt, iterations, StoredKey = H(ClientKey) and
+/// ServerKey, both derived from the salted password.
+fn scram_credential(mechanism: ScramMechanism, password: &[u8]) -> ScramCredential {
+    let mut salt = [0u8; 32];
+    rand::rng().fill_bytes(&mut salt);
+    let (stored_key, server_key) = match mechanism {
+        ScramMechanism::Scram256 => {
+            let mut salted = Default::default();
+            hash_password::<Sha256>(password, SCRAM_ITERATIONS, &salt, &mut salted);
+            let (client_key, server_key) = derive_keys::<Sha256>(&salted);
+            (Sha256::digest(client_key).to_vec(), server_key.to_vec())
+        }
+        ScramMechanism::Scram512 => {
+            let mut salted = Default::default();
+            hash_password::<Sha512>(password, SCRAM_ITERATIONS, &salt, &mut salted);
+            let (client_key, server_key) = derive_keys::<Sha512>(&salted);
+            (Sha512::digest(client_key).to_vec(), server_key.to_vec())
+        }
+    };
+    ScramCredential {
+        salt: Bytes::copy_from_slice(&salt),
+        iterations: SCRAM_ITERATIONS as i32,
+        stored_key: Bytes::from(stored_key),
+        server_key: Bytes::from(server_key),
+    }
+}
+
 struct Listeners {
     listen: Url,
     advertised: Url,
@@ -130,6 +233,7 @@ struct Listeners {
 fn serve(
     listeners: Listeners,
     storage: Url,
+    users: Vec<ScramUser>,
     built: oneshot::Sender<Result<(), String>>,
     stop: oneshot::Receiver<()>,
 ) {
@@ -146,6 +250,18 @@ fn serve(
         }
     };
     runtime.block_on(async move {
+        // The users' storage stays open while the broker runs: closing it as the broker opens
+        // the same SQLite file made the broker's set-up fail with "database is locked".
+        let _users_storage = match users.is_empty() {
+            true => None,
+            false => match add_users(&storage, &listeners.advertised, &users).await {
+                Ok(container) => Some(container),
+                Err(err) => {
+                    let _ = built.send(Err(err));
+                    return;
+                }
+            },
+        };
         let broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(NODE_ID)
             .cluster_id("sluice")
@@ -153,16 +269,18 @@ fn serve(
             .advertised_listener(listeners.advertised)
             .storage(storage)
             .listener(listeners.listen)
+            .authentication(!users.is_empty())
             .silent(true)
             .build()
             .await;
+        let broker = broker.map_err(|err| format!("{err:?}"));
         let mut broker = match broker {
             Ok(broker) => {
                 let _ = built.send(Ok(()));
                 broker
             }
             Err(err) => {
-                let _ = built.send(Err(format!("{err:?}")));
+                let _ = built.send(Err(err));
                 return;
             }
         };

@@ -90,6 +90,14 @@ pub struct BrokerArgs {
     /// working directory; survives restarts).
     #[arg(long, default_value = "memory://tansu/")]
     pub storage: url::Url,
+    /// A SASL user, "NAME:PASSWORD" (repeatable; env: comma-separated): clients must then
+    /// authenticate with SCRAM-SHA-256 or SCRAM-SHA-512. Needs --storage sqlite://FILE.
+    #[arg(
+        long = "sasl-user",
+        env = "SLUICE_BROKER_SASL_USERS",
+        value_delimiter = ','
+    )]
+    pub sasl_users: Vec<String>,
 }
 
 /// `sluice up`

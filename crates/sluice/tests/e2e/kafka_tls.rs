@@ -18,11 +18,76 @@ fn over_tls(services: &PrivateServices) -> Command {
     command
 }
 
+/// The environment variable the SCRAM tests' password comes from.
+const PASSWORD_VARIABLE: &str = "TEST_SCRAM_PASSWORD";
+
 /// A file whose `[kafka]` section reaches the cluster with `security`.
 fn kafka_file(dir: &Path, name: &str, security: &str) -> std::path::PathBuf {
     let file = dir.join(name);
     std::fs::write(&file, format!("[kafka]\n[kafka.security]\n{security}\n")).unwrap();
     file
+}
+
+/// Creates a topic, produces to it, streams it into a local lake, verifies the lake against
+/// the producer report and counts its rows, every command reaching the broker through its TLS
+/// port with `security` (a `[kafka.security]` body) and `password` in [`PASSWORD_VARIABLE`].
+fn round_trip(services: &PrivateServices, dir: &Path, security: &str, password: &str) {
+    let kafka = kafka_file(dir, "kafka.toml", security);
+    let topic = unique("secure");
+    let sluice = || {
+        let mut command = over_tls(services);
+        command.env(PASSWORD_VARIABLE, password);
+        command
+    };
+    run_ok(
+        sluice()
+            .args([
+                "topics",
+                "create",
+                &topic,
+                "--partitions",
+                "2",
+                "--kafka-config",
+            ])
+            .arg(&kafka),
+        Duration::from_secs(60),
+    );
+    let report = dir.join("report.json");
+    let mut producer = sensor_producer(&topic, EVENTS, 3, "2026-11-22T08:30:00Z", "10ms", &report);
+    producer
+        .env("SLUICE_BROKERS", services.tls_brokers())
+        .env(PASSWORD_VARIABLE, password)
+        .arg("--kafka-config")
+        .arg(&kafka);
+    run_ok(&mut producer, Duration::from_secs(300));
+
+    let lake = dir.join("lake/sensor_events");
+    let pipeline = write_pipeline(dir, &topic, &unique("group"), lake.to_str().unwrap(), "{}");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, format!("{text}\n[kafka.security]\n{security}\n")).unwrap();
+    run_ok(
+        sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(&pipeline),
+        Duration::from_secs(300),
+    );
+    run_ok(
+        sluice()
+            .args(["verify", "--min-age", "0s", "--report"])
+            .arg(&report)
+            .arg("--pipeline")
+            .arg(&pipeline),
+        Duration::from_secs(120),
+    );
+    let out = run_ok(
+        sluice()
+            .args(["query", "--format", "json", "--pipeline"])
+            .arg(&pipeline)
+            .arg("select count(*) as n from sensor_events"),
+        Duration::from_secs(120),
+    );
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["n"], EVENTS, "{out}");
 }
 
 #[test]
@@ -35,59 +100,7 @@ fn every_command_works_over_tls_and_the_lake_holds_exactly_what_was_produced() {
         "protocol = \"SSL\"\nca_file = \"{}\"",
         services.tls_ca().display()
     );
-    let kafka = kafka_file(dir.path(), "kafka.toml", &tls);
-    let topic = unique("tls");
-
-    run_ok(
-        over_tls(&services)
-            .args([
-                "topics",
-                "create",
-                &topic,
-                "--partitions",
-                "2",
-                "--kafka-config",
-            ])
-            .arg(&kafka),
-        Duration::from_secs(60),
-    );
-    let report = dir.path().join("report.json");
-    let mut producer = sensor_producer(&topic, EVENTS, 3, "2026-11-22T08:30:00Z", "10ms", &report);
-    producer
-        .env("SLUICE_BROKERS", services.tls_brokers())
-        .arg("--kafka-config")
-        .arg(&kafka);
-    run_ok(&mut producer, Duration::from_secs(300));
-
-    let lake = dir.path().join("lake/sensor_events");
-    let pipeline = write_pipeline(
-        dir.path(),
-        &topic,
-        &unique("group"),
-        lake.to_str().unwrap(),
-        "{}",
-    );
-    let text = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, format!("{text}\n[kafka.security]\n{tls}\n")).unwrap();
-    run_ok(
-        over_tls(&services)
-            .args(["stream", "--until-caught-up", "--pipeline"])
-            .arg(&pipeline),
-        Duration::from_secs(300),
-    );
-    run_ok(
-        over_tls(&services)
-            .args(["verify", "--min-age", "0s", "--report"])
-            .arg(&report)
-            .arg("--pipeline")
-            .arg(&pipeline),
-        Duration::from_secs(120),
-    );
-    let count = query(
-        &pipeline,
-        "select count(*) as n, count(distinct _offset) as d from sensor_events",
-    );
-    assert_eq!(count[0]["n"], EVENTS, "{count:?}");
+    round_trip(&services, dir.path(), &tls, "");
 
     // A CA that did not sign the broker's certificate: refused, fast, saying why.
     let other_ca = dir.path().join("other-ca.pem");
@@ -185,6 +198,53 @@ fn a_security_file_that_cannot_serve_is_refused_by_field_before_connecting() {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "case {index} connected first"
+        );
+    }
+}
+
+#[test]
+fn every_command_works_over_sasl_ssl_with_scram_and_a_wrong_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = format!("pw-{}", unique("scram"));
+    let services = PrivateServices::behind_tls(dir.path())
+        .with_sasl_users(&format!("alice:{password},bob:other-{password}"));
+    services.start("kafka");
+    services.start("tls");
+    let sasl = |user: &str| {
+        format!(
+            "protocol = \"SASL_SSL\"\nca_file = \"{}\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
+             username = \"{user}\"\npassword = \"${{{PASSWORD_VARIABLE}}}\"",
+            services.tls_ca().display()
+        )
+    };
+    round_trip(&services, dir.path(), &sasl("alice"), &password);
+
+    for (user, given, why) in [
+        ("alice", "wrong", "a wrong password"),
+        ("mallory", password.as_str(), "an unknown user"),
+    ] {
+        let file = kafka_file(dir.path(), &format!("{user}.toml"), &sasl(user));
+        let started = Instant::now();
+        let stderr = run_err(
+            over_tls(&services)
+                .args(["topics", "list", "--kafka-config"])
+                .arg(&file)
+                .env(PASSWORD_VARIABLE, given),
+            Duration::from_secs(60),
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{why}: took {:?}",
+            started.elapsed()
+        );
+        assert!(stderr.contains(&services.tls_brokers()), "{why}: {stderr}");
+        assert!(
+            stderr.to_lowercase().contains("authentication"),
+            "{why}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(&password),
+            "{why}: the password is in the error"
         );
     }
 }

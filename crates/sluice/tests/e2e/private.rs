@@ -18,6 +18,8 @@ pub struct PrivateServices {
     tls_port: u16,
     /// The broker advertises the TLS port (clients must come back through TLS).
     advertise_tls: bool,
+    /// SASL users of the broker, "NAME:PASSWORD,…".
+    sasl_users: Option<String>,
 }
 
 impl PrivateServices {
@@ -29,6 +31,7 @@ impl PrivateServices {
             s3_port: free_port(),
             tls_port: free_port(),
             advertise_tls: false,
+            sasl_users: None,
         }
     }
 
@@ -38,6 +41,12 @@ impl PrivateServices {
         let mut services = Self::new(dir);
         services.advertise_tls = true;
         services
+    }
+
+    /// With SASL/SCRAM users ("NAME:PASSWORD,…") that clients must authenticate as.
+    pub fn with_sasl_users(mut self, users: &str) -> Self {
+        self.sasl_users = Some(users.to_string());
+        self
     }
 
     /// The TLS port's bootstrap address (a name the test certificate holds).
@@ -64,6 +73,9 @@ impl PrivateServices {
             .env("SLUICE_TANSU_STORAGE", "sqlite://tansu.db");
         if self.advertise_tls {
             command.env("SLUICE_KAFKA_ADVERTISE", self.tls_brokers());
+        }
+        if let Some(users) = &self.sasl_users {
+            command.env("SLUICE_KAFKA_SASL_USERS", users);
         }
         run_ok(&mut command, Duration::from_secs(60))
     }
