@@ -18,6 +18,16 @@ fn over_tls(services: &PrivateServices) -> Command {
     command
 }
 
+/// Runs `command`, which must fail within 10 s naming the TLS port's broker; returns stderr.
+fn refused_fast(services: &PrivateServices, command: &mut Command) -> String {
+    let started = Instant::now();
+    let stderr = run_err(command, Duration::from_secs(60));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}: {stderr}");
+    assert!(stderr.contains(&services.tls_brokers()), "{stderr}");
+    stderr
+}
+
 /// The environment variable the SCRAM tests' password comes from.
 const PASSWORD_VARIABLE: &str = "TEST_SCRAM_PASSWORD";
 
@@ -120,33 +130,16 @@ fn every_command_works_over_tls_and_the_lake_holds_exactly_what_was_produced() {
         "wrong-ca.toml",
         &format!("protocol = \"SSL\"\nca_file = \"{}\"", other_ca.display()),
     );
-    let started = Instant::now();
-    let stderr = run_err(
+    let stderr = refused_fast(
+        &services,
         over_tls(&services)
             .args(["topics", "list", "--kafka-config"])
             .arg(&wrong_ca),
-        Duration::from_secs(60),
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(stderr.contains(&services.tls_brokers()), "{stderr}");
     assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
 
     // Plaintext to the TLS port.
-    let started = Instant::now();
-    let stderr = run_err(
-        over_tls(&services).args(["topics", "list"]),
-        Duration::from_secs(60),
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-    assert!(stderr.contains(&services.tls_brokers()), "{stderr}");
+    refused_fast(&services, over_tls(&services).args(["topics", "list"]));
 }
 
 #[test]
@@ -224,20 +217,13 @@ fn every_command_works_over_sasl_ssl_with_scram_and_a_wrong_password_is_refused(
         ("mallory", password.as_str(), "an unknown user"),
     ] {
         let file = kafka_file(dir.path(), &format!("{user}.toml"), &sasl(user));
-        let started = Instant::now();
-        let stderr = run_err(
+        let stderr = refused_fast(
+            &services,
             over_tls(&services)
                 .args(["topics", "list", "--kafka-config"])
                 .arg(&file)
                 .env(PASSWORD_VARIABLE, given),
-            Duration::from_secs(60),
         );
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{why}: took {:?}",
-            started.elapsed()
-        );
-        assert!(stderr.contains(&services.tls_brokers()), "{why}: {stderr}");
         assert!(
             stderr.to_lowercase().contains("authentication"),
             "{why}: {stderr}"
