@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::gateway::{Gateway, SHOP_KEY, event, gateway_pipeline, key_entry, ndjson};
 use crate::helpers::*;
 use crate::private::PrivateServices;
 
@@ -40,8 +41,9 @@ fn kafka_file(dir: &Path, name: &str, security: &str) -> std::path::PathBuf {
 
 /// Creates a topic, produces to it, streams it into a local lake, verifies the lake against
 /// the producer report and counts its rows, every command reaching the broker through its TLS
-/// port with `security` (a `[kafka.security]` body) and `password` in [`PASSWORD_VARIABLE`].
-fn round_trip(services: &PrivateServices, dir: &Path, security: &str, password: &str) {
+/// port with `security` (a `[kafka.security]` body) and `password` in [`PASSWORD_VARIABLE`];
+/// returns the topic.
+fn round_trip(services: &PrivateServices, dir: &Path, security: &str, password: &str) -> String {
     let kafka = kafka_file(dir, "kafka.toml", security);
     let topic = unique("secure");
     let sluice = || {
@@ -98,6 +100,7 @@ fn round_trip(services: &PrivateServices, dir: &Path, security: &str, password: 
     );
     let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(row["n"], EVENTS, "{out}");
+    topic
 }
 
 #[test]
@@ -210,7 +213,41 @@ fn every_command_works_over_sasl_ssl_with_scram_and_a_wrong_password_is_refused(
             services.tls_ca().display()
         )
     };
-    round_trip(&services, dir.path(), &sasl("alice"), &password);
+    let topic = round_trip(&services, dir.path(), &sasl("alice"), &password);
+
+    // The gateway's producer goes through the same settings: a 200 is Kafka's acknowledgement
+    // (a record it could not deliver would be spooled and answered 202).
+    let gateway_dir = dir.path().join("gateway");
+    std::fs::create_dir_all(&gateway_dir).unwrap();
+    let pipeline = gateway_pipeline(
+        &gateway_dir,
+        &topic,
+        &format!(
+            "[gateway]\nspool = {{ dir = \"{}\" }}\nproduce_timeout = \"20s\"\n{}",
+            gateway_dir.join("spool").display(),
+            key_entry("shop", SHOP_KEY, r#"["*"]"#)
+        ),
+    );
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let security = sasl("alice");
+    std::fs::write(&pipeline, format!("{text}\n[kafka.security]\n{security}\n")).unwrap();
+    let gateway = Gateway::start(
+        over_tls(&services)
+            .env(PASSWORD_VARIABLE, &password)
+            .args(["gateway", "--pipeline"])
+            .arg(&pipeline),
+        free_port(),
+        gateway_dir.join("gateway.log"),
+    );
+    let answer = gateway
+        .post(&reqwest::blocking::Client::new(), "sensor_events")
+        .bearer_auth(SHOP_KEY)
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson(&[event("scram-1"), event("scram-2")]))
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text());
+    gateway.member.stop(Duration::from_secs(30));
 
     for (user, given, why) in [
         ("alice", "wrong", "a wrong password"),
