@@ -108,10 +108,12 @@ fn every_event_once() -> Metrics {
     metrics
 }
 
+/// A file of the repository the test runs in: `CARGO_MANIFEST_DIR` as cargo sets it when it
+/// runs the test, not as it was at compile time (clones sharing one target dir reuse one test
+/// binary, which would read another clone's files, or a deleted one's).
 fn repo_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    Path::new(&crate_dir).join("../..").join(path)
 }
 
 /// The families an OpenMetrics exposition declares, with their types.

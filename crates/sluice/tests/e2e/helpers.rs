@@ -23,6 +23,14 @@ pub fn s3_bucket() -> String {
         .expect("SLUICE_TEST_S3_BUCKET is not set: run scripts/test.sh")
 }
 
+/// A file of the repository the tests run in: `CARGO_MANIFEST_DIR` as cargo sets it when it
+/// runs the test, not as it was at compile time (clones sharing one target dir reuse one test
+/// binary, which would read another clone's files, or a deleted one's).
+pub fn repo_file(path: &str) -> PathBuf {
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test");
+    Path::new(&crate_dir).join("../..").join(path)
+}
+
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -212,7 +220,7 @@ pub fn python_check(table_uri: &str) -> Value {
 pub fn python_check_with(table_uri: &str, setup: impl FnOnce(&mut Command)) -> Value {
     let python = std::env::var("SLUICE_TEST_PYTHON")
         .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/check_delta.py");
+    let script = repo_file("scripts/check_delta.py");
     let mut command = Command::new(python);
     command.arg(script).arg(table_uri);
     setup(&mut command);
@@ -226,7 +234,7 @@ pub fn python_check_with(table_uri: &str, setup: impl FnOnce(&mut Command)) -> V
 pub fn python_query(table_uri: &str, sql: &str) -> Vec<Value> {
     let python = std::env::var("SLUICE_TEST_PYTHON")
         .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/query_delta.py");
+    let script = repo_file("scripts/query_delta.py");
     let out = run_ok(
         Command::new(python).arg(script).arg(table_uri).arg(sql),
         Duration::from_secs(180),

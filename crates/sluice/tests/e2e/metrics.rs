@@ -161,10 +161,3 @@ flush = {{ max_latency = "1s" }}
     }
     member.stop(Duration::from_secs(30));
 }
-
-/// A file of the repository.
-fn repo_file(path: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}

@@ -24,7 +24,7 @@ pub const SENTINEL_AFTER: &str = "2026-11-23T12:00:00Z";
 fn generate_events(dir: &Path, events: u64) -> PathBuf {
     let input = dir.join("events.ndjson");
     let python = std::env::var("SLUICE_TEST_PYTHON").expect("run scripts/test.sh");
-    let generator = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/gen_sensor.py");
+    let generator = repo_file("bench/gen_sensor.py");
     run_ok(
         Command::new(python)
             .arg(generator)
