@@ -299,4 +299,6 @@ fn reject(record: &RawRecord<'_>, kind: RejectKind, reason: String) -> Rejected 
 }
 
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod tests;

@@ -2,6 +2,11 @@
 //! file. Every configured hash is compared, in constant time, so neither the time taken nor an
 //! early exit tells a caller how close a guess was. Keys are random 256-bit values, so one
 //! SHA-256 is as strong as a slow password hash would be, and costs microseconds per request.
+//!
+//! The keys can be replaced while the gateway runs (SIGHUP re-reads the pipeline file): a
+//! request checks against the set in place when it arrived.
+
+use std::sync::{Arc, PoisonError, RwLock};
 
 use sha2::{Digest, Sha256};
 use sluice_core::config::ApiKey;
@@ -18,17 +23,26 @@ pub enum AuthError {
     Unknown,
 }
 
-/// The configured keys.
-pub struct Keys(Vec<ApiKey>);
+/// The configured keys, replaceable while requests are served.
+pub struct Keys(RwLock<Arc<[Arc<ApiKey>]>>);
 
 impl Keys {
     /// Wraps the configured keys.
     pub fn new(keys: Vec<ApiKey>) -> Self {
-        Self(keys)
+        Self(RwLock::new(Self::shared(keys)))
+    }
+
+    /// Puts `keys` in place of the current set; requests already authenticated keep theirs.
+    pub fn replace(&self, keys: Vec<ApiKey>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Self::shared(keys);
+    }
+
+    fn shared(keys: Vec<ApiKey>) -> Arc<[Arc<ApiKey>]> {
+        keys.into_iter().map(Arc::new).collect()
     }
 
     /// The key an `Authorization` header value presents.
-    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<&ApiKey, AuthError> {
+    pub fn authenticate(&self, authorization: Option<&[u8]>) -> Result<Arc<ApiKey>, AuthError> {
         let header = authorization.ok_or(AuthError::Missing)?;
         let token = header
             .strip_prefix(b"Bearer ")
@@ -39,10 +53,15 @@ impl Keys {
             return Err(AuthError::Missing);
         }
         let presented: [u8; 32] = Sha256::digest(token).into();
+        let keys = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let mut found = None;
-        for key in &self.0 {
+        for key in keys.iter() {
             if bool::from(key.sha256.ct_eq(&presented)) {
-                found = Some(key);
+                found = Some(key.clone());
             }
         }
         found.ok_or(AuthError::Unknown)
@@ -95,6 +114,22 @@ mod tests {
         assert_eq!(
             keys.authenticate(Some(b"Bearer secret-3")).err(),
             Some(AuthError::Unknown)
+        );
+    }
+
+    #[test]
+    fn replaced_keys_take_effect_for_the_next_request() {
+        let keys = Keys::new(vec![key("old", "secret-1", None)]);
+        let before = keys.authenticate(Some(b"Bearer secret-1")).unwrap();
+        keys.replace(vec![key("new", "secret-2", Some(&["sales"]))]);
+        assert_eq!(before.name, "old", "an authenticated request keeps its key");
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer secret-1")).err(),
+            Some(AuthError::Unknown)
+        );
+        assert_eq!(
+            keys.authenticate(Some(b"Bearer secret-2")).unwrap().name,
+            "new"
         );
     }
 

@@ -5,6 +5,8 @@
 use std::io::Read;
 
 use bytes::Bytes;
+use serde::Deserializer as _;
+use serde::de::{IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use sluice_core::config::GatewayLimits;
 
@@ -143,50 +145,106 @@ pub fn decompress(encoding: Option<&str>, body: Bytes, limit: usize) -> Result<B
     Ok(Bytes::from(out))
 }
 
-/// The record texts of a decompressed body, each a slice of it.
+/// The record texts of a decompressed body, each a slice of it. At most `max_records` are kept:
+/// records beyond are only counted, so a body of many tiny records costs no more memory than
+/// one within the limit.
 pub fn split(
     layout: Layout,
     body: &Bytes,
     limits: &GatewayLimits,
 ) -> Result<Vec<Bytes>, BodyError> {
+    let limit = limits.max_records;
     let records = match layout {
-        Layout::Ndjson => body
-            .split(|&b| b == b'\n')
-            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-            .filter(|line| !line.trim_ascii().is_empty())
-            .map(|line| body.slice_ref(line))
-            .collect(),
-        Layout::Json => split_json(body)?,
+        Layout::Ndjson => {
+            let mut lines = body
+                .split(|&b| b == b'\n')
+                .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+                .filter(|line| !line.trim_ascii().is_empty());
+            let kept: Vec<Bytes> = lines
+                .by_ref()
+                .take(limit)
+                .map(|line| body.slice_ref(line))
+                .collect();
+            match lines.count() {
+                0 => kept,
+                more => return Err(too_many(kept.len() + more, limit)),
+            }
+        }
+        Layout::Json => split_json(body, limit)?,
     };
     if records.is_empty() {
         return Err(BodyError::Empty);
     }
-    if records.len() > limits.max_records {
-        return Err(BodyError::TooManyRecords {
-            count: records.len(),
-            limit: limits.max_records,
-        });
-    }
     Ok(records)
 }
 
-fn split_json(body: &Bytes) -> Result<Vec<Bytes>, BodyError> {
+fn too_many(count: usize, limit: usize) -> BodyError {
+    BodyError::TooManyRecords { count, limit }
+}
+
+fn split_json(body: &Bytes, limit: usize) -> Result<Vec<Bytes>, BodyError> {
     let text = body.trim_ascii();
     match text.first() {
         None => Err(BodyError::Empty),
         Some(b'[') => {
-            let elements: Vec<&RawValue> =
-                serde_json::from_slice(text).map_err(|err| BodyError::NotJson(err.to_string()))?;
-            Ok(elements
-                .into_iter()
-                .map(|raw| body.slice_ref(raw.get().as_bytes()))
-                .collect())
+            let not_json = |err: serde_json::Error| BodyError::NotJson(err.to_string());
+            let mut parser = serde_json::Deserializer::from_slice(text);
+            let elements = parser
+                .deserialize_seq(ArrayElements { limit })
+                .map_err(not_json)?;
+            parser.end().map_err(not_json)?;
+            match elements {
+                Elements::Kept(kept) => Ok(kept
+                    .into_iter()
+                    .map(|raw| body.slice_ref(raw.get().as_bytes()))
+                    .collect()),
+                Elements::TooMany(count) => Err(too_many(count, limit)),
+            }
         }
         // One record: the validator reports what is wrong with it, per record.
         Some(_) => Ok(vec![body.slice_ref(text)]),
     }
 }
 
+/// Reads a JSON array keeping at most `limit` elements (as raw text) and counting the rest.
+struct ArrayElements {
+    limit: usize,
+}
+
+enum Elements<'de> {
+    Kept(Vec<&'de RawValue>),
+    TooMany(usize),
+}
+
+impl<'de> Visitor<'de> for ArrayElements {
+    type Value = Elements<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut kept = Vec::new();
+        while kept.len() < self.limit {
+            match seq.next_element::<&'de RawValue>()? {
+                Some(element) => kept.push(element),
+                None => return Ok(Elements::Kept(kept)),
+            }
+        }
+        let mut count = kept.len();
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            count += 1;
+        }
+        Ok(if count > self.limit {
+            Elements::TooMany(count)
+        } else {
+            Elements::Kept(kept)
+        })
+    }
+}
+
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -200,6 +258,9 @@ mod tests {
             max_records: 3,
             max_depth: 8,
             rate_per_key: None,
+            max_concurrent: 1,
+            header_timeout: std::time::Duration::from_secs(1),
+            body_timeout: std::time::Duration::from_secs(1),
         }
     }
 

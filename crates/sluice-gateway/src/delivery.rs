@@ -31,6 +31,7 @@ use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
+use sluice_kafka::client::BasicContext;
 use sluice_kafka::{ClientOptions, KafkaError};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -77,7 +78,7 @@ struct InFlight {
 /// The producer, the spool and the switch between them.
 pub struct Delivery {
     client: ClientOptions,
-    producer: RwLock<FutureProducer>,
+    producer: RwLock<FutureProducer<BasicContext>>,
     spool: Arc<Mutex<Spool>>,
     /// True while the spool holds batches not yet in Kafka; appends happen under this lock.
     spooling: tokio::sync::Mutex<bool>,
@@ -117,7 +118,7 @@ impl Delivery {
     }
 
     /// The current producer, for broker probes.
-    pub fn producer(&self) -> FutureProducer {
+    pub fn producer(&self) -> FutureProducer<BasicContext> {
         self.producer.read().expect("producer").clone()
     }
 
@@ -445,7 +446,7 @@ enum Send {
 }
 
 /// An idempotent acks=all producer with no local message timeout.
-fn new_producer(client: &ClientOptions) -> Result<FutureProducer, KafkaError> {
+fn new_producer(client: &ClientOptions) -> Result<FutureProducer<BasicContext>, KafkaError> {
     client.create(&[
         ("enable.idempotence", "true"),
         ("acks", "all"),

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tracing::{debug, info};
+use tracing::{debug, error, info};
 
-use crate::metrics::{Metrics, RecordLabels, RequestLabels};
+use crate::metrics::{Metrics, RecordLabels, ReloadLabels, RequestLabels};
 
 /// One thing the gateway observed.
 pub trait Event {
@@ -134,6 +134,33 @@ impl Event for KafkaProbed {
     }
 }
 
+/// The API keys re-read from the pipeline file (SIGHUP).
+pub struct KeysReloaded<'a> {
+    /// The pipeline file.
+    pub file: &'a Path,
+    /// How many keys are in place now, or why the file was not taken (the old keys stay).
+    pub outcome: Result<usize, String>,
+}
+
+impl Event for KeysReloaded<'_> {
+    fn emit(self, metrics: &Metrics) {
+        let outcome = match self.outcome {
+            Ok(keys) => {
+                info!(file = %self.file.display(), keys, "API keys reloaded");
+                "ok"
+            }
+            Err(reason) => {
+                error!(file = %self.file.display(), %reason, "API keys not reloaded: the keys in place stay");
+                "failed"
+            }
+        };
+        metrics
+            .key_reloads
+            .get_or_create(&ReloadLabels { outcome })
+            .inc();
+    }
+}
+
 impl Metrics {
     /// Logs `event` and moves its metrics.
     pub fn emit(&self, event: impl Event) {
@@ -173,6 +200,10 @@ mod tests {
             up: true,
             changed: true,
         });
+        metrics.emit(KeysReloaded {
+            file: Path::new("pipeline.toml"),
+            outcome: Err("line 3: expected a table".into()),
+        });
         let text = metrics.render();
         for line in [
             "sluice_gateway_records_total{stream=\"s\",outcome=\"kafka\"} 3",
@@ -183,6 +214,7 @@ mod tests {
             "sluice_gateway_spool_bytes 1000",
             "sluice_gateway_spool_torn_tails_total 1",
             "sluice_gateway_kafka_up 1",
+            "sluice_gateway_key_reloads_total{outcome=\"failed\"} 1",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

@@ -21,17 +21,19 @@ pub mod spool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use hyper_util::rt::TokioTimer;
 use sluice_core::Pipeline;
-use sluice_core::config::FsyncPolicy;
+use sluice_core::config::{FsyncPolicy, GatewayLimits};
 use sluice_kafka::{ClientOptions, KafkaError};
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::Delivery;
-use crate::events::{KafkaProbed, SpoolOpened};
+use crate::events::{KafkaProbed, KeysReloaded, SpoolOpened};
 use crate::metrics::Metrics;
 use crate::routes::AppState;
 use crate::spool::{Spool, SpoolError};
@@ -86,6 +88,8 @@ pub struct GatewayOptions {
     pub client: ClientOptions,
     /// Overrides `[gateway] listen`.
     pub listen: Option<String>,
+    /// The pipeline file, when there is one: SIGHUP re-reads its `[[gateway.keys]]`.
+    pub pipeline_file: Option<PathBuf>,
 }
 
 /// Serves until `shutdown`, then lets running requests finish and gives the spool a few seconds
@@ -136,6 +140,8 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         delivery: delivery.clone(),
         metrics: metrics.clone(),
         kafka_up: AtomicBool::new(false),
+        in_flight: tokio::sync::Semaphore::new(config.limits.max_concurrent),
+        require_key_for_metrics: config.require_key_for_metrics,
     });
     let background = CancellationToken::new();
     let drainer = tokio::spawn({
@@ -143,6 +149,13 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         async move { delivery.drain(stop).await }
     });
     tokio::spawn(probe_broker(state.clone(), background.clone()));
+    if let Some(file) = options.pipeline_file {
+        tokio::spawn(reload_keys_on_hangup(
+            state.clone(),
+            file,
+            background.clone(),
+        ));
+    }
     if let FsyncPolicy::Every(interval) = config.spool.fsync {
         tokio::spawn(sync_spool(delivery.clone(), interval, background.clone()));
     }
@@ -182,12 +195,17 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
                         tls.key.display()
                     ))
                 })?;
-            axum_server::bind_rustls(addr, rustls)
+            with_timeouts(axum_server::bind_rustls(addr, rustls), &config.limits)
                 .handle(handle)
                 .serve(app)
                 .await
         }
-        None => axum_server::bind(addr).handle(handle).serve(app).await,
+        None => {
+            with_timeouts(axum_server::bind(addr), &config.limits)
+                .handle(handle)
+                .serve(app)
+                .await
+        }
     };
     served.map_err(|source| GatewayError::Serve { addr, source })?;
     delivery.settle(SETTLE).await;
@@ -197,6 +215,54 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         tracing::error!(error = %format!("{err:#}"), "the spool could not be synced at shutdown");
     }
     Ok(())
+}
+
+/// A client that has not sent a request's headers within `header_timeout` loses its
+/// connection (HTTP/1; the body's timeout is the handler's).
+fn with_timeouts<A>(
+    mut server: axum_server::Server<A>,
+    limits: &GatewayLimits,
+) -> axum_server::Server<A> {
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    server
+}
+
+/// On SIGHUP, puts the pipeline file's `[[gateway.keys]]` in place of the keys in use. A file
+/// that does not load (or has no keys) changes nothing, and says why.
+async fn reload_keys_on_hangup(state: Arc<AppState>, file: PathBuf, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP: API keys cannot be reloaded");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => {}
+            () = stop.cancelled() => return,
+        }
+        let outcome = match Pipeline::load(&file) {
+            Ok(pipeline) if pipeline.gateway.keys.is_empty() => {
+                Err("it has no [[gateway.keys]]: that would refuse every request".to_string())
+            }
+            Ok(pipeline) => {
+                let keys = pipeline.gateway.keys.len();
+                state.keys.replace(pipeline.gateway.keys);
+                Ok(keys)
+            }
+            Err(err) => Err(format!("{err:#}")),
+        };
+        state.metrics.emit(KeysReloaded {
+            file: &file,
+            outcome,
+        });
+    }
 }
 
 /// Keeps `kafka_up` (for `/readyz` and the metric) current.

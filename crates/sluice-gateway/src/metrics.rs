@@ -23,6 +23,8 @@ pub const SPOOL_PENDING: &str = "sluice_gateway_spool_pending_batches";
 pub const SPOOL_TORN_TAILS: &str = "sluice_gateway_spool_torn_tails";
 /// Whether the last broker probe succeeded.
 pub const KAFKA_UP: &str = "sluice_gateway_kafka_up";
+/// API key reloads (SIGHUP), by outcome (`ok`, `failed`).
+pub const KEY_RELOADS: &str = "sluice_gateway_key_reloads";
 
 /// Labels of [`REQUESTS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +41,13 @@ pub(crate) struct RecordLabels {
     /// The stream.
     pub stream: String,
     /// `kafka`, `spooled` or `rejected`.
+    pub outcome: &'static str,
+}
+
+/// Labels of [`KEY_RELOADS`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReloadLabels {
+    /// `ok` or `failed`.
     pub outcome: &'static str,
 }
 
@@ -59,6 +68,8 @@ pub struct Metrics {
     pub(crate) spool_torn_tails: Counter,
     /// [`KAFKA_UP`]
     pub(crate) kafka_up: Gauge,
+    /// [`KEY_RELOADS`]
+    pub(crate) key_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -70,6 +81,7 @@ impl Default for Metrics {
         let (spool_bytes, spool_pending, kafka_up) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let spool_torn_tails = Counter::default();
+        let key_reloads = Family::<ReloadLabels, Counter>::default();
         registry.register(
             REQUESTS,
             "Requests answered, by stream and status",
@@ -101,6 +113,11 @@ impl Default for Metrics {
             "1 when the last broker probe succeeded",
             kafka_up.clone(),
         );
+        registry.register(
+            KEY_RELOADS,
+            "API key reloads (SIGHUP), by outcome (ok, failed)",
+            key_reloads.clone(),
+        );
         Self {
             registry,
             requests,
@@ -110,6 +127,7 @@ impl Default for Metrics {
             spool_pending,
             spool_torn_tails,
             kafka_up,
+            key_reloads,
         }
     }
 }

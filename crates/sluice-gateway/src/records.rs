@@ -97,14 +97,15 @@ impl StreamChecks {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::Path;
 
     use sluice_core::Pipeline;
 
     use super::*;
 
-    fn checks() -> StreamChecks {
+    /// Checks of a sensor stream: `device_id` and `ts` required, at most 200 bytes, 4 levels.
+    pub(crate) fn checks() -> StreamChecks {
         let pipeline = Pipeline::parse(
             Path::new("test.toml"),
             r#"

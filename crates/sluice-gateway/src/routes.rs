@@ -1,8 +1,9 @@
 //! The HTTP surface: `POST /v1/streams/{stream}/events`, `/healthz`, `/readyz`, `/metrics`.
 //!
-//! An ingest request is checked in the order that costs least first: API key (401), stream
-//! (404) and scope (403), content type and encoding (415), declared size (413), rate (429), then
-//! the body is read within its limit, decompressed within its limit and split into records,
+//! An ingest request is checked in the order that costs least first: a place among the
+//! requests served at once (503 beyond `max_concurrent`), API key (401), stream (404) and scope
+//! (403), content type and encoding (415), declared size (413), rate (429), then the body is
+//! read within its limit and time (408), decompressed within its limit and split into records,
 //! and each record is checked on its own. Accepted records are delivered; the answer lists the
 //! rejected ones by index, like Firehose's PutRecordBatch:
 //!
@@ -13,7 +14,7 @@
 //! | 207 | some records were rejected (`errors`); the others are accepted as above |
 //! | 422 | every record was rejected |
 //! | 502 | Kafka refused every record for good |
-//! | 503 | Kafka is down and the spool is full |
+//! | 503 | Kafka is down and the spool is full, or `max_concurrent` requests are being served |
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::json;
-use sluice_core::config::GatewayLimits;
+use sluice_core::config::{ApiKey, GatewayLimits};
 
 use crate::auth::{AuthError, Keys};
 use crate::body;
@@ -56,6 +57,10 @@ pub(crate) struct AppState {
     pub delivery: Arc<Delivery>,
     pub metrics: Arc<Metrics>,
     pub kafka_up: AtomicBool,
+    /// One permit per ingest request being served (`limits.max_concurrent`).
+    pub in_flight: tokio::sync::Semaphore,
+    /// Whether `/metrics` asks for an API key.
+    pub require_key_for_metrics: bool,
 }
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -131,16 +136,19 @@ async fn ingest(
 }
 
 async fn answer(state: &AppState, stream: &str, headers: &HeaderMap, body: Body) -> Answer {
-    let key = match state.keys.authenticate(
-        headers
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
+    let Ok(_serving) = state.in_flight.try_acquire() else {
+        return Answer::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the gateway is serving its limit of {} requests at once; retry shortly",
+                state.limits.max_concurrent
+            ),
+        )
+        .with(header::RETRY_AFTER, "1");
+    };
+    let key = match authenticate(state, headers) {
         Ok(key) => key,
-        Err(err @ (AuthError::Missing | AuthError::Unknown)) => {
-            return Answer::error(StatusCode::UNAUTHORIZED, err)
-                .with(header::WWW_AUTHENTICATE, "Bearer");
-        }
+        Err(unauthorized) => return unauthorized,
     };
     let Some(checks) = state.streams.get(stream) else {
         return Answer::error(
@@ -181,12 +189,23 @@ async fn answer(state: &AppState, stream: &str, headers: &HeaderMap, body: Body)
         )
         .with(header::RETRY_AFTER, wait.as_secs().to_string());
     }
-    let raw = match axum::body::to_bytes(body, state.limits.max_body).await {
-        Ok(raw) => raw,
-        Err(_) => {
+    let reading = axum::body::to_bytes(body, state.limits.max_body);
+    let raw = match tokio::time::timeout(state.limits.body_timeout, reading).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(_)) => {
             return body_error(&body::BodyError::TooLarge {
                 limit: state.limits.max_body,
             });
+        }
+        Err(_) => {
+            return Answer::error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {:?}; nothing was accepted",
+                    state.limits.body_timeout
+                ),
+            )
+            .with(header::CONNECTION, "close");
         }
     };
     let claim = match headers.get(IDEMPOTENCY_KEY).map(|v| v.to_str()) {
@@ -331,6 +350,20 @@ async fn ingest_body(
     )
 }
 
+/// The API key the request presents, or the 401 to answer.
+fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<ApiKey>, Answer> {
+    state
+        .keys
+        .authenticate(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+        .map_err(|err @ (AuthError::Missing | AuthError::Unknown)| {
+            Answer::error(StatusCode::UNAUTHORIZED, err).with(header::WWW_AUTHENTICATE, "Bearer")
+        })
+}
+
 fn body_error(err: &body::BodyError) -> Answer {
     Answer::error(
         StatusCode::from_u16(err.status()).expect("a valid status"),
@@ -338,10 +371,13 @@ fn body_error(err: &body::BodyError) -> Answer {
     )
 }
 
+/// Ready while requests can be accepted: with room in the spool they are, whether Kafka answers
+/// or not (the spool is there for Kafka's outages, so an outage must not take the gateway out
+/// of its load balancer). A full spool is 503, as its requests are.
 async fn readyz(State(state): State<Arc<AppState>>) -> Answer {
     let kafka = state.kafka_up.load(Ordering::Relaxed);
     let spool = state.delivery.spool_has_room();
-    let status = if kafka && spool {
+    let status = if spool {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -352,7 +388,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Answer {
     )
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.require_key_for_metrics
+        && let Err(unauthorized) = authenticate(&state, &headers)
+    {
+        return unauthorized.into_response();
+    }
     (
         [(
             header::CONTENT_TYPE,

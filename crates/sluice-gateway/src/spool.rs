@@ -266,20 +266,27 @@ impl Spool {
         })?;
         let path = segment_path(&self.dir, location.segment);
         let mut file = File::open(&path).map_err(io_at(&path))?;
+        let size = file.metadata().map_err(io_at(&path))?.len();
         file.seek(SeekFrom::Start(location.offset))
             .map_err(io_at(&path))?;
         let mut header = [0u8; HEADER];
         file.read_exact(&mut header).map_err(io_at(&path))?;
-        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-        let mut frame = header.to_vec();
-        frame.resize(HEADER + len, 0);
-        file.read_exact(&mut frame[HEADER..])
-            .map_err(io_at(&path))?;
         let damaged = |reason: String| SpoolError::Corrupt {
             path: path.clone(),
             offset: location.offset,
             reason,
         };
+        // The length is checked against the file before anything is allocated for it: the
+        // file may have changed since it was replayed.
+        let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let left = size.saturating_sub(location.offset + HEADER as u64);
+        if len == 0 || len > MAX_FRAME || len as u64 > left {
+            return Err(damaged(format!("a frame of {len} bytes with {left} left")));
+        }
+        let mut frame = header.to_vec();
+        frame.resize(HEADER + len, 0);
+        file.read_exact(&mut frame[HEADER..])
+            .map_err(io_at(&path))?;
         let (payload, _) = parse_frame(&frame).map_err(|damage| damaged(damage.to_string()))?;
         decode_batch(payload).map_err(damaged)
     }
@@ -481,8 +488,16 @@ fn decode_batch(payload: &[u8]) -> Result<SpooledBatch, String> {
     let topic_len = u16::from_le_bytes(cursor.array().ok_or_else(short)?) as usize;
     let topic = String::from_utf8(cursor.take(topic_len).ok_or_else(short)?.to_vec())
         .map_err(|_| "a topic that is not UTF-8".to_string())?;
-    let count = u32::from_le_bytes(cursor.array().ok_or_else(short)?);
-    let mut records = Vec::with_capacity(count as usize);
+    let count = u32::from_le_bytes(cursor.array().ok_or_else(short)?) as usize;
+    // A record takes at least 8 bytes (its two lengths): a count the rest cannot hold is damage,
+    // found before anything is allocated for it.
+    if count > cursor.0.len() / 8 {
+        return Err(format!(
+            "a batch of {count} records in {} bytes",
+            cursor.0.len()
+        ));
+    }
+    let mut records = Vec::with_capacity(count);
     for _ in 0..count {
         let key_len = u32::from_le_bytes(cursor.array().ok_or_else(short)?);
         let key = match key_len {
@@ -514,5 +529,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;

@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
+use crate::client::{BasicContext, REACHABILITY_TIMEOUT, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
 /// Whether a create request made the topic.
@@ -30,7 +29,16 @@ pub async fn create_topic(
     partitions: i32,
     replication: i32,
 ) -> Result<Created, KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = options.create(&[])?;
+    if options.uses_msk_iam() {
+        return Err(KafkaError::MskIam {
+            reason: format!(
+                "creating topic {topic} is not built over AWS MSK IAM (rdkafka's admin client \
+                 serves no token requests): create it with the AWS console or CLI, or \
+                 kafka-topics.sh"
+            ),
+        });
+    }
+    let admin: AdminClient<BasicContext> = options.create(&[])?;
     let admin_error = |reason: String| KafkaError::Admin {
         action: format!("creating topic {topic}"),
         brokers: options.brokers.clone(),
@@ -67,7 +75,7 @@ pub async fn create_topic(
 async fn wait_until_visible(options: &ClientOptions, topic: &str) -> Result<(), KafkaError> {
     let (owned, name) = (options.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {
-        let client: BaseConsumer = owned.create(&[])?;
+        let client = owned.base_consumer(&[], BasicContext)?;
         let started = std::time::Instant::now();
         loop {
             match metadata_of(client.client(), &owned.brokers, Some(&name)) {
@@ -142,7 +150,7 @@ pub fn describe_topic(
     group: Option<&str>,
 ) -> Result<TopicInfo, KafkaError> {
     let settings: Vec<(&str, &str)> = group.map(|g| vec![("group.id", g)]).unwrap_or_default();
-    let consumer: BaseConsumer = options.create(&settings)?;
+    let consumer = options.base_consumer(&settings, BasicContext)?;
     let metadata = metadata_of(consumer.client(), &options.brokers, Some(topic))?;
     let described = metadata
         .topics()
@@ -265,17 +273,17 @@ pub(crate) fn end_of_partition_reader(
     options: &ClientOptions,
     group: &str,
 ) -> Result<BaseConsumer<EndOfPartitionExpected>, KafkaError> {
-    options
-        .config(&[
+    options.base_consumer(
+        &[
             ("group.id", group),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "true"),
             // Reaching the end is the point: do not let the broker hold an empty fetch for
             // its default 500 ms before saying so.
             ("fetch.wait.max.ms", "10"),
-        ])
-        .create_with_context(EndOfPartitionExpected)
-        .map_err(|source| KafkaError::client(&options.brokers, source))
+        ],
+        EndOfPartitionExpected,
+    )
 }
 
 /// The client context of [`log_ranges`]: reaching a partition's end is what it asks for, so
@@ -283,6 +291,8 @@ pub(crate) fn end_of_partition_reader(
 pub(crate) struct EndOfPartitionExpected;
 
 impl rdkafka::ClientContext for EndOfPartitionExpected {
+    serves_msk_iam_tokens!();
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         let end_of_partition = matches!(
             error,

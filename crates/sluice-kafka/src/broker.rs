@@ -144,13 +144,38 @@ impl Drop for EmbeddedBroker {
     }
 }
 
-/// Where the broker listens, and the address it gives clients in metadata.
-/// A SASL/SCRAM user of the embedded broker.
+/// A SASL/SCRAM user of the embedded broker; `Debug` shows the name only.
+#[derive(Clone)]
 pub struct ScramUser {
     /// The user name.
     pub name: String,
     /// The password.
     pub password: SecretString,
+}
+
+impl std::fmt::Debug for ScramUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUser")
+            .field("name", &self.name)
+            .field("password", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl std::str::FromStr for ScramUser {
+    type Err = String;
+
+    /// "NAME:PASSWORD".
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (name, password) = text
+            .split_once(':')
+            .filter(|(name, _)| !name.is_empty())
+            .ok_or("expected NAME:PASSWORD")?;
+        Ok(Self {
+            name: name.to_string(),
+            password: password.into(),
+        })
+    }
 }
 
 /// PBKDF2 iterations of a stored credential (Kafka's default is 4096).
@@ -294,4 +319,20 @@ fn serve(
         }
     });
     runtime.shutdown_background();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sasl_user_is_name_colon_password_and_debug_hides_the_password() {
+        let user: ScramUser = "alice:pa:ss".parse().unwrap();
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.password.expose_secret(), "pa:ss");
+        assert!(!format!("{user:?}").contains("pa:ss"));
+        for bad in ["alice", ":secret", ""] {
+            assert!(bad.parse::<ScramUser>().is_err(), "{bad:?}");
+        }
+    }
 }

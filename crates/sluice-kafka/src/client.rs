@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::client::Client;
-use rdkafka::config::FromClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::metadata::Metadata;
 
 use crate::KafkaError;
@@ -66,11 +66,36 @@ impl ClientOptions {
         config
     }
 
-    /// Builds a client of type `T` from [`Self::config`].
-    pub fn create<T: FromClientConfig>(&self, settings: &[(&str, &str)]) -> Result<T, KafkaError> {
+    /// Builds a client of type `T` from [`Self::config`], with a [`BasicContext`].
+    pub fn create<T: FromClientConfigAndContext<BasicContext>>(
+        &self,
+        settings: &[(&str, &str)],
+    ) -> Result<T, KafkaError> {
         self.config(settings)
-            .create()
+            .create_with_context(BasicContext)
             .map_err(|source| KafkaError::client(&self.brokers, source))
+    }
+
+    /// A `BaseConsumer` from [`Self::config`] with `context`, polled once: what librdkafka
+    /// queued at its start is served, so that with AWS MSK IAM its first token is made before
+    /// a first request (a metadata fetch, say) would wait for it.
+    pub fn base_consumer<C: ConsumerContext>(
+        &self,
+        settings: &[(&str, &str)],
+        context: C,
+    ) -> Result<BaseConsumer<C>, KafkaError> {
+        let consumer: BaseConsumer<C> = self
+            .config(settings)
+            .create_with_context(context)
+            .map_err(|source| KafkaError::client(&self.brokers, source))?;
+        // No partition is assigned yet: no message can come of it.
+        let _ = consumer.poll(Duration::ZERO);
+        Ok(consumer)
+    }
+
+    /// Whether these clients authenticate with AWS MSK IAM tokens.
+    pub fn uses_msk_iam(&self) -> bool {
+        crate::msk_iam::in_use(&self.security)
     }
 
     /// Asks the cluster for metadata (of one topic, or all); blocking, so call it from a
@@ -78,10 +103,7 @@ impl ClientOptions {
     /// an unreachable cluster's error ends with the last failure librdkafka reported (a TLS
     /// handshake or SASL authentication refused says so there, not in the metadata error).
     pub fn fetch_metadata(&self, topic: Option<&str>) -> Result<Metadata, KafkaError> {
-        let consumer: BaseConsumer<LastFailure> = self
-            .config(&[])
-            .create_with_context(LastFailure::default())
-            .map_err(|source| KafkaError::client(&self.brokers, source))?;
+        let consumer = self.base_consumer(&[], LastFailure::default())?;
         let fetched = metadata_of(consumer.client(), &self.brokers, topic);
         if fetched.is_err() {
             // librdkafka queues its logs for the next poll: serve them to LastFailure.
@@ -118,7 +140,20 @@ impl LastFailure {
     }
 }
 
+/// The context of a client that needs no other: it serves AWS MSK IAM tokens, and logs as
+/// rdkafka's default context does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BasicContext;
+
+impl rdkafka::ClientContext for BasicContext {
+    serves_msk_iam_tokens!();
+}
+
+impl ConsumerContext for BasicContext {}
+
 impl rdkafka::ClientContext for LastFailure {
+    serves_msk_iam_tokens!();
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel::{Debug, Info, Notice, Warning};
         match level {
@@ -137,7 +172,7 @@ impl rdkafka::ClientContext for LastFailure {
     }
 }
 
-impl rdkafka::consumer::ConsumerContext for LastFailure {}
+impl ConsumerContext for LastFailure {}
 
 /// Metadata through an existing client, with the errors of [`ClientOptions::fetch_metadata`].
 pub fn metadata_of<C: rdkafka::ClientContext>(
@@ -169,8 +204,6 @@ pub fn metadata_of<C: rdkafka::ClientContext>(
 
 #[cfg(test)]
 mod tests {
-    use rdkafka::producer::BaseProducer;
-
     use super::*;
 
     #[test]
@@ -180,7 +213,10 @@ mod tests {
         options
             .extra
             .insert("sasl.oauthbearer.client.secret", "hunter2-secret");
-        let err = options.create::<BaseProducer>(&[]).err().expect("refused");
+        let err = options
+            .create::<BaseConsumer<BasicContext>>(&[])
+            .err()
+            .expect("refused");
         let shown = anyhow_like(&err);
         assert!(shown.contains("sasl.oauthbearer.client.secret"), "{shown}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");

@@ -54,6 +54,8 @@ impl GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    serves_msk_iam_tokens!();
+
     /// Keeps each fetched partition's high watermark: lag comes from it without asking the
     /// broker (librdkafka learns it from its fetch responses anyway).
     fn stats(&self, statistics: Statistics) {

@@ -10,11 +10,29 @@
 //! - [`side`]: dead-letter and alert topics, exactly once per source record without
 //!   broker transactions.
 //! - [`read_speed`]: a plain consumer reading a whole topic: the ceiling for benchmarks.
+//! - [`security`], [`msk_iam`]: `[kafka.security]` as settings; AWS MSK IAM tokens.
+
+/// The items of `rdkafka::ClientContext` every context of sluice has: librdkafka's request for
+/// an OAUTHBEARER token is answered with an AWS MSK IAM token ([`msk_iam::token`]). librdkafka
+/// asks only when `sasl.mechanisms` is OAUTHBEARER, which only `AWS_MSK_IAM` sets.
+macro_rules! serves_msk_iam_tokens {
+    () => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+        fn generate_oauth_token(
+            &self,
+            oauthbearer_config: Option<&str>,
+        ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            crate::msk_iam::token(oauthbearer_config)
+        }
+    };
+}
 
 pub mod admin;
 pub mod broker;
 pub mod client;
 pub mod consumer;
+pub mod msk_iam;
 pub mod producer;
 pub mod read_speed;
 pub mod security;
@@ -84,6 +102,12 @@ pub enum KafkaError {
     Broker {
         /// The address it was to listen on.
         listen: String,
+        /// Why.
+        reason: String,
+    },
+    /// AWS MSK IAM cannot be used as configured.
+    #[error("kafka.security (AWS_MSK_IAM): {reason}")]
+    MskIam {
         /// Why.
         reason: String,
     },

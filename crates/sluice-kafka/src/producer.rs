@@ -6,7 +6,7 @@ use std::time::Duration;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::client::metadata_of;
+use crate::client::{BasicContext, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
 /// Where an acknowledged record landed.
@@ -20,7 +20,7 @@ pub struct Delivered {
 
 /// An idempotent, acks=all producer to one topic.
 pub struct Producer {
-    inner: FutureProducer,
+    inner: FutureProducer<BasicContext>,
     topic: String,
 }
 
@@ -28,7 +28,7 @@ impl Producer {
     /// Connects and checks that `topic` exists, so a wrong address or topic fails at once.
     /// Blocking (metadata request): call from a blocking context or at start-up.
     pub fn connect(options: &ClientOptions, topic: &str) -> Result<Self, KafkaError> {
-        let inner: FutureProducer = options.create(&[
+        let inner: FutureProducer<BasicContext> = options.create(&[
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::admin::log_ranges;
-use crate::client::metadata_of;
+use crate::client::{BasicContext, metadata_of};
 use crate::{ClientOptions, KafkaError};
 
 /// What a read took.
@@ -24,11 +24,14 @@ pub struct ReadSpeed {
 
 /// Reads `topic` from start to end with a `BaseConsumer` (no group, no commits). Blocking.
 pub fn read_topic(options: &ClientOptions, topic: &str) -> Result<ReadSpeed, KafkaError> {
-    let consumer: BaseConsumer = options.create(&[
-        ("group.id", "sluice-read-speed"),
-        ("enable.auto.commit", "false"),
-        ("enable.partition.eof", "false"),
-    ])?;
+    let consumer = options.base_consumer(
+        &[
+            ("group.id", "sluice-read-speed"),
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+        ],
+        BasicContext,
+    )?;
     let metadata = metadata_of(consumer.client(), &options.brokers, Some(topic))?;
     let partitions: Vec<(String, i32)> = metadata.topics()[0]
         .partitions()

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use secrecy::ExposeSecret;
 use sluice_core::Settings;
-use sluice_core::config::kafka::KafkaSecurity;
+use sluice_core::config::kafka::{KafkaSecurity, Sasl};
 
 use crate::KafkaError;
 
@@ -37,10 +37,22 @@ pub fn settings(security: &KafkaSecurity) -> Result<Settings, KafkaError> {
             settings.insert("ssl.key.password", password.expose_secret());
         }
     }
-    if let Some(sasl) = &security.sasl {
-        settings.insert("sasl.mechanisms", sasl.mechanism);
-        settings.insert("sasl.username", sasl.username.as_str());
-        settings.insert("sasl.password", sasl.password.expose_secret());
+    match &security.sasl {
+        None => {}
+        Some(Sasl::Password {
+            mechanism,
+            username,
+            password,
+        }) => {
+            settings.insert("sasl.mechanisms", *mechanism);
+            settings.insert("sasl.username", username.as_str());
+            settings.insert("sasl.password", password.expose_secret());
+        }
+        Some(Sasl::AwsMskIam { region }) => {
+            for (key, value) in crate::msk_iam::settings(region.as_deref())?.exposed() {
+                settings.insert(key, value);
+            }
+        }
     }
     Ok(settings)
 }
@@ -73,7 +85,7 @@ fn check_pem(field: &'static str, path: &Path, holds: Holds) -> Result<(), Kafka
 mod tests {
     use std::path::PathBuf;
 
-    use sluice_core::config::kafka::{ClientCertificate, Sasl, SecurityProtocol, Tls};
+    use sluice_core::config::kafka::{ClientCertificate, SecurityProtocol, Tls};
 
     use super::*;
 
@@ -94,7 +106,7 @@ mod tests {
                     key_password: None,
                 }),
             },
-            sasl: Some(Sasl {
+            sasl: Some(Sasl::Password {
                 mechanism: "SCRAM-SHA-512",
                 username: "alice".into(),
                 password: "hunter2".into(),

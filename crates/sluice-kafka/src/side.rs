@@ -102,7 +102,9 @@ struct Deliveries {
     failed: Mutex<Option<(String, rdkafka::error::KafkaError)>>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    serves_msk_iam_tokens!();
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();

@@ -117,6 +117,14 @@ pub enum LakeError {
         /// The cause.
         source: deltalake::DeltaTableError,
     },
+    /// The lake's location could not be listed for its tables.
+    #[error("cannot list the tables of the lake at {lake}")]
+    List {
+        /// The lake as given.
+        lake: String,
+        /// The cause.
+        source: deltalake::DeltaTableError,
+    },
     /// The Delta commit failed; its data files are not referenced.
     #[error("table {table}: commit failed (its data files stay unreferenced)")]
     Commit {

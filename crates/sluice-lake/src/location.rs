@@ -8,17 +8,23 @@
 use std::collections::HashMap;
 use std::sync::Once;
 
+use deltalake::{DeltaTableBuilder, DeltaTableError};
+use object_store::path::Path as ObjectPath;
 use sluice_core::Settings;
 use url::Url;
 
 use crate::LakeError;
 
-/// Retry settings that make an unreachable store fail within seconds, not minutes; a file can
-/// override each of them.
-const FAIL_FAST: [(&str, &str); 3] = [
+/// Storage options sluice sets unless the file does:
+/// - retry settings that make an unreachable store fail within seconds, not minutes;
+/// - the AWS SDK's credential chain for every S3 endpoint. delta-rs uses it only for AWS
+///   itself, and for an S3-compatible endpoint falls back to object_store's own chain, which
+///   reads no profile: `AWS_PROFILE` would work against AWS and fail against MinIO.
+const DEFAULT_OPTIONS: [(&str, &str); 4] = [
     ("max_retries", "4"),
     ("retry_timeout", "20s"),
     ("connect_timeout", "5s"),
+    ("aws_force_credential_load", "true"),
 ];
 
 /// Makes `s3://` and `s3a://` URLs known to delta-rs; idempotent.
@@ -35,6 +41,16 @@ pub fn table_url(table: &str, uri: &str) -> Result<Url, LakeError> {
         uri: uri.into(),
         reason,
     };
+    if let Ok(url) = Url::parse(uri)
+        && let Some(store) = store_not_built(url.scheme())
+    {
+        return Err(invalid(format!(
+            "{}:// ({store}) is not built into this sluice: it reaches S3 and S3-compatible \
+             stores only. Use s3:// with the store's S3-compatible endpoint (AWS_ENDPOINT_URL), \
+             or a local path",
+            url.scheme()
+        )));
+    }
     let url = deltalake::ensure_table_uri(uri).map_err(|err| invalid(err.to_string()))?;
     match url.scheme() {
         "file" | "s3" | "s3a" | "memory" => Ok(url),
@@ -44,9 +60,75 @@ pub fn table_url(table: &str, uri: &str) -> Result<Url, LakeError> {
     }
 }
 
-/// Storage options for delta-rs: fail-fast retry defaults, then the pipeline file's options.
+/// The object store a URI scheme names, when delta-rs could reach it but this build leaves it
+/// out (deltalake's `gcs` and `azure` features are off).
+fn store_not_built(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "gs" | "gcs" => Some("Google Cloud Storage"),
+        "az" | "azure" | "abfs" | "abfss" | "adl" => Some("Azure storage"),
+        _ => None,
+    }
+}
+
+/// A table found by [`discover_tables`]: its directory's name and its URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundTable {
+    /// The directory's name.
+    pub name: String,
+    /// Where it lives.
+    pub uri: String,
+}
+
+/// Every Delta table directly under `lake` (a local directory, or a prefix of a store such as
+/// `s3://bucket/lake`), named after its directory, in name order. The store is reached as the
+/// tables themselves are, through delta-rs with `storage_options` and the AWS credential chain.
+pub async fn discover_tables(
+    lake: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<Vec<FoundTable>, LakeError> {
+    let url = table_url("(lake)", lake)?;
+    let listing_failed = |source: DeltaTableError| LakeError::List {
+        lake: lake.to_string(),
+        source,
+    };
+    let store = DeltaTableBuilder::from_url(url.clone())
+        .and_then(|builder| {
+            builder
+                .with_storage_options(storage_options.clone())
+                .build_storage()
+        })
+        .map_err(listing_failed)?
+        .object_store(None);
+    let list = |prefix: Option<ObjectPath>| {
+        let store = store.clone();
+        async move {
+            store
+                .list_with_delimiter(prefix.as_ref())
+                .await
+                .map_err(|err| listing_failed(err.into()))
+        }
+    };
+    let mut tables = Vec::new();
+    for dir in list(None).await?.common_prefixes {
+        let holds_log = list(Some(dir.clone()))
+            .await?
+            .common_prefixes
+            .iter()
+            .any(|child| child.filename() == Some("_delta_log"));
+        if let (true, Some(name)) = (holds_log, dir.filename()) {
+            tables.push(FoundTable {
+                name: name.to_string(),
+                uri: format!("{}/{name}", url.as_str().trim_end_matches('/')),
+            });
+        }
+    }
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tables)
+}
+
+/// Storage options for delta-rs: sluice's defaults, then the pipeline file's options.
 pub fn storage_options(from_file: &Settings) -> HashMap<String, String> {
-    let mut options: HashMap<String, String> = FAIL_FAST
+    let mut options: HashMap<String, String> = DEFAULT_OPTIONS
         .iter()
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
@@ -71,10 +153,23 @@ mod tests {
         assert!(path.is_dir());
         let err = table_url("t", "ftp://host/x").unwrap_err().to_string();
         assert!(err.contains("table t") && err.contains("ftp"), "{err}");
+        for (uri, store) in [
+            ("gs://bucket/t", "Google Cloud Storage"),
+            (
+                "abfss://lake@account.dfs.core.windows.net/t",
+                "Azure storage",
+            ),
+        ] {
+            let err = table_url("t", uri).unwrap_err().to_string();
+            assert!(
+                err.contains(store) && err.contains("is not built into this sluice"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
-    fn file_options_override_fail_fast_defaults() {
+    fn file_options_override_the_defaults() {
         let options = storage_options(&Settings::from([("max_retries", "9")]));
         assert_eq!(options["max_retries"], "9");
         assert_eq!(options["retry_timeout"], "20s");

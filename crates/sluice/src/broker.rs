@@ -2,31 +2,18 @@
 //! test suite, `scripts/services.sh` and the benchmarks run it instead of a separately built
 //! tansu, so the broker version is the one `Cargo.toml` pins.
 
-use anyhow::{Context, Result};
-use sluice_kafka::broker::{EmbeddedBroker, ScramUser};
+use anyhow::Result;
+use sluice_kafka::broker::EmbeddedBroker;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::BrokerArgs;
 
 /// Serves until `shutdown` fires, then stops the broker.
 pub async fn run(args: BrokerArgs, shutdown: CancellationToken) -> Result<()> {
-    let users = args
-        .sasl_users
-        .iter()
-        .map(|user| {
-            let (name, password) = user
-                .split_once(':')
-                .filter(|(name, _)| !name.is_empty())
-                .context("--sasl-user: expected NAME:PASSWORD")?;
-            Ok(ScramUser {
-                name: name.to_string(),
-                password: password.into(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
     let (listen, advertise) = (args.listen, args.advertise.as_deref());
     let broker =
-        EmbeddedBroker::start_with_users(listen, advertise, args.storage.clone(), users).await?;
+        EmbeddedBroker::start_with_users(listen, advertise, args.storage.clone(), args.sasl_users)
+            .await?;
     let advertised = args.advertise.unwrap_or_else(|| broker.bootstrap());
     println!(
         "sluice broker: Kafka protocol on {} (advertised as {advertised}), log in {}",

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use sluice_core::Pipeline;
 use sluice_core::config::FlushPolicy;
-use sluice_core::config::kafka::KafkaSecurity;
+use sluice_core::config::kafka::{AWS_MSK_IAM, KafkaSecurity, Sasl};
 use sluice_kafka::ClientOptions;
 
 /// The resolved pipeline, as text, after checking its security files.
@@ -73,10 +73,24 @@ fn security(out: &mut String, security: &KafkaSecurity) -> Result<()> {
             writeln!(out, "key_password = \"[REDACTED]\"")?;
         }
     }
-    if let Some(sasl) = &security.sasl {
-        writeln!(out, "sasl_mechanism = {:?}", sasl.mechanism)?;
-        writeln!(out, "username = {:?}", sasl.username)?;
-        writeln!(out, "password = \"[REDACTED]\"")?;
+    match &security.sasl {
+        None => {}
+        Some(Sasl::Password {
+            mechanism,
+            username,
+            ..
+        }) => {
+            writeln!(out, "sasl_mechanism = {mechanism:?}")?;
+            writeln!(out, "username = {username:?}")?;
+            writeln!(out, "password = \"[REDACTED]\"")?;
+        }
+        Some(Sasl::AwsMskIam { region }) => {
+            writeln!(out, "sasl_mechanism = {AWS_MSK_IAM:?}")?;
+            match region {
+                Some(region) => writeln!(out, "aws_region = {region:?}")?,
+                None => writeln!(out, "# aws_region: AWS_REGION when the client starts")?,
+            }
+        }
     }
     Ok(())
 }

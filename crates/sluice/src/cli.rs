@@ -97,7 +97,7 @@ pub struct BrokerArgs {
         env = "SLUICE_BROKER_SASL_USERS",
         value_delimiter = ','
     )]
-    pub sasl_users: Vec<String>,
+    pub sasl_users: Vec<sluice_kafka::broker::ScramUser>,
 }
 
 /// `sluice up`
@@ -323,10 +323,11 @@ pub struct LakeArgs {
     /// Query the tables of this pipeline file.
     #[arg(long, conflicts_with = "lake")]
     pub pipeline: Option<PathBuf>,
-    /// Query every Delta table directly under this local directory [default: ./sluice-data/lake,
-    /// where `sluice up` writes].
+    /// Query every Delta table directly under this directory or object-store prefix
+    /// (s3://bucket/prefix, reached with the AWS_* variables and credential chain)
+    /// [default: ./sluice-data/lake, where `sluice up` writes].
     #[arg(long)]
-    pub lake: Option<PathBuf>,
+    pub lake: Option<String>,
 }
 
 /// `sluice query`

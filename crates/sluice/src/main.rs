@@ -145,14 +145,15 @@ async fn run(cli: Cli) -> Result<()> {
                 Ok(())
             }
             None => {
-                let pipeline =
-                    Pipeline::load(args.pipeline.as_deref().context("--pipeline is required")?)?;
+                let file = args.pipeline.context("--pipeline is required")?;
+                let pipeline = Pipeline::load(&file)?;
                 let (client, _) = connections(&args.kafka, &pipeline)?;
                 sluice_gateway::run(
                     sluice_gateway::GatewayOptions {
                         pipeline,
                         client,
                         listen: args.listen,
+                        pipeline_file: Some(file),
                     },
                     shutdown,
                 )

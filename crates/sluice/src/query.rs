@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use sluice_core::Pipeline;
+use anyhow::{Result, bail};
+use sluice_core::{Pipeline, Settings};
 use sluice_query::{Format, Lake, TableLocation, render};
 
 use crate::cli::{DEFAULT_DATA_DIR, LakeArgs, OutputFormat};
@@ -40,8 +40,8 @@ pub async fn run_tables(args: &LakeArgs) -> Result<()> {
 }
 
 async fn open(args: &LakeArgs) -> Result<Lake> {
-    let (tables, storage_options) = match (&args.pipeline, &args.lake) {
-        (Some(file), _) => {
+    let (tables, storage_options) = match &args.pipeline {
+        Some(file) => {
             let pipeline = Pipeline::load(file)?;
             let tables = pipeline
                 .lake_tables()
@@ -55,40 +55,41 @@ async fn open(args: &LakeArgs) -> Result<Lake> {
                 sluice_lake::location::storage_options(&pipeline.storage_options),
             )
         }
-        (None, Some(dir)) => (discover(dir)?, HashMap::new()),
-        (None, None) => (
-            discover(&Path::new(DEFAULT_DATA_DIR).join("lake"))?,
-            HashMap::new(),
-        ),
+        None => {
+            let default = Path::new(DEFAULT_DATA_DIR).join("lake");
+            let lake = args
+                .lake
+                .clone()
+                .unwrap_or_else(|| default.display().to_string());
+            let storage_options = sluice_lake::location::storage_options(&Settings::default());
+            (discover(&lake, &storage_options).await?, storage_options)
+        }
     };
     Ok(Lake::open(&tables, &storage_options).await?)
 }
 
-/// Every directory under `lake` that holds a Delta log, named after the directory.
-fn discover(lake: &Path) -> Result<Vec<TableLocation>> {
-    let entries = std::fs::read_dir(lake).with_context(|| {
-        format!(
-            "no lake at {} (run `sluice up`, or pass --pipeline FILE or --lake DIR)",
-            lake.display()
-        )
-    })?;
-    let mut tables = Vec::new();
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", lake.display()))?
-            .path();
-        if path.join("_delta_log").is_dir()
-            && let Some(name) = path.file_name().and_then(|n| n.to_str())
-        {
-            tables.push(TableLocation {
-                name: name.to_string(),
-                uri: path.display().to_string(),
-            });
-        }
+/// Every Delta table directly under `lake` (a directory or an s3:// prefix), named after its
+/// directory.
+async fn discover(
+    lake: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<Vec<TableLocation>> {
+    let local = !lake.contains("://") || lake.starts_with("file://");
+    if local && !Path::new(lake.trim_start_matches("file://")).is_dir() {
+        bail!(
+            "no lake at {lake} (run `sluice up`, or pass --pipeline FILE or --lake DIR|s3://BUCKET/PREFIX)"
+        );
     }
+    let tables: Vec<TableLocation> = sluice_lake::location::discover_tables(lake, storage_options)
+        .await?
+        .into_iter()
+        .map(|found| TableLocation {
+            name: found.name,
+            uri: found.uri,
+        })
+        .collect();
     if tables.is_empty() {
-        bail!("no Delta tables under {} yet", lake.display());
+        bail!("no Delta tables under {lake} yet");
     }
-    tables.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(tables)
 }

@@ -82,6 +82,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             pipeline: pipeline.clone(),
             client: client.clone(),
             listen: Some(args.gateway_listen.clone()),
+            pipeline_file: None,
         };
         let shutdown = shutdown.clone();
         async move {

@@ -31,6 +31,14 @@ pub const GATEWAY_MAX_DECOMPRESSED_BODY: &str = "64MiB";
 pub const GATEWAY_MAX_RECORDS: usize = 10_000;
 /// Nesting of objects and arrays in one record sent to the gateway.
 pub const GATEWAY_MAX_DEPTH: usize = 32;
+/// Ingest requests the gateway serves at once; more are answered 503 at once. It bounds the
+/// memory requests can hold: each holds at most `max_body` plus `max_decompressed_body`.
+pub const GATEWAY_MAX_CONCURRENT: usize = 256;
+/// How long a client may take to send a request's headers before the connection is closed (a
+/// slowloris holds no connection longer).
+pub const GATEWAY_HEADER_TIMEOUT: &str = "10s";
+/// How long a client may take to send a request's body (408 beyond).
+pub const GATEWAY_BODY_TIMEOUT: &str = "30s";
 /// Where the gateway spools accepted records while Kafka is down.
 pub const GATEWAY_SPOOL_DIR: &str = "./sluice-data/spool";
 /// The most the spool holds before requests are refused with 503.

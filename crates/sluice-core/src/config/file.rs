@@ -57,6 +57,9 @@ pub struct GatewaySection {
     /// How long a request waits for Kafka's acknowledgement before its records are spooled
     /// (and the response says so), such as "2s".
     pub produce_timeout: Option<String>,
+    /// Whether `/metrics` needs an API key (any configured key), as ingest does.
+    #[serde(default)]
+    pub require_key_for_metrics: bool,
 }
 
 /// `[[gateway.keys]]`
@@ -95,6 +98,13 @@ pub struct GatewayLimitsSection {
     pub max_depth: Option<usize>,
     /// Records per second one API key may send, such as "5000/s" (429 beyond).
     pub rate_per_key: Option<String>,
+    /// Ingest requests served at once (503 beyond).
+    pub max_concurrent: Option<usize>,
+    /// How long a client may take to send the headers, such as "10s" (the connection is
+    /// closed beyond).
+    pub header_timeout: Option<String>,
+    /// How long a client may take to send the body, such as "30s" (408 beyond).
+    pub body_timeout: Option<String>,
 }
 
 /// `[gateway.spool]`
@@ -145,8 +155,10 @@ pub struct SecuritySection {
     pub key_file: Option<String>,
     /// The private key's password, if it is encrypted.
     pub key_password: Option<SecretString>,
-    /// SASL: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    /// SASL: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM.
     pub sasl_mechanism: Option<String>,
+    /// AWS MSK IAM: the cluster's region (`AWS_REGION` when unset).
+    pub aws_region: Option<String>,
     /// SASL user name.
     pub username: Option<String>,
     /// SASL password (write `${NAME}` to take it from the environment).

@@ -27,6 +27,8 @@ pub struct GatewayConfig {
     pub idempotency_window: Duration,
     /// How long a request waits for Kafka's acknowledgement before its records are spooled.
     pub produce_timeout: Duration,
+    /// Whether `/metrics` needs an API key.
+    pub require_key_for_metrics: bool,
 }
 
 /// One API key, stored as the SHA-256 of the key (never the key itself).
@@ -69,6 +71,12 @@ pub struct GatewayLimits {
     pub max_depth: usize,
     /// Records per second one API key may send, if limited.
     pub rate_per_key: Option<f64>,
+    /// Ingest requests served at once.
+    pub max_concurrent: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
 }
 
 /// When the spool's appends reach the disk.
@@ -196,6 +204,35 @@ pub(super) fn validate(
         limits.max_depth.unwrap_or(defaults::GATEWAY_MAX_DEPTH),
         problems,
     );
+    let max_concurrent = positive(
+        "max_concurrent",
+        limits
+            .max_concurrent
+            .unwrap_or(defaults::GATEWAY_MAX_CONCURRENT),
+        problems,
+    );
+    let timeout = |field: &str, text: Option<&str>, default: &str, problems: &mut Problems| {
+        let field = format!("limits.{field}");
+        match duration(&field, text, default, problems) {
+            Some(Duration::ZERO) => {
+                problems.add(format!("gateway.{field}"), "expected more than 0 s");
+                None
+            }
+            parsed => parsed,
+        }
+    };
+    let header_timeout = timeout(
+        "header_timeout",
+        limits.header_timeout.as_deref(),
+        defaults::GATEWAY_HEADER_TIMEOUT,
+        problems,
+    );
+    let body_timeout = timeout(
+        "body_timeout",
+        limits.body_timeout.as_deref(),
+        defaults::GATEWAY_BODY_TIMEOUT,
+        problems,
+    );
     Some(GatewayConfig {
         listen: raw
             .listen
@@ -212,10 +249,14 @@ pub(super) fn validate(
             max_records,
             max_depth,
             rate_per_key: rate_per_key?,
+            max_concurrent,
+            header_timeout: header_timeout?,
+            body_timeout: body_timeout?,
         },
         spool: spool?,
         idempotency_window: idempotency_window?,
         produce_timeout: produce_timeout?,
+        require_key_for_metrics: raw.require_key_for_metrics,
     })
 }
 

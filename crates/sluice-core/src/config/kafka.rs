@@ -95,19 +95,32 @@ pub struct ClientCertificate {
     pub key_password: Option<SecretString>,
 }
 
-/// SASL credentials.
+/// How a client authenticates with SASL.
 #[derive(Debug, Clone)]
-pub struct Sasl {
-    /// The mechanism's librdkafka name: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-    pub mechanism: &'static str,
-    /// User name.
-    pub username: String,
-    /// Password.
-    pub password: SecretString,
+pub enum Sasl {
+    /// PLAIN or SCRAM: a user name and a password.
+    Password {
+        /// The mechanism's librdkafka name: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+        mechanism: &'static str,
+        /// User name.
+        username: String,
+        /// Password.
+        password: SecretString,
+    },
+    /// Amazon MSK's IAM access control: OAUTHBEARER tokens signed with credentials from the
+    /// AWS credential chain (environment, profile, web identity, instance role).
+    AwsMskIam {
+        /// The cluster's region; `AWS_REGION` when unset.
+        region: Option<String>,
+    },
 }
 
-/// The SASL mechanisms sluice speaks.
+/// The password mechanisms sluice speaks.
 const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+/// `sasl_mechanism` for Amazon MSK's IAM access control.
+pub const AWS_MSK_IAM: &str = "AWS_MSK_IAM";
+/// Every `sasl_mechanism` accepted, for messages.
+const ACCEPTED: &str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or AWS_MSK_IAM";
 
 /// Validates `[kafka.security]`; `None` when it has problems (added to `problems`).
 pub(super) fn validate_security(
@@ -203,6 +216,7 @@ fn validate_sasl(
             ("sasl_mechanism", raw.sasl_mechanism.is_some()),
             ("username", raw.username.is_some()),
             ("password", raw.password.is_some()),
+            ("aws_region", raw.aws_region.is_some()),
         ];
         for (name, _) in named.iter().filter(|(_, set)| *set) {
             problems.add(
@@ -215,35 +229,37 @@ fn validate_sasl(
         }
         return None;
     }
-    let mechanism = match raw.sasl_mechanism.as_deref().map(str::trim) {
+    let Some(text) = raw.sasl_mechanism.as_deref().map(str::trim) else {
+        problems.add(
+            field("sasl_mechanism"),
+            format!("{} needs a mechanism: expected {ACCEPTED}", protocol.name()),
+        );
+        return None;
+    };
+    if text.eq_ignore_ascii_case(AWS_MSK_IAM) {
+        return validate_msk_iam(raw, problems);
+    }
+    let mechanism = match MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(text)) {
+        Some(mechanism) => Some(*mechanism),
         None => {
+            let why = match text.to_ascii_uppercase().as_str() {
+                "GSSAPI" => "GSSAPI (Kerberos) is not built into sluice",
+                "OAUTHBEARER" => {
+                    "OAUTHBEARER with an OIDC token endpoint is not built into sluice (for Amazon \
+                     MSK's IAM tokens, write AWS_MSK_IAM)"
+                }
+                _ => "unknown mechanism",
+            };
             problems.add(
                 field("sasl_mechanism"),
-                format!(
-                    "{} needs a mechanism: expected one of {MECHANISMS:?}",
-                    protocol.name()
-                ),
+                format!("{text:?}: {why}; expected {ACCEPTED}"),
             );
             None
         }
-        Some(text) => match MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(text)) {
-            Some(mechanism) => Some(*mechanism),
-            None => {
-                let why = match text.to_ascii_uppercase().as_str() {
-                    "GSSAPI" => "GSSAPI (Kerberos) is not built into sluice",
-                    "OAUTHBEARER" | "AWS_MSK_IAM" => {
-                        "OAUTHBEARER (and AWS MSK IAM tokens) is not built yet"
-                    }
-                    _ => "unknown mechanism",
-                };
-                problems.add(
-                    field("sasl_mechanism"),
-                    format!("{text:?}: {why}; expected one of {MECHANISMS:?}"),
-                );
-                None
-            }
-        },
     };
+    if raw.aws_region.is_some() {
+        problems.add(field("aws_region"), "only AWS_MSK_IAM takes a region");
+    }
     if raw.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
         problems.add(field("username"), "SASL needs a user name");
     }
@@ -253,10 +269,35 @@ fn validate_sasl(
             "SASL needs a password (write \"${NAME}\" to take it from the environment)",
         );
     }
-    Some(Sasl {
+    Some(Sasl::Password {
         mechanism: mechanism?,
         username: raw.username.clone()?,
         password: raw.password.clone()?,
+    })
+}
+
+fn validate_msk_iam(raw: &SecuritySection, problems: &mut Problems) -> Option<Sasl> {
+    for (name, set) in [
+        ("username", raw.username.is_some()),
+        ("password", raw.password.is_some()),
+    ] {
+        if set {
+            problems.add(
+                format!("kafka.security.{name}"),
+                "AWS_MSK_IAM takes no user name or password: its credentials come from the AWS \
+                 credential chain (AWS_* variables, AWS_PROFILE, web identity, instance role)",
+            );
+        }
+    }
+    let region = raw.aws_region.as_deref().map(str::trim);
+    if region.is_some_and(str::is_empty) {
+        problems.add(
+            "kafka.security.aws_region",
+            "expected a region such as us-east-1",
+        );
+    }
+    Some(Sasl::AwsMskIam {
+        region: region.map(str::to_string),
     })
 }
 
@@ -269,7 +310,7 @@ const IDEMPOTENT: &str = "every sluice producer is idempotent with acks=all, so 
 
 /// What a key `[kafka.security]` sets is refused with.
 const SECURITY: &str = "set it in [kafka.security] (protocol, ca_file, cert_file, key_file, \
-                        key_password, sasl_mechanism, username, password)";
+                        key_password, sasl_mechanism, username, password, aws_region)";
 
 /// librdkafka settings a pipeline may not set, and why. Aliases are listed too: librdkafka
 /// accepts either name.
@@ -279,6 +320,7 @@ pub const GUARDED_OPTIONS: &[(&str, &str)] = &[
     ("sasl.mechanisms", SECURITY),
     ("sasl.username", SECURITY),
     ("sasl.password", SECURITY),
+    ("sasl.oauthbearer.config", SECURITY),
     ("ssl.ca.location", SECURITY),
     ("ssl.certificate.location", SECURITY),
     ("ssl.key.location", SECURITY),

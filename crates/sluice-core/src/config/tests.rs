@@ -536,7 +536,13 @@ fn kafka_security_is_typed_and_each_wrong_combination_names_its_field() {
     .unwrap();
     let security = &pipeline.kafka.security;
     assert_eq!(security.protocol, kafka::SecurityProtocol::SaslSsl);
-    assert_eq!(security.sasl.as_ref().unwrap().mechanism, "SCRAM-SHA-512");
+    assert!(matches!(
+        security.sasl,
+        Some(kafka::Sasl::Password {
+            mechanism: "SCRAM-SHA-512",
+            ..
+        })
+    ));
     assert!(
         !format!("{pipeline:?}").contains("s3cr"),
         "the password shows in Debug"
@@ -556,4 +562,96 @@ fn kafka_security_is_typed_and_each_wrong_combination_names_its_field() {
     ] {
         assert!(err.contains(expected), "{expected} not in {err}");
     }
+}
+
+#[test]
+fn gateway_guards_have_defaults_and_a_zero_is_refused_by_field() {
+    let stream = r#"
+        [kafka]
+        group = "g"
+        [[streams]]
+        name = "s"
+        topic = "t"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        [[tables]]
+        name = "s"
+        from = "s"
+        uri = "/tmp/s"
+    "#;
+    let pipeline = parse(stream).unwrap();
+    let gateway = &pipeline.gateway;
+    assert_eq!(
+        gateway.limits.max_concurrent,
+        defaults::GATEWAY_MAX_CONCURRENT
+    );
+    assert_eq!(gateway.limits.header_timeout, Duration::from_secs(10));
+    assert_eq!(gateway.limits.body_timeout, Duration::from_secs(30));
+    assert!(!gateway.require_key_for_metrics);
+
+    let err = parse(&format!(
+        "{stream}\n[gateway]\nrequire_key_for_metrics = true\n\
+         limits = {{ max_concurrent = 0, header_timeout = \"0s\", body_timeout = \"soon\" }}"
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "gateway.limits.max_concurrent",
+            "gateway.limits.header_timeout",
+            "gateway.limits.body_timeout",
+        ]
+    );
+}
+
+#[test]
+fn aws_msk_iam_takes_a_region_and_no_password() {
+    let security = |lines: &str| {
+        with_options("", "").replace(
+            "[kafka.options]",
+            &format!("[kafka.security]\nprotocol = \"SASL_SSL\"\n{lines}\n[kafka.options]"),
+        )
+    };
+    let pipeline = parse_with_env(&security(
+        "sasl_mechanism = \"aws_msk_iam\"\naws_region = \"eu-west-1\"",
+    ))
+    .unwrap();
+    assert!(matches!(
+        &pipeline.kafka.security.sasl,
+        Some(kafka::Sasl::AwsMskIam { region: Some(region) }) if region == "eu-west-1"
+    ));
+    let pipeline = parse_with_env(&security("sasl_mechanism = \"AWS_MSK_IAM\"")).unwrap();
+    assert!(matches!(
+        pipeline.kafka.security.sasl,
+        Some(kafka::Sasl::AwsMskIam { region: None })
+    ));
+
+    let err = parse_with_env(&security(
+        "sasl_mechanism = \"AWS_MSK_IAM\"\nusername = \"u\"\naws_region = \" \"",
+    ))
+    .unwrap_err()
+    .to_string();
+    for expected in [
+        "kafka.security.username: AWS_MSK_IAM takes no user name or password",
+        "kafka.security.aws_region: expected a region",
+    ] {
+        assert!(err.contains(expected), "{expected} not in {err}");
+    }
+    let err = parse_with_env(&security(
+        "sasl_mechanism = \"SCRAM-SHA-256\"\nusername = \"u\"\npassword = \"p\"\naws_region = \"us-east-1\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("kafka.security.aws_region: only AWS_MSK_IAM takes a region"),
+        "{err}"
+    );
+    let err = parse_with_env(&security("sasl_mechanism = \"OAUTHBEARER\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("write AWS_MSK_IAM"), "{err}");
 }

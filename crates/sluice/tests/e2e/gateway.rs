@@ -321,6 +321,16 @@ fn with_kafka_away_records_are_spooled_until_the_spool_is_full_then_503() {
         dir.join("gateway.log"),
     );
     let client = Client::new();
+    // Kafka away, the spool empty: ready, for the spool is there to take the records.
+    let ready = client
+        .get(format!("{}/readyz", gateway.url))
+        .send()
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(
+        ready.json::<Value>().unwrap(),
+        json!({"kafka_reachable": false, "spool_has_room": true})
+    );
     let send = |i: usize| {
         gateway
             .post(&client, "sensor_events")

@@ -271,3 +271,71 @@ fn every_command_works_over_sasl_ssl_with_scram_and_a_wrong_password_is_refused(
         );
     }
 }
+
+/// AWS MSK IAM up to what can be had here: tansu takes no OAUTHBEARER, so no cluster accepts
+/// the token. What is shown: the token is made from the AWS credential chain when the client
+/// starts and offered over SASL_SSL (the broker's refusal ends the run, fast, naming it); no
+/// credentials is refused with that reason; creating a topic says it is not built.
+#[test]
+fn aws_msk_iam_makes_a_token_from_the_credential_chain_and_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let services = PrivateServices::behind_tls(dir.path()).with_sasl_users("alice:secret-pw");
+    services.start("kafka");
+    services.start("tls");
+    let file = kafka_file(
+        dir.path(),
+        "iam.toml",
+        &format!(
+            "protocol = \"SASL_SSL\"\nca_file = \"{}\"\nsasl_mechanism = \"AWS_MSK_IAM\"\n\
+             aws_region = \"eu-west-1\"",
+            services.tls_ca().display()
+        ),
+    );
+    let secret = format!("iam-secret-{}", unique("x"));
+    let iam = |command: &mut Command, credentials: bool| {
+        command
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-credentials"),
+            )
+            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("SLUICE_LOG", "warn,sluice_kafka=debug")
+            .arg("--kafka-config")
+            .arg(&file);
+        if credentials {
+            command
+                .env("AWS_ACCESS_KEY_ID", "AKIDSLUICEE2E")
+                .env("AWS_SECRET_ACCESS_KEY", &secret);
+        }
+    };
+
+    let mut list = over_tls(&services);
+    list.args(["topics", "list"]);
+    iam(&mut list, true);
+    let stderr = refused_fast(&services, &mut list);
+    assert!(stderr.contains("AWS MSK IAM token made"), "{stderr}");
+    assert!(stderr.contains("SASL"), "the broker's refusal: {stderr}");
+    assert!(!stderr.contains(&secret), "the secret key is in the output");
+
+    let mut list = over_tls(&services);
+    list.args(["topics", "list"]);
+    iam(&mut list, false);
+    let stderr = refused_fast(&services, &mut list);
+    assert!(
+        stderr.contains("cannot make an AWS MSK IAM token for eu-west-1"),
+        "{stderr}"
+    );
+
+    let mut create = over_tls(&services);
+    create.args(["topics", "create", "never"]);
+    iam(&mut create, true);
+    let stderr = run_err(&mut create, Duration::from_secs(30));
+    assert!(
+        stderr.contains("creating topic never is not built over AWS MSK IAM"),
+        "{stderr}"
+    );
+}
