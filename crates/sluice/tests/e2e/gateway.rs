@@ -169,25 +169,51 @@ pub fn gateway_pipeline(dir: &Path, topic: &str, gateway: &str) -> PathBuf {
     pipeline
 }
 
-#[test]
-fn a_retried_request_with_the_same_idempotency_key_is_answered_again_and_produced_once() {
-    let dir = test_dir("gateway_idempotent");
-    let topic = unique("gateway_idempotent");
-    create_topic(&topic, 2);
+/// A test's directory, a topic on the test broker, and a gateway pipeline for it.
+pub struct GatewaySetup {
+    pub dir: PathBuf,
+    pub topic: String,
+    pub pipeline: PathBuf,
+}
+
+/// A topic of `partitions` named after `name`, and a pipeline whose `[gateway]` holds a spool
+/// in the test's directory, `gateway_lines`, and the shop key on every stream.
+pub fn gateway_setup(name: &str, partitions: u32, gateway_lines: &str) -> GatewaySetup {
+    let dir = test_dir(name);
+    let topic = unique(name);
+    create_topic(&topic, partitions);
     let pipeline = gateway_pipeline(
         &dir,
         &topic,
         &format!(
-            "[gateway]\nspool = {{ dir = \"{}\" }}\n{}",
+            "[gateway]\nspool = {{ dir = \"{}\" }}\n{gateway_lines}\n{}",
             dir.join("spool").display(),
             key_entry("shop", SHOP_KEY, r#"["*"]"#)
         ),
     );
-    let gateway = Gateway::start(
-        sluice().args(["gateway", "--pipeline"]).arg(&pipeline),
-        free_port(),
-        dir.join("gateway.log"),
-    );
+    GatewaySetup {
+        dir,
+        topic,
+        pipeline,
+    }
+}
+
+impl GatewaySetup {
+    /// `sluice gateway` on the pipeline, on a free port.
+    pub fn start(&self) -> Gateway {
+        Gateway::start(
+            sluice().args(["gateway", "--pipeline"]).arg(&self.pipeline),
+            free_port(),
+            self.dir.join("gateway.log"),
+        )
+    }
+}
+
+#[test]
+fn a_retried_request_with_the_same_idempotency_key_is_answered_again_and_produced_once() {
+    let setup = gateway_setup("gateway_idempotent", 2, "");
+    let topic = &setup.topic;
+    let gateway = setup.start();
     let client = Client::new();
     let body = ndjson(&[event("i-1"), event("i-2"), json!({"device_id": "bad"})]);
     let send = |key: &str, body: &str| {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 
-use crate::gateway::{Gateway, SHOP_KEY, event, gateway_pipeline, key_entry, ndjson};
+use crate::gateway::{Gateway, SHOP_KEY, event, gateway_setup, key_entry, ndjson};
 use crate::helpers::*;
 
 /// A second key, for the reload.
@@ -51,24 +51,12 @@ fn post(gateway: &Gateway, client: &Client, key: &str, marker: &str) -> Response
 
 #[test]
 fn slow_clients_lose_their_connection_and_requests_past_the_cap_get_503() {
-    let dir = test_dir("gateway_guards");
-    let topic = unique("gateway_guards");
-    create_topic(&topic, 1);
-    let pipeline = gateway_pipeline(
-        &dir,
-        &topic,
-        &format!(
-            "[gateway]\nspool = {{ dir = \"{}\" }}\n\
-             limits = {{ max_concurrent = 1, header_timeout = \"1s\", body_timeout = \"3s\" }}\n{}",
-            dir.join("spool").display(),
-            key_entry("shop", SHOP_KEY, r#"["*"]"#)
-        ),
+    let setup = gateway_setup(
+        "gateway_guards",
+        1,
+        "limits = { max_concurrent = 1, header_timeout = \"1s\", body_timeout = \"3s\" }",
     );
-    let gateway = Gateway::start(
-        sluice().args(["gateway", "--pipeline"]).arg(&pipeline),
-        free_port(),
-        dir.join("gateway.log"),
-    );
+    let gateway = setup.start();
     let address = gateway.url.trim_start_matches("http://").to_string();
     let client = Client::new();
     assert_eq!(post(&gateway, &client, SHOP_KEY, "g-1").status(), 200);
@@ -111,7 +99,7 @@ fn slow_clients_lose_their_connection_and_requests_past_the_cap_get_503() {
     assert_eq!(post(&gateway, &client, SHOP_KEY, "g-3").status(), 200);
 
     // Only the two whole requests reached Kafka.
-    let stored = crate::kafka::read_all_at(&brokers(), &topic, Duration::from_secs(3));
+    let stored = crate::kafka::read_all_at(&brokers(), &setup.topic, Duration::from_secs(3));
     let markers = crate::gateway::markers(&stored);
     assert_eq!(markers.keys().collect::<Vec<_>>(), ["g-1", "g-3"]);
     gateway.member.stop(Duration::from_secs(30));
@@ -119,23 +107,9 @@ fn slow_clients_lose_their_connection_and_requests_past_the_cap_get_503() {
 
 #[test]
 fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
-    let dir = test_dir("gateway_reload");
-    let topic = unique("gateway_reload");
-    create_topic(&topic, 1);
-    let shop = key_entry("shop", SHOP_KEY, r#"["*"]"#);
-    let pipeline = gateway_pipeline(
-        &dir,
-        &topic,
-        &format!(
-            "[gateway]\nrequire_key_for_metrics = true\nspool = {{ dir = \"{}\" }}\n{shop}",
-            dir.join("spool").display(),
-        ),
-    );
-    let mut gateway = Gateway::start(
-        sluice().args(["gateway", "--pipeline"]).arg(&pipeline),
-        free_port(),
-        dir.join("gateway.log"),
-    );
+    let setup = gateway_setup("gateway_reload", 1, "require_key_for_metrics = true");
+    let (pipeline, shop) = (&setup.pipeline, key_entry("shop", SHOP_KEY, r#"["*"]"#));
+    let mut gateway = setup.start();
     let client = Client::new();
     let metrics_url = format!("{}/metrics", gateway.url);
     let metrics = |key: Option<&str>| {
@@ -155,10 +129,10 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
     assert_eq!(post(&gateway, &client, SHOP_KEY, "r-1").status(), 200);
 
     // The shop key is revoked and an ops key issued, in the file; SIGHUP puts them in place.
-    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let text = std::fs::read_to_string(pipeline).unwrap();
     let rotated = text.replace(&shop, &key_entry("ops", OPS_KEY, r#"["sensor_events"]"#));
     assert_ne!(rotated, text);
-    std::fs::write(&pipeline, &rotated).unwrap();
+    std::fs::write(pipeline, &rotated).unwrap();
     gateway.member.signal("HUP");
     gateway
         .member
@@ -167,7 +141,7 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
     assert_eq!(post(&gateway, &client, OPS_KEY, "r-3").status(), 200);
 
     // A file that does not load changes nothing: the ops key still works.
-    std::fs::write(&pipeline, format!("{rotated}\n[[[not toml")).unwrap();
+    std::fs::write(pipeline, format!("{rotated}\n[[[not toml")).unwrap();
     gateway.member.signal("HUP");
     gateway
         .member
@@ -188,7 +162,7 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
         "the failed reload names the file"
     );
 
-    let stored = crate::kafka::read_all_at(&brokers(), &topic, Duration::from_secs(3));
+    let stored = crate::kafka::read_all_at(&brokers(), &setup.topic, Duration::from_secs(3));
     let markers = crate::gateway::markers(&stored);
     assert_eq!(markers.keys().collect::<Vec<_>>(), ["r-1", "r-3", "r-4"]);
     gateway.member.stop(Duration::from_secs(30));
