@@ -37,6 +37,14 @@ impl Keys {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = Self::shared(keys);
     }
 
+    /// Whether there is no key (every request would be refused).
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     fn shared(keys: Vec<ApiKey>) -> Arc<[Arc<ApiKey>]> {
         keys.into_iter().map(Arc::new).collect()
     }

@@ -134,10 +134,10 @@ impl Event for KafkaProbed {
     }
 }
 
-/// The API keys re-read from the pipeline file (SIGHUP).
+/// The API keys re-read from their files (SIGHUP).
 pub struct KeysReloaded<'a> {
-    /// The pipeline file.
-    pub file: &'a Path,
+    /// The files read.
+    pub files: &'a str,
     /// How many keys are in place now, or why the file was not taken (the old keys stay).
     pub outcome: Result<usize, String>,
 }
@@ -146,11 +146,11 @@ impl Event for KeysReloaded<'_> {
     fn emit(self, metrics: &Metrics) {
         let outcome = match self.outcome {
             Ok(keys) => {
-                info!(file = %self.file.display(), keys, "API keys reloaded");
+                info!(files = self.files, keys, "API keys reloaded");
                 "ok"
             }
             Err(reason) => {
-                error!(file = %self.file.display(), %reason, "API keys not reloaded: the keys in place stay");
+                error!(files = self.files, %reason, "API keys not reloaded: the keys in place stay");
                 "failed"
             }
         };
@@ -201,7 +201,7 @@ mod tests {
             changed: true,
         });
         metrics.emit(KeysReloaded {
-            file: Path::new("pipeline.toml"),
+            files: "pipeline.toml",
             outcome: Err("line 3: expected a table".into()),
         });
         let text = metrics.render();

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioTimer;
 use sluice_core::Pipeline;
-use sluice_core::config::{FsyncPolicy, GatewayLimits};
+use sluice_core::config::{ApiKey, FsyncPolicy, GatewayLimits};
 use sluice_kafka::{ClientOptions, KafkaError};
 use tokio_util::sync::CancellationToken;
 
@@ -88,8 +88,56 @@ pub struct GatewayOptions {
     pub client: ClientOptions,
     /// Overrides `[gateway] listen`.
     pub listen: Option<String>,
-    /// The pipeline file, when there is one: SIGHUP re-reads its `[[gateway.keys]]`.
-    pub pipeline_file: Option<PathBuf>,
+    /// Where the API keys come from besides `pipeline`, re-read on SIGHUP.
+    pub key_files: KeyFiles,
+}
+
+/// The files API keys are read from: the pipeline file's `[[gateway.keys]]` and a keys file's
+/// `[[keys]]` (`--keys`, for keys kept apart from the pipeline, in a Kubernetes Secret say).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFiles {
+    /// The pipeline file the gateway runs, if it came from one.
+    pub pipeline: Option<PathBuf>,
+    /// A keys file.
+    pub keys: Option<PathBuf>,
+}
+
+impl KeyFiles {
+    /// The keys of `pipeline` and of the keys file; a name in both is refused.
+    fn keys_of(&self, pipeline: &Pipeline) -> Result<Vec<ApiKey>, String> {
+        let mut keys = pipeline.gateway.keys.clone();
+        if let Some(file) = &self.keys {
+            let more =
+                sluice_core::config::load_keys(file, pipeline).map_err(|e| format!("{e:#}"))?;
+            if let Some(twice) = more.iter().find(|k| keys.iter().any(|o| o.name == k.name)) {
+                return Err(format!(
+                    "the key name {:?} is both in the pipeline and in {}",
+                    twice.name,
+                    file.display()
+                ));
+            }
+            keys.extend(more);
+        }
+        Ok(keys)
+    }
+
+    /// The keys as the files hold them now (`running` stands for a pipeline not from a file).
+    fn reload(&self, running: &Pipeline) -> Result<Vec<ApiKey>, String> {
+        match &self.pipeline {
+            Some(file) => self.keys_of(&Pipeline::load(file).map_err(|e| format!("{e:#}"))?),
+            None => self.keys_of(running),
+        }
+    }
+
+    /// What a reload reads, for messages.
+    fn describe(&self) -> String {
+        let files: Vec<String> = [&self.pipeline, &self.keys]
+            .into_iter()
+            .flatten()
+            .map(|file| file.display().to_string())
+            .collect();
+        files.join(" and ")
+    }
 }
 
 /// Serves until `shutdown`, then lets running requests finish and gives the spool a few seconds
@@ -122,17 +170,18 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         })
         .collect::<Result<HashMap<_, _>, _>>()
         .map_err(GatewayError::Config)?;
-    if config.keys.is_empty() {
-        tracing::warn!("no [[gateway.keys]] in the pipeline file: every request will get 401");
-    }
     let delivery = Arc::new(Delivery::new(
         &options.client,
         spool,
         config.produce_timeout,
         metrics.clone(),
     )?);
+    let keys = options
+        .key_files
+        .keys_of(&options.pipeline)
+        .map_err(GatewayError::Config)?;
     let state = Arc::new(AppState {
-        keys: auth::Keys::new(config.keys.clone()),
+        keys: auth::Keys::new(keys),
         streams,
         limits: config.limits,
         rate: config.limits.rate_per_key.map(rate::RateLimits::new),
@@ -149,10 +198,14 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         async move { delivery.drain(stop).await }
     });
     tokio::spawn(probe_broker(state.clone(), background.clone()));
-    if let Some(file) = options.pipeline_file {
+    if state.keys.is_empty() {
+        tracing::warn!("no API keys ([[gateway.keys]], --keys): every request will get 401");
+    }
+    if options.key_files.pipeline.is_some() || options.key_files.keys.is_some() {
         tokio::spawn(reload_keys_on_hangup(
             state.clone(),
-            file,
+            options.key_files,
+            options.pipeline.clone(),
             background.clone(),
         ));
     }
@@ -231,9 +284,14 @@ fn with_timeouts<A>(
     server
 }
 
-/// On SIGHUP, puts the pipeline file's `[[gateway.keys]]` in place of the keys in use. A file
-/// that does not load (or has no keys) changes nothing, and says why.
-async fn reload_keys_on_hangup(state: Arc<AppState>, file: PathBuf, stop: CancellationToken) {
+/// On SIGHUP, puts the keys the files hold now in place of the keys in use. Files that do not
+/// load (or hold no keys) change nothing, and say why.
+async fn reload_keys_on_hangup(
+    state: Arc<AppState>,
+    files: KeyFiles,
+    running: Pipeline,
+    stop: CancellationToken,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
@@ -242,24 +300,25 @@ async fn reload_keys_on_hangup(state: Arc<AppState>, file: PathBuf, stop: Cancel
             return;
         }
     };
+    let described = files.describe();
     loop {
         tokio::select! {
             _ = hangups.recv() => {}
             () = stop.cancelled() => return,
         }
-        let outcome = match Pipeline::load(&file) {
-            Ok(pipeline) if pipeline.gateway.keys.is_empty() => {
-                Err("it has no [[gateway.keys]]: that would refuse every request".to_string())
+        let outcome = match files.reload(&running) {
+            Ok(keys) if keys.is_empty() => {
+                Err("they hold no API keys: that would refuse every request".to_string())
             }
-            Ok(pipeline) => {
-                let keys = pipeline.gateway.keys.len();
-                state.keys.replace(pipeline.gateway.keys);
-                Ok(keys)
+            Ok(keys) => {
+                let count = keys.len();
+                state.keys.replace(keys);
+                Ok(count)
             }
-            Err(err) => Err(format!("{err:#}")),
+            Err(err) => Err(err),
         };
         state.metrics.emit(KeysReloaded {
-            file: &file,
+            files: &described,
             outcome,
         });
     }

@@ -57,6 +57,21 @@ pub enum Command {
     /// `[kafka.security]` files read) and print what they would run with, secrets redacted;
     /// connects to nothing.
     Check(CheckArgs),
+    /// Ask a sluice HTTP endpoint whether it is healthy: exit 0 on a 2xx answer within the
+    /// timeout, 1 otherwise (the container image's HEALTHCHECK: the image has no curl).
+    Probe(ProbeArgs),
+}
+
+/// `sluice probe`
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// The endpoint: `stream`'s and `up`'s /healthz by default; the gateway's is on its listen
+    /// address.
+    #[arg(default_value = "http://127.0.0.1:9464/healthz")]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s", value_parser = sluice_core::config::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Where the Kafka cluster is.
@@ -227,6 +242,10 @@ pub struct GatewayArgs {
     /// Address to listen on [default: the file's `[gateway] listen`, else 127.0.0.1:8080].
     #[arg(long, env = "SLUICE_GATEWAY_LISTEN")]
     pub listen: Option<String>,
+    /// More API keys: a TOML file of `[[keys]]` entries (name, sha256, streams, as in
+    /// `[[gateway.keys]]`), kept apart from the pipeline; SIGHUP re-reads it with the pipeline.
+    #[arg(long, env = "SLUICE_GATEWAY_KEYS")]
+    pub keys: Option<PathBuf>,
     /// Key management instead of serving.
     #[command(subcommand)]
     pub command: Option<GatewayCommand>,
@@ -372,10 +391,11 @@ pub struct TopicsArgs {
 /// `sluice topics …`
 #[derive(Debug, Subcommand)]
 pub enum TopicsCommand {
-    /// Create a topic (an existing one is left as it is).
+    /// Create topics (an existing one is left as it is).
     Create {
-        /// Topic name.
-        name: String,
+        /// Topic names.
+        #[arg(required = true)]
+        names: Vec<String>,
         /// Number of partitions.
         #[arg(long, default_value_t = 4)]
         partitions: i32,

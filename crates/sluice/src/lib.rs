@@ -19,6 +19,7 @@ pub mod check;
 pub mod cli;
 pub mod compact;
 pub mod generators;
+pub mod probe;
 pub mod produce;
 pub mod query;
 pub mod topics;

@@ -153,7 +153,10 @@ async fn run(cli: Cli) -> Result<()> {
                         pipeline,
                         client,
                         listen: args.listen,
-                        pipeline_file: Some(file),
+                        key_files: sluice_gateway::KeyFiles {
+                            pipeline: Some(file),
+                            keys: args.keys,
+                        },
                     },
                     shutdown,
                 )
@@ -255,6 +258,7 @@ async fn run(cli: Cli) -> Result<()> {
             sluice::topics::run(client, args.command).await
         }
         Command::Broker(args) => sluice::broker::run(args, shutdown).await,
+        Command::Probe(args) => sluice::probe::run(&args.url, args.timeout).await,
         Command::Check(args) => {
             let pipeline = Pipeline::load(&args.pipeline)?;
             let (client, _) = connections(&args.kafka, &pipeline)?;

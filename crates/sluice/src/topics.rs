@@ -10,15 +10,21 @@ use crate::cli::TopicsCommand;
 pub async fn run(client: ClientOptions, command: TopicsCommand) -> Result<()> {
     match command {
         TopicsCommand::Create {
-            name,
+            names,
             partitions,
             replication,
-        } => match admin::create_topic(&client, &name, partitions, replication).await? {
-            Created::Created => println!(
-                "created topic {name} ({partitions} partitions, replication {replication})"
-            ),
-            Created::AlreadyExisted => println!("topic {name} already exists; left as it is"),
-        },
+        } => {
+            for name in names {
+                match admin::create_topic(&client, &name, partitions, replication).await? {
+                    Created::Created => println!(
+                        "created topic {name} ({partitions} partitions, replication {replication})"
+                    ),
+                    Created::AlreadyExisted => {
+                        println!("topic {name} already exists; left as it is")
+                    }
+                }
+            }
+        }
         TopicsCommand::List => {
             for name in tokio::task::spawn_blocking(move || admin::list_topics(&client)).await?? {
                 println!("{name}");

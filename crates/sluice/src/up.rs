@@ -82,7 +82,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             pipeline: pipeline.clone(),
             client: client.clone(),
             listen: Some(args.gateway_listen.clone()),
-            pipeline_file: None,
+            key_files: sluice_gateway::KeyFiles::default(),
         };
         let shutdown = shutdown.clone();
         async move {

@@ -74,6 +74,15 @@ pub struct ApiKeySection {
     pub streams: Vec<String>,
 }
 
+/// A keys file of `sluice gateway --keys`: `[[keys]]` entries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    /// The keys.
+    #[serde(default)]
+    pub keys: Vec<ApiKeySection>,
+}
+
 /// `[gateway.tls]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,11 +3,11 @@
 //! Kafka is down.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{Problems, defaults, parse_duration, parse_size};
-use crate::config::file::{GatewaySection, SpoolSection};
+use super::{ConfigError, Problems, defaults, parse_duration, parse_size};
+use crate::config::file::{ApiKeySection, GatewaySection, KeysFile, SpoolSection};
 
 /// The validated `[gateway]` section (every field has a default, so a pipeline file without the
 /// section still runs a gateway — one that needs at least one API key to accept anything).
@@ -140,42 +140,7 @@ pub(super) fn validate(
         }
     };
     let spool = validate_spool(&raw.spool, problems);
-    let keys = raw
-        .keys
-        .iter()
-        .enumerate()
-        .filter_map(|(index, key)| {
-            let at = format!("gateway.keys[{index}]");
-            let sha256 = hex_sha256(&key.sha256)
-                .map_err(|err| problems.add(format!("{at}.sha256"), err))
-                .ok()?;
-            let streams = if key.streams.iter().any(|s| s == "*") {
-                None
-            } else {
-                for stream in key
-                    .streams
-                    .iter()
-                    .filter(|s| !stream_names.contains(s.as_str()))
-                {
-                    problems.add(
-                        format!("{at}.streams"),
-                        format!("no stream is named {stream:?} (\"*\" means every stream)"),
-                    );
-                }
-                Some(key.streams.iter().cloned().collect())
-            };
-            Some(ApiKey {
-                name: key.name.clone(),
-                sha256,
-                streams,
-            })
-        })
-        .collect();
-    super::check_unique(
-        "gateway.keys",
-        raw.keys.iter().map(|k| k.name.as_str()),
-        problems,
-    );
+    let keys = validate_keys(&raw.keys, "gateway.keys", stream_names, problems);
     let idempotency_window = duration(
         "idempotency_window",
         raw.idempotency_window.as_deref(),
@@ -258,6 +223,72 @@ pub(super) fn validate(
         produce_timeout: produce_timeout?,
         require_key_for_metrics: raw.require_key_for_metrics,
     })
+}
+
+/// API key entries, each problem named under `at` (`gateway.keys` in a pipeline, `keys` in a
+/// keys file).
+fn validate_keys(
+    raw: &[ApiKeySection],
+    at: &str,
+    stream_names: &HashSet<&str>,
+    problems: &mut Problems,
+) -> Vec<ApiKey> {
+    let keys = raw
+        .iter()
+        .enumerate()
+        .filter_map(|(index, key)| {
+            let at = format!("{at}[{index}]");
+            let sha256 = hex_sha256(&key.sha256)
+                .map_err(|err| problems.add(format!("{at}.sha256"), err))
+                .ok()?;
+            let streams = if key.streams.iter().any(|s| s == "*") {
+                None
+            } else {
+                for stream in key
+                    .streams
+                    .iter()
+                    .filter(|s| !stream_names.contains(s.as_str()))
+                {
+                    problems.add(
+                        format!("{at}.streams"),
+                        format!("no stream is named {stream:?} (\"*\" means every stream)"),
+                    );
+                }
+                Some(key.streams.iter().cloned().collect())
+            };
+            Some(ApiKey {
+                name: key.name.clone(),
+                sha256,
+                streams,
+            })
+        })
+        .collect();
+    super::check_unique(at, raw.iter().map(|k| k.name.as_str()), problems);
+    keys
+}
+
+/// The API keys of a keys file (`sluice gateway --keys FILE`): `[[keys]]` entries as in
+/// `[[gateway.keys]]`, kept apart from the pipeline (in a Kubernetes Secret, say), checked
+/// against the pipeline's streams.
+pub fn load_keys(file: &Path, pipeline: &super::Pipeline) -> Result<Vec<ApiKey>, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    let raw: KeysFile = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
+        file: file.to_owned(),
+        error,
+    })?;
+    let streams: HashSet<&str> = pipeline.streams.iter().map(|s| s.name.as_str()).collect();
+    let mut problems = Problems::default();
+    let keys = validate_keys(&raw.keys, "keys", &streams, &mut problems);
+    match problems.0.is_empty() {
+        true => Ok(keys),
+        false => Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            problems: problems.0,
+        }),
+    }
 }
 
 fn validate_spool(raw: &SpoolSection, problems: &mut Problems) -> Option<SpoolConfig> {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use alerts::Alert;
-pub use gateway::{ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles};
+pub use gateway::{
+    ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles, load_keys,
+};
 pub use units::{parse_duration, parse_size};
 pub use windows::Window;
 

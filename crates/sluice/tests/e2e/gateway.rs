@@ -201,11 +201,15 @@ pub fn gateway_setup(name: &str, partitions: u32, gateway_lines: &str) -> Gatewa
 impl GatewaySetup {
     /// `sluice gateway` on the pipeline, on a free port.
     pub fn start(&self) -> Gateway {
-        Gateway::start(
-            sluice().args(["gateway", "--pipeline"]).arg(&self.pipeline),
-            free_port(),
-            self.dir.join("gateway.log"),
-        )
+        self.start_with(|_| {})
+    }
+
+    /// [`Self::start`], with `adjust` adding to its command line or environment.
+    pub fn start_with(&self, adjust: impl FnOnce(&mut Command)) -> Gateway {
+        let mut command = sluice();
+        command.args(["gateway", "--pipeline"]).arg(&self.pipeline);
+        adjust(&mut command);
+        Gateway::start(&mut command, free_port(), self.dir.join("gateway.log"))
     }
 }
 
@@ -409,6 +413,15 @@ fn with_kafka_away_records_are_spooled_until_the_spool_is_full_then_503() {
             .as_u16(),
         200
     );
+    // The image's health check says the same: live, not ready; nothing listening is a failure.
+    let probe = |url: String| run(sluice().args(["probe", &url]), Duration::from_secs(30));
+    assert!(probe(format!("{}/healthz", gateway.url)).status.success());
+    let not_ready = probe(format!("{}/readyz", gateway.url));
+    assert!(!not_ready.status.success());
+    let said = String::from_utf8_lossy(&not_ready.stderr);
+    assert!(said.contains("answered 503"), "{said}");
+    let nobody = probe(format!("http://127.0.0.1:{}/healthz", free_port()));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("no answer from"));
     assert_eq!(
         gateway.metric(&client, "sluice_gateway_spool_pending_batches"),
         spooled as f64

@@ -1,6 +1,6 @@
 //! The gateway's guards against slow and greedy clients, and its operations without a restart:
-//! header and body read timeouts, the cap on requests served at once, API keys reloaded on
-//! SIGHUP, and `/metrics` behind a key.
+//! header and body read timeouts, the cap on requests served at once, API keys (of the pipeline
+//! and of a keys file) reloaded on SIGHUP, and `/metrics` behind a key.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -13,6 +13,8 @@ use crate::helpers::*;
 
 /// A second key, for the reload.
 const OPS_KEY: &str = "sk_test_ops_fedcba9876543210";
+/// A key of the keys file.
+const CI_KEY: &str = "sk_test_ci_00112233445566778899";
 
 /// What the server sends on `stream` until it closes the connection, and how long that took;
 /// fails if it keeps the connection open for `limit`.
@@ -109,7 +111,13 @@ fn slow_clients_lose_their_connection_and_requests_past_the_cap_get_503() {
 fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
     let setup = gateway_setup("gateway_reload", 1, "require_key_for_metrics = true");
     let (pipeline, shop) = (&setup.pipeline, key_entry("shop", SHOP_KEY, r#"["*"]"#));
-    let mut gateway = setup.start();
+    // One more key kept apart from the pipeline, in a keys file.
+    let keys_file = setup.dir.join("keys.toml");
+    let ci_entry = key_entry("ci", CI_KEY, r#"["sensor_events"]"#).replace("gateway.keys", "keys");
+    std::fs::write(&keys_file, &ci_entry).unwrap();
+    let mut gateway = setup.start_with(|command| {
+        command.arg("--keys").arg(&keys_file);
+    });
     let client = Client::new();
     let metrics_url = format!("{}/metrics", gateway.url);
     let metrics = |key: Option<&str>| {
@@ -127,6 +135,7 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
     assert_eq!(scraped.status(), 200);
     assert!(scraped.text().unwrap().contains("sluice_gateway_kafka_up"));
     assert_eq!(post(&gateway, &client, SHOP_KEY, "r-1").status(), 200);
+    assert_eq!(post(&gateway, &client, CI_KEY, "r-ci").status(), 200);
 
     // The shop key is revoked and an ops key issued, in the file; SIGHUP puts them in place.
     let text = std::fs::read_to_string(pipeline).unwrap();
@@ -139,18 +148,33 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
         .wait_for_log("API keys reloaded", 1, Duration::from_secs(10));
     assert_eq!(post(&gateway, &client, SHOP_KEY, "r-2").status(), 401);
     assert_eq!(post(&gateway, &client, OPS_KEY, "r-3").status(), 200);
+    // A key named in both the pipeline and the keys file is refused, and changes nothing.
+    std::fs::write(
+        &keys_file,
+        format!(
+            "{ci_entry}\n{}",
+            key_entry("ops", "sk_other", "[\"*\"]").replace("gateway.keys", "keys")
+        ),
+    )
+    .unwrap();
+    gateway.member.signal("HUP");
+    gateway
+        .member
+        .wait_for_log("is both in the pipeline and in", 1, Duration::from_secs(10));
+    assert_eq!(post(&gateway, &client, CI_KEY, "r-ci2").status(), 200);
+    std::fs::write(&keys_file, &ci_entry).unwrap();
 
     // A file that does not load changes nothing: the ops key still works.
     std::fs::write(pipeline, format!("{rotated}\n[[[not toml")).unwrap();
     gateway.member.signal("HUP");
     gateway
         .member
-        .wait_for_log("API keys not reloaded", 1, Duration::from_secs(10));
+        .wait_for_log("API keys not reloaded", 2, Duration::from_secs(10));
     assert_eq!(post(&gateway, &client, OPS_KEY, "r-4").status(), 200);
     let scraped = metrics(Some(OPS_KEY)).text().unwrap();
     for line in [
         "sluice_gateway_key_reloads_total{outcome=\"ok\"} 1",
-        "sluice_gateway_key_reloads_total{outcome=\"failed\"} 1",
+        "sluice_gateway_key_reloads_total{outcome=\"failed\"} 2",
     ] {
         assert!(scraped.contains(line), "{line} not in\n{scraped}");
     }
@@ -164,6 +188,9 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
 
     let stored = crate::kafka::read_all_at(&brokers(), &setup.topic, Duration::from_secs(3));
     let markers = crate::gateway::markers(&stored);
-    assert_eq!(markers.keys().collect::<Vec<_>>(), ["r-1", "r-3", "r-4"]);
+    assert_eq!(
+        markers.keys().collect::<Vec<_>>(),
+        ["r-1", "r-3", "r-4", "r-ci", "r-ci2"]
+    );
     gateway.member.stop(Duration::from_secs(30));
 }
