@@ -6,8 +6,10 @@ S3S_FS_VERSION=0.14.1
 S3S_FS_BIN="$SLUICE_TOOLS/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs"
 # The venv made by scripts/python-env.sh (deltalake, pyarrow, duckdb) for scripts/check_delta.py.
 SLUICE_PYTHON="$SLUICE_CACHE/venv/bin/python"
+# The venv of the deploy checks (scripts/check_deploy.py): hadolint, kubernetes-validate.
+SLUICE_DEPLOY_PYTHON="$SLUICE_CACHE/deploy-venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
 # The binary whose `sluice broker` serves Kafka to the tests (the broker is tansu, embedded;
 # its version is pinned in Cargo.toml).
 SLUICE_BROKER_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/debug/sluice}"
-export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_BROKER_BIN
+export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_DEPLOY_PYTHON SLUICE_BROKER_BIN

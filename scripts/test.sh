@@ -4,7 +4,8 @@
 # and s3s-fs in a private run directory on free ports, runs
 # `cargo test --workspace --locked "$@"` against them, and stops them again on any
 # exit (success, failure, Ctrl-C). Without arguments, it then runs the benchmark harness's
-# smoke mode (bench/run.py --smoke, its own private broker). Exits non-zero if either fails.
+# smoke mode (bench/run.py --smoke, its own private broker) and the offline checks of deploy/
+# (scripts/check-deploy.sh). Exits non-zero if any fails.
 #   scripts/test.sh                      # everything
 #   scripts/test.sh -p sluice-lake -- e2e  # extra arguments go to cargo test
 #   scripts/test.sh --busy [...]          # the same beside a CPU hog: one busy loop per core
@@ -102,6 +103,11 @@ if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then
   # The benchmark harness on tiny inputs with the debug binary, so that it cannot rot
   # (figures from it mean nothing; BENCHMARKS.md has the real runs).
   SLUICE_BIN="$CARGO_TARGET_DIR/debug/sluice" "$SLUICE_PYTHON" bench/run.py --smoke
+  status=$?
+fi
+if [ "$status" -eq 0 ] && [ $# -eq 0 ]; then
+  # deploy/ checked offline: the Dockerfile, the compose file, the Kubernetes manifests.
+  scripts/check-deploy.sh "$CARGO_TARGET_DIR/debug/sluice"
   status=$?
 fi
 set -e
