@@ -128,16 +128,21 @@ pub struct UpArgs {
     /// Where the lake lives: a directory or s3://bucket/prefix [default: DATA_DIR/lake]
     #[arg(long)]
     pub lake: Option<String>,
+    /// Run this pipeline file instead of the built-in sensor job: its topics are created, its
+    /// tables land where it says, and the gateway takes its streams; no generator runs (send
+    /// with `sluice produce` or the gateway).
+    #[arg(long, conflicts_with_all = ["lake", "rate"])]
+    pub pipeline: Option<PathBuf>,
     /// Directory for the embedded broker's log and the default lake.
     #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Address the embedded broker listens on.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub listen: std::net::SocketAddr,
-    /// Sensor events generated per second.
-    #[arg(long, default_value_t = 200.0)]
-    pub rate: f64,
-    /// Partitions of the sensor topic when it is created.
+    /// Sensor events generated per second [default: 200].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Partitions of each topic up creates.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
     /// Address the HTTP gateway listens on.

@@ -6,6 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+use sluice_core::Pipeline;
 use sluice_core::config::KafkaConfig;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::admin;
@@ -22,6 +23,9 @@ use sluice_engine::stream::{self, StreamOptions};
 
 /// How long Ctrl-C waits for the stream to catch up with the generator before it stops anyway.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sensor events per second of the built-in job's generator.
+const DEFAULT_RATE: f64 = 200.0;
 
 /// How long the stream may then take to commit what it holds before `up` exits without it.
 const UP_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
@@ -46,17 +50,29 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             (broker.bootstrap(), Some(broker))
         }
     };
-    let client = match &args.kafka_config {
-        Some(file) => ClientOptions::of_pipeline(&brokers, &KafkaConfig::load(file)?)?,
-        None => ClientOptions::new(&brokers),
+    let mut pipeline = match &args.pipeline {
+        Some(file) => Pipeline::load(file)?,
+        None => builtin::sensor_pipeline(
+            &args
+                .lake
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("lake").display().to_string()),
+        )?,
     };
-    let mut pipeline = builtin::sensor_pipeline(
-        &args
-            .lake
-            .clone()
-            .unwrap_or_else(|| args.data_dir.join("lake").display().to_string()),
-    )?;
-    let topic = pipeline.streams[0].topic.clone();
+    // A cluster of the user's is reached as the file says; the embedded broker is plaintext.
+    let client = match (&args.kafka_config, &args.pipeline, &embedded) {
+        (Some(file), _, _) => ClientOptions::of_pipeline(&brokers, &KafkaConfig::load(file)?)?,
+        (None, Some(_), None) => ClientOptions::of_pipeline(&brokers, &pipeline.kafka)?,
+        _ => ClientOptions::new(&brokers),
+    };
+    // The built-in job feeds itself; a user's pipeline is fed by its user.
+    let generated = match args.pipeline {
+        Some(_) => None,
+        None => Some((
+            pipeline.streams[0].topic.clone(),
+            args.rate.unwrap_or(DEFAULT_RATE),
+        )),
+    };
     // Create topics only when missing: the embedded broker logs an error for a duplicate.
     let existing = {
         let client = client.clone();
@@ -91,68 +107,17 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             }
         }
     });
-    let table = &pipeline.tables[0];
-    println!("sluice up: running");
-    match &embedded {
-        Some(_) => println!(
-            "  broker  {brokers} (embedded tansu, log in {})",
-            args.data_dir.join("kafka.db").display()
-        ),
-        None => println!("  broker  {brokers}"),
-    }
-    println!(
-        "  topic   {topic}: {} sensor events/s from the generator",
-        args.rate
-    );
-    println!(
-        "  lake    {} (Delta, partitioned by event date/hour)",
-        table.uri
-    );
-    for window in &pipeline.windows {
-        println!(
-            "  windows {} ({} per {})",
-            window.uri,
-            window.kind(),
-            window.group_by.join(", ")
-        );
-    }
-    for alert in &pipeline.alerts {
-        println!(
-            "  alerts  {}: {} ({})",
-            alert.topic,
-            alert.when.sql(),
-            alert.name
-        );
-    }
-    if let Some(dlq) = &pipeline.streams[0].dead_letter_topic {
-        println!("  dlq     {dlq}: records that do not fit the schema");
-    }
-    println!(
-        "  gateway http://{}/v1/streams/{topic}/events (API key for this run: {api_key})",
-        args.gateway_listen
-    );
-    println!("Try, in another terminal:");
-    println!(
-        "  curl -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n       -d '{{\"device_id\": \"dev-1\", \"ts\": \"{}\", \"temperature_c\": 99}}' http://{}/v1/streams/{topic}/events",
-        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
-        args.gateway_listen
-    );
-    let lake_flag = args.lake.as_ref().map_or_else(
-        || {
-            if args.data_dir == Path::new(crate::cli::DEFAULT_DATA_DIR) {
-                String::new()
-            } else {
-                format!(" --lake {}", args.data_dir.join("lake").display())
-            }
+    print_running(
+        &args,
+        &pipeline,
+        &Running {
+            brokers: &brokers,
+            embedded: embedded.is_some(),
+            generated: generated.as_ref(),
+            api_key: &api_key,
+            metrics: metrics_address,
         },
-        |lake| format!(" --lake {lake}"),
     );
-    println!(
-        "  sluice query{lake_flag} \"select device_id, count(*) as n, round(avg(temperature_c), 1) as avg_c from {} group by device_id order by n desc limit 5\"",
-        table.name
-    );
-    println!("  curl http://{metrics_address}/metrics    (the stream's lag, freshness and counts)");
-    println!("Ctrl-C drains, commits and stops.");
     let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
     let stream_stop = CancellationToken::new();
     let metrics = Metrics::shared();
@@ -178,24 +143,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         },
         stream_stop.clone(),
     ));
-    let mut producing = tokio::spawn(produce::run(
-        ProduceOptions {
-            client,
-            topic,
-            source: Source::Generator {
-                kind: generators::Kind::Sensor,
-                seed: rand::random(),
-                salt: None,
-            },
-            count: None,
-            rate: Some(args.rate),
-            key: None,
-            no_key: false,
-            clock: Clock::Now,
-            progress: false,
-        },
-        shutdown.clone(),
-    ));
+    let mut producing = tokio::spawn(generate(client, generated, shutdown.clone()));
     let (produced, streamed) = tokio::select! {
         produced = &mut producing => {
             // Ctrl-C (or a generator failure): the stream catches up with what was produced,
@@ -219,12 +167,145 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     gateway.await.context("the gateway panicked")?;
     let report = produced?.context("the sensor generator failed")?;
     let summary = streamed?.context("the stream failed")?;
+    let produced = report.map_or_else(String::new, |r| format!("{} events produced, ", r.records));
     println!(
-        "sluice up: stopped; {} events produced, {} rows committed in {} commits, {} alerts sent",
-        report.records, summary.rows, summary.commits, summary.alerts
+        "sluice up: stopped; {produced}{} rows committed in {} commits, {} alerts sent",
+        summary.rows, summary.commits, summary.alerts
     );
     drop(embedded);
     Ok(())
+}
+
+/// What `up` runs, for its greeting.
+struct Running<'a> {
+    brokers: &'a str,
+    embedded: bool,
+    generated: Option<&'a (String, f64)>,
+    api_key: &'a str,
+    metrics: std::net::SocketAddr,
+}
+
+/// The sensor generator at its rate until `shutdown`, for the built-in job; for a user's
+/// pipeline, nothing until `shutdown`.
+async fn generate(
+    client: ClientOptions,
+    generated: Option<(String, f64)>,
+    shutdown: CancellationToken,
+) -> Result<Option<produce::ProducerReport>> {
+    let Some((topic, rate)) = generated else {
+        shutdown.cancelled().await;
+        return Ok(None);
+    };
+    let options = ProduceOptions {
+        client,
+        topic,
+        source: Source::Generator {
+            kind: generators::Kind::Sensor,
+            seed: rand::random(),
+            salt: None,
+        },
+        count: None,
+        rate: Some(rate),
+        key: None,
+        no_key: false,
+        clock: Clock::Now,
+        progress: false,
+    };
+    produce::run(options, shutdown).await.map(Some)
+}
+
+/// What runs where, and what to try.
+fn print_running(args: &UpArgs, pipeline: &Pipeline, running: &Running<'_>) {
+    let (brokers, api_key, gateway) = (running.brokers, running.api_key, &args.gateway_listen);
+    println!("sluice up: running");
+    match running.embedded {
+        true => println!(
+            "  broker  {brokers} (embedded tansu, log in {})",
+            args.data_dir.join("kafka.db").display()
+        ),
+        false => println!("  broker  {brokers}"),
+    }
+    match running.generated {
+        Some((topic, rate)) => {
+            println!("  topic   {topic}: {rate} sensor events/s from the generator")
+        }
+        None => {
+            for stream in &pipeline.streams {
+                println!("  topic   {} (stream {})", stream.topic, stream.name);
+            }
+        }
+    }
+    for table in &pipeline.tables {
+        println!(
+            "  lake    {} (Delta, partitioned by {})",
+            table.uri,
+            table.partition_by.join("/")
+        );
+    }
+    for window in &pipeline.windows {
+        println!(
+            "  windows {} ({} per {})",
+            window.uri,
+            window.kind(),
+            window.group_by.join(", ")
+        );
+    }
+    for alert in &pipeline.alerts {
+        println!(
+            "  alerts  {}: {} ({})",
+            alert.topic,
+            alert.when.sql(),
+            alert.name
+        );
+    }
+    for dlq in pipeline
+        .streams
+        .iter()
+        .filter_map(|s| s.dead_letter_topic.as_ref())
+    {
+        println!("  dlq     {dlq}: records that do not fit the schema");
+    }
+    let stream = &pipeline.streams[0].name;
+    println!(
+        "  gateway http://{gateway}/v1/streams/{stream}/events (API key for this run: {api_key})"
+    );
+    println!("Try, in another terminal:");
+    let table = &pipeline.tables[0].name;
+    match &args.pipeline {
+        None => {
+            println!(
+                "  curl -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n       -d '{{\"device_id\": \"dev-1\", \"ts\": \"{}\", \"temperature_c\": 99}}' http://{gateway}/v1/streams/{stream}/events",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+            );
+            let lake_flag = args.lake.as_ref().map_or_else(
+                || {
+                    if args.data_dir == Path::new(crate::cli::DEFAULT_DATA_DIR) {
+                        String::new()
+                    } else {
+                        format!(" --lake {}", args.data_dir.join("lake").display())
+                    }
+                },
+                |lake| format!(" --lake {lake}"),
+            );
+            println!(
+                "  sluice query{lake_flag} \"select device_id, count(*) as n, round(avg(temperature_c), 1) as avg_c from {table} group by device_id order by n desc limit 5\""
+            );
+        }
+        Some(file) => {
+            println!(
+                "  curl -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/x-ndjson' --data-binary @events.ndjson http://{gateway}/v1/streams/{stream}/events"
+            );
+            println!(
+                "  sluice query --pipeline {} \"select count(*) as n from {table}\"",
+                file.display()
+            );
+        }
+    }
+    println!(
+        "  curl http://{}/metrics    (the stream's lag, freshness and counts)",
+        running.metrics
+    );
+    println!("Ctrl-C drains, commits and stops.");
 }
 
 /// Refuses an address already taken before anything starts, naming the flag that moves it (the

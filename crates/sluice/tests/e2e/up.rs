@@ -10,71 +10,155 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 
+/// A running `sluice up`: its stdout read as it comes (the API key is printed at start), its
+/// logs in a file (a pipe nobody reads while the test polls would stop `up` at its first write
+/// once full, with nothing landing from then on).
+struct Up {
+    child: std::process::Child,
+    printed: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+    log: std::path::PathBuf,
+    gateway: String,
+    metrics: String,
+}
+
+impl Up {
+    /// `sluice up` with `args`, its data under `dir`, on free ports.
+    fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+        let gateway = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let log = dir.join("up.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("up")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--gateway-listen", &gateway, "--metrics-listen", &metrics])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env_remove("SLUICE_BROKERS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let printed = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let (stdout, printed) = (child.stdout.take().unwrap(), printed.clone());
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut printed = printed.lock().unwrap();
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+            })
+        };
+        Self {
+            child,
+            printed,
+            reader,
+            log,
+            gateway,
+            metrics,
+        }
+    }
+
+    fn logged(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Fails the test if `up` has exited.
+    fn still_running(&mut self, what: &str) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("up exited ({status}) before {what}:\n{}", self.logged());
+        }
+    }
+
+    /// The gateway's API key `up` printed, once it has.
+    fn api_key(&mut self) -> String {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .printed
+                .lock()
+                .unwrap()
+                .split_whitespace()
+                .find_map(|word| {
+                    word.strip_prefix("sk_")
+                        .map(|k| format!("sk_{}", k.trim_end_matches(')')))
+                });
+            if let Some(key) = found {
+                return key;
+            }
+            self.still_running("printing its API key");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no API key printed"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// POSTs NDJSON `records` to `stream` through the gateway; the status.
+    fn send(&mut self, stream: &str, records: String) -> u16 {
+        let key = self.api_key();
+        let answer = reqwest::blocking::Client::new()
+            .post(format!(
+                "http://{}/v1/streams/{stream}/events",
+                self.gateway
+            ))
+            .bearer_auth(&key)
+            .header("content-type", "application/x-ndjson")
+            .body(records)
+            .send()
+            .unwrap();
+        answer.status().as_u16()
+    }
+
+    /// Ctrl-C (SIGINT), then insists on exit 0 within a minute; what `up` printed.
+    fn stop(self) -> String {
+        run_ok(
+            Command::new("kill").args(["-INT", &self.child.id().to_string()]),
+            Duration::from_secs(5),
+        );
+        let log = self.log.clone();
+        let output = wait(self.child, Duration::from_secs(60));
+        self.reader.join().unwrap();
+        let stdout = self.printed.lock().unwrap().clone();
+        assert!(
+            output.status.success(),
+            "exit {}\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status,
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(stdout.contains("sluice up: stopped"), "{stdout}");
+        stdout
+    }
+}
+
 #[test]
 fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let gateway = format!("127.0.0.1:{}", free_port());
-    let metrics = format!("127.0.0.1:{}", free_port());
-    // Logs go to a file: a pipe that nobody reads while the test polls the lake would stop
-    // `up` at its first write once full (64 KiB), with nothing landing from then on.
-    let log = dir.path().join("up.log");
-    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "up",
-            "--rate",
-            "1000",
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--gateway-listen",
-            &gateway,
-            "--metrics-listen",
-            &metrics,
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env_remove("SLUICE_BROKERS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    // stdout is read as it comes: the API key is printed at start.
-    let printed = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let (stdout, printed) = (child.stdout.take().unwrap(), printed.clone());
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let mut printed = printed.lock().unwrap();
-                printed.push_str(&line);
-                printed.push('\n');
-            }
-        })
-    };
-    let lake = data.join("lake");
+    let mut up = Up::start(dir.path(), &["--rate", "1000"]);
+    let lake = dir.path().join("data/lake");
     let started = Instant::now();
     let rows = loop {
         let rows = lake_rows(&lake).unwrap_or(0);
         if rows > 0 {
             break rows;
         }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("up exited ({status}) before landing a row:\n{}", logged());
-        }
+        up.still_running("landing a row");
         if started.elapsed() > Duration::from_secs(120) {
-            child.kill().ok();
-            child.wait().ok();
-            panic!("no rows in the lake after 2 minutes:\n{}", logged());
+            up.child.kill().ok();
+            panic!("no rows in the lake after 2 minutes:\n{}", up.logged());
         }
         std::thread::sleep(Duration::from_millis(1000));
     };
     assert!(rows > 0);
     // The stream's metrics answer while it runs and count what landed.
-    let scraped = reqwest::blocking::get(format!("http://{metrics}/metrics"))
+    let scraped = reqwest::blocking::get(format!("http://{}/metrics", up.metrics))
         .unwrap()
         .text()
         .unwrap();
@@ -85,15 +169,6 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         .parse()
         .unwrap();
     assert!(landed > 0.0, "{scraped}");
-    let key = printed
-        .lock()
-        .unwrap()
-        .split_whitespace()
-        .find_map(|word| {
-            word.strip_prefix("sk_")
-                .map(|k| format!("sk_{}", k.trim_end_matches(')')))
-        })
-        .expect("up prints the gateway's API key");
     let records: String = (0..3)
         .map(|i| {
             format!(
@@ -103,32 +178,12 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
             )
         })
         .collect();
-    let answer = reqwest::blocking::Client::new()
-        .post(format!("http://{gateway}/v1/streams/sensor_events/events"))
-        .bearer_auth(&key)
-        .header("content-type", "application/x-ndjson")
-        .body(records)
-        .send()
-        .unwrap();
-    assert_eq!(answer.status().as_u16(), 200, "{:?}", answer.text());
-    run_ok(
-        Command::new("kill").args(["-INT", &child.id().to_string()]),
-        Duration::from_secs(5),
-    );
-    let output = wait(child, Duration::from_secs(60));
-    reader.join().unwrap();
-    let stdout = printed.lock().unwrap().clone();
-    let stderr = logged();
-    assert!(
-        output.status.success(),
-        "exit {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    assert_eq!(up.send("sensor_events", records), 200);
+    let stdout = up.stop();
     assert!(
         stdout.contains("sluice up: running") && stdout.contains("sluice query"),
         "{stdout}"
     );
-    assert!(stdout.contains("sluice up: stopped"), "{stdout}");
     // Everything produced before Ctrl-C was committed on the way out.
     let committed = lake_rows(&lake).expect("the lake answers after the stop");
     let produced: u64 = stdout
@@ -168,6 +223,48 @@ fn up_runs_lands_rows_and_stops_cleanly_on_ctrl_c() {
         "select count(*) as n from sensor_events where temperature_c > 85 OR vibration_g > 0.5",
     );
     assert_eq!(Some(alerts), matching, "{stdout}");
+}
+
+#[test]
+fn up_runs_a_users_pipeline_file_through_its_gateway_into_its_lake() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("up_pipeline");
+    let lake = dir.path().join("own-lake/readings");
+    let pipeline = write_pipeline(
+        dir.path(),
+        &topic,
+        &unique("group"),
+        lake.to_str().unwrap(),
+        "{ max_rows = 1000, max_latency = \"1s\" }",
+    );
+    let mut up = Up::start(dir.path(), &["--pipeline", pipeline.to_str().unwrap()]);
+    let records: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"device_id\": \"own-{}\", \"ts\": \"2026-11-22T10:{:02}:00Z\", \"temperature_c\": 20}}\n",
+                i % 4,
+                i
+            )
+        })
+        .collect();
+    assert_eq!(up.send("sensor_events", records), 200, "{}", up.logged());
+    let stdout = up.stop();
+    assert!(
+        stdout.contains(&format!("topic   {topic} (stream sensor_events)")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("from the generator"), "{stdout}");
+    assert!(stdout.contains("sluice query --pipeline"), "{stdout}");
+    // The file's table, where the file put it, holds exactly what was sent.
+    let rows = query(
+        &pipeline,
+        "select count(*) as n, count(distinct device_id) as d from sensor_events",
+    );
+    assert_eq!(
+        (rows[0]["n"].as_u64(), rows[0]["d"].as_u64()),
+        (Some(40), Some(4))
+    );
+    assert!(lake.join("_delta_log").is_dir(), "{}", lake.display());
 }
 
 #[test]
