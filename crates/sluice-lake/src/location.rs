@@ -27,6 +27,20 @@ const DEFAULT_OPTIONS: [(&str, &str); 4] = [
     ("aws_force_credential_load", "true"),
 ];
 
+/// The S3 permissions (IAM action names) sluice's use of a lake needs: reading and committing
+/// Delta tables (objects read, written with conditional puts, listed under `_delta_log/`),
+/// aborting a multipart upload of a large Parquet file that failed, and deleting: `verify
+/// --repair`'s removal of files no commit references. `sluice check` prints them per pipeline;
+/// deploy/terraform grants exactly these (scripts/check_deploy.py compares).
+pub const S3_OBJECT_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:AbortMultipartUpload",
+];
+/// The bucket-level S3 permission: listing, under the tables' prefixes only.
+pub const S3_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
+
 /// Makes `s3://` and `s3a://` URLs known to delta-rs; idempotent.
 pub fn register_object_stores() {
     static REGISTER: Once = Once::new();

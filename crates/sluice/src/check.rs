@@ -1,6 +1,7 @@
 //! `sluice check`: reads and validates a pipeline file as every command does (`${NAME}`
 //! resolved, every problem by field, the `[kafka.security]` files read), connects to nothing,
-//! and prints what the commands would run with: secrets as `[REDACTED]`.
+//! and prints what the commands would run with: secrets as `[REDACTED]`; and the AWS
+//! permissions each role needs for it.
 
 use std::fmt::Write as _;
 
@@ -49,7 +50,57 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     writeln!(out, "tls = {}", gateway.tls.is_some())?;
     let keys: Vec<&str> = gateway.keys.iter().map(|k| k.name.as_str()).collect();
     writeln!(out, "keys = {keys:?} (stored as SHA-256 hashes)")?;
+    iam(&mut out, pipeline)?;
     Ok(out)
+}
+
+/// The AWS permissions each role of this pipeline needs, with what they apply to: the least a
+/// policy can grant (deploy/terraform grants exactly these for examples/sensor.toml).
+fn iam(out: &mut String, pipeline: &Pipeline) -> Result<()> {
+    use sluice_kafka::msk_iam::{
+        CLUSTER_ACTIONS, GATEWAY_TOPIC_ACTIONS, STREAM_GROUP_ACTIONS, STREAM_TOPIC_ACTIONS,
+    };
+    use sluice_lake::location::{S3_BUCKET_ACTIONS, S3_OBJECT_ACTIONS};
+    let mut topics = pipeline.topics();
+    topics.extend(
+        pipeline
+            .windows
+            .iter()
+            .filter_map(|w| w.repartition_topic.clone()),
+    );
+    topics.sort_unstable();
+    let stream_topics: Vec<&str> = pipeline.streams.iter().map(|s| s.topic.as_str()).collect();
+    let s3: Vec<&str> = pipeline
+        .lake_tables()
+        .filter_map(|(_, uri)| uri.strip_prefix("s3://"))
+        .collect();
+    writeln!(
+        out,
+        "\n[iam] # AWS permissions by role, and what they apply to"
+    )?;
+    writeln!(out, "stream.kafka_cluster = {CLUSTER_ACTIONS:?}")?;
+    writeln!(
+        out,
+        "stream.kafka_topics = {STREAM_TOPIC_ACTIONS:?} # on {topics:?}"
+    )?;
+    writeln!(
+        out,
+        "stream.kafka_group = {STREAM_GROUP_ACTIONS:?} # on {:?}",
+        pipeline.kafka.group
+    )?;
+    if !s3.is_empty() {
+        writeln!(out, "stream.s3_objects = {S3_OBJECT_ACTIONS:?} # on {s3:?}")?;
+        writeln!(
+            out,
+            "stream.s3_bucket = {S3_BUCKET_ACTIONS:?} # listing under {s3:?}"
+        )?;
+    }
+    writeln!(out, "gateway.kafka_cluster = {CLUSTER_ACTIONS:?}")?;
+    writeln!(
+        out,
+        "gateway.kafka_topics = {GATEWAY_TOPIC_ACTIONS:?} # on {stream_topics:?}"
+    )?;
+    Ok(())
 }
 
 fn security(out: &mut String, security: &KafkaSecurity) -> Result<()> {

@@ -78,7 +78,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         let client = client.clone();
         tokio::task::spawn_blocking(move || admin::list_topics(&client)).await??
     };
-    for needed in pipeline_topics(&pipeline) {
+    for needed in pipeline.topics() {
         if !existing.contains(&needed) {
             admin::create_topic(&client, &needed, args.partitions, 1).await?;
         }
@@ -332,18 +332,4 @@ fn relative_to_cwd(path: &Path) -> Result<PathBuf> {
             .filter(|c| matches!(c, Component::Normal(_))),
     );
     Ok(relative)
-}
-
-/// Every topic the pipeline reads or writes: streams, dead-letter, alert and late topics.
-fn pipeline_topics(pipeline: &sluice_core::Pipeline) -> Vec<String> {
-    let mut topics: Vec<String> = pipeline
-        .streams
-        .iter()
-        .flat_map(|s| std::iter::once(s.topic.clone()).chain(s.dead_letter_topic.clone()))
-        .chain(pipeline.alerts.iter().map(|a| a.topic.clone()))
-        .chain(pipeline.windows.iter().filter_map(|w| w.late_topic.clone()))
-        .collect();
-    topics.sort_unstable();
-    topics.dedup();
-    topics
 }

@@ -220,6 +220,22 @@ impl Pipeline {
         validate(raw, &read_schema).map_err(invalid)
     }
 
+    /// Every topic the pipeline reads or writes that its user creates: streams, dead-letter,
+    /// alert and late topics, sorted. (Repartition topics `sluice stream` creates itself, with
+    /// its stream's partition count.)
+    pub fn topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .streams
+            .iter()
+            .flat_map(|s| std::iter::once(s.topic.clone()).chain(s.dead_letter_topic.clone()))
+            .chain(self.alerts.iter().map(|a| a.topic.clone()))
+            .chain(self.windows.iter().filter_map(|w| w.late_topic.clone()))
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        topics
+    }
+
     /// Every Delta table the pipeline writes — raw tables, then window tables — as
     /// (name, uri).
     pub fn lake_tables(&self) -> impl Iterator<Item = (&str, &str)> {
