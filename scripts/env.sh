@@ -8,8 +8,11 @@ S3S_FS_BIN="$SLUICE_TOOLS/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs"
 SLUICE_PYTHON="$SLUICE_CACHE/venv/bin/python"
 # The venv of the deploy checks (scripts/check_deploy.py): hadolint, kubernetes-validate.
 SLUICE_DEPLOY_PYTHON="$SLUICE_CACHE/deploy-venv/bin/python"
+# Real Airflow, for the e2e test of deploy/airflow's DAGs.
+SLUICE_AIRFLOW="$SLUICE_CACHE/airflow-venv/bin/airflow"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
 # The binary whose `sluice broker` serves Kafka to the tests (the broker is tansu, embedded;
 # its version is pinned in Cargo.toml).
 SLUICE_BROKER_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/debug/sluice}"
-export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_DEPLOY_PYTHON SLUICE_BROKER_BIN
+export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_DEPLOY_PYTHON SLUICE_AIRFLOW
+export SLUICE_BROKER_BIN

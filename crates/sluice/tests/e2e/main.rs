@@ -3,6 +3,7 @@
 //! `scripts/test.sh`, with results checked by our own SQL and by an independent reader (the
 //! Python `deltalake` package).
 
+mod airflow;
 mod bad_input;
 mod broker;
 mod chaos;
