@@ -41,20 +41,28 @@ START = datetime(2026, 1, 1)
 DEFAULTS = {"owner": "sluice", "retries": 1, "retry_delay": timedelta(minutes=5)}
 
 
+def sluice_dag(dag_id: str, description: str, schedule, **settings) -> DAG:
+    """A DAG of sluice's, none of them catching up on missed intervals."""
+    return DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=START,
+        catchup=False,
+        default_args=DEFAULTS,
+        tags=["sluice"],
+        **settings,
+    )
+
+
 def sluice_command(*args: str) -> str:
     """A shell command line running sluice with `args`; the task inherits the worker's
     environment, where the settings are."""
     return " ".join(['"${SLUICE_BIN:-sluice}"', *args])
 
 
-with DAG(
-    dag_id="sluice_verify",
-    description="The lake against Kafka (and a producer report): fails on any gap",
-    schedule="@hourly",
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULTS,
-    tags=["sluice"],
+with sluice_dag(
+    "sluice_verify", "The lake against Kafka (and a producer report): fails on any gap", "@hourly"
 ) as verify_dag:
     BashOperator(
         task_id="verify",
@@ -65,14 +73,8 @@ with DAG(
         retries=0,
     )
 
-with DAG(
-    dag_id="sluice_compact",
-    description="Small files into target-size files, one commit per partition set",
-    schedule="@daily",
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULTS,
-    tags=["sluice"],
+with sluice_dag(
+    "sluice_compact", "Small files into target-size files, one commit per table", "@daily"
 ) as compact_dag:
     BashOperator(
         task_id="compact",
@@ -100,15 +102,11 @@ def load_drops() -> None:
         shutil.move(str(file), done / file.name)
 
 
-with DAG(
-    dag_id="sluice_backfill",
-    description="NDJSON drops into the lake with sluice load",
-    schedule=timedelta(minutes=10),
-    start_date=START,
-    catchup=False,
+with sluice_dag(
+    "sluice_backfill",
+    "NDJSON drops into the lake with sluice load",
+    timedelta(minutes=10),
     max_active_runs=1,
-    default_args=DEFAULTS,
-    tags=["sluice"],
 ) as backfill_dag:
     waiting = PythonSensor(
         task_id="wait_for_drops",

@@ -73,35 +73,26 @@ fn the_verify_dag_passes_a_clean_lake_and_fails_when_a_file_is_gone() {
         assert!(dags.contains(dag), "{dag} not in:\n{dags}");
     }
 
-    let clean = run(
-        &mut af(&["dags", "test", "sluice_verify", "2026-12-01"]),
-        Duration::from_secs(180),
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&clean.stdout),
-        String::from_utf8_lossy(&clean.stderr)
-    );
-    assert!(
-        clean.status.success(),
-        "the verify DAG failed on a clean lake:\n{said}"
-    );
+    // `airflow dags test` of the verify DAG for `date`: whether it passed, and its log.
+    let verify_run = |date: &str| {
+        let done = run(
+            &mut af(&["dags", "test", "sluice_verify", date]),
+            Duration::from_secs(180),
+        );
+        let said = String::from_utf8_lossy(&done.stdout).to_string()
+            + &String::from_utf8_lossy(&done.stderr);
+        (done.status.success(), said)
+    };
+    let (passed, said) = verify_run("2026-12-01");
+    assert!(passed, "the verify DAG failed on a clean lake:\n{said}");
     assert!(said.contains("verify: clean"), "{said}");
 
     // A planted gap: a data file of the table is gone; the run fails and its log says which.
     let gone = a_parquet_file(&lake).expect("the lake has data files");
     std::fs::remove_file(&gone).unwrap();
-    let gap = run(
-        &mut af(&["dags", "test", "sluice_verify", "2026-12-02"]),
-        Duration::from_secs(180),
-    );
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&gap.stdout),
-        String::from_utf8_lossy(&gap.stderr)
-    );
+    let (passed, said) = verify_run("2026-12-02");
     assert!(
-        !gap.status.success(),
+        !passed,
         "the verify DAG passed a lake with a file gone:\n{said}"
     );
     let name = gone.file_name().unwrap().to_string_lossy().to_string();
