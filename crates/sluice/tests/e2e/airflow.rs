@@ -79,8 +79,11 @@ fn the_verify_dag_passes_a_clean_lake_and_fails_when_a_file_is_gone() {
             &mut af(&["dags", "test", "sluice_verify", date]),
             Duration::from_secs(180),
         );
-        let said = String::from_utf8_lossy(&done.stdout).to_string()
-            + &String::from_utf8_lossy(&done.stderr);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
         (done.status.success(), said)
     };
     let (passed, said) = verify_run("2026-12-01");
