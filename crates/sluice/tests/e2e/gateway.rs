@@ -263,7 +263,7 @@ fn a_retried_request_with_the_same_idempotency_key_is_answered_again_and_produce
             .unwrap();
         assert_eq!(plain.status().as_u16(), 200);
     }
-    let stored = read_all_at(&brokers(), &topic, Duration::from_secs(3));
+    let stored = read_all_at(&brokers(), topic, Duration::from_secs(3));
     let expected: BTreeMap<String, usize> = [("i-1", 1), ("i-2", 1), ("i-4", 1), ("i-5", 2)]
         .into_iter()
         .map(|(m, n)| (m.to_string(), n))
