@@ -109,20 +109,32 @@ impl ClientOptions {
             // librdkafka queues its logs for the next poll: serve them to LastFailure.
             let _ = consumer.poll(Duration::from_millis(100));
         }
-        fetched.map_err(|err| match err {
-            KafkaError::Unreachable {
+        fetched.map_err(|err| match (err, consumer.context().last()) {
+            // Credentials refused: not a reachability problem, and no retry will help.
+            (KafkaError::Unreachable { brokers, .. }, Some(last))
+                if last.contains("Authentication") || last.contains("authentication") =>
+            {
+                KafkaError::Authentication {
+                    brokers,
+                    reason: last,
+                }
+            }
+            (
+                KafkaError::Unreachable {
+                    brokers,
+                    timeout_s,
+                    reason,
+                },
+                last,
+            ) => KafkaError::Unreachable {
                 brokers,
                 timeout_s,
-                reason,
-            } => KafkaError::Unreachable {
-                brokers,
-                timeout_s,
-                reason: match consumer.context().last() {
+                reason: match last {
                     Some(last) => format!("{reason}; last failure: {last}"),
                     None => reason,
                 },
             },
-            other => other,
+            (other, _) => other,
         })
     }
 }

@@ -61,6 +61,14 @@ pub enum KafkaError {
         /// librdkafka's account.
         reason: String,
     },
+    /// A broker answered but refused the client's credentials (SASL), as librdkafka reported.
+    #[error("Kafka broker(s) {brokers} refused authentication: {reason}")]
+    Authentication {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// librdkafka's account of the refusal.
+        reason: String,
+    },
     /// The topic does not exist (tansu does not create topics on first use).
     #[error(
         "topic {topic:?} does not exist on {brokers} (create it with `sluice topics create {topic}`)"
