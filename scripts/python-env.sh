@@ -65,7 +65,7 @@ case "${1:-readers}" in
     # pinned by scripts/airflow-constraints.txt.
     venv="$SLUICE_CACHE/airflow-venv"
     constraints="$(cd "$(dirname "$0")" && pwd)/airflow-constraints.txt"
-    PINS=(apache-airflow==2.10.5 -c "$constraints")
+    PINS=(apache-airflow==2.10.5)
     imports='airflow'
     # A few of Airflow's pure-Python dependencies (python-nvd3, …) are source archives only.
     wheels=(--prefer-binary)
@@ -101,7 +101,7 @@ if ! "$base_python" -m venv "$venv"; then
   exit 1
 fi
 if ! "$python" -m pip install --quiet --disable-pip-version-check --no-input \
-  "${wheels[@]}" "${PINS[@]}"; then
+  "${wheels[@]}" ${constraints:+-c "$constraints"} "${PINS[@]}"; then
   rm -rf "$venv"
   echo "python-env: pip install failed" >&2
   exit 1

@@ -103,20 +103,14 @@ pub struct KeyFiles {
 }
 
 impl KeyFiles {
-    /// The keys of `pipeline` and of the keys file; a name in both is refused.
+    /// The keys of `pipeline` and of the keys file (whose names must not repeat the
+    /// pipeline's).
     fn keys_of(&self, pipeline: &Pipeline) -> Result<Vec<ApiKey>, String> {
         let mut keys = pipeline.gateway.keys.clone();
         if let Some(file) = &self.keys {
-            let more =
-                sluice_core::config::load_keys(file, pipeline).map_err(|e| format!("{e:#}"))?;
-            if let Some(twice) = more.iter().find(|k| keys.iter().any(|o| o.name == k.name)) {
-                return Err(format!(
-                    "the key name {:?} is both in the pipeline and in {}",
-                    twice.name,
-                    file.display()
-                ));
-            }
-            keys.extend(more);
+            keys.extend(
+                sluice_core::config::load_keys(file, pipeline).map_err(|e| format!("{e:#}"))?,
+            );
         }
         Ok(keys)
     }

@@ -112,7 +112,7 @@ impl ClientOptions {
         fetched.map_err(|err| match (err, consumer.context().last()) {
             // Credentials refused: not a reachability problem, and no retry will help.
             (KafkaError::Unreachable { brokers, .. }, Some(last))
-                if last.contains("Authentication") || last.contains("authentication") =>
+                if last.to_ascii_lowercase().contains("authentication") =>
             {
                 KafkaError::Authentication {
                     brokers,

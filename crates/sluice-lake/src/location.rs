@@ -84,12 +84,12 @@ fn store_not_built(scheme: &str) -> Option<&'static str> {
     }
 }
 
-/// A table found by [`discover_tables`]: its directory's name and its URI.
+/// A table by name and location: one of a pipeline's, or one [`discover_tables`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundTable {
-    /// The directory's name.
+pub struct TableLocation {
+    /// The name SQL uses (for a found table, its directory's).
     pub name: String,
-    /// Where it lives.
+    /// The table URI.
     pub uri: String,
 }
 
@@ -99,7 +99,7 @@ pub struct FoundTable {
 pub async fn discover_tables(
     lake: &str,
     storage_options: &HashMap<String, String>,
-) -> Result<Vec<FoundTable>, LakeError> {
+) -> Result<Vec<TableLocation>, LakeError> {
     let url = table_url("(lake)", lake)?;
     let listing_failed = |source: DeltaTableError| LakeError::List {
         lake: lake.to_string(),
@@ -130,7 +130,7 @@ pub async fn discover_tables(
             .iter()
             .any(|child| child.filename() == Some("_delta_log"));
         if let (true, Some(name)) = (holds_log, dir.filename()) {
-            tables.push(FoundTable {
+            tables.push(TableLocation {
                 name: name.to_string(),
                 uri: format!("{}/{name}", url.as_str().trim_end_matches('/')),
             });

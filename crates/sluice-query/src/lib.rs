@@ -42,13 +42,7 @@ pub enum QueryError {
 }
 
 /// A table to make queryable: its SQL name and where it lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableLocation {
-    /// The name SQL uses.
-    pub name: String,
-    /// The table URI.
-    pub uri: String,
-}
+pub use sluice_lake::location::TableLocation;
 
 /// What `sluice tables` shows about one table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,14 +80,7 @@ async fn discover(
             "no lake at {lake} (run `sluice up`, or pass --pipeline FILE or --lake DIR|s3://BUCKET/PREFIX)"
         );
     }
-    let tables: Vec<TableLocation> = sluice_lake::location::discover_tables(lake, storage_options)
-        .await?
-        .into_iter()
-        .map(|found| TableLocation {
-            name: found.name,
-            uri: found.uri,
-        })
-        .collect();
+    let tables = sluice_lake::location::discover_tables(lake, storage_options).await?;
     if tables.is_empty() {
         bail!("no Delta tables under {lake} yet");
     }

@@ -269,7 +269,7 @@ fn validate_keys(
 
 /// The API keys of a keys file (`sluice gateway --keys FILE`): `[[keys]]` entries as in
 /// `[[gateway.keys]]`, kept apart from the pipeline (in a Kubernetes Secret, say), checked
-/// against the pipeline's streams.
+/// against the pipeline's streams and key names.
 pub fn load_keys(file: &Path, pipeline: &super::Pipeline) -> Result<Vec<ApiKey>, ConfigError> {
     let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
         file: file.to_owned(),
@@ -282,6 +282,19 @@ pub fn load_keys(file: &Path, pipeline: &super::Pipeline) -> Result<Vec<ApiKey>,
     let streams: HashSet<&str> = pipeline.streams.iter().map(|s| s.name.as_str()).collect();
     let mut problems = Problems::default();
     let keys = validate_keys(&raw.keys, "keys", &streams, &mut problems);
+    for key in raw
+        .keys
+        .iter()
+        .filter(|key| pipeline.gateway.keys.iter().any(|p| p.name == key.name))
+    {
+        problems.add(
+            "keys",
+            format!(
+                "{:?} is also a key of the pipeline's [[gateway.keys]]",
+                key.name
+            ),
+        );
+    }
     match problems.0.is_empty() {
         true => Ok(keys),
         false => Err(ConfigError::Invalid {

@@ -158,9 +158,11 @@ fn api_keys_reload_on_sighup_and_metrics_can_require_a_key() {
     )
     .unwrap();
     gateway.member.signal("HUP");
-    gateway
-        .member
-        .wait_for_log("is both in the pipeline and in", 1, Duration::from_secs(10));
+    gateway.member.wait_for_log(
+        "\"ops\" is also a key of the pipeline's [[gateway.keys]]",
+        1,
+        Duration::from_secs(10),
+    );
     assert_eq!(post(&gateway, &client, CI_KEY, "r-ci2").status(), 200);
     std::fs::write(&keys_file, &ci_entry).unwrap();
 
