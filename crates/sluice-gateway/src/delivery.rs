@@ -14,13 +14,14 @@
 //! the old one's queue is purged: those records go to the spool and are sent again by the new
 //! producer. An idempotent producer that lives through a broker restart would otherwise carry
 //! its old sequence state to a broker that may have lost it (tansu 0.6 on SQLite panics on the
-//! bumped epoch that follows), and a record whose request was in flight when the broker died
-//! is in doubt either way.
+//! bumped epoch that follows). A purged record is in doubt (its request may have been written
+//! by the broker before the connection dropped, and librdkafka may have queued it again): before
+//! it is sent again, its partition is read back for its id ([`crate::in_doubt`]), and a record
+//! found there counts as delivered.
 //!
 //! After a crash the spool's pending batches are sent again. A batch that reached Kafka just
 //! before the crash, without its delivered mark, is then in the topic twice. So delivery is
-//! at least once across a kill -9 of the gateway and for the records in flight when the broker
-//! died (see above), and exactly once otherwise.
+//! at least once across a kill -9 of the gateway, and exactly once otherwise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +30,8 @@ use std::time::Duration;
 
 use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures::{FutureExt as _, StreamExt as _};
+use rdkafka::Message as _;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use sluice_kafka::client::BasicContext;
@@ -38,7 +41,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Record;
-use crate::events::SpoolHolds;
+use crate::events::{InDoubtSettled, SpoolHolds};
+use crate::in_doubt::{InDoubt, RECORD_ID_HEADER, RecordIds, landed};
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
 
@@ -59,26 +63,41 @@ pub struct Delivered {
 /// Why a record did not reach Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Failure {
-    /// Taken back from a producer that was replaced: send it again.
-    Purged,
+    /// Taken back from a producer that was replaced: look for it before sending it again. A
+    /// record purged from the queue is in doubt too: librdkafka puts the records of a request
+    /// back in the queue when the connection drops, and the broker may have written them.
+    InDoubt(InDoubt),
     /// Kafka refused it.
     Refused(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::InDoubt(_) => f.write_str(
+                "Kafka went away while the record was being produced: it may be in the topic already",
+            ),
+            Self::Refused(err) => f.write_str(err),
+        }
+    }
 }
 
 /// One delivery outcome: the record's index in its batch, and why it failed if it did.
 type Outcome = (usize, Result<(), Failure>);
 
 /// Records handed to the producer whose acknowledgements are still outstanding, spooled under
-/// one batch, with the batch positions of those never handed over.
+/// one batch, with the batch positions of those never handed over and of those in doubt.
 struct InFlight {
     waiting: BoxStream<'static, Outcome>,
     unsent: Vec<usize>,
+    in_doubt: Vec<(usize, InDoubt)>,
 }
 
 /// The producer, the spool and the switch between them.
 pub struct Delivery {
     client: ClientOptions,
     producer: RwLock<FutureProducer<BasicContext>>,
+    ids: RecordIds,
     spool: Arc<Mutex<Spool>>,
     /// True while the spool holds batches not yet in Kafka; appends happen under this lock.
     spooling: tokio::sync::Mutex<bool>,
@@ -107,6 +126,7 @@ impl Delivery {
         Ok(Self {
             client: client.clone(),
             producer: RwLock::new(producer),
+            ids: RecordIds::default(),
             spool: Arc::new(Mutex::new(spool)),
             spooling: tokio::sync::Mutex::new(spooling),
             in_flight: Mutex::default(),
@@ -123,7 +143,7 @@ impl Delivery {
     }
 
     /// The broker went away: a fresh producer takes over, and what the old one still holds is
-    /// purged (its records come back as [`Failure::Purged`] and are sent again).
+    /// purged (its records come back as [`Failure::InDoubt`]).
     pub async fn replace_producer(&self) -> Result<(), KafkaError> {
         let fresh = new_producer(&self.client)?;
         let old = std::mem::replace(&mut *self.producer.write().expect("producer"), fresh);
@@ -184,7 +204,7 @@ impl Delivery {
                 Send::Refused(err) => refused.push((i, err)),
             }
         }
-        let mut purged = Vec::new();
+        let mut in_doubt = Vec::new();
         let mut done = vec![false; records.len()];
         for (i, _) in &refused {
             done[*i] = true;
@@ -194,7 +214,7 @@ impl Delivery {
                 next = waiting.next() => match next {
                     None => break,
                     Some((i, Ok(()))) => done[i] = true,
-                    Some((i, Err(Failure::Purged))) => purged.push(i),
+                    Some((i, Err(Failure::InDoubt(d)))) => in_doubt.push((i, d)),
                     Some((i, Err(Failure::Refused(err)))) => {
                         done[i] = true;
                         refused.push((i, err));
@@ -204,9 +224,8 @@ impl Delivery {
             }
         }
         refused.sort_unstable();
-        unsent.extend(purged);
         unsent.sort_unstable();
-        if waiting.is_empty() && unsent.is_empty() {
+        if waiting.is_empty() && unsent.is_empty() && in_doubt.is_empty() {
             return Ok(Delivered {
                 spooled: 0,
                 refused,
@@ -239,14 +258,13 @@ impl Delivery {
                         Send::QueueStillFull => unreachable!("no deadline"),
                     }
                 }
+                let in_doubt = in_doubt
+                    .into_iter()
+                    .map(|(i, d)| (i, Err(Failure::InDoubt(d))));
+                let mut rest = rest.chain(futures::stream::iter(in_doubt));
                 while let Some((i, result)) = rest.next().await {
-                    match result {
-                        Ok(()) => {}
-                        Err(Failure::Refused(err)) => refused.push((i, err)),
-                        Err(Failure::Purged) => refused.push((
-                            i,
-                            "the producer was replaced while Kafka was away; send it again".into(),
-                        )),
+                    if let Err(failure) = result {
+                        refused.push((i, failure.to_string()));
                     }
                 }
                 refused.sort_unstable();
@@ -260,6 +278,7 @@ impl Delivery {
         let in_flight = InFlight {
             waiting: waiting.map(move |(i, r)| (remap[&i], r)).boxed(),
             unsent: unsent.iter().map(|i| position[i]).collect(),
+            in_doubt: in_doubt.iter().map(|(i, d)| (position[i], *d)).collect(),
         };
         self.in_flight
             .lock()
@@ -313,12 +332,12 @@ impl Delivery {
             self.in_flight.lock().expect("in flight").remove(&seq)
         };
         let mut waiting: SelectAll<BoxStream<'static, Outcome>> = SelectAll::new();
-        let mut to_send = match in_flight {
+        let (mut to_send, mut in_doubt) = match in_flight {
             Some(in_flight) => {
                 waiting.push(in_flight.waiting);
-                in_flight.unsent
+                (in_flight.unsent, in_flight.in_doubt)
             }
-            None => (0..batch.records.len()).collect(),
+            None => ((0..batch.records.len()).collect(), Vec::new()),
         };
         loop {
             for &j in &to_send {
@@ -338,12 +357,19 @@ impl Delivery {
             while let Some((j, result)) = waiting.next().await {
                 match result {
                     Ok(()) => {}
-                    Err(Failure::Purged) => failed.push(j),
+                    Err(Failure::InDoubt(d)) => in_doubt.push((j, d)),
                     Err(Failure::Refused(err)) => {
                         tracing::warn!(seq, topic = %batch.topic, error = %err, "Kafka refused a spooled record; sending it again");
                         failed.push(j);
                     }
                 }
+            }
+            if !in_doubt.is_empty() {
+                let not_landed = self
+                    .not_landed(&batch.topic, std::mem::take(&mut in_doubt))
+                    .await;
+                failed.extend(not_landed);
+                failed.sort_unstable();
             }
             if failed.is_empty() {
                 break;
@@ -365,6 +391,43 @@ impl Delivery {
         Ok(())
     }
 
+    /// The batch positions of those of `in_doubt` (records sent to `topic`) that did not reach
+    /// it, found by reading their partitions back; tried again until Kafka answers.
+    async fn not_landed(&self, topic: &str, in_doubt: Vec<(usize, InDoubt)>) -> Vec<usize> {
+        let records: Vec<InDoubt> = in_doubt.iter().map(|(_, d)| *d).collect();
+        loop {
+            let (client, topic_owned, run) = (
+                self.client.clone(),
+                topic.to_string(),
+                self.ids.run().to_string(),
+            );
+            let records = records.clone();
+            let found =
+                tokio::task::spawn_blocking(move || landed(&client, &topic_owned, &run, &records))
+                    .await
+                    .expect("the search does not panic");
+            match found {
+                Ok(found) => {
+                    let not_found: Vec<usize> = in_doubt
+                        .iter()
+                        .filter(|(_, d)| !found.contains(&d.counter))
+                        .map(|(j, _)| *j)
+                        .collect();
+                    self.metrics.emit(InDoubtSettled {
+                        topic,
+                        landed: in_doubt.len() - not_found.len(),
+                        resent: not_found.len(),
+                    });
+                    return not_found;
+                }
+                Err(err) => {
+                    tracing::info!(topic, error = %err, records = in_doubt.len(), "records in doubt cannot be looked for yet");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+
     async fn append(&self, topic: &str, records: Vec<Record>) -> Result<u64, SpoolError> {
         let spool = self.spool.clone();
         let topic = topic.to_string();
@@ -384,17 +447,28 @@ impl Delivery {
         Ok(seq)
     }
 
-    /// Hands a record to the producer, waiting while its queue is full (until `deadline`).
+    /// Hands a record to the producer, with a fresh [`RECORD_ID_HEADER`], waiting while its
+    /// queue is full (until `deadline`).
     async fn send(&self, topic: &str, record: &Record, deadline: Option<Instant>) -> Send {
         loop {
-            let mut message: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(topic).payload(&record.value);
-            if let Some(key) = &record.key {
-                message = message.key(key);
-            }
-            let sent = self.producer.read().expect("producer").send_result(message);
+            let sent = self.ids.assign(|counter, id| {
+                let mut message: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+                    .payload(record.value.as_slice())
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: RECORD_ID_HEADER,
+                        value: Some(id),
+                    }));
+                if let Some(key) = &record.key {
+                    message = message.key(key);
+                }
+                let producer = self.producer.read().expect("producer");
+                producer
+                    .send_result(message)
+                    .map(|delivery| (counter, delivery))
+                    .map_err(|(err, _)| err)
+            });
             match sent {
-                Ok(delivery) => {
+                Ok((counter, delivery)) => {
                     return Send::Handed(
                         async move {
                             match delivery.await {
@@ -404,25 +478,30 @@ impl Delivery {
                                         RDKafkaErrorCode::PurgeQueue
                                         | RDKafkaErrorCode::PurgeInflight,
                                     ),
-                                    _,
-                                ))) => Err(Failure::Purged),
+                                    message,
+                                ))) => Err(Failure::InDoubt(InDoubt {
+                                    partition: (message.partition() >= 0)
+                                        .then_some(message.partition()),
+                                    counter,
+                                })),
                                 Ok(Err((err, _))) => Err(Failure::Refused(err.to_string())),
-                                Err(_) => Err(Failure::Purged),
+                                // The producer went without a word on it.
+                                Err(_) => Err(Failure::InDoubt(InDoubt {
+                                    partition: None,
+                                    counter,
+                                })),
                             }
                         }
                         .boxed(),
                     );
                 }
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                    _,
-                )) => {
+                Err(rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Send::QueueStillFull;
                     }
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
-                Err((err, _)) => return Send::Refused(err.to_string()),
+                Err(err) => return Send::Refused(err.to_string()),
             }
         }
     }

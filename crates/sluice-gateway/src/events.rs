@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tracing::{debug, error, info};
 
-use crate::metrics::{Metrics, RecordLabels, ReloadLabels, RequestLabels};
+use crate::metrics::{Metrics, OutcomeLabels, RecordLabels, RequestLabels};
 
 /// One thing the gateway observed.
 pub trait Event {
@@ -134,6 +134,33 @@ impl Event for KafkaProbed {
     }
 }
 
+/// Records in doubt (in flight when their producer was replaced) looked for in their topic.
+pub struct InDoubtSettled<'a> {
+    /// Their topic.
+    pub topic: &'a str,
+    /// Found there: delivered, not sent again.
+    pub landed: usize,
+    /// Not found: sent again.
+    pub resent: usize,
+}
+
+impl Event for InDoubtSettled<'_> {
+    fn emit(self, metrics: &Metrics) {
+        info!(
+            topic = self.topic,
+            landed = self.landed,
+            resent = self.resent,
+            "records in doubt looked for: those found count as delivered, the rest are sent again"
+        );
+        for (outcome, n) in [("landed", self.landed), ("resent", self.resent)] {
+            metrics
+                .in_doubt_records
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(n as u64);
+        }
+    }
+}
+
 /// The API keys re-read from their files (SIGHUP).
 pub struct KeysReloaded<'a> {
     /// The files read.
@@ -156,7 +183,7 @@ impl Event for KeysReloaded<'_> {
         };
         metrics
             .key_reloads
-            .get_or_create(&ReloadLabels { outcome })
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 }

@@ -13,6 +13,7 @@ pub mod body;
 pub mod delivery;
 pub mod events;
 pub mod idempotency;
+pub mod in_doubt;
 pub mod metrics;
 pub mod rate;
 pub mod records;

@@ -25,6 +25,9 @@ pub const SPOOL_TORN_TAILS: &str = "sluice_gateway_spool_torn_tails";
 pub const KAFKA_UP: &str = "sluice_gateway_kafka_up";
 /// API key reloads (SIGHUP), by outcome (`ok`, `failed`).
 pub const KEY_RELOADS: &str = "sluice_gateway_key_reloads";
+/// Records in doubt after a broker outage, by what their search found (`landed`: in the topic
+/// already, not sent again; `resent`).
+pub const IN_DOUBT_RECORDS: &str = "sluice_gateway_in_doubt_records";
 
 /// Labels of [`REQUESTS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,10 +47,10 @@ pub(crate) struct RecordLabels {
     pub outcome: &'static str,
 }
 
-/// Labels of [`KEY_RELOADS`].
+/// Labels of [`KEY_RELOADS`] and [`IN_DOUBT_RECORDS`].
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ReloadLabels {
-    /// `ok` or `failed`.
+pub(crate) struct OutcomeLabels {
+    /// `ok` or `failed`; `landed` or `resent`.
     pub outcome: &'static str,
 }
 
@@ -69,7 +72,9 @@ pub struct Metrics {
     /// [`KAFKA_UP`]
     pub(crate) kafka_up: Gauge,
     /// [`KEY_RELOADS`]
-    pub(crate) key_reloads: Family<ReloadLabels, Counter>,
+    pub(crate) key_reloads: Family<OutcomeLabels, Counter>,
+    /// [`IN_DOUBT_RECORDS`]
+    pub(crate) in_doubt_records: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -81,7 +86,8 @@ impl Default for Metrics {
         let (spool_bytes, spool_pending, kafka_up) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         let spool_torn_tails = Counter::default();
-        let key_reloads = Family::<ReloadLabels, Counter>::default();
+        let key_reloads = Family::<OutcomeLabels, Counter>::default();
+        let in_doubt_records = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             REQUESTS,
             "Requests answered, by stream and status",
@@ -118,6 +124,11 @@ impl Default for Metrics {
             "API key reloads (SIGHUP), by outcome (ok, failed)",
             key_reloads.clone(),
         );
+        registry.register(
+            IN_DOUBT_RECORDS,
+            "Records in doubt after a broker outage, by what their search found (landed, resent)",
+            in_doubt_records.clone(),
+        );
         Self {
             registry,
             requests,
@@ -128,6 +139,7 @@ impl Default for Metrics {
             spool_torn_tails,
             kafka_up,
             key_reloads,
+            in_doubt_records,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`broker`]: the embedded tansu broker that `sluice up` runs in-process.
 //! - [`side`]: dead-letter and alert topics, exactly once per source record without
 //!   broker transactions.
+//! - [`tail`]: reading partitions to their ends, or backwards until something is found.
 //! - [`read_speed`]: a plain consumer reading a whole topic: the ceiling for benchmarks.
 //! - [`security`], [`msk_iam`]: `[kafka.security]` as settings; AWS MSK IAM tokens.
 
@@ -37,6 +38,7 @@ pub mod producer;
 pub mod read_speed;
 pub mod security;
 pub mod side;
+pub mod tail;
 
 pub use client::ClientOptions;
 

@@ -17,18 +17,17 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message};
 
-use crate::admin::{LogRange, end_of_partition_reader, log_ranges};
-use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
+use crate::admin::log_ranges;
+use crate::tail::{Read, TailSearch, read_to_ends, search_back};
 use crate::{ClientOptions, KafkaError};
 
 /// Header: the topic of the source record.
@@ -39,16 +38,6 @@ pub const SOURCE_PARTITION: &str = "sluice.source.partition";
 pub const SOURCE_OFFSET: &str = "sluice.source.offset";
 /// Header: the position of this side record among those of its source record.
 pub const ORDINAL: &str = "sluice.ordinal";
-
-/// How many records at the end of a side partition are read first when looking for a source
-/// partition's last mark; eight times more each time it is not found.
-const FIRST_TAIL: i64 = 256;
-
-/// How long a partition read from inside its log may deliver nothing before its reader moves
-/// further back. A broker that serves a fetch from the first record batch *starting* at or
-/// after the offset asked for (tansu 0.6) sends nothing at all for an offset inside the last
-/// batch; Kafka sends that batch whole, and then no move happens.
-const QUIET_BEFORE_MOVING_BACK: Duration = Duration::from_secs(2);
 
 /// The last side record sent for a source record: its offset and ordinal, in that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -277,52 +266,43 @@ fn tails(
     options: &ClientOptions,
     side_topic: &str,
     source_topic: &str,
-    mut wanted: HashMap<i32, Vec<i32>>,
+    wanted: HashMap<i32, Vec<i32>>,
 ) -> Result<HashMap<(i32, i32), SideMark>, KafkaError> {
-    let keys: Vec<(String, i32)> = wanted
-        .keys()
-        .map(|&q| (side_topic.to_string(), q))
-        .collect();
-    let ranges = log_ranges(options, &keys)?;
-    let mut marks = HashMap::new();
-    let mut back = FIRST_TAIL;
-    while !wanted.is_empty() {
-        let reads: Vec<Read> = wanted
-            .keys()
-            .map(|&q| {
-                let range = ranges[&(side_topic.to_string(), q)];
-                Read {
-                    partition: q,
-                    from: (range.end - back).max(range.start),
-                    range,
-                }
-            })
-            .collect();
-        let mut found: HashMap<(i32, i32), SideMark> = HashMap::new();
-        let reached = scan(options, side_topic, &reads, source_topic, |q, p, mark| {
-            let best = found.entry((q, p)).or_insert(mark);
+    let mut search = LastMarks {
+        source_topic,
+        found: HashMap::new(),
+        wanted: &wanted,
+    };
+    let partitions: Vec<i32> = wanted.keys().copied().collect();
+    search_back(options, side_topic, &partitions, &mut search)?;
+    let LastMarks { found, .. } = search;
+    Ok(found
+        .into_iter()
+        .filter(|((q, p), _)| wanted.get(q).is_some_and(|sources| sources.contains(p)))
+        .collect())
+}
+
+/// The search of [`tails`]: the highest mark of each source partition in each side partition,
+/// settled once every wanted source partition has one.
+struct LastMarks<'a> {
+    source_topic: &'a str,
+    found: HashMap<(i32, i32), SideMark>,
+    wanted: &'a HashMap<i32, Vec<i32>>,
+}
+
+impl TailSearch for LastMarks<'_> {
+    fn visit(&mut self, message: &BorrowedMessage<'_>) {
+        if let Some((p, mark)) = mark_of(message, self.source_topic) {
+            let best = self.found.entry((message.partition(), p)).or_insert(mark);
             *best = (*best).max(mark);
-        })?;
-        for Read {
-            partition: q,
-            range,
-            ..
-        } in reads
-        {
-            let from = reached[&q];
-            let sources = &wanted[&q];
-            if from == range.start || sources.iter().all(|p| found.contains_key(&(q, *p))) {
-                marks.extend(
-                    sources
-                        .iter()
-                        .filter_map(|p| Some(((q, *p), *found.get(&(q, *p))?))),
-                );
-                wanted.remove(&q);
-            }
         }
-        back *= 8;
     }
-    Ok(marks)
+
+    fn settled(&self, partition: i32) -> bool {
+        self.wanted[&partition]
+            .iter()
+            .all(|p| self.found.contains_key(&(partition, *p)))
+    }
 }
 
 /// Every source offset that `side_topic` holds records of, per partition of `source_topic`,
@@ -343,137 +323,12 @@ pub fn source_offsets(
         })
         .collect();
     let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
-    scan(
-        options,
-        side_topic,
-        &reads,
-        source_topic,
-        |_, partition, mark| {
+    read_to_ends(options, side_topic, &reads, |message| {
+        if let Some((partition, mark)) = mark_of(message, source_topic) {
             offsets.entry(partition).or_default().push(mark.offset);
-        },
-    )?;
+        }
+    })?;
     Ok(offsets)
-}
-
-/// One side partition to read: from `from` to the end of `range`.
-#[derive(Debug, Clone, Copy)]
-struct Read {
-    partition: i32,
-    from: i64,
-    range: LogRange,
-}
-
-/// Where one partition's read stands.
-struct Reading {
-    range: LogRange,
-    /// The offset read from: `from`, or lower after a move back.
-    from: i64,
-    /// When it last delivered a record, or was (re)positioned.
-    heard: Instant,
-}
-
-/// Calls `visit` with the side partition, source partition and mark of every side record from
-/// `source_topic` in each read of `topic`, read by one consumer to the end. A partition that
-/// delivers nothing for [`QUIET_BEFORE_MOVING_BACK`] is read again from further back (eight
-/// times as far from its end, down to its log start). Returns where each partition's read
-/// started in the end.
-fn scan(
-    options: &ClientOptions,
-    topic: &str,
-    reads: &[Read],
-    source_topic: &str,
-    mut visit: impl FnMut(i32, i32, SideMark),
-) -> Result<HashMap<i32, i64>, KafkaError> {
-    let mut reached: HashMap<i32, i64> = reads.iter().map(|r| (r.partition, r.from)).collect();
-    let now = Instant::now();
-    let mut open: HashMap<i32, Reading> = reads
-        .iter()
-        .filter(|r| r.from < r.range.end)
-        .map(|r| {
-            let reading = Reading {
-                range: r.range,
-                from: r.from,
-                heard: now,
-            };
-            (r.partition, reading)
-        })
-        .collect();
-    if open.is_empty() {
-        return Ok(reached);
-    }
-    let error = |source| KafkaError::Consume {
-        context: format!("the tails of {topic}"),
-        source,
-    };
-    let consumer = end_of_partition_reader(options, "sluice-side-reader")?;
-    metadata_of(consumer.client(), &options.brokers, Some(topic))?;
-    let mut assignment = TopicPartitionList::new();
-    for (q, reading) in &open {
-        assignment
-            .add_partition_offset(topic, *q, Offset::Offset(reading.from))
-            .map_err(error)?;
-    }
-    consumer.assign(&assignment).map_err(error)?;
-    let assigned_at = Instant::now();
-    for reading in open.values_mut() {
-        reading.heard = assigned_at;
-    }
-    let mut deadline = assigned_at + REACHABILITY_TIMEOUT;
-    while !open.is_empty() {
-        if Instant::now() > deadline {
-            return Err(KafkaError::Consume {
-                context: format!(
-                    "{topic}: partitions {:?} not read to their ends in time",
-                    open.keys()
-                ),
-                source: rdkafka::error::KafkaError::NoMessageReceived,
-            });
-        }
-        for (q, reading) in open.iter_mut() {
-            let LogRange { start, end } = reading.range;
-            if reading.from > start && reading.heard.elapsed() > QUIET_BEFORE_MOVING_BACK {
-                let back = (end - (end - reading.from) * 8).max(start);
-                reading.heard = Instant::now();
-                match consumer.seek(topic, *q, Offset::Offset(back), REACHABILITY_TIMEOUT) {
-                    Ok(()) => {
-                        tracing::debug!(
-                            topic,
-                            partition = q,
-                            from = back,
-                            "Nothing read from inside the log; reading from further back."
-                        );
-                        reading.from = back;
-                        reached.insert(*q, back);
-                        deadline = Instant::now() + REACHABILITY_TIMEOUT;
-                    }
-                    Err(err) => {
-                        tracing::debug!(topic, partition = q, error = %err, "Could not move the reader back yet.");
-                    }
-                }
-            }
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(message)) => {
-                deadline = Instant::now() + REACHABILITY_TIMEOUT;
-                let q = message.partition();
-                if let Some((partition, mark)) = mark_of(&message, source_topic) {
-                    visit(q, partition, mark);
-                }
-                if let Some(reading) = open.get_mut(&q) {
-                    reading.heard = Instant::now();
-                    if message.offset() + 1 >= reading.range.end {
-                        open.remove(&q);
-                    }
-                }
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(q))) => {
-                open.remove(&q);
-            }
-            Some(Err(source)) => return Err(error(source)),
-            None => {}
-        }
-    }
-    Ok(reached)
 }
 
 /// The source partition and mark of a side record from `source_topic`.

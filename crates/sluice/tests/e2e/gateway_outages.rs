@@ -1,7 +1,8 @@
 //! `sluice gateway` when things fail, on a private broker: the broker down for 30 s under load
-//! (every acknowledged record reaches the topic exactly once), and a kill -9 of the gateway
-//! while it spools, with a torn tail left in the spool (every acknowledged record still
-//! arrives, and the torn tail is cut and counted).
+//! (every acknowledged record reaches the topic exactly once), the broker frozen with produce
+//! requests in its sockets (records in doubt that it writes after thawing are not sent
+//! again), and a kill -9 of the gateway while it spools, with a torn tail left in the spool
+//! (every acknowledged record still arrives, and the torn tail is cut and counted).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -218,6 +219,55 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
         acks.spooled_requests,
         acks.unacknowledged.len(),
         stored.len()
+    );
+    gateway.member.stop(Duration::from_secs(30));
+}
+
+/// A frozen broker (SIGSTOP) keeps the produce requests sent to it unanswered in its sockets;
+/// the gateway replaces its producer, and those records are in doubt. Thawed, the broker
+/// writes them: the gateway must find them there instead of sending them again.
+#[test]
+fn records_in_doubt_that_a_frozen_broker_writes_after_thawing_are_not_sent_again() {
+    let (dir, services, topic, file) = private_setup("gateway_broker_frozen");
+    let gateway = Gateway::start(
+        services.sluice().args(["gateway", "--pipeline"]).arg(&file),
+        free_port(),
+        dir.join("gateway.log"),
+    );
+    let client = Client::new();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, senders) = load(gateway.url.clone(), 3, stop.clone());
+    std::thread::sleep(Duration::from_secs(3));
+    services.signal("kafka", "STOP");
+    // Three failed probes a second apart replace the producer.
+    std::thread::sleep(Duration::from_secs(8));
+    services.signal("kafka", "CONT");
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    wait_until_spool_empty(&gateway, &client, Duration::from_secs(120));
+
+    let in_doubt = |outcome: &str| {
+        gateway.metric(
+            &client,
+            &format!("sluice_gateway_in_doubt_records_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let (landed, resent) = (in_doubt("landed"), in_doubt("resent"));
+    let acks = acks.lock().unwrap();
+    let stored = assert_exactly_once(&services, &topic, &acks);
+    eprintln!(
+        "broker frozen 8 s: {} records acknowledged, {} in the topic; in doubt: {landed} found in the topic, {resent} sent again",
+        acks.acknowledged.len(),
+        stored.len()
+    );
+    assert!(
+        landed > 0.0,
+        "no record in doubt was found in the topic ({resent} sent again): the freeze did not test the search\n{}",
+        gateway.member.logged()
     );
     gateway.member.stop(Duration::from_secs(30));
 }

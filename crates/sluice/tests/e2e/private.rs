@@ -90,6 +90,19 @@ impl PrivateServices {
         self.script(&["stop", service]);
     }
 
+    /// Sends a signal by name ("STOP", "CONT") to a running service's process.
+    pub fn signal(&self, service: &str, signal: &str) {
+        let pid_file = self.run_dir.join(format!("{service}.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|err| panic!("{}: {err}", pid_file.display()));
+        run_ok(
+            Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.trim()),
+            Duration::from_secs(10),
+        );
+    }
+
     /// The private broker's bootstrap address.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
