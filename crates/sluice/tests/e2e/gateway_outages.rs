@@ -180,39 +180,72 @@ fn private_setup(
     (dir, services, topic, file)
 }
 
+/// A gateway on a private broker with three senders loading it.
+struct UnderLoad {
+    services: PrivateServices,
+    topic: String,
+    gateway: Gateway,
+    client: Client,
+    acks: Arc<Mutex<Acks>>,
+    stop: Arc<AtomicBool>,
+    senders: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UnderLoad {
+    fn start(name: &str) -> Self {
+        let (dir, services, topic, file) = private_setup(name);
+        let gateway = Gateway::start(
+            services.sluice().args(["gateway", "--pipeline"]).arg(&file),
+            free_port(),
+            dir.join("gateway.log"),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acks, senders) = load(gateway.url.clone(), 3, stop.clone());
+        Self {
+            services,
+            topic,
+            gateway,
+            client: Client::new(),
+            acks,
+            stop,
+            senders,
+        }
+    }
+
+    fn acknowledged(&self) -> usize {
+        self.acks.lock().unwrap().acknowledged.len()
+    }
+
+    /// Stops the senders and waits for the spool to empty.
+    fn settle(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for sender in self.senders.drain(..) {
+            sender.join().unwrap();
+        }
+        wait_until_spool_empty(&self.gateway, &self.client, Duration::from_secs(120));
+    }
+}
+
 #[test]
 fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record() {
-    let (dir, services, topic, file) = private_setup("gateway_broker_down");
-    let gateway = Gateway::start(
-        services.sluice().args(["gateway", "--pipeline"]).arg(&file),
-        free_port(),
-        dir.join("gateway.log"),
-    );
-    let client = Client::new();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (acks, senders) = load(gateway.url.clone(), 3, stop.clone());
+    let mut run = UnderLoad::start("gateway_broker_down");
     std::thread::sleep(Duration::from_secs(4));
-    let before = acks.lock().unwrap().acknowledged.len();
-    services.stop("kafka");
+    let before = run.acknowledged();
+    run.services.stop("kafka");
     std::thread::sleep(Duration::from_secs(30));
-    let during = acks.lock().unwrap().acknowledged.len() - before;
-    services.start("kafka");
+    let during = run.acknowledged() - before;
+    run.services.start("kafka");
     std::thread::sleep(Duration::from_secs(6));
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.join().unwrap();
-    }
-    wait_until_spool_empty(&gateway, &client, Duration::from_secs(120));
+    run.settle();
 
-    let acks = acks.lock().unwrap();
+    let acks = run.acks.lock().unwrap();
     assert!(before > 0, "nothing acknowledged before the outage");
     assert!(
         during > 0,
         "nothing acknowledged (spooled) while the broker was down"
     );
     assert!(acks.spooled_requests > 0);
-    let stored = assert_exactly_once(&services, &topic, &acks);
+    let stored = assert_exactly_once(&run.services, &run.topic, &acks);
     eprintln!(
         "broker down 30 s: {} records acknowledged ({} requests spooled, {during} records during the outage), {} unacknowledged, {} in the topic",
         acks.acknowledged.len(),
@@ -220,7 +253,7 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
         acks.unacknowledged.len(),
         stored.len()
     );
-    gateway.member.stop(Duration::from_secs(30));
+    run.gateway.member.stop(Duration::from_secs(30));
 }
 
 /// A frozen broker (SIGSTOP) keeps the produce requests sent to it unanswered in its sockets;
@@ -228,37 +261,24 @@ fn the_broker_down_for_30_s_under_load_loses_and_doubles_no_acknowledged_record(
 /// writes them: the gateway must find them there instead of sending them again.
 #[test]
 fn records_in_doubt_that_a_frozen_broker_writes_after_thawing_are_not_sent_again() {
-    let (dir, services, topic, file) = private_setup("gateway_broker_frozen");
-    let gateway = Gateway::start(
-        services.sluice().args(["gateway", "--pipeline"]).arg(&file),
-        free_port(),
-        dir.join("gateway.log"),
-    );
-    let client = Client::new();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (acks, senders) = load(gateway.url.clone(), 3, stop.clone());
+    let mut run = UnderLoad::start("gateway_broker_frozen");
     std::thread::sleep(Duration::from_secs(3));
-    services.signal("kafka", "STOP");
+    run.services.signal("kafka", "STOP");
     // Three failed probes a second apart replace the producer.
     std::thread::sleep(Duration::from_secs(8));
-    services.signal("kafka", "CONT");
+    run.services.signal("kafka", "CONT");
     std::thread::sleep(Duration::from_secs(4));
-    stop.store(true, Ordering::Relaxed);
-    for sender in senders {
-        sender.join().unwrap();
-    }
-    wait_until_spool_empty(&gateway, &client, Duration::from_secs(120));
+    run.settle();
 
     let in_doubt = |outcome: &str| {
-        gateway.metric(
-            &client,
+        run.gateway.metric(
+            &run.client,
             &format!("sluice_gateway_in_doubt_records_total{{outcome=\"{outcome}\"}}"),
         )
     };
     let (landed, resent) = (in_doubt("landed"), in_doubt("resent"));
-    let acks = acks.lock().unwrap();
-    let stored = assert_exactly_once(&services, &topic, &acks);
+    let acks = run.acks.lock().unwrap();
+    let stored = assert_exactly_once(&run.services, &run.topic, &acks);
     eprintln!(
         "broker frozen 8 s: {} records acknowledged, {} in the topic; in doubt: {landed} found in the topic, {resent} sent again",
         acks.acknowledged.len(),
@@ -267,9 +287,9 @@ fn records_in_doubt_that_a_frozen_broker_writes_after_thawing_are_not_sent_again
     assert!(
         landed > 0.0,
         "no record in doubt was found in the topic ({resent} sent again): the freeze did not test the search\n{}",
-        gateway.member.logged()
+        run.gateway.member.logged()
     );
-    gateway.member.stop(Duration::from_secs(30));
+    run.gateway.member.stop(Duration::from_secs(30));
 }
 
 #[test]
