@@ -165,6 +165,7 @@ impl Output {
             to_line: landed.to_line,
             took: started.elapsed(),
             newest_event_us: landed.newest_event_us,
+            since_received: landed.received.map(|at| at.elapsed()),
         });
     }
 }
@@ -178,15 +179,18 @@ pub struct Landed {
     pub newest_event_us: Option<i64>,
     /// How far it takes a single-source run (a load's line number).
     pub to_line: Option<i64>,
+    /// When the oldest row (or progress) it lands was received, for a stream.
+    pub received: Option<Instant>,
 }
 
 impl Landed {
-    /// What committing `batches` of `output` lands.
-    pub fn batches(output: &Output, batches: &[RecordBatch]) -> Self {
+    /// What committing `batches` of `output` lands, the oldest received at `received`.
+    pub fn batches(output: &Output, batches: &[RecordBatch], received: Option<Instant>) -> Self {
         Self {
             rows: batches.iter().map(RecordBatch::num_rows).sum(),
             newest_event_us: newest_timestamp_us(batches, &output.event_time),
             to_line: None,
+            received,
         }
     }
 }

@@ -19,7 +19,7 @@ use arrow::datatypes::Int64Type;
 use arrow::util::display::array_value_to_string;
 use sluice_core::schema::OFFSET_COLUMN;
 use sluice_kafka::consumer::Consumed;
-use sluice_kafka::side::{SOURCE_PARTITION, SideMark, SideRecord, keyed_partition};
+use sluice_kafka::side::{SOURCE_PARTITION, SideKind, SideMark, SideRecord, keyed_partition};
 
 use crate::events::{EventsForwarded, Metrics};
 use crate::lanes::Lane;
@@ -92,6 +92,7 @@ impl Operator for ForwardStep {
             })?;
             lane.forwarded.insert(at, mark);
             out.forwarded.push(SideRecord {
+                kind: SideKind::Forward,
                 topic: self.topic.clone(),
                 source_topic: batch.topic.to_string(),
                 source_partition: batch.partition,

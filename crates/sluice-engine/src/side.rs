@@ -18,7 +18,7 @@ use sluice_core::DecodedBatch;
 use sluice_core::config::{Pipeline, Stream, Window};
 use sluice_core::expressions::Predicate;
 use sluice_core::schema::OFFSET_COLUMN;
-use sluice_kafka::side::{SideMark, SideRecord};
+use sluice_kafka::side::{SideKind, SideMark, SideRecord};
 
 /// Header of a dead-lettered record: why it was refused.
 pub const ERROR_HEADER: &str = "sluice.error";
@@ -222,8 +222,12 @@ impl SideOutputs {
                     ordinal: 0,
                 };
                 let why = (ERROR_HEADER, rejected.reason.clone());
-                let record =
-                    self.copy_of(dlq, (topic, partition, mark), source_of(mark.offset)?, why);
+                let record = self.copy_of(
+                    (SideKind::DeadLetter, dlq),
+                    (topic, partition, mark),
+                    source_of(mark.offset)?,
+                    why,
+                );
                 records.push((record, Kind::DeadLetter));
             }
         }
@@ -238,7 +242,7 @@ impl SideOutputs {
                 };
                 let why = (LATE_HEADER, output.window.clone());
                 let record = self.copy_of(
-                    &output.topic,
+                    (SideKind::Late, &output.topic),
                     (topic, partition, mark),
                     source_of(offset)?,
                     why,
@@ -260,6 +264,7 @@ impl SideOutputs {
                 let key = original(offset).and_then(|o| o.key.map(<[u8]>::to_vec));
                 records.push((
                     SideRecord {
+                        kind: SideKind::Alert,
                         topic: rule.topic.clone(),
                         source_topic: topic.to_string(),
                         source_partition: partition,
@@ -294,7 +299,7 @@ impl SideOutputs {
     /// stream and time as headers.
     fn copy_of(
         &self,
-        side_topic: &str,
+        (kind, side_topic): (SideKind, &str),
         (topic, partition, mark): (&str, i32, SideMark),
         source: Original<'_>,
         why: (&str, String),
@@ -322,6 +327,7 @@ impl SideOutputs {
             ),
         ]);
         SideRecord {
+            kind,
             topic: side_topic.to_string(),
             source_topic: topic.to_string(),
             source_partition: partition,

@@ -60,6 +60,11 @@ fn every_event_once() -> Metrics {
         to_line: None,
         took: Duration::from_millis(5),
         newest_event_us: Some(0),
+        since_received: Some(Duration::from_millis(7)),
+    });
+    metrics.emit(SideAcknowledged {
+        kind: sluice_kafka::side::SideKind::Alert,
+        after: Duration::from_millis(2),
     });
     metrics.emit(CommitFenced {
         table: "x",

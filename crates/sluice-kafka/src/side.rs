@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::{
@@ -48,9 +48,42 @@ pub struct SideMark {
     pub ordinal: u32,
 }
 
+/// What a side record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SideKind {
+    /// A refused source record, copied to the dead-letter topic.
+    DeadLetter,
+    /// An event behind a closed window, copied to the window's late topic.
+    Late,
+    /// An alert.
+    Alert,
+    /// An event forwarded to a window's repartition topic.
+    Forward,
+}
+
+impl SideKind {
+    const ALL: [Self; 4] = [Self::DeadLetter, Self::Late, Self::Alert, Self::Forward];
+
+    /// Its name as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::DeadLetter => "dead_letter",
+            Self::Late => "late",
+            Self::Alert => "alert",
+            Self::Forward => "forward",
+        }
+    }
+}
+
+/// Told, for each side record acknowledged by Kafka that was sent with the instant its source
+/// record was received, its kind and the time since then.
+pub type OnAcknowledged = Box<dyn Fn(SideKind, Duration) + Send + Sync>;
+
 /// One record to send to a side topic.
 #[derive(Debug, Clone)]
 pub struct SideRecord {
+    /// What it is.
+    pub kind: SideKind,
     /// The side topic.
     pub topic: String,
     /// The source record's topic.
@@ -85,10 +118,13 @@ impl SideRecord {
     }
 }
 
-/// Remembers the first failed delivery, which [`SideProducer::flush`] reports.
-#[derive(Default)]
+/// Remembers the first failed delivery, which [`SideProducer::flush`] reports, and tells
+/// `acknowledged` how long acknowledged records took.
 struct Deliveries {
     failed: Mutex<Option<(String, rdkafka::error::KafkaError)>>,
+    acknowledged: Option<OnAcknowledged>,
+    /// What [`Receipt`]s count from.
+    epoch: Instant,
 }
 
 impl ClientContext for Deliveries {
@@ -96,13 +132,48 @@ impl ClientContext for Deliveries {
 }
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, message)) = result {
-            let mut failed = self.failed.lock().expect("not poisoned");
-            failed.get_or_insert_with(|| (message.topic().to_string(), error.clone()));
+    fn delivery(&self, result: &DeliveryResult<'_>, receipt: usize) {
+        match result {
+            Err((error, message)) => {
+                let mut failed = self.failed.lock().expect("not poisoned");
+                failed.get_or_insert_with(|| (message.topic().to_string(), error.clone()));
+            }
+            Ok(_) => {
+                if let (Some(told), Some((kind, received))) =
+                    (&self.acknowledged, Receipt::decode(receipt, self.epoch))
+                {
+                    told(kind, received.elapsed());
+                }
+            }
         }
+    }
+}
+
+/// A side record's kind and the instant its source record was received, carried through
+/// librdkafka as a delivery opaque without an allocation: microseconds since the producer's
+/// epoch, shifted left by two, with the kind in the low two bits; 0 for none.
+struct Receipt;
+
+impl Receipt {
+    fn encode(received: Option<Instant>, kind: SideKind, epoch: Instant) -> usize {
+        let Some(received) = received else {
+            return 0;
+        };
+        let micros = received.saturating_duration_since(epoch).as_micros() as usize;
+        let code = SideKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .expect("listed");
+        // +1 so that a record received at the epoch is not "none".
+        ((micros + 1) << 2) | code
+    }
+
+    fn decode(receipt: usize, epoch: Instant) -> Option<(SideKind, Instant)> {
+        let micros = (receipt >> 2).checked_sub(1)?;
+        let received = epoch + Duration::from_micros(micros as u64);
+        Some((SideKind::ALL[receipt & 3], received))
     }
 }
 
@@ -113,8 +184,13 @@ pub struct SideProducer {
 }
 
 impl SideProducer {
-    /// Connects and checks that every side topic exists. Blocking.
-    pub fn connect(options: &ClientOptions, topics: &[&str]) -> Result<Self, KafkaError> {
+    /// Connects and checks that every side topic exists; `acknowledged` is told of each
+    /// acknowledged record sent with its receipt. Blocking.
+    pub fn connect(
+        options: &ClientOptions,
+        topics: &[&str],
+        acknowledged: Option<OnAcknowledged>,
+    ) -> Result<Self, KafkaError> {
         let inner: ThreadedProducer<Deliveries> = options
             .config(&[
                 ("enable.idempotence", "true"),
@@ -125,7 +201,11 @@ impl SideProducer {
                 ("message.timeout.ms", "0"),
                 ("queue.buffering.max.messages", "1000000"),
             ])
-            .create_with_context(Deliveries::default())
+            .create_with_context(Deliveries {
+                failed: Mutex::default(),
+                acknowledged,
+                epoch: Instant::now(),
+            })
             .map_err(|source| KafkaError::client(&options.brokers, source))?;
         let mut partitions = HashMap::new();
         for topic in topics {
@@ -134,8 +214,9 @@ impl SideProducer {
         Ok(Self { inner, partitions })
     }
 
-    /// Queues one record; waits while librdkafka's queue is full. Blocking.
-    pub fn send(&self, record: &SideRecord) -> Result<(), KafkaError> {
+    /// Queues one record, with the instant its source record was received (for the time to
+    /// its acknowledgement); waits while librdkafka's queue is full. Blocking.
+    pub fn send(&self, record: &SideRecord, received: Option<Instant>) -> Result<(), KafkaError> {
         let count = self.partitions[&record.topic];
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 4);
         for (key, value) in &record.headers {
@@ -150,10 +231,12 @@ impl SideProducer {
                 value: Some(value.as_bytes()),
             });
         }
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic)
-            .payload(record.payload.as_slice())
-            .partition(record.partition.unwrap_or(record.source_partition % count))
-            .headers(headers);
+        let receipt = Receipt::encode(received, record.kind, self.inner.context().epoch);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&record.topic, receipt)
+                .payload(record.payload.as_slice())
+                .partition(record.partition.unwrap_or(record.source_partition % count))
+                .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
@@ -354,4 +437,27 @@ fn mark_of<M: Message>(message: &M, source_topic: &str) -> Option<(i32, SideMark
             ordinal: ordinal?,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_receipt_carries_the_kind_and_the_instant_to_the_microsecond() {
+        let epoch = Instant::now();
+        for kind in SideKind::ALL {
+            for after in [
+                Duration::ZERO,
+                Duration::from_micros(1),
+                Duration::from_secs(86_400),
+            ] {
+                let received = epoch + after;
+                let decoded = Receipt::decode(Receipt::encode(Some(received), kind, epoch), epoch);
+                assert_eq!(decoded, Some((kind, received)), "{kind:?} {after:?}");
+            }
+        }
+        assert_eq!(Receipt::encode(None, SideKind::Alert, epoch), 0);
+        assert_eq!(Receipt::decode(0, epoch), None);
+    }
 }

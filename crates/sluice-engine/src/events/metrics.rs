@@ -65,6 +65,13 @@ pub const BUFFERED_BYTES: &str = "sluice_buffered_bytes";
 pub const MEMORY_BUDGET: &str = "sluice_memory_budget_bytes";
 /// Commits made early because the buffers went over the memory budget, by `table`.
 pub const BUDGET_COMMITS: &str = "sluice_memory_budget_commits";
+/// Seconds from a source record's receipt (its batch handed over by the consumer) to Kafka's
+/// acknowledgement of a side record it gave, by kind (`alert`, `dead_letter`, `late`,
+/// `forward`): sluice's own latency plus the broker's produce round trip.
+pub const RECEIVED_TO_ACKNOWLEDGED: &str = "sluice_received_to_acknowledged_seconds";
+/// Seconds from the receipt of the oldest row (or progress) a commit lands to the end of that
+/// commit, by table.
+pub const RECEIVED_TO_COMMITTED: &str = "sluice_received_to_committed_seconds";
 
 /// How long the loop may make no progress before liveness fails: above the longest a commit
 /// or a side-topic read retries (120 s each), so a retrying member is not killed for it.
@@ -88,6 +95,11 @@ pub(super) struct WindowLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct RuleLabel {
     pub(super) rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct KindLabel {
+    pub(super) kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -185,6 +197,8 @@ pub struct Metrics {
     pub(super) buffered_bytes: Gauge,
     pub(super) memory_budget: Gauge,
     pub(super) budget_commits: Counters<TableLabel>,
+    pub(super) received_to_acknowledged: Histograms<KindLabel>,
+    pub(super) received_to_committed: Histograms<TableLabel>,
     pub(super) landed: Mutex<HashMap<String, Landed>>,
     pub(super) summary: Mutex<Summary>,
     pub(super) started: Instant,
@@ -203,7 +217,11 @@ impl Default for Metrics {
                 metric
             }};
         }
-        let histograms = |buckets: fn() -> Histogram| Histograms::new_with_constructor(buckets);
+        fn histograms<L: Clone + std::hash::Hash + Eq>(
+            buckets: fn() -> Histogram,
+        ) -> Histograms<L> {
+            Histograms::new_with_constructor(buckets)
+        }
         Self {
             records_read: registered!(RECORDS_READ, "Records read, by topic", Counters::default()),
             bytes_read: registered!(
@@ -317,6 +335,16 @@ impl Default for Metrics {
                 BUDGET_COMMITS,
                 "Commits made early because buffers went over the memory budget, by table",
                 Counters::default()
+            ),
+            received_to_acknowledged: registered!(
+                RECEIVED_TO_ACKNOWLEDGED,
+                "Seconds from a source record's receipt to Kafka's acknowledgement of a side record it gave, by kind (alert, dead_letter, late, forward)",
+                histograms(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)))
+            ),
+            received_to_committed: registered!(
+                RECEIVED_TO_COMMITTED,
+                "Seconds from the receipt of the oldest row a commit lands to the commit's end, by table",
+                histograms(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)))
             ),
             registry,
             landed: Mutex::default(),

@@ -13,12 +13,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use sluice_core::decode::Rejected;
+use sluice_kafka::side::SideKind;
 use tracing::{debug, info, warn};
 
 pub use metrics::*;
 use metrics::{
-    ChangeLabel, CommitLabels, Landed, PartitionLabels, RefusedLabels, RuleLabel, TableLabel,
-    TopicLabel, WhyLabel, WindowLabel,
+    ChangeLabel, CommitLabels, KindLabel, Landed, PartitionLabels, RefusedLabels, RuleLabel,
+    TableLabel, TopicLabel, WhyLabel, WindowLabel,
 };
 
 /// One thing the engine observed.
@@ -171,6 +172,26 @@ impl Event for AlertsSent<'_> {
     }
 }
 
+/// A side record acknowledged by Kafka.
+pub struct SideAcknowledged {
+    /// What it is.
+    pub kind: SideKind,
+    /// Since its source record was received.
+    pub after: Duration,
+}
+
+impl Event for SideAcknowledged {
+    fn emit(self, metrics: &Metrics) {
+        let label = KindLabel {
+            kind: self.kind.label(),
+        };
+        metrics
+            .received_to_acknowledged
+            .get_or_create(&label)
+            .observe(self.after.as_secs_f64());
+    }
+}
+
 /// Events forwarded to a window's repartition topic.
 pub struct EventsForwarded<'a> {
     /// The window.
@@ -225,6 +246,8 @@ pub struct Committed<'a> {
     pub took: Duration,
     /// The newest event time among its rows (UTC microseconds).
     pub newest_event_us: Option<i64>,
+    /// Since the oldest row (or progress) it lands was received, when known.
+    pub since_received: Option<Duration>,
 }
 
 impl Event for Committed<'_> {
@@ -268,6 +291,12 @@ impl Event for Committed<'_> {
             .commit_bytes
             .get_or_create(&label)
             .observe(self.bytes as f64);
+        if let Some(waited) = self.since_received {
+            metrics
+                .received_to_committed
+                .get_or_create(&label)
+                .observe(waited.as_secs_f64());
+        }
         metrics.commits_failing.store(false, Ordering::Relaxed);
         let mut landed = metrics.landed.lock().expect("no panics");
         let entry = landed.entry(table.to_string()).or_insert(Landed {
@@ -511,6 +540,7 @@ mod tests {
             to_line: None,
             took: Duration::from_millis(40),
             newest_event_us: Some(hour_ago),
+            since_received: Some(Duration::from_millis(1500)),
         });
         let text = metrics.render();
         assert!(
@@ -525,6 +555,29 @@ mod tests {
         assert!((3600.0..3610.0).contains(&freshness), "{freshness}");
         assert_eq!(metrics.summary().rows, 10);
         assert_eq!(metrics.summary().commits, 1);
+        assert!(
+            text.contains(
+                "sluice_received_to_committed_seconds_bucket{le=\"2.56\",table=\"readings\"} 1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_acknowledged_side_record_is_timed_by_kind() {
+        let metrics = Metrics::default();
+        metrics.emit(SideAcknowledged {
+            kind: SideKind::Alert,
+            after: Duration::from_millis(3),
+        });
+        let text = metrics.render();
+        for line in [
+            "sluice_received_to_acknowledged_seconds_count{kind=\"alert\"} 1",
+            "sluice_received_to_acknowledged_seconds_bucket{le=\"0.002\",kind=\"alert\"} 0",
+            "sluice_received_to_acknowledged_seconds_bucket{le=\"0.004\",kind=\"alert\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
     }
 
     #[test]

@@ -320,7 +320,7 @@ impl Load {
             if let Some(pending) = window.take_pending() {
                 let landed = Landed {
                     to_line: Some(pending.last_offset),
-                    ..Landed::batches(output, &pending.batches)
+                    ..Landed::batches(output, &pending.batches, None)
                 };
                 commit(output, &self.source, landed, &pending, &self.metrics).await?;
                 window.committed = Some(pending.last_offset);
@@ -360,6 +360,7 @@ async fn land(
         rows: std::mem::take(rows_written),
         newest_event_us: newest_event_us.take(),
         to_line: Some(pending.last_offset),
+        received: None,
     };
     commit(output, source, landed, &pending, metrics).await?;
     Ok(Some(pending.last_offset))

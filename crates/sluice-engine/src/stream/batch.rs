@@ -31,10 +31,11 @@ impl State {
             .consumer
             .recv_batch(defaults::DECODE_BATCH_RECORDS, wait)
             .await?;
+        // The records' receipt: what the latency metrics count from.
+        let now = Instant::now();
         for event in self.consumer.take_events() {
             match event {
                 RebalanceEvent::Assigned(partitions) => {
-                    let now = Instant::now();
                     self.assigned
                         .extend(partitions.iter().map(|p| (p.clone(), now)));
                     self.metrics.emit(PartitionsAssigned {
@@ -73,7 +74,6 @@ impl State {
                 .push(message);
         }
         let ingested_at_us = chrono::Utc::now().timestamp_micros();
-        let now = Instant::now();
         for ((topic, partition), records) in by_partition {
             let key = (topic.to_string(), partition);
             if !self.assigned.contains_key(&key) {
@@ -159,7 +159,7 @@ impl State {
             tokio::task::block_in_place(|| {
                 (out.side.records.iter())
                     .chain(&out.forwarded)
-                    .try_for_each(|record| producer.send(record))
+                    .try_for_each(|record| producer.send(record, Some(now)))
             })?;
             for record in &out.side.records {
                 lane.side_marks.insert(record.topic.clone(), record.mark);

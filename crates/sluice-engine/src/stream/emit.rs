@@ -46,8 +46,13 @@ impl State {
     }
 
     /// Commits one window table's emitted windows and marks from every lane in one commit,
-    /// with how far the stream's lanes forwarded for a repartitioned window.
-    pub(super) async fn commit_window(&mut self, index: usize) -> Result<()> {
+    /// with how far the stream's lanes forwarded for a repartitioned window (the oldest
+    /// received at `received`).
+    pub(super) async fn commit_window(
+        &mut self,
+        index: usize,
+        received: Option<Instant>,
+    ) -> Result<()> {
         let routed = &self.outputs[index];
         let (topic, slot) = (routed.topic.clone(), routed.slot);
         let fed_by = routed.fed_by.clone();
@@ -57,7 +62,7 @@ impl State {
                 self.gather(&fed.topic, |lane| lane.forwards[fed.forward].take_pending());
             progress.extend(forwarded);
         }
-        if !self.land(index, &batches, &progress).await? {
+        if !self.land(index, &batches, &progress, received).await? {
             return Ok(());
         }
         for p in &progress {

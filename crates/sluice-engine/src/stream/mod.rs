@@ -125,7 +125,7 @@ pub async fn run(options: StreamOptions, shutdown: CancellationToken) -> Result<
 /// [`run`] without the bound on shutdown.
 async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> Result<Summary> {
     let (outputs, sources) = open_outputs(&options).await?;
-    let side_producer = connect_side_producer(&options.client, &sources).await?;
+    let side_producer = connect_side_producer(&options.client, &sources, &options.metrics).await?;
     let topics: Vec<String> = sources.keys().cloned().collect();
     let (client, group) = (options.client.clone(), options.pipeline.kafka.group.clone());
     let instance_id = options.instance_id.clone();
@@ -278,18 +278,20 @@ impl State {
 
     /// Commits one table's (or window table's) pending progress from every lane.
     async fn commit(&mut self, index: usize) -> Result<()> {
+        let received = self.held(&self.outputs[index]).since;
         match self.outputs[index].output.lands {
-            Lands::Rows => self.commit_rows(index).await,
-            Lands::Windows(_) => self.commit_window(index).await,
+            Lands::Rows => self.commit_rows(index, received).await,
+            Lands::Windows(_) => self.commit_window(index, received).await,
         }
     }
 
-    /// Commits one table's buffered rows and progress from every lane in one commit.
-    async fn commit_rows(&mut self, index: usize) -> Result<()> {
+    /// Commits one table's buffered rows and progress from every lane in one commit (the
+    /// oldest received at `received`).
+    async fn commit_rows(&mut self, index: usize, received: Option<Instant>) -> Result<()> {
         let routed = &self.outputs[index];
         let (topic, slot) = (routed.topic.clone(), routed.slot);
         let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
-        if !self.land(index, &batches, &progress).await? {
+        if !self.land(index, &batches, &progress, received).await? {
             return Ok(());
         }
         let mut positions = Vec::new();
@@ -343,12 +345,13 @@ impl State {
         index: usize,
         batches: &[RecordBatch],
         progress: &[PartitionProgress],
+        received: Option<Instant>,
     ) -> Result<bool> {
         if let Some(producer) = &self.side_producer {
             flush_side_outputs(producer).await?;
         }
         let routed = &mut self.outputs[index];
-        let landed = Landed::batches(&routed.output, batches);
+        let landed = Landed::batches(&routed.output, batches, received);
         let committed = (routed.output)
             .commit(batches, progress, landed, &self.metrics)
             .await;

@@ -3,19 +3,21 @@
 //! partition's lane from the lake's offsets, window marks and side-topic tails.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sluice_core::Decoder;
 use sluice_kafka::admin;
 use sluice_kafka::side::{
-    SideMark, SideProducer, last_marks, last_marks_per_side_partition, partition_count,
+    OnAcknowledged, SideMark, SideProducer, last_marks, last_marks_per_side_partition,
+    partition_count,
 };
 use sluice_kafka::{ClientOptions, KafkaError};
 use tracing::{info, warn};
 
 use super::{FedBy, Routed, Source, StreamOptions};
-use crate::events::{LaneOpened, Metrics};
+use crate::events::{LaneOpened, Metrics, SideAcknowledged};
 use crate::job::Job;
 use crate::lanes::{Lane, TableBuffer};
 use crate::output::{Lands, Output, window_marks_of};
@@ -131,11 +133,12 @@ async fn ensure_repartition_topic(
     Ok((partitions, internal_partitions))
 }
 
-/// A producer for the dead-letter, alert and repartition topics, if the pipeline has any;
-/// fails fast on a missing topic.
+/// A producer for the dead-letter, alert and repartition topics, if the pipeline has any,
+/// timing acknowledgements into `metrics`; fails fast on a missing topic.
 pub(super) async fn connect_side_producer(
     client: &ClientOptions,
     sources: &BTreeMap<String, Source>,
+    metrics: &Arc<Metrics>,
 ) -> Result<Option<SideProducer>> {
     let mut topics: Vec<String> = sources
         .values()
@@ -154,9 +157,12 @@ pub(super) async fn connect_side_producer(
         return Ok(None);
     }
     let client = client.clone();
+    let metrics = metrics.clone();
+    let acknowledged: OnAcknowledged =
+        Box::new(move |kind, after| metrics.emit(SideAcknowledged { kind, after }));
     let producer = tokio::task::spawn_blocking(move || {
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-        SideProducer::connect(&client, &topics)
+        SideProducer::connect(&client, &topics, Some(acknowledged))
     })
     .await??;
     Ok(Some(producer))

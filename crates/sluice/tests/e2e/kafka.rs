@@ -40,8 +40,13 @@ pub struct Outgoing<'a> {
 
 /// Produces `records` in order (acks=all, idempotent) and waits for every acknowledgement.
 pub fn produce_raw(topic: &str, records: &[Outgoing<'_>]) {
+    produce_raw_at(&brokers(), topic, records);
+}
+
+/// [`produce_raw`] to the broker at `brokers`.
+pub fn produce_raw_at(brokers: &str, topic: &str, records: &[Outgoing<'_>]) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("message.max.bytes", "2000000")
         .create()
@@ -137,11 +142,11 @@ pub fn read_all_at(bootstrap: &str, topic: &str, idle: Duration) -> Vec<Stored> 
     records
 }
 
-/// The high watermark that the broker reports for `topic`/`partition` (tansu 0.6: the last
-/// record batch's base offset + 1, not the log end).
-pub fn watermark_high(topic: &str, partition: i32) -> i64 {
+/// The high watermark that the broker at `brokers` reports for `topic`/`partition` (tansu 0.6
+/// in memory: the last record batch's base offset + 1, not the log end).
+pub fn watermark_high(brokers: &str, topic: &str, partition: i32) -> i64 {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .create()
         .unwrap();
     let (_, high) = consumer

@@ -18,8 +18,10 @@ fn prometheus_sees_lag_zero_landed_rows_freshness_and_exact_refused_and_late_cou
     let dir = test_dir("metrics");
     let topic = unique("metrics_src");
     let dlq = unique("metrics_dlq");
+    let alerts = unique("metrics_alerts");
     create_topic(&topic, 4);
     create_topic(&dlq, 1);
+    create_topic(&alerts, 1);
     let table = format!("s3://{}/{}", s3_bucket(), unique("metrics_table"));
     let pipeline = write_pipeline(
         &dir,
@@ -43,6 +45,12 @@ idle_timeout = "30s"
 aggregates = {{ n = "count(*)" }}
 uri = "{table}_1m"
 flush = {{ max_latency = "1s" }}
+
+[[alerts]]
+name = "every_reading"
+from = "sensor_events"
+when = "temperature_c > -1000"
+topic = "{alerts}"
 "#
         ),
     );
@@ -116,6 +124,23 @@ flush = {{ max_latency = "1s" }}
     prometheus.wait_for(&dead, long, |r| {
         r.first().is_some_and(|(_, v)| *v == bad.len() as f64)
     });
+    // sluice's own latency is timed: each alert and dead letter from its record's receipt to
+    // Kafka's acknowledgement, each commit from its oldest row's receipt.
+    let acknowledged = |kind: &str| {
+        format!("sum(sluice_received_to_acknowledged_seconds_count{{kind=\"{kind}\"}})")
+    };
+    let every_event = EVENTS as f64 + late.len() as f64;
+    prometheus.wait_for(&acknowledged("alert"), long, |r| {
+        r.first().is_some_and(|(_, v)| *v == every_event)
+    });
+    prometheus.wait_for(&acknowledged("dead_letter"), long, |r| {
+        r.first().is_some_and(|(_, v)| *v == bad.len() as f64)
+    });
+    prometheus.wait_for(
+        "sum(sluice_received_to_committed_seconds_count)",
+        long,
+        |r| r.first().is_some_and(|(_, v)| *v > 0.0),
+    );
     // Late events still land in the stream's table; the lag closes again.
     let total = EVENTS as f64 + late.len() as f64;
     prometheus.wait_for(&landed, long, |r| {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::helpers::{free_port, run_ok, sluice};
 
-/// A private tansu (SQLite storage, so its log survives a restart), s3s-fs, and stunnel4 in
-/// front of tansu for TLS.
+/// A private tansu (SQLite storage, so its log survives a restart, unless made
+/// [`in_memory`](Self::in_memory)), s3s-fs, and stunnel4 in front of tansu for TLS.
 pub struct PrivateServices {
     run_dir: PathBuf,
     kafka_port: u16,
@@ -20,6 +20,8 @@ pub struct PrivateServices {
     advertise_tls: bool,
     /// SASL users of the broker, "NAME:PASSWORD,…".
     sasl_users: Option<String>,
+    /// The broker's storage.
+    storage: &'static str,
 }
 
 impl PrivateServices {
@@ -32,7 +34,15 @@ impl PrivateServices {
             tls_port: free_port(),
             advertise_tls: false,
             sasl_users: None,
+            storage: "sqlite://tansu.db",
         }
+    }
+
+    /// As [`Self::new`], with the broker's log in memory (lost on a restart).
+    pub fn in_memory(dir: &Path) -> Self {
+        let mut services = Self::new(dir);
+        services.storage = "memory://tansu/";
+        services
     }
 
     /// As [`Self::new`], for a broker reached through its `tls` service only: it advertises
@@ -70,7 +80,7 @@ impl PrivateServices {
             .env("SLUICE_KAFKA_PORT", self.kafka_port.to_string())
             .env("SLUICE_S3_PORT", self.s3_port.to_string())
             .env("SLUICE_TLS_PORT", self.tls_port.to_string())
-            .env("SLUICE_TANSU_STORAGE", "sqlite://tansu.db");
+            .env("SLUICE_TANSU_STORAGE", self.storage);
         if self.advertise_tls {
             command.env("SLUICE_KAFKA_ADVERTISE", self.tls_brokers());
         }

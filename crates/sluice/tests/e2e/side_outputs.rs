@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::helpers::*;
-use crate::kafka::{Outgoing, produce_raw, read_all, watermark_high};
+use crate::kafka::{Outgoing, produce_raw, produce_raw_at, read_all, watermark_high};
+use crate::private::PrivateServices;
 
 /// How long a topic must stay quiet before reading it back is done.
 const QUIET: Duration = Duration::from_secs(3);
@@ -307,12 +308,21 @@ topic = "{alerts}"
 /// A side partition whose last record batch holds more records than the first tail read (256):
 /// tansu 0.6 answers a fetch from inside that batch with nothing at all, and a restarting
 /// stream used to wait for a record that never came, then exit ("not read to their ends in
-/// time") — at every restart. The tail scan must move back and find the last mark.
+/// time") — at every restart. The tail scan must move back and find the last mark. tansu keeps
+/// batches whole only in memory (on SQLite it stores records one per row), so the test has a
+/// broker of its own in memory whatever the suite's broker stores.
 #[test]
 fn the_last_mark_is_found_inside_a_large_last_record_batch() {
     const RECORDS: i64 = 3_000;
     let side = unique("large_batch_side");
-    create_topic(&side, 1);
+    let services = PrivateServices::in_memory(&test_dir("large_batch"));
+    services.start("kafka");
+    run_ok(
+        services
+            .sluice()
+            .args(["topics", "create", &side, "--partitions", "1"]),
+        Duration::from_secs(60),
+    );
     let offsets: Vec<String> = (0..RECORDS).map(|o| o.to_string()).collect();
     let headers: Vec<[(&str, &str); 4]> = offsets
         .iter()
@@ -334,16 +344,16 @@ fn the_last_mark_is_found_inside_a_large_last_record_batch() {
             headers,
         })
         .collect();
-    produce_raw(&side, &records);
+    produce_raw_at(&services.brokers(), &side, &records);
     // The precondition: the last batch starts more than 256 records before the end. tansu
     // 0.6 reports its base offset + 1 as the high watermark.
-    let high = watermark_high(&side, 0);
+    let high = watermark_high(&services.brokers(), &side, 0);
     assert!(
         high <= RECORDS - 256,
         "the last batch starts at {}: produce it in larger batches",
         high - 1
     );
-    let client = sluice_kafka::ClientOptions::new(brokers());
+    let client = sluice_kafka::ClientOptions::new(services.brokers());
     let started = std::time::Instant::now();
     let marks = sluice_kafka::side::last_marks(&client, &side, "the_source", &[0]).unwrap();
     assert_eq!(
