@@ -186,6 +186,10 @@ def print_latency(latency):
           f"p99 **{latency.get('p99_ms', float('nan')):.1f} ms**, max "
           f"{latency.get('max_ms', float('nan')):.1f} ms; sluice stream peak RSS "
           f"{latency['stream_rss_mib'] or 0:.0f} MiB")
+    own = latency.get("own", {})
+    print(f"sluice's own part (record received → alert acknowledged, its histogram, "
+          f"{own.get('alerts', 0):,} alerts): p50 {own.get('p50_ms', float('nan')):.1f} ms, "
+          f"p99 **{own.get('p99_ms', float('nan')):.1f} ms**")
     hop = latency["broker_hop"]
     print(f"one hop through the broker alone (produce→source topic, every tenth event): "
           f"p50 {hop.get('p50_ms', float('nan')):.1f} ms, p99 "
