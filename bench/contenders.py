@@ -5,7 +5,8 @@ files(): per run, each under /usr/bin/time (wall time, peak RSS of the largest p
   - engine:  `sluice load` running the sensor job (raw Delta table + 1-minute window + two
              alert rules) over the file, no broker: events ÷ CPU-seconds is the rate per core;
   - landing: `sluice load` with the raw table only (decode → Delta, zstd Parquet,
-             date/hour partitions) against DuckDB converting the file to one zstd Parquet file;
+             date/hour partitions) against DuckDB and Polars (a lazy scan sunk to a file)
+             each converting the file to one zstd Parquet file;
   - spark:   bench/spark_job.py, the job as Spark Structured Streaming (file source, raw
              Parquet by date/hour + the window with a watermark), JVM start-up included, as
              sluice's start-up is.
@@ -49,7 +50,7 @@ def files(events, runs, work, env):
     (spark_input / data.name).symlink_to(data)
     python = sys.executable
     baseline = os.environ.get("BENCH_BASELINE_BIN")
-    names = ["engine", "landing", "duckdb", "spark"] + (
+    names = ["engine", "landing", "duckdb", "polars", "spark"] + (
         ["engine-baseline", "landing-baseline"] if baseline else [])
     measured = {name: [] for name in names}
     for run in range(runs):
@@ -66,6 +67,8 @@ def files(events, runs, work, env):
             "landing": load(sluice, raw("raw")),
             "duckdb": [python, str(ROOT / "bench/duckdb_convert.py"), str(data),
                        str(dir_ / "duckdb.parquet")],
+            "polars": [python, str(ROOT / "bench/polars_convert.py"), str(data),
+                       str(dir_ / "polars.parquet")],
             # spark-submit execs the JVM, which runs the Python driver as its child: both are
             # measured (pyspark started from python would leave the JVM unmeasured).
             "spark": [str(Path(python).parent / "spark-submit"), "--master", "local[*]",
@@ -78,7 +81,7 @@ def files(events, runs, work, env):
         # Each baseline runs next to its counterpart, first on every other run.
         pairs = [[n, f"{n}-baseline"] for n in ("engine", "landing")]
         order = [n for pair in pairs for n in (pair if run % 2 == 0 else pair[::-1])
-                 if n in contenders] + ["duckdb", "spark"]
+                 if n in contenders] + ["duckdb", "polars", "spark"]
         for name, cmd in ((n, contenders[n]) for n in order):
             wall, rss, _, cpu = timed(cmd, spark_env if name == "spark" else env)
             measured[name].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu})
@@ -90,6 +93,7 @@ def files(events, runs, work, env):
     return {"events": events, "bytes": data.stat().st_size, "runs": runs, "median": med,
             "engine_per_cpu_s": events / med["engine"]["cpu_s"],
             "landing_vs_duckdb": med["duckdb"]["wall_s"] / med["landing"]["wall_s"],
+            "landing_vs_polars": med["polars"]["wall_s"] / med["landing"]["wall_s"],
             "engine_vs_spark": med["spark"]["wall_s"] / med["engine"]["wall_s"]}
 
 

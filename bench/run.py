@@ -23,7 +23,7 @@ included (client creation; for the stream also joining the group and creating th
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
 invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary (a row of its
 own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
-against Spark Structured Streaming and DuckDB on the same NDJSON file; "latency":
+against Spark Structured Streaming, DuckDB and Polars on the same NDJSON file; "latency":
 produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
 POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
@@ -162,7 +162,8 @@ def print_files(files):
     rows = [("sluice load, sensor job (engine alone)", "engine"),
             ("Spark Structured Streaming, sensor job", "spark"),
             ("sluice load, raw table only", "landing"),
-            ("DuckDB, NDJSON → zstd Parquet", "duckdb")]
+            ("DuckDB, NDJSON → zstd Parquet", "duckdb"),
+            ("Polars, NDJSON → zstd Parquet", "polars")]
     if "engine-baseline" in m:
         rows += [("sluice load, sensor job, $BENCH_BASELINE_BIN", "engine-baseline"),
                  ("sluice load, raw table only, $BENCH_BASELINE_BIN", "landing-baseline")]
@@ -171,7 +172,8 @@ def print_files(files):
         print(f"| {label} | {r['wall_s']:.2f} s | {events / r['wall_s']:,.0f} | {r['cpu_s']:.2f} | "
               f"{events / r['cpu_s']:,.0f} | {r['rss_mib']:.0f} MiB |")
     print(f"\nsluice vs Spark (job, wall): **{files['engine_vs_spark']:.1f}×**; sluice landing vs "
-          f"DuckDB (wall): **{files['landing_vs_duckdb']:.2f}×**; engine: "
+          f"DuckDB (wall): **{files['landing_vs_duckdb']:.2f}×**, vs Polars: "
+          f"**{files['landing_vs_polars']:.2f}×**; engine: "
           f"**{files['engine_per_cpu_s']:,.0f}** events per CPU-second")
     if "engine-baseline" in m:
         print(f"$SLUICE_BIN ÷ $BENCH_BASELINE_BIN (wall): sensor job "

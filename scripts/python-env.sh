@@ -2,7 +2,8 @@
 # Creates a Python virtualenv under the shared cache, pinned:
 #   scripts/python-env.sh          the tests' independent readers (scripts/check_delta.py):
 #                                  deltalake, pyarrow, duckdb; the benchmark's contenders
-#                                  (bench/): pyspark (Spark Structured Streaming; needs Java 17)
+#                                  (bench/): pyspark (Spark Structured Streaming; needs Java 17),
+#                                  polars
 #                                  and confluent-kafka (a librdkafka consumer that is not
 #                                  sluice's). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
@@ -26,6 +27,8 @@ case "${1:-readers}" in
       deltalake==1.6.6
       pyarrow==26.0.1
       duckdb==2.0.0
+      polars==2.1.0
+      polars-runtime-32==2.1.0
       arro3-core==0.9.1
       deprecated==1.3.1
       wrapt==2.5.2
@@ -34,7 +37,7 @@ case "${1:-readers}" in
       py4j==0.10.9.9
       confluent-kafka==2.16.1
     )
-    imports='deltalake, pyarrow, duckdb, pyspark, confluent_kafka'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)
