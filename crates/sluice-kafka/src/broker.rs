@@ -329,7 +329,8 @@ fn serve(
 /// Indexes the headers of SQLite storage by record, once tansu has made its tables. tansu 0.6
 /// reads a record's headers with one query per record over an unindexed table, so fetching
 /// records that carry headers (every record of `sluice gateway`) took time in the square of
-/// the log: 45,000 such records could not be read back in two minutes. Other storage: nothing.
+/// the log: a topic of about 37,000 such records was not read back in two minutes. Other
+/// storage: nothing.
 async fn index_headers(storage: &Url) -> Result<Option<libsql::Database>, String> {
     if storage.scheme() != "sqlite" {
         return Ok(None);
