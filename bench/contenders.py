@@ -22,7 +22,10 @@ sluice between them) of an alert. sluice's own part, from its own histogram
 consumer → Kafka acknowledging its alert) scraped at the end of the warm-up and at the end and
 subtracted, as Prometheus's histogram_quantile interpolates it within a bucket (so the
 figures are bucket-accurate: 0.5, 1, 2, 4 … ms). BENCH_FETCH_WAIT_MS=N sets the stream's
-librdkafka `fetch.wait.max.ms` through the pipeline's [kafka.options].
+librdkafka `fetch.wait.max.ms` through the pipeline's [kafka.options]. Then the floor:
+bench/relay.py, a plain librdkafka consumer→producer with the stream's client settings,
+relays one event in 64 (about the alert rate) from a fresh topic fed the same way, read by
+the same reader.
 """
 import urllib.request
 
@@ -40,6 +43,8 @@ from common import ROOT, free_port, pipeline, sluice_bin, timed, workload
 
 LATENCY_RATE = 20_000
 WARM_UP_S = 3
+# One event in this many goes through the relay: about the sensor job's alert rate.
+RELAY_EVERY = 64
 
 
 def files(events, runs, work, env):
@@ -98,11 +103,16 @@ def files(events, runs, work, env):
 
 
 def latency(seconds, work, env):
+    """produce→alert through `sluice stream`, its own part, one broker hop, and the relay."""
+    result = stream_latency(seconds, work, env)
+    result["relay"] = relay_latency(seconds, env)
+    return result
+
+
+def stream_latency(seconds, work, env):
     sluice = sluice_bin()
     topic = f"bench-latency-{os.getpid()}"
-    for created in [topic] + [f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")]:
-        subprocess.run([sluice, "topics", "create", created, "--partitions", "8"],
-                       env=env, check=True, capture_output=True)
+    create_topics([topic] + [f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")], env)
     dir_ = work / "latency"
     file = pipeline(dir_, topic, f"bench-latency-{os.getpid()}", dir_ / "lake/sensor_events", True)
     if os.environ.get("BENCH_FETCH_WAIT_MS"):
@@ -121,32 +131,21 @@ def latency(seconds, work, env):
             if time.monotonic() > deadline or stream.poll() is not None:
                 sys.exit(f"bench: sluice stream did not join:\n{(dir_ / 'stream.log').read_text()}")
             time.sleep(0.2)
-        after_ms = str(int((time.time() + WARM_UP_S) * 1000))
-        readers = [subprocess.Popen([sys.executable, str(ROOT / "bench/alert_latency.py"),
-                                     env["SLUICE_BROKERS"], read, "--after-ms", after_ms, *extra],
-                                    env=env, stdout=subprocess.PIPE, text=True)
-                   for read, extra in ((f"{topic}-alerts", []),
-                                       (topic, ["--field", "ts", "--every", "10"]))]
-        producing = subprocess.Popen([sluice, "produce", "--topic", topic, "--generator",
-                                      "sensor", "--rate", str(LATENCY_RATE), "--count",
-                                      str(LATENCY_RATE * (seconds + WARM_UP_S))],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        after_ms = int((time.time() + WARM_UP_S) * 1000)
+        readers = [start_reader(f"{topic}-alerts", after_ms, [], env),
+                   start_reader(topic, after_ms, ["--field", "ts", "--every", "10"], env)]
+        producing = start_producing(topic, seconds, env)
         time.sleep(WARM_UP_S)
         warm = alert_buckets(metrics)
-        if producing.wait() != 0:
-            sys.exit(f"bench: sluice produce failed:\n{producing.stderr.read().decode()}")
-        time.sleep(2)
+        finish_producing(producing)
         own = own_latency(warm, alert_buckets(metrics))
     finally:
-        outs = []
-        for reader in readers:
-            reader.send_signal(signal.SIGINT)
-            outs.append(reader.communicate(timeout=30)[0])
+        outs = stop_readers(readers)
         os.killpg(stream.pid, signal.SIGINT)
         stream.wait(timeout=60)
         log.close()
-    result = json.loads(outs[0])
-    result["broker_hop"] = json.loads(outs[1])
+    result = outs[0]
+    result["broker_hop"] = outs[1]
     result["own"] = own
     rss = [line for line in (dir_ / "stream.log").read_text().splitlines()
            if "Maximum resident set size" in line]
@@ -154,6 +153,66 @@ def latency(seconds, work, env):
     result["rate"] = LATENCY_RATE
     result["seconds"] = seconds
     return result
+
+
+def relay_latency(seconds, env):
+    """produce→relay→reader at the same rate as the stream's run: bench/relay.py forwards one
+    event in RELAY_EVERY (about the alert rate) with the stream's client settings."""
+    source = f"bench-relay-{os.getpid()}"
+    create_topics([source, f"{source}-out"], env)
+    relay = subprocess.Popen([sys.executable, str(ROOT / "bench/relay.py"), env["SLUICE_BROKERS"],
+                              source, f"{source}-out", "--every", str(RELAY_EVERY)],
+                             env=env, stdout=subprocess.PIPE, text=True)
+    readers = []
+    try:
+        if relay.stdout.readline().strip() != "assigned":
+            sys.exit("bench: the relay ended before it was assigned partitions")
+        after_ms = int((time.time() + WARM_UP_S) * 1000)
+        readers = [start_reader(f"{source}-out", after_ms, ["--field", "ts"], env)]
+        finish_producing(start_producing(source, seconds, env))
+    finally:
+        outs = stop_readers(readers)
+        relay.send_signal(signal.SIGINT)
+        relay.wait(timeout=30)
+    return outs[0] if outs else {}
+
+
+def create_topics(topics, env):
+    for topic in topics:
+        subprocess.run([sluice_bin(), "topics", "create", topic, "--partitions", "8"],
+                       env=env, check=True, capture_output=True)
+
+
+def start_reader(topic, after_ms, extra, env):
+    """bench/alert_latency.py reading `topic`, counting records stamped after `after_ms`."""
+    return subprocess.Popen([sys.executable, str(ROOT / "bench/alert_latency.py"),
+                             env["SLUICE_BROKERS"], topic, "--after-ms", str(after_ms), *extra],
+                            env=env, stdout=subprocess.PIPE, text=True)
+
+
+def stop_readers(readers):
+    """What each reader measured, once stopped."""
+    outs = []
+    for reader in readers:
+        reader.send_signal(signal.SIGINT)
+        outs.append(json.loads(reader.communicate(timeout=30)[0]))
+    return outs
+
+
+def start_producing(topic, seconds, env):
+    """`sluice produce` sending sensor events to `topic` at LATENCY_RATE for the warm-up and
+    `seconds`."""
+    return subprocess.Popen([sluice_bin(), "produce", "--topic", topic, "--generator", "sensor",
+                             "--rate", str(LATENCY_RATE), "--count",
+                             str(LATENCY_RATE * (seconds + WARM_UP_S))],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finish_producing(producing):
+    """Waits for the producer, then 2 s for the last records to come through."""
+    if producing.wait() != 0:
+        sys.exit(f"bench: sluice produce failed:\n{producing.stderr.read().decode()}")
+    time.sleep(2)
 
 
 def alert_buckets(metrics_url):

@@ -196,6 +196,12 @@ def print_latency(latency):
     print(f"one hop through the broker alone (produce→source topic, every tenth event): "
           f"p50 {hop.get('p50_ms', float('nan')):.1f} ms, p99 "
           f"{hop.get('p99_ms', float('nan')):.1f} ms, max {hop.get('max_ms', float('nan')):.1f} ms")
+    relay = latency["relay"]
+    print(f"the floor, a librdkafka relay (produce→relay→reader, one event in 64, "
+          f"{relay.get('alerts', 0):,} records): p50 {relay.get('p50_ms', float('nan')):.1f} ms, "
+          f"p99 **{relay.get('p99_ms', float('nan')):.1f} ms**, max "
+          f"{relay.get('max_ms', float('nan')):.1f} ms; sluice's p99 ÷ the relay's: "
+          f"**{latency.get('p99_ms', float('nan')) / relay.get('p99_ms', float('nan')):.2f}**")
 
 
 def print_gateway(g):

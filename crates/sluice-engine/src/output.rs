@@ -1,9 +1,11 @@
 //! A table the engine writes, as both drivers hold it: its [`Sink`], what lands in it (a
 //! stream's rows or a window's results), its flush policy and when that policy makes it due
-//! ([`Held::due`]), and one commit step ([`Output::commit`]: retries, the events it emits).
-//! The one place that picks a sink for a table (today every table is Delta).
+//! ([`Held::due`]), and one commit step ([`Committer::commit`]: retries, the events it emits),
+//! which can run on a task of its own. The one place that picks a sink for a table (today
+//! every table is Delta).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -31,10 +33,16 @@ pub enum Lands {
     Windows(Box<Window>),
 }
 
+/// A table's sink, shared with the commit that may be running on another task: whoever locks
+/// it while that commit runs waits for the commit to end.
+pub type SharedSink = Arc<tokio::sync::Mutex<Box<dyn Sink>>>;
+
 /// A table being written.
 pub struct Output {
     /// Where its commits go.
-    pub sink: Box<dyn Sink>,
+    pub sink: SharedSink,
+    /// The table's name.
+    name: String,
     /// What lands in it.
     pub lands: Lands,
     /// When it commits.
@@ -60,12 +68,12 @@ impl Output {
             &config.partition_by,
         )
         .await?;
-        Ok(Self {
-            sink: Box::new(DeltaSink::new(table)),
-            lands: Lands::Rows,
-            flush: config.flush,
-            event_time: event_time.to_string(),
-        })
+        Ok(Self::delta(
+            table,
+            Lands::Rows,
+            config.flush,
+            event_time.to_string(),
+        ))
     }
 
     /// Opens (or creates) a window table.
@@ -81,17 +89,34 @@ impl Output {
             &config.partition_by,
         )
         .await?;
-        Ok(Self {
-            sink: Box::new(DeltaSink::new(table)),
-            lands: Lands::Windows(Box::new(config.clone())),
-            flush: config.flush,
-            event_time: WINDOW_END.to_string(),
-        })
+        Ok(Self::delta(
+            table,
+            Lands::Windows(Box::new(config.clone())),
+            config.flush,
+            WINDOW_END.to_string(),
+        ))
+    }
+
+    /// An output landing in a Delta table.
+    fn delta(table: LakeTable, lands: Lands, flush: FlushPolicy, event_time: String) -> Self {
+        let sink = DeltaSink::new(table);
+        Self {
+            name: sink.name().to_string(),
+            sink: Arc::new(tokio::sync::Mutex::new(Box::new(sink))),
+            lands,
+            flush,
+            event_time,
+        }
     }
 
     /// The table's name.
     pub fn name(&self) -> &str {
-        self.sink.name()
+        &self.name
+    }
+
+    /// Where the table lives and its version, for logs.
+    pub async fn describe(&self) -> String {
+        self.sink.lock().await.describe()
     }
 
     /// The window, for a window table.
@@ -110,26 +135,59 @@ impl Output {
         }
     }
 
-    /// Commits `batches` (and, for a writer that wrote ahead, the files written since the last
-    /// commit) with `progress`, retrying a failing store with exponential backoff for up to
-    /// [`COMMIT_RETRY_LIMIT`]; a success is emitted as [`Committed`], with `landed` saying what
-    /// it lands. Every attempt writes its files before its commit, so nothing is committed
-    /// before it is durable; files of a failed attempt stay unreferenced.
+    /// What commits to the table, apart from the output: for a commit on a task of its own.
+    pub fn committer(&self) -> Committer {
+        Committer {
+            sink: self.sink.clone(),
+            table: self.name.clone(),
+            kind: self.kind(),
+        }
+    }
+
+    /// Commits here and now: [`Committer::commit`].
     pub async fn commit(
-        &mut self,
+        &self,
         batches: &[RecordBatch],
         progress: &[PartitionProgress],
         landed: Landed,
         metrics: &Metrics,
     ) -> Result<Commit, LakeError> {
+        self.committer()
+            .commit(batches, progress, landed, metrics)
+            .await
+    }
+}
+
+/// One table's commit step, holding what it needs of the table's [`Output`].
+pub struct Committer {
+    sink: SharedSink,
+    table: String,
+    kind: TableKind,
+}
+
+impl Committer {
+    /// Commits `batches` (and, for a writer that wrote ahead, the files written since the last
+    /// commit) with `progress`, retrying a failing store with exponential backoff for up to
+    /// [`COMMIT_RETRY_LIMIT`]; a success is emitted as [`Committed`], with `landed` saying what
+    /// it lands. Every attempt writes its files before its commit, so nothing is committed
+    /// before it is durable; files of a failed attempt stay unreferenced. Holds the sink
+    /// throughout.
+    pub async fn commit(
+        &self,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+        landed: Landed,
+        metrics: &Metrics,
+    ) -> Result<Commit, LakeError> {
+        let mut sink = self.sink.lock().await;
         let first_try = Instant::now();
         let mut delay = Duration::from_millis(250);
         loop {
             let started = Instant::now();
-            match self.sink.commit(batches, progress).await {
+            match sink.commit(batches, progress).await {
                 Err(err) if err.is_transient() && first_try.elapsed() < COMMIT_RETRY_LIMIT => {
                     metrics.emit(CommitRetried {
-                        table: self.sink.name(),
+                        table: &self.table,
                         error: &anyhow::Error::new(err),
                         retry_in: delay,
                     });
@@ -138,35 +196,23 @@ impl Output {
                 }
                 Err(err) => return Err(err),
                 Ok(commit) => {
-                    self.committed(&commit, progress, landed, started, metrics);
+                    metrics.emit(Committed {
+                        table: &self.table,
+                        kind: self.kind,
+                        version: commit.version,
+                        rows: landed.rows,
+                        files: commit.files,
+                        bytes: commit.bytes,
+                        partitions: progress.len(),
+                        to_line: landed.to_line,
+                        took: started.elapsed(),
+                        newest_event_us: landed.newest_event_us,
+                        since_received: landed.received.map(|at| at.elapsed()),
+                    });
                     return Ok(commit);
                 }
             }
         }
-    }
-
-    /// Emits a commit made.
-    fn committed(
-        &self,
-        commit: &Commit,
-        progress: &[PartitionProgress],
-        landed: Landed,
-        started: Instant,
-        metrics: &Metrics,
-    ) {
-        metrics.emit(Committed {
-            table: self.sink.name(),
-            kind: self.kind(),
-            version: commit.version,
-            rows: landed.rows,
-            files: commit.files,
-            bytes: commit.bytes,
-            partitions: progress.len(),
-            to_line: landed.to_line,
-            took: started.elapsed(),
-            newest_event_us: landed.newest_event_us,
-            since_received: landed.received.map(|at| at.elapsed()),
-        });
     }
 }
 

@@ -115,13 +115,21 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let mut committed = Vec::new();
     for output in &tables {
         let landing = output.landing.as_ref().expect("not writing yet");
-        committed.push(landing.output.sink.committed(&source, 0).await?);
+        committed.push(
+            landing
+                .output
+                .sink
+                .lock()
+                .await
+                .committed(&source, 0)
+                .await?,
+        );
     }
     let mut resumes = Vec::new();
     let mut window_lanes = Vec::new();
     for output in &windows {
         let config = output.window_config().expect("a window table");
-        let marks = window_marks_of(output.sink.as_ref(), &key).await?;
+        let marks = window_marks_of(&**output.sink.lock().await, &key).await?;
         resumes.push(WindowLane::resume_offset(&marks));
         window_lanes.push(WindowLane::new(marks, config.allowed_lateness_us));
     }
@@ -345,14 +353,14 @@ async fn land(
         rows_written,
     } = landing;
     *newest_event_us = (*newest_event_us).max(newest_timestamp_us(&rows, &output.event_time));
+    let mut sink = output.sink.lock().await;
     for batch in rows {
-        output
-            .sink
-            .write(&batch)
+        sink.write(&batch)
             .await
             .with_context(|| format!("writing rows to table {}", output.name()))?;
         *rows_written += batch.num_rows();
     }
+    drop(sink);
     let Some(pending) = pending else {
         return Ok(None);
     };

@@ -44,37 +44,4 @@ impl State {
         }
         Ok(())
     }
-
-    /// Commits one window table's emitted windows and marks from every lane in one commit,
-    /// with how far the stream's lanes forwarded for a repartitioned window (the oldest
-    /// received at `received`).
-    pub(super) async fn commit_window(
-        &mut self,
-        index: usize,
-        received: Option<Instant>,
-    ) -> Result<()> {
-        let routed = &self.outputs[index];
-        let (topic, slot) = (routed.topic.clone(), routed.slot);
-        let fed_by = routed.fed_by.clone();
-        let (batches, mut progress) = self.gather(&topic, |lane| lane.windows[slot].take_pending());
-        if let Some(fed) = &fed_by {
-            let (_, forwarded) =
-                self.gather(&fed.topic, |lane| lane.forwards[fed.forward].take_pending());
-            progress.extend(forwarded);
-        }
-        if !self.land(index, &batches, &progress, received).await? {
-            return Ok(());
-        }
-        for p in &progress {
-            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
-                match &fed_by {
-                    Some(fed) if fed.topic == p.topic => {
-                        lane.forwards[fed.forward].committed = Some(p.last_offset);
-                    }
-                    _ => lane.windows[slot].committed = Some(p.last_offset),
-                }
-            }
-        }
-        Ok(())
-    }
 }

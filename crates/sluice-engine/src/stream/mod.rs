@@ -3,10 +3,12 @@
 //! The loop: take a batch of records → apply rebalances (drop revoked lanes) → per partition,
 //! admit records in offset order → decode them into Arrow in one pass → append the rows to each
 //! table's buffer in that lane → commit every table whose flush limit (rows, bytes, latency) is
-//! reached, as one Delta commit carrying each lane's last offset. Progress lives in the lake;
-//! Kafka's committed offsets follow it for lag metrics only.
+//! reached, as one Delta commit carrying each lane's last offset, on a task of its own while
+//! the loop goes on ([`commits`]). Progress lives in the lake; Kafka's committed offsets follow
+//! it for lag metrics only.
 
 mod batch;
+mod commits;
 mod emit;
 /// Tables, producer and lanes opened from the lake and the side topics.
 mod opening;
@@ -17,22 +19,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use arrow::array::RecordBatch;
 use sluice_core::Decoder;
 use sluice_core::config::Pipeline;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::consumer::GroupConsumer;
 use sluice_kafka::side::SideProducer;
-use sluice_lake::PartitionProgress;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::events::{
-    Buffered, CommitFenced, LanesFenced, Metrics, OverMemoryBudget, PartitionLag, Summary,
-};
+use crate::events::{Buffered, Metrics, OverMemoryBudget, PartitionLag, Summary};
 use crate::job::Job;
-use crate::lanes::{Lane, Pending};
-use crate::output::{COMMIT_RETRY_LIMIT, Held, Landed, Lands, Output};
+use crate::lanes::Lane;
+use crate::output::{Held, Lands, Output};
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use watchdog::GroupWatch;
 
@@ -43,6 +41,10 @@ const STUCK_CHECK_AFTER: Duration = Duration::from_secs(5);
 
 /// How long the loop waits for records before checking flush deadlines and shutdown.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// How long the loop waits for records at most while a commit is in flight, so that its end
+/// is seen soon (the table's next commit waits for it).
+const IN_FLIGHT_WAIT: Duration = Duration::from_millis(10);
 
 /// How a stream process runs.
 pub struct StreamOptions {
@@ -82,6 +84,8 @@ struct Routed {
     slot: usize,
     /// For a repartitioned window: where its events are forwarded from.
     fed_by: Option<FedBy>,
+    /// Its commit running on a task of its own, if any.
+    in_flight: Option<commits::InFlight>,
 }
 
 /// Where a repartitioned window's events come from.
@@ -150,9 +154,7 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
     };
     let mut idle_since = Instant::now();
     loop {
-        let wait = state.next_deadline().map_or(IDLE_WAIT, |due| {
-            due.saturating_duration_since(Instant::now()).min(IDLE_WAIT)
-        });
+        let wait = state.next_wait();
         let took = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -195,12 +197,22 @@ struct State {
 }
 
 impl State {
-    /// The earliest moment a table's latency limit is reached.
-    fn next_deadline(&self) -> Option<Instant> {
-        self.outputs
+    /// How long to wait for records: until the earliest moment a table's latency limit is
+    /// reached, at most [`IDLE_WAIT`] ([`IN_FLIGHT_WAIT`] while a commit is in flight).
+    fn next_wait(&self) -> Duration {
+        let most = if self.outputs.iter().any(|r| r.in_flight.is_some()) {
+            IN_FLIGHT_WAIT
+        } else {
+            IDLE_WAIT
+        };
+        let deadline = self
+            .outputs
             .iter()
             .filter_map(|routed| self.held(routed).deadline(&routed.output.flush))
-            .min()
+            .min();
+        deadline.map_or(most, |due| {
+            due.saturating_duration_since(Instant::now()).min(most)
+        })
     }
 
     /// The lanes of `topic`.
@@ -212,7 +224,7 @@ impl State {
     }
 
     /// What a table holds over every lane: buffered rows, or emitted windows and how far
-    /// events were forwarded to its repartition topic.
+    /// events were forwarded to its repartition topic (not what its commit in flight holds).
     fn held(&self, routed: &Routed) -> Held {
         let slot = routed.slot;
         let own = self
@@ -228,20 +240,27 @@ impl State {
         own.chain(forwarded).fold(Held::default(), Held::plus)
     }
 
-    /// Commits each table whose limits are reached (every table with pending progress when
-    /// `all`), then, while the buffers together exceed the memory budget, the largest.
+    /// Applies the commits that ended, starts committing each table whose limits are reached
+    /// (with `all`, every table with pending progress, and waits for those commits), then,
+    /// while the buffers and commits in flight together exceed the memory budget, commits the
+    /// largest and waits for it.
     async fn flush_due(&mut self, all: bool) -> Result<()> {
+        self.collect_commits(all).await?;
         for index in 0..self.outputs.len() {
             let routed = &self.outputs[index];
             if self.held(routed).due(&routed.output.flush, all) {
                 self.commit(index).await?;
             }
         }
+        self.collect_commits(all).await?;
         loop {
             let buffered: Vec<u64> = self
                 .outputs
                 .iter()
-                .map(|routed| self.held(routed).bytes)
+                .map(|routed| {
+                    let in_flight = routed.in_flight.as_ref().map_or(0, |f| f.held.bytes);
+                    self.held(routed).bytes + in_flight
+                })
                 .collect();
             let total = buffered.iter().sum();
             self.metrics.emit(Buffered {
@@ -256,6 +275,7 @@ impl State {
                 bytes: buffered[largest],
             });
             self.commit(largest).await?;
+            self.settle(largest).await?;
         }
         Ok(())
     }
@@ -276,139 +296,6 @@ impl State {
         }
     }
 
-    /// Commits one table's (or window table's) pending progress from every lane.
-    async fn commit(&mut self, index: usize) -> Result<()> {
-        let received = self.held(&self.outputs[index]).since;
-        match self.outputs[index].output.lands {
-            Lands::Rows => self.commit_rows(index, received).await,
-            Lands::Windows(_) => self.commit_window(index, received).await,
-        }
-    }
-
-    /// Commits one table's buffered rows and progress from every lane in one commit (the
-    /// oldest received at `received`).
-    async fn commit_rows(&mut self, index: usize, received: Option<Instant>) -> Result<()> {
-        let routed = &self.outputs[index];
-        let (topic, slot) = (routed.topic.clone(), routed.slot);
-        let (batches, progress) = self.gather(&topic, |lane| lane.tables[slot].take_pending());
-        if !self.land(index, &batches, &progress, received).await? {
-            return Ok(());
-        }
-        let mut positions = Vec::new();
-        for p in &progress {
-            if let Some(lane) = self.lanes.get_mut(&(p.topic.clone(), p.partition)) {
-                lane.tables[slot].committed = Some(p.last_offset);
-                let next = lane
-                    .tables
-                    .iter()
-                    .map(|t| t.committed.map_or(0, |c| c + 1))
-                    .min()
-                    .unwrap_or(0);
-                positions.push((p.topic.clone(), p.partition, next));
-            }
-        }
-        // Lag metrics only: a failure here loses nothing.
-        if let Err(err) = self.consumer.commit_positions(&positions) {
-            warn!(error = %format!("{err:#}"), "Could not record positions in the consumer group.");
-        }
-        Ok(())
-    }
-
-    /// What `take` takes from each lane of `topic`: the rows and each partition's progress.
-    fn gather(
-        &mut self,
-        topic: &str,
-        mut take: impl FnMut(&mut Lane) -> Option<Pending>,
-    ) -> (Vec<RecordBatch>, Vec<PartitionProgress>) {
-        let mut batches = Vec::new();
-        let mut progress = Vec::new();
-        for ((_, partition), lane) in self.lanes.iter_mut().filter(|((t, _), _)| t == topic) {
-            if let Some(pending) = take(lane) {
-                batches.extend(pending.batches);
-                progress.push(PartitionProgress {
-                    topic: topic.to_string(),
-                    partition: *partition,
-                    previous: pending.previous,
-                    last_offset: pending.last_offset,
-                    marks: pending.marks,
-                });
-            }
-        }
-        (batches, progress)
-    }
-
-    /// Flushes the side outputs, then commits `batches` with `progress` to a table; returns
-    /// whether it committed: not when another member had taken the partitions (their lanes are
-    /// then reopened from the lake).
-    async fn land(
-        &mut self,
-        index: usize,
-        batches: &[RecordBatch],
-        progress: &[PartitionProgress],
-        received: Option<Instant>,
-    ) -> Result<bool> {
-        if let Some(producer) = &self.side_producer {
-            flush_side_outputs(producer).await?;
-        }
-        let routed = &mut self.outputs[index];
-        let landed = Landed::batches(&routed.output, batches, received);
-        let committed = (routed.output)
-            .commit(batches, progress, landed, &self.metrics)
-            .await;
-        match committed {
-            Ok(_) => Ok(true),
-            Err(err) if err.is_fenced() => {
-                let error = anyhow::Error::new(err);
-                self.metrics.emit(CommitFenced {
-                    table: routed.output.name(),
-                    error: &error,
-                });
-                let topic = routed.topic.clone();
-                self.reopen_lanes(&topic, progress).await?;
-                Ok(false)
-            }
-            Err(err) => Err(err).with_context(|| {
-                format!(
-                    "committing {} rows to table {}",
-                    landed.rows,
-                    routed.output.name()
-                )
-            }),
-        }
-    }
-
-    /// After a refused commit: drops the lanes of the partitions it covered and, for those still
-    /// assigned, opens them again from the lake as the other member left it and moves the
-    /// consumer there (it may have read past that point already, or not yet reached it).
-    async fn reopen_lanes(&mut self, topic: &str, progress: &[PartitionProgress]) -> Result<()> {
-        refresh_tables(&mut self.outputs, Some(topic)).await?;
-        let dropped = progress
-            .iter()
-            .filter(|p| self.lanes.contains_key(&(p.topic.clone(), p.partition)))
-            .count();
-        self.metrics.emit(LanesFenced { lanes: dropped });
-        for p in progress {
-            let key = (p.topic.clone(), p.partition);
-            self.lanes.remove(&key);
-            if !self.assigned.contains_key(&key) {
-                continue;
-            }
-            let lane = lane_for(
-                &mut self.lanes,
-                &self.outputs,
-                &self.sources,
-                (&self.client, &mut self.prefetched_marks),
-                key,
-                &self.metrics,
-            )
-            .await?;
-            let next = lane.next_offset();
-            tokio::task::block_in_place(|| self.consumer.seek(&p.topic, p.partition, Some(next)))?;
-            lane.sought();
-        }
-        Ok(())
-    }
-
     /// Whether every assigned partition is committed up to its current end. Called when an
     /// idle wait brought nothing: a partition still behind its end is parked, and its consumer
     /// is moved (see [`Lane::nudge`]).
@@ -417,7 +304,7 @@ impl State {
             || self
                 .outputs
                 .iter()
-                .any(|routed| self.held(routed).since.is_some())
+                .any(|routed| routed.in_flight.is_some() || self.held(routed).since.is_some())
         {
             return Ok(false);
         }
@@ -473,30 +360,13 @@ fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
         .max_by_key(|&i| buffered[i])
 }
 
-/// Waits until every dead letter and alert sent so far is acknowledged, for up to
-/// [`COMMIT_RETRY_LIMIT`]: a commit must not cover source offsets whose side records could
-/// still be lost.
-async fn flush_side_outputs(producer: &SideProducer) -> Result<()> {
-    let started = Instant::now();
-    loop {
-        let flushed = tokio::task::block_in_place(|| producer.flush(Duration::from_secs(5)));
-        match flushed {
-            Ok(()) => return Ok(()),
-            Err(err) if started.elapsed() < COMMIT_RETRY_LIMIT && producer.in_flight() > 0 => {
-                warn!(in_flight = producer.in_flight(), error = %format!("{:#}", anyhow::Error::new(err)), "Side outputs not yet acknowledged; waiting before the commit.");
-            }
-            Err(err) => return Err(err).context("sending dead letters and alerts"),
-        }
-    }
-}
-
 /// Re-reads the tables whose lanes are `topic`'s (every table when `None`) at their latest
 /// version.
 async fn refresh_tables(outputs: &mut [Routed], topic: Option<&str>) -> Result<()> {
     for routed in outputs {
         if topic.is_none_or(|t| t == routed.topic) {
             let output = &mut routed.output;
-            let read = output.sink.refresh().await;
+            let read = output.sink.lock().await.refresh().await;
             read.with_context(|| format!("reading table {}", output.name()))?;
         }
     }

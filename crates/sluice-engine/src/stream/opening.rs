@@ -54,12 +54,14 @@ pub(super) async fn open_outputs(
             let event_time = &stream.schema.event_time().name;
             let output =
                 Output::table(config, &options.storage_options, schema, event_time).await?;
-            info!(table = %config.name, at = %output.sink.describe(), "Opened table.");
+            let at = output.describe().await;
+            info!(table = %config.name, %at, "Opened table.");
             outputs.push(Routed {
                 output,
                 topic: stream.topic.clone(),
                 slot: source.job.add_table(config),
                 fed_by: None,
+                in_flight: None,
             });
         }
     }
@@ -69,7 +71,8 @@ pub(super) async fn open_outputs(
             .stream(&config.from)
             .expect("validated: windows name streams");
         let output = Output::window(config, &options.storage_options).await?;
-        info!(window = %config.name, at = %output.sink.describe(), "Opened window table.");
+        let at = output.describe().await;
+        info!(window = %config.name, %at, "Opened window table.");
         let stream_source = sources
             .get_mut(&stream.topic)
             .expect("every stream has a source");
@@ -79,6 +82,7 @@ pub(super) async fn open_outputs(
                 topic: stream.topic.clone(),
                 slot: stream_source.job.add_window(config),
                 fed_by: None,
+                in_flight: None,
             });
             continue;
         };
@@ -107,6 +111,7 @@ pub(super) async fn open_outputs(
                 forward,
                 partitions,
             }),
+            in_flight: None,
         });
     }
     Ok((outputs, sources))
@@ -186,7 +191,7 @@ pub(super) async fn lane_for<'a>(
             let Some(config) = routed.output.window_config() else {
                 continue;
             };
-            let marks = window_marks_of(routed.output.sink.as_ref(), &key).await?;
+            let marks = window_marks_of(&**routed.output.sink.lock().await, &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
             let lane = WindowLane::new(marks, config.allowed_lateness_us);
             window_lanes.push(match &routed.fed_by {
@@ -196,7 +201,13 @@ pub(super) async fn lane_for<'a>(
         }
         let mut forwards = Vec::new();
         for routed in forwarded_from(outputs, &key.0) {
-            let forwarded = routed.output.sink.committed(&key.0, key.1).await?;
+            let forwarded = routed
+                .output
+                .sink
+                .lock()
+                .await
+                .committed(&key.0, key.1)
+                .await?;
             resumes.push(forwarded.map(|c| c + 1));
             forwards.push(TableBuffer::new(forwarded));
         }
@@ -329,7 +340,15 @@ pub(super) async fn committed_offsets(
     let mut committed = Vec::new();
     for routed in outputs.iter().filter(|r| r.topic == *topic) {
         if let Lands::Rows = routed.output.lands {
-            committed.push(routed.output.sink.committed(topic, *partition).await?);
+            committed.push(
+                routed
+                    .output
+                    .sink
+                    .lock()
+                    .await
+                    .committed(topic, *partition)
+                    .await?,
+            );
         }
     }
     Ok(committed)

@@ -154,7 +154,15 @@ impl State {
                             .as_ref()
                             .is_some_and(|fed| fed.topic == *topic);
                     if feeds && routed.output.window_config().is_some() {
-                        held.push(routed.output.sink.committed(topic, partition).await?);
+                        held.push(
+                            routed
+                                .output
+                                .sink
+                                .lock()
+                                .await
+                                .committed(topic, partition)
+                                .await?,
+                        );
                     }
                 }
                 if !held.is_empty() {
