@@ -25,7 +25,7 @@ figures are bucket-accurate: 0.5, 1, 2, 4 … ms). BENCH_FETCH_WAIT_MS=N sets th
 librdkafka `fetch.wait.max.ms` through the pipeline's [kafka.options]. Then the floor:
 bench/relay.py, a plain librdkafka consumer→producer with the stream's client settings,
 relays one event in 64 (about the alert rate) from a fresh topic fed the same way, read by
-the same reader.
+the same reader. BENCH_BASELINE_BIN=path runs the stream part with that binary too, first.
 """
 import urllib.request
 
@@ -103,18 +103,23 @@ def files(events, runs, work, env):
 
 
 def latency(seconds, work, env):
-    """produce→alert through `sluice stream`, its own part, one broker hop, and the relay."""
-    result = stream_latency(seconds, work, env)
+    """produce→alert through `sluice stream` (and through $BENCH_BASELINE_BIN's, run first),
+    its own part, one broker hop, and the relay."""
+    baseline = os.environ.get("BENCH_BASELINE_BIN")
+    before = baseline and stream_latency(baseline, "baseline", seconds, work, env)
+    result = stream_latency(sluice_bin(), "sluice", seconds, work, env)
+    if before:
+        result["baseline"] = before
     result["relay"] = relay_latency(seconds, env)
     return result
 
 
-def stream_latency(seconds, work, env):
-    sluice = sluice_bin()
-    topic = f"bench-latency-{os.getpid()}"
+def stream_latency(sluice, name, seconds, work, env):
+    """One run of the stream binary `sluice` on topics and a lake named after `name`."""
+    topic = f"bench-latency-{name}-{os.getpid()}"
     create_topics([topic] + [f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")], env)
-    dir_ = work / "latency"
-    file = pipeline(dir_, topic, f"bench-latency-{os.getpid()}", dir_ / "lake/sensor_events", True)
+    dir_ = work / f"latency-{name}"
+    file = pipeline(dir_, topic, topic, dir_ / "lake/sensor_events", True)
     if os.environ.get("BENCH_FETCH_WAIT_MS"):
         with open(file, "a") as f:
             f.write(f'\n[kafka.options]\n"fetch.wait.max.ms" = "{os.environ["BENCH_FETCH_WAIT_MS"]}"\n')

@@ -188,6 +188,13 @@ def print_latency(latency):
           f"p99 **{latency.get('p99_ms', float('nan')):.1f} ms**, max "
           f"{latency.get('max_ms', float('nan')):.1f} ms; sluice stream peak RSS "
           f"{latency['stream_rss_mib'] or 0:.0f} MiB")
+    before = latency.get("baseline")
+    if before:
+        print(f"the same with $BENCH_BASELINE_BIN ({before['alerts']:,} alerts): p50 "
+              f"{before.get('p50_ms', float('nan')):.1f} ms, p99 "
+              f"{before.get('p99_ms', float('nan')):.1f} ms; its own part: p50 "
+              f"{before['own'].get('p50_ms', float('nan')):.1f} ms, p99 "
+              f"{before['own'].get('p99_ms', float('nan')):.1f} ms")
     own = latency.get("own", {})
     print(f"sluice's own part (record received → alert acknowledged, its histogram, "
           f"{own.get('alerts', 0):,} alerts): p50 {own.get('p50_ms', float('nan')):.1f} ms, "
