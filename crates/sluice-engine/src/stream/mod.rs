@@ -197,8 +197,9 @@ struct State {
 }
 
 impl State {
-    /// How long to wait for records: until the earliest moment a table's latency limit is
-    /// reached, at most [`IDLE_WAIT`] ([`IN_FLIGHT_WAIT`] while a commit is in flight).
+    /// How long to wait for records: until the earliest moment the latency limit of a table
+    /// with no commit in flight is reached (one in flight cannot commit again before it ends),
+    /// at most [`IDLE_WAIT`] ([`IN_FLIGHT_WAIT`] while a commit is in flight).
     fn next_wait(&self) -> Duration {
         let most = if self.outputs.iter().any(|r| r.in_flight.is_some()) {
             IN_FLIGHT_WAIT
@@ -208,6 +209,7 @@ impl State {
         let deadline = self
             .outputs
             .iter()
+            .filter(|routed| routed.in_flight.is_none())
             .filter_map(|routed| self.held(routed).deadline(&routed.output.flush))
             .min();
         deadline.map_or(most, |due| {
