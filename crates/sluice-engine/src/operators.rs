@@ -81,7 +81,7 @@ impl Operator for WindowStep {
             (&batch.decoded.batch, batch.origins),
             batch.last_offset,
             batch.now,
-        );
+        )?;
         if !offsets.is_empty() {
             metrics.emit(LateEvents {
                 topic: batch.topic,

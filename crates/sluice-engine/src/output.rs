@@ -248,6 +248,8 @@ pub struct Held {
     pub rows: usize,
     /// Their bytes (Arrow memory; a window's results are not counted).
     pub bytes: u64,
+    /// Bytes of open windows' state: in the memory budget, but no commit frees them.
+    pub state_bytes: u64,
     /// When the oldest uncommitted progress arrived; `None` when there is none.
     pub since: Option<Instant>,
 }
@@ -258,6 +260,7 @@ impl Held {
         Self {
             rows: buffer.rows(),
             bytes: buffer.bytes() as u64,
+            state_bytes: 0,
             since: buffer.since().filter(|_| buffer.has_pending()),
         }
     }
@@ -267,6 +270,7 @@ impl Held {
         Self {
             rows: window.pending_rows(),
             bytes: 0,
+            state_bytes: window.state_bytes() as u64,
             since: window.since().filter(|_| window.has_pending()),
         }
     }
@@ -277,6 +281,7 @@ impl Held {
         Self {
             rows: self.rows + other.rows,
             bytes: self.bytes + other.bytes,
+            state_bytes: self.state_bytes + other.state_bytes,
             since: match (self.since, other.since) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -355,9 +360,11 @@ mod tests {
     #[test]
     fn any_limit_reached_makes_it_due() {
         let long = Duration::from_secs(3600);
+        // Open windows' state is no reason to commit: a commit does not free it.
         let held = Held {
             rows: 10,
             bytes: 100,
+            state_bytes: 1 << 30,
             since: Some(Instant::now()),
         };
         assert!(!held.due(&flush(11, 101, long), false));
@@ -374,14 +381,19 @@ mod tests {
         let a = Held {
             rows: 1,
             bytes: 2,
+            state_bytes: 5,
             since: Some(now),
         };
         let b = Held {
             rows: 3,
             bytes: 4,
+            state_bytes: 6,
             since: Some(earlier),
         };
         let both = a.plus(b).plus(Held::default());
-        assert_eq!((both.rows, both.bytes, both.since), (4, 6, Some(earlier)));
+        assert_eq!(
+            (both.rows, both.bytes, both.state_bytes, both.since),
+            (4, 6, 11, Some(earlier))
+        );
     }
 }

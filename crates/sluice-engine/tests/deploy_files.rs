@@ -98,6 +98,7 @@ fn every_event_once() -> Metrics {
     });
     metrics.emit(Buffered {
         bytes: 1,
+        window_state: 1,
         budget: 2,
     });
     metrics.emit(WatermarkMoved {

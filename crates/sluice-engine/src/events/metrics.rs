@@ -61,7 +61,9 @@ pub const LANES_OPENED: &str = "sluice_lanes_opened";
 pub const LANES_DROPPED: &str = "sluice_lanes_dropped";
 /// Bytes buffered over all tables and partitions.
 pub const BUFFERED_BYTES: &str = "sluice_buffered_bytes";
-/// The memory budget for buffers, in bytes.
+/// Bytes of open windows' state (partial aggregates, or rows) over all windows and partitions.
+pub const WINDOW_STATE_BYTES: &str = "sluice_window_state_bytes";
+/// The memory budget for buffers and open windows, in bytes.
 pub const MEMORY_BUDGET: &str = "sluice_memory_budget_bytes";
 /// Commits made early because the buffers went over the memory budget, by `table`.
 pub const BUDGET_COMMITS: &str = "sluice_memory_budget_commits";
@@ -195,6 +197,7 @@ pub struct Metrics {
     pub(super) lanes_opened: Counter,
     pub(super) lanes_dropped: Counters<WhyLabel>,
     pub(super) buffered_bytes: Gauge,
+    pub(super) window_state_bytes: Gauge,
     pub(super) memory_budget: Gauge,
     pub(super) budget_commits: Counters<TableLabel>,
     pub(super) received_to_acknowledged: Histograms<KindLabel>,
@@ -326,9 +329,14 @@ impl Default for Metrics {
                 "Bytes buffered over all tables and partitions",
                 Gauge::default()
             ),
+            window_state_bytes: registered!(
+                WINDOW_STATE_BYTES,
+                "Bytes of open windows' state over all windows and partitions",
+                Gauge::default()
+            ),
             memory_budget: registered!(
                 MEMORY_BUDGET,
-                "The memory budget for buffers, in bytes",
+                "The memory budget for buffers and open windows, in bytes",
                 Gauge::default()
             ),
             budget_commits: registered!(

@@ -467,6 +467,8 @@ impl Event for OverMemoryBudget<'_> {
 pub struct Buffered {
     /// Bytes buffered over all tables and partitions.
     pub bytes: u64,
+    /// Bytes of open windows' state over all windows and partitions.
+    pub window_state: u64,
     /// The budget.
     pub budget: u64,
 }
@@ -474,6 +476,7 @@ pub struct Buffered {
 impl Event for Buffered {
     fn emit(self, metrics: &Metrics) {
         metrics.buffered_bytes.set(self.bytes as i64);
+        metrics.window_state_bytes.set(self.window_state as i64);
         metrics.memory_budget.set(self.budget as i64);
     }
 }

@@ -131,7 +131,11 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
         let config = output.window_config().expect("a window table");
         let marks = window_marks_of(&**output.sink.lock().await, &key).await?;
         resumes.push(WindowLane::resume_offset(&marks));
-        window_lanes.push(WindowLane::new(marks, config.allowed_lateness_us));
+        window_lanes.push(WindowLane::new(
+            marks,
+            config.allowed_lateness_us,
+            &config.aggregation,
+        ));
     }
     let mut lane = Lane::resuming(&committed, &resumes);
     lane.windows = window_lanes;

@@ -244,8 +244,8 @@ impl State {
 
     /// Applies the commits that ended, starts committing each table whose limits are reached
     /// (with `all`, every table with pending progress, and waits for those commits), then,
-    /// while the buffers and commits in flight together exceed the memory budget, commits the
-    /// largest and waits for it.
+    /// while the buffers, commits in flight and open windows together exceed the memory budget,
+    /// commits the largest buffer and waits for it.
     async fn flush_due(&mut self, all: bool) -> Result<()> {
         self.collect_commits(all).await?;
         for index in 0..self.outputs.len() {
@@ -256,20 +256,23 @@ impl State {
         }
         self.collect_commits(all).await?;
         loop {
+            let held: Vec<Held> = self.outputs.iter().map(|r| self.held(r)).collect();
             let buffered: Vec<u64> = self
                 .outputs
                 .iter()
-                .map(|routed| {
-                    let in_flight = routed.in_flight.as_ref().map_or(0, |f| f.held.bytes);
-                    self.held(routed).bytes + in_flight
+                .zip(&held)
+                .map(|(routed, held)| {
+                    held.bytes + routed.in_flight.as_ref().map_or(0, |f| f.held.bytes)
                 })
                 .collect();
-            let total = buffered.iter().sum();
+            let window_state = held.iter().map(|h| h.state_bytes).sum();
             self.metrics.emit(Buffered {
-                bytes: total,
+                bytes: buffered.iter().sum(),
+                window_state,
                 budget: self.memory_budget,
             });
-            let Some(largest) = largest_over_budget(&buffered, self.memory_budget) else {
+            let Some(largest) = largest_over_budget(&buffered, window_state, self.memory_budget)
+            else {
                 break;
             };
             self.metrics.emit(OverMemoryBudget {
@@ -352,9 +355,10 @@ impl State {
     }
 }
 
-/// The table to commit when the buffers together exceed `budget`: the one holding the most.
-fn largest_over_budget(buffered: &[u64], budget: u64) -> Option<usize> {
-    if buffered.iter().sum::<u64>() <= budget {
+/// The table to commit when the buffers and `unfreed` bytes (open windows) together exceed
+/// `budget`: the one holding the most, if any holds something.
+fn largest_over_budget(buffered: &[u64], unfreed: u64, budget: u64) -> Option<usize> {
+    if buffered.iter().sum::<u64>() + unfreed <= budget {
         return None;
     }
     (0..buffered.len())
@@ -381,9 +385,16 @@ mod tests {
 
     #[test]
     fn over_the_budget_the_largest_buffer_goes_first() {
-        assert_eq!(largest_over_budget(&[10, 20, 30], 60), None);
-        assert_eq!(largest_over_budget(&[10, 40, 30], 60), Some(1));
-        assert_eq!(largest_over_budget(&[0, 0, 61], 60), Some(2));
-        assert_eq!(largest_over_budget(&[], 0), None);
+        assert_eq!(largest_over_budget(&[10, 20, 30], 0, 60), None);
+        assert_eq!(largest_over_budget(&[10, 40, 30], 0, 60), Some(1));
+        assert_eq!(largest_over_budget(&[0, 0, 61], 0, 60), Some(2));
+        assert_eq!(largest_over_budget(&[], 0, 0), None);
+    }
+
+    #[test]
+    fn open_windows_count_in_the_budget_but_only_buffers_are_committed() {
+        assert_eq!(largest_over_budget(&[10, 20], 30, 60), None);
+        assert_eq!(largest_over_budget(&[10, 20], 31, 60), Some(1));
+        assert_eq!(largest_over_budget(&[0, 0], 100, 60), None);
     }
 }

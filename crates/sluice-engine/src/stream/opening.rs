@@ -193,7 +193,7 @@ pub(super) async fn lane_for<'a>(
             };
             let marks = window_marks_of(&**routed.output.sink.lock().await, &key).await?;
             resumes.push(WindowLane::resume_offset(&marks));
-            let lane = WindowLane::new(marks, config.allowed_lateness_us);
+            let lane = WindowLane::new(marks, config.allowed_lateness_us, &config.aggregation);
             window_lanes.push(match &routed.fed_by {
                 Some(fed) => lane.fed_by_partitions(fed.partitions, config.idle_timeout, now),
                 None => lane,

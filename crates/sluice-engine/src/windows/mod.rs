@@ -1,9 +1,10 @@
-//! A partition lane's state for one window aggregation: the rows of its open windows, its
-//! watermark, and the windows it emitted that are not committed yet.
+//! A partition lane's state for one window aggregation: its open windows (as partial
+//! aggregates per window and key, or as rows where the query needs them), its watermark, and
+//! the windows it emitted that are not committed yet.
 //!
 //! Exactly once by replay (docs/DESIGN.md, "Windows"): each commit of a window table records,
 //! per partition, the last offset processed (`V`, the `txn` version), the offset to replay
-//! from (`replay_from`: where the oldest batch still holding rows of open windows began), the
+//! from (`replay_from`: where the oldest batch with rows in open windows began), the
 //! newest event time before that offset (`replay_max_us`), the close watermark (`close_us`:
 //! every window ending at or before it was emitted) and the newest event time seen
 //! (`max_event_us`). A lane reopened from them reads from `replay_from`, decides again which
@@ -32,7 +33,7 @@ use arrow::array::{Array, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use sluice_core::schema::OFFSET_COLUMN;
-use sluice_core::windows::{WindowAggregation, WindowKind};
+use sluice_core::windows::{OpenAggregates, WindowAggregation, WindowKind};
 
 use crate::lanes::Pending;
 
@@ -60,6 +61,15 @@ pub struct WindowMarks {
     pub max_event_us: Option<i64>,
 }
 
+/// Where a batch with rows in open windows began: what a replay starts from.
+#[derive(Debug, Clone, Copy)]
+struct BatchStart {
+    /// The offset of the batch's first record.
+    first_offset: i64,
+    /// The newest event time before that record.
+    max_before: Option<i64>,
+}
+
 /// Rows of open windows from one batch of records.
 #[derive(Debug)]
 struct OpenRows {
@@ -67,10 +77,167 @@ struct OpenRows {
     /// Per row, the lateness line when it was read: windows ending at or before it do not
     /// take the row (a hopping window's earlier windows may still be open then).
     floors: Int64Array,
-    /// The offset of the batch's first record.
-    first_offset: i64,
-    /// The newest event time before that record.
-    max_before: Option<i64>,
+    start: BatchStart,
+}
+
+/// A batch folded into partial aggregates, needed for a replay until its last window closes.
+#[derive(Debug)]
+struct FoldedBatch {
+    start: BatchStart,
+    /// The end of the last window any of its rows is in.
+    last_end: i64,
+}
+
+/// What a lane's open windows hold.
+#[derive(Debug)]
+enum Open {
+    /// Partial aggregates per window and key, and the batches folded into them.
+    Aggregates {
+        windows: OpenAggregates,
+        batches: Vec<FoldedBatch>,
+    },
+    /// The rows (sessions, and queries DataFusion does not plan as one aggregation).
+    Rows(Vec<OpenRows>),
+}
+
+impl Open {
+    fn of(aggregation: &WindowAggregation) -> Self {
+        if aggregation.is_incremental() {
+            Self::Aggregates {
+                windows: OpenAggregates::default(),
+                batches: Vec::new(),
+            }
+        } else {
+            Self::Rows(Vec::new())
+        }
+    }
+
+    /// Where the oldest batch with rows in open windows began.
+    fn oldest(&self) -> Option<BatchStart> {
+        match self {
+            Self::Aggregates { batches, .. } => batches.first().map(|b| b.start),
+            Self::Rows(open) => open.first().map(|o| o.start),
+        }
+    }
+
+    /// Takes the rows `rows` (kept rows of one batch, each with its floor) into their windows
+    /// ending after `close`.
+    fn take(
+        &mut self,
+        aggregation: &WindowAggregation,
+        (rows, floors): (RecordBatch, Int64Array),
+        start: BatchStart,
+        close: Option<i64>,
+    ) -> Result<()> {
+        match self {
+            Self::Aggregates { windows, batches } => {
+                let times = rows
+                    .column_by_name(aggregation.event_time())
+                    .expect("rows carry event time")
+                    .as_primitive::<TimestampMicrosecondType>();
+                let newest = arrow::compute::max(times).expect("rows have event times");
+                aggregation
+                    .update(windows, &rows, &floors, close)
+                    .map_err(anyhow::Error::msg)?;
+                batches.push(FoldedBatch {
+                    start,
+                    last_end: aggregation.kind().last_end(newest),
+                });
+            }
+            Self::Rows(open) => open.push(OpenRows {
+                rows,
+                floors,
+                start,
+            }),
+        }
+        Ok(())
+    }
+
+    /// The oldest event time of the open rows (`None` with partial aggregates).
+    fn oldest_time(&self, aggregation: &WindowAggregation) -> Option<i64> {
+        let Self::Rows(open) = self else {
+            return None;
+        };
+        open.iter()
+            .filter_map(|open| {
+                let times = open.rows.column_by_name(aggregation.event_time())?;
+                arrow::compute::min(times.as_primitive::<TimestampMicrosecondType>())
+            })
+            .min()
+    }
+
+    /// Emits the windows ending in `(after, to]` and forgets what no open window needs.
+    async fn close(
+        &mut self,
+        aggregation: &WindowAggregation,
+        after: Option<i64>,
+        to: i64,
+    ) -> Result<RecordBatch> {
+        let open = match self {
+            Self::Aggregates { windows, batches } => {
+                batches.retain(|batch| batch.last_end > to);
+                return aggregation.close(windows, to).map_err(anyhow::Error::msg);
+            }
+            Self::Rows(open) => open,
+        };
+        let kind = aggregation.kind();
+        let rows: Vec<RecordBatch> = open.iter().map(|o| o.rows.clone()).collect();
+        let floors: Vec<Int64Array> = open.iter().map(|o| o.floors.clone()).collect();
+        let (emitted, still_open) = match kind {
+            WindowKind::Session { .. } => aggregation
+                .close_sessions(&rows, after, to)
+                .await
+                .map_err(anyhow::Error::msg)?,
+            _ => {
+                let emitted = aggregation
+                    .aggregate(&rows, &floors, after, to)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let event_time = aggregation.event_time();
+                let still_open = rows
+                    .iter()
+                    .map(|batch| {
+                        batch
+                            .column_by_name(event_time)
+                            .expect("rows carry event time")
+                            .as_primitive::<TimestampMicrosecondType>()
+                            .iter()
+                            .map(|t| Some(t.is_some_and(|t| kind.last_end(t) > to)))
+                            .collect()
+                    })
+                    .collect();
+                (emitted, still_open)
+            }
+        };
+        *open = std::mem::take(open)
+            .into_iter()
+            .zip(still_open)
+            .filter_map(|(open, keep)| {
+                let rows = filter_record_batch(&open.rows, &keep).expect("mask fits");
+                let floors = arrow::compute::filter(&open.floors, &keep)
+                    .expect("mask fits")
+                    .as_primitive::<Int64Type>()
+                    .clone();
+                (rows.num_rows() > 0).then_some(OpenRows {
+                    rows,
+                    floors,
+                    ..open
+                })
+            })
+            .collect();
+        Ok(emitted)
+    }
+
+    /// Memory held by the open windows.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Aggregates { windows, .. } => windows.bytes(),
+            Self::Rows(open) => open
+                .iter()
+                .map(|o| o.rows.get_array_memory_size() + o.floors.get_array_memory_size())
+                .sum(),
+        }
+    }
 }
 
 /// A lane's contribution to its stream's watermark.
@@ -109,7 +276,7 @@ pub struct WindowLane {
     /// close watermark stays where it was committed, so the replayed rows are judged as
     /// they were then and no window closes without them.
     replaying_to: Option<i64>,
-    open: Vec<OpenRows>,
+    open: Open,
     /// The newest event time up to the record being ingested, in offset order.
     running_max_us: Option<i64>,
     max_event_us: Option<i64>,
@@ -125,8 +292,12 @@ pub struct WindowLane {
 }
 
 impl WindowLane {
-    /// A lane continuing from what the window table recorded.
-    pub fn new(marks: WindowMarks, allowed_lateness_us: i64) -> Self {
+    /// A lane of `aggregation` continuing from what the window table recorded.
+    pub fn new(
+        marks: WindowMarks,
+        allowed_lateness_us: i64,
+        aggregation: &WindowAggregation,
+    ) -> Self {
         Self {
             committed: marks.committed,
             last_seen: marks.committed,
@@ -135,7 +306,7 @@ impl WindowLane {
             replaying_to: marks
                 .committed
                 .filter(|&c| Self::resume_offset(&marks).is_some_and(|from| from <= c)),
-            open: Vec::new(),
+            open: Open::of(aggregation),
             running_max_us: marks.replay_max_us,
             max_event_us: marks.max_event_us,
             close_us: marks.close_us,
@@ -180,7 +351,7 @@ impl WindowLane {
         (batch, origins): (&RecordBatch, Option<&[i32]>),
         last_offset: i64,
         now: Instant,
-    ) -> Vec<i64> {
+    ) -> Result<Vec<i64>> {
         self.last_arrival = Some(now);
         let kind = aggregation.kind();
         let times = batch
@@ -235,12 +406,13 @@ impl WindowLane {
         let rows = filter_record_batch(&aggregation.keep(batch), &BooleanArray::from(keep))
             .expect("mask fits");
         if let Some((first_offset, max_before)) = first.filter(|_| rows.num_rows() > 0) {
-            self.open.push(OpenRows {
-                rows,
-                floors: Int64Array::from(floors),
+            let start = BatchStart {
                 first_offset,
                 max_before,
-            });
+            };
+            let floors = Int64Array::from(floors);
+            self.open
+                .take(aggregation, (rows, floors), start, self.close_us)?;
         }
         if self.replaying_to.is_some_and(|to| last_offset >= to) {
             self.replaying_to = None;
@@ -249,7 +421,7 @@ impl WindowLane {
             self.last_seen = Some(last_offset);
             self.since.get_or_insert(now);
         }
-        late
+        Ok(late)
     }
 
     /// When a record last arrived, if one has.
@@ -307,39 +479,11 @@ impl WindowLane {
     }
 
     async fn close_to(&mut self, aggregation: &WindowAggregation, to: i64) -> Result<()> {
-        let kind = aggregation.kind();
         if self.close_us.is_some_and(|close| to <= close) {
             return Ok(());
         }
         if self.closes_any(aggregation, to) {
-            let rows: Vec<RecordBatch> = self.open.iter().map(|o| o.rows.clone()).collect();
-            let floors: Vec<Int64Array> = self.open.iter().map(|o| o.floors.clone()).collect();
-            let (emitted, still_open) = match kind {
-                WindowKind::Session { .. } => aggregation
-                    .close_sessions(&rows, self.close_us, to)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-                _ => {
-                    let emitted = aggregation
-                        .aggregate(&rows, &floors, self.close_us, to)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
-                    let event_time = aggregation.event_time();
-                    let still_open = rows
-                        .iter()
-                        .map(|batch| {
-                            batch
-                                .column_by_name(event_time)
-                                .expect("rows carry event time")
-                                .as_primitive::<TimestampMicrosecondType>()
-                                .iter()
-                                .map(|t| Some(t.is_some_and(|t| kind.last_end(t) > to)))
-                                .collect()
-                        })
-                        .collect();
-                    (emitted, still_open)
-                }
-            };
+            let emitted = self.open.close(aggregation, self.close_us, to).await?;
             if emitted.num_rows() > 0 {
                 // Another lane's progress can close this lane's windows: pending without any
                 // new offset of its own.
@@ -347,49 +491,33 @@ impl WindowLane {
                 self.pending.push(emitted);
                 self.since.get_or_insert_with(Instant::now);
             }
-            self.open = std::mem::take(&mut self.open)
-                .into_iter()
-                .zip(still_open)
-                .filter_map(|(open, keep)| {
-                    let rows = filter_record_batch(&open.rows, &keep).expect("mask fits");
-                    let floors = arrow::compute::filter(&open.floors, &keep)
-                        .expect("mask fits")
-                        .as_primitive::<Int64Type>()
-                        .clone();
-                    (rows.num_rows() > 0).then_some(OpenRows {
-                        rows,
-                        floors,
-                        ..open
-                    })
-                })
-                .collect();
         }
         self.close_us = Some(to);
         Ok(())
     }
 
-    /// Whether moving the close watermark to `to` can close a window of the open rows.
+    /// Whether moving the close watermark to `to` can close an open window.
     fn closes_any(&self, aggregation: &WindowAggregation, to: i64) -> bool {
         let kind = aggregation.kind();
-        let oldest = self
-            .open
-            .iter()
-            .filter_map(|open| {
-                let times = open.rows.column_by_name(aggregation.event_time())?;
-                arrow::compute::min(times.as_primitive::<TimestampMicrosecondType>())
-            })
-            .min();
-        let Some(oldest) = oldest else {
-            return false;
-        };
         match kind.size_and_slide() {
             // Window ends are multiples of the slide: nothing closes unless one is crossed.
-            Some((_, slide)) => self
-                .close_us
-                .is_none_or(|close| to.div_euclid(slide) > close.div_euclid(slide)),
+            Some((_, slide)) => {
+                self.open.oldest().is_some()
+                    && self
+                        .close_us
+                        .is_none_or(|close| to.div_euclid(slide) > close.div_euclid(slide))
+            }
             // A session ends at least a gap after its oldest event.
-            None => kind.last_end(oldest) <= to,
+            None => self
+                .open
+                .oldest_time(aggregation)
+                .is_some_and(|oldest| kind.last_end(oldest) <= to),
         }
+    }
+
+    /// Memory held by the open windows.
+    pub fn state_bytes(&self) -> usize {
+        self.open.bytes()
     }
 
     /// Whether there is progress or emitted windows not yet committed.
@@ -411,8 +539,8 @@ impl WindowLane {
     /// caller reports success.
     pub fn take_pending(&mut self) -> Option<Pending> {
         let last_offset = self.last_seen.filter(|_| self.has_pending())?;
-        let (replay_from, replay_max) = match self.open.first() {
-            Some(open) => (open.first_offset, open.max_before),
+        let (replay_from, replay_max) = match self.open.oldest() {
+            Some(start) => (start.first_offset, start.max_before),
             None => (last_offset + 1, self.running_max_us),
         };
         let mut marks = vec![(REPLAY_FROM, replay_from)];

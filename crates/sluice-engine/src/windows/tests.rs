@@ -48,8 +48,12 @@ fn batch(events: &[(u8, i64, i64)], first_offset: i64) -> RecordBatch {
 /// (window start, device) → (count, sum).
 type Emitted = BTreeMap<(i64, String), (i64, i64)>;
 
-fn aggregation(kind: WindowKind) -> WindowAggregation {
-    WindowAggregation::compile(
+/// A window job: its kind, and whether its query keeps the rows of open windows.
+type Job = (WindowKind, bool);
+
+/// Counts and sums per window and device; with `rows`, open windows keep their rows.
+fn aggregation((kind, rows): Job) -> WindowAggregation {
+    let aggregation = WindowAggregation::compile(
         kind,
         &schema(),
         "ts",
@@ -59,7 +63,14 @@ fn aggregation(kind: WindowKind) -> WindowAggregation {
             ("s".into(), "sum(v)".into()),
         ],
     )
-    .unwrap()
+    .unwrap();
+    let sessions = matches!(kind, WindowKind::Session { .. });
+    assert_eq!(aggregation.is_incremental(), !sessions);
+    if rows {
+        aggregation.keeping_rows()
+    } else {
+        aggregation
+    }
 }
 
 /// Adds the windows of committed rows to `windows`; a window emitted twice fails.
@@ -99,16 +110,16 @@ struct Jump {
 /// moves it there again (the stream does after every batch) and goes on with the same
 /// batches as before. Returns the windows and the number of late events.
 fn run(
-    kind: WindowKind,
+    job: Job,
     arrivals: &[(u8, i64, i64)],
     (splits, holds): (&[usize], &[i64]),
     jump: Option<Jump>,
 ) -> (Emitted, usize) {
-    let aggregation = aggregation(kind);
+    let aggregation = aggregation(job);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let mut lane = WindowLane::new(WindowMarks::default(), LATENESS);
+    let mut lane = WindowLane::new(WindowMarks::default(), LATENESS, &aggregation);
     let mut windows = BTreeMap::new();
     let mut late = 0;
     let own_watermark = |lane: &WindowLane| {
@@ -124,6 +135,7 @@ fn run(
         let rows = batch(&arrivals[from..to], from as i64);
         late += lane
             .ingest(&aggregation, (&rows, None), to as i64 - 1, Instant::now())
+            .unwrap()
             .len();
         advance(lane, own_watermark(lane) - hold);
     };
@@ -158,7 +170,7 @@ fn run(
                 max_event_us: mark(MAX_EVENT_US),
             };
             collect(&mut windows, pending);
-            lane = WindowLane::new(marks, LATENESS);
+            lane = WindowLane::new(marks, LATENESS, &aggregation);
             advance(&mut lane, jumped);
             let from = WindowLane::resume_offset(&marks).unwrap() as usize;
             if from < end {
@@ -174,8 +186,9 @@ fn run(
     (windows, late)
 }
 
-fn kinds() -> impl Strategy<Value = WindowKind> {
-    prop_oneof![
+/// Tumbling and hopping windows held as partial aggregates or as rows, and sessions.
+fn jobs() -> impl Strategy<Value = Job> {
+    let fixed = prop_oneof![
         Just(WindowKind::Tumble {
             size_us: 60 * SECOND
         }),
@@ -183,7 +196,10 @@ fn kinds() -> impl Strategy<Value = WindowKind> {
             size_us: 60 * SECOND,
             slide_us: 20 * SECOND,
         }),
-        Just(WindowKind::Session { gap_us: 4 * SECOND }),
+    ];
+    prop_oneof![
+        (fixed, any::<bool>()),
+        Just((WindowKind::Session { gap_us: 4 * SECOND }, false)),
     ]
 }
 
@@ -213,7 +229,7 @@ proptest! {
     /// windows are those of the in-order run.
     #[test]
     fn any_arrival_order_within_the_lateness_gives_the_same_windows(
-        kind in kinds(),
+        job in jobs(),
         events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
         delays in prop::collection::vec(0i64..LATENESS, 400),
         splits in prop::collection::vec(1usize..60, 0..40),
@@ -227,8 +243,8 @@ proptest! {
         shuffled.sort_by_key(|(arrival, event)| (*arrival, event.1));
         let shuffled: Vec<(u8, i64, i64)> = shuffled.into_iter().map(|(_, e)| e).collect();
 
-        let (expected, none_late) = run(kind, &in_order, (&[], &[]), None);
-        let (got, late) = run(kind, &shuffled, (&splits, &[]), None);
+        let (expected, none_late) = run(job, &in_order, (&[], &[]), None);
+        let (got, late) = run(job, &shuffled, (&splits, &[]), None);
         prop_assert_eq!(none_late, 0);
         prop_assert_eq!(late, 0);
         prop_assert_eq!(got, expected);
@@ -238,15 +254,15 @@ proptest! {
     /// stream's watermark (the other partitions) holds the lane's close back.
     #[test]
     fn the_stream_watermark_decides_when_windows_close_not_what_is_late(
-        kind in kinds(),
+        job in jobs(),
         events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
         delays in prop::collection::vec(0i64..3 * LATENESS, 400),
         splits in prop::collection::vec(1usize..60, 1..40),
         holds in prop::collection::vec(0i64..2 * LATENESS, 40),
     ) {
         let arrivals = moved_back(&events, &delays);
-        let (expected, expected_late) = run(kind, &arrivals, (&splits, &[]), None);
-        let (got, late) = run(kind, &arrivals, (&splits, &holds), None);
+        let (expected, expected_late) = run(job, &arrivals, (&splits, &[]), None);
+        let (got, late) = run(job, &arrivals, (&splits, &holds), None);
         prop_assert_eq!(late, expected_late);
         prop_assert_eq!(got, expected);
     }
@@ -257,7 +273,7 @@ proptest! {
     /// gives the windows and late events of the run without a restart, each once.
     #[test]
     fn a_restart_after_any_commit_gives_the_same_windows_and_late_events(
-        kind in kinds(),
+        job in jobs(),
         events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
         delays in prop::collection::vec(0i64..3 * LATENESS, 400),
         splits in prop::collection::vec(1usize..60, 1..40),
@@ -266,8 +282,32 @@ proptest! {
     ) {
         let arrivals = moved_back(&events, &delays);
         let jump = |restart| Some(Jump { after: restart_after, restart });
-        let (expected, expected_late) = run(kind, &arrivals, (&splits, &holds), jump(false));
-        let (got, late) = run(kind, &arrivals, (&splits, &holds), jump(true));
+        let (expected, expected_late) = run(job, &arrivals, (&splits, &holds), jump(false));
+        let (got, late) = run(job, &arrivals, (&splits, &holds), jump(true));
+        prop_assert_eq!(late, expected_late);
+        prop_assert_eq!(got, expected);
+    }
+
+    /// Open windows held as partial aggregates give the windows and late events of the same
+    /// run holding rows, with a restart after any commit.
+    #[test]
+    fn partial_aggregates_give_the_windows_of_rows(
+        hopping in any::<bool>(),
+        events in prop::collection::vec((0u8..3, 0i64..100), 50..400),
+        delays in prop::collection::vec(0i64..3 * LATENESS, 400),
+        splits in prop::collection::vec(1usize..60, 1..40),
+        holds in prop::collection::vec(0i64..2 * LATENESS, 40),
+        restart_after in 1usize..40,
+    ) {
+        let kind = if hopping {
+            WindowKind::Hop { size_us: 60 * SECOND, slide_us: 20 * SECOND }
+        } else {
+            WindowKind::Tumble { size_us: 60 * SECOND }
+        };
+        let arrivals = moved_back(&events, &delays);
+        let jump = Some(Jump { after: restart_after, restart: true });
+        let (expected, expected_late) = run((kind, true), &arrivals, (&splits, &holds), jump);
+        let (got, late) = run((kind, false), &arrivals, (&splits, &holds), jump);
         prop_assert_eq!(late, expected_late);
         prop_assert_eq!(got, expected);
     }
@@ -285,12 +325,14 @@ fn an_event_behind_a_closed_window_is_late_and_not_counted() {
         (0, t0 + 10 * SECOND, 4),  // late
         (0, t0 + 61 * SECOND, 8),  // on time: its window ends at t0 + 120 s
     ];
-    let (windows, late) = run(kind, &arrivals, (&[1, 1, 1, 1], &[]), None);
-    assert_eq!(late, 1);
-    let d0 = |start: i64| windows.get(&(start, "d0".to_string())).copied();
-    assert_eq!(d0(t0), Some((1, 1)));
-    assert_eq!(d0(t0 + 60 * SECOND), Some((1, 8)));
-    assert_eq!(d0(t0 + 120 * SECOND), Some((1, 2)));
+    for rows in [false, true] {
+        let (windows, late) = run((kind, rows), &arrivals, (&[1, 1, 1, 1], &[]), None);
+        assert_eq!(late, 1);
+        let d0 = |start: i64| windows.get(&(start, "d0".to_string())).copied();
+        assert_eq!(d0(t0), Some((1, 1)));
+        assert_eq!(d0(t0 + 60 * SECOND), Some((1, 8)));
+        assert_eq!(d0(t0 + 120 * SECOND), Some((1, 2)));
+    }
 }
 
 #[test]
@@ -298,15 +340,19 @@ fn a_partition_that_never_delivers_stops_holding_the_watermark_back_once_assigne
     let idle = Duration::from_secs(30);
     let assigned = Instant::now();
     let at = |secs: u64| assigned + Duration::from_secs(secs);
-    let aggregation = aggregation(WindowKind::Tumble {
-        size_us: 60 * SECOND,
-    });
+    let aggregation = aggregation((
+        WindowKind::Tumble {
+            size_us: 60 * SECOND,
+        },
+        false,
+    ));
     let t0 = 1_795_000_000 * SECOND;
     // A partition read to its end at 2 s; another with nothing to read, whose lane opened
     // later (opening it is not hearing from it).
-    let mut read = WindowLane::new(WindowMarks::default(), LATENESS);
-    read.ingest(&aggregation, (&batch(&[(0, t0, 1)], 0), None), 0, at(2));
-    let empty = WindowLane::new(WindowMarks::default(), LATENESS);
+    let mut read = WindowLane::new(WindowMarks::default(), LATENESS, &aggregation);
+    read.ingest(&aggregation, (&batch(&[(0, t0, 1)], 0), None), 0, at(2))
+        .unwrap();
+    let empty = WindowLane::new(WindowMarks::default(), LATENESS, &aggregation);
     let watermark = |now| {
         let partitions = [(assigned, Some(&read)), (assigned, Some(&empty))];
         super::stream_watermark(partitions.into_iter(), idle, now)
