@@ -25,7 +25,9 @@ invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary
 own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
 against Spark Structured Streaming, DuckDB and Polars on the same NDJSON file; "latency":
 produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
-POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate. The sluice binary is $SLUICE_BIN, else
+POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate; and
+"window-state" (bench/window_state.py): peak RSS of a window per device against keys and event
+rate. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
@@ -41,6 +43,7 @@ from pathlib import Path
 
 import contenders
 import gateway_load
+import window_state
 from common import ROOT, free_port, pipeline, sluice_bin, timed, workload
 
 
@@ -126,6 +129,7 @@ def main():
                                                      env)
         latency = wanted("latency") and contenders.latency(3 if small else 30, work, env)
         gateway = wanted("gateway") and gateway_load.gateway(2 if small else 10, runs, work, env)
+        windows = wanted("window-state") and window_state.window_state(runs, small, work, env)
     finally:
         subprocess.run(["bash", services, "stop"], env=env, capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -149,7 +153,9 @@ def main():
         print_latency(latency)
     if gateway:
         print_gateway(gateway)
-    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency, gateway])}",
+    if windows:
+        window_state.print_window_state(windows)
+    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency, gateway, windows])}",
           file=sys.stderr)
 
 

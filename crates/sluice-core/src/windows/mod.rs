@@ -1,13 +1,15 @@
-//! Event-time windows: which windows an event falls in, and the aggregation of closed windows,
-//! which DataFusion runs as one `GROUP BY window_start, window_end, <keys>` over the rows of
-//! the windows that just closed.
+//! Event-time windows: which windows an event falls in, and the aggregation of windows, the
+//! query `SELECT window_start, window_end, <keys>, <aggregates> … GROUP BY window_start,
+//! window_end, <keys>` planned by DataFusion.
 //!
 //! A window `[start, end)` closes when the watermark reaches its end. Tumbling and hopping
 //! windows are fixed in time; a session window is a run of one key's events each less than the
-//! gap after the one before, ending a gap after its last event ([`sessions`]). State is the
-//! rows of open windows, so an aggregate is whatever DataFusion computes over rows
-//! (`count(distinct x)`, `first_value(x ORDER BY ts)`, …), exactly as batch SQL over the same
-//! events would. Only the columns the query reads are copied out of those rows when windows close.
+//! gap after the one before, ending a gap after its last event ([`sessions`]). Open fixed
+//! windows are held as partial aggregates per window and key where the query's plan is one
+//! aggregation ([`partial`]); otherwise (sessions, and plans DataFusion rewrites) as rows,
+//! aggregated in one `GROUP BY` when windows close. Either way an aggregate is whatever
+//! DataFusion computes (`count(distinct x)`, `first_value(x ORDER BY ts)`, …), exactly as batch
+//! SQL over the same events would. Only the columns the query reads are copied out of rows.
 
 mod partial;
 mod sessions;
