@@ -42,14 +42,18 @@ def timed(cmd, env):
     return wall, rss_kib / 1024, proc.stdout, cpu
 
 
-def workload(name, events, hours, shuffle):
+def workload(name, events, hours, shuffle, devices=1_000):
     path = CACHE / "bench" / f"{name}.ndjson"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        args = ["--events", str(events), "--hours", str(hours), "--out", str(path)]
+        # Written aside and renamed, so that an interrupted run leaves no partial workload.
+        partial = path.with_suffix(".partial")
+        args = ["--events", str(events), "--hours", str(hours), "--devices", str(devices),
+                "--out", str(partial)]
         if shuffle:
             args.append("--shuffle")
         subprocess.run([sys.executable, str(ROOT / "bench/gen_sensor.py"), *args], check=True)
+        partial.rename(path)
     return path
 
 

@@ -47,10 +47,11 @@ WARM_UP_S = 3
 RELAY_EVERY = 64
 
 
-def files(events, runs, work, env):
+def files(events, runs, work, env, devices=1_000, hours=1):
     sluice = sluice_bin()
-    data = workload(f"sensor-{events}", events, 1, False)
-    spark_input = work / "spark-input"
+    name = f"sensor-{events}" + (f"-{devices}-{hours}h" if (devices, hours) != (1_000, 1) else "")
+    data = workload(name, events, hours, False, devices)
+    spark_input = work / f"spark-input-{name}"
     spark_input.mkdir(exist_ok=True)
     (spark_input / data.name).symlink_to(data)
     python = sys.executable
@@ -95,7 +96,8 @@ def files(events, runs, work, env):
         shutil.rmtree(dir_)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for name, rs in measured.items()}
-    return {"events": events, "bytes": data.stat().st_size, "runs": runs, "median": med,
+    return {"events": events, "devices": devices, "hours": hours, "bytes": data.stat().st_size,
+            "runs": runs, "median": med,
             "engine_per_cpu_s": events / med["engine"]["cpu_s"],
             "landing_vs_duckdb": med["duckdb"]["wall_s"] / med["landing"]["wall_s"],
             "landing_vs_polars": med["polars"]["wall_s"] / med["landing"]["wall_s"],
@@ -143,7 +145,7 @@ def stream_latency(sluice, name, seconds, work, env):
         time.sleep(WARM_UP_S)
         warm = alert_buckets(metrics)
         finish_producing(producing)
-        own = own_latency(warm, alert_buckets(metrics))
+        end = alert_buckets(metrics)
     finally:
         outs = stop_readers(readers)
         os.killpg(stream.pid, signal.SIGINT)
@@ -151,7 +153,8 @@ def stream_latency(sluice, name, seconds, work, env):
         log.close()
     result = outs[0]
     result["broker_hop"] = outs[1]
-    result["own"] = own
+    for name in OWN_HISTOGRAMS:
+        result[name] = own_latency(warm[name], end[name])
     rss = [line for line in (dir_ / "stream.log").read_text().splitlines()
            if "Maximum resident set size" in line]
     result["stream_rss_mib"] = int(rss[0].split(":")[1]) / 1024 if rss else None
@@ -166,7 +169,8 @@ def relay_latency(seconds, env):
     source = f"bench-relay-{os.getpid()}"
     create_topics([source, f"{source}-out"], env)
     relay = subprocess.Popen([sys.executable, str(ROOT / "bench/relay.py"), env["SLUICE_BROKERS"],
-                              source, f"{source}-out", "--every", str(RELAY_EVERY)],
+                              source, f"{source}-out", "--every", str(RELAY_EVERY),
+                              "--warm-up-s", str(WARM_UP_S)],
                              env=env, stdout=subprocess.PIPE, text=True)
     readers = []
     try:
@@ -178,8 +182,10 @@ def relay_latency(seconds, env):
     finally:
         outs = stop_readers(readers)
         relay.send_signal(signal.SIGINT)
-        relay.wait(timeout=30)
-    return outs[0] if outs else {}
+        own = json.loads(relay.communicate(timeout=30)[0].strip().splitlines()[-1])
+    result = outs[0] if outs else {}
+    result["own"] = own
+    return result
 
 
 def create_topics(topics, env):
@@ -220,18 +226,24 @@ def finish_producing(producing):
     time.sleep(2)
 
 
+# sluice's own-latency histograms: to the alert's acknowledgement, and to its hand-over to the
+# producer (before the produce round trip).
+OWN_HISTOGRAMS = {"own": "sluice_received_to_acknowledged_seconds",
+                  "own_to_sent": "sluice_received_to_sent_seconds"}
+
+
 def alert_buckets(metrics_url):
-    """The cumulative buckets of sluice_received_to_acknowledged_seconds{kind="alert"}:
-    [(upper bound in seconds, count)], in order."""
+    """The cumulative buckets of each of OWN_HISTOGRAMS with kind="alert":
+    {name: [(upper bound in seconds, count)], in order}."""
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    buckets = []
+    buckets = {name: [] for name in OWN_HISTOGRAMS}
     for line in text.splitlines():
-        if line.startswith("sluice_received_to_acknowledged_seconds_bucket{") \
-                and 'kind="alert"' in line:
-            labels, count = line.rsplit(" ", 1)
-            le = labels.split('le="')[1].split('"')[0]
-            buckets.append((float(le), float(count)))
-    return sorted(buckets)
+        for name, family in OWN_HISTOGRAMS.items():
+            if line.startswith(f"{family}_bucket{{") and 'kind="alert"' in line:
+                labels, count = line.rsplit(" ", 1)
+                le = labels.split('le="')[1].split('"')[0]
+                buckets[name].append((float(le), float(count)))
+    return {name: sorted(b) for name, b in buckets.items()}
 
 
 def own_latency(before, after):

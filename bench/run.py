@@ -23,7 +23,8 @@ included (client creation; for the stream also joining the group and creating th
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
 invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary (a row of its
 own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
-against Spark Structured Streaming, DuckDB and Polars on the same NDJSON file; "latency":
+against Spark Structured Streaming, DuckDB and Polars on the same NDJSON file (sensor-1M);
+"files-10M": the same on sensor-10M (10,000,000 events, 100,000 devices, 3 hours); "latency":
 produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
 POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate; and
 "window-state" (bench/window_state.py): peak RSS of a window per device against keys and event
@@ -127,6 +128,9 @@ def main():
         results = [scenario(*s, runs, env, work) for s in scenarios]
         files = wanted("files") and contenders.files(20_000 if small else 1_000_000, runs, work,
                                                      env)
+        # sensor-10M: ten times the events, a hundred times the devices, over 3 hours.
+        files_10m = wanted("files-10M") and contenders.files(
+            20_000 if small else 10_000_000, runs, work, env, devices=100_000, hours=3)
         latency = wanted("latency") and contenders.latency(3 if small else 30, work, env)
         gateway = wanted("gateway") and gateway_load.gateway(2 if small else 10, runs, work, env)
         windows = wanted("window-state") and window_state.window_state(runs, small, work, env)
@@ -147,22 +151,24 @@ def main():
                 print(f"| {r['name']}, $BENCH_BASELINE_BIN | | | | {r['baseline_per_s']:,.0f} | "
                       f"{r['baseline_ratio']:.2f} | {r['baseline_per_cpu_s']:,.0f} | "
                       f"| {r['baseline_rss_mib']:.0f} MiB |")
-    if files:
-        print_files(files)
+    for workload in (files, files_10m):
+        if workload:
+            print_files(workload)
     if latency:
         print_latency(latency)
     if gateway:
         print_gateway(gateway)
     if windows:
         window_state.print_window_state(windows)
-    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, latency, gateway, windows])}",
+    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, files_10m, latency, gateway, windows])}",
           file=sys.stderr)
 
 
 def print_files(files):
     m = files["median"]
     events = files["events"]
-    print(f"\n| {events:,} events from NDJSON ({files['bytes'] / events:.0f} B/event) | wall | "
+    print(f"\n| {events:,} events, {files['devices']:,} devices, {files['hours']} h, from NDJSON "
+          f"({files['bytes'] / events:.0f} B/event) | wall | "
           f"events/s | CPU-s | events per CPU-second | peak RSS |")
     print("|---|---:|---:|---:|---:|---:|")
     rows = [("sluice load, sensor job (engine alone)", "engine"),
@@ -205,6 +211,10 @@ def print_latency(latency):
     print(f"sluice's own part (record received → alert acknowledged, its histogram, "
           f"{own.get('alerts', 0):,} alerts): p50 {own.get('p50_ms', float('nan')):.1f} ms, "
           f"p99 **{own.get('p99_ms', float('nan')):.1f} ms**")
+    sent = latency.get("own_to_sent", {})
+    print(f"  of which up to the producer (record received → alert handed to the producer, "
+          f"{sent.get('alerts', 0):,} alerts): p50 {sent.get('p50_ms', float('nan')):.1f} ms, "
+          f"p99 **{sent.get('p99_ms', float('nan')):.1f} ms**")
     hop = latency["broker_hop"]
     print(f"one hop through the broker alone (produce→source topic, every tenth event): "
           f"p50 {hop.get('p50_ms', float('nan')):.1f} ms, p99 "
@@ -215,6 +225,11 @@ def print_latency(latency):
           f"p99 **{relay.get('p99_ms', float('nan')):.1f} ms**, max "
           f"{relay.get('max_ms', float('nan')):.1f} ms; sluice's p99 ÷ the relay's: "
           f"**{latency.get('p99_ms', float('nan')) / relay.get('p99_ms', float('nan')):.2f}**")
+    relay_own = relay.get("own", {})
+    print(f"the relay's own part (produce() → acknowledged, librdkafka's Message.latency(), "
+          f"{relay_own.get('records', 0):,} records): p50 "
+          f"{relay_own.get('p50_ms', float('nan')):.1f} ms, p99 "
+          f"**{relay_own.get('p99_ms', float('nan')):.1f} ms**")
 
 
 def print_gateway(g):

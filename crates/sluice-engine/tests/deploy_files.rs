@@ -66,6 +66,10 @@ fn every_event_once() -> Metrics {
         kind: sluice_kafka::side::SideKind::Alert,
         after: Duration::from_millis(2),
     });
+    metrics.emit(SideSent {
+        kind: sluice_kafka::side::SideKind::Alert,
+        after: Duration::from_millis(1),
+    });
     metrics.emit(CommitFenced {
         table: "x",
         error: &error,

@@ -71,6 +71,10 @@ pub const BUDGET_COMMITS: &str = "sluice_memory_budget_commits";
 /// acknowledgement of a side record it gave, by kind (`alert`, `dead_letter`, `late`,
 /// `forward`): sluice's own latency plus the broker's produce round trip.
 pub const RECEIVED_TO_ACKNOWLEDGED: &str = "sluice_received_to_acknowledged_seconds";
+/// Seconds from a source record's receipt to a side record it gave being handed to the
+/// producer, by kind: sluice's own part of [`RECEIVED_TO_ACKNOWLEDGED`], without the produce
+/// round trip.
+pub const RECEIVED_TO_SENT: &str = "sluice_received_to_sent_seconds";
 /// Seconds from the receipt of the oldest row (or progress) a commit lands to the end of that
 /// commit, by table.
 pub const RECEIVED_TO_COMMITTED: &str = "sluice_received_to_committed_seconds";
@@ -201,6 +205,7 @@ pub struct Metrics {
     pub(super) memory_budget: Gauge,
     pub(super) budget_commits: Counters<TableLabel>,
     pub(super) received_to_acknowledged: Histograms<KindLabel>,
+    pub(super) received_to_sent: Histograms<KindLabel>,
     pub(super) received_to_committed: Histograms<TableLabel>,
     pub(super) landed: Mutex<HashMap<String, Landed>>,
     pub(super) summary: Mutex<Summary>,
@@ -347,6 +352,11 @@ impl Default for Metrics {
             received_to_acknowledged: registered!(
                 RECEIVED_TO_ACKNOWLEDGED,
                 "Seconds from a source record's receipt to Kafka's acknowledgement of a side record it gave, by kind (alert, dead_letter, late, forward)",
+                histograms(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)))
+            ),
+            received_to_sent: registered!(
+                RECEIVED_TO_SENT,
+                "Seconds from a source record's receipt to a side record it gave being handed to the producer, by kind",
                 histograms(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)))
             ),
             received_to_committed: registered!(

@@ -192,6 +192,26 @@ impl Event for SideAcknowledged {
     }
 }
 
+/// A side record handed to the producer.
+pub struct SideSent {
+    /// What it is.
+    pub kind: SideKind,
+    /// Since its source record was received.
+    pub after: Duration,
+}
+
+impl Event for SideSent {
+    fn emit(self, metrics: &Metrics) {
+        let label = KindLabel {
+            kind: self.kind.label(),
+        };
+        metrics
+            .received_to_sent
+            .get_or_create(&label)
+            .observe(self.after.as_secs_f64());
+    }
+}
+
 /// Events forwarded to a window's repartition topic.
 pub struct EventsForwarded<'a> {
     /// The window.
@@ -567,7 +587,7 @@ mod tests {
     }
 
     #[test]
-    fn an_acknowledged_side_record_is_timed_by_kind() {
+    fn a_side_record_is_timed_by_kind_when_sent_and_when_acknowledged() {
         let metrics = Metrics::default();
         metrics.emit(SideAcknowledged {
             kind: SideKind::Alert,
@@ -578,6 +598,19 @@ mod tests {
             "sluice_received_to_acknowledged_seconds_count{kind=\"alert\"} 1",
             "sluice_received_to_acknowledged_seconds_bucket{le=\"0.002\",kind=\"alert\"} 0",
             "sluice_received_to_acknowledged_seconds_bucket{le=\"0.004\",kind=\"alert\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        assert!(!text.contains("sluice_received_to_sent_seconds_count{kind=\"alert\"} 1"));
+        metrics.emit(SideSent {
+            kind: SideKind::Alert,
+            after: Duration::from_micros(700),
+        });
+        let text = metrics.render();
+        for line in [
+            "sluice_received_to_sent_seconds_count{kind=\"alert\"} 1",
+            "sluice_received_to_sent_seconds_bucket{le=\"0.0005\",kind=\"alert\"} 0",
+            "sluice_received_to_sent_seconds_bucket{le=\"0.001\",kind=\"alert\"} 1",
         ] {
             assert!(text.contains(line), "{line} not in {text}");
         }

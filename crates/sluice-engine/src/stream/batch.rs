@@ -1,9 +1,10 @@
 //! Reading one batch: rebalances applied (revoked lanes dropped), then per partition the
-//! records admitted in offset order, decoded into Arrow once, fed to the windows (which find
-//! the late events), their side records sent (dead letters, alerts, late copies, forwards to
-//! repartition topics) and the rows appended to each table's buffer: the stream's
+//! records admitted in offset order (on the loop), then the partitions processed side by side
+//! on every core ([`on_every_core`]; each partition on one thread, so in offset order, with
+//! its own lane): decoded into Arrow once, fed to the windows (which find the late events),
+//! their side records handed to the producer (dead letters, alerts, late copies, forwards to
+//! repartition topics) and the rows appended to each table's buffer. The stream's
 //! [`Job`](crate::job::Job) does all but the reading and the sending.
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -12,15 +13,18 @@ use arrow::array::RecordBatch;
 use sluice_core::RawRecord;
 use sluice_core::config::defaults;
 use sluice_kafka::consumer::{Consumed, RebalanceEvent};
-use sluice_kafka::side::{ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
+use sluice_kafka::side::{
+    ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, SideProducer, SideRecord,
+};
 use tracing::info;
 
-use crate::events::{PartitionsAssigned, PartitionsRevoked, RecordsRead};
+use crate::events::{Metrics, PartitionsAssigned, PartitionsRevoked, RecordsRead, SideSent};
 use crate::operators::Batch;
 
+use super::cores::on_every_core;
 use super::opening::{by_topic, lane_for, side_marks};
-use super::{State, refresh_tables};
-use crate::lanes::Admit;
+use super::{Source, State, refresh_tables};
+use crate::lanes::{Admit, Lane};
 use crate::repartition::origin_partition;
 use crate::side::Original;
 
@@ -73,7 +77,7 @@ impl State {
                 .or_default()
                 .push(message);
         }
-        let ingested_at_us = chrono::Utc::now().timestamp_micros();
+        let mut admitted = Vec::with_capacity(by_partition.len());
         for ((topic, partition), records) in by_partition {
             let key = (topic.to_string(), partition);
             if !self.assigned.contains_key(&key) {
@@ -122,50 +126,124 @@ impl State {
                     }
                 }
             }
-            let Some(last_offset) = taken.last().map(|r| r.offset) else {
-                continue;
-            };
-            let source = &self.sources[topic];
-            let decoded = source.decoder.decode(topic, &taken, ingested_at_us);
-            let origins = source
-                .reads_origins
-                .then(|| origins_of(&records, &decoded.batch))
-                .transpose()?;
-            let first = records[0].offset();
-            let original = |offset: i64| {
-                let message = records
-                    .get(usize::try_from(offset - first).ok()?)
-                    .filter(|m| m.offset() == offset)
-                    .or_else(|| records.iter().find(|m| m.offset() == offset))?;
-                Some(original_of(message))
-            };
-            let batch = Batch {
-                topic,
-                partition,
-                decoded: &decoded,
-                origins: origins.as_deref(),
-                last_offset,
-                now,
-                original: &original,
-            };
-            let out = source.job.process(&batch, lane, &self.metrics)?;
-            if out.side.records.is_empty() && out.forwarded.is_empty() {
-                continue;
-            }
-            let producer = self
-                .side_producer
-                .as_ref()
-                .context("side records to send but no side topics")?;
-            tokio::task::block_in_place(|| {
-                (out.side.records.iter())
-                    .chain(&out.forwarded)
-                    .try_for_each(|record| producer.send(record, Some(now)))
-            })?;
-            for record in &out.side.records {
-                lane.side_marks.insert(record.topic.clone(), record.mark);
+            if !taken.is_empty() {
+                admitted.push(Admitted {
+                    topic,
+                    partition,
+                    records,
+                    taken,
+                });
             }
         }
+        // Each partition's admitted records, with its lane, for as many threads as there are
+        // cores: lanes are independent, and each stays on one thread, in offset order.
+        let mut lanes: HashMap<(&str, i32), &mut Lane> = (self.lanes.iter_mut())
+            .map(|((topic, partition), lane)| ((topic.as_str(), *partition), lane))
+            .collect();
+        let work: Vec<(Admitted<'_, '_>, &mut Lane)> = admitted
+            .into_iter()
+            .map(|a| {
+                let lane = lanes.remove(&(a.topic, a.partition)).expect("admitted");
+                (a, lane)
+            })
+            .collect();
+        let shared = Shared {
+            sources: &self.sources,
+            producer: self.side_producer.as_ref(),
+            metrics: &self.metrics,
+            now,
+            ingested_at_us: chrono::Utc::now().timestamp_micros(),
+        };
+        tokio::task::block_in_place(|| {
+            on_every_core(
+                work,
+                |(admitted, _)| admitted.taken.len(),
+                PARALLEL_FROM_RECORDS,
+                |(admitted, lane)| shared.process(&admitted, lane),
+            )
+        })?;
         Ok(messages.len())
+    }
+}
+
+/// Below this many records in a batch, its partitions are processed on the loop's thread
+/// alone: starting threads would cost more than it saves.
+const PARALLEL_FROM_RECORDS: usize = 512;
+
+/// One partition's records in a batch, and those of them its lane admitted.
+struct Admitted<'m, 'c> {
+    topic: &'m str,
+    partition: i32,
+    records: Vec<&'m Consumed<'c>>,
+    taken: Vec<RawRecord<'m>>,
+}
+
+/// What processing any partition's records needs, shared by the threads.
+struct Shared<'s> {
+    sources: &'s BTreeMap<String, Source>,
+    producer: Option<&'s SideProducer>,
+    metrics: &'s Metrics,
+    /// The batch's receipt.
+    now: Instant,
+    ingested_at_us: i64,
+}
+
+impl Shared<'_> {
+    /// Decodes one partition's admitted records into Arrow, runs its stream's job over them
+    /// with its lane, and hands the side records and forwards they give to the producer.
+    fn process(&self, admitted: &Admitted<'_, '_>, lane: &mut Lane) -> Result<()> {
+        let Admitted {
+            topic,
+            partition,
+            records,
+            taken,
+        } = admitted;
+        let last_offset = taken.last().expect("some taken").offset;
+        let source = &self.sources[*topic];
+        let decoded = source.decoder.decode(topic, taken, self.ingested_at_us);
+        let origins = source
+            .reads_origins
+            .then(|| origins_of(records, &decoded.batch))
+            .transpose()?;
+        let first = records[0].offset();
+        let original = |offset: i64| {
+            let message = records
+                .get(usize::try_from(offset - first).ok()?)
+                .filter(|m| m.offset() == offset)
+                .or_else(|| records.iter().find(|m| m.offset() == offset))?;
+            Some(original_of(message))
+        };
+        let batch = Batch {
+            topic,
+            partition: *partition,
+            decoded: &decoded,
+            origins: origins.as_deref(),
+            last_offset,
+            now: self.now,
+            original: &original,
+        };
+        let out = source.job.process(&batch, lane, self.metrics)?;
+        let sending: Vec<&SideRecord> = out.side.records.iter().chain(&out.forwarded).collect();
+        if sending.is_empty() {
+            return Ok(());
+        }
+        let producer = self
+            .producer
+            .context("side records to send but no side topics")?;
+        for record in &sending {
+            producer.send(record, Some(self.now))?;
+        }
+        let after = self.now.elapsed();
+        for record in sending {
+            self.metrics.emit(SideSent {
+                kind: record.kind,
+                after,
+            });
+        }
+        for record in &out.side.records {
+            lane.side_marks.insert(record.topic.clone(), record.mark);
+        }
+        Ok(())
     }
 }
 

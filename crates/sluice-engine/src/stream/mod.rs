@@ -1,14 +1,15 @@
 //! `sluice stream`: one member of a consumer group running a pipeline file.
 //!
 //! The loop: take a batch of records → apply rebalances (drop revoked lanes) → per partition,
-//! admit records in offset order → decode them into Arrow in one pass → append the rows to each
-//! table's buffer in that lane → commit every table whose flush limit (rows, bytes, latency) is
-//! reached, as one Delta commit carrying each lane's last offset, on a task of its own while
-//! the loop goes on ([`commits`]). Progress lives in the lake; Kafka's committed offsets follow
-//! it for lag metrics only.
-
+//! admit records in offset order → per partition, on every core ([`cores`]): decode them into
+//! Arrow in one pass, run the windows and rules, send the side records, and append the rows
+//! to each table's buffer in that lane → commit every table whose flush limit (rows, bytes,
+//! latency) is reached, as one Delta commit carrying each lane's last offset, on a task of
+//! its own while the loop goes on ([`commits`]). Progress lives in the lake; Kafka's
+//! committed offsets follow it for lag metrics only.
 mod batch;
 mod commits;
+mod cores;
 mod emit;
 /// Tables, producer and lanes opened from the lake and the side topics.
 mod opening;

@@ -136,6 +136,11 @@ topic = "{alerts}"
     prometheus.wait_for(&acknowledged("dead_letter"), long, |r| {
         r.first().is_some_and(|(_, v)| *v == bad.len() as f64)
     });
+    // Each is also timed when handed to the producer, before its acknowledgement.
+    let sent = "sum(sluice_received_to_sent_seconds_count{kind=\"alert\"})";
+    prometheus.wait_for(sent, long, |r| {
+        r.first().is_some_and(|(_, v)| *v == every_event)
+    });
     prometheus.wait_for(
         "sum(sluice_received_to_committed_seconds_count)",
         long,
