@@ -5,6 +5,7 @@
 //! their side records handed to the producer (dead letters, alerts, late copies, forwards to
 //! repartition topics) and the rows appended to each table's buffer. The stream's
 //! [`Job`](crate::job::Job) does all but the reading and the sending.
+
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
