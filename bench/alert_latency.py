@@ -23,6 +23,8 @@ import time
 
 from confluent_kafka import Consumer
 
+from common import arrived
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,7 +43,7 @@ def main():
     consumer.subscribe([args.topic])
     latencies = []
     while not stop:
-        for message in consumer.consume(num_messages=1000, timeout=0.1):
+        for message in arrived(consumer, 0.1):
             arrived_ms = time.time() * 1000
             if message.error() or message.offset() % args.every:
                 continue

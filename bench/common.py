@@ -1,6 +1,7 @@
 """What the benchmark scripts share: where things are, the workloads, the pipeline files, and
 running a contender under /usr/bin/time."""
 
+import json
 import os
 import re
 import shutil
@@ -26,6 +27,15 @@ def sluice_bin():
         return os.environ["SLUICE_BIN"]
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     return str(target / "release/sluice")
+
+
+def arrived(consumer, timeout):
+    """The records that have arrived at a confluent-kafka `consumer`: waits up to `timeout`
+    seconds for a first one, then takes only what is ready, as `sluice stream`'s consumer
+    does. (`Consumer.consume(n, timeout)` waits for n records or the whole timeout, which
+    would add up to that timeout to every latency measured.)"""
+    first = consumer.poll(timeout)
+    return [] if first is None else [first, *consumer.consume(num_messages=999, timeout=0)]
 
 
 def timed(cmd, env):
@@ -106,5 +116,13 @@ key = "device_id"
 name = "sensor_events"
 from = "sensor_events"
 uri = "{table}"
-""")
+{kafka_options()}""")
     return file
+
+
+def kafka_options():
+    """$BENCH_KAFKA_OPTIONS (a JSON object of librdkafka settings, e.g.
+    '{"fetch.wait.max.ms": "10"}') as the pipeline's [kafka.options], for every stream run."""
+    options = json.loads(os.environ.get("BENCH_KAFKA_OPTIONS", "{}"))
+    lines = "".join(f"{json.dumps(k)} = {json.dumps(str(v))}\n" for k, v in options.items())
+    return f"\n[kafka.options]\n{lines}" if options else ""

@@ -21,8 +21,9 @@ sluice between them) of an alert. sluice's own part, from its own histogram
 `sluice_received_to_acknowledged_seconds{kind="alert"}` (a record's batch leaving the
 consumer → Kafka acknowledging its alert) scraped at the end of the warm-up and at the end and
 subtracted, as Prometheus's histogram_quantile interpolates it within a bucket (so the
-figures are bucket-accurate: 0.5, 1, 2, 4 … ms). BENCH_FETCH_WAIT_MS=N sets the stream's
-librdkafka `fetch.wait.max.ms` through the pipeline's [kafka.options]. Then the floor:
+figures are bucket-accurate: 0.5, 1, 2, 4 … ms). BENCH_KAFKA_OPTIONS='{"fetch.wait.max.ms":
+"10"}' sets librdkafka settings of every stream run through the pipeline's [kafka.options].
+Then the floor:
 bench/relay.py, a plain librdkafka consumer→producer with the stream's client settings,
 relays one event in 64 (about the alert rate) from a fresh topic fed the same way, read by
 the same reader. BENCH_BASELINE_BIN=path runs the stream part with that binary too, first.
@@ -77,7 +78,10 @@ def files(events, runs, work, env, devices=1_000, hours=1):
                        str(dir_ / "polars.parquet")],
             # spark-submit execs the JVM, which runs the Python driver as its child: both are
             # measured (pyspark started from python would leave the JVM unmeasured).
+            # 8 GiB of heap, as a Spark user would give it on this 24 GiB machine (its state
+            # store is RocksDB: bench/spark_job.py).
             "spark": [str(Path(python).parent / "spark-submit"), "--master", "local[*]",
+                      "--driver-memory", "8g",
                       str(ROOT / "bench/spark_job.py"), str(spark_input), str(dir_ / "spark")],
         }
         if baseline:
@@ -122,9 +126,6 @@ def stream_latency(sluice, name, seconds, work, env):
     create_topics([topic] + [f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")], env)
     dir_ = work / f"latency-{name}"
     file = pipeline(dir_, topic, topic, dir_ / "lake/sensor_events", True)
-    if os.environ.get("BENCH_FETCH_WAIT_MS"):
-        with open(file, "a") as f:
-            f.write(f'\n[kafka.options]\n"fetch.wait.max.ms" = "{os.environ["BENCH_FETCH_WAIT_MS"]}"\n')
     log = open(dir_ / "stream.log", "w")
     metrics = f"http://127.0.0.1:{free_port()}/metrics"
     # Its own process group: /usr/bin/time does not pass signals on, so SIGINT goes to both.

@@ -19,9 +19,12 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 
 from confluent_kafka import Consumer, Producer
+
+from common import arrived
 
 
 def main():
@@ -49,18 +52,26 @@ def main():
     acknowledged = []
     counted = lambda err, message: err is None and acknowledged.append(message.latency())
     first = None
+    # Acknowledgements are served on a thread of their own, as sluice's producer does (and
+    # Message.latency() is taken when they are served).
+    def serve_acknowledgements():
+        while not stop:
+            producer.poll(0.01)
+
+    poller = threading.Thread(target=serve_acknowledgements)
+    poller.start()
     while not stop:
-        for message in consumer.consume(num_messages=1000, timeout=0.1):
+        for message in arrived(consumer, 0.1):
             if not message.error() and message.offset() % args.every == 0:
                 first = first or time.monotonic()
                 after = time.monotonic() - first >= args.warm_up_s
                 producer.produce(args.out, message.value(), key=message.key(),
                                  partition=message.partition(),
                                  on_delivery=counted if after else None)
-        producer.poll(0)
         if assigned and not announced:
             print("assigned", flush=True)
             announced = True
+    poller.join()
     producer.flush(10)
     consumer.close()
     acknowledged.sort()

@@ -36,6 +36,10 @@ def main():
              .config("spark.sql.parquet.compression.codec", "zstd")
              .config("spark.ui.enabled", "false")
              .config("spark.ui.showConsoleProgress", "false")
+             # Window state in RocksDB, as Spark's docs advise for millions of keys (the
+             # in-memory default runs out of heap on sensor-10M).
+             .config("spark.sql.streaming.stateStore.providerClass",
+                     "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     events = spark.readStream.schema(SCHEMA).json(source)
