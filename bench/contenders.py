@@ -154,8 +154,8 @@ def stream_latency(sluice, name, seconds, work, env):
         log.close()
     result = outs[0]
     result["broker_hop"] = outs[1]
-    for name in OWN_HISTOGRAMS:
-        result[name] = own_latency(warm[name], end[name])
+    for histogram in OWN_HISTOGRAMS:
+        result[histogram] = own_latency(warm[histogram], end[histogram])
     rss = [line for line in (dir_ / "stream.log").read_text().splitlines()
            if "Maximum resident set size" in line]
     result["stream_rss_mib"] = int(rss[0].split(":")[1]) / 1024 if rss else None
