@@ -213,6 +213,9 @@ pub struct Metrics {
     /// Milliseconds after `started` of the loop's last turn.
     pub(super) last_turn_ms: AtomicI64,
     pub(super) commits_failing: AtomicBool,
+    /// Whether open windows alone held more than the memory budget when last told (warned
+    /// once per crossing).
+    pub(super) window_state_over_budget: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -370,6 +373,7 @@ impl Default for Metrics {
             started: Instant::now(),
             last_turn_ms: AtomicI64::new(0),
             commits_failing: AtomicBool::new(false),
+            window_state_over_budget: AtomicBool::new(false),
         }
     }
 }

@@ -498,6 +498,17 @@ impl Event for Buffered {
         metrics.buffered_bytes.set(self.bytes as i64);
         metrics.window_state_bytes.set(self.window_state as i64);
         metrics.memory_budget.set(self.budget as i64);
+        let over = self.window_state > self.budget;
+        let was_over = metrics
+            .window_state_over_budget
+            .swap(over, Ordering::Relaxed);
+        if over && !was_over {
+            warn!(
+                window_state = self.window_state,
+                budget = self.budget,
+                "Open windows alone hold more than the memory budget: every table will commit as soon as it buffers rows. Raise --memory-budget, or shorten the windows or their lateness."
+            );
+        }
     }
 }
 
@@ -614,6 +625,25 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} not in {text}");
         }
+    }
+
+    #[test]
+    fn open_windows_alone_over_the_budget_are_noticed_once_per_crossing() {
+        let metrics = Metrics::default();
+        let told = |window_state| {
+            metrics.emit(Buffered {
+                bytes: 10,
+                window_state,
+                budget: 100,
+            });
+            metrics.window_state_over_budget.load(Ordering::Relaxed)
+        };
+        assert!(!told(100), "at the budget is not over it");
+        assert!(told(101));
+        assert!(told(150), "still over: no second warning");
+        assert!(!told(99));
+        assert!(told(101), "over again");
+        assert!(metrics.render().contains("sluice_window_state_bytes 101"));
     }
 
     #[test]
