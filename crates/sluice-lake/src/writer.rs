@@ -264,11 +264,13 @@ fn commit_error(table: &str, source: DeltaTableError) -> LakeError {
 /// (sensor-1M: 14.0 → 10.7 MB, BENCHMARKS.md).
 const FIXED_WIDTH_DICTIONARY_LIMIT: usize = 64 * 1024;
 
-/// The same for strings: a dictionary of names or codes (a few thousand of about 16 bytes)
-/// stays whole, while a mostly distinct column (100,000 device ids, about 72,000 of them in
-/// a row group) falls back after 16,384 values rather than after interning 65,536 into
-/// parquet's 1 MiB default: sensor-10M used about 5% less CPU and wrote 3% less
-/// (BENCHMARKS.md).
+/// The same for strings (each stored with a 4-byte length): a dictionary of names or codes
+/// (a few thousand short ones) stays whole, while a mostly distinct column (100,000 device
+/// ids of 12 bytes, about 72,000 of them in a row group) falls back after 16,384 values
+/// rather than after interning 65,536 into parquet's 1 MiB default: sensor-10M used about 5%
+/// less CPU and wrote 3% less (BENCHMARKS.md). The cost: a column of more than about 4,000
+/// distinct values of 64 bytes (URLs, user agents) now falls back within a row group too,
+/// and readers lose its dictionary there.
 const STRING_DICTIONARY_LIMIT: usize = 256 * 1024;
 
 /// Parquet settings of data files with these columns: zstd for size, row groups sized for

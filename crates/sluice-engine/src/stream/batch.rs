@@ -78,21 +78,25 @@ impl State {
                 .or_default()
                 .push(message);
         }
-        let mut admitted = Vec::with_capacity(by_partition.len());
-        for ((topic, partition), records) in by_partition {
-            let key = (topic.to_string(), partition);
-            if !self.assigned.contains_key(&key) {
-                continue;
-            }
-            let lane = lane_for(
+        by_partition.retain(|(topic, partition), _| {
+            self.assigned.contains_key(&(topic.to_string(), *partition))
+        });
+        // Every lane is opened before any is admitted to: admission moves a lane's next
+        // offset, and nothing may wait (or fail) between that and processing what it took.
+        for &(topic, partition) in by_partition.keys() {
+            lane_for(
                 &mut self.lanes,
                 &self.outputs,
                 &self.sources,
                 (&self.client, &mut self.prefetched_marks),
-                key,
+                (topic.to_string(), partition),
                 &self.metrics,
             )
             .await?;
+        }
+        let mut admitted = Vec::with_capacity(by_partition.len());
+        for ((topic, partition), records) in by_partition {
+            let lane = (self.lanes.get_mut(&(topic.to_string(), partition))).expect("opened above");
             self.metrics.emit(RecordsRead {
                 topic,
                 records: records.len(),
@@ -155,6 +159,9 @@ impl State {
             now,
             ingested_at_us: chrono::Utc::now().timestamp_micros(),
         };
+        if work.is_empty() {
+            return Ok(messages.len());
+        }
         tokio::task::block_in_place(|| {
             on_every_core(
                 work,

@@ -1,22 +1,26 @@
 //! Work spread over the cores: a batch's partitions processed side by side, each on one
 //! thread (so in offset order), on this thread and scoped threads beside it.
 
+use std::sync::OnceLock;
+
 use anyhow::Result;
 
 /// Runs `each` over `items` on this thread and, when there is more than one item and at least
-/// `from_weight` in all (below it, threads would cost more than they save), on as many
-/// scoped threads beside it as there are other cores, the items split so that each thread
-/// gets about the same weight. Returns the first error.
+/// `from_weight` for each thread (below it, threads would cost more than they save), on up to
+/// as many scoped threads beside it as there are other cores, the items split so that each
+/// thread gets about the same weight. Returns the first error.
 pub(super) fn on_every_core<T: Send>(
     items: Vec<T>,
     weight: impl Fn(&T) -> usize,
     from_weight: usize,
     each: impl Fn(T) -> Result<()> + Sync,
 ) -> Result<()> {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
     let total: usize = items.iter().map(&weight).sum();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let threads = cores.min(items.len());
-    if threads < 2 || total < from_weight {
+    // At least `from_weight` per thread.
+    let threads = cores.min(items.len()).min(total / from_weight.max(1));
+    if threads < 2 {
         return items.into_iter().try_for_each(each);
     }
     let mut groups: Vec<(usize, Vec<T>)> = (0..threads).map(|_| (0, Vec::new())).collect();
