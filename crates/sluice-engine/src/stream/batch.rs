@@ -152,6 +152,9 @@ impl State {
                 (a, lane)
             })
             .collect();
+        if work.is_empty() {
+            return Ok(messages.len());
+        }
         let shared = Shared {
             sources: &self.sources,
             producer: self.side_producer.as_ref(),
@@ -159,9 +162,6 @@ impl State {
             now,
             ingested_at_us: chrono::Utc::now().timestamp_micros(),
         };
-        if work.is_empty() {
-            return Ok(messages.len());
-        }
         tokio::task::block_in_place(|| {
             on_every_core(
                 work,
@@ -174,8 +174,8 @@ impl State {
     }
 }
 
-/// Below this many records in a batch, its partitions are processed on the loop's thread
-/// alone: starting threads would cost more than it saves.
+/// The fewest admitted records a thread is given: a batch with fewer than twice this many is
+/// processed on the loop's thread alone, where starting threads would cost more than it saves.
 const PARALLEL_FROM_RECORDS: usize = 512;
 
 /// One partition's records in a batch, and those of them its lane admitted.

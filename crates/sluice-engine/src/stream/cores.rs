@@ -10,7 +10,7 @@ use anyhow::Result;
 /// as many scoped threads beside it as there are other cores, the items split so that each
 /// thread gets about the same weight. Returns the first error.
 pub(super) fn on_every_core<T: Send>(
-    items: Vec<T>,
+    mut items: Vec<T>,
     weight: impl Fn(&T) -> usize,
     from_weight: usize,
     each: impl Fn(T) -> Result<()> + Sync,
@@ -24,7 +24,6 @@ pub(super) fn on_every_core<T: Send>(
         return items.into_iter().try_for_each(each);
     }
     let mut groups: Vec<(usize, Vec<T>)> = (0..threads).map(|_| (0, Vec::new())).collect();
-    let mut items = items;
     items.sort_by_key(|item| std::cmp::Reverse(weight(item)));
     for item in items {
         let lightest = groups

@@ -7,6 +7,7 @@
 //! latency) is reached, as one Delta commit carrying each lane's last offset, on a task of
 //! its own while the loop goes on ([`commits`]). Progress lives in the lake; Kafka's
 //! committed offsets follow it for lag metrics only.
+
 mod batch;
 mod commits;
 mod cores;
