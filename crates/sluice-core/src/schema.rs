@@ -12,6 +12,8 @@ use serde_json::Value;
 
 use crate::expressions::SqlExpr;
 
+pub mod avro;
+
 /// Lineage column: the Kafka topic a row was read from.
 pub const TOPIC_COLUMN: &str = "_topic";
 /// Lineage column: the Kafka partition a row was read from.
@@ -35,8 +37,9 @@ pub const RESERVED_COLUMNS: [&str; 6] = [
     HOUR_COLUMN,
 ];
 
-/// The type of one field of a stream, as written in the pipeline file or a JSON Schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The type of one field of a stream, as written in the pipeline file or a JSON Schema, or as
+/// an Avro schema gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldType {
     /// UTF-8 text.
     String,
@@ -50,6 +53,9 @@ pub enum FieldType {
     Timestamp,
     /// A calendar date, written as "YYYY-MM-DD".
     Date,
+    /// Any other Arrow type a binary format carries (records, arrays, maps, decimals, 32-bit
+    /// numbers, bytes): Avro streams only, never decoded from JSON.
+    Arrow(DataType),
 }
 
 impl FieldType {
@@ -70,19 +76,20 @@ impl FieldType {
     }
 
     /// The type's name as an inline field list writes it.
-    pub fn name(self) -> &'static str {
-        match self {
+    pub fn name(&self) -> String {
+        String::from(match self {
             Self::String => "string",
             Self::Int64 => "int64",
             Self::Float64 => "float64",
             Self::Boolean => "boolean",
             Self::Timestamp => "timestamp",
             Self::Date => "date",
-        }
+            Self::Arrow(ty) => return ty.to_string(),
+        })
     }
 
     /// The Arrow type rows of this field are stored as.
-    pub fn arrow(self) -> DataType {
+    pub fn arrow(&self) -> DataType {
         match self {
             Self::String => DataType::Utf8,
             Self::Int64 => DataType::Int64,
@@ -90,6 +97,7 @@ impl FieldType {
             Self::Boolean => DataType::Boolean,
             Self::Timestamp => utc_micros(),
             Self::Date => DataType::Date32,
+            Self::Arrow(ty) => ty.clone(),
         }
     }
 }
@@ -191,6 +199,8 @@ impl StreamSchema {
                     FieldType::Boolean => vec!["boolean"],
                     // RFC 3339 text or epoch milliseconds.
                     FieldType::Timestamp => vec!["string", "integer"],
+                    // Not JSON: the gateway does not take records of binary formats.
+                    FieldType::Arrow(_) => return (field.name.clone(), serde_json::json!({})),
                 };
                 if !field.required {
                     types.push("null");

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use serde_json::Value;
-use sluice_core::config::Stream;
+use sluice_core::config::{Stream, StreamFormat};
 use sluice_core::decode::json_depth;
 
 use crate::Record;
@@ -24,6 +24,12 @@ const ERRORS_SHOWN: usize = 3;
 impl StreamChecks {
     /// Compiles the stream's JSON Schema.
     pub fn new(stream: &Stream, max_depth: usize) -> Result<Self, String> {
+        if !matches!(stream.format, StreamFormat::Json) {
+            return Err(format!(
+                "stream {}: its records are Avro, and the gateway sends JSON records only",
+                stream.name
+            ));
+        }
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&stream.json_schema)

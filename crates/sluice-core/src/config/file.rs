@@ -193,8 +193,14 @@ pub struct StreamSection {
     pub name: String,
     /// The Kafka topic holding the stream's records.
     pub topic: String,
-    /// A JSON Schema file describing the records, relative to the pipeline file.
+    /// How records are written: "json" (the default) or "avro".
+    pub format: Option<String>,
+    /// The schema file describing the records, relative to the pipeline file: a JSON Schema,
+    /// or for `format = "avro"` an Avro schema (`.avsc`) that records are read as.
     pub schema: Option<String>,
+    /// The Schema Registry that Avro records' schema ids (Confluent wire format) are looked up
+    /// in; without it, Avro records are plain bodies of `schema`.
+    pub registry: Option<RegistrySection>,
     /// An inline field list, instead of `schema`.
     pub fields: Option<Vec<FieldSection>>,
     /// The field holding event time (RFC 3339 text or epoch milliseconds): windows and the
@@ -210,6 +216,20 @@ pub struct StreamSection {
     /// Columns computed by SQL from the others, in order: `{ temp_f = "temperature_c * 1.8 + 32" }`.
     /// Every table, window and rule of the stream sees them.
     pub derive: Option<toml::Table>,
+}
+
+/// `registry = { url = "...", ... }` of a stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// The registry's base URL, such as "http://127.0.0.1:8081".
+    pub url: String,
+    /// HTTP Basic user (with `password`).
+    pub user: Option<String>,
+    /// HTTP Basic password.
+    pub password: Option<SecretString>,
+    /// A bearer token, instead of a user and password.
+    pub token: Option<SecretString>,
 }
 
 /// One entry of an inline `fields` list.

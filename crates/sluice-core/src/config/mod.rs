@@ -9,6 +9,7 @@ mod alerts;
 pub mod defaults;
 mod env;
 pub mod file;
+mod formats;
 mod gateway;
 pub mod kafka;
 mod units;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use alerts::Alert;
+pub use formats::{Registry, RegistryAuth, StreamFormat};
 pub use gateway::{
     ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles, load_keys,
 };
@@ -27,7 +29,7 @@ pub use units::{parse_duration, parse_size};
 pub use windows::Window;
 
 use crate::expressions::Predicate;
-use crate::schema::{FieldType, SchemaField, StreamSchema, fields_from_json_schema};
+use crate::schema::{FieldType, SchemaField, StreamSchema};
 use crate::settings::Settings;
 use file::{FlushSection, PipelineFile, StreamSection, TableSection};
 
@@ -72,6 +74,8 @@ pub struct Stream {
     pub topic: String,
     /// The fields of its records.
     pub schema: Arc<StreamSchema>,
+    /// How its records are written.
+    pub format: StreamFormat,
     /// The key field, if any.
     pub key: Option<String>,
     /// Where undecodable records go, if anywhere.
@@ -79,7 +83,7 @@ pub struct Stream {
     /// The largest record accepted, in bytes.
     pub max_record_size: usize,
     /// The JSON Schema records are validated against at the gateway: the schema file as
-    /// written, or one made from the inline field list.
+    /// written, or one made from the stream's fields.
     pub json_schema: Arc<serde_json::Value>,
 }
 
@@ -430,40 +434,11 @@ fn validate_stream(
     )
     .map_err(|err| problems.add(format!("{at}.max_record_size"), err))
     .ok()?;
-    let mut json_schema = None;
-    let fields = match (&raw.schema, &raw.fields) {
-        (Some(path), None) => match read_schema(path) {
-            Ok(text) => fields_from_json_schema(&text)
-                .and_then(|fields| {
-                    json_schema = Some(serde_json::from_str(&text).map_err(|err| err.to_string())?);
-                    Ok(fields)
-                })
-                .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))
-                .ok(),
-            Err(err) => {
-                problems.add(
-                    format!("{at}.schema"),
-                    format!("cannot read JSON Schema file {path:?}: {err}"),
-                );
-                None
-            }
-        },
-        (None, Some(fields)) => inline_fields(&at, fields, problems),
-        (Some(_), Some(_)) => {
-            problems.add(
-                format!("{at}.schema"),
-                "expected either `schema` or `fields`, not both",
-            );
-            None
-        }
-        (None, None) => {
-            problems.add(
-                format!("{at}.schema"),
-                "expected a JSON Schema file (`schema`) or an inline `fields` list",
-            );
-            None
-        }
-    }?;
+    let formats::Described {
+        fields,
+        format,
+        json_schema,
+    } = formats::describe(&at, raw, read_schema, problems)?;
     let mut schema = StreamSchema::new(fields, &raw.event_time)
         .map_err(|err| problems.add(format!("{at}.event_time"), err))
         .ok()?;
@@ -497,10 +472,11 @@ fn validate_stream(
         max_record_size: max_record_size as usize,
         json_schema: Arc::new(json_schema.unwrap_or_else(|| schema.json_schema())),
         schema: Arc::new(schema),
+        format,
     })
 }
 
-fn inline_fields(
+pub(super) fn inline_fields(
     at: &str,
     fields: &[file::FieldSection],
     problems: &mut Problems,

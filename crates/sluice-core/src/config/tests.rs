@@ -7,9 +7,15 @@ const SCHEMA: &str = r#"{"required": ["device_id"], "properties": {
     "device_id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
     "temperature_c": {"type": "number"}}}"#;
 
+const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Order", "fields": [
+    {"name": "id", "type": "string"},
+    {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "items", "type": {"type": "array", "items": "string"}}]}"#;
+
 fn parse(text: &str) -> Result<Pipeline, ConfigError> {
     Pipeline::parse(Path::new("pipeline.toml"), text, |path| match path {
         "sensor.schema.json" => Ok(SCHEMA.to_string()),
+        "order.avsc" => Ok(AVRO_SCHEMA.to_string()),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{other} not found"),
@@ -654,4 +660,90 @@ fn aws_msk_iam_takes_a_region_and_no_password() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("write AWS_MSK_IAM"), "{err}");
+}
+
+#[test]
+fn an_avro_stream_takes_its_fields_from_its_avro_schema_and_names_its_registry() {
+    let stream = |extra: &str| {
+        format!(
+            r#"
+            [kafka]
+            group = "g"
+            [[streams]]
+            name = "orders"
+            topic = "orders"
+            format = "avro"
+            event_time = "ts"
+            {extra}
+            [[tables]]
+            name = "orders"
+            from = "orders"
+            uri = "s3://lake/orders"
+            "#
+        )
+    };
+    let pipeline = parse(&stream(
+        r#"schema = "order.avsc"
+        registry = { url = "http://127.0.0.1:8081/", user = "u", password = "p" }"#,
+    ))
+    .unwrap();
+    let orders = &pipeline.streams[0];
+    let StreamFormat::Avro {
+        registry: Some(registry),
+        ..
+    } = &orders.format
+    else {
+        panic!("an Avro stream with a registry: {:?}", orders.format);
+    };
+    assert_eq!(registry.url, "http://127.0.0.1:8081");
+    assert!(matches!(registry.auth, RegistryAuth::Basic { .. }));
+    let table = orders.schema.table_schema();
+    assert!(matches!(
+        table.field_with_name("items").unwrap().data_type(),
+        arrow::datatypes::DataType::List(_)
+    ));
+
+    let problems = |extra: &str| parse(&stream(extra)).unwrap_err().to_string();
+    assert!(problems("").contains("streams.orders.schema: expected an Avro schema file"));
+    assert!(problems(r#"schema = "missing.avsc""#).contains("cannot read Avro schema file"));
+    assert!(
+        problems(
+            r#"schema = "order.avsc"
+        registry = { url = "127.0.0.1:8081" }"#
+        )
+        .contains("streams.orders.registry.url")
+    );
+    assert!(
+        problems(
+            r#"schema = "order.avsc"
+        registry = { url = "http://r", user = "u" }"#
+        )
+        .contains("`user` with `password`")
+    );
+    assert!(
+        problems(r#"schema = "sensor.schema.json""#)
+            .contains("streams.orders.schema: sensor.schema.json: not an Avro schema")
+    );
+    let json_with_registry = parse(
+        r#"
+        [kafka]
+        group = "g"
+        [[streams]]
+        name = "s"
+        topic = "s"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        registry = { url = "http://r" }
+        [[tables]]
+        name = "s"
+        from = "s"
+        uri = "s3://lake/s"
+        "#,
+    );
+    assert!(
+        json_with_registry
+            .unwrap_err()
+            .to_string()
+            .contains("format = \"avro\" only")
+    );
 }

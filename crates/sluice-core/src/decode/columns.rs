@@ -30,7 +30,7 @@ const STRING_BYTES_PER_ROW: usize = 16;
 
 impl ColumnBuilder {
     /// An empty builder for a field of type `ty`, with room for `rows` rows.
-    pub(super) fn new(ty: FieldType, rows: usize) -> Self {
+    pub(super) fn new(ty: &FieldType, rows: usize) -> Self {
         match ty {
             FieldType::String => Self::String(StringBuilder::with_capacity(
                 rows,
@@ -43,6 +43,9 @@ impl ColumnBuilder {
                 TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             ),
             FieldType::Date => Self::Date(Date32Builder::with_capacity(rows)),
+            FieldType::Arrow(ty) => {
+                unreachable!("a JSON stream has only JSON field types, not {ty}")
+            }
         }
     }
 

@@ -20,11 +20,8 @@ use arrow::datatypes::Date32Type;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Unexpected, Visitor};
 use serde_json::error::Category;
 
-use super::rfc3339;
+use super::{TIME_RANGE_US, rfc3339};
 use crate::schema::{FieldType, SchemaField};
-
-/// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z.
-const TIME_RANGE_US: (i64, i64) = (-62_135_596_800_000_000, 253_402_300_799_999_999);
 
 /// One field's value, already of its column's type.
 #[derive(Debug, Clone, PartialEq)]
@@ -227,13 +224,14 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
     type Value = Cell<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        let accepted = match self.0.ty {
+        let accepted = match &self.0.ty {
             FieldType::String => "a string",
             FieldType::Int64 => "an integer",
             FieldType::Float64 => "a number",
             FieldType::Boolean => "true or false",
             FieldType::Timestamp => "RFC 3339 text or epoch milliseconds",
             FieldType::Date => "a \"YYYY-MM-DD\" date",
+            FieldType::Arrow(_) => "a value of a binary format",
         };
         write!(f, "{accepted} for field {}", self.0.name)
     }
@@ -260,7 +258,7 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
             FieldType::Date => i32::try_from(value)
                 .map(Cell::Days)
                 .map_err(|_| self.out_of_range(format_args!("{value} days"))),
-            FieldType::String | FieldType::Boolean => {
+            FieldType::String | FieldType::Boolean | FieldType::Arrow(_) => {
                 Err(E::invalid_type(Unexpected::Signed(value), &self))
             }
         }
@@ -320,7 +318,7 @@ impl<'a> Visitor<'a> for CellSeed<'_> {
                 self.instant(Some(micros), format_args!("{value:?}"))
             }
             FieldType::Date => Date32Type::parse(value).map(Cell::Days).ok_or_else(refused),
-            FieldType::Boolean => Err(refused()),
+            FieldType::Boolean | FieldType::Arrow(_) => Err(refused()),
         }
     }
 }

@@ -36,6 +36,9 @@ pub const REPARTITIONED: &str = "sluice_repartitioned_events";
 pub const COMMITS: &str = "sluice_commits";
 /// Commit attempts that failed on a transient error and were retried, by `table`.
 pub const COMMIT_RETRIES: &str = "sluice_commit_retries";
+/// Failed lookups of a writer schema in a stream's Schema Registry (each retried; the
+/// partitions wait meanwhile), by `topic`.
+pub const REGISTRY_ERRORS: &str = "sluice_registry_errors";
 /// Seconds a commit took (writing its files included), by `table`.
 pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
 /// Files written per commit, by `table`.
@@ -189,6 +192,7 @@ pub struct Metrics {
     pub(super) repartitioned: Counters<WindowLabel>,
     pub(super) commits: Counters<CommitLabels>,
     pub(super) commit_retries: Counters<TableLabel>,
+    pub(super) registry_errors: Counters<TopicLabel>,
     pub(super) commit_seconds: Histograms<TableLabel>,
     pub(super) commit_files: Histograms<TableLabel>,
     pub(super) commit_bytes: Histograms<TableLabel>,
@@ -275,6 +279,11 @@ impl Default for Metrics {
             commit_retries: registered!(
                 COMMIT_RETRIES,
                 "Commit attempts retried after a transient failure, by table",
+                Counters::default()
+            ),
+            registry_errors: registered!(
+                REGISTRY_ERRORS,
+                "Failed writer-schema lookups in a stream's Schema Registry, retried, by topic",
                 Counters::default()
             ),
             commit_seconds: registered!(

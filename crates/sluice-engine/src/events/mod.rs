@@ -377,6 +377,29 @@ impl Event for CommitRetried<'_> {
     }
 }
 
+/// A stream's Schema Registry could not give a writer schema; the lookup is tried again and
+/// the records wait (they are never refused for it).
+pub struct RegistryUnavailable<'a> {
+    /// The stream's topic.
+    pub topic: &'a str,
+    /// The schema id looked up.
+    pub id: u32,
+    /// The failure, with its causes.
+    pub error: &'a anyhow::Error,
+    /// When the next attempt comes.
+    pub retry_in: Duration,
+}
+
+impl Event for RegistryUnavailable<'_> {
+    fn emit(self, metrics: &Metrics) {
+        warn!(topic = self.topic, schema_id = self.id, error = %format!("{:#}", self.error), retry_in = ?self.retry_in, "The Schema Registry did not give a writer schema; its records wait (nothing is skipped).");
+        let label = TopicLabel {
+            topic: self.topic.to_string(),
+        };
+        metrics.registry_errors.get_or_create(&label).inc();
+    }
+}
+
 /// Partitions this member was given.
 pub struct PartitionsAssigned<'a> {
     /// (topic, partition) pairs.

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use sluice_core::config::{FlushPolicy, Pipeline, Stream, defaults};
+use sluice_core::config::{FlushPolicy, Pipeline, Stream, StreamFormat, defaults};
 use sluice_core::{DecodedBatch, Decoder};
 use sluice_lake::PartitionProgress;
 use tracing::info;
@@ -78,6 +78,12 @@ struct TableWriter {
 pub async fn run(options: LoadOptions) -> Result<Summary> {
     let stream = pick_stream(&options.pipeline, options.stream.as_deref())?;
     let source = source_name(&options.files)?;
+    if !matches!(stream.format, StreamFormat::Json) {
+        anyhow::bail!(
+            "stream {}: `sluice load` reads JSON lines, and this stream's records are Avro",
+            stream.name
+        );
+    }
     let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
     let mut job = Job::new(SideOutputs::of(&options.pipeline, stream, WindowsHere::All));
     let mut tables = Vec::new();

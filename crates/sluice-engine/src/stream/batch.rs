@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow::array::RecordBatch;
-use sluice_core::RawRecord;
 use sluice_core::config::defaults;
+use sluice_core::{Decoder, RawRecord};
 use sluice_kafka::consumer::{Consumed, RebalanceEvent};
 use sluice_kafka::side::{
     ORDINAL, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC, SideProducer, SideRecord,
@@ -26,10 +26,23 @@ use super::cores::on_every_core;
 use super::opening::{by_topic, lane_for, side_marks};
 use super::{Source, State, refresh_tables};
 use crate::lanes::{Admit, Lane};
+use crate::registry::{SchemaRegistry, learn_writer_schemas};
 use crate::repartition::origin_partition;
 use crate::side::Original;
 
 impl State {
+    /// The decoders of the sources whose records name writer schemas, with their registry.
+    /// (Taken out of the sources before their lookups wait: a source's job is not `Sync`.)
+    fn registries(&self) -> Vec<(String, Decoder, SchemaRegistry)> {
+        self.sources
+            .iter()
+            .filter_map(|(topic, source)| {
+                let registry = source.registry.clone()?;
+                Some((topic.clone(), source.decoder.clone(), registry))
+            })
+            .collect()
+    }
+
     /// Reads one batch and buffers its rows; returns how many records arrived.
     pub(super) async fn process_batch(&mut self, wait: Duration) -> Result<usize> {
         let messages = self
@@ -81,6 +94,17 @@ impl State {
         by_partition.retain(|(topic, partition), _| {
             self.assigned.contains_key(&(topic.to_string(), *partition))
         });
+        // Before any lane is admitted to: a registry that does not answer makes the batch
+        // wait here (or ends the run), never refuses its records.
+        for (topic, decoder, registry) in self.registries() {
+            let mut payloads: Vec<&[u8]> = Vec::new();
+            for ((of, _), records) in &by_partition {
+                if *of == topic {
+                    payloads.extend(records.iter().filter_map(|r| r.payload()));
+                }
+            }
+            learn_writer_schemas(&topic, &decoder, &registry, payloads, &self.metrics).await?;
+        }
         // Every lane is opened before any is admitted to: admission moves a lane's next
         // offset, and nothing may wait (or fail) between that and processing what it took.
         for &(topic, partition) in by_partition.keys() {

@@ -33,6 +33,7 @@ use crate::events::{Buffered, Metrics, OverMemoryBudget, PartitionLag, Summary};
 use crate::job::Job;
 use crate::lanes::Lane;
 use crate::output::{Held, Lands, Output};
+use crate::registry::SchemaRegistry;
 use opening::{PrefetchedMarks, connect_side_producer, lane_for, open_outputs};
 use watchdog::GroupWatch;
 
@@ -105,6 +106,8 @@ struct FedBy {
 /// A topic being read: how to decode it and what happens to each partition's batch.
 struct Source {
     decoder: Decoder,
+    /// Where its records' writer schemas are looked up, if they name them.
+    registry: Option<SchemaRegistry>,
     job: Job,
     /// A repartition topic: each record names its source partition in its headers.
     reads_origins: bool,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sluice_core::Decoder;
+use sluice_core::config::{Stream, StreamFormat};
 use sluice_kafka::admin;
 use sluice_kafka::side::{
     OnAcknowledged, SideMark, SideProducer, last_marks, last_marks_per_side_partition,
@@ -21,6 +22,7 @@ use crate::events::{LaneOpened, Metrics, SideAcknowledged};
 use crate::job::Job;
 use crate::lanes::{Lane, TableBuffer};
 use crate::output::{Lands, Output, window_marks_of};
+use crate::registry::SchemaRegistry;
 use crate::side::{SideOutputs, WindowsHere};
 use crate::windows::WindowLane;
 
@@ -37,10 +39,10 @@ pub(super) async fn open_outputs(
     let mut outputs = Vec::new();
     let mut sources: BTreeMap<String, Source> = BTreeMap::new();
     for stream in &options.pipeline.streams {
-        let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);
         let side = SideOutputs::of(&options.pipeline, stream, WindowsHere::NotRepartitioned);
         let source = sources.entry(stream.topic.clone()).or_insert(Source {
-            decoder,
+            decoder: Decoder::of_stream(stream),
+            registry: registry_of(stream)?,
             job: Job::new(side),
             reads_origins: false,
         });
@@ -94,10 +96,16 @@ pub(super) async fn open_outputs(
             .add_forward(config, internal, internal_partitions);
         let mut repartitioned = Job::new(SideOutputs::of_repartitioned(stream, config));
         let slot = repartitioned.add_window(config);
+        // Forwards carry the stream's records as they were: the same decoder reads them.
+        let (decoder, registry) = (
+            stream_source.decoder.clone(),
+            stream_source.registry.clone(),
+        );
         sources.insert(
             internal.clone(),
             Source {
-                decoder: Decoder::new(stream.schema.clone(), stream.max_record_size),
+                decoder,
+                registry,
                 job: repartitioned,
                 reads_origins: true,
             },
@@ -115,6 +123,17 @@ pub(super) async fn open_outputs(
         });
     }
     Ok((outputs, sources))
+}
+
+/// The Schema Registry a stream's records name their writer schemas in, if any.
+fn registry_of(stream: &Stream) -> Result<Option<SchemaRegistry>> {
+    match &stream.format {
+        StreamFormat::Avro {
+            registry: Some(registry),
+            ..
+        } => Ok(Some(SchemaRegistry::new(registry)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Creates `internal` with as many partitions as `topic` unless it exists; returns the

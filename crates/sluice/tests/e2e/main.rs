@@ -4,6 +4,7 @@
 //! Python `deltalake` package).
 
 mod airflow;
+mod avro;
 mod bad_input;
 mod broker;
 mod chaos;
