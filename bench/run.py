@@ -28,7 +28,9 @@ against Spark Structured Streaming, DuckDB and Polars on the same NDJSON file (s
 produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gateway_load.py): wrk
 POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate; and
 "window-state" (bench/window_state.py): peak RSS of a window per device against keys and event
-rate. The sluice binary is $SLUICE_BIN, else
+rate; and "decode" (crates/sluice-core/examples/decode_speed.rs, built beside the binary):
+sluice's JSON decoder against its Avro decoder (Confluent wire format) on the same sensor-1M
+records, on one thread. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
@@ -134,6 +136,7 @@ def main():
         latency = wanted("latency") and contenders.latency(3 if small else 30, work, env)
         gateway = wanted("gateway") and gateway_load.gateway(2 if small else 10, runs, work, env)
         windows = wanted("window-state") and window_state.window_state(runs, small, work, env)
+        decode = wanted("decode") and decode_speed(20_000 if small else 1_000_000, runs)
     finally:
         subprocess.run(["bash", services, "stop"], env=env, capture_output=True)
     shutil.rmtree(work, ignore_errors=True)
@@ -160,8 +163,33 @@ def main():
         print_gateway(gateway)
     if windows:
         window_state.print_window_state(windows)
-    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, files_10m, latency, gateway, windows])}",
+    if decode:
+        print_decode(decode)
+    print(f"\nmedians of {runs} run(s); {json.dumps([results, files, files_10m, latency, gateway, windows, decode])}",
           file=sys.stderr)
+
+
+def decode_speed(events, runs):
+    """The decode_speed example (built beside the sluice binary) on the sensor workload."""
+    example = Path(sluice_bin()).parent / "examples" / "decode_speed"
+    if not example.exists():
+        sys.exit(f"{example} is missing: cargo build --release -p sluice-core --example decode_speed")
+    lines = workload(f"sensor-{events}", events, 1, False)
+    schema = ROOT / "examples/schemas/sensor_event.schema.json"
+    out = subprocess.run([str(example), str(lines), str(schema), str(events), str(max(runs, 1))],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def print_decode(d):
+    print(f"\n| decoding {d['records']:,} sensor records into Arrow rows, one thread "
+          f"| bytes/record | seconds | events per CPU-second |")
+    print("|---|---:|---:|---:|")
+    print(f"| JSON (sluice's decoder) | {d['json_bytes_per_record']:.0f} | {d['json_seconds']:.3f} "
+          f"| {d['json_events_per_cpu_s']:,.0f} |")
+    print(f"| Avro, Confluent wire format (arrow-avro) | {d['avro_bytes_per_record']:.0f} "
+          f"| {d['avro_seconds']:.3f} | {d['avro_events_per_cpu_s']:,.0f} |")
+    print(f"\nAvro ÷ JSON: **{d['avro_over_json']:.2f}×** (medians of {d['runs']} runs)")
 
 
 def print_files(files):

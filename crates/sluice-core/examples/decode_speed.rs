@@ -1,0 +1,165 @@
+//! How fast a stream's records decode into Arrow rows: JSON against Avro in the Confluent wire
+//! format, on the same records (BENCHMARKS.md; run by `bench/run.py --only decode`).
+//!
+//!     decode_speed NDJSON_FILE JSON_SCHEMA_FILE [RECORDS] [RUNS]
+//!
+//! Reads the first RECORDS lines (default 1,000,000) of a JSON-lines file of the stream whose
+//! JSON Schema is given, decodes them as sluice's JSON decoder does, writes the decoded fields
+//! as Avro records in the Confluent wire format (arrow-avro's encoder, schema id 1, the Avro
+//! schema derived from the fields), checks that decoding those gives the same columns, then
+//! times both decoders RUNS times (default 5) over the records in batches of
+//! `DECODE_BATCH_RECORDS`, on this one thread: events per second here are events per
+//! CPU-second. Prints one JSON object with the medians.
+
+use std::error::Error;
+use std::path::Path;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow_avro::schema::{AvroSchema, FingerprintStrategy};
+use arrow_avro::writer::WriterBuilder;
+use arrow_avro::writer::format::AvroSoeFormat;
+use sluice_core::config::defaults::DECODE_BATCH_RECORDS;
+use sluice_core::schema::RESERVED_COLUMNS;
+use sluice_core::{Decoder, Pipeline, RawRecord};
+
+const PIPELINE: &str = r#"
+[kafka]
+group = "decode-speed"
+[[streams]]
+name = "json"
+topic = "json"
+schema = "stream.schema.json"
+event_time = "ts"
+[[streams]]
+name = "avro"
+topic = "avro"
+format = "avro"
+schema = "stream.avsc"
+registry = { url = "http://127.0.0.1:1" }
+event_time = "ts"
+[[tables]]
+name = "json"
+from = "json"
+uri = "/unused/json"
+[[tables]]
+name = "avro"
+from = "avro"
+uri = "/unused/avro"
+"#;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, lines, json_schema, rest @ ..] = args.as_slice() else {
+        return Err("usage: decode_speed NDJSON_FILE JSON_SCHEMA_FILE [RECORDS] [RUNS]".into());
+    };
+    let records: usize = rest.first().map_or(Ok(1_000_000), |n| n.parse())?;
+    let runs: usize = rest.get(1).map_or(Ok(5), |n| n.parse())?;
+    let text = std::fs::read_to_string(lines)?;
+    let json: Vec<&[u8]> = text.lines().take(records).map(str::as_bytes).collect();
+    let json_schema = std::fs::read_to_string(json_schema)?;
+
+    let json_decoder = decoder_of(&json_schema, None, "json")?;
+    let fields = stream_fields(&decode_all(&json_decoder, &json), &json_decoder);
+    let writer_schema = AvroSchema::try_from(fields[0].schema().as_ref())?;
+    let avro = avro_records(&fields)?;
+    let avro: Vec<&[u8]> = avro.iter().map(Vec::as_slice).collect();
+    let avro_decoder = decoder_of(&json_schema, Some(&writer_schema.json_string), "avro")?;
+    avro_decoder
+        .avro()
+        .expect("an Avro stream")
+        .learn(1, Ok(writer_schema.json_string.clone()));
+    let again = stream_fields(&decode_all(&avro_decoder, &avro), &avro_decoder);
+    if again != fields {
+        return Err("the Avro records did not decode to the JSON records' columns".into());
+    }
+
+    let time = |decoder: &Decoder, payloads: &[&[u8]]| {
+        let mut seconds: Vec<f64> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(decode_all(decoder, payloads));
+                started.elapsed().as_secs_f64()
+            })
+            .collect();
+        seconds.sort_by(f64::total_cmp);
+        seconds[runs / 2]
+    };
+    let (json_s, avro_s) = (time(&json_decoder, &json), time(&avro_decoder, &avro));
+    let mean_bytes = |p: &[&[u8]]| p.iter().map(|r| r.len()).sum::<usize>() as f64 / p.len() as f64;
+    println!(
+        "{}",
+        serde_json::json!({
+            "records": json.len(),
+            "runs": runs,
+            "json_seconds": json_s,
+            "avro_seconds": avro_s,
+            "json_events_per_cpu_s": json.len() as f64 / json_s,
+            "avro_events_per_cpu_s": json.len() as f64 / avro_s,
+            "avro_over_json": json_s / avro_s,
+            "json_bytes_per_record": mean_bytes(&json),
+            "avro_bytes_per_record": mean_bytes(&avro),
+        })
+    );
+    Ok(())
+}
+
+/// The decoder of stream `name` of [`PIPELINE`], with the given schema files.
+fn decoder_of(
+    json_schema: &str,
+    avro_schema: Option<&str>,
+    name: &str,
+) -> Result<Decoder, Box<dyn Error>> {
+    let avro_schema = avro_schema.unwrap_or(
+        r#"{"type": "record", "name": "Unused", "fields": [{"name": "ts", "type": "long"}]}"#,
+    );
+    let pipeline = Pipeline::parse(Path::new("decode_speed.toml"), PIPELINE, |file| {
+        Ok(match file {
+            "stream.schema.json" => json_schema.to_string(),
+            _ => avro_schema.to_string(),
+        })
+    })?;
+    Ok(Decoder::of_stream(
+        pipeline.stream(name).expect("in the pipeline"),
+    ))
+}
+
+/// Every payload decoded, in batches as the stream decodes them.
+fn decode_all(decoder: &Decoder, payloads: &[&[u8]]) -> Vec<RecordBatch> {
+    payloads
+        .chunks(DECODE_BATCH_RECORDS)
+        .map(|chunk| {
+            let records: Vec<RawRecord<'_>> = chunk
+                .iter()
+                .enumerate()
+                .map(|(offset, payload)| RawRecord {
+                    payload: Some(payload),
+                    partition: 0,
+                    offset: offset as i64,
+                })
+                .collect();
+            let decoded = decoder.decode("bench", &records, 0);
+            assert!(decoded.rejected.is_empty(), "{:?}", &decoded.rejected[..1]);
+            decoded.batch
+        })
+        .collect()
+}
+
+/// The stream's own fields of decoded rows (no lineage or date/hour columns).
+fn stream_fields(batches: &[RecordBatch], decoder: &Decoder) -> Vec<RecordBatch> {
+    let fields = decoder.table_schema().fields().len() - RESERVED_COLUMNS.len();
+    let columns: Vec<usize> = (0..fields).collect();
+    batches
+        .iter()
+        .map(|batch| batch.project(&columns).expect("the stream's fields"))
+        .collect()
+}
+
+/// The rows as Avro records in the Confluent wire format, schema id 1.
+fn avro_records(batches: &[RecordBatch]) -> Result<Vec<Vec<u8>>, Box<dyn Error>> {
+    let mut encoder = WriterBuilder::new(batches[0].schema().as_ref().clone())
+        .with_fingerprint_strategy(FingerprintStrategy::Id(1))
+        .build_encoder::<AvroSoeFormat>()?;
+    encoder.encode_batches(batches)?;
+    Ok(encoder.flush().iter().map(|row| row.to_vec()).collect())
+}
