@@ -1,7 +1,7 @@
 """Avro orders through Confluent's own serializer, and the check of what sluice landed.
 
   produce   Confluent's AvroSerializer (confluent-kafka's Schema Registry client, against the
-            registry at --registry) writes --count orders of schema ORDER_V1 to --topic, keyed
+            registry at --registry, as --auth user:password if given) writes --count orders of schema ORDER_V1 to --topic, keyed
             by order id. Orders are a function of their id, from --first.
   schema    Prints ORDER_V1, the Avro schema the stream reads orders as.
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
@@ -65,7 +65,10 @@ def produce(args):
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    registry = SchemaRegistryClient({"url": args.registry})
+    config = {"url": args.registry}
+    if args.auth:
+        config["basic.auth.user.info"] = args.auth
+    registry = SchemaRegistryClient(config)
     serialize = AvroSerializer(registry, json.dumps(ORDER_V1))
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20,
                          "enable.idempotence": False})
@@ -112,6 +115,7 @@ def main():
     p = sub.add_parser("produce")
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--registry", required=True)
+    p.add_argument("--auth", help="user:password for the registry (HTTP Basic)")
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--first", type=int, default=0)

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use anyhow::Result;
 use sluice_core::Pipeline;
-use sluice_core::config::FlushPolicy;
 use sluice_core::config::kafka::{AWS_MSK_IAM, KafkaSecurity, Sasl};
+use sluice_core::config::{FlushPolicy, RegistryAuth, StreamFormat};
 use sluice_kafka::ClientOptions;
 
 /// The resolved pipeline, as text, after checking its security files.
@@ -24,6 +24,7 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     for stream in &pipeline.streams {
         writeln!(out, "\n[[streams]] {}", stream.name)?;
         writeln!(out, "topic = {:?}", stream.topic)?;
+        writeln!(out, "format = {}", format(&stream.format))?;
         writeln!(out, "key = {:?}", stream.key)?;
         writeln!(out, "dead_letter_topic = {:?}", stream.dead_letter_topic)?;
         writeln!(out, "max_record_size = {}", stream.max_record_size)?;
@@ -52,6 +53,30 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     writeln!(out, "keys = {keys:?} (stored as SHA-256 hashes)")?;
     iam(&mut out, pipeline)?;
     Ok(out)
+}
+
+/// A stream's format, with its registry and how it authenticates (never the secret).
+fn format(format: &StreamFormat) -> String {
+    match format {
+        StreamFormat::Json => "\"json\"".into(),
+        StreamFormat::Avro { registry: None, .. } => "\"avro\" (plain bodies of its schema)".into(),
+        StreamFormat::Avro {
+            registry: Some(registry),
+            ..
+        } => {
+            let auth = match &registry.auth {
+                RegistryAuth::None => "no auth".to_string(),
+                RegistryAuth::Basic { user, .. } => {
+                    format!("basic auth as {user:?}, password [REDACTED]")
+                }
+                RegistryAuth::Bearer(_) => "bearer token [REDACTED]".into(),
+            };
+            format!(
+                "\"avro\" (Confluent wire format; registry {:?}, {auth})",
+                registry.url
+            )
+        }
+    }
 }
 
 /// The AWS permissions each role of this pipeline needs, with what they apply to: the least a

@@ -158,7 +158,6 @@ impl AvroRecords {
                 Err((kind, reason)) => rejected.push(reject(record, kind, reason)),
             }
         }
-        drop(writers);
         let mut batches = Vec::new();
         let mut kept = Vec::new();
         let mut body = Vec::new();
@@ -181,17 +180,17 @@ impl AvroRecords {
     }
 
     /// The writer schema a payload was written with, or why it cannot be read.
-    fn writer_of(
+    fn writer_of<'w>(
         &self,
         payload: &[u8],
-        writers: &HashMap<u32, Writer>,
-    ) -> Result<(u32, AvroSchema), (RejectKind, String)> {
+        writers: &'w HashMap<u32, Writer>,
+    ) -> Result<(u32, &'w AvroSchema), (RejectKind, String)> {
         let id = match self.framing {
             Framing::Plain => PLAIN_AVRO_ID,
             Framing::Confluent => confluent_header(payload)?,
         };
         match writers.get(&id) {
-            Some(Writer::Readable(schema)) => Ok((id, schema.clone())),
+            Some(Writer::Readable(schema)) => Ok((id, schema)),
             Some(Writer::Refused(kind, reason)) => Err((*kind, reason.clone())),
             None => Err((
                 RejectKind::UnknownSchema,
@@ -205,11 +204,11 @@ impl AvroRecords {
     /// rejected, and the decoder rebuilt.
     fn decode_run<'r>(
         &self,
-        run: &Run<'r>,
+        run: &Run<'r, '_>,
         body: &mut Vec<u8>,
         rejected: &mut Vec<Rejected>,
     ) -> Result<(RecordBatch, Vec<&'r RawRecord<'r>>), String> {
-        let mut decoder = self.body_decoder(run.id, &run.writer, run.records.len())?;
+        let mut decoder = self.body_decoder(run.id, run.writer, run.records.len())?;
         let mut good: Vec<&RawRecord> = Vec::with_capacity(run.records.len());
         for &record in &run.records {
             let framed = self.framed(record.payload.unwrap_or_default(), body);
@@ -224,7 +223,7 @@ impl AvroRecords {
                             run.id
                         ),
                     ));
-                    decoder = self.body_decoder(run.id, &run.writer, run.records.len())?;
+                    decoder = self.body_decoder(run.id, run.writer, run.records.len())?;
                     for replayed in &good {
                         let framed = self.framed(replayed.payload.unwrap_or_default(), body);
                         decode_one(&mut decoder, framed).map_err(|err| {
@@ -296,17 +295,17 @@ fn confluent_header(payload: &[u8]) -> Result<u32, (RejectKind, String)> {
 }
 
 /// Consecutive records of one writer schema.
-struct Run<'r> {
+struct Run<'r, 'w> {
     id: u32,
-    writer: AvroSchema,
+    writer: &'w AvroSchema,
     records: Vec<&'r RawRecord<'r>>,
 }
 
 #[derive(Default)]
-struct Runs<'r>(Vec<Run<'r>>);
+struct Runs<'r, 'w>(Vec<Run<'r, 'w>>);
 
-impl<'r> Runs<'r> {
-    fn push(&mut self, id: u32, writer: AvroSchema, record: &'r RawRecord<'r>) {
+impl<'r, 'w> Runs<'r, 'w> {
+    fn push(&mut self, id: u32, writer: &'w AvroSchema, record: &'r RawRecord<'r>) {
         match self.0.last_mut() {
             Some(run) if run.id == id => run.records.push(record),
             _ => self.0.push(Run {

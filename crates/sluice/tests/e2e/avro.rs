@@ -14,6 +14,10 @@ use crate::kafka::{Outgoing, produce_raw, read_all};
 /// How long a dead-letter topic must stay quiet before it is taken as read whole.
 const QUIET: Duration = Duration::from_secs(3);
 
+/// The registry's user and password; sluice reads the password from the environment.
+const USER: &str = "sluice-test";
+const PASSWORD: &str = "registry-secret-4711";
+
 /// The stand-in registry, stopped when dropped.
 struct Registry {
     child: Child,
@@ -21,11 +25,20 @@ struct Registry {
 }
 
 impl Registry {
-    /// Starts the stand-in on `port` (0: any), keeping its registrations in `state`.
+    /// Starts the stand-in on `port` (0: any), keeping its registrations in `state`, asking
+    /// every request for HTTP Basic auth as [`USER`] and [`PASSWORD`].
     fn start(port: u16, state: &Path) -> Self {
         let mut child = Command::new(python())
             .arg(repo_file("tests/registry/standin.py"))
-            .args(["--port", &port.to_string(), "--state"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+            ])
+            .arg("--state")
             .arg(state)
             .stdout(Stdio::piped())
             .spawn()
@@ -52,6 +65,13 @@ impl Drop for Registry {
 
 fn python() -> String {
     std::env::var("SLUICE_TEST_PYTHON").expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh")
+}
+
+/// `sluice` with the registry's password in its environment.
+fn sluice_with_registry() -> Command {
+    let mut command = sluice();
+    command.env("TEST_REGISTRY_PASSWORD", PASSWORD);
+    command
 }
 
 /// `tests/registry/avro_orders.py` with `args`.
@@ -87,7 +107,7 @@ name = "orders"
 topic = "{topic}"
 format = "avro"
 schema = "order.avsc"
-registry = {{ url = "{registry}" }}
+registry = {{ url = "{registry}", user = "{USER}", password = "${{TEST_REGISTRY_PASSWORD}}" }}
 event_time = "ts"
 dead_letter_topic = "{dead_letters}"
 
@@ -118,6 +138,8 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
         &brokers(),
         "--registry",
         &registry.url(),
+        "--auth",
+        &format!("{USER}:{PASSWORD}"),
         "--topic",
         &topic,
         "--count",
@@ -146,8 +168,22 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
 
     let table = dir.join("lake/orders");
     let pipeline = avro_pipeline(&dir, &topic, &dead_letters, &registry.url(), &table);
+    let checked = run_ok(
+        sluice_with_registry()
+            .args(["check", "--pipeline"])
+            .arg(&pipeline),
+        Duration::from_secs(30),
+    );
+    assert!(!checked.contains(PASSWORD), "{checked}");
+    assert!(
+        checked.contains(&format!(
+            "registry {:?}, basic auth as {USER:?}, password [REDACTED]",
+            registry.url()
+        )),
+        "{checked}"
+    );
     let out = run(
-        sluice()
+        sluice_with_registry()
             .args(["stream", "--until-caught-up", "--pipeline"])
             .arg(&pipeline),
         Duration::from_secs(600),
@@ -179,7 +215,7 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
         assert!(error.contains(reason), "{error:?} lacks {reason:?}");
     }
     let verified = run_ok(
-        sluice()
+        sluice_with_registry()
             .args(["verify", "--json", "--pipeline"])
             .arg(&pipeline),
         Duration::from_secs(300),
@@ -204,6 +240,8 @@ fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
         &brokers(),
         "--registry",
         &url,
+        "--auth",
+        &format!("{USER}:{PASSWORD}"),
         "--topic",
         &topic,
         "--count",
@@ -213,7 +251,7 @@ fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
 
     let table = dir.join("lake/orders");
     let pipeline = avro_pipeline(&dir, &topic, &dead_letters, &url, &table);
-    let stream = sluice()
+    let stream = sluice_with_registry()
         .args(["stream", "--until-caught-up", "--pipeline"])
         .arg(&pipeline)
         .stdout(Stdio::piped())
