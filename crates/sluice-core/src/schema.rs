@@ -292,6 +292,65 @@ pub fn fields_from_json_schema(text: &str) -> Result<Vec<SchemaField>, String> {
         .collect()
 }
 
+/// Whether every record valid under a writer's JSON Schema (`writer`, as a registry holds it)
+/// can be read by the stream's fields: each field it declares takes only JSON types the field
+/// reads, and each field the stream requires is required there too; or why not.
+pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), String> {
+    let doc: Value =
+        serde_json::from_str(writer).map_err(|err| format!("not valid JSON: {err}"))?;
+    let properties = doc
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or("expected an object schema with \"properties\"")?;
+    let required: Vec<&str> = doc
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for field in stream.fields() {
+        let Some(property) = properties.get(&field.name) else {
+            if field.required {
+                return Err(format!(
+                    "it has no property {}, which the stream requires",
+                    field.name
+                ));
+            }
+            continue;
+        };
+        if field.required && !required.contains(&field.name.as_str()) {
+            return Err(format!(
+                "{} is optional there, and the stream requires it",
+                field.name
+            ));
+        }
+        let reads: &[&str] = match field.ty {
+            FieldType::String => &["string"],
+            FieldType::Int64 | FieldType::Float64 => &["integer", "number", "string"],
+            FieldType::Boolean => &["boolean"],
+            FieldType::Timestamp => &["string", "integer", "number"],
+            FieldType::Date => &["string", "integer"],
+            FieldType::Arrow(_) => &[],
+        };
+        let declared: Vec<&str> = match property.get("type") {
+            Some(Value::String(ty)) => vec![ty.as_str()],
+            Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        let nullable = !field.required;
+        if let Some(unread) = declared
+            .iter()
+            .find(|ty| !reads.contains(ty) && !(nullable && **ty == "null"))
+        {
+            return Err(format!(
+                "{} may be {unread:?} there, which the stream's {} field does not read",
+                field.name,
+                field.ty.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn json_schema_type(property: &Value) -> Result<FieldType, String> {
     let declared = match property.get("type") {
         Some(Value::String(ty)) => ty.as_str(),
@@ -384,6 +443,30 @@ mod tests {
                 .unwrap_err()
                 .contains("must be a timestamp")
         );
+    }
+
+    #[test]
+    fn a_writer_json_schema_is_readable_when_its_records_all_decode() {
+        let schema = StreamSchema::new(fields_from_json_schema(SENSOR).unwrap(), "ts").unwrap();
+        assert_eq!(json_schema_readable(&schema, SENSOR), Ok(()));
+        let added = SENSOR.replace(
+            r#""count": {"type": "integer"}"#,
+            r#""count": {"type": "integer"}, "extra": {"type": "object"}"#,
+        );
+        assert_eq!(json_schema_readable(&schema, &added), Ok(()));
+        let retyped = SENSOR.replace(
+            r#""ok": {"type": "boolean"}"#,
+            r#""ok": {"type": "string"}"#,
+        );
+        let err = json_schema_readable(&schema, &retyped).unwrap_err();
+        assert!(err.contains("ok may be \"string\""), "{err}");
+        let optional = SENSOR.replace(
+            r#""required": ["device_id", "ts"]"#,
+            r#""required": ["ts"]"#,
+        );
+        let err = json_schema_readable(&schema, &optional).unwrap_err();
+        assert!(err.contains("device_id is optional there"), "{err}");
+        assert!(json_schema_readable(&schema, "[]").is_err());
     }
 
     #[test]

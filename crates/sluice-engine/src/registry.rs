@@ -14,6 +14,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sluice_core::Decoder;
 use sluice_core::config::{Registry, RegistryAuth};
+use sluice_core::decode::confluent::RegisteredSchema;
 
 use crate::events::{Metrics, RegistryUnavailable};
 
@@ -57,9 +58,9 @@ impl SchemaRegistry {
         })
     }
 
-    /// The Avro schema registered under `id`, or why the registry has none that the stream
-    /// can use; an error when the registry did not answer.
-    pub async fn writer_schema(&self, id: u32) -> Result<Result<String, String>> {
+    /// The schema registered under `id`, or why the registry has none; an error when the
+    /// registry did not answer.
+    pub async fn writer_schema(&self, id: u32) -> Result<Result<RegisteredSchema, String>> {
         let url = format!("{}/schemas/ids/{id}", self.config.url);
         let request = self.http.get(&url).header("Accept", REGISTRY_JSON);
         let request = match &self.config.auth {
@@ -87,12 +88,10 @@ impl SchemaRegistry {
             .json()
             .await
             .with_context(|| format!("GET {url}: not a schema as the registry API gives it"))?;
-        Ok(match found.schema_type.as_deref() {
-            None | Some("AVRO") => Ok(found.schema),
-            Some(other) => Err(format!(
-                "schema id {id} is a {other} schema; the stream reads Avro"
-            )),
-        })
+        Ok(Ok(RegisteredSchema {
+            schema_type: found.schema_type.unwrap_or_else(|| "AVRO".into()),
+            schema: found.schema,
+        }))
     }
 }
 
@@ -105,10 +104,7 @@ pub async fn learn_writer_schemas<'a>(
     payloads: impl IntoIterator<Item = &'a [u8]>,
     metrics: &Metrics,
 ) -> Result<()> {
-    let Some(avro) = decoder.avro() else {
-        return Ok(());
-    };
-    for id in avro.ids_to_learn(payloads) {
+    for id in decoder.ids_to_learn(payloads) {
         let started = Instant::now();
         let mut delay = Duration::from_millis(500);
         let schema = loop {
@@ -131,7 +127,7 @@ pub async fn learn_writer_schemas<'a>(
                 }
             }
         };
-        avro.learn(id, schema);
+        decoder.learn(id, schema);
     }
     Ok(())
 }

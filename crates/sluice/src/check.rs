@@ -57,26 +57,26 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
 
 /// A stream's format, with its registry and how it authenticates (never the secret).
 fn format(format: &StreamFormat) -> String {
-    match format {
-        StreamFormat::Json => "\"json\"".into(),
-        StreamFormat::Avro { registry: None, .. } => "\"avro\" (plain bodies of its schema)".into(),
-        StreamFormat::Avro {
-            registry: Some(registry),
-            ..
-        } => {
-            let auth = match &registry.auth {
-                RegistryAuth::None => "no auth".to_string(),
-                RegistryAuth::Basic { user, .. } => {
-                    format!("basic auth as {user:?}, password [REDACTED]")
-                }
-                RegistryAuth::Bearer(_) => "bearer token [REDACTED]".into(),
-            };
-            format!(
-                "\"avro\" (Confluent wire format; registry {:?}, {auth})",
-                registry.url
-            )
-        }
-    }
+    let name = match format {
+        StreamFormat::Json => "json",
+        StreamFormat::JsonSchema { .. } => "json_schema",
+        StreamFormat::Avro { .. } => "avro",
+    };
+    let Some(registry) = format.registry() else {
+        return match format {
+            StreamFormat::Avro { .. } => format!("{name:?} (plain bodies of its schema)"),
+            _ => format!("{name:?}"),
+        };
+    };
+    let auth = match &registry.auth {
+        RegistryAuth::None => "no auth".to_string(),
+        RegistryAuth::Basic { user, .. } => format!("basic auth as {user:?}, password [REDACTED]"),
+        RegistryAuth::Bearer(_) => "bearer token [REDACTED]".into(),
+    };
+    format!(
+        "{name:?} (Confluent wire format; registry {:?}, {auth})",
+        registry.url
+    )
 }
 
 /// The AWS permissions each role of this pipeline needs, with what they apply to: the least a

@@ -1,5 +1,6 @@
-//! How a stream's records are written: JSON (with a JSON Schema file or an inline field list)
-//! or Avro (an Avro schema file; with a Schema Registry, in the Confluent wire format).
+//! How a stream's records are written: JSON (with a JSON Schema file or an inline field list;
+//! with `json_schema`, in the Confluent wire format with a Schema Registry) or Avro (an Avro
+//! schema file; with a Schema Registry, in the Confluent wire format).
 
 use std::sync::Arc;
 
@@ -16,6 +17,11 @@ use crate::schema::{SchemaField, fields_from_json_schema};
 pub enum StreamFormat {
     /// JSON objects.
     Json,
+    /// JSON objects in the Confluent wire format, their JSON Schemas in a registry.
+    JsonSchema {
+        /// Where writer schemas are looked up by id.
+        registry: Registry,
+    },
     /// Avro records, read as the stream's Avro schema.
     Avro {
         /// The Avro schema (JSON text) records are read as: the table's columns.
@@ -25,6 +31,17 @@ pub enum StreamFormat {
         /// Where writer schemas are looked up by id; `None` for plain Avro bodies.
         registry: Option<Registry>,
     },
+}
+
+impl StreamFormat {
+    /// The registry its records' schema ids are looked up in, if they carry ids.
+    pub fn registry(&self) -> Option<&Registry> {
+        match self {
+            Self::Json => None,
+            Self::JsonSchema { registry } => Some(registry),
+            Self::Avro { registry, .. } => registry.as_ref(),
+        }
+    }
 }
 
 /// A Confluent-compatible Schema Registry.
@@ -72,17 +89,34 @@ pub(super) fn describe(
             if raw.registry.is_some() {
                 problems.add(
                     format!("{at}.registry"),
-                    "a registry is read for format = \"avro\" only",
+                    "a registry is read for format = \"avro\" or \"json_schema\" only",
                 );
                 return None;
             }
             describe_json(at, raw, read_schema, problems)
         }
+        "json_schema" => {
+            let Some(section) = &raw.registry else {
+                problems.add(
+                    format!("{at}.registry"),
+                    "format = \"json_schema\" reads schema ids: expected the registry they are in",
+                );
+                return None;
+            };
+            let registry = registry(&format!("{at}.registry"), section, problems);
+            let described = describe_json(at, raw, read_schema, problems)?;
+            Some(Described {
+                format: StreamFormat::JsonSchema {
+                    registry: registry?,
+                },
+                ..described
+            })
+        }
         "avro" => describe_avro(at, raw, read_schema, problems),
         other => {
             problems.add(
                 format!("{at}.format"),
-                format!("expected \"json\" or \"avro\", got {other:?}"),
+                format!("expected \"json\", \"json_schema\" or \"avro\", got {other:?}"),
             );
             None
         }

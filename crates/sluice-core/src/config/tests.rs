@@ -724,6 +724,28 @@ fn an_avro_stream_takes_its_fields_from_its_avro_schema_and_names_its_registry()
         problems(r#"schema = "sensor.schema.json""#)
             .contains("streams.orders.schema: sensor.schema.json: not an Avro schema")
     );
+    let json_schema_without_registry = parse(
+        r#"
+        [kafka]
+        group = "g"
+        [[streams]]
+        name = "s"
+        topic = "s"
+        format = "json_schema"
+        schema = "sensor.schema.json"
+        event_time = "ts"
+        [[tables]]
+        name = "s"
+        from = "s"
+        uri = "s3://lake/s"
+        "#,
+    );
+    assert!(
+        json_schema_without_registry
+            .unwrap_err()
+            .to_string()
+            .contains("streams.s.registry: format = \"json_schema\" reads schema ids")
+    );
     let json_with_registry = parse(
         r#"
         [kafka]
@@ -744,6 +766,6 @@ fn an_avro_stream_takes_its_fields_from_its_avro_schema_and_names_its_registry()
         json_with_registry
             .unwrap_err()
             .to_string()
-            .contains("format = \"avro\" only")
+            .contains("format = \"avro\" or \"json_schema\" only")
     );
 }

@@ -10,7 +10,7 @@
 //! again (rare, and bounded by the batch).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
@@ -22,12 +22,10 @@ use arrow_avro::schema::{
     AvroSchema, CONFLUENT_MAGIC, Fingerprint, FingerprintAlgorithm, SchemaStore,
 };
 
+use super::confluent::{Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
 use super::{RawRecord, RejectKind, Rejected, TIME_RANGE_US, reject};
 use crate::schema::avro::PLAIN_AVRO_ID;
 use crate::schema::{StreamSchema, utc_micros};
-
-/// Bytes before the Avro body in the Confluent wire format: the magic byte and the schema id.
-const CONFLUENT_HEADER: usize = 5;
 
 /// How a stream's Avro records are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +34,6 @@ pub enum Framing {
     Confluent,
     /// The Avro body alone, written with the stream's schema.
     Plain,
-}
-
-/// What is known of one writer schema id.
-#[derive(Debug, Clone)]
-enum Writer {
-    /// Its records decode into the stream's schema.
-    Readable(AvroSchema),
-    /// Its records cannot become rows, and why.
-    Refused(RejectKind, String),
 }
 
 /// Decodes a stream's Avro records; shared by every thread decoding the stream, which learn
@@ -56,7 +45,8 @@ pub struct AvroRecords {
     /// What arrow-avro decodes records to under `reader`.
     decoded: SchemaRef,
     framing: Framing,
-    writers: RwLock<HashMap<u32, Writer>>,
+    /// The writer schemas that records name (for plain Avro, the reader under id 0).
+    writers: WriterSchemas<AvroSchema>,
 }
 
 impl AvroRecords {
@@ -64,60 +54,43 @@ impl AvroRecords {
     /// `decoded`.
     pub fn new(reader: &str, decoded: SchemaRef, framing: Framing) -> Self {
         let reader = AvroSchema::new(reader.to_string());
-        let mut writers = HashMap::new();
+        let writers = WriterSchemas::default();
         if framing == Framing::Plain {
-            writers.insert(PLAIN_AVRO_ID, Writer::Readable(reader.clone()));
+            writers.insert(PLAIN_AVRO_ID, Ok(reader.clone()));
         }
         Self {
             reader,
             decoded,
             framing,
-            writers: RwLock::new(writers),
+            writers,
         }
     }
 
-    /// How the records are framed.
-    pub fn framing(&self) -> Framing {
-        self.framing
-    }
-
-    /// The schema ids of `payloads` not learned yet, each once, in order of appearance.
+    /// The schema ids of `payloads` not learned yet (none for plain Avro).
     pub fn ids_to_learn<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
-        if self.framing == Framing::Plain {
-            return Vec::new();
+        match self.framing {
+            Framing::Confluent => self.writers.ids_to_learn(payloads),
+            Framing::Plain => Vec::new(),
         }
-        let writers = self.writers.read().unwrap_or_else(|p| p.into_inner());
-        let mut ids: Vec<u32> = Vec::new();
-        for payload in payloads {
-            if let Some(id) = confluent_id(payload)
-                && !writers.contains_key(&id)
-                && !ids.contains(&id)
-            {
-                ids.push(id);
-            }
-        }
-        ids
     }
 
-    /// Learns writer schema `id`: its Avro schema text as the registry holds it, or why the
-    /// registry has none (its records are then rejected as of an unknown schema).
-    pub fn learn(&self, id: u32, schema: Result<String, String>) {
-        let writer = match schema {
-            Ok(text) => self.readable(id, AvroSchema::new(text)),
-            Err(reason) => Writer::Refused(RejectKind::UnknownSchema, reason),
-        };
-        let mut writers = self.writers.write().unwrap_or_else(|p| p.into_inner());
-        writers.insert(id, writer);
+    /// Learns writer schema `id` as the registry holds it, or why it has none.
+    pub fn learn(&self, id: u32, registered: Result<RegisteredSchema, Refusal>) {
+        let writer = registered.and_then(|registered| {
+            of_type(id, &registered, "AVRO", "Avro")?;
+            self.readable(id, AvroSchema::new(registered.schema))
+        });
+        self.writers.insert(id, writer);
     }
 
-    /// Whether records of writer schema `writer` can be read as the stream's schema.
-    fn readable(&self, id: u32, writer: AvroSchema) -> Writer {
+    /// The writer schema, if its records can be read as the stream's schema.
+    fn readable(&self, id: u32, writer: AvroSchema) -> Result<AvroSchema, Refusal> {
         match self.body_decoder(id, &writer, 1) {
-            Ok(_) => Writer::Readable(writer),
-            Err(err) => Writer::Refused(
+            Ok(_) => Ok(writer),
+            Err(err) => Err((
                 RejectKind::Incompatible,
                 format!("writer schema id {id} cannot be read as the stream's schema: {err}"),
-            ),
+            )),
         }
     }
 
@@ -149,7 +122,7 @@ impl AvroRecords {
         records: &[&'r RawRecord<'r>],
         rejected: &mut Vec<Rejected>,
     ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
-        let writers = self.writers.read().unwrap_or_else(|p| p.into_inner());
+        let writers = self.writers.read();
         let mut runs = Runs::default();
         for &record in records {
             let payload = record.payload.unwrap_or_default();
@@ -183,18 +156,15 @@ impl AvroRecords {
     fn writer_of<'w>(
         &self,
         payload: &[u8],
-        writers: &'w HashMap<u32, Writer>,
-    ) -> Result<(u32, &'w AvroSchema), (RejectKind, String)> {
-        let id = match self.framing {
-            Framing::Plain => PLAIN_AVRO_ID,
-            Framing::Confluent => confluent_header(payload)?,
-        };
-        match writers.get(&id) {
-            Some(Writer::Readable(schema)) => Ok((id, schema)),
-            Some(Writer::Refused(kind, reason)) => Err((*kind, reason.clone())),
-            None => Err((
-                RejectKind::UnknownSchema,
-                format!("schema id {id} was not learned from the registry"),
+        writers: &'w HashMap<u32, Result<AvroSchema, Refusal>>,
+    ) -> Result<(u32, &'w AvroSchema), Refusal> {
+        match self.framing {
+            Framing::Confluent => writer_of(writers, payload),
+            Framing::Plain => Ok((
+                PLAIN_AVRO_ID,
+                writers[&PLAIN_AVRO_ID]
+                    .as_ref()
+                    .expect("the stream's own schema"),
             )),
         }
     }
@@ -270,28 +240,6 @@ fn decode_one(decoder: &mut BodyDecoder, framed: &[u8]) -> Result<(), String> {
         return Err("the body does not hold exactly one record".into());
     }
     Ok(())
-}
-
-/// The schema id of a payload in the Confluent wire format, if it is one.
-fn confluent_id(payload: &[u8]) -> Option<u32> {
-    confluent_header(payload).ok()
-}
-
-/// The schema id of a payload in the Confluent wire format, or why it is not one.
-fn confluent_header(payload: &[u8]) -> Result<u32, (RejectKind, String)> {
-    let wire = |reason: String| (RejectKind::WireFormat, reason);
-    match payload {
-        [magic, ..] if *magic != CONFLUENT_MAGIC[0] => Err(wire(format!(
-            "magic byte 0x{magic:02x}, not 0: not in the Confluent wire format"
-        ))),
-        [_, id @ ..] if id.len() >= CONFLUENT_HEADER - 1 => {
-            Ok(u32::from_be_bytes(id[..4].try_into().expect("four bytes")))
-        }
-        _ => Err(wire(format!(
-            "{} bytes: shorter than the Confluent wire format's {CONFLUENT_HEADER}-byte header",
-            payload.len()
-        ))),
-    }
 }
 
 /// Consecutive records of one writer schema.

@@ -434,3 +434,80 @@ fn a_field_named_twice_is_refused_and_unknown_nested_fields_are_skipped() {
     assert!(reasons[0].contains("field ts appears twice"), "{reasons:?}");
     assert!(reasons[1].contains("expected a JSON object"), "{reasons:?}");
 }
+
+#[test]
+fn json_in_the_confluent_wire_format_is_read_after_its_header_by_its_writer_schema() {
+    let decoder = Decoder {
+        format: Format::FramedJson(Arc::default()),
+        ..sensor_decoder()
+    };
+    let framed = |id: u32, json: &str| {
+        let mut payload = vec![0];
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(json.as_bytes());
+        payload
+    };
+    let good = r#"{"device_id":"d1","ts":"2026-11-22T10:15:00Z","temperature_c":21.5}"#;
+    let payloads = [
+        framed(1, good),
+        framed(2, good),
+        framed(3, good),
+        good.as_bytes().to_vec(),
+        framed(1, r#"{"device_id":"d2"}"#),
+        framed(1, good),
+    ];
+    assert_eq!(
+        decoder.ids_to_learn(payloads.iter().map(Vec::as_slice)),
+        [1, 2, 3]
+    );
+    let json = |schema: &str| RegisteredSchema {
+        schema_type: "JSON".into(),
+        schema: schema.into(),
+    };
+    let writer = r#"{"type": "object", "required": ["device_id", "ts"], "properties": {
+        "device_id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
+        "temperature_c": {"type": "number"}, "site": {"type": "string"}}}"#;
+    decoder.learn(1, Ok(json(writer)));
+    decoder.learn(
+        2,
+        Ok(json(&writer.replace(
+            r#"{"type": "number"}"#,
+            r#"{"type": "boolean"}"#,
+        ))),
+    );
+    decoder.learn(3, Err("schema id 3 is not in the registry".into()));
+    let records: Vec<RawRecord<'_>> = payloads
+        .iter()
+        .enumerate()
+        .map(|(offset, payload)| RawRecord {
+            payload: Some(payload),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect();
+    let decoded = decoder.decode("t", &records, 0);
+    let offsets = decoded.batch.column_by_name("_offset").unwrap();
+    assert_eq!(
+        offsets.as_primitive::<Int64Type>().values().to_vec(),
+        [0, 5]
+    );
+    let refused: Vec<(i64, RejectKind)> = decoded
+        .rejected
+        .iter()
+        .map(|r| (r.offset, r.kind))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (1, RejectKind::Incompatible),
+            (2, RejectKind::UnknownSchema),
+            (3, RejectKind::WireFormat),
+            (4, RejectKind::Schema),
+        ]
+    );
+    assert!(
+        decoded.rejected[0]
+            .reason
+            .contains("temperature_c may be \"boolean\"")
+    );
+}

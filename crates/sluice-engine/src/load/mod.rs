@@ -80,7 +80,7 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let source = source_name(&options.files)?;
     if !matches!(stream.format, StreamFormat::Json) {
         anyhow::bail!(
-            "stream {}: `sluice load` reads JSON lines, and this stream's records are Avro",
+            "stream {}: `sluice load` reads JSON lines, and this stream's records are Avro or framed JSON (Confluent wire format)",
             stream.name
         );
     }

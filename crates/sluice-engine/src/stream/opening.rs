@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sluice_core::Decoder;
-use sluice_core::config::{Stream, StreamFormat};
+use sluice_core::config::Stream;
 use sluice_kafka::admin;
 use sluice_kafka::side::{
     OnAcknowledged, SideMark, SideProducer, last_marks, last_marks_per_side_partition,
@@ -127,13 +127,11 @@ pub(super) async fn open_outputs(
 
 /// The Schema Registry a stream's records name their writer schemas in, if any.
 fn registry_of(stream: &Stream) -> Result<Option<SchemaRegistry>> {
-    match &stream.format {
-        StreamFormat::Avro {
-            registry: Some(registry),
-            ..
-        } => Ok(Some(SchemaRegistry::new(registry)?)),
-        _ => Ok(None),
-    }
+    stream
+        .format
+        .registry()
+        .map(SchemaRegistry::new)
+        .transpose()
 }
 
 /// Creates `internal` with as many partitions as `topic` unless it exists; returns the

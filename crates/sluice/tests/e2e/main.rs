@@ -4,7 +4,6 @@
 //! Python `deltalake` package).
 
 mod airflow;
-mod avro;
 mod bad_input;
 mod broker;
 mod chaos;
@@ -24,6 +23,7 @@ mod metrics;
 mod outages;
 mod private;
 mod prometheus;
+mod registry;
 mod repartition;
 mod s3_credentials;
 mod secrets;

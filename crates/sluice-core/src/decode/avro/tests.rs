@@ -4,7 +4,8 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
 
 use super::Framing;
-use crate::decode::{Decoder, RawRecord, RejectKind};
+use crate::decode::confluent::RegisteredSchema;
+use crate::decode::{Decoder, Format, RawRecord, RejectKind};
 use crate::schema::StreamSchema;
 use crate::schema::avro::{avro_arrow_schema, fields_from_avro_schema};
 
@@ -27,6 +28,13 @@ const READING_BROKEN: &str = r#"{"type": "record", "name": "Reading", "fields": 
     {"name": "device", "type": "double"},
     {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}}
 ]}"#;
+
+fn avro_schema(text: &str) -> RegisteredSchema {
+    RegisteredSchema {
+        schema_type: "AVRO".into(),
+        schema: text.into(),
+    }
+}
 
 fn zigzag(value: i64, out: &mut Vec<u8>) {
     let mut n = ((value << 1) ^ (value >> 63)) as u64;
@@ -66,7 +74,7 @@ fn decoder(framing: Framing) -> Decoder {
     let schema = StreamSchema::new(fields_from_avro_schema(READING).unwrap(), "ts").unwrap();
     let avro = AvroRecords::new(READING, avro_arrow_schema(READING).unwrap(), framing);
     Decoder {
-        avro: Some(Arc::new(avro)),
+        format: Format::Avro(Arc::new(avro)),
         ..Decoder::new(Arc::new(schema), 1024)
     }
 }
@@ -91,17 +99,11 @@ fn confluent_records_of_several_writer_versions_become_rows_in_order() {
         framed(5, &body("b", 2_000, None, true)),
         framed(7, &body("c", 3_000, None, false)),
     ];
-    let avro = decoder.avro().unwrap();
-    assert_eq!(
-        avro.ids_to_learn(payloads.iter().map(Vec::as_slice)),
-        [7, 5]
-    );
-    avro.learn(7, Ok(READING.into()));
-    avro.learn(5, Ok(READING_V1.into()));
-    assert!(
-        avro.ids_to_learn(payloads.iter().map(Vec::as_slice))
-            .is_empty()
-    );
+    let payload_slices = || payloads.iter().map(Vec::as_slice);
+    assert_eq!(decoder.ids_to_learn(payload_slices()), [7, 5]);
+    decoder.learn(7, Ok(avro_schema(READING)));
+    decoder.learn(5, Ok(avro_schema(READING_V1)));
+    assert!(decoder.ids_to_learn(payload_slices()).is_empty());
 
     let decoded = decoder.decode("readings", &records(&payloads), 42);
     assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
@@ -145,12 +147,17 @@ fn bad_records_are_rejected_alone_with_their_reason() {
         framed(2, &body("broken", 1, None, true)),
         trailing,
         framed(1, &body("late", i64::MAX, None, false)),
+        framed(3, b"{}"),
         good,
     ];
-    let avro = decoder.avro().unwrap();
-    avro.learn(1, Ok(READING.into()));
-    avro.learn(404, Err("schema id 404 is not in the registry".into()));
-    avro.learn(2, Ok(READING_BROKEN.into()));
+    decoder.learn(1, Ok(avro_schema(READING)));
+    decoder.learn(404, Err("schema id 404 is not in the registry".into()));
+    decoder.learn(2, Ok(avro_schema(READING_BROKEN)));
+    let json_schema = RegisteredSchema {
+        schema_type: "JSON".into(),
+        schema: "{}".into(),
+    };
+    decoder.learn(3, Ok(json_schema));
 
     let decoded = decoder.decode("readings", &records(&payloads), 42);
     assert_eq!(decoded.batch.num_rows(), 2);
@@ -161,7 +168,7 @@ fn bad_records_are_rejected_alone_with_their_reason() {
         .as_primitive::<arrow::datatypes::Int64Type>()
         .values()
         .to_vec();
-    assert_eq!(offsets, [0, 8]);
+    assert_eq!(offsets, [0, 9]);
     let kinds: Vec<(i64, RejectKind)> = decoded
         .rejected
         .iter()
@@ -177,6 +184,7 @@ fn bad_records_are_rejected_alone_with_their_reason() {
             (5, RejectKind::Incompatible),
             (6, RejectKind::Schema),
             (7, RejectKind::Schema),
+            (8, RejectKind::Incompatible),
         ]
     );
     let reasons: Vec<&str> = decoded.rejected.iter().map(|r| r.reason.as_str()).collect();
@@ -185,6 +193,11 @@ fn bad_records_are_rejected_alone_with_their_reason() {
     assert!(reasons[3].contains("not in the registry"), "{}", reasons[3]);
     assert!(reasons[4].contains("writer schema id 2"), "{}", reasons[4]);
     assert!(reasons[6].contains("event time field ts"), "{}", reasons[6]);
+    assert!(
+        reasons[7].contains("a JSON schema; the stream reads Avro"),
+        "{}",
+        reasons[7]
+    );
 }
 
 #[test]
@@ -193,8 +206,6 @@ fn plain_avro_bodies_are_read_with_the_stream_schema() {
     let payloads = vec![body("a", 5, Some(3), false), b"".to_vec(), vec![0xff; 3]];
     assert!(
         decoder
-            .avro()
-            .unwrap()
             .ids_to_learn(payloads.iter().map(Vec::as_slice))
             .is_empty()
     );
@@ -220,7 +231,7 @@ fn nested_records_enums_decimals_and_arrays_become_lake_types() {
     let schema = StreamSchema::new(fields_from_avro_schema(ORDER).unwrap(), "ts").unwrap();
     let avro = AvroRecords::new(ORDER, avro_arrow_schema(ORDER).unwrap(), Framing::Plain);
     let decoder = Decoder {
-        avro: Some(Arc::new(avro)),
+        format: Format::Avro(Arc::new(avro)),
         ..Decoder::new(Arc::new(schema), 1024)
     };
     let mut body = Vec::new();

@@ -1,12 +1,16 @@
-"""Avro orders through Confluent's own serializer, and the check of what sluice landed.
+"""Records through Confluent's own serializers, and the check of what sluice landed.
 
-  produce   Confluent's AvroSerializer (confluent-kafka's Schema Registry client, against the
-            registry at --registry, as --auth user:password if given) writes --count orders of schema ORDER_V1 to --topic, keyed
-            by order id. Orders are a function of their id, from --first.
-  schema    Prints ORDER_V1, the Avro schema the stream reads orders as.
+Two kinds (--kind): "orders", Avro records of ORDER_V1 (a nested record, an array of records,
+a decimal, timestamp-millis, an enum, nullable unions); "readings", JSON records of the JSON
+Schema READING.
+
+  produce   Confluent's AvroSerializer or JSONSerializer (confluent-kafka's Schema Registry
+            client, against the registry at --registry, as --auth user:password if given)
+            writes --count records to --topic, keyed by id. Records are a function of their id.
+  schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
-            that it holds each order id from 0 to --count once, every value equal to what
-            `produce` made of it.
+            that it holds each id from 0 to --count once, every value equal to what `produce`
+            made of it.
 
 Independent of sluice: the producer is librdkafka and Confluent's serializer; the reader is
 delta-rs through pyarrow.
@@ -39,6 +43,20 @@ ORDER_V1 = {
     ],
 }
 
+READING = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Reading", "type": "object",
+    "required": ["reading_id", "device_id", "ts"],
+    "properties": {
+        "reading_id": {"type": "integer"},
+        "device_id": {"type": "string"},
+        "ts": {"type": "string", "format": "date-time"},
+        "temperature_c": {"type": ["number", "null"]},
+        "ok": {"type": "boolean"},
+        "day": {"type": "string", "format": "date"},
+    },
+}
+
 START = datetime.datetime(2026, 11, 30, 22, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -59,23 +77,53 @@ def order(i):
     }
 
 
+def reading(i):
+    """Reading `i` as the table holds it; `reading_json` is how the producer sends it."""
+    return {
+        "reading_id": i,
+        "device_id": f"device-{i % 313}",
+        "ts": START + datetime.timedelta(milliseconds=i * 131),
+        "temperature_c": None if i % 11 == 0 else round(20 + (i % 400) / 16, 4),
+        "ok": i % 4 != 0,
+        "day": datetime.date(2026, 1, 1) + datetime.timedelta(days=i % 300),
+    }
+
+
+def reading_json(i):
+    row = reading(i)
+    row["ts"] = row["ts"].isoformat().replace("+00:00", "Z")
+    row["day"] = row["day"].isoformat()
+    return row
+
+
+KINDS = {  # kind: schema, the record a producer sends, the row a reader gets, its id column
+    "orders": (ORDER_V1, order, order, "order_id"),
+    "readings": (READING, reading_json, reading, "reading_id"),
+}
+
+
 def produce(args):
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     config = {"url": args.registry}
     if args.auth:
         config["basic.auth.user.info"] = args.auth
     registry = SchemaRegistryClient(config)
-    serialize = AvroSerializer(registry, json.dumps(ORDER_V1))
+    schema, record, _, _ = KINDS[args.kind]
+    if args.kind == "orders":
+        serialize = AvroSerializer(registry, json.dumps(schema))
+    else:
+        serialize = JSONSerializer(json.dumps(schema), registry)
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20,
                          "enable.idempotence": False})
     context = SerializationContext(args.topic, MessageField.VALUE)
     failed = []
-    for i in range(args.first, args.first + args.count):
-        value = serialize(order(i), context)
+    for i in range(args.count):
+        value = serialize(record(i), context)
         while True:
             try:
                 producer.produce(args.topic, key=str(i).encode(), value=value,
@@ -86,27 +134,28 @@ def produce(args):
         producer.poll(0)
     if producer.flush(60) or failed:
         sys.exit(f"produce: {len(failed)} records failed: {failed[:3]}")
-    print(f"produced {args.count} orders to {args.topic}")
+    print(f"produced {args.count} {args.kind} to {args.topic}")
 
 
 def check(args):
     from deltalake import DeltaTable
 
+    _, _, expected, id_column = KINDS[args.kind]
     table = DeltaTable(args.table).to_pyarrow_table()
-    names = list(order(0))
-    rows = table.select(names).to_pylist()
-    ids = sorted(row["order_id"] for row in rows)
+    rows = table.select(list(expected(0))).to_pylist()
+    ids = sorted(row[id_column] for row in rows)
     if ids != list(range(args.count)):
         missing = sorted(set(range(args.count)) - set(ids))
         doubled = len(ids) - len(set(ids))
         sys.exit(f"check: {len(ids)} rows; {len(missing)} ids missing "
                  f"(first {missing[:5]}), {doubled} doubled")
     for row in rows:
-        want = order(row["order_id"])
+        want = expected(row[id_column])
         if row != want:
             differing = {k: (row[k], want[k]) for k in want if row[k] != want[k]}
-            sys.exit(f"check: order {row['order_id']} differs (landed, produced): {differing}")
-    print(f"check: {len(rows)} orders, every value as produced")
+            sys.exit(f"check: {args.kind} {row[id_column]} differs (landed, produced): "
+                     f"{differing}")
+    print(f"check: {len(rows)} {args.kind}, every value as produced")
 
 
 def main():
@@ -118,14 +167,14 @@ def main():
     p.add_argument("--auth", help="user:password for the registry (HTTP Basic)")
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
-    p.add_argument("--first", type=int, default=0)
     sub.add_parser("schema")
     c = sub.add_parser("check")
     c.add_argument("--table", required=True)
     c.add_argument("--count", type=int, required=True)
+    parser.add_argument("--kind", choices=sorted(KINDS), default="orders")
     args = parser.parse_args()
     commands = {"produce": produce, "check": check,
-                "schema": lambda _: print(json.dumps(ORDER_V1, indent=2))}
+                "schema": lambda _: print(json.dumps(KINDS[args.kind][0], indent=2))}
     commands[args.command](args)
 
 

@@ -1,0 +1,119 @@
+//! The Confluent wire format (a zero magic byte, a 4-byte big-endian schema id, then the
+//! record in its schema's format), and what a stream knows of the writer schemas its records
+//! name by id: learned from a Schema Registry before its records are decoded (the engine asks
+//! for [`WriterSchemas::ids_to_learn`]), shared by every thread decoding the stream.
+
+use std::collections::HashMap;
+use std::sync::{RwLock, RwLockReadGuard};
+
+use super::RejectKind;
+
+/// Bytes before the record in the Confluent wire format: the magic byte and the schema id.
+pub const HEADER: usize = 5;
+
+/// A schema as a Schema Registry holds it under an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredSchema {
+    /// "AVRO", "JSON" or "PROTOBUF" (a registry leaves it out for Avro).
+    pub schema_type: String,
+    /// The schema's text.
+    pub schema: String,
+}
+
+/// Why a record cannot become a row: its kind, for counting, and the reason, for people.
+pub type Refusal = (RejectKind, String);
+
+/// The schema id of a payload in the Confluent wire format, or why it is not one.
+pub fn schema_id(payload: &[u8]) -> Result<u32, Refusal> {
+    let wire = |reason: String| (RejectKind::WireFormat, reason);
+    match payload {
+        [magic, ..] if *magic != 0 => Err(wire(format!(
+            "magic byte 0x{magic:02x}, not 0: not in the Confluent wire format"
+        ))),
+        [_, id @ ..] if id.len() >= HEADER - 1 => {
+            Ok(u32::from_be_bytes(id[..4].try_into().expect("four bytes")))
+        }
+        _ => Err(wire(format!(
+            "{} bytes: shorter than the Confluent wire format's {HEADER}-byte header",
+            payload.len()
+        ))),
+    }
+}
+
+/// Per writer schema id: what records of it are read with (`T`), or why they cannot be.
+#[derive(Debug)]
+pub struct WriterSchemas<T> {
+    known: RwLock<HashMap<u32, Result<T, Refusal>>>,
+}
+
+impl<T> Default for WriterSchemas<T> {
+    fn default() -> Self {
+        Self {
+            known: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> WriterSchemas<T> {
+    /// The schema ids of `payloads` not learned yet, each once, in order of appearance.
+    pub fn ids_to_learn<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
+        let known = self.read();
+        let mut ids: Vec<u32> = Vec::new();
+        for payload in payloads {
+            if let Ok(id) = schema_id(payload)
+                && !known.contains_key(&id)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// Records of `id` are read with `writer`, or refused.
+    pub fn insert(&self, id: u32, writer: Result<T, Refusal>) {
+        let mut known = self.known.write().unwrap_or_else(|p| p.into_inner());
+        known.insert(id, writer);
+    }
+
+    /// What is known, held for reading while a batch is decoded.
+    pub fn read(&self) -> RwLockReadGuard<'_, HashMap<u32, Result<T, Refusal>>> {
+        self.known.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The id and what a payload's records are read with, from `known`, or why it cannot be read.
+pub fn writer_of<'k, T>(
+    known: &'k HashMap<u32, Result<T, Refusal>>,
+    payload: &[u8],
+) -> Result<(u32, &'k T), Refusal> {
+    let id = schema_id(payload)?;
+    match known.get(&id) {
+        Some(Ok(writer)) => Ok((id, writer)),
+        Some(Err(refusal)) => Err(refusal.clone()),
+        None => Err((
+            RejectKind::UnknownSchema,
+            format!("schema id {id} was not learned from the registry"),
+        )),
+    }
+}
+
+/// Refuses a registered schema of another type than the stream reads.
+pub fn of_type(
+    id: u32,
+    registered: &RegisteredSchema,
+    expected: &str,
+    format: &str,
+) -> Result<(), Refusal> {
+    if registered.schema_type == expected {
+        Ok(())
+    } else {
+        Err((
+            RejectKind::Incompatible,
+            format!(
+                "schema id {id} is a {} schema; the stream reads {format}",
+                registered.schema_type
+            ),
+        ))
+    }
+}

@@ -1,0 +1,348 @@
+//! Avro and JSON Schema records in the Confluent wire format, written by Confluent's own
+//! serializers (confluent-kafka's `AvroSerializer`, `JSONSerializer`) against a Schema
+//! Registry, landed by `sluice stream` and read back by the Python `deltalake` package. The
+//! registry is the stand-in under tests/registry (no Confluent registry can be installed
+//! here); see the README.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::*;
+use crate::kafka::{Outgoing, produce_raw, read_all};
+
+/// How long a dead-letter topic must stay quiet before it is taken as read whole.
+const QUIET: Duration = Duration::from_secs(3);
+
+/// The registry's user and password; sluice reads the password from the environment.
+const USER: &str = "sluice-test";
+const PASSWORD: &str = "registry-secret-4711";
+
+/// The stand-in registry, stopped when dropped.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    /// Starts the stand-in on `port` (0: any), keeping its registrations in `state`, asking
+    /// every request for HTTP Basic auth as [`USER`] and [`PASSWORD`].
+    fn start(port: u16, state: &Path) -> Self {
+        let mut child = Command::new(python())
+            .arg(repo_file("tests/registry/standin.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+            ])
+            .arg("--state")
+            .arg(state)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the stand-in registry");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the stand-in prints its port");
+        Self { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("SLUICE_TEST_PYTHON").expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh")
+}
+
+/// `sluice` with the registry's password in its environment.
+fn sluice_with_registry() -> Command {
+    let mut command = sluice();
+    command.env("TEST_REGISTRY_PASSWORD", PASSWORD);
+    command
+}
+
+/// `tests/registry/records.py` for records of `kind` ("orders": Avro, "readings": JSON
+/// Schema), with `args`.
+fn records(kind: &str, args: &[&str]) -> String {
+    run_ok(
+        Command::new(python())
+            .arg(repo_file("tests/registry/records.py"))
+            .args(["--kind", kind])
+            .args(args),
+        Duration::from_secs(600),
+    )
+}
+
+/// Produces `count` records of `kind` to `topic` with Confluent's serializer.
+fn produce(kind: &str, registry: &str, topic: &str, count: usize) {
+    let auth = format!("{USER}:{PASSWORD}");
+    let count = count.to_string();
+    let bootstrap = brokers();
+    let args = [
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--registry",
+        registry,
+        "--auth",
+        &auth,
+        "--topic",
+        topic,
+        "--count",
+        &count,
+    ];
+    records(kind, &args);
+}
+
+/// Checks, with the Python `deltalake` reader, that `table` holds records 0 to `count` of
+/// `kind` once each, every value as produced.
+fn check(kind: &str, table: &Path, count: usize) {
+    let count = count.to_string();
+    let args = [
+        "check",
+        "--table",
+        table.to_str().unwrap(),
+        "--count",
+        &count,
+    ];
+    let checked = records(kind, &args);
+    assert!(checked.contains("every value as produced"), "{checked}");
+}
+
+/// A pipeline reading records of `kind` from `topic` through the registry at `registry` into
+/// the table at `table`, bad records to `dead_letters`.
+fn registry_pipeline(
+    dir: &Path,
+    kind: &str,
+    topic: &str,
+    dead_letters: &str,
+    registry: &str,
+    table: &Path,
+) -> PathBuf {
+    let (format, schema) = match kind {
+        "orders" => ("avro", "order.avsc"),
+        _ => ("json_schema", "reading.schema.json"),
+    };
+    std::fs::write(dir.join(schema), records(kind, &["schema"])).unwrap();
+    let file = dir.join("pipeline.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[kafka]
+group = "{group}"
+
+[[streams]]
+name = "records"
+topic = "{topic}"
+format = "{format}"
+schema = "{schema}"
+registry = {{ url = "{registry}", user = "{USER}", password = "${{TEST_REGISTRY_PASSWORD}}" }}
+event_time = "ts"
+dead_letter_topic = "{dead_letters}"
+
+[[tables]]
+name = "records"
+from = "records"
+uri = "{table}"
+"#,
+            group = unique("group"),
+            table = table.display(),
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Streams `pipeline` until caught up; returns its log.
+fn stream_until_caught_up(pipeline: &Path) -> String {
+    let out = run(
+        sluice_with_registry()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(pipeline),
+        Duration::from_secs(600),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// Produces `bad` (payload, reason) records to partition 0 of `topic`.
+fn plant(topic: &str, bad: &[(&[u8], &str)]) {
+    let planted: Vec<Outgoing<'_>> = bad
+        .iter()
+        .map(|(payload, _)| Outgoing {
+            partition: 0,
+            key: None,
+            payload,
+            headers: &[],
+        })
+        .collect();
+    produce_raw(topic, &planted);
+}
+
+/// Every planted record is on `dead_letters` once, with its reason.
+fn assert_dead_letters(dead_letters: &str, bad: &[(&[u8], &str)]) {
+    let letters = read_all(dead_letters, QUIET);
+    assert_eq!(letters.len(), bad.len(), "one dead letter per bad record");
+    for (payload, reason) in bad {
+        let letter = letters
+            .iter()
+            .find(|l| l.payload == *payload)
+            .unwrap_or_else(|| panic!("no dead letter holds {payload:?}"));
+        let error = letter.header("sluice.error").unwrap_or_default();
+        assert!(error.contains(reason), "{error:?} lacks {reason:?}");
+    }
+}
+
+fn assert_verify_clean(pipeline: &Path) {
+    let verified = run_ok(
+        sluice_with_registry()
+            .args(["verify", "--json", "--pipeline"])
+            .arg(pipeline),
+        Duration::from_secs(300),
+    );
+    let verified: serde_json::Value = serde_json::from_str(&verified).unwrap();
+    assert_eq!(verified["clean"], true, "{verified:#}");
+}
+
+#[test]
+fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
+    let dir = test_dir("avro_orders");
+    let registry = Registry::start(0, &dir.join("registry.json"));
+    let (topic, dead_letters) = (unique("orders"), unique("orders_dlq"));
+    create_topic(&topic, 4);
+    create_topic(&dead_letters, 1);
+    let count = 100_000;
+    produce("orders", &registry.url(), &topic, count);
+    // Schema id 1 is the orders' (the first the registry gave); 404 is none.
+    let bad: [(&[u8], &str); 4] = [
+        (br#"{"order_id": 1}"#, "magic byte 0x7b"),
+        (&[0, 0, 0], "shorter than the Confluent wire format"),
+        (&[0, 0, 0, 1, 0x94, 2], "not in the registry"),
+        (
+            &[0, 0, 0, 0, 1, 2],
+            "not an Avro record of writer schema id 1",
+        ),
+    ];
+    plant(&topic, &bad);
+
+    let table = dir.join("lake/orders");
+    let pipeline = registry_pipeline(
+        &dir,
+        "orders",
+        &topic,
+        &dead_letters,
+        &registry.url(),
+        &table,
+    );
+    let checked = run_ok(
+        sluice_with_registry()
+            .args(["check", "--pipeline"])
+            .arg(&pipeline),
+        Duration::from_secs(30),
+    );
+    assert!(!checked.contains(PASSWORD), "{checked}");
+    let described = format!(
+        "format = \"avro\" (Confluent wire format; registry {:?}, basic auth as {USER:?}, password [REDACTED])",
+        registry.url()
+    );
+    assert!(checked.contains(&described), "{checked}");
+    let log = stream_until_caught_up(&pipeline);
+    assert!(log.contains("(4 sent to a dead-letter topic)"), "{log}");
+    check("orders", &table, count);
+    assert_dead_letters(&dead_letters, &bad);
+    assert_verify_clean(&pipeline);
+}
+
+#[test]
+fn json_schema_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
+    let dir = test_dir("json_schema_readings");
+    let registry = Registry::start(0, &dir.join("registry.json"));
+    let (topic, dead_letters) = (unique("readings"), unique("readings_dlq"));
+    create_topic(&topic, 4);
+    create_topic(&dead_letters, 1);
+    let count = 50_000;
+    produce("readings", &registry.url(), &topic, count);
+    let bad: [(&[u8], &str); 3] = [
+        (br#"{"reading_id": 1}"#, "magic byte 0x7b"),
+        (b"\0\0\0\x01\x94{}", "not in the registry"),
+        (
+            b"\0\0\0\0\x01{\"reading_id\": 1}",
+            "missing or null required fields device_id",
+        ),
+    ];
+    plant(&topic, &bad);
+
+    let table = dir.join("lake/readings");
+    let pipeline = registry_pipeline(
+        &dir,
+        "readings",
+        &topic,
+        &dead_letters,
+        &registry.url(),
+        &table,
+    );
+    let log = stream_until_caught_up(&pipeline);
+    assert!(log.contains("(3 sent to a dead-letter topic)"), "{log}");
+    check("readings", &table, count);
+    assert_dead_letters(&dead_letters, &bad);
+    assert_verify_clean(&pipeline);
+}
+
+#[test]
+fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
+    let dir = test_dir("avro_registry_down");
+    let state = dir.join("registry.json");
+    let registry = Registry::start(0, &state);
+    let (url, port) = (registry.url(), registry.port);
+    let (topic, dead_letters) = (unique("orders"), unique("orders_dlq"));
+    create_topic(&topic, 2);
+    create_topic(&dead_letters, 1);
+    let count = 2_000;
+    produce("orders", &url, &topic, count);
+    drop(registry);
+
+    let table = dir.join("lake/orders");
+    let pipeline = registry_pipeline(&dir, "orders", &topic, &dead_letters, &url, &table);
+    let stream = sluice_with_registry()
+        .args(["stream", "--until-caught-up", "--pipeline"])
+        .arg(&pipeline)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(
+        !table.join("_delta_log/00000000000000000001.json").exists(),
+        "nothing lands while the registry is down"
+    );
+    let _registry = Registry::start(port, &state);
+    let out = wait(stream, Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("The Schema Registry did not give a writer schema"),
+        "the wait is logged: {stderr}"
+    );
+    assert!(
+        stderr.contains("(0 sent to a dead-letter topic)"),
+        "{stderr}"
+    );
+    check("orders", &table, count);
+    assert!(read_all(&dead_letters, QUIET).is_empty());
+}
