@@ -269,15 +269,7 @@ impl StreamSchema {
 /// fields a record must carry.
 pub fn fields_from_json_schema(text: &str) -> Result<Vec<SchemaField>, String> {
     let doc: Value = serde_json::from_str(text).map_err(|err| format!("not valid JSON: {err}"))?;
-    let properties = doc
-        .get("properties")
-        .and_then(Value::as_object)
-        .ok_or("expected an object schema with \"properties\"")?;
-    let required: Vec<&str> = doc
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|names| names.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let (properties, required) = object_schema(&doc)?;
     properties
         .iter()
         .map(|(name, property)| {
@@ -298,15 +290,7 @@ pub fn fields_from_json_schema(text: &str) -> Result<Vec<SchemaField>, String> {
 pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), String> {
     let doc: Value =
         serde_json::from_str(writer).map_err(|err| format!("not valid JSON: {err}"))?;
-    let properties = doc
-        .get("properties")
-        .and_then(Value::as_object)
-        .ok_or("expected an object schema with \"properties\"")?;
-    let required: Vec<&str> = doc
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|names| names.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
+    let (properties, required) = object_schema(&doc)?;
     for field in stream.fields() {
         let Some(property) = properties.get(&field.name) else {
             if field.required {
@@ -349,6 +333,20 @@ pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// The `properties` of an object schema, and the names it lists as `required`.
+fn object_schema(doc: &Value) -> Result<(&serde_json::Map<String, Value>, Vec<&str>), String> {
+    let properties = doc
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or("expected an object schema with \"properties\"")?;
+    let required = doc
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    Ok((properties, required))
 }
 
 fn json_schema_type(property: &Value) -> Result<FieldType, String> {
