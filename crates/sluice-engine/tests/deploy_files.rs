@@ -79,6 +79,12 @@ fn every_event_once() -> Metrics {
         error: &error,
         retry_in: Duration::ZERO,
     });
+    metrics.emit(RegistryUnavailable {
+        topic: "t",
+        id: 1,
+        error: &error,
+        retry_in: Duration::ZERO,
+    });
     metrics.emit(PartitionsAssigned {
         partitions: &partitions,
         holding: 1,
