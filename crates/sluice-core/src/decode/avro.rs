@@ -135,10 +135,11 @@ impl AvroRecords {
         let mut kept = Vec::new();
         let mut body = Vec::new();
         for run in runs.0 {
-            match self.decode_run(&run, &mut body, rejected) {
-                Ok((batch, good)) => {
-                    batches.push(batch);
-                    kept.extend(good);
+            match self.decode_run(&run, &mut body) {
+                Ok(decoded) => {
+                    batches.push(decoded.batch);
+                    kept.extend(decoded.good);
+                    rejected.extend(decoded.bad);
                 }
                 Err(reason) => rejected.extend(
                     run.records
@@ -169,23 +170,23 @@ impl AvroRecords {
         }
     }
 
-    /// Decodes one run of records of one writer schema; returns the rows and the records that
-    /// became them. A body that does not decode to exactly one row, using every byte, is
-    /// rejected, and the decoder rebuilt.
+    /// Decodes one run of records of one writer schema. A body that does not decode to
+    /// exactly one row, using every byte, is rejected, and the decoder rebuilt. On error (the
+    /// decoder could not be built) none of the run's records became rows.
     fn decode_run<'r>(
         &self,
         run: &Run<'r, '_>,
         body: &mut Vec<u8>,
-        rejected: &mut Vec<Rejected>,
-    ) -> Result<(RecordBatch, Vec<&'r RawRecord<'r>>), String> {
+    ) -> Result<DecodedRun<'r>, String> {
         let mut decoder = self.body_decoder(run.id, run.writer, run.records.len())?;
         let mut good: Vec<&RawRecord> = Vec::with_capacity(run.records.len());
+        let mut bad = Vec::new();
         for &record in &run.records {
             let framed = self.framed(record.payload.unwrap_or_default(), body);
             match decode_one(&mut decoder, framed) {
                 Ok(()) => good.push(record),
                 Err(reason) => {
-                    rejected.push(reject(
+                    bad.push(reject(
                         record,
                         RejectKind::Schema,
                         format!(
@@ -207,7 +208,7 @@ impl AvroRecords {
             .flush()
             .map_err(|err| err.to_string())?
             .unwrap_or_else(|| RecordBatch::new_empty(self.decoded.clone()));
-        Ok((batch, good))
+        Ok(DecodedRun { batch, good, bad })
     }
 
     /// The bytes to feed arrow-avro for a payload: as it is in the Confluent wire format; for
@@ -240,6 +241,13 @@ fn decode_one(decoder: &mut BodyDecoder, framed: &[u8]) -> Result<(), String> {
         return Err("the body does not hold exactly one record".into());
     }
     Ok(())
+}
+
+/// A run's rows, the records they came from, and the records refused.
+struct DecodedRun<'r> {
+    batch: RecordBatch,
+    good: Vec<&'r RawRecord<'r>>,
+    bad: Vec<Rejected>,
 }
 
 /// Consecutive records of one writer schema.
