@@ -124,7 +124,7 @@ fn check(kind: &str, table: &Path, count: usize) {
 }
 
 /// A pipeline reading records of `kind` from `topic` through the registry at `registry` into
-/// the table at `table`, bad records to `dead_letters`.
+/// the table at `table`, bad records to `dead_letters`, with `sections` at its end.
 fn registry_pipeline(
     dir: &Path,
     kind: &str,
@@ -132,6 +132,7 @@ fn registry_pipeline(
     dead_letters: &str,
     registry: &str,
     table: &Path,
+    sections: &str,
 ) -> PathBuf {
     let (format, schema) = match kind {
         "orders" => ("avro", "order.avsc"),
@@ -159,6 +160,8 @@ dead_letter_topic = "{dead_letters}"
 name = "records"
 from = "records"
 uri = "{table}"
+
+{sections}
 "#,
             group = unique("group"),
             table = table.display(),
@@ -242,6 +245,29 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
     plant(&topic, &bad);
 
     let table = dir.join("lake/orders");
+    // A rule over a nested field, and a window by the enum: not the stream's key (it has
+    // none), so its events go through a repartition topic as the Avro bytes they were.
+    let alerts = unique("vip_paid");
+    create_topic(&alerts, 1);
+    let by_status = dir.join("lake/by_status");
+    let sections = format!(
+        r#"
+[[alerts]]
+name = "vip_paid"
+from = "records"
+when = "status = 'PAID' AND customer.vip"
+topic = "{alerts}"
+
+[[windows]]
+name = "by_status"
+from = "records"
+group_by = ["status"]
+tumble = "1h"
+aggregates = {{ n = "count(*)" }}
+uri = "{}"
+"#,
+        by_status.display()
+    );
     let pipeline = registry_pipeline(
         &dir,
         "orders",
@@ -249,6 +275,7 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
         &dead_letters,
         &registry.url(),
         &table,
+        &sections,
     );
     let checked = run_ok(
         sluice_with_registry()
@@ -266,6 +293,33 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
     assert!(log.contains("(4 sent to a dead-letter topic)"), "{log}");
     check("orders", &table, count);
     assert_dead_letters(&dead_letters, &bad);
+    // Order i is PAID when i % 3 == 1, and its customer a VIP when i % 5 == 0.
+    let vip_paid = (0..count).filter(|i| i % 3 == 1 && i % 5 == 0).count();
+    assert_eq!(read_all(&alerts, QUIET).len(), vip_paid);
+    // Orders are 97 ms apart from 22:00: the windows before midnight are closed.
+    let before_midnight = (0..count).filter(|i| i * 97 < 7_200_000).count();
+    let rows = query(
+        &pipeline,
+        "select status, sum(n) as n from by_status group by status order by status",
+    );
+    let counted: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_string(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, i64)> = ["NEW", "PAID", "SHIPPED"]
+        .iter()
+        .enumerate()
+        .map(|(k, status)| {
+            let n = (0..before_midnight).filter(|i| i % 3 == k).count();
+            (status.to_string(), n as i64)
+        })
+        .collect();
+    assert_eq!(counted, expected);
     assert_verify_clean(&pipeline);
 }
 
@@ -296,6 +350,7 @@ fn json_schema_from_confluents_serializer_lands_every_value_and_bad_records_beco
         &dead_letters,
         &registry.url(),
         &table,
+        "",
     );
     let log = stream_until_caught_up(&pipeline);
     assert!(log.contains("(3 sent to a dead-letter topic)"), "{log}");
@@ -318,7 +373,7 @@ fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
     drop(registry);
 
     let table = dir.join("lake/orders");
-    let pipeline = registry_pipeline(&dir, "orders", &topic, &dead_letters, &url, &table);
+    let pipeline = registry_pipeline(&dir, "orders", &topic, &dead_letters, &url, &table, "");
     let stream = sluice_with_registry()
         .args(["stream", "--until-caught-up", "--pipeline"])
         .arg(&pipeline)
