@@ -107,6 +107,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             }
         }
     });
+    until_listening(&args.gateway_listen, &gateway).await;
     print_running(
         &args,
         &pipeline,
@@ -212,6 +213,21 @@ async fn generate(
         progress: false,
     };
     produce::run(options, shutdown).await.map(Some)
+}
+
+/// How long `up` waits for its gateway to listen before printing where it is.
+const GATEWAY_START_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the gateway at `address` accepts connections (or has stopped, or
+/// [`GATEWAY_START_LIMIT`] passed), so that the URL printed next answers at once.
+async fn until_listening(address: &str, gateway: &tokio::task::JoinHandle<()>) {
+    let started = std::time::Instant::now();
+    while !gateway.is_finished() && started.elapsed() < GATEWAY_START_LIMIT {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// What runs where, and what to try.
