@@ -21,6 +21,11 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::client::{REACHABILITY_TIMEOUT, metadata_of};
+
+/// How often a seek refused for a partition not ready yet is tried again, and the pause
+/// between tries (5 s in all).
+const SEEK_TRIES: u32 = 50;
+const SEEK_RETRY_PAUSE: Duration = Duration::from_millis(100);
 use crate::{ClientOptions, KafkaError};
 
 /// A change in the partitions this member owns.
@@ -269,12 +274,26 @@ impl GroupConsumer {
     /// start when `None`). Blocking (up to the reachability timeout while the broker is away).
     pub fn seek(&self, topic: &str, partition: i32, offset: Option<i64>) -> Result<(), KafkaError> {
         let to = offset.map_or(Offset::Beginning, Offset::Offset);
-        self.inner
-            .seek(topic, partition, to, REACHABILITY_TIMEOUT)
-            .map_err(|source| KafkaError::Consume {
-                context: format!("seek {topic}/{partition} to {to:?}"),
-                source,
-            })
+        // A partition assigned a moment ago may not take a seek yet (librdkafka answers
+        // "Erroneous state" until it has a fetch position): that passes, so it is retried.
+        let not_ready = RDKafkaErrorCode::State.to_string();
+        let mut tries = 0;
+        loop {
+            match self.inner.seek(topic, partition, to, REACHABILITY_TIMEOUT) {
+                Err(rdkafka::error::KafkaError::Seek(reason))
+                    if reason.contains(&not_ready) && tries < SEEK_TRIES =>
+                {
+                    tries += 1;
+                    std::thread::sleep(SEEK_RETRY_PAUSE);
+                }
+                done => {
+                    return done.map_err(|source| KafkaError::Consume {
+                        context: format!("seek {topic}/{partition} to {to:?}"),
+                        source,
+                    });
+                }
+            }
+        }
     }
 
     /// Leaves the group and joins it again with the same subscription, as a new member (a
