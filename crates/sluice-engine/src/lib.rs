@@ -9,7 +9,7 @@
 //! - [`lanes`]: per source partition, where reading goes on and what each table buffered.
 //! - [`windows`]: per partition, window state: events in, closed windows out, late events.
 //! - [`side`]: dead letters, alerts and late copies, exactly once per source record.
-//! - [`registry`]: Avro writer schemas looked up by id in a Schema Registry.
+//! - [`registry`]: writer schemas (Avro, JSON Schema) looked up by id in a Schema Registry.
 //! - [`repartition`]: events forwarded to a window's repartition topic.
 //! - [`output`]: a table being written (its sink, flush policy and commit), and its marks.
 //! - [`events`]: what the engine observes, each event logged and counted in one place.
