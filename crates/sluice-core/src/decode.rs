@@ -1,5 +1,6 @@
 //! Kafka payloads decoded in batches straight into Arrow, by the stream's schema: JSON (here;
-//! plain, or in the Confluent wire format, [`confluent`]) or Avro ([`avro`]).
+//! plain, or in the Confluent wire format, [`confluent`]), Avro ([`avro`]) or Protobuf
+//! ([`protobuf`]).
 //!
 //! Each JSON record is read by serde_json in one pass into typed cells ([`row`]) that are appended
 //! to the columns' Arrow builders ([`columns`]) once the whole record has proved good: no
@@ -9,6 +10,8 @@
 pub mod avro;
 mod columns;
 pub mod confluent;
+mod conform;
+pub mod protobuf;
 mod rfc3339;
 mod row;
 
@@ -21,9 +24,12 @@ use arrow::array::{
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 
-use self::avro::{AvroRecords, Framing};
+use self::avro::AvroRecords;
 use self::columns::ColumnBuilder;
-use self::confluent::{HEADER, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
+use self::confluent::{
+    Framing, HEADER, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of,
+};
+use self::protobuf::ProtoRecords;
 use self::row::Row;
 use crate::config::defaults::MAX_JSON_DEPTH;
 use crate::config::{Stream, StreamFormat};
@@ -130,6 +136,8 @@ enum Format {
     FramedJson(Arc<WriterSchemas<()>>),
     /// Avro records.
     Avro(Arc<AvroRecords>),
+    /// Protobuf messages.
+    Protobuf(Arc<ProtoRecords>),
 }
 
 impl Decoder {
@@ -159,13 +167,16 @@ impl Decoder {
                 decoded,
                 registry,
             } => {
-                let framing = match registry {
-                    Some(_) => Framing::Confluent,
-                    None => Framing::Plain,
-                };
-                let avro = AvroRecords::new(schema, decoded.clone(), framing);
+                let avro = AvroRecords::new(schema, decoded.clone(), Framing::of(registry));
                 Self {
                     format: Format::Avro(Arc::new(avro)),
+                    ..decoder
+                }
+            }
+            StreamFormat::Protobuf { message, registry } => {
+                let protobuf = ProtoRecords::new(message.clone(), Framing::of(registry));
+                Self {
+                    format: Format::Protobuf(Arc::new(protobuf)),
                     ..decoder
                 }
             }
@@ -179,6 +190,7 @@ impl Decoder {
             Format::Json => Vec::new(),
             Format::FramedJson(writers) => writers.ids_to_learn(payloads),
             Format::Avro(avro) => avro.ids_to_learn(payloads),
+            Format::Protobuf(protobuf) => protobuf.ids_to_learn(payloads),
         }
     }
 
@@ -201,6 +213,7 @@ impl Decoder {
                 writers.insert(id, readable);
             }
             Format::Avro(avro) => avro.learn(id, registered),
+            Format::Protobuf(protobuf) => protobuf.learn(id, registered),
         }
     }
 
@@ -223,23 +236,36 @@ impl Decoder {
                 self.decode_json(records, Some(&writers.read()), &mut rejected)
             }
             Format::Avro(avro) => {
-                let sized: Vec<&RawRecord<'_>> = records
-                    .iter()
-                    .filter(|record| match self.refuse_empty_or_large(record.payload) {
-                        Some((kind, reason)) => {
-                            rejected.push(reject(record, kind, reason));
-                            false
-                        }
-                        None => true,
-                    })
-                    .collect();
+                let sized = self.sized(records, &mut rejected);
                 avro.decode(&self.schema, &sized, &mut rejected)
+            }
+            Format::Protobuf(protobuf) => {
+                let sized = self.sized(records, &mut rejected);
+                protobuf.decode(&self.schema, &sized, &mut rejected)
             }
         };
         let batch = self.to_table_rows(topic, columns, &kept, ingested_at_us);
         let batch = self.add_derived(batch, &kept, &mut rejected);
         rejected.sort_by_key(|r| (r.partition, r.offset));
         DecodedBatch { batch, rejected }
+    }
+
+    /// The records neither empty nor over the size limit; the others go to `rejected`.
+    fn sized<'r>(
+        &self,
+        records: &'r [RawRecord<'r>],
+        rejected: &mut Vec<Rejected>,
+    ) -> Vec<&'r RawRecord<'r>> {
+        records
+            .iter()
+            .filter(|record| match self.refuse_empty_or_large(record.payload) {
+                Some((kind, reason)) => {
+                    rejected.push(reject(record, kind, reason));
+                    false
+                }
+                None => true,
+            })
+            .collect()
     }
 
     /// Reads JSON `records` into columns of the stream's fields; returns them with the

@@ -13,6 +13,8 @@ use serde_json::Value;
 use crate::expressions::SqlExpr;
 
 pub mod avro;
+pub mod lake;
+pub mod protobuf;
 
 /// Lineage column: the Kafka topic a row was read from.
 pub const TOPIC_COLUMN: &str = "_topic";

@@ -1,5 +1,7 @@
 //! Writer schemas from a Confluent-compatible Schema Registry (`GET /schemas/ids/{id}`), for
-//! streams whose records carry a schema id (the Confluent wire format).
+//! streams whose records carry a schema id (the Confluent wire format). Protobuf schemas are
+//! asked for as serialized descriptors (`format=serialized`, as Confluent's deserializers
+//! ask), with the files they reference (`GET /subjects/{subject}/versions/{version}`).
 //!
 //! Each id is looked up once per process and kept by the stream's decoder. A registry that does
 //! not answer (down, slow, refusing our credentials) never turns records into dead letters: the
@@ -13,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use sluice_core::Decoder;
-use sluice_core::config::{Registry, RegistryAuth};
+use sluice_core::config::{Registry, RegistryAuth, StreamFormat};
 use sluice_core::decode::confluent::RegisteredSchema;
 
 use crate::events::{Metrics, RegistryUnavailable};
@@ -29,40 +31,112 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The media type the registry's REST API speaks.
 const REGISTRY_JSON: &str = "application/vnd.schemaregistry.v1+json";
 
+/// The most files one Protobuf schema may reference, counting theirs.
+const REFERENCES_LIMIT: usize = 100;
+
 /// A stream's Schema Registry.
 #[derive(Debug, Clone)]
 pub struct SchemaRegistry {
     http: reqwest::Client,
     config: Registry,
+    /// The query asking for schemas in the form the stream's decoder reads.
+    query: Option<&'static str>,
 }
 
-/// `GET /schemas/ids/{id}`'s answer (fields we do not use are ignored).
+/// A schema as the registry gives it by id or by subject and version (fields we do not use
+/// are ignored).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SchemaById {
+struct Found {
     schema: String,
     /// Absent for Avro.
     schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
 }
 
+/// A schema another one imports: by the name it is imported as, in a subject's version.
+#[derive(Deserialize)]
+struct Reference {
+    name: String,
+    subject: String,
+    version: i64,
+}
+
+/// What a lookup found: the schema, or the registry's "not found" with its message.
+type Lookup = Result<Found, String>;
+
 impl SchemaRegistry {
-    /// A client of `config`'s registry.
-    pub fn new(config: &Registry) -> Result<Self> {
+    /// A client of `config`'s registry, for records in `format`.
+    pub fn new(config: &Registry, format: &StreamFormat) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .context("cannot build the Schema Registry's HTTP client")?;
+        let query = match format {
+            StreamFormat::Protobuf { .. } => Some("format=serialized"),
+            _ => None,
+        };
         Ok(Self {
             http,
             config: config.clone(),
+            query,
         })
     }
 
-    /// The schema registered under `id`, or why the registry has none; an error when the
-    /// registry did not answer.
+    /// The schema registered under `id` with the files it references, or why the registry
+    /// has none; an error when the registry did not answer.
     pub async fn writer_schema(&self, id: u32) -> Result<Result<RegisteredSchema, String>> {
-        let url = format!("{}/schemas/ids/{id}", self.config.url);
-        let request = self.http.get(&url).header("Accept", REGISTRY_JSON);
+        let found = match self.get(&["schemas", "ids", &id.to_string()]).await? {
+            Ok(found) => found,
+            Err(reason) => return Ok(Err(format!("schema id {id}: {reason}"))),
+        };
+        let mut references = Vec::new();
+        let mut pending: Vec<Reference> = found.references;
+        while let Some(reference) = pending.pop() {
+            if references.iter().any(|(name, _)| *name == reference.name) {
+                continue;
+            }
+            if references.len() == REFERENCES_LIMIT {
+                return Ok(Err(format!(
+                    "schema id {id} references more than {REFERENCES_LIMIT} files"
+                )));
+            }
+            let version = reference.version.to_string();
+            match self
+                .get(&["subjects", &reference.subject, "versions", &version])
+                .await?
+            {
+                Ok(file) => {
+                    pending.extend(file.references);
+                    references.push((reference.name, file.schema));
+                }
+                Err(reason) => {
+                    return Ok(Err(format!(
+                        "schema id {id} references {}: {reason}",
+                        reference.name
+                    )));
+                }
+            }
+        }
+        Ok(Ok(RegisteredSchema {
+            schema_type: found.schema_type.unwrap_or_else(|| "AVRO".into()),
+            schema: found.schema,
+            references,
+        }))
+    }
+
+    /// `GET` of the registry's path of `segments` (each escaped): the schema there, or its
+    /// "not found"; an error when the registry did not answer.
+    async fn get(&self, segments: &[&str]) -> Result<Lookup> {
+        let mut url = reqwest::Url::parse(&self.config.url)
+            .with_context(|| format!("the registry URL {:?}", self.config.url))?;
+        url.path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("the registry URL {:?} has no path", self.config.url))?
+            .pop_if_empty()
+            .extend(segments);
+        url.set_query(self.query);
+        let request = self.http.get(url.clone()).header("Accept", REGISTRY_JSON);
         let request = match &self.config.auth {
             RegistryAuth::None => request,
             RegistryAuth::Basic { user, password } => {
@@ -75,7 +149,7 @@ impl SchemaRegistry {
         if status == reqwest::StatusCode::NOT_FOUND {
             let body = response.text().await.unwrap_or_default();
             return Ok(Err(format!(
-                "schema id {id} is not in the registry at {} (HTTP 404: {})",
+                "not in the registry at {} (HTTP 404: {})",
                 self.config.url,
                 body.trim()
             )));
@@ -84,14 +158,11 @@ impl SchemaRegistry {
             let body = response.text().await.unwrap_or_default();
             bail!("GET {url}: HTTP {status}: {}", body.trim());
         }
-        let found: SchemaById = response
+        let found: Found = response
             .json()
             .await
             .with_context(|| format!("GET {url}: not a schema as the registry API gives it"))?;
-        Ok(Ok(RegisteredSchema {
-            schema_type: found.schema_type.unwrap_or_else(|| "AVRO".into()),
-            schema: found.schema,
-        }))
+        Ok(Ok(found))
     }
 }
 

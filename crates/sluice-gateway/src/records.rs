@@ -26,8 +26,9 @@ impl StreamChecks {
     pub fn new(stream: &Stream, max_depth: usize) -> Result<Self, String> {
         if !matches!(stream.format, StreamFormat::Json) {
             return Err(format!(
-                "stream {}: its records are Avro or framed JSON (Confluent wire format), and the gateway sends plain JSON records only",
-                stream.name
+                "stream {}: its records are {:?}, and the gateway sends plain JSON records only",
+                stream.name,
+                stream.format.name()
             ));
         }
         let validator = jsonschema::options()

@@ -57,14 +57,12 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
 
 /// A stream's format, with its registry and how it authenticates (never the secret).
 fn format(format: &StreamFormat) -> String {
-    let name = match format {
-        StreamFormat::Json => "json",
-        StreamFormat::JsonSchema { .. } => "json_schema",
-        StreamFormat::Avro { .. } => "avro",
-    };
+    let name = format.name();
     let Some(registry) = format.registry() else {
         return match format {
-            StreamFormat::Avro { .. } => format!("{name:?} (plain bodies of its schema)"),
+            StreamFormat::Avro { .. } | StreamFormat::Protobuf { .. } => {
+                format!("{name:?} (plain bodies of its schema)")
+            }
             _ => format!("{name:?}"),
         };
     };

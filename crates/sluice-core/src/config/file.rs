@@ -193,13 +193,17 @@ pub struct StreamSection {
     pub name: String,
     /// The Kafka topic holding the stream's records.
     pub topic: String,
-    /// How records are written: "json" (the default) or "avro".
+    /// How records are written: "json" (the default), "json_schema", "avro" or "protobuf".
     pub format: Option<String>,
     /// The schema file describing the records, relative to the pipeline file: a JSON Schema,
-    /// or for `format = "avro"` an Avro schema (`.avsc`) that records are read as.
+    /// for `format = "avro"` an Avro schema (`.avsc`), for `format = "protobuf"` a `.proto`
+    /// file, that records are read as.
     pub schema: Option<String>,
-    /// The Schema Registry that Avro records' schema ids (Confluent wire format) are looked up
-    /// in; without it, Avro records are plain bodies of `schema`.
+    /// For `format = "protobuf"`: the message of `schema` records are (its full or short
+    /// name); may be left out when the file defines one top-level message.
+    pub message: Option<String>,
+    /// The Schema Registry that records' schema ids (Confluent wire format) are looked up in;
+    /// without it, Avro and Protobuf records are plain bodies of `schema`.
     pub registry: Option<RegistrySection>,
     /// An inline field list, instead of `schema`.
     pub fields: Option<Vec<FieldSection>>,

@@ -1,6 +1,7 @@
 //! How a stream's records are written: JSON (with a JSON Schema file or an inline field list;
-//! with `json_schema`, in the Confluent wire format with a Schema Registry) or Avro (an Avro
-//! schema file; with a Schema Registry, in the Confluent wire format).
+//! with `json_schema`, in the Confluent wire format with a Schema Registry), Avro (an Avro
+//! schema file) or Protobuf (a message of a `.proto` file); Avro and Protobuf records with a
+//! Schema Registry are in the Confluent wire format.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use secrecy::SecretString;
 use super::Problems;
 use super::file::{RegistrySection, StreamSection};
 use crate::schema::avro::{avro_arrow_schema, fields_from_avro_schema};
+use crate::schema::protobuf::StreamMessage;
 use crate::schema::{SchemaField, fields_from_json_schema};
 
 /// The wire format of a stream's records.
@@ -31,15 +33,32 @@ pub enum StreamFormat {
         /// Where writer schemas are looked up by id; `None` for plain Avro bodies.
         registry: Option<Registry>,
     },
+    /// Protobuf messages, read as the stream's message.
+    Protobuf {
+        /// The message records are read as: the table's columns.
+        message: StreamMessage,
+        /// Where writer schemas are looked up by id; `None` for plain messages.
+        registry: Option<Registry>,
+    },
 }
 
 impl StreamFormat {
+    /// Its name, as `format` says it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::JsonSchema { .. } => "json_schema",
+            Self::Avro { .. } => "avro",
+            Self::Protobuf { .. } => "protobuf",
+        }
+    }
+
     /// The registry its records' schema ids are looked up in, if they carry ids.
     pub fn registry(&self) -> Option<&Registry> {
         match self {
             Self::Json => None,
             Self::JsonSchema { registry } => Some(registry),
-            Self::Avro { registry, .. } => registry.as_ref(),
+            Self::Avro { registry, .. } | Self::Protobuf { registry, .. } => registry.as_ref(),
         }
     }
 }
@@ -84,12 +103,20 @@ pub(super) fn describe(
     read_schema: &dyn Fn(&str) -> std::io::Result<String>,
     problems: &mut Problems,
 ) -> Option<Described> {
-    match raw.format.as_deref().unwrap_or("json") {
+    let format = raw.format.as_deref().unwrap_or("json");
+    if raw.message.is_some() && format != "protobuf" {
+        problems.add(
+            format!("{at}.message"),
+            "a message is named for format = \"protobuf\" only",
+        );
+        return None;
+    }
+    match format {
         "json" => {
             if raw.registry.is_some() {
                 problems.add(
                     format!("{at}.registry"),
-                    "a registry is read for format = \"avro\" or \"json_schema\" only",
+                    "a registry is read for format = \"avro\", \"protobuf\" or \"json_schema\" only",
                 );
                 return None;
             }
@@ -113,10 +140,13 @@ pub(super) fn describe(
             })
         }
         "avro" => describe_avro(at, raw, read_schema, problems),
+        "protobuf" => describe_protobuf(at, raw, read_schema, problems),
         other => {
             problems.add(
                 format!("{at}.format"),
-                format!("expected \"json\", \"json_schema\" or \"avro\", got {other:?}"),
+                format!(
+                    "expected \"json\", \"json_schema\", \"avro\" or \"protobuf\", got {other:?}"
+                ),
             );
             None
         }
@@ -169,39 +199,82 @@ fn describe_avro(
     read_schema: &dyn Fn(&str) -> std::io::Result<String>,
     problems: &mut Problems,
 ) -> Option<Described> {
-    if raw.fields.is_some() {
-        problems.add(
-            format!("{at}.fields"),
-            "an Avro stream's fields come from its Avro schema file (`schema`)",
-        );
-        return None;
-    }
-    let Some(path) = &raw.schema else {
-        problems.add(
-            format!("{at}.schema"),
-            "expected an Avro schema file (.avsc) that records are read as",
-        );
-        return None;
-    };
+    let path = schema_file(at, raw, "an Avro schema file (.avsc)", problems)?;
     let text = read_file(at, path, "Avro schema", read_schema, problems)?;
     let read =
         fields_from_avro_schema(&text).and_then(|fields| Ok((fields, avro_arrow_schema(&text)?)));
     let (fields, decoded) = read
         .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))
         .ok()?;
-    let registry = match &raw.registry {
-        Some(section) => Some(registry(&format!("{at}.registry"), section, problems)?),
-        None => None,
-    };
     Some(Described {
         fields,
         format: StreamFormat::Avro {
             schema: text.into(),
             decoded,
-            registry,
+            registry: optional_registry(at, raw, problems)?,
         },
         json_schema: None,
     })
+}
+
+fn describe_protobuf(
+    at: &str,
+    raw: &StreamSection,
+    read_schema: &dyn Fn(&str) -> std::io::Result<String>,
+    problems: &mut Problems,
+) -> Option<Described> {
+    let path = schema_file(at, raw, "a .proto file", problems)?;
+    let (message, fields) = StreamMessage::read(path, raw.message.as_deref(), read_schema)
+        .map_err(|err| problems.add(format!("{at}.schema"), format!("{path}: {err}")))
+        .ok()?;
+    Some(Described {
+        fields,
+        format: StreamFormat::Protobuf {
+            message,
+            registry: optional_registry(at, raw, problems)?,
+        },
+        json_schema: None,
+    })
+}
+
+/// The schema file of a stream whose fields come from it (`what`), not from `fields`.
+fn schema_file<'r>(
+    at: &str,
+    raw: &'r StreamSection,
+    what: &str,
+    problems: &mut Problems,
+) -> Option<&'r str> {
+    if raw.fields.is_some() {
+        problems.add(
+            format!("{at}.fields"),
+            format!("the stream's fields come from its schema file: expected {what} in `schema`"),
+        );
+        return None;
+    }
+    let path = raw.schema.as_deref();
+    if path.is_none() {
+        problems.add(
+            format!("{at}.schema"),
+            format!("expected {what} that records are read as"),
+        );
+    }
+    path
+}
+
+/// The stream's registry, if it has one (`Some(None)` when it has none; `None` on a problem).
+fn optional_registry(
+    at: &str,
+    raw: &StreamSection,
+    problems: &mut Problems,
+) -> Option<Option<Registry>> {
+    match &raw.registry {
+        Some(section) => Some(Some(registry(
+            &format!("{at}.registry"),
+            section,
+            problems,
+        )?)),
+        None => Some(None),
+    }
 }
 
 fn read_file(

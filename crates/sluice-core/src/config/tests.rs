@@ -16,6 +16,7 @@ fn parse(text: &str) -> Result<Pipeline, ConfigError> {
     Pipeline::parse(Path::new("pipeline.toml"), text, |path| match path {
         "sensor.schema.json" => Ok(SCHEMA.to_string()),
         "order.avsc" => Ok(AVRO_SCHEMA.to_string()),
+        "orders.proto" | "customer.proto" => crate::schema::protobuf::tests::read(path),
         other => Err(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{other} not found"),
@@ -766,6 +767,73 @@ fn an_avro_stream_takes_its_fields_from_its_avro_schema_and_names_its_registry()
         json_with_registry
             .unwrap_err()
             .to_string()
-            .contains("format = \"avro\" or \"json_schema\" only")
+            .contains("format = \"avro\", \"protobuf\" or \"json_schema\" only")
+    );
+}
+
+#[test]
+fn a_protobuf_stream_takes_its_fields_from_a_message_of_its_proto_file() {
+    let stream = |extra: &str| {
+        format!(
+            r#"
+            [kafka]
+            group = "g"
+            [[streams]]
+            name = "orders"
+            topic = "orders"
+            format = "protobuf"
+            event_time = "ts"
+            {extra}
+            [[tables]]
+            name = "orders"
+            from = "orders"
+            uri = "s3://lake/orders"
+            "#
+        )
+    };
+    let pipeline = parse(&stream(
+        r#"schema = "orders.proto"
+        message = "Order"
+        registry = { url = "http://127.0.0.1:8081", token = "t" }"#,
+    ))
+    .unwrap();
+    let orders = &pipeline.streams[0];
+    let StreamFormat::Protobuf {
+        message,
+        registry: Some(registry),
+    } = &orders.format
+    else {
+        panic!("a Protobuf stream with a registry: {:?}", orders.format);
+    };
+    assert_eq!(message.message.full_name(), "shop.Order");
+    assert!(matches!(registry.auth, RegistryAuth::Bearer(_)));
+    let table = orders.schema.table_schema();
+    assert!(matches!(
+        table.field_with_name("customer").unwrap().data_type(),
+        arrow::datatypes::DataType::Struct(_)
+    ));
+
+    let problems = |extra: &str| parse(&stream(extra)).unwrap_err().to_string();
+    assert!(problems("").contains("streams.orders.schema: expected a .proto file"));
+    assert!(
+        problems(
+            r#"schema = "orders.proto"
+        message = "Invoice""#
+        )
+        .contains("streams.orders.schema: orders.proto: no message Invoice")
+    );
+    assert!(problems(r#"schema = "missing.proto""#).contains("cannot read \"missing.proto\""));
+    let avro_with_message = parse(
+        &stream(
+            r#"schema = "order.avsc"
+        message = "Order""#,
+        )
+        .replace("\"protobuf\"", "\"avro\""),
+    );
+    assert!(
+        avro_with_message
+            .unwrap_err()
+            .to_string()
+            .contains("streams.orders.message: a message is named for format = \"protobuf\" only")
     );
 }

@@ -10,31 +10,20 @@
 //! again (rare, and bounded by the batch).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
-};
-use arrow::compute::{cast, concat_batches, filter};
-use arrow::datatypes::{DataType, Int64Type, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
 use arrow_avro::reader::{Decoder as BodyDecoder, ReaderBuilder};
 use arrow_avro::schema::{
     AvroSchema, CONFLUENT_MAGIC, Fingerprint, FingerprintAlgorithm, SchemaStore,
 };
 
-use super::confluent::{Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
-use super::{RawRecord, RejectKind, Rejected, TIME_RANGE_US, reject};
+use super::confluent::{Framing, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
+use super::conform::conform;
+use super::{RawRecord, RejectKind, Rejected, reject};
+use crate::schema::StreamSchema;
 use crate::schema::avro::PLAIN_AVRO_ID;
-use crate::schema::{StreamSchema, utc_micros};
-
-/// How a stream's Avro records are framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Confluent's wire format: magic byte, schema id, body.
-    Confluent,
-    /// The Avro body alone, written with the stream's schema.
-    Plain,
-}
 
 /// Decodes a stream's Avro records; shared by every thread decoding the stream, which learn
 /// writer schemas together.
@@ -271,73 +260,6 @@ impl<'r, 'w> Runs<'r, 'w> {
             }),
         }
     }
-}
-
-/// Casts decoded columns to the stream's field types, with event time as UTC microseconds;
-/// rows whose event time is missing or out of range are rejected.
-fn conform<'r>(
-    schema: &StreamSchema,
-    decoded: RecordBatch,
-    kept: Vec<&'r RawRecord<'r>>,
-    rejected: &mut Vec<Rejected>,
-) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
-    let event_time = event_time_micros(decoded.column(schema.event_time_index()));
-    let in_range: BooleanArray = event_time
-        .iter()
-        .map(|us| Some(us.is_some_and(|us| (TIME_RANGE_US.0..=TIME_RANGE_US.1).contains(&us))))
-        .collect();
-    let name = &schema.event_time().name;
-    let mut good = Vec::with_capacity(kept.len());
-    for (record, ok) in kept.into_iter().zip(in_range.values().iter()) {
-        if ok {
-            good.push(record);
-        } else {
-            let reason = format!("event time field {name} is missing or out of range");
-            rejected.push(reject(record, RejectKind::Schema, reason));
-        }
-    }
-    let columns = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(index, field)| {
-            let column = if index == schema.event_time_index() {
-                Arc::new(event_time.clone()) as ArrayRef
-            } else {
-                let target = field.ty.arrow();
-                let column = decoded.column(index);
-                if column.data_type() == &target {
-                    column.clone()
-                } else {
-                    cast(column, &target).expect("a lake type is a cast of the decoded type")
-                }
-            };
-            filter(&column, &in_range).expect("same length")
-        })
-        .collect();
-    (columns, good)
-}
-
-/// Event time as UTC microseconds from a decoded column: a timestamp, epoch milliseconds (a
-/// long) or RFC 3339 text; null where it is none of them or overflows.
-fn event_time_micros(column: &ArrayRef) -> TimestampMicrosecondArray {
-    let micros = match column.data_type() {
-        DataType::Int64 => column
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|ms| ms.and_then(|ms| ms.checked_mul(1000)))
-            .collect(),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => column
-            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-            .clone(),
-        _ => cast(column, &utc_micros())
-            .map(|cast| {
-                cast.as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-                    .clone()
-            })
-            .unwrap_or_else(|_| TimestampMicrosecondArray::new_null(column.len())),
-    };
-    micros.with_timezone("UTC")
 }
 
 #[cfg(test)]

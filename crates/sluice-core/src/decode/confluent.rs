@@ -11,6 +11,25 @@ use super::RejectKind;
 /// Bytes before the record in the Confluent wire format: the magic byte and the schema id.
 pub const HEADER: usize = 5;
 
+/// How a stream's records are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Confluent's wire format: magic byte, schema id, record.
+    Confluent,
+    /// The record alone, written with the stream's schema.
+    Plain,
+}
+
+impl Framing {
+    /// Records that name their schema in a registry are in the Confluent wire format.
+    pub fn of<R>(registry: &Option<R>) -> Self {
+        match registry {
+            Some(_) => Self::Confluent,
+            None => Self::Plain,
+        }
+    }
+}
+
 /// A schema as a Schema Registry holds it under an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredSchema {
@@ -18,6 +37,9 @@ pub struct RegisteredSchema {
     pub schema_type: String,
     /// The schema's text.
     pub schema: String,
+    /// The schemas it imports (Protobuf), each as (the name it is imported by, its text),
+    /// with theirs: every file it needs but protobuf's own.
+    pub references: Vec<(String, String)>,
 }
 
 /// Why a record cannot become a row: its kind, for counting, and the reason, for people.
@@ -38,6 +60,45 @@ pub fn schema_id(payload: &[u8]) -> Result<u32, Refusal> {
             payload.len()
         ))),
     }
+}
+
+/// The message indexes that follow the header of a Protobuf record in the Confluent wire
+/// format (the path to its message type in the schema's file: `[0]` is the first top-level
+/// message, `[1, 0]` the first message nested in the second), and how many bytes they take.
+pub fn message_indexes(after_header: &[u8]) -> Result<(Vec<usize>, usize), Refusal> {
+    let wire = |what: &str| {
+        (
+            RejectKind::WireFormat,
+            format!("the Protobuf message indexes after the schema id are {what}"),
+        )
+    };
+    let mut at = 0;
+    let mut next = || -> Result<i64, Refusal> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let byte = *after_header.get(at).ok_or_else(|| wire("cut short"))?;
+            at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                // Zigzag, as Confluent's serializers write them.
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err(wire("not varints"))
+    };
+    let count = next()?;
+    if count == 0 {
+        return Ok((vec![0], at));
+    }
+    if !(1..=64).contains(&count) {
+        return Err(wire(&format!("{count} deep")));
+    }
+    let mut path = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let index = next()?;
+        path.push(usize::try_from(index).map_err(|_| wire("negative"))?);
+    }
+    Ok((path, at))
 }
 
 /// Per writer schema id: what records of it are read with (`T`), or why they cannot be.

@@ -463,6 +463,7 @@ fn json_in_the_confluent_wire_format_is_read_after_its_header_by_its_writer_sche
     let json = |schema: &str| RegisteredSchema {
         schema_type: "JSON".into(),
         schema: schema.into(),
+        references: Vec::new(),
     };
     let writer = r#"{"type": "object", "required": ["device_id", "ts"], "properties": {
         "device_id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},

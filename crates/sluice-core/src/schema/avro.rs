@@ -2,14 +2,12 @@
 //! fields, with the Arrow types arrow-avro decodes them to, turned into types a Delta table
 //! holds (timestamps in microseconds, enums as text, fixed as bytes).
 
-use std::sync::Arc;
-
-use arrow::compute::can_cast_types;
-use arrow::datatypes::{DataType, Field, Fields, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
-use super::{FieldType, SchemaField, utc_micros};
+use super::SchemaField;
+use super::lake::field_type;
 
 /// The id an Avro schema is known by when records carry no id (plain Avro, one schema file).
 pub const PLAIN_AVRO_ID: u32 = 0;
@@ -23,7 +21,7 @@ pub fn fields_from_avro_schema(text: &str) -> Result<Vec<SchemaField>, String> {
         .iter()
         .map(|field| {
             let ty = field_type(field.data_type())
-                .map_err(|err| format!("field {}: {err}", field.name()))?;
+                .map_err(|err| format!("field {}: Avro type {err}", field.name()))?;
             Ok(SchemaField {
                 name: field.name().clone(),
                 ty,
@@ -53,75 +51,12 @@ pub fn avro_arrow_schema(text: &str) -> Result<SchemaRef, String> {
     Ok(schema)
 }
 
-/// The stream field type of a decoded Arrow type: the JSON-like types as such, anything else
-/// as the Arrow type a Delta table stores it as.
-fn field_type(decoded: &DataType) -> Result<FieldType, String> {
-    let lake = lake_type(decoded)?;
-    if !can_cast_types(decoded, &lake) {
-        return Err(format!(
-            "Avro type decoded as {decoded} cannot be stored as {lake}"
-        ));
-    }
-    Ok(match lake {
-        DataType::Utf8 => FieldType::String,
-        DataType::Int64 => FieldType::Int64,
-        DataType::Float64 => FieldType::Float64,
-        DataType::Boolean => FieldType::Boolean,
-        DataType::Date32 => FieldType::Date,
-        ty if ty == utc_micros() => FieldType::Timestamp,
-        other => FieldType::Arrow(other),
-    })
-}
-
-/// The type a Delta table stores values of a decoded Arrow type as (a cast of the decoded
-/// column gives it), or why there is none.
-pub fn lake_type(decoded: &DataType) -> Result<DataType, String> {
-    Ok(match decoded {
-        DataType::Boolean
-        | DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::Float32
-        | DataType::Float64
-        | DataType::Utf8
-        | DataType::Binary
-        | DataType::Date32 => decoded.clone(),
-        DataType::Decimal128(precision, scale) => DataType::Decimal128(*precision, *scale),
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::BinaryView | DataType::LargeBinary | DataType::FixedSizeBinary(_) => {
-            DataType::Binary
-        }
-        DataType::Timestamp(_, Some(_)) => utc_micros(),
-        DataType::Timestamp(_, None) => DataType::Timestamp(TimeUnit::Microsecond, None),
-        // Enums: their symbols as text.
-        DataType::Dictionary(_, values) => lake_type(values)?,
-        DataType::Struct(fields) => DataType::Struct(lake_fields(fields)?),
-        DataType::List(item) | DataType::LargeList(item) => {
-            DataType::List(Arc::new(lake_field(item)?))
-        }
-        DataType::Map(entries, sorted) => DataType::Map(Arc::new(lake_field(entries)?), *sorted),
-        other => {
-            return Err(format!(
-                "Avro type decoded as {other} has no Delta type (time of day, duration, unions of several types and decimals over 38 digits are not supported)"
-            ));
-        }
-    })
-}
-
-fn lake_fields(fields: &Fields) -> Result<Fields, String> {
-    fields.iter().map(|field| lake_field(field)).collect()
-}
-
-/// A nested field as a Delta table stores it: its type mapped, Avro's metadata dropped.
-fn lake_field(field: &Field) -> Result<Field, String> {
-    let ty = lake_type(field.data_type()).map_err(|err| format!("{}: {err}", field.name()))?;
-    Ok(Field::new(field.name(), ty, field.is_nullable()))
-}
-
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::DataType;
+
     use super::*;
+    use crate::schema::{FieldType, utc_micros};
 
     const ORDER: &str = r#"{
         "type": "record", "name": "Order", "namespace": "shop",

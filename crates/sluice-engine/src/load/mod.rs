@@ -80,8 +80,9 @@ pub async fn run(options: LoadOptions) -> Result<Summary> {
     let source = source_name(&options.files)?;
     if !matches!(stream.format, StreamFormat::Json) {
         anyhow::bail!(
-            "stream {}: `sluice load` reads JSON lines, and this stream's records are Avro or framed JSON (Confluent wire format)",
-            stream.name
+            "stream {}: `sluice load` reads JSON lines, and this stream's records are {:?}",
+            stream.name,
+            stream.format.name()
         );
     }
     let decoder = Decoder::new(stream.schema.clone(), stream.max_record_size);

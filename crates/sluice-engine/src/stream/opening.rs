@@ -130,7 +130,7 @@ fn registry_of(stream: &Stream) -> Result<Option<SchemaRegistry>> {
     stream
         .format
         .registry()
-        .map(SchemaRegistry::new)
+        .map(|registry| SchemaRegistry::new(registry, &stream.format))
         .transpose()
 }
 

@@ -33,6 +33,7 @@ fn avro_schema(text: &str) -> RegisteredSchema {
     RegisteredSchema {
         schema_type: "AVRO".into(),
         schema: text.into(),
+        references: Vec::new(),
     }
 }
 
@@ -156,6 +157,7 @@ fn bad_records_are_rejected_alone_with_their_reason() {
     let json_schema = RegisteredSchema {
         schema_type: "JSON".into(),
         schema: "{}".into(),
+        references: Vec::new(),
     };
     decoder.learn(3, Ok(json_schema));
 
