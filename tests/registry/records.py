@@ -1,10 +1,11 @@
 """Records through Confluent's own serializers, and the check of what sluice landed.
 
-Two kinds (--kind): "orders", Avro records of ORDER_V1 (a nested record, an array of records,
+Three kinds (--kind): "orders", Avro records of ORDER_V1 (a nested record, an array of records,
 a decimal, timestamp-millis, an enum, nullable unions); "readings", JSON records of the JSON
-Schema READING.
+Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
 
-  produce   Confluent's AvroSerializer or JSONSerializer (confluent-kafka's Schema Registry
+  produce   Confluent's AvroSerializer, JSONSerializer or ProtobufSerializer (confluent-kafka's
+            Schema Registry
             client, against the registry at --registry, as --auth user:password if given)
             writes --count records to --topic, keyed by id. Records are a function of their id.
   schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
@@ -21,6 +22,8 @@ import datetime
 import decimal
 import json
 import sys
+
+from parcels import PARCEL_PROTO, parcel, parcel_class, parcel_message
 
 ORDER_V1 = {
     "type": "record", "name": "Order", "namespace": "shop",
@@ -99,6 +102,8 @@ def reading_json(i):
 KINDS = {  # kind: schema, the record a producer sends, the row a reader gets, its id column
     "orders": (ORDER_V1, order, order, "order_id"),
     "readings": (READING, reading_json, reading, "reading_id"),
+    # The producer's messages are made from the message class, built when producing.
+    "parcels": (PARCEL_PROTO, None, parcel, "parcel_id"),
 }
 
 
@@ -107,6 +112,7 @@ def produce(args):
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     config = {"url": args.registry}
@@ -116,6 +122,10 @@ def produce(args):
     schema, record, _, _ = KINDS[args.kind]
     if args.kind == "orders":
         serialize = AvroSerializer(registry, json.dumps(schema))
+    elif args.kind == "parcels":
+        cls = parcel_class()
+        serialize = ProtobufSerializer(cls, registry, {"use.deprecated.format": False})
+        record = parcel_message(cls)
     else:
         serialize = JSONSerializer(json.dumps(schema), registry)
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20,
@@ -158,6 +168,11 @@ def check(args):
     print(f"check: {len(rows)} {args.kind}, every value as produced")
 
 
+def schema_text(schema):
+    """A schema as its file holds it: .proto text as it is, the others as JSON."""
+    return schema if isinstance(schema, str) else json.dumps(schema, indent=2)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,7 +189,7 @@ def main():
     parser.add_argument("--kind", choices=sorted(KINDS), default="orders")
     args = parser.parse_args()
     commands = {"produce": produce, "check": check,
-                "schema": lambda _: print(json.dumps(KINDS[args.kind][0], indent=2))}
+                "schema": lambda _: print(schema_text(KINDS[args.kind][0]))}
     commands[args.command](args)
 
 

@@ -1,5 +1,6 @@
-//! Avro and JSON Schema records in the Confluent wire format, written by Confluent's own
-//! serializers (confluent-kafka's `AvroSerializer`, `JSONSerializer`) against a Schema
+//! Avro, Protobuf and JSON Schema records in the Confluent wire format, written by Confluent's
+//! own serializers (confluent-kafka's `AvroSerializer`, `ProtobufSerializer`,
+//! `JSONSerializer`) against a Schema
 //! Registry, landed by `sluice stream` and read back by the Python `deltalake` package. The
 //! registry is the stand-in under tests/registry (no Confluent registry can be installed
 //! here); see the README.
@@ -75,8 +76,8 @@ fn sluice_with_registry() -> Command {
     command
 }
 
-/// `tests/registry/records.py` for records of `kind` ("orders": Avro, "readings": JSON
-/// Schema), with `args`.
+/// `tests/registry/records.py` for records of `kind` ("orders": Avro, "parcels": Protobuf,
+/// "readings": JSON Schema), with `args`.
 fn records(kind: &str, args: &[&str]) -> String {
     run_ok(
         Command::new(python())
@@ -136,6 +137,7 @@ fn registry_pipeline(
 ) -> PathBuf {
     let (format, schema) = match kind {
         "orders" => ("avro", "order.avsc"),
+        "parcels" => ("protobuf", "parcel.proto"),
         _ => ("json_schema", "reading.schema.json"),
     };
     std::fs::write(dir.join(schema), records(kind, &["schema"])).unwrap();
@@ -285,6 +287,44 @@ topic = "{alerts}"
     // Order i is PAID when i % 3 == 1, and its customer a VIP when i % 5 == 0.
     let vip_paid = (0..count).filter(|i| i % 3 == 1 && i % 5 == 0).count();
     assert_eq!(read_all(&alerts, QUIET).len(), vip_paid);
+    assert_verify_clean(&pipeline);
+}
+
+#[test]
+fn protobuf_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
+    let dir = test_dir("protobuf_parcels");
+    let registry = Registry::start(0, &dir.join("registry.json"));
+    let (topic, dead_letters) = (unique("parcels"), unique("parcels_dlq"));
+    create_topic(&topic, 4);
+    create_topic(&dead_letters, 1);
+    let count = 100_000;
+    produce("parcels", &registry.url(), &topic, count);
+    // Schema id 1 is the parcels' (the serializer registers no reference: Timestamp is
+    // protobuf's own); 404 is none. After the id: the message indexes, then the message.
+    let bad: [(&[u8], &str); 5] = [
+        (br#"{"parcel_id": 1}"#, "magic byte 0x7b"),
+        (&[0, 0, 0], "shorter than the Confluent wire format"),
+        (&[0, 0, 0, 1, 0x94, 0, 8, 1], "not in the registry"),
+        // Message index [5]: the file has one message.
+        (&[0, 0, 0, 0, 1, 2, 10, 8, 1], "has no message at index [5]"),
+        // parcel_id's varint cut short.
+        (&[0, 0, 0, 0, 1, 0, 8, 0x80], "not a Protobuf message shipping.Parcel"),
+    ];
+    plant(&topic, &bad);
+    let table = dir.join("lake/parcels");
+    let pipeline = registry_pipeline(
+        &dir,
+        "parcels",
+        &topic,
+        &dead_letters,
+        &registry.url(),
+        &table,
+        "",
+    );
+    let log = stream_until_caught_up(&pipeline);
+    assert!(log.contains("(5 sent to a dead-letter topic)"), "{log}");
+    check("parcels", &table, count);
+    assert_dead_letters(&dead_letters, &bad);
     assert_verify_clean(&pipeline);
 }
 
