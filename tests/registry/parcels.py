@@ -2,9 +2,11 @@
 messages and strings, an enum, a timestamp, a proto3 optional field, an unsigned integer).
 
 PARCEL_PROTO is the .proto file sluice reads the stream as. Python's protobuf package cannot
-compile .proto text without protoc, so `parcel_class` builds the same file as a
-FileDescriptorProto by hand; the two must agree, and the end-to-end test fails when they do not
-(sluice refuses every record whose writer schema differs from the stream's).
+compile .proto text without protoc, so `parcel_class` builds the same messages as
+FileDescriptorProtos by hand; they must agree, and the end-to-end test fails when they do not
+(sluice refuses every record whose writer schema differs from the stream's). The writer keeps
+Address in a file of its own, which the serializer registers as a reference of the parcel's
+schema, so the registry client's references are tested too.
 """
 
 import datetime
@@ -17,7 +19,6 @@ import "google/protobuf/timestamp.proto";
 
 message Parcel {
   enum Status { CREATED = 0; IN_TRANSIT = 1; DELIVERED = 2; }
-  message Address { string city = 1; string postcode = 2; }
   message Scan { string depot = 1; int32 seq = 2; }
   int64 parcel_id = 1;
   google.protobuf.Timestamp ts = 2;
@@ -29,6 +30,8 @@ message Parcel {
   optional string note = 8;
   uint32 pieces = 9;
 }
+
+message Address { string city = 1; string postcode = 2; }
 """
 
 START = datetime.datetime(2026, 11, 30, 22, 0, tzinfo=datetime.timezone.utc)
@@ -41,9 +44,11 @@ def parcel_class():
     from google.protobuf import timestamp_pb2  # noqa: F401 (puts Timestamp in the pool)
 
     F = descriptor_pb2.FieldDescriptorProto
+    addresses = descriptor_pb2.FileDescriptorProto(
+        name="shipping/address.proto", package="shipping", syntax="proto3")
     file = descriptor_pb2.FileDescriptorProto(
-        name="parcel.proto", package="shipping", syntax="proto3",
-        dependency=["google/protobuf/timestamp.proto"])
+        name="shipping/parcel.proto", package="shipping", syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto", addresses.name])
     parcel = file.message_type.add(name="Parcel")
     parcel.enum_type.add(name="Status").value.extend(
         descriptor_pb2.EnumValueDescriptorProto(name=name, number=n)
@@ -56,7 +61,7 @@ def parcel_class():
             field.type_name = type_name
         return field
 
-    address = parcel.nested_type.add(name="Address")
+    address = addresses.message_type.add(name="Address")
     add(address, "city", 1, F.TYPE_STRING)
     add(address, "postcode", 2, F.TYPE_STRING)
     scan = parcel.nested_type.add(name="Scan")
@@ -65,7 +70,7 @@ def parcel_class():
     add(parcel, "parcel_id", 1, F.TYPE_INT64)
     add(parcel, "ts", 2, F.TYPE_MESSAGE, ".google.protobuf.Timestamp")
     add(parcel, "status", 3, F.TYPE_ENUM, ".shipping.Parcel.Status")
-    add(parcel, "to", 4, F.TYPE_MESSAGE, ".shipping.Parcel.Address")
+    add(parcel, "to", 4, F.TYPE_MESSAGE, ".shipping.Address")
     add(parcel, "scans", 5, F.TYPE_MESSAGE, ".shipping.Parcel.Scan", repeated=True)
     add(parcel, "labels", 6, F.TYPE_STRING, repeated=True)
     add(parcel, "weight_kg", 7, F.TYPE_DOUBLE)
@@ -75,6 +80,7 @@ def parcel_class():
     parcel.oneof_decl.add(name="_note")
     add(parcel, "pieces", 9, F.TYPE_UINT32)
     pool = descriptor_pool.Default()
+    pool.Add(addresses)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("shipping.Parcel"))
 

@@ -135,10 +135,11 @@ fn registry_pipeline(
     table: &Path,
     sections: &str,
 ) -> PathBuf {
-    let (format, schema) = match kind {
-        "orders" => ("avro", "order.avsc"),
-        "parcels" => ("protobuf", "parcel.proto"),
-        _ => ("json_schema", "reading.schema.json"),
+    let (format, schema, message) = match kind {
+        "orders" => ("avro", "order.avsc", ""),
+        // Its file defines Parcel and Address: the message is named.
+        "parcels" => ("protobuf", "parcel.proto", r#"message = "shipping.Parcel""#),
+        _ => ("json_schema", "reading.schema.json", ""),
     };
     std::fs::write(dir.join(schema), records(kind, &["schema"])).unwrap();
     let file = dir.join("pipeline.toml");
@@ -154,6 +155,7 @@ name = "records"
 topic = "{topic}"
 format = "{format}"
 schema = "{schema}"
+{message}
 registry = {{ url = "{registry}", user = "{USER}", password = "${{TEST_REGISTRY_PASSWORD}}" }}
 event_time = "ts"
 dead_letter_topic = "{dead_letters}"
@@ -299,16 +301,17 @@ fn protobuf_from_confluents_serializer_lands_every_value_and_bad_records_become_
     create_topic(&dead_letters, 1);
     let count = 100_000;
     produce("parcels", &registry.url(), &topic, count);
-    // Schema id 1 is the parcels' (the serializer registers no reference: Timestamp is
-    // protobuf's own); 404 is none. After the id: the message indexes, then the message.
+    // Schema id 1 is the Address file the parcels' schema (id 2) references (Timestamp is
+    // protobuf's own: no reference); 404 is none. After the id: the message indexes, then
+    // the message.
     let bad: [(&[u8], &str); 5] = [
         (br#"{"parcel_id": 1}"#, "magic byte 0x7b"),
         (&[0, 0, 0], "shorter than the Confluent wire format"),
         (&[0, 0, 0, 1, 0x94, 0, 8, 1], "not in the registry"),
         // Message index [5]: the file has one message.
-        (&[0, 0, 0, 0, 1, 2, 10, 8, 1], "has no message at index [5]"),
+        (&[0, 0, 0, 0, 2, 2, 10, 8, 1], "has no message at index [5]"),
         // parcel_id's varint cut short.
-        (&[0, 0, 0, 0, 1, 0, 8, 0x80], "not a Protobuf message shipping.Parcel"),
+        (&[0, 0, 0, 0, 2, 0, 8, 0x80], "not a Protobuf message shipping.Parcel"),
     ];
     plant(&topic, &bad);
     let table = dir.join("lake/parcels");
