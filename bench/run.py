@@ -29,8 +29,8 @@ produce→alert p50/p99 at a steady 20,000 events/s; and "gateway" (bench/gatewa
 POSTing NDJSON batches of 500 to `sluice gateway` next to librdkafka's raw produce rate; and
 "window-state" (bench/window_state.py): peak RSS of a window per device against keys and event
 rate; and "decode" (crates/sluice-core/examples/decode_speed.rs, built beside the binary):
-sluice's JSON decoder against its Avro decoder (Confluent wire format) on the same sensor-1M
-records, on one thread. The sluice binary is $SLUICE_BIN, else
+sluice's JSON decoder against its Avro and Protobuf decoders (Confluent wire format) on the same
+sensor-1M records, on one thread. The sluice binary is $SLUICE_BIN, else
 target/release/sluice under $CARGO_TARGET_DIR.
 """
 
@@ -189,7 +189,10 @@ def print_decode(d):
           f"| {d['json_events_per_cpu_s']:,.0f} |")
     print(f"| Avro, Confluent wire format (arrow-avro) | {d['avro_bytes_per_record']:.0f} "
           f"| {d['avro_seconds']:.3f} | {d['avro_events_per_cpu_s']:,.0f} |")
-    print(f"\nAvro ÷ JSON: **{d['avro_over_json']:.2f}×** (medians of {d['runs']} runs)")
+    print(f"| Protobuf, Confluent wire format (ptars-core) | {d['protobuf_bytes_per_record']:.0f} "
+          f"| {d['protobuf_seconds']:.3f} | {d['protobuf_events_per_cpu_s']:,.0f} |")
+    print(f"\nAvro ÷ JSON: **{d['avro_over_json']:.2f}×**; Protobuf ÷ JSON: "
+          f"**{d['protobuf_over_json']:.2f}×** (medians of {d['runs']} runs)")
 
 
 def print_files(files):

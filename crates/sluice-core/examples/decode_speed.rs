@@ -1,13 +1,15 @@
-//! How fast a stream's records decode into Arrow rows: JSON against Avro in the Confluent wire
-//! format, on the same records (BENCHMARKS.md; run by `bench/run.py --only decode`).
+//! How fast a stream's records decode into Arrow rows: JSON against Avro and Protobuf in the
+//! Confluent wire format, on the same records (BENCHMARKS.md; run by
+//! `bench/run.py --only decode`).
 //!
 //!     decode_speed NDJSON_FILE JSON_SCHEMA_FILE [RECORDS] [RUNS]
 //!
 //! Reads the first RECORDS lines (default 1,000,000) of a JSON-lines file of the stream whose
 //! JSON Schema is given, decodes them as sluice's JSON decoder does, writes the decoded fields
 //! as Avro records in the Confluent wire format (arrow-avro's encoder, schema id 1, the Avro
-//! schema derived from the fields), checks that decoding those gives the same columns, then
-//! times both decoders RUNS times (default 5) over the records in batches of
+//! schema derived from the fields) and as Protobuf messages of [`SENSOR_PROTO`] in it
+//! (ptars-core's encoder, schema id 1, message index [0]), checks that decoding those gives the
+//! same columns, then times the three decoders RUNS times (default 5) over the records in batches of
 //! `DECODE_BATCH_RECORDS`, on this one thread: events per second here are events per
 //! CPU-second. Prints one JSON object with the medians.
 
@@ -15,10 +17,13 @@ use std::error::Error;
 use std::path::Path;
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
+use arrow::array::{BinaryArray, RecordBatch};
 use arrow_avro::schema::{AvroSchema, FingerprintStrategy};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
+use ptars_core::record_batch_to_array;
+use sluice_core::config::Stream;
+use sluice_core::config::StreamFormat;
 use sluice_core::config::defaults::DECODE_BATCH_RECORDS;
 use sluice_core::decode::confluent::RegisteredSchema;
 use sluice_core::schema::RESERVED_COLUMNS;
@@ -39,6 +44,13 @@ format = "avro"
 schema = "stream.avsc"
 registry = { url = "http://127.0.0.1:1" }
 event_time = "ts"
+[[streams]]
+name = "protobuf"
+topic = "protobuf"
+format = "protobuf"
+schema = "stream.proto"
+registry = { url = "http://127.0.0.1:1" }
+event_time = "ts"
 [[tables]]
 name = "json"
 from = "json"
@@ -47,6 +59,26 @@ uri = "/unused/json"
 name = "avro"
 from = "avro"
 uri = "/unused/avro"
+[[tables]]
+name = "protobuf"
+from = "protobuf"
+uri = "/unused/protobuf"
+"#;
+
+/// The sensor records as Protobuf messages: the JSON Schema's fields, the optional ones with
+/// presence.
+const SENSOR_PROTO: &str = r#"
+syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+message SensorEvent {
+  string device_id = 1;
+  google.protobuf.Timestamp ts = 2;
+  optional double temperature_c = 3;
+  optional double vibration_g = 4;
+  optional string status = 5;
+  optional string site = 6;
+  optional string line = 7;
+}
 "#;
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -76,6 +108,21 @@ fn main() -> Result<(), Box<dyn Error>> {
     if again != fields {
         return Err("the Avro records did not decode to the JSON records' columns".into());
     }
+    let pipeline = pipeline(&json_schema, None)?;
+    let protobuf_stream = pipeline.stream("protobuf").expect("in the pipeline");
+    let protobuf_decoder = Decoder::of_stream(protobuf_stream);
+    let registered = RegisteredSchema {
+        schema_type: "PROTOBUF".into(),
+        schema: SENSOR_PROTO.into(),
+        references: Vec::new(),
+    };
+    protobuf_decoder.learn(1, Ok(registered));
+    let protobuf = protobuf_records(&fields, protobuf_stream);
+    let protobuf: Vec<&[u8]> = protobuf.iter().map(Vec::as_slice).collect();
+    let again = stream_fields(&decode_all(&protobuf_decoder, &protobuf), &protobuf_decoder);
+    if !same_columns(&again, &fields) {
+        return Err("the Protobuf records did not decode to the JSON records' columns".into());
+    }
 
     let time = |decoder: &Decoder, payloads: &[&[u8]]| {
         let mut seconds: Vec<f64> = (0..runs)
@@ -89,6 +136,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         seconds[runs / 2]
     };
     let (json_s, avro_s) = (time(&json_decoder, &json), time(&avro_decoder, &avro));
+    let protobuf_s = time(&protobuf_decoder, &protobuf);
     let mean_bytes = |p: &[&[u8]]| p.iter().map(|r| r.len()).sum::<usize>() as f64 / p.len() as f64;
     println!(
         "{}",
@@ -100,8 +148,12 @@ fn main() -> Result<(), Box<dyn Error>> {
             "json_events_per_cpu_s": json.len() as f64 / json_s,
             "avro_events_per_cpu_s": json.len() as f64 / avro_s,
             "avro_over_json": json_s / avro_s,
+            "protobuf_seconds": protobuf_s,
+            "protobuf_events_per_cpu_s": json.len() as f64 / protobuf_s,
+            "protobuf_over_json": json_s / protobuf_s,
             "json_bytes_per_record": mean_bytes(&json),
             "avro_bytes_per_record": mean_bytes(&avro),
+            "protobuf_bytes_per_record": mean_bytes(&protobuf),
         })
     );
     Ok(())
@@ -113,18 +165,25 @@ fn decoder_of(
     avro_schema: Option<&str>,
     name: &str,
 ) -> Result<Decoder, Box<dyn Error>> {
+    let pipeline = pipeline(json_schema, avro_schema)?;
+    Ok(Decoder::of_stream(
+        pipeline.stream(name).expect("in the pipeline"),
+    ))
+}
+
+/// [`PIPELINE`] with the given schema files (an Avro schema that is not used without one).
+fn pipeline(json_schema: &str, avro_schema: Option<&str>) -> Result<Pipeline, Box<dyn Error>> {
     let avro_schema = avro_schema.unwrap_or(
         r#"{"type": "record", "name": "Unused", "fields": [{"name": "ts", "type": "long"}]}"#,
     );
     let pipeline = Pipeline::parse(Path::new("decode_speed.toml"), PIPELINE, |file| {
         Ok(match file {
             "stream.schema.json" => json_schema.to_string(),
+            "stream.proto" => SENSOR_PROTO.to_string(),
             _ => avro_schema.to_string(),
         })
     })?;
-    Ok(Decoder::of_stream(
-        pipeline.stream(name).expect("in the pipeline"),
-    ))
+    Ok(pipeline)
 }
 
 /// Every payload decoded, in batches as the stream decodes them.
@@ -165,4 +224,27 @@ fn avro_records(batches: &[RecordBatch]) -> Result<Vec<Vec<u8>>, Box<dyn Error>>
         .build_encoder::<AvroSoeFormat>()?;
     encoder.encode_batches(batches)?;
     Ok(encoder.flush().iter().map(|row| row.to_vec()).collect())
+}
+
+/// The rows as Protobuf messages of `stream`'s message in the Confluent wire format: schema
+/// id 1, message index [0].
+fn protobuf_records(batches: &[RecordBatch], stream: &Stream) -> Vec<Vec<u8>> {
+    let StreamFormat::Protobuf { message, .. } = &stream.format else {
+        panic!("a Protobuf stream");
+    };
+    let mut out = Vec::new();
+    for batch in batches {
+        let messages = BinaryArray::from(record_batch_to_array(batch, &message.message));
+        for body in messages.iter().flatten() {
+            let mut framed = vec![0, 0, 0, 0, 1, 0];
+            framed.extend_from_slice(body);
+            out.push(framed);
+        }
+    }
+    out
+}
+
+/// Whether the decoded columns equal (the fields' nullability may differ by format).
+fn same_columns(a: &[RecordBatch], b: &[RecordBatch]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(a, b)| a.columns() == b.columns())
 }

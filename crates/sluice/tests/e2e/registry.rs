@@ -311,7 +311,10 @@ fn protobuf_from_confluents_serializer_lands_every_value_and_bad_records_become_
         // Message index [5]: the file has one message.
         (&[0, 0, 0, 0, 2, 2, 10, 8, 1], "has no message at index [5]"),
         // parcel_id's varint cut short.
-        (&[0, 0, 0, 0, 2, 0, 8, 0x80], "not a Protobuf message shipping.Parcel"),
+        (
+            &[0, 0, 0, 0, 2, 0, 8, 0x80],
+            "not a Protobuf message shipping.Parcel",
+        ),
     ];
     plant(&topic, &bad);
     let table = dir.join("lake/parcels");
