@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: the pipeline file — serde types mirroring the TOML, then a pure validation
 //!   step that reports every problem with its field before anything connects.
-//! - [`schema`]: stream schemas (JSON Schema files or inline field lists) mapped to Arrow.
+//! - [`schema`]: stream schemas (JSON Schema files, inline field lists, Avro schemas, Protobuf
+//!   messages) mapped to Arrow.
 //! - [`decode`]: Kafka payloads decoded in batches straight into Arrow record batches, with
 //!   bad records isolated and reported instead of failing the batch.
 //! - [`event_time`]: the `date`/`hour` partition columns derived from event time.

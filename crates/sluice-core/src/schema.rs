@@ -1,7 +1,8 @@
-//! Stream schemas: the fields a stream's JSON records carry, mapped to Arrow types.
+//! Stream schemas: the fields a stream's records carry, mapped to Arrow types.
 //!
-//! A schema comes from a JSON Schema file (the same file the gateway validates with) or from an
-//! inline field list in the pipeline file. Every table written from a stream has the same
+//! A schema comes from a JSON Schema file (the same file the gateway validates with), from an
+//! inline field list in the pipeline file, from an Avro schema ([`avro`]) or from a Protobuf
+//! message ([`protobuf`]); [`lake`] maps the types those decode to onto Delta's. Every table written from a stream has the same
 //! layout: the stream's fields, then the lineage columns that say where each row came from in
 //! Kafka, then the `date`/`hour` columns derived from event time that tables partition by.
 
