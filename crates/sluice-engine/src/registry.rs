@@ -126,24 +126,77 @@ impl SchemaRegistry {
         }))
     }
 
-    /// `GET` of the registry's path of `segments` (each escaped): the schema there, or its
-    /// "not found"; an error when the registry did not answer.
-    async fn get(&self, segments: &[&str]) -> Result<Lookup> {
+    /// The id of `schema` (of `schema_type`) under `subject`, registering it as the subject's
+    /// next version when the registry does not have it there (as Confluent's serializers do
+    /// by default).
+    pub async fn id_of(&self, subject: &str, schema_type: &str, schema: &str) -> Result<u32> {
+        #[derive(Deserialize)]
+        struct Id {
+            id: u32,
+        }
+        let body = serde_json::json!({"schema": schema, "schemaType": schema_type});
+        let send = |segments: &[&str]| {
+            let url = self.url(segments, None)?;
+            let request = self
+                .request(reqwest::Method::POST, url.clone())
+                .header("Content-Type", REGISTRY_JSON)
+                .body(body.to_string());
+            Ok::<_, anyhow::Error>((url, request))
+        };
+        let (url, lookup) = send(&["subjects", subject])?;
+        let response = lookup.send().await.with_context(|| format!("POST {url}"))?;
+        let response = if response.status() == reqwest::StatusCode::NOT_FOUND {
+            let (url, register) = send(&["subjects", subject, "versions"])?;
+            register.send().await.with_context(|| format!("POST {url}"))?
+        } else {
+            response
+        };
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!(
+                "the registry at {} refused schema of subject {subject}: HTTP {status}: {}",
+                self.config.url,
+                text.trim()
+            );
+        }
+        let found: Id = serde_json::from_str(&text)
+            .with_context(|| format!("the registry's answer for subject {subject}: {text}"))?;
+        Ok(found.id)
+    }
+
+    /// The registry's URL of the path of `segments` (each escaped), with `query`.
+    fn url(&self, segments: &[&str], query: Option<&str>) -> Result<reqwest::Url> {
         let mut url = reqwest::Url::parse(&self.config.url)
             .with_context(|| format!("the registry URL {:?}", self.config.url))?;
         url.path_segments_mut()
             .map_err(|()| anyhow::anyhow!("the registry URL {:?} has no path", self.config.url))?
             .pop_if_empty()
             .extend(segments);
-        url.set_query(self.query);
-        let request = self.http.get(url.clone()).header("Accept", REGISTRY_JSON);
-        let request = match &self.config.auth {
+        url.set_query(query);
+        Ok(url)
+    }
+
+    /// A request to `url` with the registry's media type and credentials.
+    fn request(&self, method: reqwest::Method, url: reqwest::Url) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .request(method, url)
+            .header("Accept", REGISTRY_JSON);
+        match &self.config.auth {
             RegistryAuth::None => request,
             RegistryAuth::Basic { user, password } => {
                 request.basic_auth(user, Some(password.expose_secret()))
             }
             RegistryAuth::Bearer(token) => request.bearer_auth(token.expose_secret()),
-        };
+        }
+    }
+
+    /// `GET` of the registry's path of `segments` (each escaped): the schema there, or its
+    /// "not found"; an error when the registry did not answer.
+    async fn get(&self, segments: &[&str]) -> Result<Lookup> {
+        let url = self.url(segments, self.query)?;
+        let request = self.request(reqwest::Method::GET, url.clone());
         let response = request.send().await.with_context(|| format!("GET {url}"))?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod rate;
 pub mod records;
 mod routes;
+pub mod wire;
 pub mod spool;
 
 use std::collections::HashMap;
@@ -155,16 +156,15 @@ pub async fn run(options: GatewayOptions, shutdown: CancellationToken) -> Result
         torn_tail: recovery.torn_tail,
         torn_bytes: recovery.torn_bytes,
     });
-    let streams = options
-        .pipeline
-        .streams
-        .iter()
-        .map(|stream| {
-            records::StreamChecks::new(stream, config.limits.max_depth)
-                .map(|checks| (stream.name.clone(), checks))
-        })
-        .collect::<Result<HashMap<_, _>, _>>()
-        .map_err(GatewayError::Config)?;
+    let mut streams = HashMap::new();
+    for stream in &options.pipeline.streams {
+        let wire = wire::WireFormat::of_stream(stream)
+            .await
+            .map_err(GatewayError::Config)?;
+        let checks = records::StreamChecks::new(stream, config.limits.max_depth, wire)
+            .map_err(GatewayError::Config)?;
+        streams.insert(stream.name.clone(), checks);
+    }
     let delivery = Arc::new(Delivery::new(
         &options.client,
         spool,

@@ -1,13 +1,15 @@
 //! Record checks of one stream: size, nesting depth, JSON syntax and the stream's JSON Schema
 //! (the jsonschema crate, formats such as `date-time` checked), and the Kafka key taken from the
-//! stream's key field. A record that passes is produced exactly as it was sent.
+//! stream's key field. A record that passes is produced in the stream's wire format
+//! ([`WireFormat`]): a JSON stream's exactly as it was sent.
 
 use bytes::Bytes;
 use serde_json::Value;
-use sluice_core::config::{Stream, StreamFormat};
+use sluice_core::config::Stream;
 use sluice_core::decode::json_depth;
 
 use crate::Record;
+use crate::wire::WireFormat;
 
 /// Checks the records of one stream.
 pub struct StreamChecks {
@@ -16,21 +18,15 @@ pub struct StreamChecks {
     max_record_size: usize,
     max_depth: usize,
     validator: jsonschema::Validator,
+    wire: WireFormat,
 }
 
 /// The most schema violations one rejected record lists.
 const ERRORS_SHOWN: usize = 3;
 
 impl StreamChecks {
-    /// Compiles the stream's JSON Schema.
-    pub fn new(stream: &Stream, max_depth: usize) -> Result<Self, String> {
-        if !matches!(stream.format, StreamFormat::Json) {
-            return Err(format!(
-                "stream {}: its records are {:?}, and the gateway sends plain JSON records only",
-                stream.name,
-                stream.format.name()
-            ));
-        }
+    /// Compiles the stream's JSON Schema; its records are produced in `wire`.
+    pub fn new(stream: &Stream, max_depth: usize, wire: WireFormat) -> Result<Self, String> {
         let validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&stream.json_schema)
@@ -46,6 +42,7 @@ impl StreamChecks {
             max_record_size: stream.max_record_size,
             max_depth,
             validator,
+            wire,
         })
     }
 
@@ -96,10 +93,8 @@ impl StreamChecks {
             Some(Value::Null) | None => None,
             Some(other) => Some(other.to_string().into_bytes()),
         });
-        Ok(Record {
-            key,
-            value: text.to_vec(),
-        })
+        let value = self.wire.encode(&text)?;
+        Ok(Record { key, value })
     }
 }
 
@@ -139,7 +134,7 @@ pub(crate) mod tests {
             },
         )
         .unwrap();
-        StreamChecks::new(&pipeline.streams[0], 4).unwrap()
+        StreamChecks::new(&pipeline.streams[0], 4, WireFormat::Json).unwrap()
     }
 
     fn check(text: &str) -> Result<Record, String> {

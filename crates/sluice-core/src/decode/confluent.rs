@@ -101,6 +101,28 @@ pub fn message_indexes(after_header: &[u8]) -> Result<(Vec<usize>, usize), Refus
     Ok((path, at))
 }
 
+/// The message indexes of `path` as the Confluent wire format writes them (`[0]` as one zero
+/// byte; otherwise the count, then each index, zigzag varints).
+pub fn encode_message_indexes(path: &[usize]) -> Vec<u8> {
+    if path == [0] {
+        return vec![0];
+    }
+    let mut out = Vec::new();
+    let mut put = |value: i64| {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        while zigzag >= 0x80 {
+            out.push((zigzag as u8) | 0x80);
+            zigzag >>= 7;
+        }
+        out.push(zigzag as u8);
+    };
+    put(path.len() as i64);
+    for &index in path {
+        put(index as i64);
+    }
+    out
+}
+
 /// Per writer schema id: what records of it are read with (`T`), or why they cannot be.
 #[derive(Debug)]
 pub struct WriterSchemas<T> {

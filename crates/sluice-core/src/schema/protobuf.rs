@@ -105,6 +105,30 @@ fn message_names(file: &FileDescriptor) -> String {
         .join(", ")
 }
 
+/// The path of `message` in its file (its message indexes in the Confluent wire format):
+/// `[i]` for the file's i-th top-level message, then the index among each parent's nested
+/// messages.
+pub fn message_path(message: &MessageDescriptor) -> Vec<usize> {
+    let siblings = |of: &MessageDescriptor| -> Vec<MessageDescriptor> {
+        match of.parent_message() {
+            Some(parent) => parent.child_messages().collect(),
+            None => of.parent_file().messages().collect(),
+        }
+    };
+    let mut path = Vec::new();
+    let mut at = Some(message.clone());
+    while let Some(current) = at {
+        let index = siblings(&current)
+            .iter()
+            .position(|m| m.full_name() == current.full_name())
+            .expect("a message is among its parent's");
+        path.push(index);
+        at = current.parent_message();
+    }
+    path.reverse();
+    path
+}
+
 /// The text of `.proto` files and their imports, gathered before they are compiled.
 #[derive(Debug, Default, Clone)]
 pub struct ProtoFiles {

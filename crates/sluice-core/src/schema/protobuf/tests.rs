@@ -133,3 +133,20 @@ fn a_registered_schema_is_read_as_text_or_as_a_serialized_descriptor() {
         "shop.Order"
     );
 }
+
+#[test]
+fn a_message_path_counts_top_level_then_nested_messages() {
+    let file = ProtoFiles::read("orders.proto", &read)
+        .unwrap()
+        .compile("orders.proto")
+        .unwrap();
+    let pool = file.parent_pool();
+    assert_eq!(message_path(&pool.get_message_by_name("shop.Order").unwrap()), vec![0]);
+    assert_eq!(message_path(&pool.get_message_by_name("shop.Order.Item").unwrap()), vec![0, 0]);
+    let path = message_path(&pool.get_message_by_name("shop.Order.Item").unwrap());
+    let encoded = crate::decode::confluent::encode_message_indexes(&path);
+    assert_eq!(
+        crate::decode::confluent::message_indexes(&encoded).unwrap(),
+        (path, encoded.len())
+    );
+}

@@ -1,0 +1,280 @@
+//! Records produced in the wire format their stream declares. A JSON record that passed the
+//! stream's checks is sent as it is (`json`), behind the Confluent header of the stream's
+//! schema id (`json_schema`), or encoded: read as the JSON form of the stream's Avro schema
+//! or Protobuf message (arrow-json, into the Arrow layout the stream's decoder reads) and
+//! written by arrow-avro or ptars-core, as a plain body or in the Confluent wire format. The
+//! schema id is the id of the stream's own schema under the subject `{topic}-value`, looked up
+//! (or registered) once when the gateway starts, as Confluent's serializers do.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, DictionaryArray, Int32Array, ListArray, RecordBatch,
+    StringArray, StructArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
+use arrow::json::ReaderBuilder;
+use arrow_avro::schema::{
+    AVRO_ENUM_SYMBOLS_METADATA_KEY, FingerprintStrategy, SCHEMA_METADATA_KEY,
+};
+use arrow_avro::writer::WriterBuilder;
+use arrow_avro::writer::format::AvroSoeFormat;
+use prost_reflect::MessageDescriptor;
+use sluice_core::config::{Stream, StreamFormat};
+use base64::Engine;
+use sluice_core::decode::confluent::{HEADER, encode_message_indexes};
+use sluice_core::schema::protobuf::message_path;
+use sluice_engine::registry::SchemaRegistry;
+
+/// How one stream's records are produced.
+pub enum WireFormat {
+    /// JSON, as sent.
+    Json,
+    /// JSON behind the Confluent header of schema `id`.
+    FramedJson {
+        /// The stream's schema id.
+        id: u32,
+    },
+    /// Avro bodies of the stream's schema (`decoded` carries it as metadata), behind the
+    /// Confluent header of `id` when the stream has a registry.
+    Avro {
+        /// The Arrow layout of the stream's Avro schema.
+        decoded: SchemaRef,
+        /// The stream's schema id, if records carry one.
+        id: Option<u32>,
+    },
+    /// Protobuf messages of the stream's message, behind the Confluent header of `id` and the
+    /// message's indexes when the stream has a registry.
+    Protobuf {
+        /// The stream's message.
+        message: MessageDescriptor,
+        /// Its Arrow layout.
+        decoded: SchemaRef,
+        /// The header of the stream's schema id and the message's indexes, if records carry
+        /// them.
+        header: Option<Vec<u8>>,
+    },
+}
+
+impl WireFormat {
+    /// The wire format of `stream`, with its schema id from its registry.
+    pub async fn of_stream(stream: &Stream) -> Result<Self, String> {
+        let id = match stream.format.registry() {
+            Some(registry) => Some(schema_id(stream, registry).await?),
+            None => None,
+        };
+        Ok(match &stream.format {
+            StreamFormat::Json => Self::Json,
+            StreamFormat::JsonSchema { .. } => Self::FramedJson {
+                id: id.expect("json_schema streams have a registry"),
+            },
+            StreamFormat::Avro {
+                schema, decoded, ..
+            } => {
+                let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), schema.to_string())]);
+                let decoded = Schema::new_with_metadata(decoded.fields().clone(), metadata);
+                Self::Avro {
+                    decoded: Arc::new(decoded),
+                    id,
+                }
+            }
+            StreamFormat::Protobuf { message, .. } => Self::Protobuf {
+                message: message.message.clone(),
+                decoded: message.decoded.clone(),
+                header: id.map(|id| {
+                    let indexes = encode_message_indexes(&message_path(&message.message));
+                    [header(id).as_slice(), &indexes].concat()
+                }),
+            },
+        })
+    }
+
+    /// The bytes to produce for a checked JSON record, or why it cannot be encoded.
+    pub fn encode(&self, json: &[u8]) -> Result<Vec<u8>, String> {
+        match self {
+            Self::Json => Ok(json.to_vec()),
+            Self::FramedJson { id } => Ok([header(*id).as_slice(), json].concat()),
+            Self::Avro { decoded, id } => {
+                let row = json_row(decoded, json)?;
+                let strategy = FingerprintStrategy::Id(id.unwrap_or_default());
+                let mut encoder = WriterBuilder::new(decoded.as_ref().clone())
+                    .with_fingerprint_strategy(strategy)
+                    .build_encoder::<AvroSoeFormat>()
+                    .map_err(|err| format!("cannot be written as Avro: {err}"))?;
+                encoder
+                    .encode(&row)
+                    .map_err(|err| format!("cannot be written as Avro: {err}"))?;
+                let framed = encoder.flush().row(0).map_err(|err| err.to_string())?.to_vec();
+                Ok(match id {
+                    Some(_) => framed,
+                    None => framed[HEADER..].to_vec(),
+                })
+            }
+            Self::Protobuf {
+                message,
+                decoded,
+                header,
+            } => {
+                let row = json_row(decoded, json)?;
+                let bodies = BinaryArray::from(ptars_core::record_batch_to_array(&row, message));
+                let header = header.as_deref().unwrap_or_default();
+                Ok([header, bodies.value(0)].concat())
+            }
+        }
+    }
+}
+
+/// The Confluent wire format's header for schema `id`.
+fn header(id: u32) -> [u8; HEADER] {
+    let id = id.to_be_bytes();
+    [0, id[0], id[1], id[2], id[3]]
+}
+
+/// The id of the stream's schema under `{topic}-value` in its registry.
+async fn schema_id(
+    stream: &Stream,
+    registry: &sluice_core::config::Registry,
+) -> Result<u32, String> {
+    let (schema_type, schema) = match &stream.format {
+        StreamFormat::JsonSchema { .. } => ("JSON", stream.json_schema.to_string()),
+        StreamFormat::Avro { schema, .. } => ("AVRO", schema.to_string()),
+        StreamFormat::Protobuf { message, .. } => ("PROTOBUF", serialized(&message.message)?),
+        StreamFormat::Json => unreachable!("a JSON stream names no registry"),
+    };
+    let subject = format!("{}-value", stream.topic);
+    let client = SchemaRegistry::new(registry, &stream.format).map_err(|err| format!("{err:#}"))?;
+    client
+        .id_of(&subject, schema_type, &schema)
+        .await
+        .map_err(|err| format!("stream {}: {err:#}", stream.name))
+}
+
+/// The file of `message` as a registry holds it: a base64 `FileDescriptorProto`, as
+/// Confluent's serializers register it. Files that import others than protobuf's own would need
+/// references, which the gateway does not register.
+fn serialized(message: &MessageDescriptor) -> Result<String, String> {
+    let file = message.parent_file();
+    if let Some(import) = file
+        .dependencies()
+        .find(|import| !import.name().starts_with("google/protobuf/"))
+    {
+        return Err(format!(
+            "{} imports {}: the gateway registers .proto files that import only protobuf's own files",
+            file.name(),
+            import.name()
+        ));
+    }
+    let bytes = prost_reflect::prost::Message::encode_to_vec(file.file_descriptor_proto());
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// One JSON record read into `decoded`'s layout: enums read as text, then cast.
+fn json_row(decoded: &SchemaRef, json: &[u8]) -> Result<RecordBatch, String> {
+    let readable: Vec<Field> = decoded
+        .fields()
+        .iter()
+        .map(|field| field.as_ref().clone().with_data_type(readable(field.data_type())))
+        .collect();
+    let readable = Arc::new(Schema::new(readable));
+    let mut decoder = ReaderBuilder::new(readable)
+        .with_batch_size(1)
+        .build_decoder()
+        .map_err(|err| err.to_string())?;
+    decoder
+        .decode(json)
+        .map_err(|err| format!("does not fit the stream's schema: {err}"))?;
+    let read = decoder
+        .flush()
+        .map_err(|err| format!("does not fit the stream's schema: {err}"))?
+        .filter(|batch| batch.num_rows() == 1)
+        .ok_or("expected one JSON object")?;
+    let columns = read
+        .columns()
+        .iter()
+        .zip(decoded.fields())
+        .map(|(column, field)| {
+            as_decoded(column, field).map_err(|err| format!("field {}: {err}", field.name()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(decoded.clone(), columns)
+        .map_err(|err| format!("does not fit the stream's schema: {err}"))
+}
+
+/// A column read in [`readable`] types as `field`'s: an Avro enum's names as indexes into all
+/// its symbols (what arrow-avro writes from), nested columns alike, the rest cast.
+fn as_decoded(column: &ArrayRef, field: &Field) -> Result<ArrayRef, String> {
+    match (field.data_type(), column.data_type()) {
+        (DataType::Dictionary(..), _) => enum_symbols(column, field),
+        (DataType::Struct(fields), DataType::Struct(_)) => {
+            let read = column.as_struct();
+            let children = read
+                .columns()
+                .iter()
+                .zip(fields)
+                .map(|(child, field)| {
+                    as_decoded(child, field).map_err(|err| format!("{}: {err}", field.name()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let array = StructArray::try_new(fields.clone(), children, read.nulls().cloned())
+                .map_err(|err| err.to_string())?;
+            Ok(Arc::new(array))
+        }
+        (DataType::List(item), DataType::List(_)) => {
+            let read = column.as_list::<i32>();
+            let values = as_decoded(read.values(), item)?;
+            let array = ListArray::try_new(
+                item.clone(),
+                read.offsets().clone(),
+                values,
+                read.nulls().cloned(),
+            )
+            .map_err(|err| err.to_string())?;
+            Ok(Arc::new(array))
+        }
+        (ty, _) => cast(column, ty).map_err(|err| err.to_string()),
+    }
+}
+
+/// Text values of an Avro enum as a dictionary of all its symbols, in their order.
+fn enum_symbols(column: &ArrayRef, field: &Field) -> Result<ArrayRef, String> {
+    let symbols: Vec<String> = field
+        .metadata()
+        .get(AVRO_ENUM_SYMBOLS_METADATA_KEY)
+        .and_then(|symbols| serde_json::from_str(symbols).ok())
+        .ok_or("an enum without its symbols")?;
+    let names = cast(column, &DataType::Utf8).map_err(|err| err.to_string())?;
+    let keys = names
+        .as_string::<i32>()
+        .iter()
+        .map(|name| {
+            name.map(|name| {
+                symbols
+                    .iter()
+                    .position(|symbol| symbol == name)
+                    .map(|index| index as i32)
+                    .ok_or_else(|| format!("{name:?} is not one of {symbols:?}"))
+            })
+            .transpose()
+        })
+        .collect::<Result<Int32Array, String>>()?;
+    let values = Arc::new(StringArray::from(symbols)) as ArrayRef;
+    let array = DictionaryArray::<Int32Type>::try_new(keys, values).map_err(|e| e.to_string())?;
+    Ok(Arc::new(array))
+}
+
+/// The type arrow-json reads a value of `ty` as: dictionaries (Avro enums) as their values.
+fn readable(ty: &DataType) -> DataType {
+    let field = |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(readable(f.data_type())));
+    match ty {
+        DataType::Dictionary(_, values) => readable(values),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::List(item) => DataType::List(field(item)),
+        DataType::Map(entries, sorted) => DataType::Map(field(entries), *sorted),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
