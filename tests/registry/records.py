@@ -9,6 +9,11 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
             client, against the registry at --registry, as --auth user:password if given)
             writes --count records to --topic, keyed by id. Records are a function of their id.
   schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
+  json      Prints --count records as JSON lines, as a client of `sluice gateway` sends them
+            (timestamps and dates as ISO 8601 text, decimals as text).
+  consume   Reads --count records from --topic with Confluent's AvroDeserializer or
+            ProtobufDeserializer and checks that each is record `i` (by its id) exactly once:
+            what `sluice gateway` produced from `json`'s lines.
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
             that it holds each id from 0 to --count once, every value equal to what `produce`
             made of it.
@@ -147,6 +152,68 @@ def produce(args):
     print(f"produced {args.count} {args.kind} to {args.topic}")
 
 
+def json_form(value):
+    """How JSON carries the Python values of a record."""
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"no JSON form for {value!r}")
+
+
+def print_json(args):
+    _, _, row, _ = KINDS[args.kind]
+    for i in range(args.count):
+        print(json.dumps(row(i), default=json_form, ensure_ascii=False))
+
+
+def consume(args):
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    config = {"url": args.registry}
+    if args.auth:
+        config["basic.auth.user.info"] = args.auth
+    registry = SchemaRegistryClient(config)
+    _, _, expected, id_column = KINDS[args.kind]
+    if args.kind == "parcels":
+        cls = parcel_class()
+        deserialize = ProtobufDeserializer(cls, {"use.deprecated.format": False})
+        expected, read_id = parcel_message(cls), lambda m: m.parcel_id
+    else:
+        deserialize = AvroDeserializer(registry)
+        read_id = lambda record: record[id_column]  # noqa: E731
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "records-consume",
+                         "enable.auto.commit": False})
+    metadata = consumer.list_topics(args.topic, timeout=30).topics[args.topic]
+    consumer.assign([TopicPartition(args.topic, p, 0) for p in metadata.partitions])
+    context = SerializationContext(args.topic, MessageField.VALUE)
+    seen = set()
+    idle = 0
+    while idle < 10 and len(seen) < args.count:
+        message = consumer.poll(1.0)
+        if message is None:
+            idle += 1
+            continue
+        if message.error():
+            sys.exit(f"consume: {message.error()}")
+        idle = 0
+        record = deserialize(message.value(), context)
+        i = read_id(record)
+        if i in seen:
+            sys.exit(f"consume: {args.kind} {i} twice")
+        if record != expected(i):
+            sys.exit(f"consume: {args.kind} {i} differs:\n{record}\nwanted\n{expected(i)}")
+        seen.add(i)
+    consumer.close()
+    if seen != set(range(args.count)):
+        sys.exit(f"consume: {len(seen)} of {args.count} {args.kind} read")
+    print(f"consume: {len(seen)} {args.kind}, each as sent")
+
+
 def check(args):
     from deltalake import DeltaTable
 
@@ -183,12 +250,20 @@ def main():
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
     sub.add_parser("schema")
+    j = sub.add_parser("json")
+    j.add_argument("--count", type=int, required=True)
+    r = sub.add_parser("consume")
+    r.add_argument("--bootstrap", required=True)
+    r.add_argument("--registry", required=True)
+    r.add_argument("--auth")
+    r.add_argument("--topic", required=True)
+    r.add_argument("--count", type=int, required=True)
     c = sub.add_parser("check")
     c.add_argument("--table", required=True)
     c.add_argument("--count", type=int, required=True)
     parser.add_argument("--kind", choices=sorted(KINDS), default="orders")
     args = parser.parse_args()
-    commands = {"produce": produce, "check": check,
+    commands = {"produce": produce, "check": check, "json": print_json, "consume": consume,
                 "schema": lambda _: print(schema_text(KINDS[args.kind][0]))}
     commands[args.command](args)
 

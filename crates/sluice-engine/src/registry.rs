@@ -147,7 +147,10 @@ impl SchemaRegistry {
         let response = lookup.send().await.with_context(|| format!("POST {url}"))?;
         let response = if response.status() == reqwest::StatusCode::NOT_FOUND {
             let (url, register) = send(&["subjects", subject, "versions"])?;
-            register.send().await.with_context(|| format!("POST {url}"))?
+            register
+                .send()
+                .await
+                .with_context(|| format!("POST {url}"))?
         } else {
             response
         };

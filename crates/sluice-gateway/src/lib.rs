@@ -18,8 +18,8 @@ pub mod metrics;
 pub mod rate;
 pub mod records;
 mod routes;
-pub mod wire;
 pub mod spool;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -21,9 +21,9 @@ use arrow_avro::schema::{
 };
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
+use base64::Engine;
 use prost_reflect::MessageDescriptor;
 use sluice_core::config::{Stream, StreamFormat};
-use base64::Engine;
 use sluice_core::decode::confluent::{HEADER, encode_message_indexes};
 use sluice_core::schema::protobuf::message_path;
 use sluice_engine::registry::SchemaRegistry;
@@ -73,7 +73,8 @@ impl WireFormat {
             StreamFormat::Avro {
                 schema, decoded, ..
             } => {
-                let metadata = HashMap::from([(SCHEMA_METADATA_KEY.to_string(), schema.to_string())]);
+                let metadata =
+                    HashMap::from([(SCHEMA_METADATA_KEY.to_string(), schema.to_string())]);
                 let decoded = Schema::new_with_metadata(decoded.fields().clone(), metadata);
                 Self::Avro {
                     decoded: Arc::new(decoded),
@@ -106,7 +107,11 @@ impl WireFormat {
                 encoder
                     .encode(&row)
                     .map_err(|err| format!("cannot be written as Avro: {err}"))?;
-                let framed = encoder.flush().row(0).map_err(|err| err.to_string())?.to_vec();
+                let framed = encoder
+                    .flush()
+                    .row(0)
+                    .map_err(|err| err.to_string())?
+                    .to_vec();
                 Ok(match id {
                     Some(_) => framed,
                     None => framed[HEADER..].to_vec(),
@@ -175,7 +180,12 @@ fn json_row(decoded: &SchemaRef, json: &[u8]) -> Result<RecordBatch, String> {
     let readable: Vec<Field> = decoded
         .fields()
         .iter()
-        .map(|field| field.as_ref().clone().with_data_type(readable(field.data_type())))
+        .map(|field| {
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(readable(field.data_type()))
+        })
         .collect();
     let readable = Arc::new(Schema::new(readable));
     let mut decoder = ReaderBuilder::new(readable)
@@ -266,7 +276,8 @@ fn enum_symbols(column: &ArrayRef, field: &Field) -> Result<ArrayRef, String> {
 
 /// The type arrow-json reads a value of `ty` as: dictionaries (Avro enums) as their values.
 fn readable(ty: &DataType) -> DataType {
-    let field = |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(readable(f.data_type())));
+    let field =
+        |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(readable(f.data_type())));
     match ty {
         DataType::Dictionary(_, values) => readable(values),
         DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),

@@ -33,7 +33,11 @@ message Order {
 
 /// A stream of `format` (plain bodies: no registry), with its schema file.
 fn stream(format: &str) -> sluice_core::config::Stream {
-    let schema = if format == "avro" { "order.avsc" } else { "order.proto" };
+    let schema = if format == "avro" {
+        "order.avsc"
+    } else {
+        "order.proto"
+    };
     let text = format!(
         r#"
         [kafka]
@@ -51,7 +55,12 @@ fn stream(format: &str) -> sluice_core::config::Stream {
         "#
     );
     let pipeline = Pipeline::parse(Path::new("test.toml"), &text, |file| {
-        Ok(if file.ends_with(".avsc") { ORDER_AVSC } else { ORDER_PROTO }.to_string())
+        Ok(if file.ends_with(".avsc") {
+            ORDER_AVSC
+        } else {
+            ORDER_PROTO
+        }
+        .to_string())
     })
     .unwrap();
     pipeline.streams[0].clone()
@@ -81,7 +90,9 @@ async fn json_records_become_avro_bodies_that_decode_to_the_same_values() {
     let column = |name: &str| batch.column_by_name(name).unwrap().clone();
     assert_eq!(column("order_id").as_primitive::<Int64Type>().value(0), 42);
     assert_eq!(
-        column("ts").as_primitive::<TimestampMicrosecondType>().value(0),
+        column("ts")
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
         1_796_119_200_123_000
     );
     assert_eq!(column("status").as_string::<i32>().value(0), "PAID");
@@ -96,7 +107,9 @@ async fn json_records_become_protobuf_messages_that_decode_to_the_same_values() 
     let column = |name: &str| batch.column_by_name(name).unwrap().clone();
     assert_eq!(column("order_id").as_primitive::<Int64Type>().value(0), 42);
     assert_eq!(
-        column("ts").as_primitive::<TimestampMicrosecondType>().value(0),
+        column("ts")
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
         1_796_119_200_123_000
     );
     assert_eq!(column("status").as_string::<i32>().value(0), "PAID");
@@ -110,11 +123,19 @@ async fn json_records_become_protobuf_messages_that_decode_to_the_same_values() 
 async fn a_record_that_does_not_fit_is_refused_with_the_field() {
     let wire = WireFormat::of_stream(&stream("avro")).await.unwrap();
     let err = wire
-        .encode(ORDER.replace(r#""status": "PAID""#, r#""status": 7"#).as_bytes())
+        .encode(
+            ORDER
+                .replace(r#""status": "PAID""#, r#""status": 7"#)
+                .as_bytes(),
+        )
         .unwrap_err();
     assert!(err.contains("status"), "{err}");
     let err = wire
-        .encode(ORDER.replace(r#""status": "PAID""#, r#""status": "LOST""#).as_bytes())
+        .encode(
+            ORDER
+                .replace(r#""status": "PAID""#, r#""status": "LOST""#)
+                .as_bytes(),
+        )
         .unwrap_err();
     assert!(err.contains("LOST") || err.contains("status"), "{err}");
     let err = wire.encode(br#"{"order_id": 1}"#).unwrap_err();

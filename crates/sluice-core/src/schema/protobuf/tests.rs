@@ -141,8 +141,14 @@ fn a_message_path_counts_top_level_then_nested_messages() {
         .compile("orders.proto")
         .unwrap();
     let pool = file.parent_pool();
-    assert_eq!(message_path(&pool.get_message_by_name("shop.Order").unwrap()), vec![0]);
-    assert_eq!(message_path(&pool.get_message_by_name("shop.Order.Item").unwrap()), vec![0, 0]);
+    assert_eq!(
+        message_path(&pool.get_message_by_name("shop.Order").unwrap()),
+        vec![0]
+    );
+    assert_eq!(
+        message_path(&pool.get_message_by_name("shop.Order.Item").unwrap()),
+        vec![0, 0]
+    );
     let path = message_path(&pool.get_message_by_name("shop.Order.Item").unwrap());
     let encoded = crate::decode::confluent::encode_message_indexes(&path);
     assert_eq!(
