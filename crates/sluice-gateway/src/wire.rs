@@ -22,7 +22,7 @@ use arrow_avro::schema::{
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
 use base64::Engine;
-use prost_reflect::MessageDescriptor;
+use prost_reflect::{Kind, MessageDescriptor};
 use sluice_core::config::{Stream, StreamFormat};
 use sluice_core::decode::confluent::{HEADER, encode_message_indexes};
 use sluice_core::schema::protobuf::message_path;
@@ -123,11 +123,52 @@ impl WireFormat {
                 header,
             } => {
                 let row = json_row(decoded, json)?;
+                for (column, field) in row.columns().iter().zip(decoded.fields()) {
+                    known_enum_names(column, message, field.name())?;
+                }
                 let bodies = BinaryArray::from(ptars_core::record_batch_to_array(&row, message));
                 let header = header.as_deref().unwrap_or_default();
                 Ok([header, bodies.value(0)].concat())
             }
         }
+    }
+}
+
+/// Refuses an enum name the message's enum does not have in `column` (field `name` of
+/// `message`, nested messages and lists alike): the encoder would leave the field out, and
+/// the record would read as the enum's default.
+fn known_enum_names(
+    column: &ArrayRef,
+    message: &MessageDescriptor,
+    name: &str,
+) -> Result<(), String> {
+    let Some(field) = message.get_field_by_name(name) else {
+        return Ok(());
+    };
+    let values = match column.data_type() {
+        DataType::List(_) => column.as_list::<i32>().values().clone(),
+        _ => column.clone(),
+    };
+    match field.kind() {
+        Kind::Enum(symbols) => {
+            for value in values.as_string::<i32>().iter().flatten() {
+                if symbols.get_value_by_name(value).is_none() {
+                    let names: Vec<String> =
+                        symbols.values().map(|v| v.name().to_string()).collect();
+                    return Err(format!("field {name}: {value:?} is not one of {names:?}"));
+                }
+            }
+            Ok(())
+        }
+        Kind::Message(nested) if matches!(values.data_type(), DataType::Struct(_)) => {
+            let values = values.as_struct();
+            for (child, child_field) in values.columns().iter().zip(values.fields()) {
+                known_enum_names(child, &nested, child_field.name())
+                    .map_err(|err| format!("field {name}: {err}"))?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 

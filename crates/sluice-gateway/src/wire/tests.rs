@@ -141,3 +141,13 @@ async fn a_record_that_does_not_fit_is_refused_with_the_field() {
     let err = wire.encode(br#"{"order_id": 1}"#).unwrap_err();
     assert!(err.contains("ts") || err.contains("does not fit"), "{err}");
 }
+
+#[tokio::test]
+async fn an_unknown_protobuf_enum_name_is_refused_not_sent_as_the_default() {
+    let wire = WireFormat::of_stream(&stream("protobuf")).await.unwrap();
+    let json = ORDER
+        .replace(r#""amount": "12.50", "#, "")
+        .replace(r#""status": "PAID""#, r#""status": "LOST""#);
+    let err = wire.encode(json.as_bytes()).unwrap_err();
+    assert!(err.contains("LOST"), "{err}");
+}
