@@ -227,15 +227,64 @@ fn assert_verify_clean(pipeline: &Path) {
     assert_eq!(verified["clean"], true, "{verified:#}");
 }
 
+/// A registry-backed stream of `kind` under test: `count` records produced with Confluent's
+/// serializer to a 4-partition topic, and `bad` records planted after them.
+struct Produced {
+    dir: PathBuf,
+    registry: Registry,
+    topic: String,
+    dead_letters: String,
+    table: PathBuf,
+}
+
+impl Produced {
+    fn new(kind: &str, count: usize, bad: &[(&[u8], &str)]) -> Self {
+        let dir = test_dir(&format!("registry_{kind}"));
+        let registry = Registry::start(0, &dir.join("registry.json"));
+        let (topic, dead_letters) = (unique(kind), unique(&format!("{kind}_dlq")));
+        create_topic(&topic, 4);
+        create_topic(&dead_letters, 1);
+        produce(kind, &registry.url(), &topic, count);
+        plant(&topic, bad);
+        let table = dir.join(format!("lake/{kind}"));
+        Self {
+            dir,
+            registry,
+            topic,
+            dead_letters,
+            table,
+        }
+    }
+
+    /// The stream's pipeline, with `sections` at its end.
+    fn pipeline(&self, kind: &str, sections: &str) -> PathBuf {
+        let url = self.registry.url();
+        registry_pipeline(
+            &self.dir,
+            kind,
+            &self.topic,
+            &self.dead_letters,
+            &url,
+            &self.table,
+            sections,
+        )
+    }
+
+    /// Streams `pipeline` until caught up, then checks that every value landed, every bad
+    /// record is a dead letter with its reason, and `verify` is clean.
+    fn lands_every_value(&self, kind: &str, count: usize, bad: &[(&[u8], &str)], pipeline: &Path) {
+        let log = stream_until_caught_up(pipeline);
+        let sent = format!("({} sent to a dead-letter topic)", bad.len());
+        assert!(log.contains(&sent), "{log}");
+        check(kind, &self.table, count);
+        assert_dead_letters(&self.dead_letters, bad);
+        assert_verify_clean(pipeline);
+    }
+}
+
 #[test]
 fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
-    let dir = test_dir("avro_orders");
-    let registry = Registry::start(0, &dir.join("registry.json"));
-    let (topic, dead_letters) = (unique("orders"), unique("orders_dlq"));
-    create_topic(&topic, 4);
-    create_topic(&dead_letters, 1);
     let count = 100_000;
-    produce("orders", &registry.url(), &topic, count);
     // Schema id 1 is the orders' (the first the registry gave); 404 is none.
     let bad: [(&[u8], &str); 4] = [
         (br#"{"order_id": 1}"#, "magic byte 0x7b"),
@@ -246,9 +295,7 @@ fn avro_from_confluents_serializer_lands_every_value_and_bad_records_become_dead
             "not an Avro record of writer schema id 1",
         ),
     ];
-    plant(&topic, &bad);
-
-    let table = dir.join("lake/orders");
+    let produced = Produced::new("orders", count, &bad);
     // A rule over a nested field.
     let alerts = unique("vip_paid");
     create_topic(&alerts, 1);
@@ -261,15 +308,7 @@ when = "status = 'PAID' AND customer.vip"
 topic = "{alerts}"
 "#
     );
-    let pipeline = registry_pipeline(
-        &dir,
-        "orders",
-        &topic,
-        &dead_letters,
-        &registry.url(),
-        &table,
-        &sections,
-    );
+    let pipeline = produced.pipeline("orders", &sections);
     let checked = run_ok(
         sluice_with_registry()
             .args(["check", "--pipeline"])
@@ -279,28 +318,18 @@ topic = "{alerts}"
     assert!(!checked.contains(PASSWORD), "{checked}");
     let described = format!(
         "format = \"avro\" (Confluent wire format; registry {:?}, basic auth as {USER:?}, password [REDACTED])",
-        registry.url()
+        produced.registry.url()
     );
     assert!(checked.contains(&described), "{checked}");
-    let log = stream_until_caught_up(&pipeline);
-    assert!(log.contains("(4 sent to a dead-letter topic)"), "{log}");
-    check("orders", &table, count);
-    assert_dead_letters(&dead_letters, &bad);
+    produced.lands_every_value("orders", count, &bad, &pipeline);
     // Order i is PAID when i % 3 == 1, and its customer a VIP when i % 5 == 0.
     let vip_paid = (0..count).filter(|i| i % 3 == 1 && i % 5 == 0).count();
     assert_eq!(read_all(&alerts, QUIET).len(), vip_paid);
-    assert_verify_clean(&pipeline);
 }
 
 #[test]
 fn protobuf_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
-    let dir = test_dir("protobuf_parcels");
-    let registry = Registry::start(0, &dir.join("registry.json"));
-    let (topic, dead_letters) = (unique("parcels"), unique("parcels_dlq"));
-    create_topic(&topic, 4);
-    create_topic(&dead_letters, 1);
     let count = 100_000;
-    produce("parcels", &registry.url(), &topic, count);
     // Schema id 1 is the Address file the parcels' schema (id 2) references (Timestamp is
     // protobuf's own: no reference); 404 is none. After the id: the message indexes, then
     // the message.
@@ -316,33 +345,14 @@ fn protobuf_from_confluents_serializer_lands_every_value_and_bad_records_become_
             "not a Protobuf message shipping.Parcel",
         ),
     ];
-    plant(&topic, &bad);
-    let table = dir.join("lake/parcels");
-    let pipeline = registry_pipeline(
-        &dir,
-        "parcels",
-        &topic,
-        &dead_letters,
-        &registry.url(),
-        &table,
-        "",
-    );
-    let log = stream_until_caught_up(&pipeline);
-    assert!(log.contains("(5 sent to a dead-letter topic)"), "{log}");
-    check("parcels", &table, count);
-    assert_dead_letters(&dead_letters, &bad);
-    assert_verify_clean(&pipeline);
+    let produced = Produced::new("parcels", count, &bad);
+    let pipeline = produced.pipeline("parcels", "");
+    produced.lands_every_value("parcels", count, &bad, &pipeline);
 }
 
 #[test]
 fn json_schema_from_confluents_serializer_lands_every_value_and_bad_records_become_dead_letters() {
-    let dir = test_dir("json_schema_readings");
-    let registry = Registry::start(0, &dir.join("registry.json"));
-    let (topic, dead_letters) = (unique("readings"), unique("readings_dlq"));
-    create_topic(&topic, 4);
-    create_topic(&dead_letters, 1);
     let count = 50_000;
-    produce("readings", &registry.url(), &topic, count);
     let bad: [(&[u8], &str); 3] = [
         (br#"{"reading_id": 1}"#, "magic byte 0x7b"),
         (b"\0\0\0\x01\x94{}", "not in the registry"),
@@ -351,23 +361,9 @@ fn json_schema_from_confluents_serializer_lands_every_value_and_bad_records_beco
             "missing or null required fields device_id",
         ),
     ];
-    plant(&topic, &bad);
-
-    let table = dir.join("lake/readings");
-    let pipeline = registry_pipeline(
-        &dir,
-        "readings",
-        &topic,
-        &dead_letters,
-        &registry.url(),
-        &table,
-        "",
-    );
-    let log = stream_until_caught_up(&pipeline);
-    assert!(log.contains("(3 sent to a dead-letter topic)"), "{log}");
-    check("readings", &table, count);
-    assert_dead_letters(&dead_letters, &bad);
-    assert_verify_clean(&pipeline);
+    let produced = Produced::new("readings", count, &bad);
+    let pipeline = produced.pipeline("readings", "");
+    produced.lands_every_value("readings", count, &bad, &pipeline);
 }
 
 #[test]
