@@ -326,7 +326,7 @@ pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), S
         let nullable = !field.required;
         if let Some(unread) = declared
             .iter()
-            .find(|ty| !reads.contains(ty) && !(nullable && **ty == "null"))
+            .find(|ty| !(reads.contains(ty) || (nullable && **ty == "null")))
         {
             return Err(format!(
                 "{} may be {unread:?} there, which the stream's {} field does not read",
