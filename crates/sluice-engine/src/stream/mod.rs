@@ -158,6 +158,7 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
         watch: GroupWatch::new(),
     };
     let mut idle_since = Instant::now();
+    let mut waited_for_silence = false;
     loop {
         let wait = state.next_wait();
         let took = tokio::select! {
@@ -176,6 +177,18 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
         } else if draining || idle_since.elapsed() >= STUCK_CHECK_AFTER {
             idle_since = Instant::now();
             if state.caught_up().await? && draining {
+                // A run that ends when caught up still closes the windows a partition with
+                // nothing to send holds back, as a running stream does after the idle timeout
+                // (up to it later); a drain on Ctrl-C does not wait.
+                if options.until_caught_up && state.windows_held_by_silence() {
+                    if !waited_for_silence {
+                        info!(
+                            "Caught up; waiting for partitions that sent nothing to reach the windows' idle timeout."
+                        );
+                        waited_for_silence = true;
+                    }
+                    continue;
+                }
                 info!("Caught up with every assigned partition.");
                 break;
             }

@@ -571,19 +571,43 @@ pub fn stream_watermark<'a>(
 ) -> Option<i64> {
     let mut watermark: Option<i64> = None;
     for (assigned_at, state) in partitions {
-        let heard = state
-            .and_then(WindowLane::last_arrival)
-            .unwrap_or(assigned_at);
-        if now.duration_since(heard) >= idle_timeout {
-            continue;
-        }
-        match state.map_or(LaneWatermark::Held, |w| w.watermark(now)) {
+        match contribution(assigned_at, state, idle_timeout, now) {
             LaneWatermark::At(w) => watermark = Some(watermark.map_or(w, |m| m.min(w))),
             LaneWatermark::Held => return None,
             LaneWatermark::Idle => {}
         }
     }
     watermark
+}
+
+/// Whether a partition that has not been heard from (or, on a repartition topic, a source
+/// partition not heard from through it) holds the stream's watermark back, waiting for its
+/// idle timeout.
+pub fn held_by_silence<'a>(
+    mut partitions: impl Iterator<Item = (Instant, Option<&'a WindowLane>)>,
+    idle_timeout: Duration,
+    now: Instant,
+) -> bool {
+    partitions.any(|(assigned_at, state)| {
+        contribution(assigned_at, state, idle_timeout, now) == LaneWatermark::Held
+    })
+}
+
+/// What one assigned partition (assigned at `assigned_at`, its lane's window `state` if it has
+/// a lane) gives the stream's watermark: nothing once silent for `idle_timeout`.
+fn contribution(
+    assigned_at: Instant,
+    state: Option<&WindowLane>,
+    idle_timeout: Duration,
+    now: Instant,
+) -> LaneWatermark {
+    let heard = state
+        .and_then(WindowLane::last_arrival)
+        .unwrap_or(assigned_at);
+    if now.duration_since(heard) >= idle_timeout {
+        return LaneWatermark::Idle;
+    }
+    state.map_or(LaneWatermark::Held, |w| w.watermark(now))
 }
 
 #[cfg(test)]

@@ -180,3 +180,88 @@ fn a_repartitioned_window_is_right_with_two_processes_in_the_group() {
     }
     fixture.assert_windows_match_oracle(&raw, &device_windows, "beside a repartitioned window");
 }
+
+/// A run that ends when caught up (`--until-caught-up`, as a scheduled batch run does) closes
+/// the windows that repartition partitions with nothing to read, and source partitions that
+/// sent nothing through a repartition partition, hold back: it waits for them to pass the idle
+/// timeout, as a running stream does, instead of ending with every window open. Two sites, each
+/// written to two of four partitions, over 8,000 s of event time in 30-minute windows: the four
+/// windows the data closes are written, 900 events each.
+#[test]
+fn a_run_until_caught_up_closes_the_windows_that_silent_partitions_hold_back() {
+    let dir = test_dir("repartition_until_caught_up");
+    let topic = unique("repartition_caught_up");
+    create_topic(&topic, 4);
+    let payloads: Vec<(i32, String)> = (0..8_000i64)
+        .map(|i| {
+            let partition = (i % 4) as i32;
+            let site = if partition < 2 { "west" } else { "east" };
+            // From 2026-11-22T00:00:00Z, one second apart.
+            let ts = 1_795_305_600_000 + i * 1000;
+            let event = format!(r#"{{"device_id":"d{i}","site":"{site}","ts":{ts}}}"#);
+            (partition, event)
+        })
+        .collect();
+    let records: Vec<Outgoing<'_>> = payloads
+        .iter()
+        .map(|(partition, event)| Outgoing {
+            partition: *partition,
+            key: None,
+            payload: event.as_bytes(),
+            headers: &[],
+        })
+        .collect();
+    produce_raw(&topic, &records);
+    let windows = dir.join("lake/site_30m").display().to_string();
+    let pipeline = write_pipeline(
+        &dir,
+        &topic,
+        &unique("group"),
+        &dir.join("lake/sensor_events").display().to_string(),
+        r#"{ max_latency = "1s" }"#,
+    );
+    let section = format!(
+        r#"
+[[windows]]
+name = "site_30m"
+from = "sensor_events"
+group_by = ["site"]
+tumble = "30m"
+allowed_lateness = "10s"
+idle_timeout = "20s"
+aggregates = {{ n = "count(*)" }}
+uri = "{windows}"
+"#
+    );
+    extend_pipeline(&pipeline, "", &section);
+    let out = run(
+        &mut stream_until_caught_up_command(&pipeline),
+        Duration::from_secs(300),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("waiting for partitions that sent nothing"),
+        "{log}"
+    );
+    let rows = python_query_if_exists(
+        &windows,
+        "select site, epoch_us(window_start) // 60000000 % 1440 as minute, n from t order by 1, 2",
+    );
+    let got: Vec<(String, i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (
+                text("site"),
+                r["minute"].as_i64().unwrap(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, i64, i64)> = ["east", "west"]
+        .iter()
+        .flat_map(|site| [0, 30, 60, 90].map(|minute| (site.to_string(), minute, 900)))
+        .collect();
+    assert_eq!(got, want, "{log}");
+}
