@@ -9,7 +9,7 @@
 //! as Avro records in the Confluent wire format (arrow-avro's encoder, schema id 1, the Avro
 //! schema derived from the fields) and as Protobuf messages of [`SENSOR_PROTO`] in it
 //! (ptars-core's encoder, schema id 1, message index [0]), checks that decoding those gives the
-//! same columns, then times the three decoders RUNS times (default 5) over the records in batches of
+//! same columns, then times the three decoders, taking turns, RUNS times (default 5) over the records in batches of
 //! `DECODE_BATCH_RECORDS`, on this one thread: events per second here are events per
 //! CPU-second. Prints one JSON object with the medians.
 
@@ -124,19 +124,25 @@ fn main() -> Result<(), Box<dyn Error>> {
         return Err("the Protobuf records did not decode to the JSON records' columns".into());
     }
 
-    let time = |decoder: &Decoder, payloads: &[&[u8]]| {
-        let mut seconds: Vec<f64> = (0..runs)
-            .map(|_| {
-                let started = Instant::now();
-                std::hint::black_box(decode_all(decoder, payloads));
-                started.elapsed().as_secs_f64()
-            })
-            .collect();
-        seconds.sort_by(f64::total_cmp);
-        seconds[runs / 2]
-    };
-    let (json_s, avro_s) = (time(&json_decoder, &json), time(&avro_decoder, &avro));
-    let protobuf_s = time(&protobuf_decoder, &protobuf);
+    // The decoders take turns within each run, so a slow spell of the machine falls on all
+    // three alike rather than on whichever was being timed.
+    let contenders: [(&Decoder, &[&[u8]]); 3] = [
+        (&json_decoder, &json),
+        (&avro_decoder, &avro),
+        (&protobuf_decoder, &protobuf),
+    ];
+    let mut seconds = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for ((decoder, payloads), taken) in contenders.iter().zip(&mut seconds) {
+            let started = Instant::now();
+            std::hint::black_box(decode_all(decoder, payloads));
+            taken.push(started.elapsed().as_secs_f64());
+        }
+    }
+    let [json_s, avro_s, protobuf_s] = seconds.map(|mut taken| {
+        taken.sort_by(f64::total_cmp);
+        taken[runs / 2]
+    });
     let mean_bytes = |p: &[&[u8]]| p.iter().map(|r| r.len()).sum::<usize>() as f64 / p.len() as f64;
     println!(
         "{}",
