@@ -9,9 +9,9 @@
 //! as Avro records in the Confluent wire format (arrow-avro's encoder, schema id 1, the Avro
 //! schema derived from the fields) and as Protobuf messages of [`SENSOR_PROTO`] in it
 //! (ptars-core's encoder, schema id 1, message index [0]), checks that decoding those gives the
-//! same columns, then times the three decoders, taking turns, RUNS times (default 5) over the records in batches of
-//! `DECODE_BATCH_RECORDS`, on this one thread: events per second here are events per
-//! CPU-second. Prints one JSON object with the medians.
+//! same columns, then times the three decoders, taking turns, RUNS times (default 5) over the
+//! records in batches of `DECODE_BATCH_RECORDS`, on this one thread: events per second here
+//! are events per CPU-second. Prints one JSON object with the medians.
 
 use std::error::Error;
 use std::path::Path;
