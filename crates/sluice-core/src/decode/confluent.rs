@@ -28,6 +28,18 @@ impl Framing {
             None => Self::Plain,
         }
     }
+
+    /// The schema ids of `payloads` that `writers` has not learned (none for plain records).
+    pub fn ids_to_learn<'a, T>(
+        self,
+        writers: &WriterSchemas<T>,
+        payloads: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Vec<u32> {
+        match self {
+            Self::Confluent => writers.ids_to_learn(payloads),
+            Self::Plain => Vec::new(),
+        }
+    }
 }
 
 /// A schema as a Schema Registry holds it under an id.

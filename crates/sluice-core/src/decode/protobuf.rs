@@ -51,10 +51,7 @@ impl ProtoRecords {
 
     /// The schema ids of `payloads` not learned yet (none for plain messages).
     pub fn ids_to_learn<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
-        match self.framing {
-            Framing::Confluent => self.writers.ids_to_learn(payloads),
-            Framing::Plain => Vec::new(),
-        }
+        self.framing.ids_to_learn(&self.writers, payloads)
     }
 
     /// Learns writer schema `id` as the registry holds it, or why it has none.
