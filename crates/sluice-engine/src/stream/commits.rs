@@ -223,8 +223,22 @@ impl State {
             )
             .await?;
             let next = lane.next_offset();
-            tokio::task::block_in_place(|| self.consumer.seek(&p.topic, p.partition, Some(next)))?;
-            lane.sought();
+            match tokio::task::block_in_place(|| {
+                self.consumer.seek(&p.topic, p.partition, Some(next))
+            }) {
+                Ok(()) => lane.sought(),
+                // The partition may be on its way out (a rebalance under way; seen under a
+                // frozen member's session timeout): the lane finds its place as after an
+                // assignment, from the records that arrive (`Lane::admit`) or, when none do,
+                // by moving the consumer (`Lane::nudge`).
+                Err(err) => warn!(
+                    topic = %p.topic,
+                    partition = p.partition,
+                    to = next,
+                    error = %format!("{:#}", anyhow::Error::new(err)),
+                    "Could not move the consumer to the lake's position; the lane will."
+                ),
+            }
         }
         Ok(())
     }

@@ -189,6 +189,10 @@ async fn run_until_done(options: StreamOptions, shutdown: CancellationToken) -> 
                     }
                     continue;
                 }
+                if waited_for_silence {
+                    // The wait may have ended after this turn moved the watermarks.
+                    state.advance_watermarks().await?;
+                }
                 info!("Caught up with every assigned partition.");
                 break;
             }

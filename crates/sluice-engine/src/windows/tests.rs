@@ -363,4 +363,13 @@ fn a_partition_that_never_delivers_stops_holding_the_watermark_back_once_assigne
     // lane opened, when both were idle, so no window ever closed).
     assert_eq!(watermark(at(31)), Some(t0 - LATENESS));
     assert_eq!(watermark(at(32)), None, "every partition idle");
+    // What a run that ends when caught up waits for: only the partition not heard from, and
+    // only until its idle timeout.
+    let held = |now| {
+        let partitions = [(assigned, Some(&read)), (assigned, Some(&empty))];
+        super::held_by_silence(partitions.into_iter(), idle, now)
+    };
+    assert!(held(at(10)));
+    assert!(!held(at(31)));
+    assert!(!held(at(32)), "idle partitions hold nothing back");
 }
