@@ -7,7 +7,7 @@
 //! (or registered) once when the gateway starts, as Confluent's serializers do.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, DictionaryArray, Int32Array, ListArray, RecordBatch,
@@ -19,8 +19,8 @@ use arrow::json::ReaderBuilder;
 use arrow_avro::schema::{
     AVRO_ENUM_SYMBOLS_METADATA_KEY, FingerprintStrategy, SCHEMA_METADATA_KEY,
 };
-use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::AvroSoeFormat;
+use arrow_avro::writer::{Encoder, WriterBuilder};
 use base64::Engine;
 use prost_reflect::{Kind, MessageDescriptor};
 use sluice_core::config::{Stream, StreamFormat};
@@ -40,18 +40,21 @@ pub enum WireFormat {
     /// Avro bodies of the stream's schema (`decoded` carries it as metadata), behind the
     /// Confluent header of `id` when the stream has a registry.
     Avro {
-        /// The Arrow layout of the stream's Avro schema.
-        decoded: SchemaRef,
+        /// How records are read into the Arrow layout of the stream's Avro schema.
+        form: JsonForm,
         /// The stream's schema id, if records carry one.
         id: Option<u32>,
+        /// Built once (it parses the schema), drained after each record, and built again
+        /// after an error (which may leave part of a row behind).
+        encoder: Mutex<Encoder>,
     },
     /// Protobuf messages of the stream's message, behind the Confluent header of `id` and the
     /// message's indexes when the stream has a registry.
     Protobuf {
         /// The stream's message.
         message: MessageDescriptor,
-        /// Its Arrow layout.
-        decoded: SchemaRef,
+        /// How records are read into its Arrow layout.
+        form: JsonForm,
         /// The header of the stream's schema id and the message's indexes, if records carry
         /// them.
         header: Option<Vec<u8>>,
@@ -75,15 +78,21 @@ impl WireFormat {
             } => {
                 let metadata =
                     HashMap::from([(SCHEMA_METADATA_KEY.to_string(), schema.to_string())]);
-                let decoded = Schema::new_with_metadata(decoded.fields().clone(), metadata);
+                let decoded = Arc::new(Schema::new_with_metadata(
+                    decoded.fields().clone(),
+                    metadata,
+                ));
+                let encoder = avro_encoder(&decoded, id)
+                    .map_err(|err| format!("stream {}: {err}", stream.name))?;
                 Self::Avro {
-                    decoded: Arc::new(decoded),
+                    form: JsonForm::new(decoded),
                     id,
+                    encoder: Mutex::new(encoder),
                 }
             }
             StreamFormat::Protobuf { message, .. } => Self::Protobuf {
                 message: message.message.clone(),
-                decoded: message.decoded.clone(),
+                form: JsonForm::new(message.decoded.clone()),
                 header: id.map(|id| {
                     let indexes = encode_message_indexes(&message_path(&message.message));
                     [header(id).as_slice(), &indexes].concat()
@@ -97,33 +106,27 @@ impl WireFormat {
         match self {
             Self::Json => Ok(json.to_vec()),
             Self::FramedJson { id } => Ok([header(*id).as_slice(), json].concat()),
-            Self::Avro { decoded, id } => {
-                let row = json_row(decoded, json)?;
-                let strategy = FingerprintStrategy::Id(id.unwrap_or_default());
-                let mut encoder = WriterBuilder::new(decoded.as_ref().clone())
-                    .with_fingerprint_strategy(strategy)
-                    .build_encoder::<AvroSoeFormat>()
-                    .map_err(|err| format!("cannot be written as Avro: {err}"))?;
-                encoder
-                    .encode(&row)
-                    .map_err(|err| format!("cannot be written as Avro: {err}"))?;
-                let framed = encoder
-                    .flush()
-                    .row(0)
-                    .map_err(|err| err.to_string())?
-                    .to_vec();
+            Self::Avro { form, id, encoder } => {
+                let row = form.row(json)?;
+                let mut encoder = encoder.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = encoder.encode(&row) {
+                    *encoder = avro_encoder(&form.decoded, *id)?;
+                    return Err(format!("cannot be written as Avro: {err}"));
+                }
+                let rows = encoder.flush();
+                let framed = rows.row(0).map_err(|err| err.to_string())?;
                 Ok(match id {
-                    Some(_) => framed,
+                    Some(_) => framed.to_vec(),
                     None => framed[HEADER..].to_vec(),
                 })
             }
             Self::Protobuf {
                 message,
-                decoded,
+                form,
                 header,
             } => {
-                let row = json_row(decoded, json)?;
-                for (column, field) in row.columns().iter().zip(decoded.fields()) {
+                let row = form.row(json)?;
+                for (column, field) in row.columns().iter().zip(form.decoded.fields()) {
                     known_enum_names(column, message, field.name())?;
                 }
                 let bodies = BinaryArray::from(ptars_core::record_batch_to_array(&row, message));
@@ -216,41 +219,65 @@ fn serialized(message: &MessageDescriptor) -> Result<String, String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// One JSON record read into `decoded`'s layout: enums read as text, then cast.
-fn json_row(decoded: &SchemaRef, json: &[u8]) -> Result<RecordBatch, String> {
-    let readable: Vec<Field> = decoded
-        .fields()
-        .iter()
-        .map(|field| {
-            field
-                .as_ref()
-                .clone()
-                .with_data_type(readable(field.data_type()))
-        })
-        .collect();
-    let readable = Arc::new(Schema::new(readable));
-    let mut decoder = ReaderBuilder::new(readable)
-        .with_batch_size(1)
-        .build_decoder()
-        .map_err(|err| err.to_string())?;
-    decoder
-        .decode(json)
-        .map_err(|err| format!("does not fit the stream's schema: {err}"))?;
-    let read = decoder
-        .flush()
-        .map_err(|err| format!("does not fit the stream's schema: {err}"))?
-        .filter(|batch| batch.num_rows() == 1)
-        .ok_or("expected one JSON object")?;
-    let columns = read
-        .columns()
-        .iter()
-        .zip(decoded.fields())
-        .map(|(column, field)| {
-            as_decoded(column, field).map_err(|err| format!("field {}: {err}", field.name()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(decoded.clone(), columns)
-        .map_err(|err| format!("does not fit the stream's schema: {err}"))
+/// An encoder of Avro records of `decoded` (which carries the Avro schema as metadata),
+/// behind the Confluent header of `id` (of id 0, cut off, for plain bodies).
+fn avro_encoder(decoded: &SchemaRef, id: Option<u32>) -> Result<Encoder, String> {
+    WriterBuilder::new(decoded.as_ref().clone())
+        .with_fingerprint_strategy(FingerprintStrategy::Id(id.unwrap_or_default()))
+        .build_encoder::<AvroSoeFormat>()
+        .map_err(|err| format!("cannot write Avro records of the stream's schema: {err}"))
+}
+
+/// The JSON form of a stream's schema: the layout arrow-json reads a record as (enums as
+/// text), and the Arrow layout the stream's decoder reads, which it is cast to.
+pub struct JsonForm {
+    decoded: SchemaRef,
+    readable: SchemaRef,
+}
+
+impl JsonForm {
+    fn new(decoded: SchemaRef) -> Self {
+        let readable: Vec<Field> = decoded
+            .fields()
+            .iter()
+            .map(|field| {
+                field
+                    .as_ref()
+                    .clone()
+                    .with_data_type(readable(field.data_type()))
+            })
+            .collect();
+        Self {
+            decoded,
+            readable: Arc::new(Schema::new(readable)),
+        }
+    }
+
+    /// One JSON record as a row of the decoded layout.
+    fn row(&self, json: &[u8]) -> Result<RecordBatch, String> {
+        let mut decoder = ReaderBuilder::new(self.readable.clone())
+            .with_batch_size(1)
+            .build_decoder()
+            .map_err(|err| err.to_string())?;
+        decoder
+            .decode(json)
+            .map_err(|err| format!("does not fit the stream's schema: {err}"))?;
+        let read = decoder
+            .flush()
+            .map_err(|err| format!("does not fit the stream's schema: {err}"))?
+            .filter(|batch| batch.num_rows() == 1)
+            .ok_or("expected one JSON object")?;
+        let columns = read
+            .columns()
+            .iter()
+            .zip(self.decoded.fields())
+            .map(|(column, field)| {
+                as_decoded(column, field).map_err(|err| format!("field {}: {err}", field.name()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(self.decoded.clone(), columns)
+            .map_err(|err| format!("does not fit the stream's schema: {err}"))
+    }
 }
 
 /// A column read in [`readable`] types as `field`'s: an Avro enum's names as indexes into all

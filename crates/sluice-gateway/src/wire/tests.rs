@@ -140,6 +140,9 @@ async fn a_record_that_does_not_fit_is_refused_with_the_field() {
     assert!(err.contains("LOST") || err.contains("status"), "{err}");
     let err = wire.encode(br#"{"order_id": 1}"#).unwrap_err();
     assert!(err.contains("ts") || err.contains("does not fit"), "{err}");
+    // The encoder kept between records still writes whole ones after the refusals, one each.
+    let first = wire.encode(ORDER.as_bytes()).unwrap();
+    assert_eq!(wire.encode(ORDER.as_bytes()).unwrap(), first);
 }
 
 #[tokio::test]
