@@ -1,8 +1,9 @@
 //! A table the engine writes, as both drivers hold it: its [`Sink`], what lands in it (a
 //! stream's rows or a window's results), its flush policy and when that policy makes it due
 //! ([`Held::due`]), and one commit step ([`Committer::commit`]: retries, the events it emits),
-//! which can run on a task of its own. The one place that picks a sink for a table (today
-//! every table is Delta).
+//! which can run on a task of its own. The one place that picks a sink for a table: Delta, or
+//! plain files for a table with `format = "parquet" | "csv" | "jsonl"` (window tables are
+//! Delta).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use anyhow::Result;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::TimestampMicrosecondType;
-use sluice_core::config::{FlushPolicy, Table, Window};
+use sluice_core::config::{FlushPolicy, Table, TableFormat, Window};
 use sluice_core::windows::WINDOW_END;
-use sluice_lake::{Commit, DeltaSink, LakeError, LakeTable, PartitionProgress, Sink};
+use sluice_lake::{
+    Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink,
+};
 
 use crate::events::{CommitRetried, Committed, Metrics, TableKind};
 use crate::lanes::TableBuffer;
@@ -60,20 +63,30 @@ impl Output {
         schema: &SchemaRef,
         event_time: &str,
     ) -> Result<Self> {
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            storage_options,
-            schema,
-            &config.partition_by,
-        )
-        .await?;
-        Ok(Self::delta(
-            table,
-            Lands::Rows,
-            config.flush,
-            event_time.to_string(),
-        ))
+        let sink: Box<dyn Sink> = match config.format {
+            TableFormat::Delta => Box::new(DeltaSink::new(
+                LakeTable::open_or_create(
+                    &config.name,
+                    &config.uri,
+                    storage_options,
+                    schema,
+                    &config.partition_by,
+                )
+                .await?,
+            )),
+            TableFormat::Files(format) => Box::new(
+                FilesSink::open_or_create(
+                    &config.name,
+                    &config.uri,
+                    storage_options,
+                    schema,
+                    &config.partition_by,
+                    format,
+                )
+                .await?,
+            ),
+        };
+        Ok(Self::new(sink, Lands::Rows, config.flush, event_time.to_string()))
     }
 
     /// Opens (or creates) a window table.
@@ -89,20 +102,19 @@ impl Output {
             &config.partition_by,
         )
         .await?;
-        Ok(Self::delta(
-            table,
+        Ok(Self::new(
+            Box::new(DeltaSink::new(table)),
             Lands::Windows(Box::new(config.clone())),
             config.flush,
             WINDOW_END.to_string(),
         ))
     }
 
-    /// An output landing in a Delta table.
-    fn delta(table: LakeTable, lands: Lands, flush: FlushPolicy, event_time: String) -> Self {
-        let sink = DeltaSink::new(table);
+    /// An output landing in `sink`.
+    fn new(sink: Box<dyn Sink>, lands: Lands, flush: FlushPolicy, event_time: String) -> Self {
         Self {
             name: sink.name().to_string(),
-            sink: Arc::new(tokio::sync::Mutex::new(Box::new(sink))),
+            sink: Arc::new(tokio::sync::Mutex::new(sink)),
             lands,
             flush,
             event_time,

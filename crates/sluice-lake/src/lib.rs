@@ -1,9 +1,10 @@
-//! The lake: Delta tables on object storage, written so that every commit carries the Kafka
+//! The lake: Delta tables (or plain files) on object storage, written so that every commit carries the Kafka
 //! offsets it covers.
 //!
 //! # Layout
 //! - [`audit`]: reading a table back for `sluice verify`: offsets and file footers.
 //! - [`compact`]: rewriting small files into target-size ones without changing the data.
+//! - [`files`]: plain Parquet, CSV and JSON Lines tables, committed through a log of their own.
 //! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
 //! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
 //! - `partitioning`: a commit's rows split by date/hour, written one partition at a time.
@@ -15,6 +16,7 @@
 
 pub mod audit;
 pub mod compact;
+pub mod files;
 pub mod location;
 mod partitioning;
 pub mod sink;
@@ -22,6 +24,7 @@ pub mod table;
 pub mod write_ahead;
 pub mod writer;
 
+pub use files::FilesSink;
 pub use sink::{DeltaSink, Sink};
 pub use table::LakeTable;
 pub use write_ahead::WrittenFiles;

@@ -93,8 +93,9 @@ pub struct TableLocation {
     pub uri: String,
 }
 
-/// Every Delta table directly under `lake` (a local directory, or a prefix of a store such as
-/// `s3://bucket/lake`), named after its directory, in name order. The store is reached as the
+/// Every table directly under `lake` (a local directory, or a prefix of a store such as
+/// `s3://bucket/lake`): a directory holding a Delta log, or a plain-files table's `_sluice`
+/// log; named after its directory, in name order. The store is reached as the
 /// tables themselves are, through delta-rs with `storage_options` and the AWS credential chain.
 pub async fn discover_tables(
     lake: &str,
@@ -128,7 +129,7 @@ pub async fn discover_tables(
             .await?
             .common_prefixes
             .iter()
-            .any(|child| child.filename() == Some("_delta_log"));
+            .any(|child| matches!(child.filename(), Some("_delta_log" | "_sluice")));
         if let (true, Some(name)) = (holds_log, dir.filename()) {
             tables.push(TableLocation {
                 name: name.to_string(),

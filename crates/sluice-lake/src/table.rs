@@ -23,7 +23,8 @@ pub struct LakeTable {
 
 /// The table property that marks a table as written by sluice (set when sluice creates it).
 pub const WRITER_PROPERTY: &str = "sluice.writer";
-const WRITER: &str = "sluice";
+/// The value of [`WRITER_PROPERTY`] in the tables sluice creates.
+pub(crate) const WRITER: &str = "sluice";
 
 impl LakeTable {
     /// Opens the table at `uri`, creating it with `schema` and `partition_by` if it does not

@@ -1,4 +1,5 @@
-//! SQL over the lake (the Athena/Glue role): the pipeline's Delta tables registered by name in
+//! SQL over the lake (the Athena/Glue role): the pipeline's tables (Delta, or plain files
+//! through DataFusion's listing tables) registered by name in
 //! a DataFusion session, and results rendered for people (a table) or tools (CSV, JSON lines).
 
 use std::collections::HashMap;
@@ -6,6 +7,9 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTableError;
+use sluice_lake::files::FilesTable;
+
+mod files;
 
 /// What went wrong answering a query.
 #[derive(Debug, thiserror::Error)]
@@ -13,9 +17,9 @@ pub enum QueryError {
     /// A table's location is unusable.
     #[error(transparent)]
     Location(#[from] sluice_lake::LakeError),
-    /// The table has no Delta log yet.
+    /// The table has no Delta log (nor a plain-files log) yet.
     #[error(
-        "table {table} at {uri} does not exist yet (no Delta log); has `sluice stream` written to it?"
+        "table {table} at {uri} does not exist yet (no Delta log, no _sluice/log); has `sluice stream` written to it?"
     )]
     NotCreated {
         /// Table name.
@@ -51,7 +55,9 @@ pub struct TableSummary {
     pub name: String,
     /// Location.
     pub uri: String,
-    /// Current Delta version.
+    /// `delta`, or the format of a plain-files table.
+    pub format: &'static str,
+    /// Current Delta version (the latest commit of a plain-files table).
     pub version: u64,
     /// Data files in the current version.
     pub files: usize,
@@ -86,10 +92,15 @@ impl Lake {
             {
                 Ok(table) => table,
                 Err(DeltaTableError::NotATable(_)) => {
-                    return Err(QueryError::NotCreated {
-                        table: name.clone(),
-                        uri: url.to_string(),
-                    });
+                    let files = FilesTable::open(name, uri, storage_options).await?;
+                    let Some(files) = files else {
+                        return Err(QueryError::NotCreated {
+                            table: name.clone(),
+                            uri: url.to_string(),
+                        });
+                    };
+                    summaries.push(files::register(&ctx, name, &files).await?);
+                    continue;
                 }
                 Err(err) => return Err(open_error(err)),
             };
@@ -104,6 +115,7 @@ impl Lake {
             summaries.push(TableSummary {
                 name: name.clone(),
                 uri: url.to_string(),
+                format: "delta",
                 version: table.version().ok_or_else(|| QueryError::NotCreated {
                     table: name.clone(),
                     uri: url.to_string(),

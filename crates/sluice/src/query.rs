@@ -26,14 +26,17 @@ pub async fn run_query(args: &LakeArgs, sql: &str, format: OutputFormat) -> Resu
     Ok(())
 }
 
-/// Prints every table with its location, version and file count.
+/// Prints every table with its format, location, version and file count.
 pub async fn run_tables(args: &LakeArgs) -> Result<()> {
     let lake = open(args).await?;
-    println!("{:<24} {:>8} {:>7}  uri", "table", "version", "files");
+    println!(
+        "{:<24} {:<8} {:>8} {:>7}  uri",
+        "table", "format", "version", "files"
+    );
     for table in lake.tables() {
         println!(
-            "{:<24} {:>8} {:>7}  {}",
-            table.name, table.version, table.files, table.uri
+            "{:<24} {:<8} {:>8} {:>7}  {}",
+            table.name, table.format, table.version, table.files, table.uri
         );
     }
     Ok(())
@@ -68,7 +71,7 @@ async fn open(args: &LakeArgs) -> Result<Lake> {
     Ok(Lake::open(&tables, &storage_options).await?)
 }
 
-/// Every Delta table directly under `lake` (a directory or an s3:// prefix), named after its
+/// Every table directly under `lake` (a directory or an s3:// prefix), named after its
 /// directory.
 async fn discover(
     lake: &str,
@@ -82,7 +85,7 @@ async fn discover(
     }
     let tables = sluice_lake::location::discover_tables(lake, storage_options).await?;
     if tables.is_empty() {
-        bail!("no Delta tables under {lake} yet");
+        bail!("no tables under {lake} yet");
     }
     Ok(tables)
 }

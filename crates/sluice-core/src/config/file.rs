@@ -258,7 +258,7 @@ pub struct TableSection {
     pub name: String,
     /// The stream whose records the table holds.
     pub from: String,
-    /// Where the Delta table lives: `s3://bucket/path`, `file:///path` or a local path
+    /// Where the table lives: `s3://bucket/path`, `file:///path` or a local path
     /// (relative to the current directory).
     pub uri: String,
     /// Partition columns, from `date` and `hour` (derived from event time).
@@ -269,6 +269,11 @@ pub struct TableSection {
     /// An SQL condition: only rows where it is true are written (the others still count as
     /// processed).
     pub filter: Option<String>,
+    /// `delta` (the default), or plain `parquet`, `csv` or `jsonl` objects.
+    pub format: Option<String>,
+    /// For plain objects: `zstd` (Parquet's default), `snappy` (Parquet), `gzip` (text) or
+    /// `none` (text's default).
+    pub compression: Option<String>,
 }
 
 /// `[tables.flush]`: a flush happens when any limit is reached.

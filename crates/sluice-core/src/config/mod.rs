@@ -12,6 +12,7 @@ pub mod file;
 mod formats;
 mod gateway;
 pub mod kafka;
+mod table_format;
 mod units;
 mod windows;
 
@@ -25,6 +26,7 @@ pub use formats::{Registry, RegistryAuth, StreamFormat};
 pub use gateway::{
     ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles, load_keys,
 };
+pub use table_format::{FileCompression, FileFormat, FileKind, TableFormat};
 pub use units::{parse_duration, parse_size};
 pub use windows::Window;
 
@@ -87,7 +89,7 @@ pub struct Stream {
     pub json_schema: Arc<serde_json::Value>,
 }
 
-/// A Delta table written from a stream.
+/// A table written from a stream.
 #[derive(Debug, Clone)]
 pub struct Table {
     /// The table's name in SQL.
@@ -102,6 +104,8 @@ pub struct Table {
     pub flush: FlushPolicy,
     /// Only rows matching it are written.
     pub filter: Option<Predicate>,
+    /// What it is stored as.
+    pub format: TableFormat,
 }
 
 /// Flush limits of a table; whichever is reached first triggers the flush.
@@ -521,12 +525,20 @@ fn validate_table(
         );
     }
     check_stream_named(&at, &raw.from, stream_names, problems);
-    let filter = match (&raw.filter, streams.iter().find(|s| s.name == raw.from)) {
-        (Some(sql), Some(stream)) => Predicate::compile(sql, &stream.schema.table_schema())
+    let columns = (streams.iter().find(|s| s.name == raw.from)).map(|s| s.schema.table_schema());
+    let filter = match (&raw.filter, &columns) {
+        (Some(sql), Some(columns)) => Predicate::compile(sql, columns)
             .map_err(|err| problems.add(format!("{at}.filter"), err))
             .ok(),
         _ => None,
     };
+    let format = table_format::parse_table_format(
+        &at,
+        raw.format.as_deref(),
+        raw.compression.as_deref(),
+        columns.as_deref(),
+        problems,
+    );
     if raw.uri.trim().is_empty() {
         problems.add(
             format!("{at}.uri"),
@@ -542,6 +554,7 @@ fn validate_table(
         partition_by,
         flush,
         filter,
+        format,
     })
 }
 

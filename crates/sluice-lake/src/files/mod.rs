@@ -1,0 +1,593 @@
+//! Plain Parquet, CSV and JSON Lines tables: objects under Hive-style `date=/hour=` paths that
+//! engines without a table format read as they are (Athena through a Glue crawler, Redshift
+//! Spectrum, external tables), landed exactly once.
+//!
+//! Such readers see every object under the table, so an object must never appear before its
+//! commit, nor twice. A commit:
+//! 1. writes each new object under `_sluice/staging/` (readers skip names starting with `_`,
+//!    as Hive, Athena and DataFusion do);
+//! 2. writes log entry `n` (`log`) with a conditional put: the commit point. The entry lists
+//!    the objects and the progress of every source partition; a writer that finds entry `n`
+//!    taken reads it, and is fenced if it moved a partition this commit continues;
+//! 3. publishes the objects: each is put under its final name,
+//!    `date=…/hour=…/part-{n:020}-{k:03}{ext}`, with a conditional put (a name is never
+//!    written twice), then its staged copy is deleted.
+//!
+//! A crash before 2 leaves only staged objects, which no commit names (`verify --repair`
+//! removes them). A crash between 2 and 3 leaves a commit whose objects are not all in place:
+//! the next writer to open the table, or to read that entry, puts them from their staged
+//! copies, and anyone may, since the copies are identical and a second put of a name is
+//! refused. Each entry records up to where every commit is known to be published, so a
+//! restart checks only the commits after that.
+
+mod encode;
+pub mod log;
+mod read;
+
+pub use read::{FilesTable, Listing};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::util::display::array_value_to_string;
+use async_trait::async_trait;
+use deltalake::{DeltaTableBuilder, DeltaTableError};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use sluice_core::config::FileFormat;
+use tracing::warn;
+use url::Url;
+
+use self::encode::ObjectEncoder;
+use self::log::{Entry, LoggedObject, SourceProgress, TableInfo, progress_key};
+use crate::location::table_url;
+use crate::partitioning::{partition_numbers, rows_of_partition};
+use crate::table::WRITER;
+use crate::{Commit, LakeError, PartitionProgress, Sink};
+
+/// Where objects wait for their commit, under the table.
+pub(crate) const STAGING_DIR: &str = "_sluice/staging";
+
+/// A plain-files table opened for writing.
+pub struct FilesSink {
+    name: String,
+    url: Url,
+    store: Arc<dyn ObjectStore>,
+    format: FileFormat,
+    info: TableInfo,
+    partition_by: Vec<String>,
+    /// The columns in the objects: the table's without the partition columns.
+    object_schema: SchemaRef,
+    /// The latest log entry this writer has read or written.
+    latest: Entry,
+    /// Commits of this writer whose objects may not all be published yet.
+    unpublished: BTreeSet<u64>,
+    /// Objects being encoded for the next commit, by partition path. Behind a mutex only to
+    /// make the sink `Sync`; reached through `&mut self` alone.
+    pending: Mutex<Vec<(String, ObjectEncoder)>>,
+}
+
+/// An object of a commit, encoded.
+struct Encoded {
+    logged: LoggedObject,
+    bytes: Vec<u8>,
+}
+
+impl FilesSink {
+    /// Opens the table at `uri`, creating its log if there is none. An existing table must be
+    /// one sluice created, with this format, these columns and partitions. Commits that an
+    /// earlier writer made but did not finish publishing are published.
+    pub async fn open_or_create(
+        name: &str,
+        uri: &str,
+        storage_options: &HashMap<String, String>,
+        schema: &SchemaRef,
+        partition_by: &[String],
+        format: FileFormat,
+    ) -> Result<Self, LakeError> {
+        let url = table_url(name, uri)?;
+        let store = object_store_at(&url, storage_options).map_err(access(name, &url, "open"))?;
+        let object_schema = Arc::new(Schema::new(
+            (schema.fields().iter())
+                .filter(|field| !partition_by.contains(field.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let info = TableInfo {
+            writer: WRITER.to_string(),
+            format: format.kind.name().to_string(),
+            extension: format.extension(),
+            columns: (object_schema.fields().iter())
+                .map(|field| (field.name().clone(), field.data_type().to_string()))
+                .collect(),
+            partition_by: partition_by.to_vec(),
+        };
+        let latest = match log::latest_entry(&store)
+            .await
+            .map_err(access(name, &url, "read the log of"))?
+        {
+            Some(latest) => latest,
+            None => create_log(&store, &info)
+                .await
+                .map_err(access(name, &url, "create"))?,
+        };
+        let mut sink = Self {
+            name: name.to_string(),
+            url,
+            store,
+            format,
+            info,
+            partition_by: partition_by.to_vec(),
+            object_schema,
+            latest,
+            unpublished: BTreeSet::new(),
+            pending: Mutex::default(),
+        };
+        sink.check_table()?;
+        sink.publish_unfinished().await?;
+        Ok(sink)
+    }
+
+    /// Refuses a table that sluice did not create or whose layout is not the pipeline's.
+    fn check_table(&self) -> Result<(), LakeError> {
+        let found = &self.latest.table;
+        if found.writer != WRITER {
+            return Err(LakeError::Foreign {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                found: format!("its log's writer is {:?}", found.writer),
+            });
+        }
+        let mut differences = String::new();
+        if found.format != self.info.format || found.extension != self.info.extension {
+            differences.push_str(&format!(
+                "\n  - the table holds {} objects ({}), the pipeline writes {} ({})",
+                found.format, found.extension, self.info.format, self.info.extension
+            ));
+        }
+        if found.columns != self.info.columns {
+            differences.push_str(&format!(
+                "\n  - the table's columns are {:?}, the pipeline writes {:?}",
+                found.columns, self.info.columns
+            ));
+        }
+        if found.partition_by != self.info.partition_by {
+            differences.push_str(&format!(
+                "\n  - the table is partitioned by {:?}, the pipeline by {:?}",
+                found.partition_by, self.info.partition_by
+            ));
+        }
+        if differences.is_empty() {
+            Ok(())
+        } else {
+            Err(LakeError::SchemaMismatch {
+                table: self.name.clone(),
+                uri: self.url.to_string(),
+                differences,
+            })
+        }
+    }
+
+    /// Publishes every commit after the latest entry's `published_through`.
+    async fn publish_unfinished(&mut self) -> Result<(), LakeError> {
+        if self.latest.published_through == Some(self.latest.seq) {
+            return Ok(());
+        }
+        let entries = log::entries_after(&self.store, self.latest.published_through)
+            .await
+            .map_err(self.access_error("read the log of"))?;
+        for entry in &entries {
+            self.ensure_published(entry).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes sure every object of `entry` is in place, putting missing ones from their staged
+    /// copies.
+    async fn ensure_published(&self, entry: &Entry) -> Result<(), LakeError> {
+        let failed = self.access_error("publish a commit of");
+        for object in &entry.objects {
+            let path = Path::from(object.path.as_str());
+            if self.exists(&path).await.map_err(&failed)? {
+                continue;
+            }
+            let staged = Path::from(object.staged.as_str());
+            let bytes = match self.store.get(&staged).await {
+                Ok(got) => got.bytes().await.map_err(|err| failed(err.into()))?,
+                // Its writer published it meanwhile and deleted the copy.
+                Err(object_store::Error::NotFound { .. })
+                    if self.exists(&path).await.map_err(&failed)? =>
+                {
+                    continue;
+                }
+                Err(err) => {
+                    return Err(failed(DeltaTableError::generic(format!(
+                        "commit {} names {} but neither it nor its staged copy {} exists: {err}",
+                        entry.seq, object.path, object.staged
+                    ))));
+                }
+            };
+            self.put_once(&path, bytes.into())
+                .await
+                .map_err(|err| failed(err.into()))?;
+            self.forget_staged(&staged).await;
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool, DeltaTableError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Puts an object that must not exist yet; one already there is the same object (put by
+    /// another writer publishing the same commit).
+    async fn put_once(&self, path: &Path, bytes: PutPayload) -> Result<(), object_store::Error> {
+        match (self.store)
+            .put_opts(path, bytes, PutOptions::from(PutMode::Create))
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deletes a staged copy whose object is published; a failure only leaves it behind.
+    async fn forget_staged(&self, staged: &Path) {
+        match self.store.delete(staged).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => warn!(table = %self.name, %staged, %err, "cannot delete a staged object"),
+        }
+    }
+
+    /// Reads the entries other writers made since the latest one this writer knows, making
+    /// sure their objects are in place.
+    async fn read_new_entries(&mut self) -> Result<(), LakeError> {
+        let entries = log::entries_after(&self.store, Some(self.latest.seq))
+            .await
+            .map_err(self.access_error("refresh"))?;
+        for entry in entries {
+            self.ensure_published(&entry).await?;
+            self.latest = entry;
+        }
+        Ok(())
+    }
+
+    /// Refuses `progress` that does not continue from the latest entry.
+    fn check_progress(&self, progress: &[PartitionProgress]) -> Result<(), LakeError> {
+        for p in progress {
+            let found = (self.latest.progress)
+                .get(&progress_key(&p.topic, p.partition))
+                .map(|state| state.offset);
+            if found != p.previous {
+                return Err(LakeError::Fenced {
+                    table: self.name.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    expected: p.previous,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&mut self) -> &mut Vec<(String, ObjectEncoder)> {
+        self.pending
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Encodes `batch` into the pending objects of its date/hour partitions.
+    fn encode(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        let write = self.write_error();
+        let partitions = partition_numbers(std::slice::from_ref(batch), &self.partition_by)
+            .map_err(|e| write(e.into()))?;
+        for (number, &(_, row)) in partitions.firsts.iter().enumerate() {
+            let rows = rows_of_partition(batch, &partitions.numbers[0], number as u32)
+                .map_err(|e| write(e.into()))?
+                .expect("a partition holds its first row");
+            let path = self.partition_path(batch, row).map_err(|e| write(e.into()))?;
+            let rows = rows
+                .project(&self.object_columns(&rows.schema()))
+                .map_err(|e| write(e.into()))?;
+            let (format, schema) = (self.format, self.object_schema.clone());
+            let pending = self.pending();
+            let index = match pending.iter().position(|(open, _)| *open == path) {
+                Some(index) => index,
+                None => {
+                    let encoder =
+                        ObjectEncoder::new(format, &schema).map_err(|e| write(e.into()))?;
+                    pending.push((path, encoder));
+                    pending.len() - 1
+                }
+            };
+            pending[index].1.write(&rows).map_err(|e| write(e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// The indexes of the object columns among `schema`'s.
+    fn object_columns(&self, schema: &Schema) -> Vec<usize> {
+        (self.object_schema.fields().iter())
+            .filter_map(|field| schema.index_of(field.name()).ok())
+            .collect()
+    }
+
+    /// `date=…/hour=…` of `row`.
+    fn partition_path(
+        &self,
+        batch: &RecordBatch,
+        row: usize,
+    ) -> Result<String, arrow::error::ArrowError> {
+        let parts = self.partition_by.iter().map(|column| {
+            let values = batch.column_by_name(column).ok_or_else(|| {
+                arrow::error::ArrowError::SchemaError(format!("no partition column {column}"))
+            })?;
+            Ok(format!("{column}={}", array_value_to_string(values, row)?))
+        });
+        Ok(parts
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?
+            .join("/"))
+    }
+
+    /// Finishes the pending objects and writes them under `_sluice/staging/`.
+    async fn stage(&mut self) -> Result<Vec<Encoded>, LakeError> {
+        let write = self.write_error();
+        let attempt = uuid::Uuid::new_v4();
+        let mut staged = Vec::new();
+        for (index, (partition, encoder)) in std::mem::take(self.pending()).into_iter().enumerate()
+        {
+            let rows = encoder.rows() as u64;
+            let bytes = encoder.finish().map_err(|e| write(e.into()))?;
+            let logged = LoggedObject {
+                path: partition,
+                staged: format!("{STAGING_DIR}/{attempt}-{index:03}{}", self.info.extension),
+                rows,
+                bytes: bytes.len() as u64,
+            };
+            staged.push(Encoded { logged, bytes });
+        }
+        for object in &staged {
+            let put = (self.store)
+                .put(
+                    &Path::from(object.logged.staged.as_str()),
+                    PutPayload::from(object.bytes.clone()),
+                )
+                .await;
+            if let Err(err) = put {
+                self.forget(&staged).await;
+                return Err(write(err.into()));
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Deletes the staged copies of objects no commit names.
+    async fn forget(&self, staged: &[Encoded]) {
+        for object in staged {
+            self.forget_staged(&Path::from(object.logged.staged.as_str()))
+                .await;
+        }
+    }
+
+    /// Entry `seq` adding `objects` with `progress`, after the latest one.
+    fn next_entry(&self, objects: &[Encoded], progress: &[PartitionProgress]) -> Entry {
+        let seq = self.latest.seq + 1;
+        let mut state = self.latest.progress.clone();
+        for p in progress {
+            state.insert(
+                progress_key(&p.topic, p.partition),
+                SourceProgress {
+                    offset: p.last_offset,
+                    marks: (p.marks.iter())
+                        .map(|(mark, value)| (mark.to_string(), *value))
+                        .collect(),
+                },
+            );
+        }
+        let objects: Vec<LoggedObject> = objects
+            .iter()
+            .enumerate()
+            .map(|(index, object)| LoggedObject {
+                path: format!(
+                    "{}/part-{seq:020}-{index:03}{}",
+                    object.logged.path, self.info.extension
+                ),
+                ..object.logged.clone()
+            })
+            .collect();
+        Entry {
+            seq,
+            table: self.info.clone(),
+            progress: state,
+            total_objects: self.latest.total_objects + objects.len() as u64,
+            objects,
+            published_through: Some(self.unpublished.first().map_or(seq - 1, |first| first - 1)),
+            committed_at_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Puts the objects of this writer's commit `entry` under their names.
+    async fn publish(&self, entry: &Entry, objects: Vec<Encoded>) -> Result<(), object_store::Error> {
+        for (logged, object) in entry.objects.iter().zip(objects) {
+            self.put_once(&Path::from(logged.path.as_str()), object.bytes.into())
+                .await?;
+            self.forget_staged(&Path::from(logged.staged.as_str())).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes this writer's commits whose publishing failed before.
+    async fn retry_unpublished(&mut self) -> Result<(), LakeError> {
+        let Some(&first) = self.unpublished.first() else {
+            return Ok(());
+        };
+        let entries = log::entries_after(&self.store, first.checked_sub(1))
+            .await
+            .map_err(self.access_error("read the log of"))?;
+        for entry in entries {
+            if self.unpublished.contains(&entry.seq) {
+                self.ensure_published(&entry).await?;
+                self.unpublished.remove(&entry.seq);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_error(&self) -> impl Fn(DeltaTableError) -> LakeError + use<> {
+        let table = self.name.clone();
+        move |source| LakeError::Write {
+            table: table.clone(),
+            source,
+        }
+    }
+
+    fn access_error(&self, action: &'static str) -> impl Fn(DeltaTableError) -> LakeError + use<> {
+        access(&self.name, &self.url, action)
+    }
+}
+
+#[async_trait]
+impl Sink for FilesSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} table {} at commit {}",
+            self.info.format, self.url, self.latest.seq
+        )
+    }
+
+    async fn committed(&self, source: &str, partition: i32) -> Result<Option<i64>, LakeError> {
+        Ok((self.latest.progress)
+            .get(&progress_key(source, partition))
+            .map(|state| state.offset))
+    }
+
+    async fn committed_mark(
+        &self,
+        source: &str,
+        partition: i32,
+        mark: &str,
+    ) -> Result<Option<i64>, LakeError> {
+        Ok((self.latest.progress)
+            .get(&progress_key(source, partition))
+            .and_then(|state| state.marks.get(mark).copied()))
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        let encoded = self.encode(batch);
+        if encoded.is_err() {
+            self.pending().clear();
+        }
+        encoded
+    }
+
+    async fn commit(
+        &mut self,
+        batches: &[RecordBatch],
+        progress: &[PartitionProgress],
+    ) -> Result<Commit, LakeError> {
+        for batch in batches {
+            self.write(batch).await?;
+        }
+        let prepared = async {
+            self.retry_unpublished().await?;
+            self.read_new_entries().await?;
+            self.check_progress(progress)
+        };
+        if let Err(err) = prepared.await {
+            self.pending().clear();
+            return Err(err);
+        }
+        let objects = self.stage().await?;
+        let entry = loop {
+            let entry = self.next_entry(&objects, progress);
+            let created = log::create_entry(&self.store, &entry).await;
+            let retry = match created {
+                Ok(true) => break entry,
+                Ok(false) => self.read_new_entries().await,
+                Err(err) => Err(LakeError::Commit {
+                    table: self.name.clone(),
+                    source: err,
+                }),
+            };
+            if let Err(err) = retry.and_then(|()| self.check_progress(progress)) {
+                self.forget(&objects).await;
+                return Err(err);
+            }
+        };
+        let commit = Commit {
+            version: entry.seq,
+            files: objects.len(),
+            bytes: objects.iter().map(|o| o.logged.bytes).sum(),
+        };
+        self.latest = entry.clone();
+        if let Err(err) = self.publish(&entry, objects).await {
+            warn!(table = %self.name, commit = entry.seq, %err,
+                "the commit is made but not all its objects are in place yet; retried at the next commit");
+            self.unpublished.insert(entry.seq);
+        }
+        Ok(commit)
+    }
+
+    async fn refresh(&mut self) -> Result<(), LakeError> {
+        self.read_new_entries().await
+    }
+}
+
+/// The store rooted at the table, reached as Delta tables are (delta-rs's storage options and
+/// the AWS credential chain).
+pub(crate) fn object_store_at(
+    url: &Url,
+    storage_options: &HashMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, DeltaTableError> {
+    Ok(DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_options(storage_options.clone())
+        .build_storage()?
+        .object_store(None))
+}
+
+/// Writes entry 0, which says what the table is; another writer's entry 0 is used instead.
+async fn create_log(
+    store: &Arc<dyn ObjectStore>,
+    info: &TableInfo,
+) -> Result<Entry, DeltaTableError> {
+    let first = Entry {
+        seq: 0,
+        table: info.clone(),
+        progress: BTreeMap::new(),
+        objects: Vec::new(),
+        total_objects: 0,
+        published_through: Some(0),
+        committed_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    if log::create_entry(store, &first).await? {
+        return Ok(first);
+    }
+    log::latest_entry(store)
+        .await?
+        .ok_or_else(|| DeltaTableError::generic("the log's entry 0 exists but cannot be listed"))
+}
+
+fn access(
+    table: &str,
+    url: &Url,
+    action: &'static str,
+) -> impl Fn(DeltaTableError) -> LakeError + use<> {
+    let (table, uri) = (table.to_string(), url.to_string());
+    move |source| LakeError::Access {
+        table: table.clone(),
+        uri: uri.clone(),
+        action,
+        source,
+    }
+}

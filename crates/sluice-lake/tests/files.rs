@@ -1,0 +1,301 @@
+//! Plain-files tables on the local filesystem (object_store's real local backend): objects
+//! appear only through commits, under Hive-style paths, a fenced writer adds nothing, and a
+//! commit a crash left half published is completed by the next writer.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow::array::{Date32Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+use sluice_core::config::{FileCompression, FileFormat, FileKind};
+use sluice_lake::files::FilesTable;
+use sluice_lake::{FilesSink, LakeError, PartitionProgress, Sink};
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("_offset", DataType::Int64, true),
+        Field::new("date", DataType::Date32, true),
+        Field::new("hour", DataType::Int32, true),
+    ]))
+}
+
+/// Rows at `offsets`, the even ones in hour 9 and the odd ones in hour 10 of 2026-12-03.
+fn rows(offsets: &[i64]) -> RecordBatch {
+    let devices: Vec<String> = offsets.iter().map(|o| format!("d,{o}")).collect();
+    let hours: Vec<i32> = offsets.iter().map(|o| 9 + (o % 2) as i32).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(devices)),
+            Arc::new(Int64Array::from(offsets.to_vec())),
+            Arc::new(Date32Array::from(vec![20_790; offsets.len()])),
+            Arc::new(Int32Array::from(hours)),
+        ],
+    )
+    .unwrap()
+}
+
+fn progress(partition: i32, previous: Option<i64>, last_offset: i64) -> PartitionProgress {
+    PartitionProgress {
+        topic: "events".into(),
+        partition,
+        previous,
+        last_offset,
+        marks: vec![("watermark", last_offset * 10)],
+    }
+}
+
+const CSV_GZ: FileFormat = FileFormat {
+    kind: FileKind::Csv,
+    compression: FileCompression::Gzip,
+};
+
+async fn open(uri: &str, format: FileFormat) -> Result<FilesSink, LakeError> {
+    let partition_by = ["date".to_string(), "hour".to_string()];
+    FilesSink::open_or_create("t", uri, &HashMap::new(), &schema(), &partition_by, format).await
+}
+
+/// Every file under `dir`, relative to it, in order.
+fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The data objects: everything outside `_sluice/`.
+fn data_files(dir: &Path) -> Vec<String> {
+    (files_under(dir).into_iter())
+        .filter(|path| !path.starts_with("_sluice/"))
+        .collect()
+}
+
+fn gunzip(path: &PathBuf) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+#[tokio::test]
+async fn commits_land_csv_objects_under_date_hour_paths_with_their_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let mut sink = open(&uri, CSV_GZ).await.unwrap();
+    assert_eq!(sink.committed("events", 0).await.unwrap(), None);
+
+    let first = sink
+        .commit(&[rows(&[0, 1, 2])], &[progress(0, None, 2)])
+        .await
+        .unwrap();
+    sink.write(&rows(&[3])).await.unwrap();
+    let second = sink
+        .commit(&[rows(&[4])], &[progress(0, Some(2), 4)])
+        .await
+        .unwrap();
+    assert_eq!((first.version, second.version), (1, 2));
+    assert_eq!((first.files, second.files), (2, 2));
+
+    assert_eq!(
+        data_files(dir.path()),
+        [
+            "date=2026-12-03/hour=10/part-00000000000000000001-001.csv.gz",
+            "date=2026-12-03/hour=10/part-00000000000000000002-000.csv.gz",
+            "date=2026-12-03/hour=9/part-00000000000000000001-000.csv.gz",
+            "date=2026-12-03/hour=9/part-00000000000000000002-001.csv.gz",
+        ]
+    );
+    // RFC 4180: a header, and a value holding a comma quoted; no partition columns.
+    assert_eq!(
+        gunzip(&dir.path().join(&data_files(dir.path())[3])),
+        "device_id,_offset\n\"d,4\",4\n"
+    );
+    assert_eq!(
+        gunzip(&dir.path().join(&data_files(dir.path())[1])),
+        "device_id,_offset\n\"d,3\",3\n"
+    );
+    let staged = files_under(&dir.path().join("_sluice/staging"));
+    assert!(staged.is_empty(), "staged copies left: {staged:?}");
+
+    let reopened = open(&uri, CSV_GZ).await.unwrap();
+    assert_eq!(reopened.committed("events", 0).await.unwrap(), Some(4));
+    assert_eq!(
+        reopened
+            .committed_mark("events", 0, "watermark")
+            .await
+            .unwrap(),
+        Some(40)
+    );
+}
+
+#[tokio::test]
+async fn a_writer_that_lost_its_partition_is_fenced_and_adds_no_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let mut a = open(&uri, CSV_GZ).await.unwrap();
+    let mut b = open(&uri, CSV_GZ).await.unwrap();
+    a.commit(&[rows(&[0])], &[progress(0, None, 0)])
+        .await
+        .unwrap();
+    // b commits another partition: both land, one after the other in the log.
+    b.commit(&[rows(&[100])], &[progress(1, None, 100)])
+        .await
+        .unwrap();
+    let before = data_files(dir.path());
+    let err = b
+        .commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap_err();
+    assert!(err.is_fenced(), "{err}");
+    assert_eq!(data_files(dir.path()), before);
+    assert!(files_under(&dir.path().join("_sluice/staging")).is_empty());
+    a.refresh().await.unwrap();
+    assert_eq!(a.committed("events", 1).await.unwrap(), Some(100));
+}
+
+#[tokio::test]
+async fn a_commit_left_half_published_is_completed_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let format = FileFormat {
+        kind: FileKind::Parquet,
+        compression: FileCompression::Zstd,
+    };
+    let mut sink = open(&uri, format).await.unwrap();
+    sink.commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap();
+    // As if the writer died after its log entry, before publishing: the objects are only in
+    // their staged copies.
+    let table = FilesTable::open("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let entry = table.latest.clone();
+    for object in &entry.objects {
+        std::fs::rename(
+            dir.path().join(&object.path),
+            dir.path().join(&object.staged),
+        )
+        .unwrap();
+    }
+    assert!(data_files(dir.path()).is_empty());
+
+    let reopened = open(&uri, format).await.unwrap();
+    assert_eq!(reopened.committed("events", 0).await.unwrap(), Some(1));
+    let published = data_files(dir.path());
+    assert_eq!(published.len(), 2, "{published:?}");
+    let rows: i64 = published
+        .iter()
+        .map(|path| {
+            let file = std::fs::File::open(dir.path().join(path)).unwrap();
+            SerializedFileReader::new(file)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .num_rows()
+        })
+        .sum();
+    assert_eq!(rows, 2);
+    let listing = table
+        .listing(&table.entries().await.unwrap(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        listing.missing.is_empty() && listing.unexpected.is_empty(),
+        "{listing:?}"
+    );
+}
+
+#[tokio::test]
+async fn objects_of_a_commit_that_never_happened_stay_out_of_sight() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let mut a = open(&uri, CSV_GZ).await.unwrap();
+    let mut b = open(&uri, CSV_GZ).await.unwrap();
+    a.commit(&[rows(&[0])], &[progress(0, None, 0)])
+        .await
+        .unwrap();
+    assert!(
+        b.commit(&[rows(&[0])], &[progress(0, None, 0)])
+            .await
+            .unwrap_err()
+            .is_fenced()
+    );
+    // A staged copy of a writer that died before its commit: no commit names it.
+    std::fs::write(dir.path().join("_sluice/staging/dead-000.csv.gz"), b"x").unwrap();
+    let table = FilesTable::open("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let listing = table
+        .listing(&table.entries().await.unwrap(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(listing.committed.len(), 1);
+    assert!(listing.unexpected.is_empty(), "{listing:?}");
+    let leftover: Vec<&str> = (listing.leftover_staged.iter())
+        .map(|(path, _)| path.as_str())
+        .collect();
+    assert_eq!(leftover, ["_sluice/staging/dead-000.csv.gz"]);
+}
+
+#[tokio::test]
+async fn a_table_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    open(&uri, CSV_GZ).await.unwrap();
+    let jsonl = FileFormat {
+        kind: FileKind::Jsonl,
+        compression: FileCompression::None,
+    };
+    let err = open(&uri, jsonl).await.err().unwrap().to_string();
+    assert!(
+        err.contains("different schema") && err.contains("csv objects (.csv.gz)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_log_records_column_types_that_read_back_as_arrow_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    open(&uri, CSV_GZ).await.unwrap();
+    let table = FilesTable::open("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let read = table.schema().unwrap();
+    let names: Vec<(&str, &DataType)> = (read.fields().iter())
+        .map(|f| (f.name().as_str(), f.data_type()))
+        .collect();
+    assert_eq!(
+        names,
+        [("device_id", &DataType::Utf8), ("_offset", &DataType::Int64)]
+    );
+    // The log keeps types as Arrow writes them; the stream columns' types read back.
+    for ty in [
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Decimal128(20, 0),
+        DataType::new_list(DataType::Utf8, true),
+        DataType::Struct(vec![Field::new("street", DataType::Utf8, true)].into()),
+    ] {
+        assert_eq!(DataType::from_str(&ty.to_string()).unwrap(), ty);
+    }
+}
