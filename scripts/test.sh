@@ -39,6 +39,9 @@ cargo test --workspace --locked --no-run "${cargo_args[@]}"
 # A private run dir and ports per invocation, so that parallel clones do not collide.
 SLUICE_RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-test.XXXXXX")
 export SLUICE_RUN_DIR
+# s3s-fs logs every object it writes at debug: the plain-files test reads that log to check
+# that no object is written twice.
+export SLUICE_S3_LOG="${SLUICE_S3_LOG:-warn,s3s_fs=debug}"
 
 status=  # cargo's exit status once it ran (or 130/143 on a signal)
 hogs=()  # the busy loops of --busy

@@ -15,9 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::datatypes::TimestampMicrosecondType;
 use sluice_core::config::{FlushPolicy, Table, TableFormat, Window};
 use sluice_core::windows::WINDOW_END;
-use sluice_lake::{
-    Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink,
-};
+use sluice_lake::{Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink};
 
 use crate::events::{CommitRetried, Committed, Metrics, TableKind};
 use crate::lanes::TableBuffer;
@@ -86,7 +84,12 @@ impl Output {
                 .await?,
             ),
         };
-        Ok(Self::new(sink, Lands::Rows, config.flush, event_time.to_string()))
+        Ok(Self::new(
+            sink,
+            Lands::Rows,
+            config.flush,
+            event_time.to_string(),
+        ))
     }
 
     /// Opens (or creates) a window table.

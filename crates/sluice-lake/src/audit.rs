@@ -1,7 +1,10 @@
 //! Reading a table for `sluice verify`: opened as it is (never created), its committed offsets,
 //! and a check that every file the log references exists and has a readable Parquet footer.
+//! A plain-files table is checked against its own log: every object it names is there at its
+//! size, and nothing else is under the table where readers look.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::parquet::file::metadata::ParquetMetaDataReader;
@@ -11,6 +14,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::LakeError;
+use crate::files::FilesTable;
+use crate::files::log::{Entry, progress_key};
 use crate::writer::app_id;
 
 /// Footers read at once.
@@ -20,7 +25,16 @@ const PARALLEL_READS: usize = 16;
 pub struct AuditedTable {
     name: String,
     uri: String,
-    table: DeltaTable,
+    table: Audited,
+}
+
+enum Audited {
+    Delta(DeltaTable),
+    Files {
+        table: FilesTable,
+        /// Its log, whole.
+        entries: Vec<Entry>,
+    },
 }
 
 /// A referenced file that could not be read.
@@ -33,16 +47,35 @@ pub struct BadFile {
 }
 
 impl AuditedTable {
-    /// Opens an existing table; a location without a Delta log is an error.
+    /// Opens an existing table: a Delta table, or a plain-files table when there is no Delta
+    /// log; a location with neither is an error.
     pub async fn open(
         name: &str,
         uri: &str,
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, LakeError> {
-        let (url, table) = crate::table::open_existing(name, uri, storage_options).await?;
+        let delta = crate::table::open_existing(name, uri, storage_options).await;
+        let files = match delta {
+            Err(LakeError::Access {
+                source: DeltaTableError::NotATable(_),
+                ..
+            }) => FilesTable::open(name, uri, storage_options).await?,
+            _ => None,
+        };
+        let (uri, table) = match files {
+            Some(table) => {
+                let entries = table.entries().await?;
+                let uri = table.url().to_string();
+                (uri, Audited::Files { table, entries })
+            }
+            None => {
+                let (url, table) = delta?;
+                (url.to_string(), Audited::Delta(table))
+            }
+        };
         Ok(Self {
             name: name.into(),
-            uri: url.to_string(),
+            uri,
             table,
         })
     }
@@ -52,9 +85,12 @@ impl AuditedTable {
         &self.uri
     }
 
-    /// The table's Delta version.
+    /// The table's Delta version, or its latest commit for plain files.
     pub fn version(&self) -> Option<u64> {
-        self.table.version()
+        match &self.table {
+            Audited::Delta(table) => table.version(),
+            Audited::Files { table, .. } => Some(table.latest.seq),
+        }
     }
 
     /// The last offset of `topic`/`partition` the table's log records as committed.
@@ -63,13 +99,20 @@ impl AuditedTable {
         topic: &str,
         partition: i32,
     ) -> Result<Option<i64>, LakeError> {
-        let snapshot = self
-            .table
+        let table = match &self.table {
+            Audited::Delta(table) => table,
+            Audited::Files { table, .. } => {
+                return Ok((table.latest.progress)
+                    .get(&progress_key(topic, partition))
+                    .map(|state| state.offset));
+            }
+        };
+        let snapshot = table
             .snapshot()
             .map_err(|source| self.error("read", source))?;
         snapshot
             .transaction_version(
-                self.table.log_store().as_ref(),
+                table.log_store().as_ref(),
                 app_id(&self.name, topic, partition),
             )
             .await
@@ -79,8 +122,11 @@ impl AuditedTable {
     /// Reads the footer of every file the current version references; returns how many files
     /// there are and the ones that failed.
     pub async fn check_files(&self) -> Result<(usize, Vec<BadFile>), LakeError> {
-        let snapshot = self
-            .table
+        let table = match &self.table {
+            Audited::Delta(table) => table,
+            Audited::Files { table, entries } => return check_objects(table, entries).await,
+        };
+        let snapshot = table
             .snapshot()
             .map_err(|source| self.error("read", source))?;
         let paths: Vec<_> = snapshot
@@ -88,24 +134,8 @@ impl AuditedTable {
             .into_iter()
             .map(|add| add.object_store_path())
             .collect();
-        let store = self.table.log_store().object_store(None);
-        let bad: Vec<BadFile> = stream::iter(paths.iter().cloned())
-            .map(|path| {
-                let store = store.clone();
-                async move {
-                    read_footer(store.as_ref(), &path)
-                        .await
-                        .err()
-                        .map(|error| BadFile {
-                            path: path.to_string(),
-                            error,
-                        })
-                }
-            })
-            .buffer_unordered(PARALLEL_READS)
-            .filter_map(|bad| async move { bad })
-            .collect()
-            .await;
+        let store = table.log_store().object_store(None);
+        let bad = read_footers(store, &paths).await;
         Ok((paths.len(), bad))
     }
 
@@ -119,9 +149,23 @@ impl AuditedTable {
         min_age: std::time::Duration,
         delete: bool,
     ) -> Result<Vec<String>, LakeError> {
+        let table = match &self.table {
+            Audited::Delta(table) => table,
+            Audited::Files { table, entries } => {
+                let listing = table.listing(entries, min_age).await?;
+                let leftovers: Vec<String> = listing
+                    .leftover_staged
+                    .into_iter()
+                    .map(|(path, _)| path)
+                    .collect();
+                if delete {
+                    table.delete(&leftovers).await?;
+                }
+                return Ok(leftovers);
+            }
+        };
         let retention = chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
-        let (_, metrics) = self
-            .table
+        let (_, metrics) = table
             .clone()
             .vacuum()
             .with_mode(VacuumMode::Full)
@@ -150,6 +194,53 @@ impl AuditedTable {
             source,
         }
     }
+}
+
+/// The footers of `paths` that cannot be read, read [`PARALLEL_READS`] at a time.
+async fn read_footers(store: Arc<dyn ObjectStore>, paths: &[Path]) -> Vec<BadFile> {
+    stream::iter(paths.iter().cloned())
+        .map(|path| {
+            let store = store.clone();
+            async move {
+                read_footer(store.as_ref(), &path)
+                    .await
+                    .err()
+                    .map(|error| BadFile {
+                        path: path.to_string(),
+                        error,
+                    })
+            }
+        })
+        .buffer_unordered(PARALLEL_READS)
+        .filter_map(|bad| async move { bad })
+        .collect()
+        .await
+}
+
+/// A plain-files table's objects against its log: a named object that is missing (or not at
+/// its size) or an object no commit names (readers see it) is bad; Parquet footers are read.
+async fn check_objects(
+    table: &FilesTable,
+    entries: &[Entry],
+) -> Result<(usize, Vec<BadFile>), LakeError> {
+    let listing = table.listing(entries, std::time::Duration::MAX).await?;
+    let mut bad: Vec<BadFile> = (listing.missing.into_iter())
+        .map(|path| BadFile {
+            path,
+            error: "named by a commit but missing, or not at the size the log records".into(),
+        })
+        .chain(listing.unexpected.into_iter().map(|path| BadFile {
+            path,
+            error: "no commit names it, yet readers of the table see it".into(),
+        }))
+        .collect();
+    if table.latest.table.format == "parquet" {
+        let paths: Vec<Path> = (listing.committed.iter())
+            .map(|(path, _)| Path::from(path.as_str()))
+            .collect();
+        bad.extend(read_footers(table.store.clone(), &paths).await);
+    }
+    Ok((listing.committed.len(), bad))
 }
 
 /// Reads and decodes a Parquet footer: the last 8 bytes give its length and the PAR1 magic.

@@ -287,7 +287,10 @@ async fn the_log_records_column_types_that_read_back_as_arrow_types() {
         .collect();
     assert_eq!(
         names,
-        [("device_id", &DataType::Utf8), ("_offset", &DataType::Int64)]
+        [
+            ("device_id", &DataType::Utf8),
+            ("_offset", &DataType::Int64)
+        ]
     );
     // The log keeps types as Arrow writes them; the stream columns' types read back.
     for ty in [

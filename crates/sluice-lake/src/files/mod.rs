@@ -104,15 +104,16 @@ impl FilesSink {
                 .collect(),
             partition_by: partition_by.to_vec(),
         };
-        let latest = match log::latest_entry(&store)
-            .await
-            .map_err(access(name, &url, "read the log of"))?
-        {
-            Some(latest) => latest,
-            None => create_log(&store, &info)
+        let latest =
+            match log::latest_entry(&store)
                 .await
-                .map_err(access(name, &url, "create"))?,
-        };
+                .map_err(access(name, &url, "read the log of"))?
+            {
+                Some(latest) => latest,
+                None => create_log(&store, &info)
+                    .await
+                    .map_err(access(name, &url, "create"))?,
+            };
         let mut sink = Self {
             name: name.to_string(),
             url,
@@ -292,7 +293,9 @@ impl FilesSink {
             let rows = rows_of_partition(batch, &partitions.numbers[0], number as u32)
                 .map_err(|e| write(e.into()))?
                 .expect("a partition holds its first row");
-            let path = self.partition_path(batch, row).map_err(|e| write(e.into()))?;
+            let path = self
+                .partition_path(batch, row)
+                .map_err(|e| write(e.into()))?;
             let rows = rows
                 .project(&self.object_columns(&rows.schema()))
                 .map_err(|e| write(e.into()))?;
@@ -414,11 +417,16 @@ impl FilesSink {
     }
 
     /// Puts the objects of this writer's commit `entry` under their names.
-    async fn publish(&self, entry: &Entry, objects: Vec<Encoded>) -> Result<(), object_store::Error> {
+    async fn publish(
+        &self,
+        entry: &Entry,
+        objects: Vec<Encoded>,
+    ) -> Result<(), object_store::Error> {
         for (logged, object) in entry.objects.iter().zip(objects) {
             self.put_once(&Path::from(logged.path.as_str()), object.bytes.into())
                 .await?;
-            self.forget_staged(&Path::from(logged.staged.as_str())).await;
+            self.forget_staged(&Path::from(logged.staged.as_str()))
+                .await;
         }
         Ok(())
     }

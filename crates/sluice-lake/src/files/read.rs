@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::DeltaTableError;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_core::schema::{DATE_COLUMN, HOUR_COLUMN};
 use url::Url;
 
@@ -50,9 +50,10 @@ impl FilesTable {
     ) -> Result<Option<Self>, LakeError> {
         let url = table_url(name, uri)?;
         let store = object_store_at(&url, storage_options).map_err(access(name, &url, "open"))?;
-        let latest = log::latest_entry(&store)
-            .await
-            .map_err(access(name, &url, "read the log of"))?;
+        let latest =
+            log::latest_entry(&store)
+                .await
+                .map_err(access(name, &url, "read the log of"))?;
         Ok(latest.map(|latest| Self {
             name: name.to_string(),
             url,

@@ -21,6 +21,7 @@ mod load;
 mod members;
 mod metrics;
 mod outages;
+mod plain_files;
 mod private;
 mod prometheus;
 mod registry;
