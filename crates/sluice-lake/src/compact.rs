@@ -6,13 +6,17 @@
 //! commit that changes no data is checked at snapshot isolation, so appends committed meanwhile
 //! do not conflict with it (delta-rs retries the commit on top of them). Files it replaced stay in
 //! storage, as tombstones, until a vacuum past the retention period.
+//!
+//! A plain-files table is compacted through its own log instead (`files::compact`).
 
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 
-use crate::LakeError;
+use deltalake::DeltaTableError;
+
 use crate::table::open_existing;
 use crate::writer::writer_properties;
+use crate::{FilesSink, LakeError};
 
 /// What one compaction did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,7 +43,17 @@ pub async fn compact(
     storage_options: &HashMap<String, String>,
     target_size: NonZeroU64,
 ) -> Result<Compaction, LakeError> {
-    let (_, table) = open_existing(name, uri, storage_options).await?;
+    let table = match open_existing(name, uri, storage_options).await {
+        Err(LakeError::Access {
+            source: DeltaTableError::NotATable(_),
+            ..
+        }) if let Some(mut files) =
+            FilesSink::open_existing(name, uri, storage_options).await? =>
+        {
+            return files.compact(target_size.get()).await;
+        }
+        opened => opened?.1,
+    };
     let failed = |source| LakeError::Compact {
         table: name.into(),
         source,

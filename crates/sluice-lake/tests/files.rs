@@ -267,7 +267,7 @@ async fn a_table_of_another_format_is_refused() {
     };
     let err = open(&uri, jsonl).await.err().unwrap().to_string();
     assert!(
-        err.contains("different schema") && err.contains("csv objects (.csv.gz)"),
+        err.contains("different schema") && err.contains("csv objects (gzip compression, .csv.gz)"),
         "{err}"
     );
 }
@@ -301,4 +301,71 @@ async fn the_log_records_column_types_that_read_back_as_arrow_types() {
     ] {
         assert_eq!(DataType::from_str(&ty.to_string()).unwrap(), ty);
     }
+}
+
+#[tokio::test]
+async fn compaction_rewrites_small_objects_per_partition_with_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().display().to_string();
+    let mut stream = open(&uri, CSV_GZ).await.unwrap();
+    for (first, previous) in [(0, None), (4, Some(3)), (8, Some(7))] {
+        let offsets: Vec<i64> = (first..first + 4).collect();
+        stream
+            .commit(&[rows(&offsets)], &[progress(0, previous, first + 3)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(data_files(dir.path()).len(), 6);
+    let lines = |dir: &Path| -> Vec<String> {
+        let mut lines: Vec<String> = (data_files(dir).iter())
+            .flat_map(|path| {
+                let text = gunzip(&dir.join(path));
+                let rows: Vec<String> = text.lines().skip(1).map(String::from).collect();
+                rows.into_iter().map(move |row| format!("{path}: {row}"))
+            })
+            .map(|line| {
+                // The hour directory and the row, without the object's name.
+                let (path, row) = line.split_once(": ").unwrap();
+                format!("{}: {row}", path.rsplit_once('/').unwrap().0)
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let before = lines(dir.path());
+
+    let mut maintenance = FilesSink::open_existing("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let done = maintenance.compact(64 * 1024 * 1024).await.unwrap();
+    assert_eq!(
+        (done.files_removed, done.files_added, done.partitions),
+        (6, 2, 2)
+    );
+    assert_eq!(data_files(dir.path()).len(), 2);
+    assert_eq!(lines(dir.path()), before);
+
+    // The stream goes on from its own progress: compaction moved none.
+    stream
+        .commit(&[rows(&[12])], &[progress(0, Some(11), 12)])
+        .await
+        .unwrap();
+    let table = FilesTable::open("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    let listing = table
+        .listing(&table.entries().await.unwrap(), std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(listing.committed.len(), 3, "{listing:?}");
+    assert!(listing.missing.is_empty() && listing.unexpected.is_empty());
+    assert_eq!(table.latest.total_objects, 3);
+    let again = maintenance.compact(64 * 1024 * 1024).await.unwrap();
+    assert_eq!(
+        (again.files_removed, again.files_added),
+        (2, 1),
+        "{again:?}"
+    );
 }

@@ -70,7 +70,36 @@ impl FileKind {
     }
 }
 
+impl FileCompression {
+    /// Its name, as `compression` says it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Zstd => "zstd",
+            Self::Snappy => "snappy",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
 impl FileFormat {
+    /// The format `format` and `compression` name, as [`FileKind::name`] and
+    /// [`FileCompression::name`] write them.
+    pub fn from_names(format: &str, compression: &str) -> Option<Self> {
+        let kind = [FileKind::Parquet, FileKind::Csv, FileKind::Jsonl]
+            .into_iter()
+            .find(|kind| kind.name() == format)?;
+        let compression = [
+            FileCompression::None,
+            FileCompression::Zstd,
+            FileCompression::Snappy,
+            FileCompression::Gzip,
+        ]
+        .into_iter()
+        .find(|known| known.name() == compression)?;
+        Some(Self { kind, compression })
+    }
+
     /// The ending of its object names, such as `.csv.gz`.
     pub fn extension(&self) -> String {
         let compressed = match (self.kind, self.compression) {

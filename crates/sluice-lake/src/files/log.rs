@@ -28,6 +28,10 @@ pub struct Entry {
     pub progress: BTreeMap<String, SourceProgress>,
     /// The objects this commit added.
     pub objects: Vec<LoggedObject>,
+    /// The objects this commit removed (a compaction's), deleted once its objects are in
+    /// place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
     /// How many objects the table holds after this commit.
     pub total_objects: u64,
     /// Every commit up to this one is known to have its objects in place (a commit's objects
@@ -44,6 +48,8 @@ pub struct TableInfo {
     pub writer: String,
     /// `parquet`, `csv` or `jsonl`.
     pub format: String,
+    /// How objects are compressed: `zstd`, `snappy`, `gzip` or `none`.
+    pub compression: String,
     /// The ending of object names, such as `.csv.gz`.
     pub extension: String,
     /// The columns in the objects, as (name, Arrow type).
@@ -73,6 +79,19 @@ pub struct LoggedObject {
     pub rows: u64,
     /// Its size.
     pub bytes: u64,
+}
+
+/// The objects the table holds after `entries` (the whole log, in order): every one added and
+/// not removed since, in the order they were added.
+pub fn live_objects(entries: &[Entry]) -> Vec<LoggedObject> {
+    let removed: std::collections::HashSet<&str> = (entries.iter())
+        .flat_map(|entry| entry.removed.iter().map(String::as_str))
+        .collect();
+    (entries.iter())
+        .flat_map(|entry| &entry.objects)
+        .filter(|object| !removed.contains(object.path.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The key of a source partition in [`Entry::progress`].

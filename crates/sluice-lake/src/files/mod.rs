@@ -20,6 +20,7 @@
 //! refused. Each entry records up to where every commit is known to be published, so a
 //! restart checks only the commits after that.
 
+mod compact;
 mod encode;
 pub mod log;
 mod read;
@@ -98,6 +99,7 @@ impl FilesSink {
         let info = TableInfo {
             writer: WRITER.to_string(),
             format: format.kind.name().to_string(),
+            compression: format.compression.name().to_string(),
             extension: format.extension(),
             columns: (object_schema.fields().iter())
                 .map(|field| (field.name().clone(), field.data_type().to_string()))
@@ -142,10 +144,17 @@ impl FilesSink {
             });
         }
         let mut differences = String::new();
-        if found.format != self.info.format || found.extension != self.info.extension {
+        let holds = |info: &TableInfo| {
+            format!(
+                "{} objects ({} compression, {})",
+                info.format, info.compression, info.extension
+            )
+        };
+        if holds(found) != holds(&self.info) {
             differences.push_str(&format!(
-                "\n  - the table holds {} objects ({}), the pipeline writes {} ({})",
-                found.format, found.extension, self.info.format, self.info.extension
+                "\n  - the table holds {}, the pipeline writes {}",
+                holds(found),
+                holds(&self.info)
             ));
         }
         if found.columns != self.info.columns {
@@ -215,6 +224,19 @@ impl FilesSink {
                 .map_err(|err| failed(err.into()))?;
             self.forget_staged(&staged).await;
         }
+        self.delete_removed(entry)
+            .await
+            .map_err(|err| failed(err.into()))
+    }
+
+    /// Deletes the objects a commit removed (after its own objects are in place).
+    async fn delete_removed(&self, entry: &Entry) -> Result<(), object_store::Error> {
+        for path in &entry.removed {
+            match self.store.delete(&Path::from(path.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
         Ok(())
     }
 
@@ -247,16 +269,31 @@ impl FilesSink {
     }
 
     /// Reads the entries other writers made since the latest one this writer knows, making
-    /// sure their objects are in place.
-    async fn read_new_entries(&mut self) -> Result<(), LakeError> {
+    /// sure their objects are in place; returns the objects they removed.
+    async fn read_new_entries(&mut self) -> Result<Vec<String>, LakeError> {
         let entries = log::entries_after(&self.store, Some(self.latest.seq))
             .await
             .map_err(self.access_error("refresh"))?;
+        let mut removed = Vec::new();
         for entry in entries {
             self.ensure_published(&entry).await?;
+            removed.extend(entry.removed.iter().cloned());
             self.latest = entry;
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// Refuses a compaction of objects that another one removed meanwhile.
+    fn check_still_present(&self, removing: &[String], gone: &[String]) -> Result<(), LakeError> {
+        match removing.iter().find(|path| gone.contains(path)) {
+            None => Ok(()),
+            Some(path) => Err(LakeError::Compact {
+                table: self.name.clone(),
+                source: DeltaTableError::generic(format!(
+                    "another compaction replaced {path} meanwhile; nothing committed"
+                )),
+            }),
+        }
     }
 
     /// Refuses `progress` that does not continue from the latest entry.
@@ -339,13 +376,15 @@ impl FilesSink {
             .join("/"))
     }
 
-    /// Finishes the pending objects and writes them under `_sluice/staging/`.
-    async fn stage(&mut self) -> Result<Vec<Encoded>, LakeError> {
+    /// Finishes `encoders` (by partition path) and writes them under `_sluice/staging/`.
+    async fn stage(
+        &self,
+        encoders: Vec<(String, ObjectEncoder)>,
+    ) -> Result<Vec<Encoded>, LakeError> {
         let write = self.write_error();
         let attempt = uuid::Uuid::new_v4();
         let mut staged = Vec::new();
-        for (index, (partition, encoder)) in std::mem::take(self.pending()).into_iter().enumerate()
-        {
+        for (index, (partition, encoder)) in encoders.into_iter().enumerate() {
             let rows = encoder.rows() as u64;
             let bytes = encoder.finish().map_err(|e| write(e.into()))?;
             let logged = LoggedObject {
@@ -379,8 +418,13 @@ impl FilesSink {
         }
     }
 
-    /// Entry `seq` adding `objects` with `progress`, after the latest one.
-    fn next_entry(&self, objects: &[Encoded], progress: &[PartitionProgress]) -> Entry {
+    /// The entry after the latest one: adding `objects` with `progress`, removing `removed`.
+    fn next_entry(
+        &self,
+        objects: &[Encoded],
+        progress: &[PartitionProgress],
+        removed: &[String],
+    ) -> Entry {
         let seq = self.latest.seq + 1;
         let mut state = self.latest.progress.clone();
         for p in progress {
@@ -409,11 +453,60 @@ impl FilesSink {
             seq,
             table: self.info.clone(),
             progress: state,
-            total_objects: self.latest.total_objects + objects.len() as u64,
+            total_objects: (self.latest.total_objects + objects.len() as u64)
+                .saturating_sub(removed.len() as u64),
             objects,
+            removed: removed.to_vec(),
             published_through: Some(self.unpublished.first().map_or(seq - 1, |first| first - 1)),
             committed_at_ms: chrono::Utc::now().timestamp_millis(),
         }
+    }
+
+    /// Writes the log entry of a commit of the staged `objects`, after whatever other writers
+    /// committed meanwhile, unless they moved a partition of `progress` (fenced) or `check`
+    /// refuses what they did. On error the staged objects are deleted.
+    async fn commit_entry(
+        &mut self,
+        objects: &[Encoded],
+        progress: &[PartitionProgress],
+        removed: &[String],
+    ) -> Result<Entry, LakeError> {
+        loop {
+            let entry = self.next_entry(objects, progress, removed);
+            let created = log::create_entry(&self.store, &entry).await;
+            let retry = match created {
+                Ok(true) => return Ok(entry),
+                Ok(false) => self.read_new_entries().await,
+                Err(err) => Err(LakeError::Commit {
+                    table: self.name.clone(),
+                    source: err,
+                }),
+            };
+            let checked = retry
+                .and_then(|gone| self.check_still_present(removed, &gone))
+                .and_then(|()| self.check_progress(progress));
+            if let Err(err) = checked {
+                self.forget(objects).await;
+                return Err(err);
+            }
+        }
+    }
+
+    /// Takes `entry`, just committed, as the latest and publishes its objects; a failure to
+    /// publish is retried at the next commit (the commit stands).
+    async fn publish_commit(&mut self, entry: Entry, objects: Vec<Encoded>) -> Commit {
+        let commit = Commit {
+            version: entry.seq,
+            files: objects.len(),
+            bytes: objects.iter().map(|o| o.logged.bytes).sum(),
+        };
+        self.latest = entry.clone();
+        if let Err(err) = self.publish(&entry, objects).await {
+            warn!(table = %self.name, commit = entry.seq, %err,
+                "the commit is made but not all its objects are in place yet; retried at the next commit");
+            self.unpublished.insert(entry.seq);
+        }
+        commit
     }
 
     /// Puts the objects of this writer's commit `entry` under their names.
@@ -428,7 +521,7 @@ impl FilesSink {
             self.forget_staged(&Path::from(logged.staged.as_str()))
                 .await;
         }
-        Ok(())
+        self.delete_removed(entry).await
     }
 
     /// Publishes this writer's commits whose publishing failed before.
@@ -516,39 +609,14 @@ impl Sink for FilesSink {
             self.pending().clear();
             return Err(err);
         }
-        let objects = self.stage().await?;
-        let entry = loop {
-            let entry = self.next_entry(&objects, progress);
-            let created = log::create_entry(&self.store, &entry).await;
-            let retry = match created {
-                Ok(true) => break entry,
-                Ok(false) => self.read_new_entries().await,
-                Err(err) => Err(LakeError::Commit {
-                    table: self.name.clone(),
-                    source: err,
-                }),
-            };
-            if let Err(err) = retry.and_then(|()| self.check_progress(progress)) {
-                self.forget(&objects).await;
-                return Err(err);
-            }
-        };
-        let commit = Commit {
-            version: entry.seq,
-            files: objects.len(),
-            bytes: objects.iter().map(|o| o.logged.bytes).sum(),
-        };
-        self.latest = entry.clone();
-        if let Err(err) = self.publish(&entry, objects).await {
-            warn!(table = %self.name, commit = entry.seq, %err,
-                "the commit is made but not all its objects are in place yet; retried at the next commit");
-            self.unpublished.insert(entry.seq);
-        }
-        Ok(commit)
+        let encoders = std::mem::take(self.pending());
+        let objects = self.stage(encoders).await?;
+        let entry = self.commit_entry(&objects, progress, &[]).await?;
+        Ok(self.publish_commit(entry, objects).await)
     }
 
     async fn refresh(&mut self) -> Result<(), LakeError> {
-        self.read_new_entries().await
+        self.read_new_entries().await.map(drop)
     }
 }
 
@@ -574,6 +642,7 @@ async fn create_log(
         table: info.clone(),
         progress: BTreeMap::new(),
         objects: Vec::new(),
+        removed: Vec::new(),
         total_objects: 0,
         published_through: Some(0),
         committed_at_ms: chrono::Utc::now().timestamp_millis(),

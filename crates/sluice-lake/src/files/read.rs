@@ -125,12 +125,12 @@ impl FilesTable {
             .flat_map(|entry| entry.objects.iter().map(|o| o.staged.as_str()))
             .collect();
         let mut listing = Listing::default();
-        for object in entries.iter().flat_map(|entry| &entry.objects) {
+        for object in log::live_objects(entries) {
             match found.remove(&object.path) {
                 Some((size, _)) if size == object.bytes => {
-                    listing.committed.push((object.path.clone(), size));
+                    listing.committed.push((object.path, size));
                 }
-                _ => listing.missing.push(object.path.clone()),
+                _ => listing.missing.push(object.path),
             }
         }
         let now = chrono::Utc::now();

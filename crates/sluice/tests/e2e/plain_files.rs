@@ -71,7 +71,10 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_plain_files() {
     assert!(counted[0]["hours"].as_i64().unwrap() > 1, "{counted:?}");
 
     let written = writes_under(&prefix);
-    let staged = written.keys().filter(|p| p.contains("/_sluice/staging/")).count();
+    let staged = written
+        .keys()
+        .filter(|p| p.contains("/_sluice/staging/"))
+        .count();
     eprintln!(
         "{context}: {} objects written, {staged} of them staged copies, e.g. {:?}",
         written.len(),
