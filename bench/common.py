@@ -97,7 +97,9 @@ topic = "{topic}-alerts"
 """
 
 
-def pipeline(dir_, topic, group, table, job=False):
+def pipeline(dir_, topic, group, table, job=False, table_format=None):
+    """A sensor pipeline writing `table` (Delta, or plain files of `table_format`), with the
+    sensor job's windows and alerts when `job`."""
     (dir_ / "schemas").mkdir(parents=True, exist_ok=True)
     shutil.copy(SCHEMA, dir_ / "schemas/sensor_event.schema.json")
     file = dir_ / "pipeline.toml"
@@ -116,6 +118,7 @@ key = "device_id"
 name = "sensor_events"
 from = "sensor_events"
 uri = "{table}"
+{f'format = "{table_format}"' if table_format else ""}
 {kafka_options()}""")
     return file
 

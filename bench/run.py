@@ -14,7 +14,8 @@ alternately:
             Delta table on the local disk → committed;
 Workloads: "sensor" (1,000,000 events, 8 partitions, one hour of event time), "sensor-job"
 (the same events through the sensor job: raw table + a 1-minute window per device + two alert
-rules + a dead-letter topic), "wide" (500,000
+rules + a dead-letter topic), "sensor-parquet" (the same events into a plain Parquet table
+instead of a Delta table), "wide" (500,000
 events, 64 partitions, event times spread at random over 48 hours: every batch touches every
 date/hour partition) under the default 256 MiB memory budget, and "wide@64MiB" (the same
 with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks workloads.
@@ -54,7 +55,8 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
     sluice = sluice_bin()
     base = name.split("@")[0]
     job = base == "sensor-job"
-    data = workload(f"{'sensor' if job else base}-{events}", events, hours, shuffle)
+    plain = base == "sensor-parquet"
+    data = workload(f"{'sensor' if job or plain else base}-{events}", events, hours, shuffle)
     topic = f"bench-{name.replace('@', '-')}-{os.getpid()}"
     for created in [topic] + ([f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")] if job else []):
         subprocess.run([sluice, "topics", "create", created, "--partitions", str(partitions)],
@@ -74,7 +76,7 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
         def stream_once(binary, tag):
             # A fresh group and table each time: the whole topic, from its start.
             file = pipeline(dir_, topic, f"bench-{name}-{run}{tag}-{os.getpid()}",
-                            dir_ / "lake/sensor_events", job)
+                            dir_ / "lake/sensor_events", job, "parquet" if plain else None)
             wall, rss, _, cpu = timed([binary, "stream", "--until-caught-up", *stream_args,
                                        "--pipeline", str(file)], env)
             shutil.rmtree(dir_)
@@ -112,6 +114,7 @@ def main():
     scenarios = [  # name, events, partitions, hours, shuffle, extra `sluice stream` arguments
         ("sensor", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("sensor-job", 20_000 if small else 1_000_000, 8, 1, False, []),
+        ("sensor-parquet", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("wide", 20_000 if small else 500_000, 64, 48, True, []),
         ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),
         ("wide@16MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "16MiB"]),
