@@ -160,6 +160,10 @@ async fn read_entry(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Entry, 
 }
 
 /// Writes `entry` unless its sequence number is taken: `Ok(false)` when another commit has it.
+/// The entry is read back before it counts as written: a store whose conditional put is not
+/// atomic (s3s-fs checks and writes without a lock) can let two racing puts succeed, and the
+/// one read back is the one that stands. AWS S3, MinIO and R2 refuse the second put; there the
+/// read only costs a GET.
 pub(crate) async fn create_entry(
     store: &Arc<dyn ObjectStore>,
     entry: &Entry,
@@ -174,7 +178,7 @@ pub(crate) async fn create_entry(
         )
         .await;
     match created {
-        Ok(_) => Ok(true),
+        Ok(_) => Ok(read_entry(store, &entry_path(entry.seq)).await? == *entry),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
         Err(err) => Err(err.into()),
     }

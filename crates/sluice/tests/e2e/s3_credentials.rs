@@ -121,7 +121,7 @@ fn an_empty_prefix_or_a_missing_directory_is_named() {
         Duration::from_secs(60),
     );
     assert!(
-        err.contains(&format!("no Delta tables under {lake}")),
+        err.contains(&format!("no tables under {lake}")),
         "{err}"
     );
     let dir = tempfile::tempdir().unwrap();
