@@ -936,5 +936,8 @@ fn a_plain_format_refuses_compressions_it_has_not_and_csv_refuses_nested_columns
     );
     let text = err.to_string();
     assert!(text.contains("column items is List"), "{text}");
-    assert!(text.contains(r#""zstd", "snappy", "none" for parquet, got "gzip""#), "{text}");
+    assert!(
+        text.contains(r#""zstd", "snappy", "none" for parquet, got "gzip""#),
+        "{text}"
+    );
 }

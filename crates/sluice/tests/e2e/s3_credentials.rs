@@ -120,10 +120,7 @@ fn an_empty_prefix_or_a_missing_directory_is_named() {
         sluice().args(["query", "--lake", &lake, "select 1"]),
         Duration::from_secs(60),
     );
-    assert!(
-        err.contains(&format!("no tables under {lake}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("no tables under {lake}")), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere");
     let err = run_err(
