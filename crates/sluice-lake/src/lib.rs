@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`audit`]: reading a table back for `sluice verify`: offsets and file footers.
 //! - [`compact`]: rewriting small files into target-size ones without changing the data.
+//! - [`evolution`]: tables that gain the columns their rows bring, in the commit that brings them.
 //! - [`files`]: plain Parquet, CSV and JSON Lines tables, committed through a log of their own.
 //! - [`location`]: table URIs (s3://, file://, local paths) and storage options.
 //! - [`table`]: opening or creating a table, refusing one whose schema is not the pipeline's.
@@ -16,6 +17,7 @@
 
 pub mod audit;
 pub mod compact;
+pub mod evolution;
 pub mod files;
 pub mod location;
 mod partitioning;

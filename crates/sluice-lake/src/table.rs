@@ -19,6 +19,8 @@ pub struct LakeTable {
     pub(crate) url: Url,
     pub(crate) table: DeltaTable,
     pub(crate) partition_by: Vec<String>,
+    /// How the table was reached, for writers of files with columns it lacks yet.
+    pub(crate) storage_options: HashMap<String, String>,
 }
 
 /// The table property that marks a table as written by sluice (set when sluice creates it).
@@ -82,6 +84,7 @@ impl LakeTable {
             url,
             table,
             partition_by: partition_by.to_vec(),
+            storage_options: storage_options.clone(),
         };
         lake_table.check_owner()?;
         lake_table.check_layout(schema)?;
@@ -149,16 +152,21 @@ impl LakeTable {
         }
     }
 
-    /// Refuses a table whose columns or partitions differ from the pipeline's.
+    /// Refuses a table whose columns or partitions differ from the pipeline's. Columns may
+    /// differ only by being added (`evolution`): a nullable column the table lacks is added
+    /// at the first commit that writes it, and a nullable column the pipeline does not write
+    /// is null in its rows.
     fn check_layout(&self, schema: &SchemaRef) -> Result<(), LakeError> {
         let existing = self.snapshot().schema();
         let mut differences = String::new();
         for field in schema.fields() {
             match existing.field(field.name()) {
-                None => differences.push_str(&format!(
-                    "\n  - column {} is missing from the table",
+                None if !field.is_nullable() => differences.push_str(&format!(
+                    "\n  - column {} is missing from the table, and required (a column can \
+                     be added only as optional)",
                     field.name()
                 )),
+                None => {}
                 Some(found) => {
                     let expected: Result<deltalake::kernel::DataType, _> =
                         field.data_type().try_into_kernel();
@@ -174,9 +182,9 @@ impl LakeTable {
             }
         }
         for found in existing.fields() {
-            if schema.field_with_name(found.name()).is_err() {
+            if schema.field_with_name(found.name()).is_err() && !found.is_nullable() {
                 differences.push_str(&format!(
-                    "\n  - the table has a column {} the pipeline does not write",
+                    "\n  - the table has a required column {} the pipeline does not write",
                     found.name()
                 ));
             }

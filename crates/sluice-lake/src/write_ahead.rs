@@ -21,10 +21,10 @@
 use arrow::array::RecordBatch;
 use delta_kernel::expressions::Scalar;
 use deltalake::kernel::Add;
-use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
+use crate::evolution::{WritingSchema, conform};
 use crate::partitioning::{partition_numbers, rows_of_partition};
 use crate::writer::{Commit, PartitionProgress, partition_values, writer_properties};
 use crate::{LakeError, LakeTable};
@@ -44,6 +44,8 @@ pub struct WrittenFiles {
     /// Rows of closed partitions that came later: written at the commit.
     held: Vec<RecordBatch>,
     rows: usize,
+    /// The columns the files have: decided by the first rows (see `evolution`).
+    writing: Option<WritingSchema>,
 }
 
 struct OpenPartition {
@@ -77,6 +79,9 @@ impl LakeTable {
         batch: &RecordBatch,
     ) -> Result<(), LakeError> {
         let write = &self.write_error();
+        if files.writing.is_none() {
+            files.writing = Some(self.writing_schema(std::slice::from_ref(batch))?);
+        }
         let partitions = partition_numbers(std::slice::from_ref(batch), &self.partition_by)
             .map_err(|e| write(e.into()))?;
         for (number, &(_, row)) in partitions.firsts.iter().enumerate() {
@@ -88,9 +93,9 @@ impl LakeTable {
                 files.held.push(rows);
                 continue;
             }
-            let open = self
-                .open_partition(files, values, || writer_properties(&batch.schema()))
-                .await?;
+            let writing = files.writing.as_ref().expect("decided above");
+            let rows = conform(&rows, &writing.schema).map_err(|e| write(e.into()))?;
+            let open = self.open_partition(files, values).await?;
             open.writer
                 .write_partition(rows, &open.values, WriteMode::Default)
                 .await
@@ -107,7 +112,6 @@ impl LakeTable {
         &self,
         files: &'f mut WrittenFiles,
         values: IndexMap<String, Scalar>,
-        properties: impl FnOnce() -> WriterProperties,
     ) -> Result<&'f mut OpenPartition, LakeError> {
         let write = &self.write_error();
         // Found before the match: a borrow of the open files must not live across its awaits.
@@ -122,9 +126,11 @@ impl LakeTable {
                         .extend(oldest.writer.flush().await.map_err(write)?);
                     files.closed_partitions.push(oldest.values);
                 }
-                let writer = RecordBatchWriter::for_table(&self.table)
+                let writing = files.writing.as_ref().expect("decided before a file opens");
+                let writer = self
+                    .file_writer(writing)
                     .map_err(write)?
-                    .with_writer_properties(properties());
+                    .with_writer_properties(writer_properties(&writing.schema));
                 OpenPartition { values, writer }
             }
         };
@@ -143,13 +149,18 @@ impl LakeTable {
             open,
             mut closed,
             held,
+            writing,
             ..
         } = files;
+        let writing = match writing {
+            Some(writing) => writing,
+            None => self.writing_schema(&[])?,
+        };
         for mut open in open {
             closed.extend(open.writer.flush().await.map_err(self.write_error())?);
         }
-        closed.extend(self.write_by_partition(held).await?);
+        closed.extend(self.write_by_partition(held, &writing).await?);
         self.check_progress(progress).await?;
-        self.commit_files(closed, progress).await
+        self.commit_files(closed, progress, &writing).await
     }
 }

@@ -20,9 +20,10 @@ use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::writer::{DeltaWriter, WriteMode};
 use indexmap::IndexMap;
 
+use crate::evolution::{WritingSchema, conform};
 use crate::partitioning::{partition_numbers, rows_of_partition};
 use crate::{LakeError, LakeTable};
 
@@ -106,16 +107,18 @@ impl LakeTable {
     ) -> Result<Commit, LakeError> {
         let batches = batches.into();
         self.check_progress(progress).await?;
-        let adds = self.write_by_partition(batches).await?;
-        self.commit_files(adds, progress).await
+        let writing = self.writing_schema(&batches)?;
+        let adds = self.write_by_partition(batches, &writing).await?;
+        self.commit_files(adds, progress, &writing).await
     }
 
-    /// Writes `batches` as new files, one date/hour partition at a time; returns their `add`
-    /// actions. Each batch is dropped as soon as the rows of the last partition it holds are
-    /// written.
+    /// Writes `batches` as new files with `writing`'s columns, one date/hour partition at a
+    /// time; returns their `add` actions. Each batch is dropped as soon as the rows of the last
+    /// partition it holds are written.
     pub(crate) async fn write_by_partition(
         &self,
         batches: Vec<RecordBatch>,
+        writing: &WritingSchema,
     ) -> Result<Vec<Add>, LakeError> {
         let write = &self.write_error();
         // One partition at a time: one Parquet writer open (see `partitioning`). The writer is
@@ -123,7 +126,7 @@ impl LakeTable {
         // released as soon as the rows of the last partition it holds are written.
         let partitions =
             partition_numbers(&batches, &self.partition_by).map_err(|e| write(e.into()))?;
-        let properties = batches.first().map(|b| writer_properties(&b.schema()));
+        let properties = writer_properties(&writing.schema);
         let mut batches: Vec<Option<RecordBatch>> = batches.into_iter().map(Some).collect();
         let mut adds = Vec::new();
         for (number, &(batch, row)) in partitions.firsts.iter().enumerate() {
@@ -132,14 +135,16 @@ impl LakeTable {
                 .as_ref()
                 .expect("held until its partitions are written");
             let values = partition_values(first, row, &self.partition_by).map_err(write)?;
-            let mut writer = RecordBatchWriter::for_table(&self.table)
+            let mut writer = self
+                .file_writer(writing)
                 .map_err(write)?
-                .with_writer_properties(properties.clone().expect("rows to write"));
+                .with_writer_properties(properties.clone());
             for (index, held) in batches.iter_mut().enumerate() {
                 let Some(batch) = held else { continue };
                 let rows = rows_of_partition(batch, &partitions.numbers[index], number)
                     .map_err(|e| write(e.into()))?;
                 if let Some(rows) = rows {
+                    let rows = conform(&rows, &writing.schema).map_err(|e| write(e.into()))?;
                     writer
                         .write_partition(rows, &values, WriteMode::Default)
                         .await
@@ -176,12 +181,13 @@ impl LakeTable {
         Ok(())
     }
 
-    /// Commits the written files `adds` with `progress` in one Delta commit; returns the new
-    /// table version and what it added.
+    /// Commits the written files `adds` with `progress` in one Delta commit, with the schema
+    /// change when `writing` adds columns; returns the new table version and what it added.
     pub(crate) async fn commit_files(
         &mut self,
         adds: Vec<Add>,
         progress: &[PartitionProgress],
+        writing: &WritingSchema,
     ) -> Result<Commit, LakeError> {
         let files = adds.len();
         let bytes = adds.iter().map(|add| add.size.max(0) as u64).sum();
@@ -202,9 +208,13 @@ impl LakeTable {
             partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
             predicate: None,
         };
+        let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        if !writing.added.is_empty() {
+            actions.push(self.schema_change(writing)?);
+        }
         let finalized =
             CommitBuilder::from(CommitProperties::default().with_application_transactions(txns))
-                .with_actions(adds.into_iter().map(Action::Add).collect())
+                .with_actions(actions)
                 .build(Some(self.snapshot()), self.table.log_store(), operation)
                 .await
                 .map_err(|source| commit_error(&self.name, source))?;

@@ -238,7 +238,87 @@ async fn a_table_with_another_schema_is_refused_by_name() {
         err.contains("column device_id is string in the table"),
         "{err}"
     );
-    assert!(err.contains("column extra is missing"), "{err}");
+    // A nullable column the table lacks is not a difference: it is added when written.
+    assert!(!err.contains("extra"), "{err}");
+}
+
+/// A pipeline whose rows carry a new nullable column: the commit that first writes it adds it
+/// to the table's schema, rows before hold null, and a writer still on the old columns goes on
+/// committing (its rows are null there).
+#[tokio::test]
+async fn a_table_gains_a_column_in_the_commit_that_first_writes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().join("t").display().to_string();
+    let mut old = open(&uri, &schema()).await.unwrap();
+    old.commit(&[rows(&[0, 1])], &[progress(0, None, 1)])
+        .await
+        .unwrap();
+
+    let wider: SchemaRef = Arc::new(Schema::new(
+        (schema().fields().iter().cloned())
+            .chain([Arc::new(Field::new("firmware", DataType::Utf8, true))])
+            .collect::<Vec<_>>(),
+    ));
+    let mut new = open(&uri, &wider).await.unwrap();
+    let with_firmware = RecordBatch::try_new(
+        wider.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["d2"])),
+            Arc::new(Int64Array::from(vec![2])),
+            Arc::new(StringArray::from(vec!["v2"])),
+        ],
+    )
+    .unwrap();
+    new.commit(&[with_firmware], &[progress(0, Some(1), 2)])
+        .await
+        .unwrap();
+    old.commit(&[rows(&[3])], &[progress(0, Some(2), 3)])
+        .await
+        .unwrap();
+
+    let reopened = open(&uri, &schema()).await.unwrap();
+    assert_eq!(
+        reopened.committed_offset("events", 0).await.unwrap(),
+        Some(3)
+    );
+    let url = url::Url::from_directory_path(dir.path().join("t")).unwrap();
+    let table = deltalake::open_table(url).await.unwrap();
+    let snapshot = table.snapshot().unwrap();
+    let columns: Vec<String> = (snapshot.schema().fields())
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(columns, ["device_id", "_offset", "firmware"]);
+    let history = sluice_lake::evolution::schema_history(snapshot.metadata().configuration());
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        history[0].added,
+        [("firmware".to_string(), "Utf8".to_string())]
+    );
+    // Each row's firmware, by offset, as the files hold it (a file without the column is
+    // all null there, as Delta readers take it).
+    let mut firmware: Vec<(i64, Option<String>)> = Vec::new();
+    for path in table.get_file_uris().unwrap() {
+        let file = std::fs::File::open(path.trim_start_matches("file://")).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let has = (reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter())
+        .any(|c| c.name() == "firmware");
+        for row in reader.get_row_iter(None).unwrap() {
+            let row = row.unwrap();
+            let offset = row.get_long(1).unwrap();
+            let value = has.then(|| row.get_string(2).ok().cloned()).flatten();
+            firmware.push((offset, value));
+        }
+    }
+    firmware.sort();
+    assert_eq!(
+        firmware,
+        [(0, None), (1, None), (2, Some("v2".into())), (3, None)]
+    );
 }
 
 #[tokio::test]
