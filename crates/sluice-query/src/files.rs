@@ -65,5 +65,6 @@ pub(crate) async fn register(
         format: kind,
         version: table.latest.seq,
         files: table.latest.total_objects as usize,
+        schema_changes: Vec::new(),
     })
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTableError;
+use sluice_lake::evolution::{SchemaChange, schema_history};
 use sluice_lake::files::FilesTable;
 
 mod files;
@@ -61,6 +62,8 @@ pub struct TableSummary {
     pub version: u64,
     /// Data files in the current version.
     pub files: usize,
+    /// The columns added since the table was created, change by change.
+    pub schema_changes: Vec<SchemaChange>,
 }
 
 /// A DataFusion session with the lake's tables registered.
@@ -121,6 +124,9 @@ impl Lake {
                     uri: url.to_string(),
                 })?,
                 files: table.get_file_uris().map_err(open_error)?.count(),
+                schema_changes: schema_history(
+                    table.snapshot().map_err(open_error)?.metadata().configuration(),
+                ),
             });
         }
         Ok(Self { ctx, summaries })

@@ -26,7 +26,8 @@ pub async fn run_query(args: &LakeArgs, sql: &str, format: OutputFormat) -> Resu
     Ok(())
 }
 
-/// Prints every table with its format, location, version and file count.
+/// Prints every table with its format, location, version and file count, and under it each
+/// change of its columns.
 pub async fn run_tables(args: &LakeArgs) -> Result<()> {
     let lake = open(args).await?;
     println!(
@@ -38,6 +39,14 @@ pub async fn run_tables(args: &LakeArgs) -> Result<()> {
             "{:<24} {:<8} {:>8} {:>7}  {}",
             table.name, table.format, table.version, table.files, table.uri
         );
+        for change in &table.schema_changes {
+            let added: Vec<String> = (change.added.iter())
+                .map(|(name, ty)| format!("{name} ({ty})"))
+                .collect();
+            let at = chrono::DateTime::from_timestamp_millis(change.at_ms)
+                .map_or_else(|| change.at_ms.to_string(), |at| at.to_rfc3339());
+            println!("  schema change at {at}: added {}", added.join(", "));
+        }
     }
     Ok(())
 }
