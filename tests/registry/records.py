@@ -7,7 +7,9 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
   produce   Confluent's AvroSerializer, JSONSerializer or ProtobufSerializer (confluent-kafka's
             Schema Registry
             client, against the registry at --registry, as --auth user:password if given)
-            writes --count records to --topic, keyed by id. Records are a function of their id.
+            writes --count records to --topic from id --first, keyed by id. Records are a
+            function of their id. Orders take --version 2 (an added optional field, channel)
+            or 3 (order_id as text: incompatible with the stream's schema).
   schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
   json      Prints --count records as JSON lines, as a client of `sluice gateway` sends them
             (timestamps and dates as ISO 8601 text, decimals as text).
@@ -16,7 +18,8 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
             what `sluice gateway` produced from `json`'s lines.
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
             that it holds each id from 0 to --count once, every value equal to what `produce`
-            made of it.
+            made of it (with --v2-from K, orders from K on are version 2's, the earlier ones
+            have no channel).
 
 Independent of sluice: the producer is librdkafka and Confluent's serializer; the reader is
 delta-rs through pyarrow.
@@ -50,6 +53,22 @@ ORDER_V1 = {
         {"name": "score", "type": ["null", "double"], "default": None},
     ],
 }
+
+# Version 2 adds an optional field, which a table reading ORDER_V1 gains as a column.
+ORDER_V2 = dict(ORDER_V1, fields=ORDER_V1["fields"] + [
+    {"name": "channel", "type": ["null", "string"], "default": None}])
+# Version 3 makes order_id a string: records of it cannot be read as ORDER_V1's long.
+ORDER_V3 = dict(ORDER_V2, fields=[{"name": "order_id", "type": "string"}] + ORDER_V2["fields"][1:])
+CHANNELS = ["web", "shop", "phone"]
+
+
+def order_v2(i):
+    return dict(order(i), channel=CHANNELS[i % 3])
+
+
+def order_v3(i):
+    return dict(order_v2(i), order_id=str(i))
+
 
 READING = {
     "$schema": "http://json-schema.org/draft-07/schema#",
@@ -126,6 +145,8 @@ def produce(args):
     registry = SchemaRegistryClient(config)
     schema, record, _, _ = KINDS[args.kind]
     if args.kind == "orders":
+        schema, record = {1: (ORDER_V1, order), 2: (ORDER_V2, order_v2),
+                          3: (ORDER_V3, order_v3)}[args.version]
         serialize = AvroSerializer(registry, json.dumps(schema))
     elif args.kind == "parcels":
         cls = parcel_class()
@@ -137,7 +158,7 @@ def produce(args):
                          "enable.idempotence": False})
     context = SerializationContext(args.topic, MessageField.VALUE)
     failed = []
-    for i in range(args.count):
+    for i in range(args.first, args.first + args.count):
         value = serialize(record(i), context)
         while True:
             try:
@@ -218,6 +239,8 @@ def check(args):
     from deltalake import DeltaTable
 
     _, _, expected, id_column = KINDS[args.kind]
+    if args.v2_from is not None:  # orders: version 2's records from this id on
+        expected = lambda i: dict(order(i), channel=CHANNELS[i % 3] if i >= args.v2_from else None)  # noqa: E731
     table = DeltaTable(args.table).to_pyarrow_table()
     rows = table.select(list(expected(0))).to_pylist()
     ids = sorted(row[id_column] for row in rows)
@@ -249,6 +272,9 @@ def main():
     p.add_argument("--auth", help="user:password for the registry (HTTP Basic)")
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--first", type=int, default=0, help="the first record's id")
+    p.add_argument("--version", type=int, choices=[1, 2, 3], default=1,
+                   help="orders: the schema version (2 adds channel, 3 makes order_id text)")
     sub.add_parser("schema")
     j = sub.add_parser("json")
     j.add_argument("--count", type=int, required=True)
@@ -261,6 +287,7 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--table", required=True)
     c.add_argument("--count", type=int, required=True)
+    c.add_argument("--v2-from", type=int, help="orders: ids from here on are version 2's")
     parser.add_argument("--kind", choices=sorted(KINDS), default="orders")
     args = parser.parse_args()
     commands = {"produce": produce, "check": check, "json": print_json, "consume": consume,

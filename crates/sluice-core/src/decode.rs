@@ -20,15 +20,17 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt32Array,
 };
-use arrow::compute::concat_batches;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 
 use self::avro::AvroRecords;
 use self::columns::ColumnBuilder;
 use self::confluent::{
     Framing, HEADER, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of,
 };
+use self::conform::Conformed;
 use self::protobuf::ProtoRecords;
 use self::row::Row;
 use crate::config::defaults::MAX_JSON_DEPTH;
@@ -113,8 +115,29 @@ impl RejectKind {
 pub struct DecodedBatch {
     /// The good records as rows of the table schema, in input order.
     pub batch: RecordBatch,
+    /// Columns beside the table schema's, one value per row of `batch`: fields that newer
+    /// writer versions added (Avro through a registry). Tables gain them; windows, alerts and
+    /// side outputs see `batch` alone.
+    pub added: Vec<(FieldRef, ArrayRef)>,
     /// The records that were skipped.
     pub rejected: Vec<Rejected>,
+}
+
+impl DecodedBatch {
+    /// The rows with the added columns after the table schema's.
+    pub fn with_added(&self) -> RecordBatch {
+        if self.added.is_empty() {
+            return self.batch.clone();
+        }
+        let fields: Vec<FieldRef> = (self.batch.schema().fields().iter().cloned())
+            .chain(self.added.iter().map(|(field, _)| field.clone()))
+            .collect();
+        let columns = (self.batch.columns().iter().cloned())
+            .chain(self.added.iter().map(|(_, column)| column.clone()))
+            .collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .expect("added columns have a value per row")
+    }
 }
 
 /// Decodes records of one stream into rows of its table schema.
@@ -230,10 +253,15 @@ impl Decoder {
         ingested_at_us: i64,
     ) -> DecodedBatch {
         let mut rejected = Vec::new();
-        let (columns, kept) = match &self.format {
-            Format::Json => self.decode_json(records, None, &mut rejected),
+        let json = |(columns, kept)| Conformed {
+            columns,
+            kept,
+            added: Vec::new(),
+        };
+        let conformed = match &self.format {
+            Format::Json => json(self.decode_json(records, None, &mut rejected)),
             Format::FramedJson(writers) => {
-                self.decode_json(records, Some(&writers.read()), &mut rejected)
+                json(self.decode_json(records, Some(&writers.read()), &mut rejected))
             }
             Format::Avro(avro) => {
                 let sized = self.sized(records, &mut rejected);
@@ -244,10 +272,24 @@ impl Decoder {
                 protobuf.decode(&self.schema, &sized, &mut rejected)
             }
         };
+        let Conformed {
+            columns,
+            kept,
+            mut added,
+        } = conformed;
         let batch = self.to_table_rows(topic, columns, &kept, ingested_at_us);
-        let batch = self.add_derived(batch, &kept, &mut rejected);
+        let (batch, derived_rows) = self.add_derived(batch, &kept, &mut rejected);
+        if let Some(rows) = derived_rows {
+            for (_, column) in &mut added {
+                *column = take(column, &rows, None).expect("rows of the batch");
+            }
+        }
         rejected.sort_by_key(|r| (r.partition, r.offset));
-        DecodedBatch { batch, rejected }
+        DecodedBatch {
+            batch,
+            added,
+            rejected,
+        }
     }
 
     /// The records neither empty nor over the size limit; the others go to `rejected`.
@@ -383,27 +425,32 @@ impl Decoder {
 impl Decoder {
     /// Appends each derived column to `batch`, in order. A row whose expression fails (such
     /// as a division by zero) is rejected with the reason; the batch is evaluated row by row
-    /// then.
+    /// then, and the rows kept are returned too.
     fn add_derived(
         &self,
         batch: RecordBatch,
         records: &[&RawRecord<'_>],
         rejected: &mut Vec<Rejected>,
-    ) -> RecordBatch {
+    ) -> (RecordBatch, Option<UInt32Array>) {
         if self.schema.derived().is_empty() {
-            return batch;
+            return (batch, None);
         }
         if let Ok(done) = self.derive_rows(&batch) {
-            return done;
+            return (done, None);
         }
         let mut good = Vec::new();
+        let mut kept = Vec::new();
         for (row, record) in records.iter().enumerate().take(batch.num_rows()) {
             match self.derive_rows(&batch.slice(row, 1)) {
-                Ok(done) => good.push(done),
+                Ok(done) => {
+                    good.push(done);
+                    kept.push(row as u32);
+                }
                 Err(reason) => rejected.push(reject(record, RejectKind::Derived, reason)),
             }
         }
-        concat_batches(&self.table_schema, &good).expect("rows share the table schema")
+        let batch = concat_batches(&self.table_schema, &good).expect("rows share the table schema");
+        (batch, Some(UInt32Array::from(kept)))
     }
 
     fn derive_rows(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {

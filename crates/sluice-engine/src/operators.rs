@@ -118,7 +118,8 @@ impl Operator for SideStep {
     }
 }
 
-/// A table: the rows its filter keeps, buffered in the lane until the table commits.
+/// A table: the rows its filter keeps, with the columns newer writer versions added, buffered
+/// in the lane until the table commits.
 pub struct TableStep {
     /// The table.
     pub name: String,
@@ -136,7 +137,7 @@ impl Operator for TableStep {
         _out: &mut Out,
         _metrics: &Metrics,
     ) -> Result<()> {
-        let rows = &batch.decoded.batch;
+        let rows = &batch.decoded.with_added();
         let kept = match &self.filter {
             None => rows.clone(),
             Some(filter) => {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, new_null_array};
+use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use deltalake::DeltaTableError;
@@ -60,13 +60,17 @@ impl LakeTable {
         Ok(Arc::new(schema))
     }
 
-    /// The columns to write `batches` with: the table's, then the columns of the batches that
-    /// the table lacks, nullable, in the order the batches have them.
+    /// The columns to write `batches` with: the table's (typed as the batches have them, which
+    /// may name nested fields otherwise), then the columns of the batches that the table
+    /// lacks, nullable, in the order the batches have them.
     pub(crate) fn writing_schema(
         &self,
         batches: &[RecordBatch],
     ) -> Result<WritingSchema, LakeError> {
         let table = self.arrow_schema()?;
+        let as_written = |name: &str| {
+            (batches.iter()).find_map(|batch| batch.schema().field_with_name(name).ok().cloned())
+        };
         let mut added: Vec<FieldRef> = Vec::new();
         for batch in batches {
             for field in batch.schema().fields() {
@@ -77,15 +81,20 @@ impl LakeTable {
                 }
             }
         }
-        let schema = match added.is_empty() {
-            true => table,
-            false => Arc::new(Schema::new(
-                (table.fields().iter().cloned())
-                    .chain(added.iter().cloned())
-                    .collect::<Vec<_>>(),
-            )),
-        };
-        Ok(WritingSchema { schema, added })
+        if added.is_empty() {
+            return Ok(WritingSchema {
+                schema: table,
+                added,
+            });
+        }
+        let fields: Vec<FieldRef> = (table.fields().iter())
+            .map(|field| as_written(field.name()).map_or_else(|| field.clone(), Arc::new))
+            .chain(added.iter().cloned())
+            .collect();
+        Ok(WritingSchema {
+            schema: Arc::new(Schema::new(fields)),
+            added,
+        })
     }
 
     /// A writer of this table's files with `writing`'s columns.
@@ -133,9 +142,14 @@ impl LakeTable {
     }
 }
 
-/// `batch` with exactly `schema`'s columns, by name: a column it lacks is null. Its columns
-/// must all be in `schema`, with the types `schema` gives them.
-pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
+/// `batch` with exactly `writing`'s columns, by name: a column it lacks is null. Its columns
+/// must all be among them, with their types (nested fields may be named otherwise: such a
+/// column is kept as it is, and the Delta writer takes it as it always did).
+pub(crate) fn conform(
+    batch: &RecordBatch,
+    writing: &WritingSchema,
+) -> Result<RecordBatch, ArrowError> {
+    let schema = &writing.schema;
     if batch.schema() == *schema {
         return Ok(batch.clone());
     }
@@ -147,19 +161,26 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordB
             extra.name()
         )));
     }
-    let columns = (schema.fields().iter())
-        .map(
-            |field: &FieldRef| match batch.column_by_name(field.name()) {
-                Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-                Some(column) => Err(ArrowError::SchemaError(format!(
-                    "column {} is {} in the rows, {} in the table",
-                    field.name(),
-                    column.data_type(),
-                    field.data_type()
-                ))),
-                None => Ok(new_null_array(field.data_type(), batch.num_rows())),
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
+    let batch_schema = batch.schema();
+    let (fields, columns): (Vec<FieldRef>, Vec<ArrayRef>) = (schema.fields().iter())
+        .map(|field| match batch_schema.column_with_name(field.name()) {
+            Some((index, found)) if found.data_type().equals_datatype(field.data_type()) => Ok((
+                batch_schema.fields()[index].clone(),
+                batch.column(index).clone(),
+            )),
+            Some((_, found)) => Err(ArrowError::SchemaError(format!(
+                "column {} is {} in the rows, {} in the table",
+                field.name(),
+                found.data_type(),
+                field.data_type()
+            ))),
+            None => Ok((
+                Arc::new(field.as_ref().clone().with_nullable(true)),
+                new_null_array(field.data_type(), batch.num_rows()),
+            )),
+        })
+        .collect::<Result<Vec<_>, ArrowError>>()?
+        .into_iter()
+        .unzip();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

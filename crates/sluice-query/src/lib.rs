@@ -125,7 +125,11 @@ impl Lake {
                 })?,
                 files: table.get_file_uris().map_err(open_error)?.count(),
                 schema_changes: schema_history(
-                    table.snapshot().map_err(open_error)?.metadata().configuration(),
+                    table
+                        .snapshot()
+                        .map_err(open_error)?
+                        .metadata()
+                        .configuration(),
                 ),
             });
         }

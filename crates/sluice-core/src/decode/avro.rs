@@ -8,10 +8,16 @@
 //! Records are decoded in runs of one writer schema; arrow-avro cannot take back a half-decoded
 //! row, so after a bad body the run's decoder is rebuilt and its good records so far decoded
 //! again (rare, and bounded by the batch).
+//!
+//! A newer writer version with fields the stream's schema lacks (registered later, such as an
+//! added optional field) widens the reader: the fields are appended, nullable, and decoded
+//! into columns of their own beside the stream's (`DecodedBatch::added`), which the tables
+//! gain (`sluice_lake::evolution`). Older writers read as null there.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow_avro::reader::{Decoder as BodyDecoder, ReaderBuilder};
@@ -20,39 +26,62 @@ use arrow_avro::schema::{
 };
 
 use super::confluent::{Framing, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of};
-use super::conform::conform;
+use super::conform::{Conformed, conform};
 use super::{RawRecord, RejectKind, Rejected, reject};
-use crate::schema::StreamSchema;
-use crate::schema::avro::PLAIN_AVRO_ID;
+use crate::schema::avro::{
+    PLAIN_AVRO_ID, avro_arrow_schema, fields_from_avro_schema, with_fields_added_by,
+};
+use crate::schema::{SchemaField, StreamSchema};
 
 /// Decodes a stream's Avro records; shared by every thread decoding the stream, which learn
 /// writer schemas together.
 #[derive(Debug)]
 pub struct AvroRecords {
-    /// The stream's schema as Avro: what every record is read as.
-    reader: AvroSchema,
-    /// What arrow-avro decodes records to under `reader`.
-    decoded: SchemaRef,
+    /// What every record is read as: the stream's schema, and the fields newer writer
+    /// versions added since.
+    reader: RwLock<Arc<Reader>>,
     framing: Framing,
     /// The writer schemas that records name (for plain Avro, the reader under id 0).
     writers: WriterSchemas<AvroSchema>,
+}
+
+/// The schema records are read as.
+#[derive(Debug)]
+struct Reader {
+    /// As Avro.
+    schema: AvroSchema,
+    /// What arrow-avro decodes records to under it.
+    decoded: SchemaRef,
+    /// The fields beyond the stream's own, which newer writer versions added: columns of
+    /// their own (`DecodedBatch::added`).
+    added: Vec<SchemaField>,
 }
 
 impl AvroRecords {
     /// Records read as the Avro schema `reader` (JSON text), which arrow-avro decodes to
     /// `decoded`.
     pub fn new(reader: &str, decoded: SchemaRef, framing: Framing) -> Self {
-        let reader = AvroSchema::new(reader.to_string());
+        let reader = Reader {
+            schema: AvroSchema::new(reader.to_string()),
+            decoded,
+            added: Vec::new(),
+        };
         let writers = WriterSchemas::default();
         if framing == Framing::Plain {
-            writers.insert(PLAIN_AVRO_ID, Ok(reader.clone()));
+            writers.insert(PLAIN_AVRO_ID, Ok(reader.schema.clone()));
         }
         Self {
-            reader,
-            decoded,
+            reader: RwLock::new(Arc::new(reader)),
             framing,
             writers,
         }
+    }
+
+    fn reader(&self) -> Arc<Reader> {
+        self.reader
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The schema ids of `payloads` not learned yet (none for plain Avro).
@@ -60,18 +89,49 @@ impl AvroRecords {
         self.framing.ids_to_learn(&self.writers, payloads)
     }
 
-    /// Learns writer schema `id` as the registry holds it, or why it has none.
+    /// Learns writer schema `id` as the registry holds it, or why it has none. A writer
+    /// with top-level fields the reader lacks adds them to the reader (nullable), when every
+    /// writer learned so far can still be read.
     pub fn learn(&self, id: u32, registered: Result<RegisteredSchema, Refusal>) {
         let writer = registered.and_then(|registered| {
             of_type(id, &registered, "AVRO", "Avro")?;
-            self.readable(id, AvroSchema::new(registered.schema))
+            let writer = AvroSchema::new(registered.schema);
+            self.add_fields_of(id, &writer);
+            self.readable(id, writer)
         });
         self.writers.insert(id, writer);
     }
 
+    /// Adopts a reader with the fields `writer` adds, if it reads `writer` and every writer
+    /// learned so far; otherwise the reader stays (and `writer`'s new fields are skipped).
+    fn add_fields_of(&self, id: u32, writer: &AvroSchema) {
+        let current = self.reader();
+        let Some(json) = with_fields_added_by(&current.schema.json_string, &writer.json_string)
+        else {
+            return;
+        };
+        let (Ok(decoded), Ok(fields)) = (avro_arrow_schema(&json), fields_from_avro_schema(&json))
+        else {
+            return;
+        };
+        let candidate = Reader {
+            schema: AvroSchema::new(json),
+            decoded,
+            added: fields[current.decoded.fields().len() - current.added.len()..].to_vec(),
+        };
+        let learned = self.writers.read();
+        let reads_all = std::iter::once((id, writer))
+            .chain((learned.iter()).filter_map(|(id, writer)| Some((*id, writer.as_ref().ok()?))))
+            .all(|(id, writer)| body_decoder(&candidate.schema, id, writer, 1).is_ok());
+        drop(learned);
+        if reads_all {
+            *self.reader.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(candidate);
+        }
+    }
+
     /// The writer schema, if its records can be read as the stream's schema.
     fn readable(&self, id: u32, writer: AvroSchema) -> Result<AvroSchema, Refusal> {
-        match self.body_decoder(id, &writer, 1) {
+        match body_decoder(&self.reader().schema, id, &writer, 1) {
             Ok(_) => Ok(writer),
             Err(err) => Err((
                 RejectKind::Incompatible,
@@ -80,34 +140,17 @@ impl AvroRecords {
         }
     }
 
-    fn body_decoder(
-        &self,
-        id: u32,
-        writer: &AvroSchema,
-        rows: usize,
-    ) -> Result<BodyDecoder, String> {
-        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-        store
-            .set(Fingerprint::Id(id), writer.clone())
-            .map_err(|err| err.to_string())?;
-        ReaderBuilder::new()
-            .with_writer_schema_store(store)
-            .with_reader_schema(self.reader.clone())
-            .with_active_fingerprint(Fingerprint::Id(id))
-            .with_batch_size(rows.max(1))
-            .build_decoder()
-            .map_err(|err| err.to_string())
-    }
-
     /// Decodes the `records` that passed the size checks into columns of the stream's fields
-    /// (in the types `schema` gives them); returns them with the records they hold, in input
-    /// order. Records that cannot become rows go to `rejected`.
+    /// (in the types `schema` gives them), then those of the fields newer writers added;
+    /// returns them with the records they hold, in input order. Records that cannot become
+    /// rows go to `rejected`.
     pub(super) fn decode<'r>(
         &self,
         schema: &StreamSchema,
         records: &[&'r RawRecord<'r>],
         rejected: &mut Vec<Rejected>,
-    ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
+    ) -> Conformed<'r> {
+        let reader = self.reader();
         let writers = self.writers.read();
         let mut runs = Runs::default();
         for &record in records {
@@ -121,7 +164,7 @@ impl AvroRecords {
         let mut kept = Vec::new();
         let mut body = Vec::new();
         for run in runs.0 {
-            match self.decode_run(&run, &mut body) {
+            match self.decode_run(&reader, &run, &mut body) {
                 Ok(decoded) => {
                     batches.push(decoded.batch);
                     kept.extend(decoded.good);
@@ -135,8 +178,8 @@ impl AvroRecords {
             }
         }
         let decoded =
-            concat_batches(&self.decoded, &batches).expect("every run decodes to the reader");
-        conform(schema, decoded, kept, rejected)
+            concat_batches(&reader.decoded, &batches).expect("every run decodes to the reader");
+        conform(schema, &reader.added, decoded, kept, rejected)
     }
 
     /// The writer schema a payload was written with, or why it cannot be read.
@@ -161,10 +204,12 @@ impl AvroRecords {
     /// decoder could not be built) none of the run's records became rows.
     fn decode_run<'r>(
         &self,
+        reader: &Reader,
         run: &Run<'r, '_>,
         body: &mut Vec<u8>,
     ) -> Result<DecodedRun<'r>, String> {
-        let mut decoder = self.body_decoder(run.id, run.writer, run.records.len())?;
+        let decoder_of_run = || body_decoder(&reader.schema, run.id, run.writer, run.records.len());
+        let mut decoder = decoder_of_run()?;
         let mut good: Vec<&RawRecord> = Vec::with_capacity(run.records.len());
         let mut bad = Vec::new();
         for &record in &run.records {
@@ -180,7 +225,7 @@ impl AvroRecords {
                             run.id
                         ),
                     ));
-                    decoder = self.body_decoder(run.id, run.writer, run.records.len())?;
+                    decoder = decoder_of_run()?;
                     for replayed in &good {
                         let framed = self.framed(replayed.payload.unwrap_or_default(), body);
                         decode_one(&mut decoder, framed).map_err(|err| {
@@ -193,7 +238,7 @@ impl AvroRecords {
         let batch = decoder
             .flush()
             .map_err(|err| err.to_string())?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.decoded.clone()));
+            .unwrap_or_else(|| RecordBatch::new_empty(reader.decoded.clone()));
         Ok(DecodedRun { batch, good, bad })
     }
 
@@ -211,6 +256,26 @@ impl AvroRecords {
             }
         }
     }
+}
+
+/// A decoder of records of writer schema `id` as `reader`, `rows` at a time.
+fn body_decoder(
+    reader: &AvroSchema,
+    id: u32,
+    writer: &AvroSchema,
+    rows: usize,
+) -> Result<BodyDecoder, String> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    store
+        .set(Fingerprint::Id(id), writer.clone())
+        .map_err(|err| err.to_string())?;
+    ReaderBuilder::new()
+        .with_writer_schema_store(store)
+        .with_reader_schema(reader.clone())
+        .with_active_fingerprint(Fingerprint::Id(id))
+        .with_batch_size(rows.max(1))
+        .build_decoder()
+        .map_err(|err| err.to_string())
 }
 
 /// Feeds one framed record; it must give exactly one row and use every byte.

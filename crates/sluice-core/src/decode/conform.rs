@@ -7,19 +7,31 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondArray,
 };
 use arrow::compute::{cast, filter};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 
 use super::{RawRecord, RejectKind, Rejected, TIME_RANGE_US, reject};
-use crate::schema::{StreamSchema, utc_micros};
+use crate::schema::{SchemaField, StreamSchema, utc_micros};
 
-/// Casts decoded columns to the stream's field types, with event time as UTC microseconds;
-/// rows whose event time is missing or out of range are rejected.
+/// Decoded rows made into the stream's columns.
+pub(super) struct Conformed<'r> {
+    /// The stream's fields' columns.
+    pub columns: Vec<ArrayRef>,
+    /// The records they hold, in order.
+    pub kept: Vec<&'r RawRecord<'r>>,
+    /// Columns of the fields newer writer versions added, after the stream's.
+    pub added: Vec<(FieldRef, ArrayRef)>,
+}
+
+/// Casts decoded columns to the stream's field types (then to the `added` fields' types: the
+/// decoded columns after the stream's), with event time as UTC microseconds; rows whose event
+/// time is missing or out of range are rejected.
 pub(super) fn conform<'r>(
     schema: &StreamSchema,
+    added: &[SchemaField],
     decoded: RecordBatch,
     kept: Vec<&'r RawRecord<'r>>,
     rejected: &mut Vec<Rejected>,
-) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
+) -> Conformed<'r> {
     let event_time = event_time_micros(decoded.column(schema.event_time_index()));
     let in_range: BooleanArray = event_time
         .iter()
@@ -35,26 +47,36 @@ pub(super) fn conform<'r>(
             rejected.push(reject(record, RejectKind::Schema, reason));
         }
     }
-    let columns = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(index, field)| {
-            let column = if index == schema.event_time_index() {
-                Arc::new(event_time.clone()) as ArrayRef
+    let column_of = |index: usize, field: &SchemaField| {
+        let column = if index == schema.event_time_index() {
+            Arc::new(event_time.clone()) as ArrayRef
+        } else {
+            let target = field.ty.arrow();
+            let column = decoded.column(index);
+            if column.data_type() == &target {
+                column.clone()
             } else {
-                let target = field.ty.arrow();
-                let column = decoded.column(index);
-                if column.data_type() == &target {
-                    column.clone()
-                } else {
-                    cast(column, &target).expect("a lake type is a cast of the decoded type")
-                }
-            };
-            filter(&column, &in_range).expect("same length")
+                cast(column, &target).expect("a lake type is a cast of the decoded type")
+            }
+        };
+        filter(&column, &in_range).expect("same length")
+    };
+    let own = schema.fields().len();
+    let columns = (schema.fields().iter().enumerate())
+        .map(|(index, field)| column_of(index, field))
+        .collect();
+    let added = (added.iter().enumerate())
+        .map(|(index, field)| {
+            let column = column_of(own + index, field);
+            let field = Field::new(&field.name, column.data_type().clone(), true);
+            (Arc::new(field), column)
         })
         .collect();
-    (columns, good)
+    Conformed {
+        columns,
+        kept: good,
+        added,
+    }
 }
 
 /// Event time as UTC microseconds from a decoded column: a timestamp, epoch milliseconds (a

@@ -12,14 +12,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use arrow::array::{ArrayRef, BinaryArray, RecordBatch};
+use arrow::array::{BinaryArray, RecordBatch};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use ptars_core::{PtarsConfig, binary_array_to_record_batch_direct};
 
 use super::confluent::{
     Framing, HEADER, Refusal, RegisteredSchema, WriterSchemas, message_indexes, of_type, writer_of,
 };
-use super::conform::conform;
+use super::conform::{Conformed, conform};
 use super::{RawRecord, RejectKind, Rejected, reject};
 use crate::schema::StreamSchema;
 use crate::schema::protobuf::{ProtoFiles, StreamMessage, decoding};
@@ -102,7 +102,7 @@ impl ProtoRecords {
         schema: &StreamSchema,
         records: &[&'r RawRecord<'r>],
         rejected: &mut Vec<Rejected>,
-    ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
+    ) -> Conformed<'r> {
         let writers = self.writers.read();
         let mut bodies = Vec::with_capacity(records.len());
         let mut kept = Vec::with_capacity(records.len());
@@ -121,7 +121,7 @@ impl ProtoRecords {
             }
         }
         let (decoded, kept) = self.decode_bodies(bodies, kept, rejected);
-        conform(schema, decoded, kept, rejected)
+        conform(schema, &[], decoded, kept, rejected)
     }
 
     /// Decodes message bodies in one pass; when that fails, finds the bodies that do not

@@ -31,6 +31,49 @@ pub fn fields_from_avro_schema(text: &str) -> Result<Vec<SchemaField>, String> {
         .collect()
 }
 
+/// The reader schema `reader` (JSON text) with the top-level fields of the writer schema
+/// `writer` that it lacks appended, each made nullable with a null default (a union with
+/// `"null"` first), so that records of older writers read as null there: the schema a stream
+/// reads once a newer writer version added fields. `None` when `writer` adds no field, or
+/// either is not a record schema.
+pub fn with_fields_added_by(reader: &str, writer: &str) -> Option<String> {
+    let mut reader: serde_json::Value = serde_json::from_str(reader).ok()?;
+    let writer: serde_json::Value = serde_json::from_str(writer).ok()?;
+    let known: Vec<String> = (reader.get("fields")?.as_array()?.iter())
+        .filter_map(|field| field.get("name")?.as_str().map(String::from))
+        .collect();
+    let added: Vec<serde_json::Value> = (writer.get("fields")?.as_array()?.iter())
+        .filter(|field| {
+            (field.get("name").and_then(|name| name.as_str()))
+                .is_some_and(|name| !known.iter().any(|known| known == name))
+        })
+        .map(|field| {
+            let mut field = field.clone();
+            let ty = field
+                .get("type")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let nullable = match ty {
+                serde_json::Value::Array(branches) => {
+                    let others = branches.into_iter().filter(|b| b != "null");
+                    std::iter::once(serde_json::Value::from("null"))
+                        .chain(others)
+                        .collect()
+                }
+                other => serde_json::json!(["null", other]),
+            };
+            field["type"] = nullable;
+            field["default"] = serde_json::Value::Null;
+            field
+        })
+        .collect();
+    if added.is_empty() {
+        return None;
+    }
+    reader.get_mut("fields")?.as_array_mut()?.extend(added);
+    Some(reader.to_string())
+}
+
 /// The Arrow schema arrow-avro decodes records of this Avro schema to.
 pub fn avro_arrow_schema(text: &str) -> Result<SchemaRef, String> {
     let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);

@@ -90,8 +90,19 @@ fn records(kind: &str, args: &[&str]) -> String {
 
 /// Produces `count` records of `kind` to `topic` with Confluent's serializer.
 fn produce(kind: &str, registry: &str, topic: &str, count: usize) {
+    produce_version(kind, registry, topic, (0, count), 1);
+}
+
+/// Produces records `first..first + count` of `kind`, schema `version`, to `topic`.
+fn produce_version(
+    kind: &str,
+    registry: &str,
+    topic: &str,
+    (first, count): (usize, usize),
+    version: u32,
+) {
     let auth = format!("{USER}:{PASSWORD}");
-    let count = count.to_string();
+    let (first, count, version) = (first.to_string(), count.to_string(), version.to_string());
     let bootstrap = brokers();
     let args = [
         "produce",
@@ -105,6 +116,10 @@ fn produce(kind: &str, registry: &str, topic: &str, count: usize) {
         topic,
         "--count",
         &count,
+        "--first",
+        &first,
+        "--version",
+        &version,
     ];
     records(kind, &args);
 }
@@ -112,14 +127,20 @@ fn produce(kind: &str, registry: &str, topic: &str, count: usize) {
 /// Checks, with the Python `deltalake` reader, that `table` holds records 0 to `count` of
 /// `kind` once each, every value as produced.
 fn check(kind: &str, table: &Path, count: usize) {
+    check_with(kind, table, count, &[]);
+}
+
+/// [`check`] with further arguments of `records.py check`.
+fn check_with(kind: &str, table: &Path, count: usize, more: &[&str]) {
     let count = count.to_string();
-    let args = [
+    let mut args = vec![
         "check",
         "--table",
         table.to_str().unwrap(),
         "--count",
         &count,
     ];
+    args.extend(more);
     let checked = records(kind, &args);
     assert!(checked.contains("every value as produced"), "{checked}");
 }
@@ -325,6 +346,76 @@ topic = "{alerts}"
     // Order i is PAID when i % 3 == 1, and its customer a VIP when i % 5 == 0.
     let vip_paid = (0..count).filter(|i| i % 3 == 1 && i % 5 == 0).count();
     assert_eq!(read_all(&alerts, QUIET).len(), vip_paid);
+}
+
+/// Mid-run, the producer registers version 2 of the orders' schema (an added optional field):
+/// its records keep flowing and the table gains the column, null in the rows before; then an
+/// incompatible version 3 (order_id as text): its records become dead letters with the reason,
+/// and the partitions keep moving.
+#[test]
+fn a_newer_writer_version_adds_its_column_and_an_incompatible_one_becomes_dead_letters() {
+    let (v1, v2, v3) = (4_000, 4_000, 300);
+    let produced = Produced::new("orders", v1, &[]);
+    let pipeline = produced.pipeline("orders", "");
+    let mut stream = crate::members::Member::start_with(
+        sluice_with_registry()
+            .args(["stream", "--pipeline"])
+            .arg(&pipeline),
+        produced.dir.join("stream.log"),
+    );
+    stream.wait_for_log("Committed", 1, Duration::from_secs(120));
+    let url = produced.registry.url();
+    produce_version("orders", &url, &produced.topic, (v1, v2), 2);
+    // Version 3's ids lie apart from the others, which stay contiguous.
+    produce_version("orders", &url, &produced.topic, (1_000_000, v3), 3);
+    // A last v2 batch after the incompatible records: the partitions kept moving past them.
+    produce_version("orders", &url, &produced.topic, (v1 + v2, 100), 2);
+    stream.stop(Duration::from_secs(60));
+    stream_until_caught_up(&pipeline);
+
+    let table = produced.table.to_str().unwrap().to_string();
+    // Every row as produced: version 2's (with channel) from id v1 on, none of version 3's.
+    check_with(
+        "orders",
+        &produced.table,
+        v1 + v2 + 100,
+        &["--v2-from", &v1.to_string()],
+    );
+    let late = run_ok(
+        sluice_with_registry().args([
+            "query",
+            "--format",
+            "csv",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            &format!(
+                "select count(*) as n, count(channel) as c from records where order_id >= {}",
+                v1 + v2
+            ),
+        ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(late.lines().nth(1), Some("100,100"), "{late}");
+    let letters = read_all(&produced.dead_letters, QUIET);
+    assert_eq!(letters.len(), v3, "one dead letter per version-3 record");
+    for letter in &letters {
+        let error = letter.header("sluice.error").unwrap_or_default();
+        assert!(
+            error.contains("cannot be read as the stream's schema"),
+            "{error:?}"
+        );
+    }
+    assert_verify_clean(&pipeline);
+    let tables = run_ok(
+        sluice_with_registry()
+            .args(["tables", "--pipeline"])
+            .arg(&pipeline),
+        Duration::from_secs(60),
+    );
+    assert!(
+        tables.contains("schema change at") && tables.contains("added channel (Utf8)"),
+        "{tables} ({table})"
+    );
 }
 
 #[test]
