@@ -289,3 +289,76 @@ fn nested_records_enums_decimals_and_arrays_become_lake_types() {
     assert_eq!(since.timezone(), Some("UTC"));
     assert_eq!(customer.column(1).as_string::<i32>().value(0), "GOLD");
 }
+
+/// A stream reading `READING_V1` meets writer `READING` (which adds `n`): `n` becomes a column
+/// beside the stream's, null for records of the old writer.
+#[test]
+fn a_writer_that_adds_a_field_widens_the_reader_with_a_column_of_its_own() {
+    let schema = StreamSchema::new(fields_from_avro_schema(READING_V1).unwrap(), "ts").unwrap();
+    let avro = AvroRecords::new(
+        READING_V1,
+        avro_arrow_schema(READING_V1).unwrap(),
+        Framing::Confluent,
+    );
+    let decoder = Decoder {
+        format: Format::Avro(Arc::new(avro)),
+        ..Decoder::new(Arc::new(schema), 1024)
+    };
+    decoder.learn(1, Ok(avro_schema(READING_V1)));
+    let before = decoder.decode(
+        "r",
+        &records(&[framed(1, &body("a", 1_000, None, true))]),
+        0,
+    );
+    assert!(before.added.is_empty());
+
+    decoder.learn(2, Ok(avro_schema(READING)));
+    decoder.learn(3, Ok(avro_schema(READING_BROKEN)));
+    let payloads = vec![
+        framed(1, &body("a", 1_000, None, true)),
+        framed(2, &body("b", 2_000, Some(7), false)),
+        framed(3, &body("c", 3_000, None, true)),
+    ];
+    let decoded = decoder.decode("r", &records(&payloads), 0);
+    assert_eq!(decoded.rejected.len(), 1, "{:?}", decoded.rejected);
+    assert_eq!(decoded.rejected[0].kind, RejectKind::Incompatible);
+    // The stream's columns are as before; `n` comes beside them.
+    assert!(decoded.batch.column_by_name("n").is_none());
+    let [(field, n)] = &decoded.added[..] else {
+        panic!("{:?}", decoded.added)
+    };
+    assert_eq!((field.name().as_str(), field.is_nullable()), ("n", true));
+    let n = n.as_primitive::<Int32Type>();
+    assert_eq!(n.iter().collect::<Vec<_>>(), [None, Some(7)]);
+    let with_added = decoded.with_added();
+    assert_eq!(
+        with_added
+            .schema()
+            .fields()
+            .last()
+            .map(|f| f.name().as_str()),
+        Some("n")
+    );
+}
+
+#[test]
+fn fields_a_writer_adds_are_appended_nullable_with_a_null_default() {
+    let widened = crate::schema::avro::with_fields_added_by(READING_V1, READING).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&widened).unwrap();
+    assert_eq!(
+        json["fields"][2],
+        serde_json::json!({"name": "n", "type": ["null", "int"], "default": null})
+    );
+    let required = r#"{"type": "record", "name": "Reading", "fields": [
+        {"name": "device", "type": "string"}, {"name": "site", "type": "string"}]}"#;
+    let widened = crate::schema::avro::with_fields_added_by(READING_V1, required).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&widened).unwrap();
+    assert_eq!(
+        json["fields"][2]["type"],
+        serde_json::json!(["null", "string"])
+    );
+    assert_eq!(
+        crate::schema::avro::with_fields_added_by(READING, READING_V1),
+        None
+    );
+}
