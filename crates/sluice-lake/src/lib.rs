@@ -141,6 +141,22 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// `Ok` when `differences` (one line each) is empty, else the table's schema mismatch.
+    pub(crate) fn schema_mismatch(
+        table: &str,
+        uri: &url::Url,
+        differences: String,
+    ) -> Result<(), Self> {
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Self::SchemaMismatch {
+            table: table.to_string(),
+            uri: uri.to_string(),
+            differences,
+        })
+    }
+
     /// Whether the partitions of the failed commit now belong to another writer: drop the
     /// buffers and resume from the lake, do not retry.
     pub fn is_fenced(&self) -> bool {

@@ -117,6 +117,22 @@ pub(crate) fn rows_of_partition(
     }
 }
 
+/// The rows of one `batch` split by its values in `columns`: per partition, the index of its
+/// first row (where its partition values are read) and its rows.
+pub(crate) fn split_by_partition(
+    batch: &RecordBatch,
+    columns: &[String],
+) -> Result<Vec<(usize, RecordBatch)>, ArrowError> {
+    let partitions = partition_numbers(std::slice::from_ref(batch), columns)?;
+    (partitions.firsts.iter().enumerate())
+        .map(|(number, &(_, row))| {
+            let rows = rows_of_partition(batch, &partitions.numbers[0], number as u32)?
+                .expect("a partition holds its first row");
+            Ok((row, rows))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -196,15 +196,7 @@ impl LakeTable {
                 partitions, self.partition_by
             ));
         }
-        if differences.is_empty() {
-            Ok(())
-        } else {
-            Err(LakeError::SchemaMismatch {
-                table: self.name.clone(),
-                uri: self.url.to_string(),
-                differences,
-            })
-        }
+        LakeError::schema_mismatch(&self.name, &self.url, differences)
     }
 }
 

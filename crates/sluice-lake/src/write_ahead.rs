@@ -25,7 +25,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use indexmap::IndexMap;
 
 use crate::evolution::{WritingSchema, conform};
-use crate::partitioning::{partition_numbers, rows_of_partition};
+use crate::partitioning::split_by_partition;
 use crate::writer::{Commit, PartitionProgress, partition_values, writer_properties};
 use crate::{LakeError, LakeTable};
 
@@ -82,12 +82,9 @@ impl LakeTable {
         if files.writing.is_none() {
             files.writing = Some(self.writing_schema(std::slice::from_ref(batch))?);
         }
-        let partitions = partition_numbers(std::slice::from_ref(batch), &self.partition_by)
-            .map_err(|e| write(e.into()))?;
-        for (number, &(_, row)) in partitions.firsts.iter().enumerate() {
-            let rows = rows_of_partition(batch, &partitions.numbers[0], number as u32)
-                .map_err(|e| write(e.into()))?
-                .expect("a partition holds its first row");
+        let partitions =
+            split_by_partition(batch, &self.partition_by).map_err(|e| write(e.into()))?;
+        for (row, rows) in partitions {
             let values = partition_values(batch, row, &self.partition_by).map_err(write)?;
             if files.closed_partitions.contains(&values) {
                 files.held.push(rows);

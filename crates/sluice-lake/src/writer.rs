@@ -54,6 +54,23 @@ pub struct PartitionProgress {
     pub marks: Vec<(&'static str, i64)>,
 }
 
+impl PartitionProgress {
+    /// Refuses to commit this progress to `table`, which records `found` for the partition,
+    /// unless it continues from there: another writer committed the partition meanwhile.
+    pub(crate) fn check_continues(&self, table: &str, found: Option<i64>) -> Result<(), LakeError> {
+        if found == self.previous {
+            return Ok(());
+        }
+        Err(LakeError::Fenced {
+            table: table.to_string(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            expected: self.previous,
+            found,
+        })
+    }
+}
+
 /// The Delta `txn` app id that records a source partition's progress in a table.
 pub fn app_id(table: &str, topic: &str, partition: i32) -> String {
     // ':' appears neither in SQL names nor in Kafka topic names, so ids cannot collide.
@@ -168,15 +185,7 @@ impl LakeTable {
         self.refresh().await?;
         for p in progress {
             let found = self.committed_offset(&p.topic, p.partition).await?;
-            if found != p.previous {
-                return Err(LakeError::Fenced {
-                    table: self.name.clone(),
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    expected: p.previous,
-                    found,
-                });
-            }
+            p.check_continues(&self.name, found)?;
         }
         Ok(())
     }

@@ -44,7 +44,7 @@ use url::Url;
 use self::encode::ObjectEncoder;
 use self::log::{Entry, LoggedObject, SourceProgress, TableInfo, progress_key};
 use crate::location::table_url;
-use crate::partitioning::{partition_numbers, rows_of_partition};
+use crate::partitioning::split_by_partition;
 use crate::table::WRITER;
 use crate::{Commit, LakeError, PartitionProgress, Sink};
 
@@ -169,15 +169,7 @@ impl FilesSink {
                 found.partition_by, self.info.partition_by
             ));
         }
-        if differences.is_empty() {
-            Ok(())
-        } else {
-            Err(LakeError::SchemaMismatch {
-                table: self.name.clone(),
-                uri: self.url.to_string(),
-                differences,
-            })
-        }
+        LakeError::schema_mismatch(&self.name, &self.url, differences)
     }
 
     /// Publishes every commit after the latest entry's `published_through`.
@@ -302,15 +294,7 @@ impl FilesSink {
             let found = (self.latest.progress)
                 .get(&progress_key(&p.topic, p.partition))
                 .map(|state| state.offset);
-            if found != p.previous {
-                return Err(LakeError::Fenced {
-                    table: self.name.clone(),
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    expected: p.previous,
-                    found,
-                });
-            }
+            p.check_continues(&self.name, found)?;
         }
         Ok(())
     }
@@ -324,12 +308,9 @@ impl FilesSink {
     /// Encodes `batch` into the pending objects of its date/hour partitions.
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         let write = self.write_error();
-        let partitions = partition_numbers(std::slice::from_ref(batch), &self.partition_by)
-            .map_err(|e| write(e.into()))?;
-        for (number, &(_, row)) in partitions.firsts.iter().enumerate() {
-            let rows = rows_of_partition(batch, &partitions.numbers[0], number as u32)
-                .map_err(|e| write(e.into()))?
-                .expect("a partition holds its first row");
+        let partitions =
+            split_by_partition(batch, &self.partition_by).map_err(|e| write(e.into()))?;
+        for (row, rows) in partitions {
             let path = self
                 .partition_path(batch, row)
                 .map_err(|e| write(e.into()))?;
