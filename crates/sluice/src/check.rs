@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use sluice_core::Pipeline;
 use sluice_core::config::kafka::{AWS_MSK_IAM, KafkaSecurity, Sasl};
-use sluice_core::config::{FlushPolicy, RegistryAuth, StreamFormat};
+use sluice_core::config::{FlushPolicy, RegistryAuth, StreamFormat, TableFormat};
 use sluice_kafka::ClientOptions;
 
 /// The resolved pipeline, as text, after checking its security files.
@@ -32,6 +32,16 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     for table in &pipeline.tables {
         writeln!(out, "\n[[tables]] {} (from {})", table.name, table.from)?;
         writeln!(out, "uri = {:?}", table.uri)?;
+        match table.format {
+            TableFormat::Delta => writeln!(out, "format = \"delta\"")?,
+            TableFormat::Files(files) => writeln!(
+                out,
+                "format = {:?} (compression {:?}, objects ending {:?})",
+                files.kind.name(),
+                files.compression.name(),
+                files.extension()
+            )?,
+        }
         writeln!(out, "partition_by = {:?}", table.partition_by)?;
         writeln!(out, "flush = {}", flush(&table.flush))?;
     }
