@@ -190,7 +190,11 @@ impl Decoder {
                 decoded,
                 registry,
             } => {
-                let avro = AvroRecords::new(schema, decoded.clone(), Framing::of(registry));
+                let reserved = (decoder.table_schema.fields().iter())
+                    .map(|field| field.name().clone())
+                    .collect();
+                let avro =
+                    AvroRecords::new(schema, decoded.clone(), Framing::of(registry), reserved);
                 Self {
                     format: Format::Avro(Arc::new(avro)),
                     ..decoder

@@ -36,12 +36,13 @@ pub struct Compaction {
 }
 
 /// Compacts the table `name` at `uri` (which must exist) into files of about `target_size`
-/// bytes.
+/// bytes; in a plain-files table, only objects committed at least `min_age` ago.
 pub async fn compact(
     name: &str,
     uri: &str,
     storage_options: &HashMap<String, String>,
     target_size: NonZeroU64,
+    min_age: std::time::Duration,
 ) -> Result<Compaction, LakeError> {
     let table = match open_existing(name, uri, storage_options).await {
         Err(LakeError::Access {
@@ -50,7 +51,7 @@ pub async fn compact(
         }) if let Some(mut files) =
             FilesSink::open_existing(name, uri, storage_options).await? =>
         {
-            return files.compact(target_size.get()).await;
+            return files.compact(target_size.get(), min_age).await;
         }
         opened => opened?.1,
     };

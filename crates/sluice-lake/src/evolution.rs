@@ -49,6 +49,16 @@ pub(crate) struct WritingSchema {
 }
 
 impl LakeTable {
+    /// Rows that do not fit the table's columns (a column whose type changed): retrying would
+    /// not help, so it is a schema mismatch, not a write error.
+    pub(crate) fn rows_mismatch(&self, err: ArrowError) -> LakeError {
+        LakeError::SchemaMismatch {
+            table: self.name.clone(),
+            uri: self.url.to_string(),
+            differences: format!("\n  - {err}"),
+        }
+    }
+
     /// The table's columns as Arrow.
     pub(crate) fn arrow_schema(&self) -> Result<SchemaRef, LakeError> {
         let schema: Schema = self
@@ -113,23 +123,32 @@ impl LakeTable {
         )
     }
 
-    /// The `metaData` action of a commit adding `writing`'s new columns, with the change
-    /// appended to [`HISTORY_PROPERTY`].
+    /// The `metaData` action of a commit adding `writing`'s new columns to the table as it is
+    /// now (another writer may have added columns since `writing` was decided: they stay), with
+    /// the change appended to [`HISTORY_PROPERTY`].
     pub(crate) fn schema_change(&self, writing: &WritingSchema) -> Result<Action, LakeError> {
         let failed = |err: DeltaTableError| LakeError::Commit {
             table: self.name.clone(),
             source: err,
         };
-        let columns: StructType = writing
-            .schema
-            .as_ref()
+        let now = self.arrow_schema()?;
+        let added: Vec<FieldRef> = (writing.added.iter())
+            .filter(|field| now.field_with_name(field.name()).is_err())
+            .cloned()
+            .collect();
+        let wider = Schema::new(
+            (now.fields().iter().cloned())
+                .chain(added.iter().cloned())
+                .collect::<Vec<_>>(),
+        );
+        let columns: StructType = (&wider)
             .try_into_kernel()
             .map_err(|err: ArrowError| failed(err.into()))?;
         let current = self.snapshot().metadata().clone();
         let mut history = schema_history(current.configuration());
         history.push(SchemaChange {
             at_ms: chrono::Utc::now().timestamp_millis(),
-            added: (writing.added.iter())
+            added: (added.iter())
                 .map(|field| (field.name().clone(), field.data_type().to_string()))
                 .collect(),
         });

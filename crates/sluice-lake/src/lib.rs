@@ -130,6 +130,19 @@ pub enum LakeError {
         /// The cause.
         source: deltalake::DeltaTableError,
     },
+    /// A commit of a plain-files table names an object that is not there, nor its staged
+    /// copy: not retried, since nothing can bring it back.
+    #[error(
+        "table {table}: commit {commit} names {path}, which is missing, and so is its staged copy"
+    )]
+    LostObject {
+        /// Table name.
+        table: String,
+        /// The commit (log entry) naming it.
+        commit: u64,
+        /// The object's path under the table.
+        path: String,
+    },
     /// The Delta commit failed; its data files are not referenced.
     #[error("table {table}: commit failed (its data files stay unreferenced)")]
     Commit {

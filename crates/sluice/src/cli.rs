@@ -312,6 +312,10 @@ pub struct CompactArgs {
     /// Size of the files written.
     #[arg(long, default_value = sluice_core::config::defaults::COMPACT_TARGET_SIZE)]
     pub target_size: String,
+    /// Plain-files tables: objects committed less than this long ago are left alone (a
+    /// writer may still be putting them; see docs/DESIGN.md, "Plain-files tables").
+    #[arg(long, default_value = "5m")]
+    pub min_age: String,
     /// Print the result as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,

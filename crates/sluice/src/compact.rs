@@ -22,6 +22,8 @@ pub struct CompactOptions {
     pub tables: Vec<String>,
     /// Size to rewrite small files into.
     pub target_size: NonZeroU64,
+    /// Plain-files tables: objects committed more recently are left alone.
+    pub min_age: Duration,
 }
 
 /// Compacts each chosen table in turn; returns (table, what was done).
@@ -39,9 +41,15 @@ pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> 
             continue;
         }
         let spinner = spinner(name);
-        let result = compact(name, uri, &options.storage_options, options.target_size)
-            .await
-            .with_context(|| format!("compacting table {name}"));
+        let result = compact(
+            name,
+            uri,
+            &options.storage_options,
+            options.target_size,
+            options.min_age,
+        )
+        .await
+        .with_context(|| format!("compacting table {name}"));
         spinner.finish_and_clear();
         done.push((name.to_string(), result?));
     }

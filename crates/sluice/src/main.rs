@@ -238,6 +238,8 @@ async fn run(cli: Cli) -> Result<()> {
                 storage_options,
                 tables: args.tables,
                 target_size,
+                min_age: sluice_core::config::parse_duration(&args.min_age)
+                    .map_err(|err| anyhow::anyhow!("--min-age: {err}"))?,
             })
             .await?;
             if args.json {

@@ -43,6 +43,9 @@ pub struct AvroRecords {
     framing: Framing,
     /// The writer schemas that records name (for plain Avro, the reader under id 0).
     writers: WriterSchemas<AvroSchema>,
+    /// Names a writer's added field cannot take: the table's other columns (lineage,
+    /// date/hour, derived).
+    reserved: Vec<String>,
 }
 
 /// The schema records are read as.
@@ -59,8 +62,8 @@ struct Reader {
 
 impl AvroRecords {
     /// Records read as the Avro schema `reader` (JSON text), which arrow-avro decodes to
-    /// `decoded`.
-    pub fn new(reader: &str, decoded: SchemaRef, framing: Framing) -> Self {
+    /// `decoded`; fields newer writers add are not taken under the `reserved` names.
+    pub fn new(reader: &str, decoded: SchemaRef, framing: Framing, reserved: Vec<String>) -> Self {
         let reader = Reader {
             schema: AvroSchema::new(reader.to_string()),
             decoded,
@@ -74,6 +77,7 @@ impl AvroRecords {
             reader: RwLock::new(Arc::new(reader)),
             framing,
             writers,
+            reserved,
         }
     }
 
@@ -105,19 +109,24 @@ impl AvroRecords {
     /// Adopts a reader with the fields `writer` adds, if it reads `writer` and every writer
     /// learned so far; otherwise the reader stays (and `writer`'s new fields are skipped).
     fn add_fields_of(&self, id: u32, writer: &AvroSchema) {
-        let current = self.reader();
-        let Some(json) = with_fields_added_by(&current.schema.json_string, &writer.json_string)
-        else {
+        // Held throughout: two writers adding fields at once must not undo each other.
+        let mut reader = self.reader.write().unwrap_or_else(|p| p.into_inner());
+        let Some(json) = with_fields_added_by(
+            &reader.schema.json_string,
+            &writer.json_string,
+            &self.reserved,
+        ) else {
             return;
         };
         let (Ok(decoded), Ok(fields)) = (avro_arrow_schema(&json), fields_from_avro_schema(&json))
         else {
             return;
         };
+        let own = reader.decoded.fields().len() - reader.added.len();
         let candidate = Reader {
             schema: AvroSchema::new(json),
             decoded,
-            added: fields[current.decoded.fields().len() - current.added.len()..].to_vec(),
+            added: fields[own..].to_vec(),
         };
         let learned = self.writers.read();
         let reads_all = std::iter::once((id, writer))
@@ -125,7 +134,7 @@ impl AvroRecords {
             .all(|(id, writer)| body_decoder(&candidate.schema, id, writer, 1).is_ok());
         drop(learned);
         if reads_all {
-            *self.reader.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(candidate);
+            *reader = Arc::new(candidate);
         }
     }
 

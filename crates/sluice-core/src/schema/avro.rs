@@ -34,13 +34,15 @@ pub fn fields_from_avro_schema(text: &str) -> Result<Vec<SchemaField>, String> {
 /// The reader schema `reader` (JSON text) with the top-level fields of the writer schema
 /// `writer` that it lacks appended, each made nullable with a null default (a union with
 /// `"null"` first), so that records of older writers read as null there: the schema a stream
-/// reads once a newer writer version added fields. `None` when `writer` adds no field, or
-/// either is not a record schema.
-pub fn with_fields_added_by(reader: &str, writer: &str) -> Option<String> {
+/// reads once a newer writer version added fields. A field named as one of `reserved` (the
+/// table's other columns) is not taken. `None` when `writer` adds no field, or either is not
+/// a record schema.
+pub fn with_fields_added_by(reader: &str, writer: &str, reserved: &[String]) -> Option<String> {
     let mut reader: serde_json::Value = serde_json::from_str(reader).ok()?;
     let writer: serde_json::Value = serde_json::from_str(writer).ok()?;
     let known: Vec<String> = (reader.get("fields")?.as_array()?.iter())
         .filter_map(|field| field.get("name")?.as_str().map(String::from))
+        .chain(reserved.iter().cloned())
         .collect();
     let added: Vec<serde_json::Value> = (writer.get("fields")?.as_array()?.iter())
         .filter(|field| {

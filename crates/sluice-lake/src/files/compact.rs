@@ -63,13 +63,25 @@ impl FilesSink {
     }
 
     /// Rewrites the objects smaller than `target_size` of each partition holding more than
-    /// one, into objects of about that size, in one commit.
-    pub async fn compact(&mut self, target_size: u64) -> Result<Compaction, LakeError> {
+    /// one, into objects of about that size, in one commit. Only objects of commits known to
+    /// be published and at least `min_age` old are taken: a writer still publishing its
+    /// commit must not put an object again after the compaction deleted it.
+    pub async fn compact(
+        &mut self,
+        target_size: u64,
+        min_age: std::time::Duration,
+    ) -> Result<Compaction, LakeError> {
         self.read_new_entries().await?;
         let entries = log::entries_after(&self.store, None)
             .await
             .map_err(self.access_error("read the log of"))?;
-        let bins = bins(log::live_objects(&entries), target_size);
+        let settled = settled_objects(&entries, self.latest.published_through, min_age);
+        let bins = bins(
+            (log::live_objects(&entries).into_iter())
+                .filter(|object| settled.contains(object.path.as_str()))
+                .collect(),
+            target_size,
+        );
         let mut encoders = Vec::new();
         let mut removed = Vec::new();
         let mut bytes_removed = 0;
@@ -129,6 +141,21 @@ impl FilesSink {
             source,
         }
     }
+}
+
+/// The objects of `entries` committed at least `min_age` ago, by commits up to
+/// `published_through`.
+fn settled_objects(
+    entries: &[log::Entry],
+    published_through: Option<u64>,
+    min_age: std::time::Duration,
+) -> std::collections::HashSet<&str> {
+    let before = chrono::Utc::now().timestamp_millis() - min_age.as_millis() as i64;
+    (entries.iter())
+        .filter(|entry| published_through.is_some_and(|through| entry.seq <= through))
+        .filter(|entry| entry.committed_at_ms <= before)
+        .flat_map(|entry| entry.objects.iter().map(|object| object.path.as_str()))
+        .collect()
 }
 
 /// Groups of objects to rewrite as one: per partition, the objects below `target_size`, packed

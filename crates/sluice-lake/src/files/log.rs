@@ -152,6 +152,20 @@ pub(crate) async fn latest_entry(
     }
 }
 
+/// Entry `seq`, if it exists.
+pub(crate) async fn entry_at(
+    store: &Arc<dyn ObjectStore>,
+    seq: u64,
+) -> Result<Option<Entry>, DeltaTableError> {
+    match read_entry(store, &entry_path(seq)).await {
+        Ok(entry) => Ok(Some(entry)),
+        Err(DeltaTableError::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+        }) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 async fn read_entry(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<Entry, DeltaTableError> {
     let bytes = store.get(path).await?.bytes().await?;
     serde_json::from_slice(&bytes).map_err(|err| {

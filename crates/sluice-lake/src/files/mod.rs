@@ -27,7 +27,7 @@ mod read;
 
 pub use read::{FilesTable, Listing};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -180,17 +180,18 @@ impl FilesSink {
         let entries = log::entries_after(&self.store, self.latest.published_through)
             .await
             .map_err(self.access_error("read the log of"))?;
+        let gone = removed_by(&entries);
         for entry in &entries {
-            self.ensure_published(entry).await?;
+            self.ensure_published(entry, &gone).await?;
         }
         Ok(())
     }
 
     /// Makes sure every object of `entry` is in place, putting missing ones from their staged
-    /// copies.
-    async fn ensure_published(&self, entry: &Entry) -> Result<(), LakeError> {
+    /// copies; objects in `gone` (removed by a later commit, a compaction's) are left out.
+    async fn ensure_published(&self, entry: &Entry, gone: &HashSet<&str>) -> Result<(), LakeError> {
         let failed = self.access_error("publish a commit of");
-        for object in &entry.objects {
+        for object in (entry.objects.iter()).filter(|o| !gone.contains(o.path.as_str())) {
             let path = Path::from(object.path.as_str());
             if self.exists(&path).await.map_err(&failed)? {
                 continue;
@@ -204,12 +205,14 @@ impl FilesSink {
                 {
                     continue;
                 }
-                Err(err) => {
-                    return Err(failed(DeltaTableError::generic(format!(
-                        "commit {} names {} but neither it nor its staged copy {} exists: {err}",
-                        entry.seq, object.path, object.staged
-                    ))));
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(LakeError::LostObject {
+                        table: self.name.clone(),
+                        commit: entry.seq,
+                        path: object.path.clone(),
+                    });
                 }
+                Err(err) => return Err(failed(err.into())),
             };
             self.put_once(&path, bytes.into())
                 .await
@@ -266,11 +269,17 @@ impl FilesSink {
         let entries = log::entries_after(&self.store, Some(self.latest.seq))
             .await
             .map_err(self.access_error("refresh"))?;
-        let mut removed = Vec::new();
-        for entry in entries {
-            self.ensure_published(&entry).await?;
-            removed.extend(entry.removed.iter().cloned());
-            self.latest = entry;
+        let gone = removed_by(&entries);
+        for entry in &entries {
+            self.ensure_published(entry, &gone).await?;
+        }
+        let removed = gone.into_iter().map(String::from).collect();
+        if let Some(last) = entries.into_iter().last() {
+            // Another writer's entry vouches for every commit up to its `published_through`.
+            let through = last.published_through;
+            self.unpublished
+                .retain(|seq| through.is_none_or(|t| *seq > t));
+            self.latest = last;
         }
         Ok(removed)
     }
@@ -370,7 +379,8 @@ impl FilesSink {
             let bytes = encoder.finish().map_err(|e| write(e.into()))?;
             let logged = LoggedObject {
                 path: partition,
-                staged: format!("{STAGING_DIR}/{attempt}-{index:03}{}", self.info.extension),
+                // No table extension: a reader listing by extension must not take it.
+                staged: format!("{STAGING_DIR}/{attempt}-{index:03}.staged"),
                 rows,
                 bytes: bytes.len() as u64,
             };
@@ -424,8 +434,12 @@ impl FilesSink {
             .enumerate()
             .map(|(index, object)| LoggedObject {
                 path: format!(
-                    "{}/part-{seq:020}-{index:03}{}",
-                    object.logged.path, self.info.extension
+                    "{}part-{seq:020}-{index:03}{}",
+                    match object.logged.path.as_str() {
+                        "" => String::new(),
+                        partition => format!("{partition}/"),
+                    },
+                    self.info.extension
                 ),
                 ..object.logged.clone()
             })
@@ -443,9 +457,12 @@ impl FilesSink {
         }
     }
 
-    /// Writes the log entry of a commit of the staged `objects`, after whatever other writers
-    /// committed meanwhile, unless they moved a partition of `progress` (fenced) or `check`
-    /// refuses what they did. On error the staged objects are deleted.
+    /// Writes the log entry of a commit of the staged `objects` (removing `removed`), after
+    /// whatever other writers committed meanwhile, unless they moved a partition of `progress`
+    /// (fenced) or removed one of `removed`. On an error that leaves the entry unwritten the
+    /// staged objects are deleted; when it cannot be told whether the entry was written, they
+    /// stay (a later reader of the log publishes them if it was; `verify --repair` removes them
+    /// if not).
     async fn commit_entry(
         &mut self,
         objects: &[Encoded],
@@ -455,13 +472,20 @@ impl FilesSink {
         loop {
             let entry = self.next_entry(objects, progress, removed);
             let created = log::create_entry(&self.store, &entry).await;
+            let failed = |source| LakeError::Commit {
+                table: self.name.clone(),
+                source,
+            };
             let retry = match created {
                 Ok(true) => return Ok(entry),
                 Ok(false) => self.read_new_entries().await,
-                Err(err) => Err(LakeError::Commit {
-                    table: self.name.clone(),
-                    source: err,
-                }),
+                // The put may have been applied before it failed: the log says.
+                Err(err) => match log::entry_at(&self.store, entry.seq).await {
+                    Ok(Some(found)) if found == entry => return Ok(entry),
+                    Ok(Some(_)) => self.read_new_entries().await,
+                    Ok(None) => Err(failed(err)),
+                    Err(_) => return Err(failed(err)),
+                },
             };
             let checked = retry
                 .and_then(|gone| self.check_still_present(removed, &gone))
@@ -513,9 +537,10 @@ impl FilesSink {
         let entries = log::entries_after(&self.store, first.checked_sub(1))
             .await
             .map_err(self.access_error("read the log of"))?;
-        for entry in entries {
+        let gone = removed_by(&entries);
+        for entry in &entries {
             if self.unpublished.contains(&entry.seq) {
-                self.ensure_published(&entry).await?;
+                self.ensure_published(entry, &gone).await?;
                 self.unpublished.remove(&entry.seq);
             }
         }
@@ -599,6 +624,13 @@ impl Sink for FilesSink {
     async fn refresh(&mut self) -> Result<(), LakeError> {
         self.read_new_entries().await.map(drop)
     }
+}
+
+/// The objects that `entries` remove: a commit among them need not publish those.
+fn removed_by(entries: &[Entry]) -> HashSet<&str> {
+    (entries.iter())
+        .flat_map(|entry| entry.removed.iter().map(String::as_str))
+        .collect()
 }
 
 /// The store rooted at the table, reached as Delta tables are (delta-rs's storage options and

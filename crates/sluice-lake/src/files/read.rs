@@ -104,9 +104,11 @@ impl FilesTable {
             .map_err(|source| self.error(source))
     }
 
-    /// Lists everything under the table and compares it with `entries` (all of the log).
-    /// Staged copies older than `min_age` are leftovers unless a commit after the latest
-    /// `published_through` still needs them.
+    /// Lists everything under the table and compares it with `entries` (all of the log), and
+    /// with the commits made while it listed (a writer may be running): objects of commits
+    /// not yet known to be published are not missing, and those of newer commits not
+    /// unexpected. Staged copies older than `min_age` are leftovers unless such a commit
+    /// still needs them.
     pub async fn listing(
         &self,
         entries: &[Entry],
@@ -119,18 +121,32 @@ impl FilesTable {
             .try_collect()
             .await
             .map_err(|err| self.error(err.into()))?;
-        let published = self.latest.published_through;
-        let needed: BTreeSet<&str> = (entries.iter())
-            .filter(|entry| published.is_none_or(|through| entry.seq > through))
+        let newer = log::entries_after(&self.store, entries.last().map(|entry| entry.seq))
+            .await
+            .map_err(|source| self.error(source))?;
+        let entries: Vec<Entry> = entries.iter().cloned().chain(newer).collect();
+        let published = entries.last().and_then(|entry| entry.published_through);
+        let unsettled = |entry: &&Entry| published.is_none_or(|through| entry.seq > through);
+        let needed: BTreeSet<&str> = (entries.iter().filter(unsettled))
             .flat_map(|entry| entry.objects.iter().map(|o| o.staged.as_str()))
             .collect();
+        let pending: BTreeSet<&str> = (entries.iter().filter(unsettled))
+            .flat_map(|entry| entry.objects.iter().map(|o| o.path.as_str()))
+            .collect();
         let mut listing = Listing::default();
-        for object in log::live_objects(entries) {
+        for object in log::live_objects(&entries) {
             match found.remove(&object.path) {
                 Some((size, _)) if size == object.bytes => {
                     listing.committed.push((object.path, size));
                 }
+                None if pending.contains(object.path.as_str()) => {}
                 _ => listing.missing.push(object.path),
+            }
+        }
+        // Objects a pending compaction removes may still be there.
+        for entry in entries.iter().filter(unsettled) {
+            for path in &entry.removed {
+                found.remove(path);
             }
         }
         let now = chrono::Utc::now();

@@ -73,7 +73,12 @@ fn framed(id: u32, body: &[u8]) -> Vec<u8> {
 
 fn decoder(framing: Framing) -> Decoder {
     let schema = StreamSchema::new(fields_from_avro_schema(READING).unwrap(), "ts").unwrap();
-    let avro = AvroRecords::new(READING, avro_arrow_schema(READING).unwrap(), framing);
+    let avro = AvroRecords::new(
+        READING,
+        avro_arrow_schema(READING).unwrap(),
+        framing,
+        vec![],
+    );
     Decoder {
         format: Format::Avro(Arc::new(avro)),
         ..Decoder::new(Arc::new(schema), 1024)
@@ -231,7 +236,12 @@ const ORDER: &str = r#"{"type": "record", "name": "Order", "fields": [
 #[test]
 fn nested_records_enums_decimals_and_arrays_become_lake_types() {
     let schema = StreamSchema::new(fields_from_avro_schema(ORDER).unwrap(), "ts").unwrap();
-    let avro = AvroRecords::new(ORDER, avro_arrow_schema(ORDER).unwrap(), Framing::Plain);
+    let avro = AvroRecords::new(
+        ORDER,
+        avro_arrow_schema(ORDER).unwrap(),
+        Framing::Plain,
+        vec![],
+    );
     let decoder = Decoder {
         format: Format::Avro(Arc::new(avro)),
         ..Decoder::new(Arc::new(schema), 1024)
@@ -299,6 +309,7 @@ fn a_writer_that_adds_a_field_widens_the_reader_with_a_column_of_its_own() {
         READING_V1,
         avro_arrow_schema(READING_V1).unwrap(),
         Framing::Confluent,
+        vec!["date".into()],
     );
     let decoder = Decoder {
         format: Format::Avro(Arc::new(avro)),
@@ -343,7 +354,7 @@ fn a_writer_that_adds_a_field_widens_the_reader_with_a_column_of_its_own() {
 
 #[test]
 fn fields_a_writer_adds_are_appended_nullable_with_a_null_default() {
-    let widened = crate::schema::avro::with_fields_added_by(READING_V1, READING).unwrap();
+    let widened = crate::schema::avro::with_fields_added_by(READING_V1, READING, &[]).unwrap();
     let json: serde_json::Value = serde_json::from_str(&widened).unwrap();
     assert_eq!(
         json["fields"][2],
@@ -351,14 +362,20 @@ fn fields_a_writer_adds_are_appended_nullable_with_a_null_default() {
     );
     let required = r#"{"type": "record", "name": "Reading", "fields": [
         {"name": "device", "type": "string"}, {"name": "site", "type": "string"}]}"#;
-    let widened = crate::schema::avro::with_fields_added_by(READING_V1, required).unwrap();
+    let widened = crate::schema::avro::with_fields_added_by(READING_V1, required, &[]).unwrap();
     let json: serde_json::Value = serde_json::from_str(&widened).unwrap();
     assert_eq!(
         json["fields"][2]["type"],
         serde_json::json!(["null", "string"])
     );
     assert_eq!(
-        crate::schema::avro::with_fields_added_by(READING, READING_V1),
+        crate::schema::avro::with_fields_added_by(READING, READING_V1, &[]),
+        None
+    );
+    // A field named as one of the table's other columns is not taken.
+    let reserved = ["n".to_string()];
+    assert_eq!(
+        crate::schema::avro::with_fields_added_by(READING_V1, READING, &reserved),
         None
     );
 }
