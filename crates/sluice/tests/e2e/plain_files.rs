@@ -79,7 +79,7 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_plain_files() {
     // fewer objects, verify still clean.
     let compacted: Value = serde_json::from_str(&run_ok(
         sluice()
-            .args(["compact", "--json", "--pipeline"])
+            .args(["compact", "--json", "--min-age", "0s", "--pipeline"])
             .arg(&last),
         Duration::from_secs(300),
     ))
