@@ -192,3 +192,6 @@ pub(crate) fn parse_table_format(
     }
     TableFormat::Files(FileFormat { kind, compression })
 }
+
+#[cfg(test)]
+mod tests;

@@ -12,7 +12,7 @@ const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "Order", "fields": [
     {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-millis"}},
     {"name": "items", "type": {"type": "array", "items": "string"}}]}"#;
 
-fn parse(text: &str) -> Result<Pipeline, ConfigError> {
+pub(super) fn parse(text: &str) -> Result<Pipeline, ConfigError> {
     Pipeline::parse(Path::new("pipeline.toml"), text, |path| match path {
         "sensor.schema.json" => Ok(SCHEMA.to_string()),
         "order.avsc" => Ok(AVRO_SCHEMA.to_string()),
@@ -835,109 +835,5 @@ fn a_protobuf_stream_takes_its_fields_from_a_message_of_its_proto_file() {
             .unwrap_err()
             .to_string()
             .contains("streams.orders.message: a message is named for format = \"protobuf\" only")
-    );
-}
-
-#[test]
-fn tables_are_delta_unless_they_name_a_plain_format_with_its_compression() {
-    let pipeline = parse(
-        r#"
-        [kafka]
-        group = "g"
-        [[streams]]
-        name = "sensor_events"
-        topic = "sensor_events"
-        schema = "sensor.schema.json"
-        event_time = "ts"
-        [[tables]]
-        name = "delta"
-        from = "sensor_events"
-        uri = "/tmp/delta"
-        [[tables]]
-        name = "parquet"
-        from = "sensor_events"
-        uri = "/tmp/parquet"
-        format = "parquet"
-        [[tables]]
-        name = "csv"
-        from = "sensor_events"
-        uri = "/tmp/csv"
-        format = "csv"
-        compression = "gzip"
-        "#,
-    )
-    .unwrap();
-    let formats: Vec<TableFormat> = pipeline.tables.iter().map(|t| t.format).collect();
-    let files = |kind, compression| TableFormat::Files(FileFormat { kind, compression });
-    assert_eq!(
-        formats,
-        [
-            TableFormat::Delta,
-            files(FileKind::Parquet, FileCompression::Zstd),
-            files(FileKind::Csv, FileCompression::Gzip),
-        ]
-    );
-    let TableFormat::Files(csv) = formats[2] else {
-        unreachable!()
-    };
-    assert_eq!(csv.extension(), ".csv.gz");
-    assert_eq!(FileFormat::from_names("csv", "gzip"), Some(csv));
-}
-
-#[test]
-fn a_plain_format_refuses_compressions_it_has_not_and_csv_refuses_nested_columns() {
-    let err = parse(
-        r#"
-        [kafka]
-        group = "g"
-        [[streams]]
-        name = "orders"
-        topic = "orders"
-        format = "avro"
-        schema = "order.avsc"
-        event_time = "ts"
-        [[tables]]
-        name = "a"
-        from = "orders"
-        uri = "/tmp/a"
-        format = "csv"
-        [[tables]]
-        name = "b"
-        from = "orders"
-        uri = "/tmp/b"
-        format = "parquet"
-        compression = "gzip"
-        [[tables]]
-        name = "c"
-        from = "orders"
-        uri = "/tmp/c"
-        format = "orc"
-        [[tables]]
-        name = "d"
-        from = "orders"
-        uri = "/tmp/d"
-        compression = "zstd"
-        "#,
-    )
-    .unwrap_err();
-    let ConfigError::Invalid { problems, .. } = &err else {
-        panic!("{err}")
-    };
-    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        [
-            "tables.a.format",
-            "tables.b.compression",
-            "tables.c.format",
-            "tables.d.compression"
-        ],
-        "{err}"
-    );
-    let text = err.to_string();
-    assert!(text.contains("column items is List"), "{text}");
-    assert!(
-        text.contains(r#""zstd", "snappy", "none" for parquet, got "gzip""#),
-        "{text}"
     );
 }
