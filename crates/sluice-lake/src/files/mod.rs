@@ -74,7 +74,7 @@ pub struct FilesSink {
 /// An object of a commit, encoded.
 struct Encoded {
     logged: LoggedObject,
-    bytes: Vec<u8>,
+    bytes: bytes::Bytes,
 }
 
 impl FilesSink {
@@ -294,7 +294,10 @@ impl FilesSink {
                 rows,
                 bytes: bytes.len() as u64,
             };
-            staged.push(Encoded { logged, bytes });
+            staged.push(Encoded {
+                logged,
+                bytes: bytes.into(),
+            });
         }
         for object in &staged {
             let put = (self.store)
