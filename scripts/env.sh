@@ -14,5 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SLUICE_CACHE/target}"
 # The binary whose `sluice broker` serves Kafka to the tests (the broker is tansu, embedded;
 # its version is pinned in Cargo.toml).
 SLUICE_BROKER_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/debug/sluice}"
+# Selenium, for the console's browser test (with Debian's chromium and chromedriver).
+SLUICE_BROWSER_PYTHON="$SLUICE_CACHE/browser-venv/bin/python"
 export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_DEPLOY_PYTHON SLUICE_AIRFLOW
+export SLUICE_BROWSER_PYTHON
 export SLUICE_BROKER_BIN

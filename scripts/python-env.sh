@@ -13,6 +13,9 @@
 #                                  $SLUICE_DEPLOY_PYTHON.
 #   scripts/python-env.sh airflow  apache-airflow 2.10 for the DAGs' test, every package pinned
 #                                  (scripts/airflow-constraints.txt). $SLUICE_AIRFLOW.
+#   scripts/python-env.sh browser  selenium, which drives Debian's headless chromium through
+#                                  chromedriver for the console's browser test
+#                                  (tests/browser/console.py). $SLUICE_BROWSER_PYTHON.
 # A stamp file records what was installed, so a second run with the same pins returns at once;
 # changing a pin (or the interpreter) rebuilds. Override the interpreter with
 # SLUICE_BASE_PYTHON (default: python3 on PATH, >= 3.10).
@@ -101,8 +104,32 @@ case "${1:-readers}" in
     # A few of Airflow's pure-Python dependencies (python-nvd3, …) are source archives only.
     wheels=(--prefer-binary)
     ;;
+  browser)
+    # 4.51.0: later releases need a certifi newer than the package index here has. The test
+    # always names /usr/bin/chromedriver, so Selenium Manager never tries to download one.
+    venv="$SLUICE_CACHE/browser-venv"
+    PINS=(
+      selenium==4.51.0
+      trio==0.35.0
+      trio-websocket==0.12.2
+      outcome==1.3.0.post0
+      sniffio==1.3.1
+      sortedcontainers==2.4.0
+      wsproto==1.3.2
+      h11==0.16.0
+      attrs==26.1.0
+      certifi==2026.10.19.post1
+      idna==3.20
+      typing-extensions==4.16.0
+      urllib3==2.8.0
+      PySocks==1.7.1
+      websocket-client==1.9.2
+    )
+    imports='selenium'
+    wheels=(--only-binary=:all:)
+    ;;
   *)
-    echo "python-env: unknown venv ${1}: expected readers, deploy or airflow" >&2
+    echo "python-env: unknown venv ${1}: expected readers, deploy, airflow or browser" >&2
     exit 2
     ;;
 esac

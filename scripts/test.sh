@@ -25,6 +25,7 @@ fi
 scripts/install-services.sh
 scripts/python-env.sh
 scripts/python-env.sh airflow
+scripts/python-env.sh browser
 
 # Build first: the Kafka service is this build's `sluice broker`. Arguments before `--` select
 # what cargo builds; `--no-run` with the same ones builds exactly what the run will use.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
-use arrow::datatypes::TimestampMicrosecondType;
+use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
 use sluice_core::config::{FlushPolicy, Table, TableFormat, Window};
 use sluice_core::windows::WINDOW_END;
 use sluice_lake::{Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink};
@@ -211,6 +211,13 @@ impl Committer {
                 }
                 Err(err) => return Err(err),
                 Ok(commit) => {
+                    let partitions: Vec<(&str, i32, i64)> = (progress.iter())
+                        .filter_map(|p| {
+                            let newest = landed.newest_by_partition.iter();
+                            let (_, us) = newest.clone().find(|(q, _)| *q == p.partition)?;
+                            Some((p.topic.as_str(), p.partition, *us))
+                        })
+                        .collect();
                     metrics.emit(Committed {
                         table: &self.table,
                         kind: self.kind,
@@ -222,6 +229,7 @@ impl Committer {
                         to_line: landed.to_line,
                         took: started.elapsed(),
                         newest_event_us: landed.newest_event_us,
+                        newest_by_partition: &partitions,
                         since_received: landed.received.map(|at| at.elapsed()),
                     });
                     return Ok(commit);
@@ -232,12 +240,15 @@ impl Committer {
 }
 
 /// What a commit lands, for its event.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Landed {
     /// Rows in all (written ahead included).
     pub rows: usize,
     /// The newest event time among them (UTC microseconds).
     pub newest_event_us: Option<i64>,
+    /// The newest event time among them per source partition (UTC microseconds), for rows
+    /// that carry their partition.
+    pub newest_by_partition: Vec<(i32, i64)>,
     /// How far it takes a single-source run (a load's line number).
     pub to_line: Option<i64>,
     /// When the oldest row (or progress) it lands was received, for a stream.
@@ -250,6 +261,7 @@ impl Landed {
         Self {
             rows: batches.iter().map(RecordBatch::num_rows).sum(),
             newest_event_us: newest_timestamp_us(batches, &output.event_time),
+            newest_by_partition: newest_by_partition(batches, &output.event_time),
             to_line: None,
             received,
         }
@@ -351,6 +363,31 @@ pub fn newest_timestamp_us(batches: &[RecordBatch], column: &str) -> Option<i64>
         .max()
 }
 
+/// The newest value of the timestamp `column` per source partition (the `_partition`
+/// column) in `batches`; empty when they have no such columns.
+pub fn newest_by_partition(batches: &[RecordBatch], column: &str) -> Vec<(i32, i64)> {
+    let mut newest: Vec<(i32, i64)> = Vec::new();
+    for batch in batches {
+        let partitions = batch.column_by_name(sluice_core::schema::PARTITION_COLUMN);
+        let partitions = partitions.and_then(|p| p.as_primitive_opt::<Int32Type>());
+        let times = batch.column_by_name(column);
+        let times = times.and_then(|t| t.as_primitive_opt::<TimestampMicrosecondType>());
+        let (Some(partitions), Some(times)) = (partitions, times) else {
+            continue;
+        };
+        for (partition, time) in partitions.iter().zip(times.iter()) {
+            let (Some(partition), Some(time)) = (partition, time) else {
+                continue;
+            };
+            match newest.iter_mut().find(|(q, _)| *q == partition) {
+                Some((_, us)) => *us = (*us).max(time),
+                None => newest.push((partition, time)),
+            }
+        }
+    }
+    newest
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -410,5 +447,31 @@ mod tests {
             (both.rows, both.bytes, both.state_bytes, both.since),
             (4, 6, 11, Some(earlier))
         );
+    }
+
+    #[test]
+    fn the_newest_event_time_is_found_per_source_partition() {
+        use arrow::array::{Int32Array, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+            Field::new("_partition", DataType::Int32, true),
+        ]));
+        let batch = |times: Vec<Option<i64>>, partitions: Vec<i32>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(TimestampMicrosecondArray::from(times)),
+                    Arc::new(Int32Array::from(partitions)),
+                ],
+            )
+            .unwrap()
+        };
+        let batches = [
+            batch(vec![Some(5), Some(9), None], vec![0, 1, 1]),
+            batch(vec![Some(7), Some(3)], vec![0, 1]),
+        ];
+        assert_eq!(newest_by_partition(&batches, "ts"), vec![(0, 7), (1, 9)]);
+        assert_eq!(newest_by_partition(&batches, "other"), vec![]);
     }
 }

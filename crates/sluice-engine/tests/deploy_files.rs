@@ -60,6 +60,7 @@ fn every_event_once() -> Metrics {
         to_line: None,
         took: Duration::from_millis(5),
         newest_event_us: Some(0),
+        newest_by_partition: &[("x", 0, 0)],
         since_received: Some(Duration::from_millis(7)),
     });
     metrics.emit(SideAcknowledged {

@@ -11,6 +11,7 @@ use sluice_lake::evolution::{SchemaChange, schema_history};
 use sluice_lake::files::FilesTable;
 
 mod files;
+pub mod read_only;
 
 /// What went wrong answering a query.
 #[derive(Debug, thiserror::Error)]
@@ -73,67 +74,35 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// Opens every table and registers it under its name.
+    /// Opens every table and registers it under its name; the first table that cannot be
+    /// opened fails the whole.
     pub async fn open(
         tables: &[TableLocation],
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, QueryError> {
+        let (lake, mut unavailable) = Self::open_available(tables, storage_options).await;
+        match unavailable.is_empty() {
+            true => Ok(lake),
+            false => Err(unavailable.swap_remove(0).1),
+        }
+    }
+
+    /// Opens every table it can and registers it under its name; returns the others with why
+    /// they could not be opened (the console shows those beside the working ones).
+    pub async fn open_available(
+        tables: &[TableLocation],
+        storage_options: &HashMap<String, String>,
+    ) -> (Self, Vec<(TableLocation, QueryError)>) {
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
         let mut summaries = Vec::new();
-        for TableLocation { name, uri } in tables {
-            let url = sluice_lake::location::table_url(name, uri)?;
-            let open_error = |source| QueryError::Open {
-                table: name.clone(),
-                uri: url.to_string(),
-                source,
-            };
-            let table = match deltalake::open_table_with_storage_options(
-                url.clone(),
-                storage_options.clone(),
-            )
-            .await
-            {
-                Ok(table) => table,
-                Err(DeltaTableError::NotATable(_)) => {
-                    let files = FilesTable::open(name, uri, storage_options).await?;
-                    let Some(files) = files else {
-                        return Err(QueryError::NotCreated {
-                            table: name.clone(),
-                            uri: url.to_string(),
-                        });
-                    };
-                    summaries.push(files::register(&ctx, name, &files).await?);
-                    continue;
-                }
-                Err(err) => return Err(open_error(err)),
-            };
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(open_error)?;
-            let provider = table
-                .table_provider()
-                .await
-                .map_err(|err| open_error(err.into()))?;
-            ctx.register_table(name.as_str(), provider)?;
-            summaries.push(TableSummary {
-                name: name.clone(),
-                uri: url.to_string(),
-                format: "delta",
-                version: table.version().ok_or_else(|| QueryError::NotCreated {
-                    table: name.clone(),
-                    uri: url.to_string(),
-                })?,
-                files: table.get_file_uris().map_err(open_error)?.count(),
-                schema_changes: schema_history(
-                    table
-                        .snapshot()
-                        .map_err(open_error)?
-                        .metadata()
-                        .configuration(),
-                ),
-            });
+        let mut unavailable = Vec::new();
+        for location in tables {
+            match register(&ctx, location, storage_options).await {
+                Ok(summary) => summaries.push(summary),
+                Err(err) => unavailable.push((location.clone(), err)),
+            }
         }
-        Ok(Self { ctx, summaries })
+        (Self { ctx, summaries }, unavailable)
     }
 
     /// The registered tables, in the order given.
@@ -141,10 +110,74 @@ impl Lake {
         &self.summaries
     }
 
+    /// The columns of the registered table `name`.
+    pub async fn schema_of(&self, name: &str) -> Option<arrow::datatypes::SchemaRef> {
+        let provider = self.ctx.table_provider(name).await.ok()?;
+        Some(provider.schema())
+    }
+
     /// Runs one SQL statement and collects its results.
     pub async fn sql(&self, statement: &str) -> Result<Vec<RecordBatch>, QueryError> {
         Ok(self.ctx.sql(statement).await?.collect().await?)
     }
+}
+
+/// Opens the table at `location` and registers it in `ctx` under its name.
+async fn register(
+    ctx: &SessionContext,
+    TableLocation { name, uri }: &TableLocation,
+    storage_options: &HashMap<String, String>,
+) -> Result<TableSummary, QueryError> {
+    let url = sluice_lake::location::table_url(name, uri)?;
+    let open_error = |source| QueryError::Open {
+        table: name.clone(),
+        uri: url.to_string(),
+        source,
+    };
+    let table = match deltalake::open_table_with_storage_options(
+        url.clone(),
+        storage_options.clone(),
+    )
+    .await
+    {
+        Ok(table) => table,
+        Err(DeltaTableError::NotATable(_)) => {
+            let files = FilesTable::open(name, uri, storage_options).await?;
+            let Some(files) = files else {
+                return Err(QueryError::NotCreated {
+                    table: name.clone(),
+                    uri: url.to_string(),
+                });
+            };
+            return files::register(ctx, name, &files).await;
+        }
+        Err(err) => return Err(open_error(err)),
+    };
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(open_error)?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|err| open_error(err.into()))?;
+    ctx.register_table(name.as_str(), provider)?;
+    Ok(TableSummary {
+        name: name.clone(),
+        uri: url.to_string(),
+        format: "delta",
+        version: table.version().ok_or_else(|| QueryError::NotCreated {
+            table: name.clone(),
+            uri: url.to_string(),
+        })?,
+        files: table.get_file_uris().map_err(open_error)?.count(),
+        schema_changes: schema_history(
+            table
+                .snapshot()
+                .map_err(open_error)?
+                .metadata()
+                .configuration(),
+        ),
+    })
 }
 
 /// How results are printed.

@@ -48,6 +48,9 @@ pub enum Command {
     Query(QueryArgs),
     /// List the lake's tables with their Delta version and file count.
     Tables(LakeArgs),
+    /// Serve the web console for a pipeline: its graph with live rates, lag and freshness,
+    /// the lake's tables, read-only SQL with charts, dead letters, alerts and late events.
+    Console(ConsoleArgs),
     /// Create, list and describe topics.
     Topics(TopicsArgs),
     /// Serve a Kafka-compatible broker (the tansu that `up` embeds) until Ctrl-C or SIGTERM:
@@ -151,6 +154,51 @@ pub struct UpArgs {
     /// Where the stream's `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = sluice_engine::observe::DEFAULT_LISTEN)]
     pub metrics_listen: String,
+    /// The web console [default: on 127.0.0.1:8090].
+    #[command(flatten)]
+    pub console: ConsoleFlags,
+}
+
+/// The web console's flags (`up`, `stream`, `console`).
+#[derive(Debug, Args)]
+pub struct ConsoleFlags {
+    /// Where the web console listens. On a loopback address it needs no key; on any other
+    /// address every API call needs one (see --console-keys).
+    #[arg(long, env = "SLUICE_CONSOLE_LISTEN")]
+    pub console_listen: Option<String>,
+    /// A keys file (the gateway's format, `sluice gateway keygen`: `[[keys]]` with `name`,
+    /// `sha256` and `streams`, which the console ignores) whose keys open the console's API,
+    /// on any address [default: on a non-loopback address, a key made for the run and
+    /// printed]. The pipeline's gateway keys never open it.
+    #[arg(long, env = "SLUICE_CONSOLE_KEYS")]
+    pub console_keys: Option<PathBuf>,
+    /// Time limit of one SQL query in the console; past it the query is cancelled.
+    #[arg(long, default_value = "30s")]
+    pub sql_timeout: String,
+    /// Rows one SQL query in the console returns at most.
+    #[arg(long, default_value_t = 10_000)]
+    pub sql_rows: usize,
+}
+
+/// `sluice console`
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The cluster.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// The pipeline to show [default: the built-in sensor job `sluice up` runs, over --lake].
+    #[arg(long, conflicts_with = "lake")]
+    pub pipeline: Option<PathBuf>,
+    /// With the built-in job: where its lake lives [default: ./sluice-data/lake].
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// A running member's metrics endpoint (repeatable), e.g. http://10.0.0.5:9464/metrics;
+    /// each member exports its own partitions, so name them all.
+    #[arg(long = "metrics")]
+    pub metrics: Vec<url::Url>,
+    /// Where it listens, keys and SQL limits [default: 127.0.0.1:8090].
+    #[command(flatten)]
+    pub console: ConsoleFlags,
 }
 
 /// `sluice produce`
@@ -232,6 +280,9 @@ pub struct StreamArgs {
     /// second signal exits at once.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = sluice_core::config::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// The web console of this member [default: off; --console-listen turns it on].
+    #[command(flatten)]
+    pub console: ConsoleFlags,
 }
 
 /// `sluice gateway`

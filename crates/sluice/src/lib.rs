@@ -12,12 +12,14 @@
 //! - [`up`]: `sluice up`, everything in one process on embedded defaults.
 //! - [`builtin`]: the sensor pipeline `up` runs.
 //! - [`broker`]: `sluice broker`, the embedded Kafka-compatible broker on its own.
+//! - [`console`]: the web console, on its own (`sluice console`) or beside `up` and `stream`.
 
 pub mod broker;
 pub mod builtin;
 pub mod check;
 pub mod cli;
 pub mod compact;
+pub mod console;
 pub mod generators;
 pub mod probe;
 pub mod produce;

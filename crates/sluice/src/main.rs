@@ -101,6 +101,26 @@ async fn run(cli: Cli) -> Result<()> {
                 metrics.clone(),
                 shutdown.child_token(),
             ));
+            let _console = match &args.console.console_listen {
+                Some(listen) => {
+                    let serve = sluice::console::Serve {
+                        pipeline: pipeline.clone(),
+                        client: client.clone(),
+                        storage_options: storage_options.clone(),
+                        metrics: sluice_console::MetricsSource::InProcess(metrics.clone()),
+                    };
+                    let serving = sluice::console::start(
+                        listen,
+                        &args.console,
+                        serve,
+                        shutdown.child_token(),
+                    )
+                    .await?;
+                    eprintln!("stream: console on {}", serving.greeting());
+                    Some(serving)
+                }
+                None => None,
+            };
             let options = StreamOptions {
                 pipeline,
                 client,
@@ -255,6 +275,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
         Command::Tables(args) => sluice::query::run_tables(&args).await,
+        Command::Console(args) => sluice::console::run(args, shutdown).await,
         Command::Topics(args) => {
             let client = client_of(&args.kafka, args.kafka_config.as_deref())?;
             sluice::topics::run(client, args.command).await

@@ -1,6 +1,6 @@
 //! `sluice up`: the whole pipeline in one process on embedded defaults — a tansu broker with
 //! SQLite storage, the sensor generator, the HTTP gateway (with an API key made for this run),
-//! and the sensor pipeline into a local Delta lake. Ctrl-C stops the generator and the gateway,
+//! the sensor pipeline into a local Delta lake, and the web console. Ctrl-C stops the generator and the gateway,
 //! commits what is buffered and exits 0.
 
 use std::path::{Component, Path, PathBuf};
@@ -108,6 +108,19 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         }
     });
     until_listening(&args.gateway_listen, &gateway).await;
+    let metrics = Metrics::shared();
+    let console = crate::console::start(
+        (args.console.console_listen.as_deref()).unwrap_or(sluice_console::DEFAULT_LISTEN),
+        &args.console,
+        crate::console::Serve {
+            pipeline: pipeline.clone(),
+            client: client.clone(),
+            storage_options: sluice_lake::location::storage_options(&pipeline.storage_options),
+            metrics: sluice_console::MetricsSource::InProcess(metrics.clone()),
+        },
+        shutdown.clone(),
+    )
+    .await?;
     print_running(
         &args,
         &pipeline,
@@ -117,11 +130,11 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
             generated: generated.as_ref(),
             api_key: &api_key,
             metrics: metrics_address,
+            console: console.greeting(),
         },
     );
     let storage_options = sluice_lake::location::storage_options(&pipeline.storage_options);
     let stream_stop = CancellationToken::new();
-    let metrics = Metrics::shared();
     let serving = tokio::spawn(observe::serve(
         metrics_listener,
         metrics.clone(),
@@ -184,6 +197,7 @@ struct Running<'a> {
     generated: Option<&'a (String, f64)>,
     api_key: &'a str,
     metrics: std::net::SocketAddr,
+    console: String,
 }
 
 /// The sensor generator at its rate until `shutdown`, for the built-in job; for a user's
@@ -284,6 +298,10 @@ fn print_running(args: &UpArgs, pipeline: &Pipeline, running: &Running<'_>) {
     let stream = &pipeline.streams[0].name;
     println!(
         "  gateway http://{gateway}/v1/streams/{stream}/events (API key for this run: {api_key})"
+    );
+    println!(
+        "  console {}  (the pipeline live, the tables, SQL, dead letters)",
+        running.console
     );
     println!("Try, in another terminal:");
     let table = &pipeline.tables[0].name;

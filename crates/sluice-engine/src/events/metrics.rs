@@ -50,6 +50,8 @@ pub const COMMIT_BYTES: &str = "sluice_commit_bytes";
 pub const CONSUMER_LAG: &str = "sluice_consumer_lag";
 /// Now minus the newest event time committed to a table, by `table`.
 pub const FRESHNESS: &str = "sluice_table_freshness_seconds";
+/// Now minus the newest event time committed from a source partition.
+pub const PARTITION_FRESHNESS: &str = "sluice_partition_freshness_seconds";
 /// Now minus the table's last commit by this process, by `table`.
 pub const SINCE_COMMIT: &str = "sluice_table_since_last_commit_seconds";
 /// A window's watermark (event time, seconds since the epoch), by `window`.
@@ -198,6 +200,7 @@ pub struct Metrics {
     pub(super) commit_bytes: Histograms<TableLabel>,
     pub(super) lag: Family<PartitionLabels, Gauge>,
     pub(super) freshness: Seconds<TableLabel>,
+    pub(super) partition_freshness: Seconds<PartitionLabels>,
     pub(super) since_commit: Seconds<TableLabel>,
     pub(super) watermark: Seconds<WindowLabel>,
     pub(super) assigned: Gauge,
@@ -212,6 +215,8 @@ pub struct Metrics {
     pub(super) received_to_sent: Histograms<KindLabel>,
     pub(super) received_to_committed: Histograms<TableLabel>,
     pub(super) landed: Mutex<HashMap<String, Landed>>,
+    /// The newest event time committed from each (topic, partition) this member holds.
+    pub(super) partition_landed: Mutex<HashMap<(String, i32), i64>>,
     pub(super) summary: Mutex<Summary>,
     pub(super) started: Instant,
     /// Milliseconds after `started` of the loop's last turn.
@@ -311,6 +316,11 @@ impl Default for Metrics {
                 "Now minus the newest event time committed, by table",
                 Seconds::default()
             ),
+            partition_freshness: registered!(
+                PARTITION_FRESHNESS,
+                "Now minus the newest event time committed from a source partition, by topic and partition",
+                Seconds::default()
+            ),
             since_commit: registered!(
                 SINCE_COMMIT,
                 "Now minus this process's last commit, by table",
@@ -378,6 +388,7 @@ impl Default for Metrics {
             ),
             registry,
             landed: Mutex::default(),
+            partition_landed: Mutex::default(),
             summary: Mutex::default(),
             started: Instant::now(),
             last_turn_ms: AtomicI64::new(0),
@@ -445,6 +456,15 @@ impl Metrics {
                 let age = micros_since_epoch(now) - newest;
                 self.freshness.get_or_create(&label).set(age as f64 / 1e6);
             }
+        }
+        for ((topic, partition), newest) in self.partition_landed.lock().expect("no panics").iter()
+        {
+            let labels = PartitionLabels {
+                topic: topic.clone(),
+                partition: *partition,
+            };
+            let age = micros_since_epoch(now) - newest;
+            (self.partition_freshness.get_or_create(&labels)).set(age as f64 / 1e6);
         }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

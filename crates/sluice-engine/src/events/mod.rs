@@ -266,6 +266,8 @@ pub struct Committed<'a> {
     pub took: Duration,
     /// The newest event time among its rows (UTC microseconds).
     pub newest_event_us: Option<i64>,
+    /// The newest event time among its rows per source (topic, partition), UTC microseconds.
+    pub newest_by_partition: &'a [(&'a str, i32, i64)],
     /// Since the oldest row (or progress) it lands was received, when known.
     pub since_received: Option<Duration>,
 }
@@ -326,6 +328,14 @@ impl Event for Committed<'_> {
         entry.at = SystemTime::now();
         entry.newest_event_us = entry.newest_event_us.max(self.newest_event_us);
         drop(landed);
+        let mut partitions = metrics.partition_landed.lock().expect("no panics");
+        for &(topic, partition, us) in self.newest_by_partition {
+            let newest = partitions
+                .entry((topic.to_string(), partition))
+                .or_insert(us);
+            *newest = (*newest).max(us);
+        }
+        drop(partitions);
         metrics.count(|s| {
             s.commits += 1;
             match self.kind {
@@ -438,11 +448,15 @@ impl Event for PartitionsRevoked<'_> {
             .lanes_dropped
             .get_or_create(&why)
             .inc_by(self.lanes as u64);
+        let mut newest = metrics.partition_landed.lock().expect("no panics");
         for (topic, partition) in self.partitions {
-            metrics.lag.remove(&PartitionLabels {
+            let labels = PartitionLabels {
                 topic: topic.clone(),
                 partition: *partition,
-            });
+            };
+            metrics.lag.remove(&labels);
+            metrics.partition_freshness.remove(&labels);
+            newest.remove(&(topic.clone(), *partition));
         }
     }
 }
@@ -597,6 +611,7 @@ mod tests {
             to_line: None,
             took: Duration::from_millis(40),
             newest_event_us: Some(hour_ago),
+            newest_by_partition: &[("readings", 2, hour_ago - 60_000_000)],
             since_received: Some(Duration::from_millis(1500)),
         });
         let text = metrics.render();
@@ -610,6 +625,26 @@ mod tests {
             .expect("freshness exported");
         let freshness: f64 = freshness.parse().unwrap();
         assert!((3600.0..3610.0).contains(&freshness), "{freshness}");
+        let partition = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "sluice_partition_freshness_seconds{topic=\"readings\",partition=\"2\"} ",
+                )
+            })
+            .expect("partition freshness exported");
+        let partition: f64 = partition.parse().unwrap();
+        assert!((3660.0..3670.0).contains(&partition), "{partition}");
+        metrics.emit(PartitionsRevoked {
+            partitions: &[("readings".to_string(), 2)],
+            holding: 0,
+            lanes: 1,
+        });
+        let text = metrics.render();
+        assert!(
+            !text.contains("sluice_partition_freshness_seconds{"),
+            "{text}"
+        );
         assert_eq!(metrics.summary().rows, 10);
         assert_eq!(metrics.summary().commits, 1);
         assert!(

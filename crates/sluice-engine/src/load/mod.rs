@@ -378,6 +378,7 @@ async fn land(
     let landed = Landed {
         rows: std::mem::take(rows_written),
         newest_event_us: newest_event_us.take(),
+        newest_by_partition: Vec::new(),
         to_line: Some(pending.last_offset),
         received: None,
     };
@@ -400,9 +401,10 @@ async fn commit(
         last_offset: pending.last_offset,
         marks: pending.marks.clone(),
     };
+    let rows = landed.rows;
     output
         .commit(&pending.batches, &[progress], landed, metrics)
         .await
-        .with_context(|| format!("committing {} rows to table {}", landed.rows, output.name()))?;
+        .with_context(|| format!("committing {rows} rows to table {}", output.name()))?;
     Ok(())
 }

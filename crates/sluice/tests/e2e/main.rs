@@ -8,6 +8,7 @@ mod bad_input;
 mod broker;
 mod chaos;
 mod compaction;
+mod console;
 mod gateway;
 mod gateway_guards;
 mod gateway_matrix;

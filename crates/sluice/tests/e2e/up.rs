@@ -13,25 +13,28 @@ use crate::helpers::*;
 /// A running `sluice up`: its stdout read as it comes (the API key is printed at start), its
 /// logs in a file (a pipe nobody reads while the test polls would stop `up` at its first write
 /// once full, with nothing landing from then on).
-struct Up {
-    child: std::process::Child,
+pub(crate) struct Up {
+    pub(crate) child: std::process::Child,
     printed: Arc<Mutex<String>>,
     reader: std::thread::JoinHandle<()>,
     log: std::path::PathBuf,
     gateway: String,
     metrics: String,
+    /// The embedded broker's address.
+    pub(crate) broker: String,
 }
 
 impl Up {
     /// `sluice up` with `args`, its data under `dir`, on free ports.
-    fn start(dir: &std::path::Path, args: &[&str]) -> Self {
+    pub(crate) fn start(dir: &std::path::Path, args: &[&str]) -> Self {
         let gateway = format!("127.0.0.1:{}", free_port());
         let metrics = format!("127.0.0.1:{}", free_port());
+        let broker = format!("127.0.0.1:{}", free_port());
         let log = dir.join("up.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("up")
             .args(args)
-            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--listen", &broker])
             .args(["--gateway-listen", &gateway, "--metrics-listen", &metrics])
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -62,15 +65,16 @@ impl Up {
             log,
             gateway,
             metrics,
+            broker,
         }
     }
 
-    fn logged(&self) -> String {
+    pub(crate) fn logged(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Fails the test if `up` has exited.
-    fn still_running(&mut self, what: &str) {
+    pub(crate) fn still_running(&mut self, what: &str) {
         if let Some(status) = self.child.try_wait().unwrap() {
             panic!("up exited ({status}) before {what}:\n{}", self.logged());
         }
@@ -118,7 +122,7 @@ impl Up {
     }
 
     /// Ctrl-C (SIGINT), then insists on exit 0 within a minute; what `up` printed.
-    fn stop(self) -> String {
+    pub(crate) fn stop(self) -> String {
         run_ok(
             Command::new("kill").args(["-INT", &self.child.id().to_string()]),
             Duration::from_secs(5),
@@ -295,12 +299,12 @@ fn up_refuses_a_taken_port_by_address_and_the_flag_that_moves_it() {
 }
 
 /// Rows in the `up` lake's sensor table, if it can be queried yet.
-fn lake_rows(lake: &std::path::Path) -> Option<u64> {
+pub(crate) fn lake_rows(lake: &std::path::Path) -> Option<u64> {
     lake_count(lake, "select count(*) as n from sensor_events")
 }
 
 /// The single number a counting query over the `up` lake returns, if it answers.
-fn lake_count(lake: &std::path::Path, sql: &str) -> Option<u64> {
+pub(crate) fn lake_count(lake: &std::path::Path, sql: &str) -> Option<u64> {
     let output = run(
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["query", "--format", "csv", "--lake"])
