@@ -14,7 +14,8 @@ alternately:
             Delta table on the local disk → committed;
 Workloads: "sensor" (1,000,000 events, 8 partitions, one hour of event time), "sensor-job"
 (the same events through the sensor job: raw table + a 1-minute window per device + two alert
-rules + a dead-letter topic), "sensor-parquet" (the same events into a plain Parquet table
+rules + a dead-letter topic), "sensor-job@console" (the same with the web console served beside
+the stream, nobody looking), "sensor-parquet" (the same events into a plain Parquet table
 instead of a Delta table), "wide" (500,000
 events, 64 partitions, event times spread at random over 48 hours: every batch touches every
 date/hour partition) under the default 256 MiB memory budget, and "wide@64MiB" (the same
@@ -114,6 +115,8 @@ def main():
     scenarios = [  # name, events, partitions, hours, shuffle, extra `sluice stream` arguments
         ("sensor", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("sensor-job", 20_000 if small else 1_000_000, 8, 1, False, []),
+        ("sensor-job@console", 20_000 if small else 1_000_000, 8, 1, False,
+         ["--console-listen", "127.0.0.1:0"]),
         ("sensor-parquet", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("wide", 20_000 if small else 500_000, 64, 48, True, []),
         ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),

@@ -3,6 +3,7 @@
 
   console.py --url http://127.0.0.1:PORT/ --out DIR --cutoff ISO_TIMESTAMP
              --dead-letter-reason TEXT [--key KEY] [--sql-timeout-query SQL] [--verify]
+  console.py --url … --out DIR --down [--key KEY]
 
 Steps, each with an explicit wait:
   (a) #/pipeline: the graph (svg#pipeline-graph) shows sensor_events, sensor_alerts and
@@ -16,6 +17,11 @@ Steps, each with an explicit wait:
   (g) #/side/dead_letters: Refresh every 5 s until a record's reason contains
       --dead-letter-reason;
   (h) #/tables, then the first table's detail (--verify: also press Verify).
+
+With --down it checks a console whose brokers are down instead: #/pipeline says Kafka is down
+(down-pipeline.png), #/tables lists a table that cannot be read with its error
+(down-tables.png), and SQL still counts sensor_events (findings kafka_status, tables,
+tables_down, sql_count).
 
 With --key the key is typed into the console's key prompt first. Screenshots (pipeline.png,
 lag.png, sql.png, sql-chart.png, dead-letters.png, tables.png, table-detail.png) and
@@ -315,6 +321,36 @@ class Console:
             findings["verify"] = {"state": box.get_attribute("data-state"), "text": box.text}
             log(f"verify {name}: {box.get_attribute('data-state')}")
 
+    def down(self, findings):
+        """--down: a console whose brokers are down and one of whose tables cannot be read."""
+        self.step = "(down) pipeline"
+        self.wait(60, "the pipeline graph", lambda d: self.js(
+            "const g = document.getElementById('pipeline-graph');"
+            "return !!(g && g.querySelector('text'));"))
+        self.wait(90, "#kafka-status to say Kafka is down",
+                  lambda d: "down" in (self.text_of("#kafka-status") or "").lower())
+        findings["kafka_status"] = self.text_of("#kafka-status")
+        log(f"Kafka: {findings['kafka_status']}")
+        self.shot("down-pipeline.png")
+        self.step = "(down) tables"
+        self.goto("#/tables")
+        rows = lambda: self.js("return [...document.querySelectorAll('#tables-list tr.table-row')].map(tr => "
+                               "({name: tr.dataset.name, error: tr.dataset.error === undefined ? null : tr.dataset.error}))") or []
+        self.wait(90, "the tables list with a table that is down",
+                  lambda d: any(r["error"] for r in rows()))
+        findings["tables"] = [r["name"] for r in rows()]
+        findings["tables_down"] = {r["name"]: r["error"] for r in rows() if r["error"] is not None}
+        self.shot("down-tables.png")
+        self.step = "(down) sql"
+        self.goto("#/sql")
+        self.wait(10, "the SQL editor", lambda d: d.find_elements(By.ID, "sql-editor"))
+        r = self.run_sql("select count(*) as n from sensor_events")
+        if "result" not in r:
+            raise Failed(f"step {self.step}: the count failed: {r['kind']}: {r['text']}")
+        cell = self.d.find_element(By.CSS_SELECTOR, "#sql-grid tbody tr td").text.strip()
+        findings["sql_count"] = int(cell.replace(",", ""))
+        log(f"down: tables {findings['tables_down']}, count {findings['sql_count']}")
+
     def fail(self, message):
         log(f"FAILED: {message}")
         try:
@@ -333,12 +369,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True, help="the console, e.g. http://127.0.0.1:8090/")
     ap.add_argument("--out", required=True, help="directory for screenshots and logs")
-    ap.add_argument("--cutoff", required=True, help="ISO timestamp for the count query")
-    ap.add_argument("--dead-letter-reason", required=True, help="text the planted dead letter's reason contains")
+    ap.add_argument("--cutoff", help="ISO timestamp for the count query")
+    ap.add_argument("--dead-letter-reason", help="text the planted dead letter's reason contains")
+    ap.add_argument("--down", action="store_true",
+                    help="check a console whose brokers are down instead (the steps of --down)")
     ap.add_argument("--key", help="the console key, typed into its prompt")
     ap.add_argument("--sql-timeout-query", help="a query the console must cancel (recorded as timeout_error)")
     ap.add_argument("--verify", action="store_true", help="also press Verify on the first table")
     args = ap.parse_args()
+    if not args.down and not (args.cutoff and args.dead_letter_reason):
+        ap.error("--cutoff and --dead-letter-reason are required (unless --down)")
     os.makedirs(args.out, exist_ok=True)
 
     c = Console(args)
@@ -346,7 +386,8 @@ def main():
     code = 0
     try:
         c.open()
-        for step in (c.pipeline, c.lag, c.sql, c.dead_letters, c.tables):
+        steps = (c.down,) if args.down else (c.pipeline, c.lag, c.sql, c.dead_letters, c.tables)
+        for step in steps:
             step(findings)
             c.drain_log()
     except Failed as e:

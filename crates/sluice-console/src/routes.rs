@@ -118,12 +118,20 @@ fn problem(status: StatusCode, kind: &str, error: impl std::fmt::Display) -> Res
         .into_response()
 }
 
-/// Lets an API call through when [`Access`] does.
+/// Lets an API call through when [`Access`] does. A POST must say it sends JSON: a page
+/// elsewhere cannot post that without a preflight, which is never answered.
 async fn checked(State(console): Shared, request: Request, next: Next) -> Response {
-    match console.access.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err((status, kind, message)) => problem(status, kind, message),
+    if let Err((status, kind, message)) = console.access.check(request.headers()) {
+        return problem(status, kind, message);
     }
+    let json = (request.headers().get(header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if request.method() == axum::http::Method::POST && !json {
+        let message = "send the request's body as Content-Type: application/json";
+        return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "media_type", message);
+    }
+    next.run(request).await
 }
 
 /// An embedded file, or 304 when the page has it already.
@@ -260,8 +268,12 @@ async fn verify(State(console): Shared, Path(name): Path<String>) -> Response {
 
 /// Tables and their columns, for the SQL editor.
 async fn catalog(State(console): Shared) -> Response {
-    let (lake, _unavailable) =
-        sluice_query::Lake::open_available(&console.locations, &console.storage_options).await;
+    let (lake, _unavailable) = sluice_query::Lake::open_available(
+        &console.locations,
+        &console.storage_options,
+        Some(tables::TABLE_LIMIT),
+    )
+    .await;
     let mut tables = Vec::new();
     for summary in lake.tables() {
         let columns = match lake.schema_of(&summary.name).await {
@@ -316,3 +328,6 @@ async fn side_records(State(console): Shared, Path(kind): Path<String>) -> Respo
         .insert(kind, (Instant::now(), answer.clone()));
     Json(answer).into_response()
 }
+
+#[cfg(test)]
+mod tests;

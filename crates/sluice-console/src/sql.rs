@@ -12,6 +12,8 @@ use sluice_query::read_only::{Limits, ReadOnlyError, Rows};
 use sluice_query::{Format, Lake, TableLocation, render};
 use tokio::sync::Semaphore;
 
+use crate::tables::TABLE_LIMIT;
+
 /// Queries run at once.
 const RUNNING: usize = 2;
 
@@ -66,7 +68,7 @@ impl Sql {
             return error(StatusCode::TOO_MANY_REQUESTS, "busy", message);
         };
         let (lake, unavailable) =
-            Lake::open_available(&self.locations, &self.storage_options).await;
+            Lake::open_available(&self.locations, &self.storage_options, Some(TABLE_LIMIT)).await;
         let rows = match lake.read_only(&query.sql, self.limits).await {
             Ok(rows) => rows,
             Err(err @ ReadOnlyError::Refused(_)) => {

@@ -4,6 +4,7 @@
 //! their log; plain-files tables from sluice's own log under `_sluice/log`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use arrow::datatypes::{DataType, Schema};
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
@@ -19,6 +20,10 @@ mod delta_log;
 
 /// How many commits a table's page lists, newest first.
 const HISTORY: u64 = 50;
+
+/// How long reading one table may take before it shows as down: a store that does not answer
+/// is otherwise retried for minutes.
+pub(crate) const TABLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// A table as the tables list shows it; `error` instead of figures when it cannot be read.
 #[derive(Debug, Serialize, Default)]
@@ -127,8 +132,12 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        // Many errors repeat their cause in their own message already.
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -141,12 +150,13 @@ pub(crate) async fn list(
 ) -> Vec<TableInfo> {
     futures::stream::iter(locations)
         .then(|location| async move {
-            let opened = open(location, storage_options).await;
-            let info = match opened {
-                Ok(Opened::Delta(table)) => delta_info(&table).await,
-                Ok(Opened::Files(table)) => files_info(&table).await,
-                Err(err) => Err(err),
-            };
+            let info = within_limit(async {
+                match open(location, storage_options).await? {
+                    Opened::Delta(table) => delta_info(&table).await,
+                    Opened::Files(table) => files_info(&table).await,
+                }
+            });
+            let info = info.await;
             match info {
                 Ok(info) => TableInfo {
                     name: location.name.clone(),
@@ -169,10 +179,23 @@ pub(crate) async fn detail(
     location: &TableLocation,
     storage_options: &HashMap<String, String>,
 ) -> Result<TableDetail, String> {
-    match open(location, storage_options).await? {
-        Opened::Delta(table) => delta_detail(&location.name, &table).await,
-        Opened::Files(table) => files_detail(&location.name, &table).await,
-    }
+    within_limit(async {
+        match open(location, storage_options).await? {
+            Opened::Delta(table) => delta_detail(&location.name, &table).await,
+            Opened::Files(table) => files_detail(&location.name, &table).await,
+        }
+    })
+    .await
+}
+
+/// `read`, or an error once it took [`TABLE_LIMIT`].
+async fn within_limit<T>(read: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    (tokio::time::timeout(TABLE_LIMIT, read).await).unwrap_or_else(|_| {
+        Err(format!(
+            "no answer from its store within {} s",
+            TABLE_LIMIT.as_secs()
+        ))
+    })
 }
 
 fn columns(schema: &Schema) -> Vec<Column> {

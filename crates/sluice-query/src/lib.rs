@@ -39,6 +39,16 @@ pub enum QueryError {
         /// The cause.
         source: DeltaTableError,
     },
+    /// The table's store did not answer in time.
+    #[error("table {table} at {uri}: no answer from its store within {}", humantime::format_duration(*.after))]
+    TimedOut {
+        /// Table name.
+        table: String,
+        /// Its location.
+        uri: String,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
     /// DataFusion refused or failed the statement.
     #[error("query failed")]
     Sql(#[from] datafusion::error::DataFusionError),
@@ -80,24 +90,39 @@ impl Lake {
         tables: &[TableLocation],
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, QueryError> {
-        let (lake, mut unavailable) = Self::open_available(tables, storage_options).await;
+        let (lake, mut unavailable) = Self::open_available(tables, storage_options, None).await;
         match unavailable.is_empty() {
             true => Ok(lake),
             false => Err(unavailable.swap_remove(0).1),
         }
     }
 
-    /// Opens every table it can and registers it under its name; returns the others with why
-    /// they could not be opened (the console shows those beside the working ones).
+    /// Opens every table it can (each within `limit`, when given: a store that is down would
+    /// otherwise be retried for minutes) and registers it under its name; returns the others
+    /// with why they could not be opened (the console shows those beside the working ones).
     pub async fn open_available(
         tables: &[TableLocation],
         storage_options: &HashMap<String, String>,
+        limit: Option<std::time::Duration>,
     ) -> (Self, Vec<(TableLocation, QueryError)>) {
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
         let mut summaries = Vec::new();
         let mut unavailable = Vec::new();
         for location in tables {
-            match register(&ctx, location, storage_options).await {
+            let registered = register(&ctx, location, storage_options);
+            let registered = match limit {
+                None => registered.await,
+                Some(after) => {
+                    (tokio::time::timeout(after, registered).await).unwrap_or_else(|_| {
+                        Err(QueryError::TimedOut {
+                            table: location.name.clone(),
+                            uri: location.uri.clone(),
+                            after,
+                        })
+                    })
+                }
+            };
+            match registered {
                 Ok(summary) => summaries.push(summary),
                 Err(err) => unavailable.push((location.clone(), err)),
             }
