@@ -29,7 +29,10 @@ use crate::{ConsoleOptions, Verifier};
 
 /// How long an answer about Kafka or the tables is reused: pages poll, and the broker and the
 /// store need not be asked each time.
-const KAFKA_CACHE: Duration = Duration::from_secs(5);
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+/// How long reading the side topics' tails may take before they show as down.
+const SIDE_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long the overview waits for the brokers before calling them down.
 const KAFKA_CHECK: Duration = Duration::from_secs(4);
@@ -50,7 +53,7 @@ pub(crate) struct Console {
     verifying: tokio::sync::Mutex<()>,
     kafka: Mutex<Option<(Instant, Value)>>,
     tables: tokio::sync::Mutex<Option<(Instant, Value)>>,
-    side: Mutex<HashMap<SideKind, (Instant, Value)>>,
+    side: tokio::sync::Mutex<HashMap<SideKind, (Instant, Value)>>,
 }
 
 impl Console {
@@ -77,7 +80,7 @@ impl Console {
             verifying: tokio::sync::Mutex::new(()),
             kafka: Mutex::default(),
             tables: tokio::sync::Mutex::default(),
-            side: Mutex::default(),
+            side: tokio::sync::Mutex::default(),
         }
     }
 }
@@ -183,10 +186,10 @@ async fn overview(State(console): Shared) -> Response {
     .into_response()
 }
 
-/// Whether the brokers answer, asked at most every [`KAFKA_CACHE`].
+/// Whether the brokers answer, asked at most every [`CACHE_FOR`].
 async fn kafka_status(console: &Arc<Console>) -> Value {
     let cached = console.kafka.lock().expect("no panics").clone();
-    if let Some((_, status)) = cached.filter(|(at, _)| at.elapsed() < KAFKA_CACHE) {
+    if let Some((_, status)) = cached.filter(|(at, _)| at.elapsed() < CACHE_FOR) {
         return status;
     }
     let client = console.client.clone();
@@ -210,10 +213,10 @@ async fn metrics(State(console): Shared) -> Response {
     Json(console.history.snapshot()).into_response()
 }
 
-/// The tables, read at most every [`KAFKA_CACHE`]: the lag page polls them.
+/// The tables, read at most every [`CACHE_FOR`]: the lag page polls them.
 async fn list_tables(State(console): Shared) -> Response {
     let mut cached = console.tables.lock().await;
-    if let Some((_, tables)) = cached.as_ref().filter(|(at, _)| at.elapsed() < KAFKA_CACHE) {
+    if let Some((_, tables)) = cached.as_ref().filter(|(at, _)| at.elapsed() < CACHE_FOR) {
         return Json(tables.clone()).into_response();
     }
     let tables = tables::list(&console.locations, &console.storage_options).await;
@@ -304,9 +307,11 @@ async fn side_records(State(console): Shared, Path(kind): Path<String>) -> Respo
             format!("no side topics of kind {kind} (dead_letters, alerts, late)"),
         );
     };
-    let cached = console.side.lock().expect("no panics").get(&kind).cloned();
-    if let Some((_, answer)) = cached.filter(|(at, _)| at.elapsed() < KAFKA_CACHE) {
-        return Json(answer).into_response();
+    // One read at a time: the others wait for it and take its answer.
+    let mut cache = console.side.lock().await;
+    let cached = cache.get(&kind).filter(|(at, _)| at.elapsed() < CACHE_FOR);
+    if let Some((_, answer)) = cached {
+        return Json(answer.clone()).into_response();
     }
     let topics = kind.topics(&console.pipeline);
     let client = console.client.clone();
@@ -314,18 +319,20 @@ async fn side_records(State(console): Shared, Path(kind): Path<String>) -> Respo
         let topics = topics.clone();
         tokio::task::spawn_blocking(move || side::latest(&client, kind, &topics))
     };
-    let answer = match read.await {
-        Ok(Ok(records)) => json!({"up": true, "error": null, "topics": topics, "records": records}),
-        Ok(Err(err)) => {
-            json!({"up": false, "error": format!("{:#}", anyhow::Error::new(err)), "topics": topics, "records": []})
+    let down =
+        |error: String| json!({"up": false, "error": error, "topics": topics, "records": []});
+    let answer = match tokio::time::timeout(SIDE_LIMIT, read).await {
+        Ok(Ok(Ok(records))) => {
+            json!({"up": true, "error": null, "topics": topics, "records": records})
         }
-        Err(err) => json!({"up": false, "error": err.to_string(), "topics": topics, "records": []}),
+        Ok(Ok(Err(err))) => down(format!("{:#}", anyhow::Error::new(err))),
+        Ok(Err(err)) => down(err.to_string()),
+        Err(_) => down(format!(
+            "no answer from the brokers within {} s",
+            SIDE_LIMIT.as_secs()
+        )),
     };
-    console
-        .side
-        .lock()
-        .expect("no panics")
-        .insert(kind, (Instant::now(), answer.clone()));
+    cache.insert(kind, (Instant::now(), answer.clone()));
     Json(answer).into_response()
 }
 

@@ -9,7 +9,6 @@ use std::time::Duration;
 use arrow::datatypes::{DataType, Schema};
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
 use deltalake::{DeltaTable, DeltaTableError};
-use futures::StreamExt;
 use serde::Serialize;
 use sluice_lake::evolution::{SchemaChange, schema_history};
 use sluice_lake::files::FilesTable;
@@ -148,30 +147,24 @@ pub(crate) async fn list(
     locations: &[TableLocation],
     storage_options: &HashMap<String, String>,
 ) -> Vec<TableInfo> {
-    futures::stream::iter(locations)
-        .then(|location| async move {
-            let info = within_limit(async {
-                match open(location, storage_options).await? {
-                    Opened::Delta(table) => delta_info(&table).await,
-                    Opened::Files(table) => files_info(&table).await,
-                }
-            });
-            let info = info.await;
-            match info {
-                Ok(info) => TableInfo {
-                    name: location.name.clone(),
-                    ..info
-                },
-                Err(error) => TableInfo {
-                    name: location.name.clone(),
-                    uri: location.uri.clone(),
-                    error: Some(error),
-                    ..TableInfo::default()
-                },
+    futures::future::join_all(locations.iter().map(|location| async move {
+        let info = within_limit(async {
+            match open(location, storage_options).await? {
+                Opened::Delta(table) => delta_info(&location.name, &table).await,
+                Opened::Files(table) => files_info(&location.name, &table).await,
             }
-        })
-        .collect()
-        .await
+        });
+        match info.await {
+            Ok(info) => info,
+            Err(error) => TableInfo {
+                name: location.name.clone(),
+                uri: location.uri.clone(),
+                error: Some(error),
+                ..TableInfo::default()
+            },
+        }
+    }))
+    .await
 }
 
 /// The page of the table at `location`.
@@ -247,13 +240,13 @@ fn delta_partitions(table: &DeltaTable) -> Result<Vec<PartitionInfo>, String> {
     Ok(partitions.into_values().rev().collect())
 }
 
-async fn delta_info(table: &DeltaTable) -> Result<TableInfo, String> {
+async fn delta_info(name: &str, table: &DeltaTable) -> Result<TableInfo, String> {
     let snapshot = table.snapshot().map_err(|err| error_chain(&err))?;
     let version = snapshot.version();
     let partitions = delta_partitions(table)?;
     let latest = delta_log::commits(table, version, 1).await?;
     Ok(TableInfo {
-        name: String::new(),
+        name: name.to_string(),
         uri: table.table_url().to_string(),
         format: Some("delta"),
         up: true,
@@ -306,11 +299,11 @@ fn files_partitions(entries: &[Entry]) -> Vec<PartitionInfo> {
     partitions.into_values().rev().collect()
 }
 
-async fn files_info(table: &FilesTable) -> Result<TableInfo, String> {
+async fn files_info(name: &str, table: &FilesTable) -> Result<TableInfo, String> {
     let entries = table.entries().await.map_err(|err| error_chain(&err))?;
     let partitions = files_partitions(&entries);
     Ok(TableInfo {
-        name: String::new(),
+        name: name.to_string(),
         uri: table.url().to_string(),
         format: Some(format_name(&table.latest.table.format)),
         up: true,

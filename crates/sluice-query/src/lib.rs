@@ -106,22 +106,26 @@ impl Lake {
         limit: Option<std::time::Duration>,
     ) -> (Self, Vec<(TableLocation, QueryError)>) {
         let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        let opening = tables.iter().map(|location| {
+            let registered = register(&ctx, location, storage_options);
+            async move {
+                let Some(after) = limit else {
+                    return registered.await;
+                };
+                (tokio::time::timeout(after, registered).await).unwrap_or_else(|_| {
+                    Err(QueryError::TimedOut {
+                        table: location.name.clone(),
+                        uri: location.uri.clone(),
+                        after,
+                    })
+                })
+            }
+        });
+        // All at once: a store that does not answer costs its limit once, not once per table.
+        let opened = futures::future::join_all(opening).await;
         let mut summaries = Vec::new();
         let mut unavailable = Vec::new();
-        for location in tables {
-            let registered = register(&ctx, location, storage_options);
-            let registered = match limit {
-                None => registered.await,
-                Some(after) => {
-                    (tokio::time::timeout(after, registered).await).unwrap_or_else(|_| {
-                        Err(QueryError::TimedOut {
-                            table: location.name.clone(),
-                            uri: location.uri.clone(),
-                            after,
-                        })
-                    })
-                }
-            };
+        for (location, registered) in tables.iter().zip(opened) {
             match registered {
                 Ok(summary) => summaries.push(summary),
                 Err(err) => unavailable.push((location.clone(), err)),

@@ -173,8 +173,8 @@ pub struct ConsoleFlags {
     #[arg(long, env = "SLUICE_CONSOLE_KEYS")]
     pub console_keys: Option<PathBuf>,
     /// Time limit of one SQL query in the console; past it the query is cancelled.
-    #[arg(long, default_value = "30s")]
-    pub sql_timeout: String,
+    #[arg(long, default_value = "30s", value_parser = sluice_core::config::parse_duration)]
+    pub sql_timeout: std::time::Duration,
     /// Rows one SQL query in the console returns at most.
     #[arg(long, default_value_t = 10_000)]
     pub sql_rows: usize,

@@ -67,8 +67,6 @@ pub async fn start(
     let listener = sluice_console::bind(listen).await?;
     let address = listener.local_addr()?;
     let (keys, key) = keys(flags, &serve.pipeline, address)?;
-    let timeout = sluice_core::config::parse_duration(&flags.sql_timeout)
-        .map_err(|err| anyhow::anyhow!("--sql-timeout: {err}"))?;
     if flags.sql_rows == 0 {
         bail!("--sql-rows must be at least 1");
     }
@@ -80,7 +78,7 @@ pub async fn start(
         metrics: serve.metrics,
         keys,
         sql: Limits {
-            timeout,
+            timeout: flags.sql_timeout,
             rows: flags.sql_rows,
         },
     };
@@ -189,7 +187,7 @@ mod tests {
         ConsoleFlags {
             console_listen: None,
             console_keys: keys,
-            sql_timeout: "30s".into(),
+            sql_timeout: std::time::Duration::from_secs(30),
             sql_rows: 10,
         }
     }

@@ -39,6 +39,9 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
         )
     })?;
     ensure_free(&args.gateway_listen, "the gateway", "--gateway-listen")?;
+    let console_listen =
+        (args.console.console_listen.as_deref()).unwrap_or(sluice_console::DEFAULT_LISTEN);
+    ensure_free(console_listen, "the console", "--console-listen")?;
     let metrics_listener = observe::bind(&args.metrics_listen).await?;
     let metrics_address = metrics_listener.local_addr()?;
     let (brokers, embedded) = match &args.brokers {
@@ -110,7 +113,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> Result<()> {
     until_listening(&args.gateway_listen, &gateway).await;
     let metrics = Metrics::shared();
     let console = crate::console::start(
-        (args.console.console_listen.as_deref()).unwrap_or(sluice_console::DEFAULT_LISTEN),
+        console_listen,
         &args.console,
         crate::console::Serve {
             pipeline: pipeline.clone(),

@@ -109,6 +109,9 @@ struct OffsetStats {
     hi: Option<i64>,
 }
 
+/// How many times a table's log and rows are read again when a commit landed between them.
+const SAME_VERSION_ATTEMPTS: usize = 10;
+
 /// Checks every table of the pipeline.
 pub async fn run(options: &VerifyOptions) -> Result<Verification> {
     let mut tables = Vec::new();
@@ -143,16 +146,25 @@ async fn verify_table(
     source: Source<'_>,
 ) -> Result<TableVerification> {
     let topic = source.topic;
-    let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
-    let (files, bad_files) = audited.check_files().await?;
+    // The log and the rows are read at one version: a writer may commit in between, and is
+    // then waited out by reading both again.
+    let mut attempts = 0;
+    let (audited, files, bad_files, stats) = loop {
+        attempts += 1;
+        let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
+        let (files, bad_files) = audited.check_files().await?;
+        // Row statistics need every file readable; with a damaged file, only the log is checked.
+        if !bad_files.is_empty() {
+            break (audited, files, bad_files, None);
+        }
+        let (stats, version) = offset_stats(name, uri, &options.storage_options).await?;
+        if version == audited.version() || attempts == SAME_VERSION_ATTEMPTS {
+            break (audited, files, bad_files, Some(stats));
+        }
+    };
     let uncommitted_files = audited
         .uncommitted_files(options.min_age, options.repair)
         .await?;
-    // Row statistics need every file readable; with a damaged file, only the log is checked.
-    let stats = match bad_files.is_empty() {
-        true => Some(offset_stats(name, uri, &options.storage_options).await?),
-        false => None,
-    };
     let client = options.client.clone();
     let owned_topic = topic.to_string();
     let dead_letter_topic = source.dead_letter_topic.map(String::from);
@@ -285,12 +297,13 @@ async fn verify_table(
     })
 }
 
-/// Rows, distinct offsets and offset range per source (topic, partition), by SQL over the table.
+/// Rows, distinct offsets and offset range per source (topic, partition), by SQL over the table;
+/// and the version they were read at.
 async fn offset_stats(
     name: &str,
     uri: &str,
     storage_options: &HashMap<String, String>,
-) -> Result<BTreeMap<(String, i32), OffsetStats>> {
+) -> Result<(BTreeMap<(String, i32), OffsetStats>, Option<u64>)> {
     let lake = Lake::open(
         &[TableLocation {
             name: name.into(),
@@ -317,7 +330,7 @@ async fn offset_stats(
         let row: Row = serde_json::from_str(line).context("reading offset statistics")?;
         stats.insert((row.topic, row.partition), row.stats);
     }
-    Ok(stats)
+    Ok((stats, lake.tables().first().map(|t| t.version)))
 }
 
 /// The human summary of a verification.

@@ -41,7 +41,7 @@
       h("td", { class: "mono" }, r.key === null || r.key === undefined ? h("span", { class: "null" }, "–") : r.key),
       showRule ? h("td", { class: "rule" }, r.rule || "–") : null,
       h("td", { class: "reason" }, r.reason || ""),
-      h("td", { class: "payload mono", title: "click for the headers and the whole payload" },
+      h("td", { class: "payload mono", title: "click for the headers and the payload (its first 4 KiB)" },
         payload.length > 160 ? payload.slice(0, 160) + "…" : payload));
     const headers = Object.entries(r.headers || {}).sort(([a], [b]) => (a < b ? -1 : 1));
     const detail = h("tr", { class: "side-detail", hidden: true },

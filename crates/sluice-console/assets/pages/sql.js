@@ -201,7 +201,7 @@
       ta.value = sessionStorage.getItem(SQL_STORE) || DEFAULT_SQL;
       const els = {
         run: h("button", { id: "sql-run", class: "btn primary", type: "button", title: "Ctrl+Enter" }, "Run"),
-        csv: h("button", { id: "sql-csv", class: "btn", type: "button", title: "runs the query again and downloads all rows as CSV" }, "Download CSV"),
+        csv: h("button", { id: "sql-csv", class: "btn", type: "button", title: "runs the query again and downloads its rows as CSV, up to the console\u2019s row cap (--sql-rows)" }, "Download CSV"),
         meta: h("div", { class: "sql-meta", id: "sql-meta" }),
         error: h("div", { id: "sql-error", class: "sql-error", hidden: true, role: "alert" }),
         grid: h("div", { class: "sql-grid-box" }),

@@ -215,8 +215,10 @@ pub struct Metrics {
     pub(super) received_to_sent: Histograms<KindLabel>,
     pub(super) received_to_committed: Histograms<TableLabel>,
     pub(super) landed: Mutex<HashMap<String, Landed>>,
-    /// The newest event time committed from each (topic, partition) this member holds.
-    pub(super) partition_landed: Mutex<HashMap<(String, i32), i64>>,
+    /// The newest event time committed from each (topic, partition) this member holds, once
+    /// one was (assigned partitions have an entry, so a late commit of a revoked one adds
+    /// none).
+    pub(super) partition_landed: Mutex<HashMap<(String, i32), Option<i64>>>,
     pub(super) summary: Mutex<Summary>,
     pub(super) started: Instant,
     /// Milliseconds after `started` of the loop's last turn.
@@ -457,8 +459,11 @@ impl Metrics {
                 self.freshness.get_or_create(&label).set(age as f64 / 1e6);
             }
         }
-        for ((topic, partition), newest) in self.partition_landed.lock().expect("no panics").iter()
-        {
+        let partitions = self.partition_landed.lock().expect("no panics");
+        for ((topic, partition), newest) in partitions.iter() {
+            let Some(newest) = newest else {
+                continue;
+            };
             let labels = PartitionLabels {
                 topic: topic.clone(),
                 partition: *partition,
@@ -466,6 +471,7 @@ impl Metrics {
             let age = micros_since_epoch(now) - newest;
             (self.partition_freshness.get_or_create(&labels)).set(age as f64 / 1e6);
         }
+        drop(partitions);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");

@@ -328,12 +328,13 @@ impl Event for Committed<'_> {
         entry.at = SystemTime::now();
         entry.newest_event_us = entry.newest_event_us.max(self.newest_event_us);
         drop(landed);
+        // Only partitions still held: a commit in flight when its partitions were revoked
+        // must not bring their series back.
         let mut partitions = metrics.partition_landed.lock().expect("no panics");
         for &(topic, partition, us) in self.newest_by_partition {
-            let newest = partitions
-                .entry((topic.to_string(), partition))
-                .or_insert(us);
-            *newest = (*newest).max(us);
+            if let Some(newest) = partitions.get_mut(&(topic.to_string(), partition)) {
+                *newest = (*newest).max(Some(us));
+            }
         }
         drop(partitions);
         metrics.count(|s| {
@@ -422,6 +423,11 @@ impl Event for PartitionsAssigned<'_> {
     fn emit(self, metrics: &Metrics) {
         info!(partitions = ?self.partitions, "Partitions assigned.");
         metrics.assigned.set(self.holding as i64);
+        let mut newest = metrics.partition_landed.lock().expect("no panics");
+        for key in self.partitions {
+            newest.entry(key.clone()).or_insert(None);
+        }
+        drop(newest);
         let change = ChangeLabel { change: "assigned" };
         metrics.rebalances.get_or_create(&change).inc();
     }
@@ -600,6 +606,10 @@ mod tests {
     fn a_commit_counts_rows_and_sets_freshness_against_the_clock() {
         let metrics = Metrics::default();
         let hour_ago = micros_since_epoch(SystemTime::now()) - 3_600_000_000;
+        metrics.emit(PartitionsAssigned {
+            partitions: &[("readings".to_string(), 2)],
+            holding: 1,
+        });
         metrics.emit(Committed {
             table: "readings",
             kind: TableKind::Rows,
@@ -611,7 +621,11 @@ mod tests {
             to_line: None,
             took: Duration::from_millis(40),
             newest_event_us: Some(hour_ago),
-            newest_by_partition: &[("readings", 2, hour_ago - 60_000_000)],
+            // Partition 3 is not held (revoked while this commit ran): no series for it.
+            newest_by_partition: &[
+                ("readings", 2, hour_ago - 60_000_000),
+                ("readings", 3, hour_ago),
+            ],
             since_received: Some(Duration::from_millis(1500)),
         });
         let text = metrics.render();
@@ -635,6 +649,7 @@ mod tests {
             .expect("partition freshness exported");
         let partition: f64 = partition.parse().unwrap();
         assert!((3660.0..3670.0).contains(&partition), "{partition}");
+        assert!(!text.contains("partition=\"3\""), "{text}");
         metrics.emit(PartitionsRevoked {
             partitions: &[("readings".to_string(), 2)],
             holding: 0,

@@ -30,11 +30,18 @@ impl Up {
         let gateway = format!("127.0.0.1:{}", free_port());
         let metrics = format!("127.0.0.1:{}", free_port());
         let broker = format!("127.0.0.1:{}", free_port());
+        // `up` serves the console on 127.0.0.1:8090 unless told otherwise: tests run side by side.
+        let console = format!("127.0.0.1:{}", free_port());
+        let console: &[&str] = match args.contains(&"--console-listen") {
+            true => &[],
+            false => &["--console-listen", &console],
+        };
         let log = dir.join("up.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("up")
             .args(args)
             .args(["--listen", &broker])
+            .args(console)
             .args(["--gateway-listen", &gateway, "--metrics-listen", &metrics])
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -277,15 +284,16 @@ fn up_refuses_a_taken_port_by_address_and_the_flag_that_moves_it() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = taken.local_addr().unwrap().to_string();
     let free = || format!("127.0.0.1:{}", free_port());
-    for (broker, gateway, metrics, flag) in [
-        (taken.clone(), free(), free(), "--listen"),
-        (free(), taken.clone(), free(), "--gateway-listen"),
-        (free(), free(), taken.clone(), "--metrics-listen"),
+    for (broker, gateway, metrics, console, flag) in [
+        (taken.clone(), free(), free(), free(), "--listen"),
+        (free(), taken.clone(), free(), free(), "--gateway-listen"),
+        (free(), free(), taken.clone(), free(), "--metrics-listen"),
+        (free(), free(), free(), taken.clone(), "--console-listen"),
     ] {
         let stderr = run_err(
             Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .args(["up", "--listen", &broker, "--gateway-listen", &gateway])
-                .args(["--metrics-listen", &metrics])
+                .args(["--metrics-listen", &metrics, "--console-listen", &console])
                 .arg("--data-dir")
                 .arg(dir.path())
                 .env_remove("SLUICE_BROKERS"),
