@@ -61,6 +61,8 @@ pub struct ConsoleOptions {
     pub keys: Option<Keys>,
     /// How far one SQL query may go.
     pub sql: Limits,
+    /// Memory one SQL query may hold, in bytes (past it, it fails; nothing spills to disk).
+    pub sql_memory: usize,
 }
 
 /// Binds `listen`, so that a taken port fails the start with its address.

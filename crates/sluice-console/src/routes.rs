@@ -69,6 +69,7 @@ impl Console {
                 locations.clone(),
                 options.storage_options.clone(),
                 options.sql,
+                options.sql_memory,
             ),
             access: options.keys.map_or(Access::Loopback, Access::Keys),
             pipeline: options.pipeline,
@@ -274,7 +275,10 @@ async fn catalog(State(console): Shared) -> Response {
     let (lake, _unavailable) = sluice_query::Lake::open_available(
         &console.locations,
         &console.storage_options,
-        Some(tables::TABLE_LIMIT),
+        sluice_query::Opening {
+            table_limit: Some(tables::TABLE_LIMIT),
+            memory_limit: None,
+        },
     )
     .await;
     let mut tables = Vec::new();

@@ -9,7 +9,7 @@ use arrow::array::RecordBatch;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sluice_query::read_only::{Limits, ReadOnlyError, Rows};
-use sluice_query::{Format, Lake, TableLocation, render};
+use sluice_query::{Format, Lake, Opening, TableLocation, render};
 use tokio::sync::Semaphore;
 
 use crate::tables::TABLE_LIMIT;
@@ -44,6 +44,7 @@ pub(crate) struct Sql {
     locations: Vec<TableLocation>,
     storage_options: HashMap<String, String>,
     limits: Limits,
+    opening: Opening,
     running: Semaphore,
 }
 
@@ -52,11 +53,16 @@ impl Sql {
         locations: Vec<TableLocation>,
         storage_options: HashMap<String, String>,
         limits: Limits,
+        memory: usize,
     ) -> Self {
         Self {
             locations,
             storage_options,
             limits,
+            opening: Opening {
+                table_limit: Some(TABLE_LIMIT),
+                memory_limit: Some(memory),
+            },
             running: Semaphore::new(RUNNING),
         }
     }
@@ -68,7 +74,7 @@ impl Sql {
             return error(StatusCode::TOO_MANY_REQUESTS, "busy", message);
         };
         let (lake, unavailable) =
-            Lake::open_available(&self.locations, &self.storage_options, Some(TABLE_LIMIT)).await;
+            Lake::open_available(&self.locations, &self.storage_options, self.opening).await;
         let rows = match lake.read_only(&query.sql, self.limits).await {
             Ok(rows) => rows,
             Err(err @ ReadOnlyError::Refused(_)) => {

@@ -7,12 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use arrow::datatypes::{DataType, Schema};
+use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoArrow as _;
-use deltalake::{DeltaTable, DeltaTableError};
 use serde::Serialize;
 use sluice_lake::evolution::{SchemaChange, schema_history};
 use sluice_lake::files::FilesTable;
 use sluice_lake::files::log::{Entry, live_objects};
+use sluice_lake::table::{Existing, open_for_reading};
 use sluice_query::TableLocation;
 
 mod delta_log;
@@ -99,32 +100,20 @@ pub(crate) struct Offset {
     pub(crate) offset: i64,
 }
 
-/// A table opened for reading.
-enum Opened {
-    Delta(Box<DeltaTable>),
-    Files(Box<FilesTable>),
-}
-
 /// Opens the table at `location`, with a message fit for the page when it cannot be.
 async fn open(
     location: &TableLocation,
     storage_options: &HashMap<String, String>,
-) -> Result<Opened, String> {
+) -> Result<Existing, String> {
     let TableLocation { name, uri } = location;
-    let url = sluice_lake::location::table_url(name, uri).map_err(|err| format!("{err:#}"))?;
-    match deltalake::open_table_with_storage_options(url.clone(), storage_options.clone()).await {
-        Ok(table) => Ok(Opened::Delta(Box::new(table))),
-        Err(DeltaTableError::NotATable(_)) => match FilesTable::open(name, uri, storage_options)
-            .await
-            .map_err(|err| error_chain(&err))?
-        {
-            Some(files) => Ok(Opened::Files(Box::new(files))),
-            None => Err(format!(
-                "table {name} at {url} does not exist yet (no Delta log, no _sluice/log)"
-            )),
-        },
-        Err(err) => Err(format!("table {name} at {url}: {}", error_chain(&err))),
-    }
+    open_for_reading(name, uri, storage_options)
+        .await
+        .map_err(|err| match err.is_not_created() {
+            true => {
+                format!("table {name} at {uri} does not exist yet (no Delta log, no _sluice/log)")
+            }
+            false => error_chain(&err),
+        })
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -150,8 +139,8 @@ pub(crate) async fn list(
     futures::future::join_all(locations.iter().map(|location| async move {
         let info = within_limit(async {
             match open(location, storage_options).await? {
-                Opened::Delta(table) => delta_info(&location.name, &table).await,
-                Opened::Files(table) => files_info(&location.name, &table).await,
+                Existing::Delta(_, table) => delta_info(&location.name, &table).await,
+                Existing::Files(table) => files_info(&location.name, &table).await,
             }
         });
         match info.await {
@@ -174,8 +163,8 @@ pub(crate) async fn detail(
 ) -> Result<TableDetail, String> {
     within_limit(async {
         match open(location, storage_options).await? {
-            Opened::Delta(table) => delta_detail(&location.name, &table).await,
-            Opened::Files(table) => files_detail(&location.name, &table).await,
+            Existing::Delta(_, table) => delta_detail(&location.name, &table).await,
+            Existing::Files(table) => files_detail(&location.name, &table).await,
         }
     })
     .await

@@ -16,6 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::LakeError;
 use crate::files::FilesTable;
 use crate::files::log::{Entry, progress_key};
+use crate::table::{Existing, open_for_reading};
 use crate::writer::app_id;
 
 /// Footers read at once.
@@ -54,24 +55,14 @@ impl AuditedTable {
         uri: &str,
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, LakeError> {
-        let delta = crate::table::open_existing(name, uri, storage_options).await;
-        let files = match delta {
-            Err(LakeError::Access {
-                source: DeltaTableError::NotATable(_),
-                ..
-            }) => FilesTable::open(name, uri, storage_options).await?,
-            _ => None,
-        };
-        let (uri, table) = match files {
-            Some(table) => {
+        let (uri, table) = match open_for_reading(name, uri, storage_options).await? {
+            Existing::Files(table) => {
                 let entries = table.entries().await?;
                 let uri = table.url().to_string();
+                let table = *table;
                 (uri, Audited::Files { table, entries })
             }
-            None => {
-                let (url, table) = delta?;
-                (url.to_string(), Audited::Delta(table))
-            }
+            Existing::Delta(url, table) => (url.to_string(), Audited::Delta(table)),
         };
         Ok(Self {
             name: name.into(),

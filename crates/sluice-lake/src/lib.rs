@@ -154,6 +154,18 @@ pub enum LakeError {
 }
 
 impl LakeError {
+    /// Whether the location holds no table yet (neither a Delta log nor a plain-files log,
+    /// when it came from [`table::open_for_reading`]).
+    pub fn is_not_created(&self) -> bool {
+        matches!(
+            self,
+            Self::Access {
+                source: deltalake::DeltaTableError::NotATable(_),
+                ..
+            }
+        )
+    }
+
     /// `Ok` when `differences` (one line each) is empty, else the table's schema mismatch.
     pub(crate) fn schema_mismatch(
         table: &str,

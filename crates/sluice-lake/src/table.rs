@@ -10,6 +10,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
 use crate::LakeError;
+use crate::files::FilesTable;
 use crate::location::table_url;
 
 /// A Delta table of the lake, opened for writing; holds the snapshot commits build on.
@@ -198,6 +199,31 @@ impl LakeTable {
         }
         LakeError::schema_mismatch(&self.name, &self.url, differences)
     }
+}
+
+/// A table opened for reading.
+pub enum Existing {
+    /// A Delta table, at its location.
+    Delta(Url, DeltaTable),
+    /// A plain-files table.
+    Files(Box<FilesTable>),
+}
+
+/// Opens the table at `uri` for reading: its Delta log, or else its plain-files log; with
+/// neither, the Delta error ([`LakeError::is_not_created`]).
+pub async fn open_for_reading(
+    name: &str,
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<Existing, LakeError> {
+    let delta = open_existing(name, uri, storage_options).await;
+    if delta.as_ref().is_err_and(LakeError::is_not_created)
+        && let Some(files) = FilesTable::open(name, uri, storage_options).await?
+    {
+        return Ok(Existing::Files(Box::new(files)));
+    }
+    let (url, table) = delta?;
+    Ok(Existing::Delta(url, table))
 }
 
 /// Opens a table that must exist already (a location without a Delta log is an error).

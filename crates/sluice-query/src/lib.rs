@@ -5,10 +5,12 @@
 use std::collections::HashMap;
 
 use arrow::array::RecordBatch;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTableError;
 use sluice_lake::evolution::{SchemaChange, schema_history};
-use sluice_lake::files::FilesTable;
+use sluice_lake::table::{Existing, open_for_reading};
 
 mod files;
 pub mod read_only;
@@ -77,6 +79,32 @@ pub struct TableSummary {
     pub schema_changes: Vec<SchemaChange>,
 }
 
+/// How a lake is opened for a session.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Opening {
+    /// How long opening one table may take (a store that is down would otherwise be retried
+    /// for minutes); unbounded when `None`.
+    pub table_limit: Option<std::time::Duration>,
+    /// Memory the session's queries may hold, in bytes; past it a query fails with
+    /// DataFusion's "Resources exhausted" instead of spilling to disk. Unbounded when `None`.
+    pub memory_limit: Option<usize>,
+}
+
+impl Opening {
+    fn session(&self) -> SessionContext {
+        let Some(bytes) = self.memory_limit else {
+            return deltalake::delta_datafusion::create_session().into_inner();
+        };
+        let no_spilling = DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(bytes, 1.0)
+            .with_disk_manager_builder(no_spilling)
+            .build_arc()
+            .expect("a runtime without a disk manager builds");
+        deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(runtime).into_inner()
+    }
+}
+
 /// A DataFusion session with the lake's tables registered.
 pub struct Lake {
     ctx: SessionContext,
@@ -90,22 +118,24 @@ impl Lake {
         tables: &[TableLocation],
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, QueryError> {
-        let (lake, mut unavailable) = Self::open_available(tables, storage_options, None).await;
+        let (lake, mut unavailable) =
+            Self::open_available(tables, storage_options, Opening::default()).await;
         match unavailable.is_empty() {
             true => Ok(lake),
             false => Err(unavailable.swap_remove(0).1),
         }
     }
 
-    /// Opens every table it can (each within `limit`, when given: a store that is down would
-    /// otherwise be retried for minutes) and registers it under its name; returns the others
-    /// with why they could not be opened (the console shows those beside the working ones).
+    /// Opens every table it can, as `opening` says, and registers it under its name; returns
+    /// the others with why they could not be opened (the console shows those beside the
+    /// working ones).
     pub async fn open_available(
         tables: &[TableLocation],
         storage_options: &HashMap<String, String>,
-        limit: Option<std::time::Duration>,
+        opening: Opening,
     ) -> (Self, Vec<(TableLocation, QueryError)>) {
-        let ctx = deltalake::delta_datafusion::create_session().into_inner();
+        let ctx = opening.session();
+        let limit = opening.table_limit;
         let opening = tables.iter().map(|location| {
             let registered = register(&ctx, location, storage_options);
             async move {
@@ -163,24 +193,16 @@ async fn register(
         uri: url.to_string(),
         source,
     };
-    let table = match deltalake::open_table_with_storage_options(
-        url.clone(),
-        storage_options.clone(),
-    )
-    .await
-    {
-        Ok(table) => table,
-        Err(DeltaTableError::NotATable(_)) => {
-            let files = FilesTable::open(name, uri, storage_options).await?;
-            let Some(files) = files else {
-                return Err(QueryError::NotCreated {
-                    table: name.clone(),
-                    uri: url.to_string(),
-                });
-            };
-            return files::register(ctx, name, &files).await;
+    let table = match open_for_reading(name, uri, storage_options).await {
+        Ok(Existing::Delta(_, table)) => table,
+        Ok(Existing::Files(files)) => return files::register(ctx, name, &files).await,
+        Err(err) if err.is_not_created() => {
+            return Err(QueryError::NotCreated {
+                table: name.clone(),
+                uri: url.to_string(),
+            });
         }
-        Err(err) => return Err(open_error(err)),
+        Err(err) => return Err(err.into()),
     };
     table
         .update_datafusion_session(&ctx.state())

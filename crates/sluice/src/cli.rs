@@ -178,6 +178,10 @@ pub struct ConsoleFlags {
     /// Rows one SQL query in the console returns at most.
     #[arg(long, default_value_t = 10_000)]
     pub sql_rows: usize,
+    /// Memory one SQL query in the console may hold; past it the query fails ("Resources
+    /// exhausted") rather than spill to disk or crowd out the stream beside it.
+    #[arg(long, default_value = "256MiB", value_parser = sluice_core::config::parse_size)]
+    pub sql_memory: u64,
 }
 
 /// `sluice console`

@@ -81,6 +81,7 @@ pub async fn start(
             timeout: flags.sql_timeout,
             rows: flags.sql_rows,
         },
+        sql_memory: usize::try_from(flags.sql_memory).unwrap_or(usize::MAX),
     };
     let thread = sluice_console::spawn(listener, options, shutdown)?;
     Ok(Serving {
@@ -189,6 +190,7 @@ mod tests {
             console_keys: keys,
             sql_timeout: std::time::Duration::from_secs(30),
             sql_rows: 10,
+            sql_memory: 1 << 20,
         }
     }
 

@@ -48,6 +48,7 @@ fn router_with(keys: Option<Keys>) -> Router {
             timeout: Duration::from_secs(10),
             rows: 10,
         },
+        sql_memory: 64 << 20,
     };
     let history = History::start(MetricsSource::None, Default::default());
     super::router(Console::new(options, history))

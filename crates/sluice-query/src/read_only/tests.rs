@@ -5,6 +5,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 
 use super::*;
+use crate::Opening;
 
 const LIMITS: Limits = Limits {
     timeout: Duration::from_secs(30),
@@ -13,6 +14,10 @@ const LIMITS: Limits = Limits {
 
 /// A lake of one in-memory table `t` with `n` = 0..2500, in batches of 500.
 fn lake() -> Lake {
+    lake_opened(Opening::default())
+}
+
+fn lake_opened(opening: Opening) -> Lake {
     let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
     let batches = (0..5)
         .map(|b| {
@@ -20,7 +25,7 @@ fn lake() -> Lake {
             RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
         })
         .collect();
-    let ctx = deltalake::delta_datafusion::create_session().into_inner();
+    let ctx = opening.session();
     let table = MemTable::try_new(schema, vec![batches]).unwrap();
     ctx.register_table("t", Arc::new(table)).unwrap();
     Lake {
@@ -106,4 +111,24 @@ async fn a_query_past_its_time_limit_is_cancelled_and_says_so() {
     assert!(matches!(err, ReadOnlyError::Timeout(_)), "{err:?}");
     assert!(err.to_string().contains("cancelled after 300ms"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_query_past_the_memory_limit_fails_and_writes_nothing_to_disk() {
+    let lake = lake_opened(Opening {
+        table_limit: None,
+        memory_limit: Some(1 << 20),
+    });
+    let err = lake
+        .read_only(
+            "select value % 1000003 as k, count(*) as n from generate_series(1, 5000000) \
+             group by 1 order by 2 desc, 1",
+            LIMITS,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ReadOnlyError::Sql(_)), "{err:?}");
+    assert!(err.to_string().contains("Resources exhausted"), "{err}");
+    let small = lake.read_only("select count(*) from t", LIMITS).await;
+    assert!(small.is_ok(), "a small query fits");
 }
