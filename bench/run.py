@@ -15,7 +15,8 @@ alternately:
 Workloads: "sensor" (1,000,000 events, 8 partitions, one hour of event time), "sensor-job"
 (the same events through the sensor job: raw table + a 1-minute window per device + two alert
 rules + a dead-letter topic), "sensor-job@console" (the same with the web console served beside
-the stream, nobody looking), "sensor-parquet" (the same events into a plain Parquet table
+the stream, nobody looking; "sensor-job@plain" is its control: the same job again, named
+alike, without the console), "sensor-parquet" (the same events into a plain Parquet table
 instead of a Delta table), "wide" (500,000
 events, 64 partitions, event times spread at random over 48 hours: every batch touches every
 date/hour partition) under the default 256 MiB memory budget, and "wide@64MiB" (the same
@@ -117,6 +118,7 @@ def main():
         ("sensor-job", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("sensor-job@console", 20_000 if small else 1_000_000, 8, 1, False,
          ["--console-listen", "127.0.0.1:0"]),
+        ("sensor-job@plain", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("sensor-parquet", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("wide", 20_000 if small else 500_000, 64, 48, True, []),
         ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),
