@@ -242,7 +242,8 @@ async fn table(State(console): Shared, Path(name): Path<String>) -> Response {
     let Some(location) = location(&console, &name) else {
         return no_table(&name);
     };
-    match tables::detail(location, &console.storage_options).await {
+    let verifiable = console.pipeline.tables.iter().any(|t| t.name == name);
+    match tables::detail(location, &console.storage_options, verifiable).await {
         Ok(detail) => Json(detail).into_response(),
         Err(err) => problem(StatusCode::SERVICE_UNAVAILABLE, "down", err),
     }

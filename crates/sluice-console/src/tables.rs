@@ -60,6 +60,8 @@ pub(crate) struct Column {
 /// One table's page.
 #[derive(Debug, Serialize)]
 pub(crate) struct TableDetail {
+    /// Whether `sluice verify` checks it: a stream's table (a window table is not).
+    verifiable: bool,
     name: String,
     uri: String,
     format: &'static str,
@@ -156,15 +158,16 @@ pub(crate) async fn list(
     .await
 }
 
-/// The page of the table at `location`.
+/// The page of the table at `location`; `verifiable` when `sluice verify` checks it.
 pub(crate) async fn detail(
     location: &TableLocation,
     storage_options: &HashMap<String, String>,
+    verifiable: bool,
 ) -> Result<TableDetail, String> {
     within_limit(async {
         match open(location, storage_options).await? {
-            Existing::Delta(_, table) => delta_detail(&location.name, &table).await,
-            Existing::Files(table) => files_detail(&location.name, &table).await,
+            Existing::Delta(_, table) => delta_detail(&location.name, &table, verifiable).await,
+            Existing::Files(table) => files_detail(&location.name, &table, verifiable).await,
         }
     })
     .await
@@ -249,13 +252,18 @@ async fn delta_info(name: &str, table: &DeltaTable) -> Result<TableInfo, String>
     })
 }
 
-async fn delta_detail(name: &str, table: &DeltaTable) -> Result<TableDetail, String> {
+async fn delta_detail(
+    name: &str,
+    table: &DeltaTable,
+    verifiable: bool,
+) -> Result<TableDetail, String> {
     let snapshot = table.snapshot().map_err(|err| error_chain(&err))?;
     let version = snapshot.version();
     let schema: Schema = (snapshot.schema().as_ref())
         .try_into_arrow()
         .map_err(|err: arrow::error::ArrowError| err.to_string())?;
     Ok(TableDetail {
+        verifiable,
         name: name.to_string(),
         uri: table.table_url().to_string(),
         format: "delta",
@@ -306,7 +314,11 @@ async fn files_info(name: &str, table: &FilesTable) -> Result<TableInfo, String>
     })
 }
 
-async fn files_detail(name: &str, table: &FilesTable) -> Result<TableDetail, String> {
+async fn files_detail(
+    name: &str,
+    table: &FilesTable,
+    verifiable: bool,
+) -> Result<TableDetail, String> {
     let entries = table.entries().await.map_err(|err| error_chain(&err))?;
     let mut schema = columns(table.schema().map_err(|err| error_chain(&err))?.as_ref());
     schema.extend(
@@ -342,6 +354,7 @@ async fn files_detail(name: &str, table: &FilesTable) -> Result<TableDetail, Str
         })
         .collect();
     Ok(TableDetail {
+        verifiable,
         name: name.to_string(),
         uri: table.url().to_string(),
         format: format_name(&table.latest.table.format),

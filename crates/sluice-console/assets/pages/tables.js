@@ -102,7 +102,9 @@
             h("dt", null, "version"), h("dd", null, fmtNum(t.version)),
             h("dt", null, "partitions"), h("dd", null, `${fmtNum(parts.length)} · ${fmtNum(totals.files)} files · ${fmtBytes(totals.bytes)}` +
               (totals.rows !== null ? ` · ${fmtNum(totals.rows)} rows` : ""))),
-          h("div", { class: "verify-row" }, verifyBtn, verifyBox)),
+          t.verifiable === false
+            ? h("div", { class: "verify-row muted" }, "a window table: `sluice verify` checks the tables of streams")
+            : h("div", { class: "verify-row" }, verifyBtn, verifyBox)),
         h("div", { class: "grid2 detail" },
           h("section", { class: "card" }, h("h2", null, "Schema"), dataTable([
             { label: "column", cls: "mono", get: (c) => c.name },
