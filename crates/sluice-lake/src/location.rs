@@ -6,9 +6,10 @@
 //! Commits use put-if-absent (S3 `If-None-Match: *`), so no locking service is needed.
 
 use std::collections::HashMap;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use deltalake::{DeltaTableBuilder, DeltaTableError};
+use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use sluice_core::Settings;
 use url::Url;
@@ -40,6 +41,18 @@ pub const S3_OBJECT_ACTIONS: &[&str] = &[
 ];
 /// The bucket-level S3 permission: listing, under the tables' prefixes only.
 pub const S3_BUCKET_ACTIONS: &[&str] = &["s3:ListBucket"];
+
+/// The store rooted at `url`, reached as Delta tables are (delta-rs's storage options and the
+/// AWS credential chain).
+pub fn object_store_at(
+    url: &Url,
+    storage_options: &HashMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, DeltaTableError> {
+    Ok(DeltaTableBuilder::from_url(url.clone())?
+        .with_storage_options(storage_options.clone())
+        .build_storage()?
+        .object_store(None))
+}
 
 /// Makes `s3://` and `s3a://` URLs known to delta-rs; idempotent.
 pub fn register_object_stores() {

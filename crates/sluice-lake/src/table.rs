@@ -27,7 +27,7 @@ pub struct LakeTable {
 /// The table property that marks a table as written by sluice (set when sluice creates it).
 pub const WRITER_PROPERTY: &str = "sluice.writer";
 /// The value of [`WRITER_PROPERTY`] in the tables sluice creates.
-pub(crate) const WRITER: &str = "sluice";
+pub const WRITER: &str = "sluice";
 
 impl LakeTable {
     /// Opens the table at `uri`, creating it with `schema` and `partition_by` if it does not

@@ -294,7 +294,7 @@ const STRING_DICTIONARY_LIMIT: usize = 256 * 1024;
 
 /// Parquet settings of data files with these columns: zstd for size, row groups sized for
 /// scans, small dictionaries for fixed-width columns and bounded ones for strings.
-pub(crate) fn writer_properties(schema: &Schema) -> WriterProperties {
+pub fn writer_properties(schema: &Schema) -> WriterProperties {
     schema
         .fields()
         .iter()

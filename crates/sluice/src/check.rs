@@ -34,6 +34,17 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
         writeln!(out, "uri = {:?}", table.uri)?;
         match table.format {
             TableFormat::Delta => writeln!(out, "format = \"delta\"")?,
+            TableFormat::Iceberg => {
+                let catalog = table
+                    .catalog
+                    .as_ref()
+                    .expect("an Iceberg table has its catalog");
+                writeln!(
+                    out,
+                    "format = \"iceberg\" (catalog {:?}: {}.{})",
+                    catalog.name, catalog.namespace, table.name
+                )?
+            }
             TableFormat::Files(files) => writeln!(
                 out,
                 "format = {:?} (compression {:?}, objects ending {:?})",

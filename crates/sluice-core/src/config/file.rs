@@ -32,6 +32,24 @@ pub struct PipelineFile {
     pub windows: Vec<WindowSection>,
     /// The HTTP ingest gateway (`sluice gateway`).
     pub gateway: Option<GatewaySection>,
+    /// Iceberg catalogs, by name: `[catalogs.<name>]`.
+    #[serde(default)]
+    pub catalogs: std::collections::BTreeMap<String, CatalogSection>,
+}
+
+/// `[catalogs.<name>]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSection {
+    /// `sql` (a SQLite database).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The database: `sqlite:////absolute/path.db` (SQLAlchemy's form, as pyiceberg takes it).
+    pub uri: String,
+    /// Where tables created without a location would go.
+    pub warehouse: String,
+    /// The namespace sluice's tables are registered in (`sluice` by default).
+    pub namespace: Option<String>,
 }
 
 /// `[gateway]`
@@ -269,8 +287,10 @@ pub struct TableSection {
     /// An SQL condition: only rows where it is true are written (the others still count as
     /// processed).
     pub filter: Option<String>,
-    /// `delta` (the default), or plain `parquet`, `csv` or `jsonl` objects.
+    /// `delta` (the default), `iceberg`, or plain `parquet`, `csv` or `jsonl` objects.
     pub format: Option<String>,
+    /// For `format = "iceberg"`: the `[catalogs.<name>]` the table is registered in.
+    pub catalog: Option<String>,
     /// For plain objects: `zstd` (Parquet's default), `snappy` (Parquet), `gzip` (text) or
     /// `none` (text's default).
     pub compression: Option<String>,

@@ -6,6 +6,7 @@
 //! reaches code that connects to Kafka or the lake.
 
 mod alerts;
+mod catalogs;
 pub mod defaults;
 mod env;
 pub mod file;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use alerts::Alert;
+pub use catalogs::{Catalog, CatalogKind, DEFAULT_NAMESPACE};
 pub use formats::{Registry, RegistryAuth, StreamFormat};
 pub use gateway::{
     ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles, load_keys,
@@ -52,6 +54,8 @@ pub struct Pipeline {
     pub windows: Vec<Window>,
     /// The HTTP gateway's settings (defaults when the file has no `[gateway]`).
     pub gateway: GatewayConfig,
+    /// Iceberg catalogs, by name.
+    pub catalogs: std::collections::BTreeMap<String, Catalog>,
 }
 
 /// Kafka settings of a pipeline.
@@ -106,6 +110,8 @@ pub struct Table {
     pub filter: Option<Predicate>,
     /// What it is stored as.
     pub format: TableFormat,
+    /// The catalog an Iceberg table is registered in.
+    pub catalog: Option<Catalog>,
 }
 
 /// Flush limits of a table; whichever is reached first triggers the flush.
@@ -357,12 +363,19 @@ fn validate(
         &mut problems,
     );
     let stream_names: HashSet<&str> = raw.streams.iter().map(|s| s.name.as_str()).collect();
+    let catalogs = catalogs::validate(&raw.catalogs, &mut problems);
     let tables: Vec<Table> = raw
         .tables
         .iter()
         .enumerate()
         .filter_map(|(index, table)| {
-            validate_table(index, table, (&streams, &stream_names), &mut problems)
+            validate_table(
+                index,
+                table,
+                (&streams, &stream_names),
+                &catalogs,
+                &mut problems,
+            )
         })
         .collect();
     check_unique(
@@ -398,6 +411,7 @@ fn validate(
         alerts,
         windows,
         gateway,
+        catalogs,
     })
 }
 
@@ -511,6 +525,7 @@ fn validate_table(
     index: usize,
     raw: &TableSection,
     (streams, stream_names): (&[Stream], &HashSet<&str>),
+    catalogs: &std::collections::BTreeMap<String, Catalog>,
     problems: &mut Problems,
 ) -> Option<Table> {
     let at = entry_path("tables", index, &raw.name);
@@ -539,6 +554,7 @@ fn validate_table(
         columns.as_deref(),
         problems,
     );
+    let catalog = catalogs::table_catalog(&at, format, raw.catalog.as_deref(), catalogs, problems);
     if raw.uri.trim().is_empty() {
         problems.add(
             format!("{at}.uri"),
@@ -555,6 +571,7 @@ fn validate_table(
         flush,
         filter,
         format,
+        catalog,
     })
 }
 

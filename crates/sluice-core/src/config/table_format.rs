@@ -14,6 +14,8 @@ pub enum TableFormat {
     Delta,
     /// Plain objects, committed through a small log of sluice's own (`_sluice/log`).
     Files(FileFormat),
+    /// An Apache Iceberg table, registered in a catalog.
+    Iceberg,
 }
 
 /// The format of a plain-files table's objects.
@@ -54,6 +56,7 @@ impl TableFormat {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Delta => "delta",
+            Self::Iceberg => "iceberg",
             Self::Files(files) => files.kind.name(),
         }
     }
@@ -122,15 +125,21 @@ pub(crate) fn parse_table_format(
     problems: &mut Problems,
 ) -> TableFormat {
     let kind = match format.unwrap_or("delta") {
-        "delta" => {
+        table @ ("delta" | "iceberg") => {
             if compression.is_some() {
                 problems.add(
                     format!("{at}.compression"),
-                    "a Delta table's files are always zstd Parquet; compression is for \
-                     format = \"parquet\", \"csv\" or \"jsonl\"",
+                    format!(
+                        "a{} {table} table's files are always zstd Parquet; compression is for \
+                         format = \"parquet\", \"csv\" or \"jsonl\"",
+                        if table == "iceberg" { "n" } else { "" }
+                    ),
                 );
             }
-            return TableFormat::Delta;
+            return match table {
+                "iceberg" => TableFormat::Iceberg,
+                _ => TableFormat::Delta,
+            };
         }
         "parquet" => FileKind::Parquet,
         "csv" => FileKind::Csv,
@@ -138,7 +147,10 @@ pub(crate) fn parse_table_format(
         other => {
             problems.add(
                 format!("{at}.format"),
-                format!("expected \"delta\", \"parquet\", \"csv\" or \"jsonl\", got {other:?}"),
+                format!(
+                    "expected \"delta\", \"iceberg\", \"parquet\", \"csv\" or \"jsonl\", \
+                     got {other:?}"
+                ),
             );
             return TableFormat::Delta;
         }

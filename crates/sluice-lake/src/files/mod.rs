@@ -35,7 +35,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::util::display::array_value_to_string;
 use async_trait::async_trait;
-use deltalake::{DeltaTableBuilder, DeltaTableError};
+use deltalake::DeltaTableError;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sluice_core::config::FileFormat;
@@ -44,7 +44,7 @@ use url::Url;
 use self::encode::ObjectEncoder;
 use self::log::{Entry, LoggedObject, SourceProgress, TableInfo, progress_key};
 use self::publish::removed_by;
-use crate::location::table_url;
+use crate::location::{object_store_at, table_url};
 use crate::partitioning::split_by_partition;
 use crate::table::WRITER;
 use crate::{Commit, LakeError, PartitionProgress, Sink};
@@ -487,18 +487,6 @@ impl Sink for FilesSink {
     async fn refresh(&mut self) -> Result<(), LakeError> {
         self.read_new_entries().await.map(drop)
     }
-}
-
-/// The store rooted at the table, reached as Delta tables are (delta-rs's storage options and
-/// the AWS credential chain).
-pub(crate) fn object_store_at(
-    url: &Url,
-    storage_options: &HashMap<String, String>,
-) -> Result<Arc<dyn ObjectStore>, DeltaTableError> {
-    Ok(DeltaTableBuilder::from_url(url.clone())?
-        .with_storage_options(storage_options.clone())
-        .build_storage()?
-        .object_store(None))
 }
 
 /// Writes entry 0, which says what the table is; another writer's entry 0 is used instead.

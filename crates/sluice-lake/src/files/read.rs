@@ -14,8 +14,9 @@ use sluice_core::schema::{DATE_COLUMN, HOUR_COLUMN};
 use url::Url;
 
 use super::log::{self, Entry};
-use super::{STAGING_DIR, access, object_store_at};
+use super::{STAGING_DIR, access};
 use crate::LakeError;
+use crate::location::object_store_at;
 use crate::location::table_url;
 
 /// A plain-files table as its log describes it.

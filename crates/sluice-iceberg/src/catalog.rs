@@ -1,0 +1,175 @@
+//! Reaching a catalog (`[catalogs.<name>]`), and committing to it only on top of the table state
+//! a commit was checked against.
+//!
+//! The iceberg crate's `Transaction::commit` reloads the table first and, when another writer
+//! moved it, re-applies the commit on the new state and retries: right for an engine that may
+//! append anywhere, wrong for exactly-once, where a commit is valid only on the state whose
+//! offsets it continues (apache/iceberg#16282 and #17637 are what follows otherwise).
+//! [`PinnedCatalog`] makes the transaction see the state sluice checked and turns a conflict
+//! into a final error; the sink then reloads, checks its offsets again, and either retries or
+//! is fenced.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use iceberg::io::FileIOBuilder;
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation,
+    TableIdent,
+};
+use sluice_core::config::{Catalog as CatalogConfig, CatalogKind};
+
+use crate::sql_catalog::SqliteCatalog;
+use crate::storage::ObjectStorageFactory;
+
+/// Connects to `config`'s catalog, its tables' files reached with `storage_options`.
+pub async fn connect(
+    config: &CatalogConfig,
+    storage_options: &HashMap<String, String>,
+) -> Result<Arc<dyn Catalog>> {
+    let file_io =
+        FileIOBuilder::new(Arc::new(ObjectStorageFactory::new(storage_options.clone()))).build();
+    match &config.kind {
+        CatalogKind::Sql { uri } => {
+            let path = sqlite_path(uri).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::DataInvalid,
+                    format!("catalog {}: {uri:?} is not a sqlite: URI", config.name),
+                )
+            })?;
+            Ok(Arc::new(
+                SqliteCatalog::open(&config.name, path, file_io).await?,
+            ))
+        }
+    }
+}
+
+/// The file of a SQLite URI as SQLAlchemy (pyiceberg) and sqlx write them:
+/// `sqlite:////abs/path.db` or `sqlite:///abs/path.db` (absolute), `sqlite:rel/path.db`
+/// (relative to the working directory).
+pub fn sqlite_path(uri: &str) -> Option<std::path::PathBuf> {
+    let rest = uri.strip_prefix("sqlite:")?;
+    let path = match rest.strip_prefix("//") {
+        Some(after_authority) => after_authority,
+        None => rest,
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
+/// Makes sure `namespace` exists (another writer may create it at the same moment).
+pub async fn ensure_namespace(catalog: &dyn Catalog, namespace: &NamespaceIdent) -> Result<()> {
+    if catalog.namespace_exists(namespace).await? {
+        return Ok(());
+    }
+    match catalog.create_namespace(namespace, HashMap::new()).await {
+        Ok(_) => Ok(()),
+        Err(_) if catalog.namespace_exists(namespace).await? => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// A catalog whose `load_table` answers with the state a commit was planned on, so that the
+/// commit asserts that state (its `main` snapshot) and fails, finally, when it moved.
+#[derive(Debug)]
+pub struct PinnedCatalog<'a> {
+    /// The real catalog.
+    pub inner: &'a dyn Catalog,
+    /// The table state the commit continues.
+    pub base: &'a Table,
+}
+
+/// Whether `err` says the table moved under a commit.
+pub fn is_conflict(err: &Error) -> bool {
+    err.kind() == ErrorKind::CatalogCommitConflicts
+}
+
+#[async_trait]
+impl Catalog for PinnedCatalog<'_> {
+    async fn load_table(&self, table: &TableIdent) -> Result<Table> {
+        match table == self.base.identifier() {
+            true => Ok(self.base.clone()),
+            false => self.inner.load_table(table).await,
+        }
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        self.inner.update_table(commit).await.map_err(|err| {
+            match is_conflict(&err) {
+                // Not retried on another base by the transaction: the sink decides.
+                true => Error::new(ErrorKind::CatalogCommitConflicts, err.message().to_string())
+                    .with_retryable(false),
+                false => err,
+            }
+        })
+    }
+
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+
+    async fn update_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+
+    async fn drop_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+
+    async fn drop_table(&self, table: &TableIdent) -> Result<()> {
+        self.inner.drop_table(table).await
+    }
+
+    async fn purge_table(&self, table: &TableIdent) -> Result<()> {
+        self.inner.purge_table(table).await
+    }
+
+    async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
+        self.inner.table_exists(table).await
+    }
+
+    async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+
+    async fn register_table(&self, table: &TableIdent, metadata_location: String) -> Result<Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+}

@@ -1,0 +1,25 @@
+//! Apache Iceberg tables landed exactly once, registered in a catalog where Athena, Trino,
+//! Spark and pyiceberg find them.
+//!
+//! The Parquet files are written by sluice's own arrow writer (arrow 59, Iceberg field ids in
+//! their schema); the iceberg crate (on arrow 58) makes everything else: manifests, manifest
+//! lists, table metadata and catalog commits. No arrow value crosses the two versions.
+//!
+//! # Layout
+//! - [`catalog`]: reaching `[catalogs.<name>]`, and commits pinned to the state they continue.
+//! - [`data_files`]: rows split by `day`/`hour` of their event time, written as data files.
+//! - [`progress`]: each source partition's offset in every snapshot's summary.
+//! - [`schema`]: a stream's Arrow columns as an Iceberg schema, and field ids back.
+//! - [`sink`]: the table as the engine's `Sink`.
+//! - [`sql_catalog`]: the SQL catalog (pyiceberg's layout) in a SQLite file.
+//! - [`storage`]: Iceberg's file IO over sluice's object stores.
+
+pub mod catalog;
+pub mod data_files;
+pub mod progress;
+pub mod schema;
+pub mod sink;
+pub mod sql_catalog;
+pub mod storage;
+
+pub use sink::{IcebergSink, IcebergTable};

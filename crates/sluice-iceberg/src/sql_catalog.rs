@@ -1,0 +1,387 @@
+//! The Iceberg SQL catalog on a SQLite file: the tables `iceberg_tables` and
+//! `iceberg_namespace_properties` in the layout pyiceberg's and iceberg-rust's `SqlCatalog`
+//! share, so either reads and commits the tables sluice registers.
+//!
+//! Why not iceberg-rust's own `iceberg-catalog-sql`: it reaches SQLite through sqlx, whose
+//! SQLite driver compiles a bundled SQLite, and the embedded broker (tansu) already links
+//! libsql's: two copies of every `sqlite3_*` symbol, which does not link. This catalog uses the
+//! libsql already in the binary, and only for the rows; what a commit means (its requirements,
+//! the new metadata and where it is written) is the iceberg crate's `TableCommit::apply` and
+//! `TableMetadata::write_to`. A commit is a compare-and-set of the metadata location, as in
+//! both upstream catalogs: it lands only on the state its requirements were checked against.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use iceberg::io::FileIO;
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime,
+    TableCommit, TableCreation, TableIdent,
+};
+
+const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS iceberg_tables (
+    catalog_name VARCHAR(255) NOT NULL,
+    table_namespace VARCHAR(255) NOT NULL,
+    table_name VARCHAR(255) NOT NULL,
+    metadata_location VARCHAR(1000),
+    previous_metadata_location VARCHAR(1000),
+    iceberg_type VARCHAR(5),
+    PRIMARY KEY (catalog_name, table_namespace, table_name))";
+
+const CREATE_NAMESPACES: &str = "CREATE TABLE IF NOT EXISTS iceberg_namespace_properties (
+    catalog_name VARCHAR(255) NOT NULL,
+    namespace VARCHAR(255) NOT NULL,
+    property_key VARCHAR(255),
+    property_value VARCHAR(1000),
+    PRIMARY KEY (catalog_name, namespace, property_key))";
+
+/// A table row of this catalog: `iceberg_type` is `TABLE`, or missing in files an older
+/// pyiceberg made.
+const IS_TABLE: &str = "(iceberg_type = 'TABLE' OR iceberg_type IS NULL)";
+
+/// How long a statement waits for another process's lock on the file (pyiceberg's, another
+/// member's) before failing.
+const BUSY_TIMEOUT_MS: u32 = 10_000;
+
+/// An Iceberg SQL catalog in a SQLite file.
+pub struct SqliteCatalog {
+    name: String,
+    path: PathBuf,
+    database: libsql::Database,
+    file_io: FileIO,
+    /// Where the tables' background work runs (the caller's tokio runtime).
+    runtime: Runtime,
+}
+
+impl std::fmt::Debug for SqliteCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteCatalog")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sql_error(path: &std::path::Path) -> impl Fn(libsql::Error) -> Error + '_ {
+    move |err| {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("SQL catalog {}: {err}", path.display()),
+        )
+    }
+}
+
+impl SqliteCatalog {
+    /// Opens (creating when missing) the catalog `name` in the SQLite file at `path`; table
+    /// files are reached through `file_io`.
+    pub async fn open(name: &str, path: PathBuf, file_io: FileIO) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                Error::new(
+                    ErrorKind::Unexpected,
+                    format!("SQL catalog {}: {err}", path.display()),
+                )
+            })?;
+        }
+        let database = libsql::Builder::new_local(&path)
+            .build()
+            .await
+            .map_err(sql_error(&path))?;
+        let catalog = Self {
+            name: name.to_string(),
+            path,
+            database,
+            file_io,
+            runtime: Runtime::try_current()?,
+        };
+        let connection = catalog.connect()?;
+        for statement in [CREATE_TABLES, CREATE_NAMESPACES] {
+            connection
+                .execute(statement, ())
+                .await
+                .map_err(sql_error(&catalog.path))?;
+        }
+        Ok(catalog)
+    }
+
+    fn connect(&self) -> Result<libsql::Connection> {
+        let connection = self.database.connect().map_err(sql_error(&self.path))?;
+        connection
+            .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
+            .map_err(sql_error(&self.path))?;
+        Ok(connection)
+    }
+
+    /// The first column of the rows `sql` selects, as text.
+    async fn texts(&self, sql: &str, params: Vec<String>) -> Result<Vec<Option<String>>> {
+        let connection = self.connect()?;
+        let mut rows = connection
+            .query(sql, params)
+            .await
+            .map_err(sql_error(&self.path))?;
+        let mut found = Vec::new();
+        while let Some(row) = rows.next().await.map_err(sql_error(&self.path))? {
+            found.push(
+                row.get::<Option<String>>(0)
+                    .map_err(sql_error(&self.path))?,
+            );
+        }
+        Ok(found)
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<String>) -> Result<u64> {
+        self.connect()?
+            .execute(sql, params)
+            .await
+            .map_err(sql_error(&self.path))
+    }
+
+    /// The table's current metadata location.
+    async fn metadata_location(&self, table: &TableIdent) -> Result<String> {
+        let found = self
+            .texts(
+                &format!(
+                    "SELECT metadata_location FROM iceberg_tables
+                     WHERE catalog_name = ?1 AND table_namespace = ?2 AND table_name = ?3
+                       AND {IS_TABLE}"
+                ),
+                self.key(table),
+            )
+            .await?;
+        found.into_iter().flatten().next().ok_or_else(|| {
+            Error::new(
+                ErrorKind::TableNotFound,
+                format!("no table {table} in catalog {}", self.name),
+            )
+        })
+    }
+
+    fn key(&self, table: &TableIdent) -> Vec<String> {
+        vec![
+            self.name.clone(),
+            table.namespace().join("."),
+            table.name().to_string(),
+        ]
+    }
+
+    fn table(&self, ident: TableIdent, location: String, metadata: TableMetadata) -> Result<Table> {
+        Table::builder()
+            .file_io(self.file_io.clone())
+            .metadata_location(location)
+            .identifier(ident)
+            .metadata(metadata)
+            .runtime(self.runtime.clone())
+            .build()
+    }
+
+    fn unsupported<T>(&self, what: &str) -> Result<T> {
+        Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            format!("sluice's SQL catalog does not {what}"),
+        ))
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
+        if parent.is_some() {
+            return Ok(Vec::new());
+        }
+        let names = self
+            .texts(
+                "SELECT DISTINCT namespace FROM iceberg_namespace_properties WHERE catalog_name = ?1
+                 UNION SELECT DISTINCT table_namespace FROM iceberg_tables WHERE catalog_name = ?1",
+                vec![self.name.clone()],
+            )
+            .await?;
+        names
+            .into_iter()
+            .flatten()
+            .map(|name| NamespaceIdent::from_strs(name.split('.')))
+            .collect()
+    }
+
+    async fn create_namespace(
+        &self,
+        namespace: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<Namespace> {
+        if self.namespace_exists(namespace).await? {
+            return Err(Error::new(
+                ErrorKind::NamespaceAlreadyExists,
+                format!("namespace {namespace:?} exists"),
+            ));
+        }
+        let mut rows = properties.clone();
+        rows.insert("exists".to_string(), "true".to_string());
+        for (key, value) in rows {
+            self.execute(
+                "INSERT INTO iceberg_namespace_properties
+                 (catalog_name, namespace, property_key, property_value) VALUES (?1, ?2, ?3, ?4)",
+                vec![self.name.clone(), namespace.join("."), key, value],
+            )
+            .await?;
+        }
+        Ok(Namespace::with_properties(namespace.clone(), properties))
+    }
+
+    async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
+        if !self.namespace_exists(namespace).await? {
+            return Err(Error::new(
+                ErrorKind::NamespaceNotFound,
+                format!("no namespace {namespace:?}"),
+            ));
+        }
+        Ok(Namespace::new(namespace.clone()))
+    }
+
+    async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
+        let found = self
+            .texts(
+                "SELECT namespace FROM iceberg_namespace_properties
+                 WHERE catalog_name = ?1 AND namespace = ?2
+                 UNION SELECT table_namespace FROM iceberg_tables
+                 WHERE catalog_name = ?1 AND table_namespace = ?2",
+                vec![self.name.clone(), namespace.join(".")],
+            )
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    async fn update_namespace(
+        &self,
+        _namespace: &NamespaceIdent,
+        _properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.unsupported("change namespace properties")
+    }
+
+    async fn drop_namespace(&self, _namespace: &NamespaceIdent) -> Result<()> {
+        self.unsupported("drop namespaces")
+    }
+
+    async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        let names = self
+            .texts(
+                &format!(
+                    "SELECT table_name FROM iceberg_tables
+                     WHERE catalog_name = ?1 AND table_namespace = ?2 AND {IS_TABLE}"
+                ),
+                vec![self.name.clone(), namespace.join(".")],
+            )
+            .await?;
+        Ok(names
+            .into_iter()
+            .flatten()
+            .map(|name| TableIdent::new(namespace.clone(), name))
+            .collect())
+    }
+
+    async fn create_table(
+        &self,
+        namespace: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<Table> {
+        let ident = TableIdent::new(namespace.clone(), creation.name.clone());
+        let Some(location) = creation.location.clone() else {
+            return self.unsupported("place tables without a location");
+        };
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let mut row = self.key(&ident);
+        row.push(metadata_location.to_string());
+        // The primary key refuses a second table of the name (another member created it).
+        self.execute(
+            "INSERT INTO iceberg_tables
+             (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
+             VALUES (?1, ?2, ?3, ?4, 'TABLE')",
+            row,
+        )
+        .await
+        .map_err(|err| {
+            Error::new(
+                ErrorKind::TableAlreadyExists,
+                format!("table {ident} was not registered: {}", err.message()),
+            )
+        })?;
+        self.table(ident, metadata_location.to_string(), metadata)
+    }
+
+    async fn load_table(&self, table: &TableIdent) -> Result<Table> {
+        let location = self.metadata_location(table).await?;
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        self.table(table.clone(), location, metadata)
+    }
+
+    async fn drop_table(&self, _table: &TableIdent) -> Result<()> {
+        self.unsupported("drop tables")
+    }
+
+    async fn purge_table(&self, _table: &TableIdent) -> Result<()> {
+        self.unsupported("purge tables")
+    }
+
+    async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
+        match self.metadata_location(table).await {
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == ErrorKind::TableNotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn rename_table(&self, _src: &TableIdent, _dest: &TableIdent) -> Result<()> {
+        self.unsupported("rename tables")
+    }
+
+    async fn register_table(
+        &self,
+        _table: &TableIdent,
+        _metadata_location: String,
+    ) -> Result<Table> {
+        self.unsupported("register existing metadata")
+    }
+
+    async fn update_table(&self, commit: TableCommit) -> Result<Table> {
+        let ident = commit.identifier().clone();
+        let current = self.load_table(&ident).await?;
+        let previous = current.metadata_location_result()?.to_string();
+        // Checks the commit's requirements against the current state, then builds the next.
+        let staged = commit.apply(current)?;
+        let location = staged.metadata_location_result()?.to_string();
+        staged
+            .metadata()
+            .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
+            .await?;
+        let mut params = vec![location.clone(), previous.clone()];
+        params.extend(self.key(&ident));
+        params.push(previous);
+        let changed = self
+            .execute(
+                &format!(
+                    "UPDATE iceberg_tables SET metadata_location = ?1, previous_metadata_location = ?2
+                     WHERE catalog_name = ?3 AND table_namespace = ?4 AND table_name = ?5
+                       AND {IS_TABLE} AND metadata_location = ?6"
+                ),
+                params,
+            )
+            .await?;
+        if changed == 0 {
+            return Err(Error::new(
+                ErrorKind::CatalogCommitConflicts,
+                format!("table {ident} moved while the commit was written"),
+            )
+            .with_retryable(true));
+        }
+        Ok(staged)
+    }
+}

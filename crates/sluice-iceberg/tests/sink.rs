@@ -1,0 +1,255 @@
+//! Iceberg tables through a real SQL catalog (a SQLite file, the layout pyiceberg shares) on the
+//! local filesystem: commits carry each partition's offset, a reopened table resumes from
+//! them, members committing other partitions of one table all land, a writer whose partition
+//! moved is fenced and adds nothing, and a table of other columns is refused.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::parquet::arrow::PARQUET_FIELD_ID_META_KEY;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use iceberg::spec::Operation;
+use sluice_core::config::{Catalog, CatalogKind};
+use sluice_iceberg::{IcebergSink, IcebergTable};
+use sluice_lake::{LakeError, PartitionProgress, Sink};
+
+/// 2026-12-03T09:00:00Z in microseconds.
+const NINE_AM: i64 = 1_796_288_400_000_000;
+const HOUR: i64 = 3_600_000_000;
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("temperature_c", DataType::Float64, true),
+        Field::new("_partition", DataType::Int32, true),
+        Field::new("_offset", DataType::Int64, true),
+    ]))
+}
+
+/// Rows of `partition` at `offsets`, the even ones at 09:xx and the odd ones at 10:xx.
+fn rows(partition: i32, offsets: &[i64]) -> RecordBatch {
+    let times: Vec<i64> = offsets
+        .iter()
+        .map(|o| NINE_AM + (o % 2) * HOUR + o)
+        .collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(StringArray::from(
+                offsets.iter().map(|o| format!("d{o}")).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
+            Arc::new(Float64Array::from(
+                offsets.iter().map(|o| *o as f64 / 2.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int32Array::from(vec![partition; offsets.len()])),
+            Arc::new(Int64Array::from(offsets.to_vec())),
+        ],
+    )
+    .unwrap()
+}
+
+fn moved(partition: i32, previous: Option<i64>, last_offset: i64) -> PartitionProgress {
+    PartitionProgress {
+        topic: "sensor.events".into(),
+        partition,
+        previous,
+        last_offset,
+        marks: vec![("watermark", last_offset * 10)],
+    }
+}
+
+fn catalog(dir: &Path) -> Catalog {
+    Catalog {
+        name: "lake".into(),
+        kind: CatalogKind::Sql {
+            uri: format!("sqlite:///{}/catalog.db", dir.display()),
+        },
+        warehouse: format!("file://{}/warehouse", dir.display()),
+        namespace: "sluice".into(),
+    }
+}
+
+async fn open_with(dir: &Path, schema: &SchemaRef) -> Result<IcebergSink, LakeError> {
+    let uri = format!("file://{}/sensor_events", dir.display());
+    let partition_by = ["date".to_string(), "hour".to_string()];
+    IcebergSink::open_or_create(
+        IcebergTable {
+            name: "sensor_events",
+            uri: &uri,
+            catalog: &catalog(dir),
+            schema,
+            event_time: "ts",
+            partition_by: &partition_by,
+        },
+        &HashMap::new(),
+    )
+    .await
+}
+
+async fn open(dir: &Path) -> IcebergSink {
+    open_with(dir, &schema()).await.unwrap()
+}
+
+fn summary(sink: &IcebergSink, key: &str) -> String {
+    let snapshot = sink.table().metadata().current_snapshot().unwrap();
+    snapshot.summary().additional_properties[key].clone()
+}
+
+fn snapshots(sink: &IcebergSink) -> usize {
+    sink.table().metadata().snapshots().count()
+}
+
+#[tokio::test]
+async fn commits_carry_offsets_and_a_reopened_table_resumes_from_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open(dir.path()).await;
+    assert_eq!(sink.committed("sensor.events", 0).await.unwrap(), None);
+    let commit = sink
+        .commit(&[rows(0, &[0, 1, 2, 3])], &[moved(0, None, 3)])
+        .await
+        .unwrap();
+    assert_eq!(commit.files, 2, "one file per hour partition");
+    sink.commit(&[rows(0, &[4, 5])], &[moved(0, Some(3), 5)])
+        .await
+        .unwrap();
+
+    let reopened = open(dir.path()).await;
+    assert_eq!(
+        reopened.committed("sensor.events", 0).await.unwrap(),
+        Some(5)
+    );
+    assert_eq!(
+        reopened
+            .committed_mark("sensor.events", 0, "watermark")
+            .await
+            .unwrap(),
+        Some(50)
+    );
+    assert_eq!(summary(&reopened, "total-records"), "6");
+    assert_eq!(summary(&reopened, "total-data-files"), "4");
+    let snapshot = reopened.table().metadata().current_snapshot().unwrap();
+    assert_eq!(snapshot.summary().operation, Operation::Append);
+
+    // The files are under Hive-style partition paths and carry Iceberg field ids.
+    let hours: Vec<_> = std::fs::read_dir(dir.path().join("sensor_events/data"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut hours = hours;
+    hours.sort();
+    assert_eq!(hours, ["ts_hour=2026-12-03-09", "ts_hour=2026-12-03-10"]);
+    let file = std::fs::read_dir(dir.path().join("sensor_events/data/ts_hour=2026-12-03-09"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap()).unwrap();
+    let ids: Vec<&str> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.metadata()[PARQUET_FIELD_ID_META_KEY].as_str())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+}
+
+#[tokio::test]
+async fn members_of_other_partitions_both_land_on_one_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = open(dir.path()).await;
+    let mut second = open(dir.path()).await;
+    first
+        .commit(&[rows(0, &[0, 1])], &[moved(0, None, 1)])
+        .await
+        .unwrap();
+    // `second` planned on the empty table; it rebases onto `first`'s commit.
+    second
+        .commit(&[rows(1, &[0, 1, 2])], &[moved(1, None, 2)])
+        .await
+        .unwrap();
+    let reopened = open(dir.path()).await;
+    assert_eq!(
+        reopened.committed("sensor.events", 0).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        reopened.committed("sensor.events", 1).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(summary(&reopened, "total-records"), "5");
+    assert_eq!(snapshots(&reopened), 2);
+}
+
+#[tokio::test]
+async fn a_writer_whose_partition_moved_is_fenced_and_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut winner = open(dir.path()).await;
+    let mut zombie = open(dir.path()).await;
+    winner
+        .commit(&[rows(0, &[0, 1])], &[moved(0, None, 1)])
+        .await
+        .unwrap();
+    let err = zombie
+        .commit(&[rows(0, &[0, 1, 2])], &[moved(0, None, 2)])
+        .await
+        .unwrap_err();
+    assert!(err.is_fenced(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "table sensor_events: sensor.events/0 was committed up to offset Some(1) by another \
+         writer, expected None; commit refused"
+    );
+    let reopened = open(dir.path()).await;
+    assert_eq!(snapshots(&reopened), 1);
+    assert_eq!(summary(&reopened, "total-records"), "2");
+    assert_eq!(
+        reopened.committed("sensor.events", 0).await.unwrap(),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_table_with_other_columns_is_refused_with_the_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open(dir.path()).await;
+    sink.commit(&[rows(0, &[0])], &[moved(0, None, 0)])
+        .await
+        .unwrap();
+    let other = Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Int64, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+    ]));
+    let Err(err) = open_with(dir.path(), &other).await else {
+        panic!("a table of other columns was opened");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("exists with a different schema"),
+        "{message}"
+    );
+    assert!(
+        message.contains("column device_id: the stream's long against the table's string"),
+        "{message}"
+    );
+    assert!(
+        message.contains("column temperature_c is in the table but not in the stream"),
+        "{message}"
+    );
+}
