@@ -58,12 +58,7 @@ pub(crate) struct Console {
 
 impl Console {
     pub(crate) fn new(options: ConsoleOptions, history: Arc<History>) -> Self {
-        let locations: Vec<TableLocation> = (options.pipeline.lake_tables())
-            .map(|(name, uri)| TableLocation {
-                name: name.to_string(),
-                uri: uri.to_string(),
-            })
-            .collect();
+        let locations = TableLocation::of_pipeline(&options.pipeline);
         Self {
             sql: Sql::new(
                 locations.clone(),

@@ -107,7 +107,14 @@ async fn open(
     location: &TableLocation,
     storage_options: &HashMap<String, String>,
 ) -> Result<Existing, String> {
-    let TableLocation { name, uri } = location;
+    let TableLocation { name, uri, catalog } = location;
+    if let Some(catalog) = catalog {
+        return Err(format!(
+            "table {name} is an Iceberg table in catalog {}: this page does not show Iceberg \
+             tables yet; the SQL page queries it",
+            catalog.name
+        ));
+    }
     open_for_reading(name, uri, storage_options)
         .await
         .map_err(|err| match err.is_not_created() {

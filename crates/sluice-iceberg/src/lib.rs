@@ -9,6 +9,7 @@
 //! - [`catalog`]: reaching `[catalogs.<name>]`, and commits pinned to the state they continue.
 //! - [`data_files`]: rows split by `day`/`hour` of their event time, written as data files.
 //! - [`progress`]: each source partition's offset in every snapshot's summary.
+//! - [`reading`]: a table read back through its catalog, for `query` and `verify`.
 //! - [`schema`]: a stream's Arrow columns as an Iceberg schema, and field ids back.
 //! - [`sink`]: the table as the engine's `Sink`.
 //! - [`sql_catalog`]: the SQL catalog (pyiceberg's layout) in a SQLite file.
@@ -17,9 +18,11 @@
 pub mod catalog;
 pub mod data_files;
 pub mod progress;
+pub mod reading;
 pub mod schema;
 pub mod sink;
 pub mod sql_catalog;
 pub mod storage;
 
+pub use reading::IcebergSnapshot;
 pub use sink::{IcebergSink, IcebergTable};

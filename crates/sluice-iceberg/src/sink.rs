@@ -17,10 +17,9 @@ use iceberg::spec::{DataFile, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
-use object_store::path::Path;
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_core::schema::{DATE_COLUMN, HOUR_COLUMN};
-use sluice_lake::location::{object_store_at, table_url};
+use sluice_lake::location::table_url;
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
 use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
 
@@ -28,6 +27,7 @@ use crate::catalog::{PinnedCatalog, connect, ensure_namespace, is_conflict};
 use crate::data_files::{DataFileWriter, Partitioning};
 use crate::progress::Progress;
 use crate::schema::{iceberg_schema, with_field_ids};
+use crate::storage::store_of;
 
 /// How many times a commit is planned again on a table other members moved before giving up
 /// (transiently: the engine retries later).
@@ -135,19 +135,14 @@ impl IcebergSink {
         })?;
         let progress = Progress::of(metadata)
             .map_err(|reason| format_error(&name, "read its progress")(reason))?;
-        let root =
-            url::Url::parse(&format!("{location}/")).map_err(|err| LakeError::InvalidLocation {
-                table: name.clone(),
-                uri: location.clone(),
-                reason: err.to_string(),
-            })?;
-        let store = object_store_at(&root, storage_options)
+        let data_location = format!("{location}/data");
+        let (store, data_path) = store_of(&data_location, storage_options)
             .map_err(|err| format_error(&name, "reach its storage")(err))?;
         Ok(Self {
             writer: DataFileWriter {
                 store,
-                data_path: Path::from("data"),
-                data_location: format!("{location}/data"),
+                data_path,
+                data_location,
                 schema,
             },
             name,

@@ -23,6 +23,48 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+/// The store holding `location` (rooted at its bucket, or at `/` for a local path) and the
+/// location's path in it. Stores are rooted at the bucket so that the paths they list and
+/// return are the locations' own (a store rooted at a table returns local paths absolute).
+pub fn store_of(
+    location: &str,
+    storage_options: &HashMap<String, String>,
+) -> Result<(Arc<dyn ObjectStore>, Path)> {
+    let (root, path) = split(location)?;
+    let store = sluice_lake::location::object_store_at(&root, storage_options).map_err(|err| {
+        Error::new(
+            ErrorKind::Unexpected,
+            format!("cannot reach the store at {root}"),
+        )
+        .with_source(err)
+    })?;
+    Ok((store, path))
+}
+
+/// The location of `path` in the store of `like` (a location in the same bucket).
+pub fn location_in(like: &str, path: &Path) -> Result<String> {
+    let (root, _) = split(like)?;
+    Ok(format!("{root}{path}"))
+}
+
+/// A location's root (`s3://bucket/`, `file:///`) and its path under it.
+fn split(location: &str) -> Result<(Url, Path)> {
+    let url = Url::parse(location).map_err(|err| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            format!("invalid location {location:?}: {err}"),
+        )
+    })?;
+    let root = Url::parse(&format!("{}://{}/", url.scheme(), url.authority())).map_err(|err| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            format!("invalid location {location:?}: {err}"),
+        )
+    })?;
+    let path = Path::from_url_path(url.path()).map_err(|err| io_error(location, err))?;
+    Ok((root, path))
+}
+
 /// Makes [`ObjectStorage`] for Iceberg's `FileIO`.
 ///
 /// Iceberg serializes factories (typetag); the storage options hold credentials, so they are
@@ -63,33 +105,13 @@ pub struct ObjectStorage {
 impl ObjectStorage {
     /// The store holding `location` and the location's path in it.
     fn resolve(&self, location: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
-        let url = Url::parse(location).map_err(|err| {
-            Error::new(
-                ErrorKind::DataInvalid,
-                format!("invalid location {location:?}: {err}"),
-            )
-        })?;
-        let root = format!("{}://{}/", url.scheme(), url.authority());
-        let path = Path::from_url_path(url.path()).map_err(|err| io_error(location, err))?;
+        let (root, path) = split(location)?;
         let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = stores.get(&root) {
+        if let Some(store) = stores.get(root.as_str()) {
             return Ok((Arc::clone(store), path));
         }
-        let root_url = Url::parse(&root).map_err(|err| {
-            Error::new(
-                ErrorKind::DataInvalid,
-                format!("invalid root {root:?}: {err}"),
-            )
-        })?;
-        let store = sluice_lake::location::object_store_at(&root_url, &self.storage_options)
-            .map_err(|err| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("cannot reach the store at {root}"),
-                )
-                .with_source(err)
-            })?;
-        stores.insert(root, Arc::clone(&store));
+        let (store, path) = store_of(location, &self.storage_options)?;
+        stores.insert(root.to_string(), Arc::clone(&store));
         Ok((store, path))
     }
 }

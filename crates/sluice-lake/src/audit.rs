@@ -188,7 +188,7 @@ impl AuditedTable {
 }
 
 /// The footers of `paths` that cannot be read, read [`PARALLEL_READS`] at a time.
-async fn read_footers(store: Arc<dyn ObjectStore>, paths: &[Path]) -> Vec<BadFile> {
+pub async fn read_footers(store: Arc<dyn ObjectStore>, paths: &[Path]) -> Vec<BadFile> {
     stream::iter(paths.iter().cloned())
         .map(|path| {
             let store = store.clone();

@@ -104,6 +104,26 @@ pub struct TableLocation {
     pub name: String,
     /// The table URI.
     pub uri: String,
+    /// For an Iceberg table, the catalog it is registered in: it, not the location, says
+    /// which metadata is current.
+    pub catalog: Option<sluice_core::config::Catalog>,
+}
+
+impl TableLocation {
+    /// Every table `pipeline` writes, raw tables then window tables.
+    pub fn of_pipeline(pipeline: &sluice_core::Pipeline) -> Vec<Self> {
+        let tables = pipeline.tables.iter().map(|t| Self {
+            name: t.name.clone(),
+            uri: t.uri.clone(),
+            catalog: t.catalog.clone(),
+        });
+        let windows = pipeline.windows.iter().map(|w| Self {
+            name: w.name.clone(),
+            uri: w.uri.clone(),
+            catalog: None,
+        });
+        tables.chain(windows).collect()
+    }
 }
 
 /// Every table directly under `lake` (a local directory, or a prefix of a store such as
@@ -147,6 +167,7 @@ pub async fn discover_tables(
             tables.push(TableLocation {
                 name: name.to_string(),
                 uri: format!("{}/{name}", url.as_str().trim_end_matches('/')),
+                catalog: None,
             });
         }
     }

@@ -13,6 +13,7 @@ use sluice_lake::evolution::{SchemaChange, schema_history};
 use sluice_lake::table::{Existing, open_for_reading};
 
 mod files;
+mod iceberg;
 pub mod read_only;
 
 /// What went wrong answering a query.
@@ -184,9 +185,12 @@ impl Lake {
 /// Opens the table at `location` and registers it in `ctx` under its name.
 async fn register(
     ctx: &SessionContext,
-    TableLocation { name, uri }: &TableLocation,
+    TableLocation { name, uri, catalog }: &TableLocation,
     storage_options: &HashMap<String, String>,
 ) -> Result<TableSummary, QueryError> {
+    if let Some(catalog) = catalog {
+        return iceberg::register(ctx, name, catalog, storage_options).await;
+    }
     let url = sluice_lake::location::table_url(name, uri)?;
     let open_error = |source| QueryError::Open {
         table: name.clone(),
@@ -312,6 +316,7 @@ mod tests {
         let location = TableLocation {
             name: "t".into(),
             uri: dir.path().join("t").display().to_string(),
+            catalog: None,
         };
         let err = Lake::open(&[location], &HashMap::new())
             .await

@@ -55,13 +55,7 @@ async fn open(args: &LakeArgs) -> Result<Lake> {
     let (tables, storage_options) = match &args.pipeline {
         Some(file) => {
             let pipeline = Pipeline::load(file)?;
-            let tables = pipeline
-                .lake_tables()
-                .map(|(name, uri)| TableLocation {
-                    name: name.to_string(),
-                    uri: uri.to_string(),
-                })
-                .collect();
+            let tables = TableLocation::of_pipeline(&pipeline);
             (
                 tables,
                 sluice_lake::location::storage_options(&pipeline.storage_options),

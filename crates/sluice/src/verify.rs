@@ -13,12 +13,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sluice_core::Pipeline;
+use sluice_core::config::Catalog;
 use sluice_kafka::ClientOptions;
 use sluice_kafka::{admin, side};
-use sluice_lake::audit::{AuditedTable, BadFile};
+use sluice_lake::audit::BadFile;
 use sluice_query::{Format, Lake, TableLocation};
 
 use crate::produce::ProducerReport;
+
+mod audit;
+
+use audit::Audit;
 
 /// What to verify.
 pub struct VerifyOptions {
@@ -125,7 +130,12 @@ pub async fn run(options: &VerifyOptions) -> Result<Verification> {
             dead_letter_topic: stream.dead_letter_topic.as_deref(),
             filtered: table.filter.is_some(),
         };
-        tables.push(verify_table(options, &table.name, &table.uri, source).await?);
+        let at = TableAt {
+            name: &table.name,
+            uri: &table.uri,
+            catalog: table.catalog.as_ref(),
+        };
+        tables.push(verify_table(options, at, source).await?);
     }
     let clean = tables.iter().all(|t| t.problems.is_empty());
     Ok(Verification { clean, tables })
@@ -139,25 +149,33 @@ struct Source<'a> {
     filtered: bool,
 }
 
+/// Which table: its name, location and (Iceberg) catalog.
+#[derive(Clone, Copy)]
+struct TableAt<'a> {
+    name: &'a str,
+    uri: &'a str,
+    catalog: Option<&'a Catalog>,
+}
+
 async fn verify_table(
     options: &VerifyOptions,
-    name: &str,
-    uri: &str,
+    table: TableAt<'_>,
     source: Source<'_>,
 ) -> Result<TableVerification> {
+    let name = table.name;
     let topic = source.topic;
     // The log and the rows are read at one version: a writer may commit in between, and is
     // then waited out by reading both again.
     let mut attempts = 0;
     let (audited, files, bad_files, stats) = loop {
         attempts += 1;
-        let audited = AuditedTable::open(name, uri, &options.storage_options).await?;
+        let audited = Audit::open(name, table.uri, table.catalog, &options.storage_options).await?;
         let (files, bad_files) = audited.check_files().await?;
         // Row statistics need every file readable; with a damaged file, only the log is checked.
         if !bad_files.is_empty() {
             break (audited, files, bad_files, None);
         }
-        let (stats, version) = offset_stats(name, uri, &options.storage_options).await?;
+        let (stats, version) = offset_stats(table, &options.storage_options).await?;
         if version == audited.version() || attempts == SAME_VERSION_ATTEMPTS {
             break (audited, files, bad_files, Some(stats));
         }
@@ -286,7 +304,7 @@ async fn verify_table(
     }
     Ok(TableVerification {
         table: name.into(),
-        uri: audited.uri().into(),
+        uri: audited.uri(),
         version: audited.version(),
         files,
         bad_files,
@@ -300,14 +318,14 @@ async fn verify_table(
 /// Rows, distinct offsets and offset range per source (topic, partition), by SQL over the table;
 /// and the version they were read at.
 async fn offset_stats(
-    name: &str,
-    uri: &str,
+    TableAt { name, uri, catalog }: TableAt<'_>,
     storage_options: &HashMap<String, String>,
 ) -> Result<(BTreeMap<(String, i32), OffsetStats>, Option<u64>)> {
     let lake = Lake::open(
         &[TableLocation {
             name: name.into(),
             uri: uri.into(),
+            catalog: catalog.cloned(),
         }],
         storage_options,
     )

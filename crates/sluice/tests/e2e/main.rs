@@ -15,6 +15,7 @@ mod gateway_matrix;
 mod gateway_outages;
 mod groups;
 mod helpers;
+mod iceberg;
 mod kafka;
 mod kafka_tls;
 mod landing;

@@ -1,0 +1,296 @@
+//! An Iceberg table read back through its catalog, for `sluice query` and `sluice verify`: its
+//! current snapshot's live data files (from the manifests), its columns as Arrow, its
+//! progress; and the checks `verify` makes of its files.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use futures::TryStreamExt;
+use iceberg::spec::{ManifestList, PrimitiveType, Type};
+use iceberg::table::Table;
+use iceberg::{NamespaceIdent, TableIdent};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use sluice_core::config::Catalog as CatalogConfig;
+use sluice_lake::LakeError;
+use sluice_lake::audit::{BadFile, read_footers};
+use url::Url;
+
+use crate::catalog::connect;
+use crate::progress::Progress;
+use crate::storage::{location_in, store_of};
+
+/// A data file of the current snapshot.
+#[derive(Debug, Clone)]
+pub struct LiveFile {
+    /// Its absolute location.
+    pub location: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its rows.
+    pub records: u64,
+}
+
+/// An Iceberg table at its current snapshot.
+pub struct IcebergSnapshot {
+    /// The table as the catalog holds it.
+    pub table: Table,
+    /// The current snapshot's sequence number (0 before the first commit).
+    pub version: u64,
+    /// Its live data files.
+    pub files: Vec<LiveFile>,
+    /// Each source partition's progress.
+    pub progress: Progress,
+    /// The store holding the table's location, and the location's path in it.
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+}
+
+fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    table: &str,
+    action: &'static str,
+) -> impl Fn(E) -> LakeError + use<E> {
+    let table = table.to_string();
+    move |source| LakeError::Format {
+        table: table.clone(),
+        action: action.to_string(),
+        transient: true,
+        source: source.into(),
+    }
+}
+
+impl IcebergSnapshot {
+    /// Loads `name` from `catalog` and lists its live data files.
+    pub async fn open(
+        name: &str,
+        catalog: &CatalogConfig,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self, LakeError> {
+        let connected = connect(catalog, storage_options)
+            .await
+            .map_err(failed(name, "reach its catalog"))?;
+        let ident = TableIdent::new(NamespaceIdent::new(catalog.namespace.clone()), name.into());
+        let table = connected
+            .load_table(&ident)
+            .await
+            .map_err(failed(name, "load it from its catalog"))?;
+        let metadata = table.metadata();
+        let progress = Progress::of(metadata).map_err(failed(name, "read its progress"))?;
+        let (version, files) = match metadata.current_snapshot() {
+            None => (0, Vec::new()),
+            Some(snapshot) => {
+                let io = table.file_io();
+                let list = io
+                    .new_input(snapshot.manifest_list())
+                    .map_err(failed(name, "read its manifest list"))?
+                    .read()
+                    .await
+                    .map_err(failed(name, "read its manifest list"))?;
+                let list = ManifestList::parse_with_version(&list, metadata.format_version())
+                    .map_err(failed(name, "read its manifest list"))?;
+                let mut files = Vec::new();
+                for manifest in list.entries() {
+                    let manifest = manifest
+                        .load_manifest(io)
+                        .await
+                        .map_err(failed(name, "read a manifest"))?;
+                    files.extend(manifest.entries().iter().filter(|e| e.is_alive()).map(|e| {
+                        let file = e.data_file();
+                        LiveFile {
+                            location: file.file_path().to_string(),
+                            size: file.file_size_in_bytes(),
+                            records: file.record_count(),
+                        }
+                    }));
+                }
+                (snapshot.sequence_number().max(0) as u64, files)
+            }
+        };
+        let (store, root) = store_of(metadata.location(), storage_options)
+            .map_err(failed(name, "reach its storage"))?;
+        Ok(Self {
+            table,
+            version,
+            files,
+            progress,
+            store,
+            root,
+        })
+    }
+
+    /// The table's location.
+    pub fn location(&self) -> &str {
+        self.table.metadata().location()
+    }
+
+    /// The table's current columns as Arrow, as sluice writes them.
+    pub fn arrow_schema(&self) -> Result<SchemaRef, String> {
+        let fields = arrow_fields(self.table.metadata().current_schema().as_struct().fields())?;
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// The live data files that are missing or whose Parquet footer cannot be read.
+    pub async fn check_files(&self) -> Vec<BadFile> {
+        let mut bad = Vec::new();
+        let mut paths = Vec::new();
+        for file in &self.files {
+            match split_location(self.location(), &file.location) {
+                Some(path) => paths.push(path),
+                None => bad.push(BadFile {
+                    path: file.location.clone(),
+                    error: format!("not in the table's store at {}", self.location()),
+                }),
+            }
+        }
+        bad.extend(read_footers(self.store.clone(), &paths).await);
+        bad
+    }
+
+    /// Data files under the table's `data/` that no snapshot of the table references (written
+    /// by a commit that never landed) and are older than `min_age`; with `delete`, removed.
+    /// Files of expired snapshots are not counted: sluice does not expire snapshots yet.
+    pub async fn uncommitted_files(
+        &self,
+        min_age: std::time::Duration,
+        delete: bool,
+    ) -> Result<Vec<String>, LakeError> {
+        let name = self.table.identifier().name().to_string();
+        let referenced = self.referenced_by_any_snapshot().await?;
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.root.clone().join("data")))
+            .try_collect()
+            .await
+            .map_err(failed(&name, "list its data files"))?;
+        let mut leftovers = Vec::new();
+        for meta in listed {
+            let location = location_in(self.location(), &meta.location)
+                .map_err(failed(&name, "name its data files"))?;
+            if meta.last_modified < cutoff && !referenced.contains(&location) {
+                if delete {
+                    self.store
+                        .delete(&meta.location)
+                        .await
+                        .map_err(failed(&name, "remove an uncommitted data file"))?;
+                }
+                leftovers.push(meta.location.to_string());
+            }
+        }
+        Ok(leftovers)
+    }
+
+    /// Every data file any snapshot of the table references (time travel reaches them).
+    async fn referenced_by_any_snapshot(&self) -> Result<HashSet<String>, LakeError> {
+        let name = self.table.identifier().name();
+        let metadata = self.table.metadata();
+        let io = self.table.file_io();
+        let mut manifests = HashSet::new();
+        for snapshot in metadata.snapshots() {
+            let list = io
+                .new_input(snapshot.manifest_list())
+                .map_err(failed(name, "read a manifest list"))?
+                .read()
+                .await
+                .map_err(failed(name, "read a manifest list"))?;
+            let list = ManifestList::parse_with_version(&list, metadata.format_version())
+                .map_err(failed(name, "read a manifest list"))?;
+            manifests.extend(
+                list.entries()
+                    .iter()
+                    .cloned()
+                    .map(|m| (m.manifest_path.clone(), m)),
+            );
+        }
+        let mut referenced = HashSet::new();
+        for (_, manifest) in manifests {
+            let manifest = manifest
+                .load_manifest(io)
+                .await
+                .map_err(failed(name, "read a manifest"))?;
+            referenced.extend(
+                manifest
+                    .entries()
+                    .iter()
+                    .map(|e| e.data_file().file_path().to_string()),
+            );
+        }
+        Ok(referenced)
+    }
+}
+
+/// The path of `location` in the store of `table` (the table's own location), when it is in
+/// that store.
+fn split_location(table: &str, location: &str) -> Option<Path> {
+    let (table_root, _) = root_and_path(table)?;
+    let (root, path) = root_and_path(location)?;
+    (root == table_root).then_some(path)
+}
+
+fn root_and_path(location: &str) -> Option<(String, Path)> {
+    let url = Url::parse(location).ok()?;
+    let path = Path::from_url_path(url.path()).ok()?;
+    Some((format!("{}://{}", url.scheme(), url.authority()), path))
+}
+
+fn arrow_fields(fields: &[iceberg::spec::NestedFieldRef]) -> Result<Fields, String> {
+    fields
+        .iter()
+        .map(|field| {
+            Ok(Arc::new(Field::new(
+                &field.name,
+                arrow_type(&field.field_type)?,
+                !field.required,
+            )))
+        })
+        .collect()
+}
+
+/// The Arrow type sluice writes an Iceberg type as (the inverse of [`crate::schema`]'s
+/// mapping).
+fn arrow_type(ty: &Type) -> Result<DataType, String> {
+    Ok(match ty {
+        Type::Primitive(primitive) => match primitive {
+            PrimitiveType::Boolean => DataType::Boolean,
+            PrimitiveType::Int => DataType::Int32,
+            PrimitiveType::Long => DataType::Int64,
+            PrimitiveType::Float => DataType::Float32,
+            PrimitiveType::Double => DataType::Float64,
+            PrimitiveType::String => DataType::Utf8,
+            PrimitiveType::Binary => DataType::Binary,
+            PrimitiveType::Date => DataType::Date32,
+            PrimitiveType::Timestamptz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+            }
+            PrimitiveType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            PrimitiveType::Decimal { precision, scale } => DataType::Decimal128(
+                u8::try_from(*precision).map_err(|e| e.to_string())?,
+                i8::try_from(*scale).map_err(|e| e.to_string())?,
+            ),
+            other => return Err(format!("sluice does not read Iceberg {other} columns")),
+        },
+        Type::Struct(children) => DataType::Struct(arrow_fields(children.fields())?),
+        Type::List(list) => DataType::List(Arc::new(Field::new(
+            "item",
+            arrow_type(&list.element_field.field_type)?,
+            !list.element_field.required,
+        ))),
+        Type::Map(map) => DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(Fields::from(vec![
+                    Field::new("keys", arrow_type(&map.key_field.field_type)?, false),
+                    Field::new(
+                        "values",
+                        arrow_type(&map.value_field.field_type)?,
+                        !map.value_field.required,
+                    ),
+                ])),
+                false,
+            )),
+            false,
+        ),
+    })
+}

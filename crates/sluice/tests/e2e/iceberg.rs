@@ -1,0 +1,134 @@
+//! An Iceberg table on s3s-fs through the SQL catalog (a SQLite file), landed exactly once
+//! through kill -9 at random moments: pyiceberg, through the same catalog, reads every produced
+//! (partition, offset) exactly once, every snapshot is an append whose summary offsets move
+//! forward, no data file is live twice, every file sits in the hour partition of its rows, and
+//! `sluice verify` and `sluice query` agree.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const EVENTS: u64 = 300_000;
+const PARTITIONS: u32 = 8;
+const KILLS: usize = 10;
+const TABLE: &str = "sensor_iceberg";
+const CATALOG: &str = "lake";
+
+#[test]
+fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = unique("iceberg");
+    create_topic(&topic, PARTITIONS);
+    let report = dir.path().join("report.json");
+    let produced = produce_sensor(&topic, EVENTS, 23, "2026-11-22T00:00:00Z", "50ms", &report);
+    let prefix = format!("{}/{}", s3_bucket(), unique("iceberg"));
+    let catalog_db = dir.path().join("catalog.db");
+    let group = unique("group");
+    let pipeline = |run: usize| {
+        let dir = dir.path().join(format!("run{run}"));
+        write_iceberg_pipeline(&dir, &topic, &group, &prefix, &catalog_db)
+    };
+    let seed = kill_at_random_moments(KILLS, 300..4_000, &dir.path().join("logs"), |run| {
+        stream_until_caught_up_command(&pipeline(run))
+    });
+    let last = pipeline(KILLS + 1);
+    run_ok(
+        sluice()
+            .args(["stream", "--until-caught-up", "--pipeline"])
+            .arg(&last),
+        Duration::from_secs(600),
+    );
+    let context = format!("seed {seed}");
+
+    let verified = verify_clean(&last, &report, &context);
+    let read = pyiceberg_check(&catalog_db, &prefix);
+    assert_reader_matches_report(&read, &produced, &context);
+    assert_eq!(read["offsets_move_forward"], true, "{context}: {read}");
+    assert_eq!(
+        read["paths_live_twice"],
+        serde_json::json!([]),
+        "{context}: {read}"
+    );
+    assert_eq!(read["partition_values_match"], true, "{context}: {read}");
+    let operations = read["operations"].as_array().unwrap();
+    assert!(
+        operations.len() > KILLS && operations.iter().all(|op| op == "append"),
+        "{context}: {read}"
+    );
+    assert_eq!(
+        read["snapshots_with_progress"].as_u64(),
+        Some(operations.len() as u64),
+        "{context}: {read}"
+    );
+    let files = verified["tables"][0]["files"].clone();
+    assert_eq!(read["files"], files, "{context}: {verified}");
+
+    let counted = query(
+        &last,
+        &format!(
+            "select count(*) as n, count(distinct _partition * 1000000 + _offset) as d, \
+             count(distinct hour) as hours from {TABLE}"
+        ),
+    );
+    assert_eq!(counted[0]["n"], EVENTS, "{context}: {counted:?}");
+    assert_eq!(counted[0]["d"], EVENTS, "{context}: {counted:?}");
+    assert!(counted[0]["hours"].as_i64().unwrap() > 1, "{counted:?}");
+}
+
+/// A pipeline writing the sensor stream to one Iceberg table under `s3://{prefix}/`,
+/// registered in the SQLite catalog at `catalog_db`, committing small and often so that kills
+/// land between data files, metadata and the catalog's row.
+fn write_iceberg_pipeline(
+    dir: &Path,
+    topic: &str,
+    group: &str,
+    prefix: &str,
+    catalog_db: &Path,
+) -> PathBuf {
+    let file = write_pipeline(
+        dir,
+        topic,
+        group,
+        &format!("s3://{prefix}/{TABLE}"),
+        r#"{ max_rows = 15000, max_latency = "1s" }"#,
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(
+            "name = \"sensor_events\"\nfrom",
+            &format!("name = \"{TABLE}\"\nfrom"),
+        )
+        .replace(
+            "\nflush = ",
+            &format!("\nformat = \"iceberg\"\ncatalog = \"{CATALOG}\"\nflush = "),
+        );
+    assert!(text.contains("format = \"iceberg\""), "{text}");
+    let catalog = format!(
+        "\n[catalogs.{CATALOG}]\ntype = \"sql\"\nuri = \"sqlite:///{}\"\nwarehouse = \"s3://{prefix}/warehouse\"\n",
+        catalog_db.display()
+    );
+    std::fs::write(&file, text + catalog.as_str()).unwrap();
+    file
+}
+
+/// Reads the table with pyiceberg through the same catalog (scripts/check_iceberg.py).
+fn pyiceberg_check(catalog_db: &Path, prefix: &str) -> Value {
+    let python = std::env::var("SLUICE_TEST_PYTHON")
+        .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
+    let out = run_ok(
+        std::process::Command::new(python)
+            .arg(repo_file("scripts/check_iceberg.py"))
+            .arg(catalog_db)
+            .args([
+                CATALOG,
+                &format!("s3://{prefix}/warehouse"),
+                &format!("sluice.{TABLE}"),
+            ]),
+        Duration::from_secs(600),
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|err| panic!("check_iceberg.py printed no JSON ({err}): {out}"))
+}
