@@ -98,8 +98,13 @@ topic = "{topic}-alerts"
 
 
 def pipeline(dir_, topic, group, table, job=False, table_format=None):
-    """A sensor pipeline writing `table` (Delta, or plain files of `table_format`), with the
-    sensor job's windows and alerts when `job`."""
+    """A sensor pipeline writing `table` (Delta, plain files of `table_format`, or Iceberg in a
+    SQLite catalog beside the pipeline file), with the sensor job's windows and alerts when
+    `job`."""
+    catalog = ""
+    if table_format == "iceberg":
+        catalog = (f'catalog = "bench"\n\n[catalogs.bench]\ntype = "sql"\n'
+                   f'uri = "sqlite:///{dir_ / "catalog.db"}"\nwarehouse = "file://{table.parent}"\n')
     (dir_ / "schemas").mkdir(parents=True, exist_ok=True)
     shutil.copy(SCHEMA, dir_ / "schemas/sensor_event.schema.json")
     file = dir_ / "pipeline.toml"
@@ -119,7 +124,7 @@ name = "sensor_events"
 from = "sensor_events"
 uri = "{table}"
 {f'format = "{table_format}"' if table_format else ""}
-{kafka_options()}""")
+{catalog}{kafka_options()}""")
     return file
 
 

@@ -17,12 +17,15 @@ Workloads: "sensor" (1,000,000 events, 8 partitions, one hour of event time), "s
 rules + a dead-letter topic), "sensor-job@console" (the same with the web console served beside
 the stream, nobody looking; "sensor-job@plain" is its control: the same job again, named
 alike, without the console), "sensor-parquet" (the same events into a plain Parquet table
-instead of a Delta table), "wide" (500,000
+instead of a Delta table), "sensor-iceberg" (the same events into an Iceberg table registered in
+a SQLite catalog, next to "sensor"'s Delta table), "wide" (500,000
 events, 64 partitions, event times spread at random over 48 hours: every batch touches every
 date/hour partition) under the default 256 MiB memory budget, and "wide@64MiB" (the same
 with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks workloads.
 each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
-included (client creation; for the stream also joining the group and creating the table).
+included (client creation; for the stream also joining the group and creating the table); the
+table's data files are counted after each stream run (the workloads hold one hour of event
+time, so that is also files per hour).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
 invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary (a row of its
 own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
@@ -57,8 +60,8 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
     sluice = sluice_bin()
     base = name.split("@")[0]
     job = base == "sensor-job"
-    plain = base == "sensor-parquet"
-    data = workload(f"{'sensor' if job or plain else base}-{events}", events, hours, shuffle)
+    table_format = {"sensor-parquet": "parquet", "sensor-iceberg": "iceberg"}.get(base)
+    data = workload(f"{'sensor' if job or table_format else base}-{events}", events, hours, shuffle)
     topic = f"bench-{name.replace('@', '-')}-{os.getpid()}"
     for created in [topic] + ([f"{topic}-{kind}" for kind in ("dlq", "late", "alerts")] if job else []):
         subprocess.run([sluice, "topics", "create", created, "--partitions", str(partitions)],
@@ -78,11 +81,12 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
         def stream_once(binary, tag):
             # A fresh group and table each time: the whole topic, from its start.
             file = pipeline(dir_, topic, f"bench-{name}-{run}{tag}-{os.getpid()}",
-                            dir_ / "lake/sensor_events", job, "parquet" if plain else None)
+                            dir_ / "lake/sensor_events", job, table_format)
             wall, rss, _, cpu = timed([binary, "stream", "--until-caught-up", *stream_args,
                                        "--pipeline", str(file)], env)
+            files = sum(1 for _ in (dir_ / "lake/sensor_events").rglob("*.parquet"))
             shutil.rmtree(dir_)
-            return events / wall, rss, events / cpu
+            return events / wall, rss, events / cpu, files
 
         stream.append(stream_once(sluice, ""))
         if baseline:
@@ -100,7 +104,7 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
         "bytes": data.stat().st_size, "runs": runs,
         "raw_per_s": med(raw, 0), "raw_rss_mib": med(raw, 1),
         "stream_per_s": med(stream, 0), "stream_rss_mib": med(stream, 1),
-        "stream_per_cpu_s": med(stream, 2),
+        "stream_per_cpu_s": med(stream, 2), "files": med(stream, 3),
         "ratio": med([(s[0] / r[0], 0) for s, r in zip(stream, raw)], 0),
     }
 
@@ -120,6 +124,7 @@ def main():
          ["--console-listen", "127.0.0.1:0"]),
         ("sensor-job@plain", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("sensor-parquet", 20_000 if small else 1_000_000, 8, 1, False, []),
+        ("sensor-iceberg", 20_000 if small else 1_000_000, 8, 1, False, []),
         ("wide", 20_000 if small else 500_000, 64, 48, True, []),
         ("wide@64MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "64MiB"]),
         ("wide@16MiB", 20_000 if small else 500_000, 64, 48, True, ["--memory-budget", "16MiB"]),
@@ -151,17 +156,17 @@ def main():
     if results:
         print(f"| workload | events | partitions × hours | raw consume (records/s) | sluice stream "
               f"(records/s) | stream ÷ raw | stream records per CPU-second | raw peak RSS "
-              f"| stream peak RSS |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+              f"| stream peak RSS | data files |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['name']} ({r['bytes'] / r['events']:.0f} B/event) | {r['events']:,} | "
                   f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
                   f"{r['ratio']:.2f} | {r['stream_per_cpu_s']:,.0f} | {r['raw_rss_mib']:.0f} MiB "
-                  f"| {r['stream_rss_mib']:.0f} MiB |")
+                  f"| {r['stream_rss_mib']:.0f} MiB | {r['files']:.0f} |")
             if "baseline_per_s" in r:
                 print(f"| {r['name']}, $BENCH_BASELINE_BIN | | | | {r['baseline_per_s']:,.0f} | "
                       f"{r['baseline_ratio']:.2f} | {r['baseline_per_cpu_s']:,.0f} | "
-                      f"| {r['baseline_rss_mib']:.0f} MiB |")
+                      f"| {r['baseline_rss_mib']:.0f} MiB | |")
     for workload in (files, files_10m):
         if workload:
             print_files(workload)

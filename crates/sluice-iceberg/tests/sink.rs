@@ -253,3 +253,45 @@ async fn a_table_with_other_columns_is_refused_with_the_differences() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn two_members_racing_for_one_partition_land_exactly_one_commit_per_round() {
+    const ROUNDS: i64 = 5;
+    let dir = tempfile::tempdir().unwrap();
+    let mut left = open(dir.path()).await;
+    let mut right = open(dir.path()).await;
+    let mut committed = None;
+    let mut wins = [0, 0];
+    for round in 0..ROUNDS {
+        let (from, to) = (round * 3, round * 3 + 2);
+        let batch = rows(0, &(from..=to).collect::<Vec<_>>());
+        let progress = [moved(0, committed, to)];
+        let (a, b) = tokio::join!(
+            left.commit(std::slice::from_ref(&batch), &progress),
+            right.commit(std::slice::from_ref(&batch), &progress)
+        );
+        let outcomes = [a.is_ok(), b.is_ok()];
+        assert_eq!(
+            outcomes.iter().filter(|ok| **ok).count(),
+            1,
+            "round {round}: {a:?} {b:?}"
+        );
+        let loser = if outcomes[0] { &b } else { &a };
+        assert!(
+            loser.as_ref().is_err_and(LakeError::is_fenced),
+            "round {round}: {loser:?}"
+        );
+        wins[usize::from(!outcomes[0])] += 1;
+        committed = Some(to);
+        left.refresh().await.unwrap();
+        right.refresh().await.unwrap();
+    }
+    let reopened = open(dir.path()).await;
+    assert_eq!(snapshots(&reopened), ROUNDS as usize);
+    assert_eq!(summary(&reopened, "total-records"), (ROUNDS * 3).to_string());
+    assert_eq!(
+        reopened.committed("sensor.events", 0).await.unwrap(),
+        committed
+    );
+    eprintln!("wins (left, right): {wins:?}");
+}
