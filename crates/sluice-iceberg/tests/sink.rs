@@ -288,10 +288,89 @@ async fn two_members_racing_for_one_partition_land_exactly_one_commit_per_round(
     }
     let reopened = open(dir.path()).await;
     assert_eq!(snapshots(&reopened), ROUNDS as usize);
-    assert_eq!(summary(&reopened, "total-records"), (ROUNDS * 3).to_string());
+    assert_eq!(
+        summary(&reopened, "total-records"),
+        (ROUNDS * 3).to_string()
+    );
     assert_eq!(
         reopened.committed("sensor.events", 0).await.unwrap(),
         committed
     );
     eprintln!("wins (left, right): {wins:?}");
+}
+
+#[tokio::test]
+async fn a_table_another_writer_created_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = sluice_iceberg::catalog::connect(&catalog(dir.path()), &HashMap::new())
+        .await
+        .unwrap();
+    let namespace = iceberg::NamespaceIdent::new("sluice".into());
+    sluice_iceberg::catalog::ensure_namespace(catalog.as_ref(), &namespace)
+        .await
+        .unwrap();
+    let creation = iceberg::TableCreation::builder()
+        .name("sensor_events".into())
+        .location(format!("file://{}/sensor_events", dir.path().display()))
+        .schema(sluice_iceberg::schema::iceberg_schema(&schema()).unwrap())
+        .build();
+    catalog.create_table(&namespace, creation).await.unwrap();
+    let Err(err) = open_with(dir.path(), &schema()).await else {
+        panic!("a table sluice did not create was opened for writing");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("was not created by sluice (sluice.writer is None)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn verify_finds_and_removes_only_data_files_no_snapshot_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open(dir.path()).await;
+    sink.commit(&[rows(0, &[0, 1, 2, 3])], &[moved(0, None, 3)])
+        .await
+        .unwrap();
+    let hour = dir.path().join("sensor_events/data/ts_hour=2026-12-03-09");
+    let committed = std::fs::read_dir(&hour)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let orphan = hour.join("never-committed.parquet");
+    std::fs::copy(&committed, &orphan).unwrap();
+
+    let snapshot = sluice_iceberg::IcebergSnapshot::open(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snapshot.files.len(), 2);
+    assert!(snapshot.check_files().await.is_empty());
+    let young = snapshot
+        .uncommitted_files(std::time::Duration::from_secs(3600), true)
+        .await
+        .unwrap();
+    assert!(
+        young.is_empty(),
+        "files younger than the minimum age are left: {young:?}"
+    );
+    let found = snapshot
+        .uncommitted_files(std::time::Duration::ZERO, false)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].ends_with("never-committed.parquet"), "{found:?}");
+    assert!(orphan.exists(), "listing removes nothing");
+    snapshot
+        .uncommitted_files(std::time::Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert!(!orphan.exists(), "repair removes the uncommitted file");
+    assert!(committed.exists(), "and only it");
+    assert!(snapshot.check_files().await.is_empty());
 }

@@ -1,9 +1,7 @@
 //! Tests of tables' `format` and `compression` as a pipeline file gives them.
 
 use crate::config::tests::parse;
-use crate::config::{
-    CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, TableFormat,
-};
+use crate::config::{CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, TableFormat};
 
 #[test]
 fn tables_are_delta_unless_they_name_a_plain_format_with_its_compression() {
@@ -199,9 +197,18 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("the REST and Glue catalogs are not built yet"), "{text}");
-    assert!(text.contains("a Postgres catalog is not built yet"), "{text}");
-    assert!(text.contains("no [catalogs.nowhere] section (catalogs: none)"), "{text}");
+    assert!(
+        text.contains("the REST and Glue catalogs are not built yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a Postgres catalog is not built yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no [catalogs.nowhere] section (catalogs: none)"),
+        "{text}"
+    );
     assert!(
         text.contains("only Iceberg tables (format = \"iceberg\") are registered"),
         "{text}"
