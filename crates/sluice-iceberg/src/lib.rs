@@ -26,3 +26,20 @@ pub mod storage;
 
 pub use reading::IcebergSnapshot;
 pub use sink::{IcebergSink, IcebergTable};
+
+use sluice_lake::LakeError;
+
+/// A [`LakeError::Format`] for `table`: transient, since a catalog or store that failed may
+/// answer later; errors that cannot pass are raised as their own variants.
+pub(crate) fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    table: &str,
+    action: &str,
+) -> impl Fn(E) -> LakeError + use<E> {
+    let (table, action) = (table.to_string(), action.to_string());
+    move |source| LakeError::Format {
+        table: table.clone(),
+        action: action.clone(),
+        transient: true,
+        source: source.into(),
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use futures::TryStreamExt;
-use iceberg::spec::{ManifestList, PrimitiveType, Type};
+use iceberg::spec::{ManifestFile, ManifestList, PrimitiveType, Snapshot, Type};
 use iceberg::table::Table;
 use iceberg::{NamespaceIdent, TableIdent};
 use object_store::path::Path;
@@ -18,6 +18,7 @@ use sluice_lake::audit::{BadFile, read_footers};
 use url::Url;
 
 use crate::catalog::connect;
+use crate::failed;
 use crate::progress::Progress;
 use crate::storage::{location_in, store_of};
 
@@ -47,19 +48,6 @@ pub struct IcebergSnapshot {
     root: Path,
 }
 
-fn failed<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
-    table: &str,
-    action: &'static str,
-) -> impl Fn(E) -> LakeError + use<E> {
-    let table = table.to_string();
-    move |source| LakeError::Format {
-        table: table.clone(),
-        action: action.to_string(),
-        transient: true,
-        source: source.into(),
-    }
-}
-
 impl IcebergSnapshot {
     /// Loads `name` from `catalog` and lists its live data files.
     pub async fn open(
@@ -81,16 +69,11 @@ impl IcebergSnapshot {
             None => (0, Vec::new()),
             Some(snapshot) => {
                 let io = table.file_io();
-                let list = io
-                    .new_input(snapshot.manifest_list())
-                    .map_err(failed(name, "read its manifest list"))?
-                    .read()
+                let list = manifest_files(&table, snapshot)
                     .await
                     .map_err(failed(name, "read its manifest list"))?;
-                let list = ManifestList::parse_with_version(&list, metadata.format_version())
-                    .map_err(failed(name, "read its manifest list"))?;
                 let mut files = Vec::new();
-                for manifest in list.entries() {
+                for manifest in &list {
                     let manifest = manifest
                         .load_manifest(io)
                         .await
@@ -187,25 +170,15 @@ impl IcebergSnapshot {
         let name = self.table.identifier().name();
         let metadata = self.table.metadata();
         let io = self.table.file_io();
-        let mut manifests = HashSet::new();
+        let mut manifests = HashMap::new();
         for snapshot in metadata.snapshots() {
-            let list = io
-                .new_input(snapshot.manifest_list())
-                .map_err(failed(name, "read a manifest list"))?
-                .read()
+            let list = manifest_files(&self.table, snapshot)
                 .await
                 .map_err(failed(name, "read a manifest list"))?;
-            let list = ManifestList::parse_with_version(&list, metadata.format_version())
-                .map_err(failed(name, "read a manifest list"))?;
-            manifests.extend(
-                list.entries()
-                    .iter()
-                    .cloned()
-                    .map(|m| (m.manifest_path.clone(), m)),
-            );
+            manifests.extend(list.into_iter().map(|m| (m.manifest_path.clone(), m)));
         }
         let mut referenced = HashSet::new();
-        for (_, manifest) in manifests {
+        for manifest in manifests.values() {
             let manifest = manifest
                 .load_manifest(io)
                 .await
@@ -219,6 +192,17 @@ impl IcebergSnapshot {
         }
         Ok(referenced)
     }
+}
+
+/// The manifests `snapshot`'s manifest list names.
+async fn manifest_files(table: &Table, snapshot: &Snapshot) -> iceberg::Result<Vec<ManifestFile>> {
+    let list = table
+        .file_io()
+        .new_input(snapshot.manifest_list())?
+        .read()
+        .await?;
+    let list = ManifestList::parse_with_version(&list, table.metadata().format_version())?;
+    Ok(list.entries().to_vec())
 }
 
 /// The path of `location` in the store of `table` (the table's own location), when it is in

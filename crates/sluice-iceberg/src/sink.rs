@@ -25,6 +25,7 @@ use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
 
 use crate::catalog::{PinnedCatalog, connect, ensure_namespace, is_conflict};
 use crate::data_files::{DataFileWriter, Partitioning};
+use crate::failed;
 use crate::progress::Progress;
 use crate::schema::{iceberg_schema, with_field_ids};
 use crate::storage::store_of;
@@ -71,24 +72,24 @@ impl IcebergSink {
         storage_options: &HashMap<String, String>,
     ) -> Result<Self, LakeError> {
         let name = table.name;
-        let failed = |action: &str| format_error(name, action);
+        let failed_to = |action: &str| failed(name, action);
         let catalog = connect(table.catalog, storage_options)
             .await
-            .map_err(failed(&format!("reach catalog {}", table.catalog.name)))?;
+            .map_err(failed_to(&format!("reach catalog {}", table.catalog.name)))?;
         let namespace = NamespaceIdent::new(table.catalog.namespace.clone());
         ensure_namespace(catalog.as_ref(), &namespace)
             .await
-            .map_err(failed("create the catalog's namespace"))?;
+            .map_err(failed_to("create the catalog's namespace"))?;
         let ident = TableIdent::new(namespace.clone(), name.to_string());
         let loaded = match catalog
             .table_exists(&ident)
             .await
-            .map_err(failed("look it up"))?
+            .map_err(failed_to("look it up"))?
         {
             true => catalog
                 .load_table(&ident)
                 .await
-                .map_err(failed("load it"))?,
+                .map_err(failed_to("load it"))?,
             false => create(catalog.as_ref(), &namespace, &table).await?,
         };
         Self::open(table, catalog, loaded, storage_options)
@@ -133,11 +134,11 @@ impl IcebergSink {
                 differences: format!("\n  - {difference}"),
             }
         })?;
-        let progress = Progress::of(metadata)
-            .map_err(|reason| format_error(&name, "read its progress")(reason))?;
+        let progress =
+            Progress::of(metadata).map_err(|reason| failed(&name, "read its progress")(reason))?;
         let data_location = format!("{location}/data");
         let (store, data_path) = store_of(&data_location, storage_options)
-            .map_err(|err| format_error(&name, "reach its storage")(err))?;
+            .map_err(|err| failed(&name, "reach its storage")(err))?;
         Ok(Self {
             writer: DataFileWriter {
                 store,
@@ -164,9 +165,9 @@ impl IcebergSink {
             .catalog
             .load_table(self.table.identifier())
             .await
-            .map_err(format_error(&self.name, "reload it"))?;
-        self.progress = Progress::of(table.metadata())
-            .map_err(format_error(&self.name, "read its progress"))?;
+            .map_err(failed(&self.name, "reload it"))?;
+        self.progress =
+            Progress::of(table.metadata()).map_err(failed(&self.name, "read its progress"))?;
         self.table = table;
         Ok(())
     }
@@ -176,7 +177,7 @@ impl IcebergSink {
         let parts = self
             .partitioning
             .split(batches)
-            .map_err(format_error(&self.name, "split rows by partition"))?;
+            .map_err(failed(&self.name, "split rows by partition"))?;
         let mut files = Vec::with_capacity(parts.len());
         for (key, rows) in parts {
             let file = self
@@ -224,7 +225,7 @@ impl IcebergSink {
             .add_data_files(files.iter().cloned());
         let transaction = append
             .apply(transaction)
-            .map_err(format_error(&self.name, "plan the commit"))?;
+            .map_err(failed(&self.name, "plan the commit"))?;
         let pinned = PinnedCatalog {
             inner: self.catalog.as_ref(),
             base: &self.table,
@@ -232,7 +233,7 @@ impl IcebergSink {
         match transaction.commit(&pinned).await {
             Ok(table) => Ok(Some(table)),
             Err(err) if is_conflict(&err) => Ok(None),
-            Err(err) => Err(format_error(
+            Err(err) => Err(failed(
                 &self.name,
                 "commit (its data files stay unreferenced)",
             )(err)),
@@ -247,14 +248,14 @@ async fn create(
     namespace: &NamespaceIdent,
     table: &IcebergTable<'_>,
 ) -> Result<Table, LakeError> {
-    let failed = |action: &str| format_error::<iceberg::Error>(table.name, action);
-    let schema = iceberg_schema(table.schema)
-        .map_err(format_error(table.name, "map its columns to Iceberg"))?;
+    let failed_to = |action: &str| failed::<iceberg::Error>(table.name, action);
+    let schema =
+        iceberg_schema(table.schema).map_err(failed(table.name, "map its columns to Iceberg"))?;
     let source = schema
         .field_by_name(table.event_time)
         .map(|field| field.id)
         .ok_or_else(|| {
-            format_error(table.name, "find its event-time column")(format!(
+            failed(table.name, "find its event-time column")(format!(
                 "no column {}",
                 table.event_time
             ))
@@ -267,7 +268,7 @@ async fn create(
                 partition_field(table.event_time, transform),
                 transform,
             )
-            .map_err(failed("partition it"))?;
+            .map_err(failed_to("partition it"))?;
     }
     let location = table_url(table.name, table.uri)?;
     let creation = TableCreation::builder()
@@ -281,8 +282,11 @@ async fn create(
     match catalog.create_table(namespace, creation).await {
         Ok(created) => Ok(created),
         Err(err) => match catalog.table_exists(&ident).await {
-            Ok(true) => catalog.load_table(&ident).await.map_err(failed("load it")),
-            _ => Err(failed("create it in the catalog")(err)),
+            Ok(true) => catalog
+                .load_table(&ident)
+                .await
+                .map_err(failed_to("load it")),
+            _ => Err(failed_to("create it in the catalog")(err)),
         },
     }
 }
@@ -347,21 +351,6 @@ fn describe_spec<'a>(names: impl Iterator<Item = &'a str>) -> String {
     match names.is_empty() {
         true => "nothing".to_string(),
         false => names.join(", "),
-    }
-}
-
-/// A [`LakeError::Format`] for `table`: transient, since a catalog or store that failed may
-/// answer later; errors that cannot pass are raised as their own variants.
-fn format_error<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
-    table: &str,
-    action: &str,
-) -> impl Fn(E) -> LakeError + use<E> {
-    let (table, action) = (table.to_string(), action.to_string());
-    move |source| LakeError::Format {
-        table: table.clone(),
-        action: action.clone(),
-        transient: true,
-        source: source.into(),
     }
 }
 
@@ -433,7 +422,7 @@ impl Sink for IcebergSink {
             }
             self.reload().await?;
         }
-        Err(format_error(&self.name, "commit")(format!(
+        Err(failed(&self.name, "commit")(format!(
             "the table moved under {REBASES} attempts in a row"
         )))
     }
