@@ -28,7 +28,7 @@ use crate::storage::ObjectStorageFactory;
 pub async fn connect(
     config: &CatalogConfig,
     storage_options: &HashMap<String, String>,
-) -> Result<Arc<dyn Catalog>> {
+) -> Result<Arc<SqliteCatalog>> {
     let file_io =
         FileIOBuilder::new(Arc::new(ObjectStorageFactory::new(storage_options.clone()))).build();
     match &config.kind {

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`catalog`]: reaching `[catalogs.<name>]`, and commits pinned to the state they continue.
+//! - [`compact`]: small data files rewritten in a replace snapshot.
 //! - [`data_files`]: rows split by `day`/`hour` of their event time, written as data files.
 //! - [`progress`]: each source partition's offset in every snapshot's summary.
 //! - [`reading`]: a table read back through its catalog, for `query` and `verify`.
@@ -16,6 +17,7 @@
 //! - [`storage`]: Iceberg's file IO over sluice's object stores.
 
 pub mod catalog;
+pub mod compact;
 pub mod data_files;
 pub mod progress;
 pub mod reading;

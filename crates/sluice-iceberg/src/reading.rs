@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use futures::TryStreamExt;
 use iceberg::spec::{ManifestFile, ManifestList, PrimitiveType, Snapshot, Type};
 use iceberg::table::Table;
-use iceberg::{NamespaceIdent, TableIdent};
+use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_core::config::Catalog as CatalogConfig;
@@ -109,8 +109,7 @@ impl IcebergSnapshot {
 
     /// The table's current columns as Arrow, as sluice writes them.
     pub fn arrow_schema(&self) -> Result<SchemaRef, String> {
-        let fields = arrow_fields(self.table.metadata().current_schema().as_struct().fields())?;
-        Ok(Arc::new(Schema::new(fields)))
+        arrow_schema_of(&self.table)
     }
 
     /// The live data files that are missing or whose Parquet footer cannot be read.
@@ -194,8 +193,17 @@ impl IcebergSnapshot {
     }
 }
 
+/// The table's current columns as Arrow, as sluice writes them.
+pub(crate) fn arrow_schema_of(table: &Table) -> Result<SchemaRef, String> {
+    let fields = arrow_fields(table.metadata().current_schema().as_struct().fields())?;
+    Ok(Arc::new(Schema::new(fields)))
+}
+
 /// The manifests `snapshot`'s manifest list names.
-async fn manifest_files(table: &Table, snapshot: &Snapshot) -> iceberg::Result<Vec<ManifestFile>> {
+pub(crate) async fn manifest_files(
+    table: &Table,
+    snapshot: &Snapshot,
+) -> iceberg::Result<Vec<ManifestFile>> {
     let list = table
         .file_io()
         .new_input(snapshot.manifest_list())?

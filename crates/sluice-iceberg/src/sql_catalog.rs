@@ -177,6 +177,30 @@ impl SqliteCatalog {
             .build()
     }
 
+    /// Points the table's row at the metadata file `next` if it still points at `previous`
+    /// (the compare-and-set every commit ends with); whether it did.
+    pub async fn swap_metadata(
+        &self,
+        table: &TableIdent,
+        previous: &str,
+        next: &str,
+    ) -> Result<bool> {
+        let mut params = vec![next.to_string(), previous.to_string()];
+        params.extend(self.key(table));
+        params.push(previous.to_string());
+        let changed = self
+            .execute(
+                &format!(
+                    "UPDATE iceberg_tables SET metadata_location = ?1, previous_metadata_location = ?2
+                     WHERE catalog_name = ?3 AND table_namespace = ?4 AND table_name = ?5
+                       AND {IS_TABLE} AND metadata_location = ?6"
+                ),
+                params,
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
     fn unsupported<T>(&self, what: &str) -> Result<T> {
         Err(Error::new(
             ErrorKind::FeatureUnsupported,
@@ -362,20 +386,7 @@ impl Catalog for SqliteCatalog {
             .metadata()
             .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
             .await?;
-        let mut params = vec![location.clone(), previous.clone()];
-        params.extend(self.key(&ident));
-        params.push(previous);
-        let changed = self
-            .execute(
-                &format!(
-                    "UPDATE iceberg_tables SET metadata_location = ?1, previous_metadata_location = ?2
-                     WHERE catalog_name = ?3 AND table_namespace = ?4 AND table_name = ?5
-                       AND {IS_TABLE} AND metadata_location = ?6"
-                ),
-                params,
-            )
-            .await?;
-        if changed == 0 {
+        if !self.swap_metadata(&ident, &previous, &location).await? {
             return Err(Error::new(
                 ErrorKind::CatalogCommitConflicts,
                 format!("table {ident} moved while the commit was written"),

@@ -41,6 +41,11 @@ pub fn store_of(
     Ok((store, path))
 }
 
+/// The path of `location` in its bucket's store ([`store_of`]).
+pub fn path_in_store(location: &str) -> Result<Path> {
+    split(location).map(|(_, path)| path)
+}
+
 /// The location of `path` in the store of `like` (a location in the same bucket).
 pub fn location_in(like: &str, path: &Path) -> Result<String> {
     let (root, _) = split(like)?;

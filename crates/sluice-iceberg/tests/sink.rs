@@ -13,6 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use iceberg::Catalog as _;
 use iceberg::spec::Operation;
 use sluice_core::config::{Catalog, CatalogKind};
 use sluice_iceberg::{IcebergSink, IcebergTable};
@@ -373,4 +374,80 @@ async fn verify_finds_and_removes_only_data_files_no_snapshot_references() {
     assert!(!orphan.exists(), "repair removes the uncommitted file");
     assert!(committed.exists(), "and only it");
     assert!(snapshot.check_files().await.is_empty());
+}
+
+#[tokio::test]
+async fn compaction_replaces_small_files_with_the_same_rows_and_a_stream_lands_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open(dir.path()).await;
+    // Four commits of even offsets: four small files in the 09:00 partition.
+    let mut previous = None;
+    for round in 0..4 {
+        let offsets: Vec<i64> = (0..5).map(|i| round * 10 + i * 2).collect();
+        let last = *offsets.last().unwrap();
+        sink.commit(&[rows(0, &offsets)], &[moved(0, previous, last)])
+            .await
+            .unwrap();
+        previous = Some(last);
+    }
+    let before = sluice_iceberg::IcebergSnapshot::open(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(before.files.len(), 4);
+
+    let done = sluice_iceberg::compact::compact(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+        std::num::NonZeroU64::new(64 << 20).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done.files_removed, done.files_added, done.partitions),
+        (4, 1, 1)
+    );
+
+    let after = open(dir.path()).await;
+    let snapshot = after.table().metadata().current_snapshot().unwrap();
+    assert_eq!(snapshot.summary().operation, Operation::Replace);
+    assert_eq!(summary(&after, "total-records"), "20");
+    assert_eq!(summary(&after, "deleted-records"), "20");
+    assert_eq!(after.committed("sensor.events", 0).await.unwrap(), previous);
+    let files = sluice_iceberg::IcebergSnapshot::open(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(files.files.len(), 1);
+    assert_eq!(files.files[0].records, 20);
+    assert!(files.check_files().await.is_empty());
+
+    // The stream's sink planned on the table before the compaction: it finds the table moved,
+    // checks its offsets again (the replace carried them) and lands on top.
+    sink.commit(&[rows(0, &[40, 41])], &[moved(0, previous, 41)])
+        .await
+        .unwrap();
+    let last = open(dir.path()).await;
+    assert_eq!(summary(&last, "total-records"), "22");
+    assert_eq!(last.committed("sensor.events", 0).await.unwrap(), Some(41));
+    let operations: Vec<Operation> = last
+        .table()
+        .metadata()
+        .snapshots()
+        .map(|s| s.summary().operation.clone())
+        .collect();
+    assert_eq!(
+        operations
+            .iter()
+            .filter(|op| **op == Operation::Replace)
+            .count(),
+        1
+    );
 }

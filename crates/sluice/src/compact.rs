@@ -1,6 +1,6 @@
-//! `sluice compact`: the pipeline's tables (or some of them), each compacted in one Delta
-//! commit that changes no data, with a spinner per table on a terminal and a line per table of
-//! what changed.
+//! `sluice compact`: the pipeline's tables (or some of them), each compacted in one commit that
+//! changes no data (a Delta commit, a plain-files log entry, an Iceberg replace snapshot), with
+//! a spinner per table on a terminal and a line per table of what changed.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -41,14 +41,30 @@ pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> 
             continue;
         }
         let spinner = spinner(name);
-        let result = compact(
-            name,
-            uri,
-            &options.storage_options,
-            options.target_size,
-            options.min_age,
-        )
-        .await
+        let catalog = (options.pipeline.tables.iter())
+            .find(|table| table.name == name)
+            .and_then(|table| table.catalog.as_ref());
+        let result = match catalog {
+            Some(catalog) => {
+                sluice_iceberg::compact::compact(
+                    name,
+                    catalog,
+                    &options.storage_options,
+                    options.target_size,
+                )
+                .await
+            }
+            None => {
+                compact(
+                    name,
+                    uri,
+                    &options.storage_options,
+                    options.target_size,
+                    options.min_age,
+                )
+                .await
+            }
+        }
         .with_context(|| format!("compacting table {name}"));
         spinner.finish_and_clear();
         done.push((name.to_string(), result?));
