@@ -79,6 +79,8 @@ pub async fn compact(
             .metadata()
             .current_snapshot()
             .map(|s| s.sequence_number() as u64),
+        snapshots_expired: None,
+        files_expired: None,
     };
     if groups.is_empty() {
         return Ok(done);

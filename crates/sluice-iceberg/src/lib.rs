@@ -9,6 +9,7 @@
 //! - [`catalog`]: reaching `[catalogs.<name>]`, and commits pinned to the state they continue.
 //! - [`compact`]: small data files rewritten in a replace snapshot.
 //! - [`data_files`]: rows split by `day`/`hour` of their event time, written as data files.
+//! - [`expire`]: snapshot expiry and removal of the files no kept snapshot reaches.
 //! - [`progress`]: each source partition's offset in every snapshot's summary.
 //! - [`reading`]: a table read back through its catalog, for `query` and `verify`.
 //! - [`schema`]: a stream's Arrow columns as an Iceberg schema, and field ids back.
@@ -19,6 +20,7 @@
 pub mod catalog;
 pub mod compact;
 pub mod data_files;
+pub mod expire;
 pub mod progress;
 pub mod reading;
 pub mod schema;

@@ -138,7 +138,9 @@ impl IcebergSnapshot {
         delete: bool,
     ) -> Result<Vec<String>, LakeError> {
         let name = self.table.identifier().name().to_string();
-        let referenced = self.referenced_by_any_snapshot().await?;
+        let referenced = reached_files(&self.table)
+            .await
+            .map_err(failed(&name, "read its manifests"))?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
         let listed: Vec<_> = self
@@ -163,40 +165,44 @@ impl IcebergSnapshot {
         }
         Ok(leftovers)
     }
-
-    /// Every data file any snapshot of the table references (time travel reaches them).
-    async fn referenced_by_any_snapshot(&self) -> Result<HashSet<String>, LakeError> {
-        let name = self.table.identifier().name();
-        let metadata = self.table.metadata();
-        let io = self.table.file_io();
-        let mut manifests = HashMap::new();
-        for snapshot in metadata.snapshots() {
-            let list = manifest_files(&self.table, snapshot)
-                .await
-                .map_err(failed(name, "read a manifest list"))?;
-            manifests.extend(list.into_iter().map(|m| (m.manifest_path.clone(), m)));
-        }
-        let mut referenced = HashSet::new();
-        for manifest in manifests.values() {
-            let manifest = manifest
-                .load_manifest(io)
-                .await
-                .map_err(failed(name, "read a manifest"))?;
-            referenced.extend(
-                manifest
-                    .entries()
-                    .iter()
-                    .map(|e| e.data_file().file_path().to_string()),
-            );
-        }
-        Ok(referenced)
-    }
 }
 
 /// The table's current columns as Arrow, as sluice writes them.
 pub(crate) fn arrow_schema_of(table: &Table) -> Result<SchemaRef, String> {
     let fields = arrow_fields(table.metadata().current_schema().as_struct().fields())?;
     Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Every file the table reaches: its current metadata and metadata log, and each snapshot's
+/// manifest list, manifests and live data files (what reading that snapshot, time travel
+/// included, opens; a `DELETED` entry only records that a file left).
+pub(crate) async fn reached_files(table: &Table) -> iceberg::Result<HashSet<String>> {
+    let metadata = table.metadata();
+    let mut reached: HashSet<String> = metadata
+        .metadata_log()
+        .iter()
+        .map(|log| log.metadata_file.clone())
+        .chain(table.metadata_location().map(String::from))
+        .collect();
+    let mut manifests = HashMap::new();
+    for snapshot in metadata.snapshots() {
+        reached.insert(snapshot.manifest_list().to_string());
+        for manifest in manifest_files(table, snapshot).await? {
+            manifests.insert(manifest.manifest_path.clone(), manifest);
+        }
+    }
+    for (path, manifest) in manifests {
+        let loaded = manifest.load_manifest(table.file_io()).await?;
+        reached.extend(
+            loaded
+                .entries()
+                .iter()
+                .filter(|entry| entry.is_alive())
+                .map(|entry| entry.data_file().file_path().to_string()),
+        );
+        reached.insert(path);
+    }
+    Ok(reached)
 }
 
 /// The manifests `snapshot`'s manifest list names.

@@ -407,7 +407,20 @@ impl Sink for IcebergSink {
         let mut files = std::mem::take(&mut self.written);
         files.extend(self.write_files(batches).await?);
         for _ in 0..REBASES {
-            if let Some(table) = self.try_commit(&files, progress).await? {
+            let attempt = match self.try_commit(&files, progress).await {
+                Err(err) if !err.is_fenced() => {
+                    // Planning on a state that expiry removed the files of fails: it is retried
+                    // on the table's current state; on the same state, the error stands.
+                    let planned_on = self.table.metadata_location().map(String::from);
+                    self.reload().await?;
+                    if self.table.metadata_location().map(String::from) == planned_on {
+                        return Err(err);
+                    }
+                    continue;
+                }
+                attempt => attempt?,
+            };
+            if let Some(table) = attempt {
                 self.progress = self.progress.advanced(progress);
                 let version = table
                     .metadata()

@@ -451,3 +451,88 @@ async fn compaction_replaces_small_files_with_the_same_rows_and_a_stream_lands_a
         1
     );
 }
+
+#[tokio::test]
+async fn expiry_keeps_the_current_snapshot_and_removes_only_what_it_no_longer_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = open(dir.path()).await;
+    let mut previous = None;
+    for round in 0..3 {
+        let offsets: Vec<i64> = (0..4).map(|i| round * 10 + i * 2).collect();
+        let last = *offsets.last().unwrap();
+        sink.commit(&[rows(0, &offsets)], &[moved(0, previous, last)])
+            .await
+            .unwrap();
+        previous = Some(last);
+    }
+    let target = std::num::NonZeroU64::new(64 << 20).unwrap();
+    let compacted = sluice_iceberg::compact::compact(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+        target,
+    )
+    .await
+    .unwrap();
+    assert_eq!(compacted.files_removed, 3);
+
+    // A window longer than the table's age keeps everything.
+    let kept = sluice_iceberg::expire::expire(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+        std::time::Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_eq!((kept.snapshots_expired, kept.files_removed.len()), (0, 0));
+
+    let expired = sluice_iceberg::expire::expire(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+        std::time::Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert_eq!(expired.snapshots_expired, 3, "{expired:?}");
+    let removed_data: Vec<&String> = (expired.files_removed.iter())
+        .filter(|f| f.contains("/data/"))
+        .collect();
+    assert_eq!(
+        removed_data.len(),
+        3,
+        "the three replaced files: {expired:?}"
+    );
+    assert!(
+        expired
+            .files_removed
+            .iter()
+            .any(|f| f.contains("/metadata/snap-")),
+        "the expired snapshots' manifest lists: {expired:?}"
+    );
+
+    let reopened = open(dir.path()).await;
+    assert_eq!(snapshots(&reopened), 1);
+    assert_eq!(
+        reopened.committed("sensor.events", 0).await.unwrap(),
+        previous
+    );
+    let snapshot = sluice_iceberg::IcebergSnapshot::open(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snapshot.files.len(), 1);
+    assert_eq!(snapshot.files[0].records, 12);
+    assert!(snapshot.check_files().await.is_empty());
+
+    // The stream goes on after it.
+    sink.commit(&[rows(0, &[30, 31])], &[moved(0, previous, 31)])
+        .await
+        .unwrap();
+    let last = open(dir.path()).await;
+    assert_eq!(summary(&last, "total-records"), "14");
+}

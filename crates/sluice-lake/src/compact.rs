@@ -33,6 +33,12 @@ pub struct Compaction {
     pub partitions: u64,
     /// The table's version afterwards.
     pub version: Option<u64>,
+    /// Iceberg tables with `--retain`: snapshots expired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshots_expired: Option<u64>,
+    /// Iceberg tables with `--retain`: files removed that no kept snapshot reaches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_expired: Option<u64>,
 }
 
 /// Compacts the table `name` at `uri` (which must exist) into files of about `target_size`
@@ -73,5 +79,7 @@ pub async fn compact(
         bytes_added: metrics.files_added.total_size.max(0) as u64,
         partitions: metrics.partitions_optimized,
         version: table.version(),
+        snapshots_expired: None,
+        files_expired: None,
     })
 }

@@ -371,6 +371,12 @@ pub struct CompactArgs {
     /// writer may still be putting them; see docs/DESIGN.md, "Plain-files tables").
     #[arg(long, default_value = "5m")]
     pub min_age: String,
+    /// Iceberg tables: after compacting, expire the snapshots older than this (the current one
+    /// always stays) and delete the files older than this that no kept snapshot reaches. Time
+    /// travel keeps this window; at least 1m, so that a running stream's commit in flight is
+    /// never touched.
+    #[arg(long)]
+    pub retain: Option<String>,
     /// Print the result as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,

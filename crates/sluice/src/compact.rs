@@ -24,6 +24,24 @@ pub struct CompactOptions {
     pub target_size: NonZeroU64,
     /// Plain-files tables: objects committed more recently are left alone.
     pub min_age: Duration,
+    /// Iceberg tables: expire snapshots and delete unreached files older than this.
+    pub retain: Option<Duration>,
+}
+
+/// The shortest `--retain`: a stream's commit writes its files a moment before the catalog
+/// names them, and they must not look unreached to an expiry running then.
+const MIN_RETAIN: Duration = Duration::from_secs(60);
+
+/// `--retain`, checked.
+pub fn parse_retain(text: &str) -> Result<Duration> {
+    let retain = sluice_core::config::parse_duration(text)
+        .map_err(|err| anyhow::anyhow!("--retain: {err}"))?;
+    anyhow::ensure!(
+        retain >= MIN_RETAIN,
+        "--retain {text}: at least 1m, so that a running stream's commit in flight is never \
+         taken for an unreached file"
+    );
+    Ok(retain)
 }
 
 /// Compacts each chosen table in turn; returns (table, what was done).
@@ -45,15 +63,7 @@ pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> 
             .find(|table| table.name == name)
             .and_then(|table| table.catalog.as_ref());
         let result = match catalog {
-            Some(catalog) => {
-                sluice_iceberg::compact::compact(
-                    name,
-                    catalog,
-                    &options.storage_options,
-                    options.target_size,
-                )
-                .await
-            }
+            Some(catalog) => compact_iceberg(options, name, catalog).await,
             None => {
                 compact(
                     name,
@@ -72,11 +82,33 @@ pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> 
     Ok(done)
 }
 
+/// Compacts an Iceberg table, then expires it when `--retain` says so.
+async fn compact_iceberg(
+    options: &CompactOptions,
+    name: &str,
+    catalog: &sluice_core::config::Catalog,
+) -> Result<Compaction, sluice_lake::LakeError> {
+    let storage = &options.storage_options;
+    let mut done =
+        sluice_iceberg::compact::compact(name, catalog, storage, options.target_size).await?;
+    if let Some(retain) = options.retain {
+        let expiry = sluice_iceberg::expire::expire(name, catalog, storage, retain).await?;
+        done.snapshots_expired = Some(expiry.snapshots_expired as u64);
+        done.files_expired = Some(expiry.files_removed.len() as u64);
+    }
+    Ok(done)
+}
+
 /// One line per table for people.
 pub fn summary(done: &[(String, Compaction)]) -> String {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
     let mut out = String::new();
     for (table, c) in done {
+        if let (Some(snapshots), Some(files)) = (c.snapshots_expired, c.files_expired) {
+            out += &format!(
+                "table {table}: {snapshots} snapshot(s) expired, {files} file(s) no kept snapshot reaches removed\n"
+            );
+        }
         let version = c.version.map_or("-".into(), |v| v.to_string());
         if c.files_removed == 0 {
             out += &format!("table {table}: nothing to compact (version {version})\n");
@@ -111,4 +143,18 @@ fn spinner(table: &str) -> ProgressBar {
     spinner.set_message(table.to_string());
     spinner.enable_steady_tick(Duration::from_millis(200));
     spinner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_is_at_least_a_minute() {
+        assert_eq!(parse_retain("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_retain("1m").unwrap(), MIN_RETAIN);
+        let err = parse_retain("30s").unwrap_err().to_string();
+        assert!(err.starts_with("--retain 30s: at least 1m"), "{err}");
+        assert!(parse_retain("soon").is_err());
+    }
 }

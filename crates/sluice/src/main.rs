@@ -260,6 +260,11 @@ async fn run(cli: Cli) -> Result<()> {
                 target_size,
                 min_age: sluice_core::config::parse_duration(&args.min_age)
                     .map_err(|err| anyhow::anyhow!("--min-age: {err}"))?,
+                retain: args
+                    .retain
+                    .as_deref()
+                    .map(sluice::compact::parse_retain)
+                    .transpose()?,
             })
             .await?;
             if args.json {

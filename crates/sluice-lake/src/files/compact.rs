@@ -107,6 +107,8 @@ impl FilesSink {
             bytes_added: 0,
             partitions: count_partitions(&bins),
             version: Some(self.latest.seq),
+            snapshots_expired: None,
+            files_expired: None,
         };
         if bins.is_empty() {
             return Ok(compaction);
