@@ -1,7 +1,8 @@
 //! What the console shows of the lake's tables, read-only: per table its version, files, bytes,
 //! rows and last commit; for one table its columns, its date/hour partitions and its latest
 //! commits with what each did and which source offsets it carried. Delta tables are read from
-//! their log; plain-files tables from sluice's own log under `_sluice/log`.
+//! their log; plain-files tables from sluice's own log under `_sluice/log`; Iceberg tables
+//! through their catalog.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use sluice_lake::table::{Existing, open_for_reading};
 use sluice_query::TableLocation;
 
 mod delta_log;
+mod iceberg;
 
 /// How many commits a table's page lists, newest first.
 const HISTORY: u64 = 50;
@@ -107,14 +109,7 @@ async fn open(
     location: &TableLocation,
     storage_options: &HashMap<String, String>,
 ) -> Result<Existing, String> {
-    let TableLocation { name, uri, catalog } = location;
-    if let Some(catalog) = catalog {
-        return Err(format!(
-            "table {name} is an Iceberg table in catalog {}: this page does not show Iceberg \
-             tables yet; the SQL page queries it",
-            catalog.name
-        ));
-    }
+    let TableLocation { name, uri, .. } = location;
     open_for_reading(name, uri, storage_options)
         .await
         .map_err(|err| match err.is_not_created() {
@@ -147,6 +142,9 @@ pub(crate) async fn list(
 ) -> Vec<TableInfo> {
     futures::future::join_all(locations.iter().map(|location| async move {
         let info = within_limit(async {
+            if let Some(catalog) = &location.catalog {
+                return iceberg::info(&location.name, catalog, storage_options).await;
+            }
             match open(location, storage_options).await? {
                 Existing::Delta(_, table) => delta_info(&location.name, &table).await,
                 Existing::Files(table) => files_info(&location.name, &table).await,
@@ -172,6 +170,9 @@ pub(crate) async fn detail(
     verifiable: bool,
 ) -> Result<TableDetail, String> {
     within_limit(async {
+        if let Some(catalog) = &location.catalog {
+            return iceberg::detail(&location.name, catalog, storage_options, verifiable).await;
+        }
         match open(location, storage_options).await? {
             Existing::Delta(_, table) => delta_detail(&location.name, &table, verifiable).await,
             Existing::Files(table) => files_detail(&location.name, &table, verifiable).await,
