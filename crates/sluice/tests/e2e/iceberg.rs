@@ -15,6 +15,9 @@ use crate::helpers::*;
 const EVENTS: u64 = 300_000;
 const PARTITIONS: u32 = 8;
 const KILLS: usize = 10;
+/// Kills come within 2 s of each start: a run left 4 s can land a quarter of the events, and
+/// the topic must outlast all ten kills.
+const KILL_AFTER_MS: std::ops::Range<u64> = 200..2_000;
 const TABLE: &str = "sensor_iceberg";
 const CATALOG: &str = "lake";
 
@@ -32,7 +35,7 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
         let dir = dir.path().join(format!("run{run}"));
         write_iceberg_pipeline(&dir, &topic, &group, &prefix, &catalog_db)
     };
-    let seed = kill_at_random_moments(KILLS, 300..4_000, &dir.path().join("logs"), |run| {
+    let seed = kill_at_random_moments(KILLS, KILL_AFTER_MS, &dir.path().join("logs"), |run| {
         stream_until_caught_up_command(&pipeline(run))
     });
     let last = pipeline(KILLS + 1);
