@@ -107,12 +107,8 @@ pub async fn compact(
         }
         removed.extend(group.iter().cloned());
     }
-    let rows =
-        |files: &mut dyn Iterator<Item = &DataFile>| files.map(DataFile::record_count).sum::<u64>();
-    let (rows_removed, rows_added) = (
-        rows(&mut removed.iter().map(|l| &l.file)),
-        rows(&mut added.iter()),
-    );
+    let rows_removed: u64 = removed.iter().map(|l| l.file.record_count()).sum();
+    let rows_added: u64 = added.iter().map(DataFile::record_count).sum();
     if rows_removed != rows_added {
         return Err(failed(name, "compact (nothing committed)")(format!(
             "the {} replaced files hold {rows_removed} rows, the {} new ones {rows_added}",

@@ -118,27 +118,18 @@ impl Partitioning {
             if times.null_count() > 0 {
                 return Err("a row has no event time".to_string());
             }
-            let mut rows: BTreeMap<Vec<i32>, Vec<u32>> = BTreeMap::new();
-            let mut previous: Option<(i64, Vec<i32>)> = None;
-            for (row, micros) in times
-                .as_primitive::<TimestampMicrosecondType>()
-                .values()
-                .iter()
-                .enumerate()
-            {
-                let key = match &previous {
-                    Some((hour, key)) if micros.div_euclid(MICROS_PER_HOUR) == *hour => key.clone(),
-                    _ => {
-                        let key = self.key(*micros);
-                        previous = Some((micros.div_euclid(MICROS_PER_HOUR), key.clone()));
-                        key
-                    }
-                };
-                rows.entry(key)
+            // Rows by the hour of their event time (no allocation per row); every transform
+            // sluice writes is a function of the hour.
+            let mut by_hour: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+            let values = times.as_primitive::<TimestampMicrosecondType>().values();
+            for (row, micros) in values.iter().enumerate() {
+                by_hour
+                    .entry(micros.div_euclid(MICROS_PER_HOUR))
                     .or_default()
                     .push(u32::try_from(row).expect("a batch below 4G rows"));
             }
-            for (key, indices) in rows {
+            for (hour, indices) in by_hour {
+                let key = self.key(hour * MICROS_PER_HOUR);
                 let part = if indices.len() == batch.num_rows() {
                     batch.clone()
                 } else {
@@ -193,7 +184,7 @@ impl DataFileWriter {
         let size = bytes.len() as u64;
         self.store
             .put(
-                &self.data_path.clone().join_all(name.split('/')),
+                &Path::from(format!("{}/{name}", self.data_path)),
                 PutPayload::from(bytes),
             )
             .await
@@ -205,16 +196,6 @@ impl DataFileWriter {
             partitioning.tuple(key),
             partitioning.spec_id,
         )
-    }
-}
-
-trait JoinAll {
-    fn join_all<'a>(self, parts: impl Iterator<Item = &'a str>) -> Self;
-}
-
-impl JoinAll for Path {
-    fn join_all<'a>(self, parts: impl Iterator<Item = &'a str>) -> Self {
-        parts.fold(self, |path, part| path.join(part))
     }
 }
 

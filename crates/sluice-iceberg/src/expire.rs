@@ -11,19 +11,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::TryStreamExt;
-use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_lake::LakeError;
 
 use crate::catalog::{PinnedCatalog, connect, is_conflict};
 use crate::failed;
-use crate::reading::reached_files;
-use crate::storage::{location_in, store_of};
+use crate::reading::unreached_files;
+use crate::storage::store_of;
 
 /// How many times expiry is planned again on a table a stream moved meanwhile.
 const REBASES: usize = 20;
@@ -83,44 +80,13 @@ pub async fn expire(
         }
     };
     let snapshots_expired = before.saturating_sub(expired.metadata().snapshots().count());
-    let files_removed = remove_unreached(&expired, storage_options, cutoff)
+    let (store, _) = store_of(expired.metadata().location(), storage_options)
+        .map_err(failed(name, "reach its storage"))?;
+    let files_removed = unreached_files(&expired, &store, &["data", "metadata"], cutoff, true)
         .await
         .map_err(failed(name, "remove the files no snapshot reaches"))?;
     Ok(Expiry {
         snapshots_expired,
         files_removed,
     })
-}
-
-/// Removes the files under the table's `data/` and `metadata/` older than `cutoff` that
-/// `table` does not reach; returns their locations.
-async fn remove_unreached(
-    table: &Table,
-    storage_options: &HashMap<String, String>,
-    cutoff: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<String>, String> {
-    let reached = reached_files(table).await.map_err(|e| e.to_string())?;
-    let location = table.metadata().location().trim_end_matches('/');
-    let mut removed = Vec::new();
-    for dir in ["data", "metadata"] {
-        let (store, prefix) =
-            store_of(&format!("{location}/{dir}"), storage_options).map_err(|e| e.to_string())?;
-        let listed: Vec<_> = store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        for meta in listed.into_iter().filter(|m| m.last_modified < cutoff) {
-            let file = location_in(location, &meta.location).map_err(|e| e.to_string())?;
-            if reached.contains(&file) {
-                continue;
-            }
-            store
-                .delete(&meta.location)
-                .await
-                .map_err(|e| format!("{file}: {e}"))?;
-            removed.push(file);
-        }
-    }
-    Ok(removed)
 }

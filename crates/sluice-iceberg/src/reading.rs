@@ -20,7 +20,7 @@ use url::Url;
 use crate::catalog::connect;
 use crate::failed;
 use crate::progress::Progress;
-use crate::storage::{location_in, store_of};
+use crate::storage::{location_in, path_in_store, store_of};
 
 /// A data file of the current snapshot.
 #[derive(Debug, Clone)]
@@ -43,9 +43,8 @@ pub struct IcebergSnapshot {
     pub files: Vec<LiveFile>,
     /// Each source partition's progress.
     pub progress: Progress,
-    /// The store holding the table's location, and the location's path in it.
+    /// The store holding the table's location.
     store: Arc<dyn ObjectStore>,
-    root: Path,
 }
 
 impl IcebergSnapshot {
@@ -90,7 +89,7 @@ impl IcebergSnapshot {
                 (snapshot.sequence_number().max(0) as u64, files)
             }
         };
-        let (store, root) = store_of(metadata.location(), storage_options)
+        let (store, _) = store_of(metadata.location(), storage_options)
             .map_err(failed(name, "reach its storage"))?;
         Ok(Self {
             table,
@@ -98,7 +97,6 @@ impl IcebergSnapshot {
             files,
             progress,
             store,
-            root,
         })
     }
 
@@ -138,33 +136,49 @@ impl IcebergSnapshot {
         delete: bool,
     ) -> Result<Vec<String>, LakeError> {
         let name = self.table.identifier().name().to_string();
-        let referenced = reached_files(&self.table)
-            .await
-            .map_err(failed(&name, "read its manifests"))?;
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(min_age).unwrap_or(chrono::Duration::MAX);
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&self.root.clone().join("data")))
+        unreached_files(&self.table, &self.store, &["data"], cutoff, delete)
+            .await
+            .map_err(failed(&name, "find the data files no snapshot reaches"))
+    }
+}
+
+/// The files under the table's `dirs` older than `cutoff` that `table` does not reach
+/// ([`reached_files`]), by location; deleted when `delete`. `store` is the store of the table's
+/// location ([`store_of`]).
+pub(crate) async fn unreached_files(
+    table: &Table,
+    store: &Arc<dyn ObjectStore>,
+    dirs: &[&str],
+    cutoff: chrono::DateTime<chrono::Utc>,
+    delete: bool,
+) -> Result<Vec<String>, String> {
+    let reached = reached_files(table).await.map_err(|e| e.to_string())?;
+    let location = table.metadata().location().trim_end_matches('/');
+    let mut found = Vec::new();
+    for dir in dirs {
+        let prefix = path_in_store(&format!("{location}/{dir}")).map_err(|e| e.to_string())?;
+        let listed: Vec<_> = store
+            .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(failed(&name, "list its data files"))?;
-        let mut leftovers = Vec::new();
-        for meta in listed {
-            let location = location_in(self.location(), &meta.location)
-                .map_err(failed(&name, "name its data files"))?;
-            if meta.last_modified < cutoff && !referenced.contains(&location) {
-                if delete {
-                    self.store
-                        .delete(&meta.location)
-                        .await
-                        .map_err(failed(&name, "remove an uncommitted data file"))?;
-                }
-                leftovers.push(meta.location.to_string());
+            .map_err(|e| e.to_string())?;
+        for meta in listed.into_iter().filter(|m| m.last_modified < cutoff) {
+            let file = location_in(location, &meta.location).map_err(|e| e.to_string())?;
+            if reached.contains(&file) {
+                continue;
             }
+            if delete {
+                store
+                    .delete(&meta.location)
+                    .await
+                    .map_err(|e| format!("{file}: {e}"))?;
+            }
+            found.push(file);
         }
-        Ok(leftovers)
     }
+    Ok(found)
 }
 
 /// The table's current columns as Arrow, as sluice writes them.
