@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Independent reader of a sluice Iceberg table, through the same SQL catalog (a SQLite file),
-used by the Rust end-to-end tests.
+"""Independent reader of a sluice Iceberg table, through the same catalog, used by the Rust
+end-to-end tests.
 
-    check_iceberg.py CATALOG_DB CATALOG_NAME WAREHOUSE NAMESPACE.TABLE
+    check_iceberg.py CATALOG_DB_OR_URL CATALOG_NAME WAREHOUSE NAMESPACE.TABLE
 
-Opens the catalog with pyiceberg's own SqlCatalog (SQLAlchemy over the SQLite file), loads the
-table and reads it with pyiceberg's scan (its manifests, its Parquet reader by field id). Prints
+Opens the catalog with pyiceberg's own SqlCatalog (SQLAlchemy over the SQLite file) or, for an
+http(s):// URL, its own RestCatalog (OAuth2 client credentials from ICEBERG_REST_CREDENTIAL),
+loads the table and reads it with pyiceberg's scan (its manifests, its Parquet reader by field id). Prints
 ONE JSON object on stdout, in check_delta.py's shape plus Iceberg's own checks:
 
     {"rows": N, "files": F,
@@ -37,21 +38,34 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-def catalog(db, name, warehouse):
+def s3_properties():
+    """pyiceberg's properties for an s3:// store reached with the AWS_* variables."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    return {
+        "s3.endpoint": endpoint,
+        "s3.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "s3.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+        "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
+    }
+
+
+def catalog(where, name, warehouse):
+    """pyiceberg's SqlCatalog over the SQLite file `where`, or its RestCatalog at the URL
+    `where` (with ICEBERG_REST_CREDENTIAL as its OAuth2 client credentials, when set)."""
+    props = {"warehouse": warehouse, **s3_properties()}
+    if where.startswith(("http://", "https://")):
+        from pyiceberg.catalog.rest import RestCatalog
+
+        props["uri"] = where
+        credential = os.environ.get("ICEBERG_REST_CREDENTIAL")
+        if credential:
+            props["credential"] = credential
+        return RestCatalog(name, **props)
     from pyiceberg.catalog.sql import SqlCatalog
 
-    props = {"uri": f"sqlite:///{os.path.abspath(db)}", "warehouse": warehouse}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        props.update(
-            {
-                "s3.endpoint": endpoint,
-                "s3.access-key-id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                "s3.secret-access-key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
-                "s3.region": os.environ.get("AWS_REGION", "us-east-1"),
-            }
-        )
-    return SqlCatalog(name, **props)
+    return SqlCatalog(name, uri=f"sqlite:///{os.path.abspath(where)}", **props)
 
 
 def main_ancestry(table):

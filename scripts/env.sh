@@ -17,5 +17,7 @@ SLUICE_BROKER_BIN="${SLUICE_BIN:-$CARGO_TARGET_DIR/debug/sluice}"
 # Selenium, for the console's browser test (with Debian's chromium and chromedriver).
 SLUICE_BROWSER_PYTHON="$SLUICE_CACHE/browser-venv/bin/python"
 export SLUICE_CACHE SLUICE_TOOLS S3S_FS_BIN SLUICE_PYTHON SLUICE_DEPLOY_PYTHON SLUICE_AIRFLOW
-export SLUICE_BROWSER_PYTHON
+# moto (the stand-in for AWS Glue) and pyiceberg's GlueCatalog.
+SLUICE_GLUE_PYTHON="$SLUICE_CACHE/glue-venv/bin/python"
+export SLUICE_BROWSER_PYTHON SLUICE_GLUE_PYTHON
 export SLUICE_BROKER_BIN

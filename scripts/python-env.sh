@@ -14,6 +14,9 @@
 #                                  $SLUICE_DEPLOY_PYTHON.
 #   scripts/python-env.sh airflow  apache-airflow 2.10 for the DAGs' test, every package pinned
 #                                  (scripts/airflow-constraints.txt). $SLUICE_AIRFLOW.
+#   scripts/python-env.sh glue     moto (server mode: the stand-in for AWS Glue) and pyiceberg's
+#                                  GlueCatalog, for `sluice catalog sync` and Iceberg tables in
+#                                  Glue (scripts/check_glue.py). $SLUICE_GLUE_PYTHON.
 #   scripts/python-env.sh browser  selenium, which drives Debian's headless chromium through
 #                                  chromedriver for the console's browser test
 #                                  (tests/browser/console.py). $SLUICE_BROWSER_PYTHON.
@@ -150,8 +153,40 @@ case "${1:-readers}" in
     imports='selenium'
     wheels=(--only-binary=:all:)
     ;;
+  glue)
+    # moto's server mode, the stand-in for AWS Glue (no AWS here), and pyiceberg's own
+    # GlueCatalog (boto3) as the independent reader of Iceberg tables registered there. Its own
+    # venv: botocore needs a python-dateutil older than the readers' venv pins.
+    venv="$SLUICE_CACHE/glue-venv"
+    PINS=(
+      moto[server,glue]==5.2.5
+      pyiceberg[glue,pyarrow]==0.12.0
+      pyarrow==26.0.1
+      boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 jmespath==1.1.0
+      python-dateutil==2.9.0.post0 six==1.17.0
+      Flask==3.1.3 flask-cors==6.0.5 Werkzeug==3.1.9 Jinja2==3.1.6 MarkupSafe==3.0.4
+      itsdangerous==2.2.0 blinker==1.9.0 click==8.5.1
+      aws-xray-sdk==2.15.0 wrapt==2.5.2 cfn-lint==1.58.0 sympy==1.14.0 mpmath==1.3.0
+      networkx==3.6.1 regex==2026.11.19 jsonpatch==1.48 jsonpointer==3.12
+      docker==7.2.0 graphql-core==3.3.2 jsonpath-ng==1.17.0 py-partiql-parser==0.6.3
+      openapi-spec-validator==0.9.0 openapi-schema-validator==0.9.0 jsonschema-path==0.5.0
+      pathable==0.6.0 lazy-object-proxy==1.13.0 rfc3339-validator==0.1.4
+      jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0
+      rpds-py==2026.9.1 attrs==26.1.0 antlr4-python3-runtime==4.13.2
+      responses==0.26.3 xmltodict==1.0.4 PyYAML==6.0.4 cryptography==50.0.2 cffi==2.1.1
+      pycparser==3.12 joserfc==1.8.0 requests==2.34.2 urllib3==2.8.0 idna==3.20
+      charset-normalizer==3.5.3 certifi==2026.10.19.post1
+      pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4
+      annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+      cachetools==8.0.2 fsspec==2026.9.0 mmh3==5.3.1 pyroaring==1.2.0 pyparsing==3.3.3
+      rich==15.0.0 markdown-it-py==4.3.0 mdurl==0.1.2 pygments==2.21.0
+      strictyaml==1.7.3 tenacity==9.2.1 zstandard==0.25.0
+    )
+    imports='moto.server, boto3, pyiceberg.catalog.glue, pyarrow'
+    wheels=(--only-binary=:all:)
+    ;;
   *)
-    echo "python-env: unknown venv ${1}: expected readers, deploy, airflow or browser" >&2
+    echo "python-env: unknown venv ${1}: expected readers, deploy, airflow, browser or glue" >&2
     exit 2
     ;;
 esac

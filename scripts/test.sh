@@ -26,6 +26,7 @@ scripts/install-services.sh
 scripts/python-env.sh
 scripts/python-env.sh airflow
 scripts/python-env.sh browser
+scripts/python-env.sh glue
 
 # Build first: the Kafka service is this build's `sluice broker`. Arguments before `--` select
 # what cargo builds; `--no-run` with the same ones builds exactly what the run will use.

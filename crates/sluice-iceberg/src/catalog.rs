@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use iceberg::io::FileIOBuilder;
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{
     Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation,
@@ -21,6 +22,8 @@ use iceberg::{
 };
 use sluice_core::config::{Catalog as CatalogConfig, CatalogKind};
 
+use crate::glue::{self, GlueCatalog};
+use crate::rest_catalog;
 use crate::sql_catalog::SqliteCatalog;
 use crate::storage::ObjectStorageFactory;
 
@@ -28,22 +31,104 @@ use crate::storage::ObjectStorageFactory;
 pub async fn connect(
     config: &CatalogConfig,
     storage_options: &HashMap<String, String>,
-) -> Result<Arc<SqliteCatalog>> {
-    let file_io =
-        FileIOBuilder::new(Arc::new(ObjectStorageFactory::new(storage_options.clone()))).build();
+) -> Result<Arc<dyn Catalog>> {
+    let storage = Arc::new(ObjectStorageFactory::new(storage_options.clone()));
     match &config.kind {
-        CatalogKind::Sql { uri } => {
-            let path = sqlite_path(uri).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::DataInvalid,
-                    format!("catalog {}: {uri:?} is not a sqlite: URI", config.name),
-                )
-            })?;
-            Ok(Arc::new(
-                SqliteCatalog::open(&config.name, path, file_io).await?,
-            ))
-        }
+        CatalogKind::Sql { uri } => Ok(Arc::new(open_sql(config, uri, storage).await?)),
+        CatalogKind::Rest {
+            uri,
+            auth,
+            oauth2_server_uri,
+            scope,
+        } => Ok(Arc::new(
+            rest_catalog::open(
+                config,
+                uri,
+                auth,
+                oauth2_server_uri.as_deref(),
+                scope.as_deref(),
+                storage,
+            )
+            .await?,
+        )),
+        CatalogKind::Glue {
+            endpoint,
+            region,
+            catalog_id,
+        } => Ok(Arc::new(
+            open_glue(config, endpoint, region, catalog_id, storage).await?,
+        )),
     }
+}
+
+/// A catalog that sets a table's metadata file that sluice wrote itself, if the table is still
+/// at the one it was built on: what compaction's replace snapshot needs, since the iceberg
+/// crate (0.10) has no public replace action to send through `update_table`.
+#[async_trait]
+pub trait MetadataSwap: Catalog {
+    /// Points `table` at the metadata file `next` (holding `metadata`) if it still points at
+    /// `previous`; whether it did.
+    async fn swap_metadata(
+        &self,
+        table: &TableIdent,
+        previous: &str,
+        next: &str,
+        metadata: &TableMetadata,
+    ) -> Result<bool>;
+}
+
+/// Connects to `config`'s catalog when it can take a metadata file sluice wrote (the SQL and
+/// Glue catalogs; a REST catalog takes only the commits the crate builds).
+pub async fn swapping_catalog(
+    config: &CatalogConfig,
+    storage_options: &HashMap<String, String>,
+) -> Result<Arc<dyn MetadataSwap>> {
+    let storage = Arc::new(ObjectStorageFactory::new(storage_options.clone()));
+    match &config.kind {
+        CatalogKind::Sql { uri } => Ok(Arc::new(open_sql(config, uri, storage).await?)),
+        CatalogKind::Glue {
+            endpoint,
+            region,
+            catalog_id,
+        } => Ok(Arc::new(
+            open_glue(config, endpoint, region, catalog_id, storage).await?,
+        )),
+        CatalogKind::Rest { .. } => Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            format!(
+                "catalog {}: compaction commits through a SQL or Glue catalog only: the \
+                 iceberg crate 0.10 has no public replace (rewrite) action to send through a \
+                 REST catalog",
+                config.name
+            ),
+        )),
+    }
+}
+
+async fn open_sql(
+    config: &CatalogConfig,
+    uri: &str,
+    storage: Arc<ObjectStorageFactory>,
+) -> Result<SqliteCatalog> {
+    let path = sqlite_path(uri).ok_or_else(|| {
+        Error::new(
+            ErrorKind::DataInvalid,
+            format!("catalog {}: {uri:?} is not a sqlite: URI", config.name),
+        )
+    })?;
+    SqliteCatalog::open(&config.name, path, FileIOBuilder::new(storage).build()).await
+}
+
+async fn open_glue(
+    config: &CatalogConfig,
+    endpoint: &Option<String>,
+    region: &Option<String>,
+    catalog_id: &Option<String>,
+    storage: Arc<ObjectStorageFactory>,
+) -> Result<GlueCatalog> {
+    let client = glue::client(endpoint.as_deref(), region.as_deref()).await;
+    let file_io = FileIOBuilder::new(storage).build();
+    GlueCatalog::new(&config.name, client, catalog_id.clone(), file_io)
 }
 
 /// The file of a SQLite URI as SQLAlchemy (pyiceberg) and sqlx write them:

@@ -22,19 +22,18 @@ use iceberg::spec::{
     DataFile, ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
 };
 use iceberg::table::Table;
-use iceberg::{Catalog, MetadataLocation, NamespaceIdent, TableIdent};
+use iceberg::{MetadataLocation, NamespaceIdent, TableIdent};
 use object_store::ObjectStoreExt;
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_lake::LakeError;
 use sluice_lake::compact::Compaction;
 
-use crate::catalog::connect;
+use crate::catalog::{MetadataSwap, swapping_catalog};
 use crate::data_files::{DataFileWriter, Partitioning};
 use crate::failed;
 use crate::progress::Progress;
 use crate::reading::{arrow_schema_of, manifest_files};
 use crate::schema::with_field_ids;
-use crate::sql_catalog::SqliteCatalog;
 use crate::storage::{path_in_store, store_of};
 
 /// How many times the snapshot is built again on a table a stream moved meanwhile.
@@ -57,7 +56,7 @@ pub async fn compact(
     storage_options: &HashMap<String, String>,
     target_size: NonZeroU64,
 ) -> Result<Compaction, LakeError> {
-    let connected = connect(catalog, storage_options)
+    let connected = swapping_catalog(catalog, storage_options)
         .await
         .map_err(failed(name, "reach its catalog"))?;
     let ident = TableIdent::new(NamespaceIdent::new(catalog.namespace.clone()), name.into());
@@ -249,7 +248,7 @@ async fn read_rows(writer: &DataFileWriter, files: &[Live]) -> Result<Vec<Record
 /// Commits the replace snapshot on `table`'s state: `Ok(None)` when the table moved (build it
 /// again on the new state), `Ok(Some(sequence number))` when it landed.
 async fn commit_replace(
-    catalog: &Arc<SqliteCatalog>,
+    catalog: &Arc<dyn MetadataSwap>,
     table: &Table,
     removed: &[Live],
     added: &[DataFile],
@@ -375,7 +374,12 @@ async fn commit_replace(
         .await
         .map_err(|e| e.to_string())?;
     let landed = catalog
-        .swap_metadata(table.identifier(), current, &next_location.to_string())
+        .swap_metadata(
+            table.identifier(),
+            current,
+            &next_location.to_string(),
+            &next,
+        )
         .await
         .map_err(|e| e.to_string())?;
     Ok(landed.then_some(sequence_number as u64))

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{NamespaceIdent, TableIdent};
 use serde::Serialize;
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_lake::LakeError;

@@ -10,8 +10,10 @@
 //! - [`compact`]: small data files rewritten in a replace snapshot.
 //! - [`data_files`]: rows split by `day`/`hour` of their event time, written as data files.
 //! - [`expire`]: snapshot expiry and removal of the files no kept snapshot reaches.
+//! - [`glue`]: the Iceberg catalog on AWS Glue, and the Glue client `catalog sync` shares.
 //! - [`progress`]: each source partition's offset in every snapshot's summary.
 //! - [`reading`]: a table read back through its catalog, for `query` and `verify`.
+//! - [`rest_catalog`]: an Iceberg REST catalog, its OAuth2 token fetched again on a 401.
 //! - [`schema`]: a stream's Arrow columns as an Iceberg schema, and field ids back.
 //! - [`sink`]: the table as the engine's `Sink`.
 //! - [`sql_catalog`]: the SQL catalog (pyiceberg's layout) in a SQLite file.
@@ -21,8 +23,10 @@ pub mod catalog;
 pub mod compact;
 pub mod data_files;
 pub mod expire;
+pub mod glue;
 pub mod progress;
 pub mod reading;
+pub mod rest_catalog;
 pub mod schema;
 pub mod sink;
 pub mod sql_catalog;

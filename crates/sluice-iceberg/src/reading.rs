@@ -9,7 +9,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use futures::TryStreamExt;
 use iceberg::spec::{ManifestFile, ManifestList, PrimitiveType, Snapshot, Type};
 use iceberg::table::Table;
-use iceberg::{Catalog, NamespaceIdent, TableIdent};
+use iceberg::{NamespaceIdent, TableIdent};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_core::config::Catalog as CatalogConfig;
@@ -247,7 +247,7 @@ fn root_and_path(location: &str) -> Option<(String, Path)> {
     Some((format!("{}://{}", url.scheme(), url.authority()), path))
 }
 
-fn arrow_fields(fields: &[iceberg::spec::NestedFieldRef]) -> Result<Fields, String> {
+pub(crate) fn arrow_fields(fields: &[iceberg::spec::NestedFieldRef]) -> Result<Fields, String> {
     fields
         .iter()
         .map(|field| {

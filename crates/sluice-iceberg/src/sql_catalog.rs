@@ -22,6 +22,8 @@ use iceberg::{
     TableCommit, TableCreation, TableIdent,
 };
 
+use crate::catalog::MetadataSwap;
+
 const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS iceberg_tables (
     catalog_name VARCHAR(255) NOT NULL,
     table_namespace VARCHAR(255) NOT NULL,
@@ -177,13 +179,24 @@ impl SqliteCatalog {
             .build()
     }
 
-    /// Points the table's row at the metadata file `next` if it still points at `previous`
-    /// (the compare-and-set every commit ends with); whether it did.
-    pub async fn swap_metadata(
+    fn unsupported<T>(&self, what: &str) -> Result<T> {
+        Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            format!("sluice's SQL catalog does not {what}"),
+        ))
+    }
+}
+
+/// The compare-and-set every commit ends with: the row moves to `next` only if it still
+/// holds `previous`.
+#[async_trait]
+impl MetadataSwap for SqliteCatalog {
+    async fn swap_metadata(
         &self,
         table: &TableIdent,
         previous: &str,
         next: &str,
+        _metadata: &TableMetadata,
     ) -> Result<bool> {
         let mut params = vec![next.to_string(), previous.to_string()];
         params.extend(self.key(table));
@@ -199,13 +212,6 @@ impl SqliteCatalog {
             )
             .await?;
         Ok(changed == 1)
-    }
-
-    fn unsupported<T>(&self, what: &str) -> Result<T> {
-        Err(Error::new(
-            ErrorKind::FeatureUnsupported,
-            format!("sluice's SQL catalog does not {what}"),
-        ))
     }
 }
 
@@ -386,7 +392,10 @@ impl Catalog for SqliteCatalog {
             .metadata()
             .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
             .await?;
-        if !self.swap_metadata(&ident, &previous, &location).await? {
+        if !(self
+            .swap_metadata(&ident, &previous, &location, staged.metadata())
+            .await?)
+        {
             return Err(Error::new(
                 ErrorKind::CatalogCommitConflicts,
                 format!("table {ident} moved while the commit was written"),

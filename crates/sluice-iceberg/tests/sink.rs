@@ -13,7 +13,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use iceberg::Catalog as _;
 use iceberg::spec::Operation;
 use sluice_core::config::{Catalog, CatalogKind};
 use sluice_iceberg::{IcebergSink, IcebergTable};

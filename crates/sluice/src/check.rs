@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use sluice_core::Pipeline;
 use sluice_core::config::kafka::{AWS_MSK_IAM, KafkaSecurity, Sasl};
-use sluice_core::config::{FlushPolicy, RegistryAuth, StreamFormat, TableFormat};
+use sluice_core::config::{
+    CatalogKind, FlushPolicy, RegistryAuth, RestAuth, StreamFormat, TableFormat,
+};
 use sluice_kafka::ClientOptions;
 
 /// The resolved pipeline, as text, after checking its security files.
@@ -55,6 +57,16 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
         }
         writeln!(out, "partition_by = {:?}", table.partition_by)?;
         writeln!(out, "flush = {}", flush(&table.flush))?;
+    }
+    for catalog in pipeline.catalogs.values() {
+        writeln!(
+            out,
+            "\n[catalogs.{}] {}",
+            catalog.name,
+            catalog_kind(&catalog.kind)
+        )?;
+        writeln!(out, "warehouse = {:?}", catalog.warehouse)?;
+        writeln!(out, "namespace = {:?}", catalog.namespace)?;
     }
     for window in &pipeline.windows {
         writeln!(out, "\n[[windows]] {} (from {})", window.name, window.from)?;
@@ -188,6 +200,41 @@ fn security(out: &mut String, security: &KafkaSecurity) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn catalog_kind(kind: &CatalogKind) -> String {
+    match kind {
+        CatalogKind::Sql { uri } => format!("SQL catalog at {uri:?}"),
+        CatalogKind::Rest {
+            uri,
+            auth,
+            oauth2_server_uri,
+            scope,
+        } => {
+            let auth = match auth {
+                RestAuth::None => "no authentication".to_string(),
+                RestAuth::Token(_) => "a fixed bearer token (redacted)".to_string(),
+                RestAuth::Credential(_) => format!(
+                    "OAuth2 client credentials (redacted) exchanged at {:?}, scope {:?}",
+                    oauth2_server_uri
+                        .clone()
+                        .unwrap_or_else(|| format!("{uri}/v1/oauth/tokens")),
+                    scope.as_deref().unwrap_or("catalog")
+                ),
+            };
+            format!("REST catalog at {uri:?}, {auth}")
+        }
+        CatalogKind::Glue {
+            endpoint,
+            region,
+            catalog_id,
+        } => format!(
+            "AWS Glue at {}, region {}, catalog {}",
+            endpoint.as_deref().unwrap_or("AWS's endpoint"),
+            region.as_deref().unwrap_or("from the environment"),
+            catalog_id.as_deref().unwrap_or("of the caller's account")
+        ),
+    }
 }
 
 fn flush(flush: &FlushPolicy) -> String {

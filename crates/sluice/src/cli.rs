@@ -51,6 +51,9 @@ pub enum Command {
     /// Serve the web console for a pipeline: its graph with live rates, lag and freshness,
     /// the lake's tables, read-only SQL with charts, dead letters, alerts and late events.
     Console(ConsoleArgs),
+    /// Register the pipeline's tables in its AWS Glue catalogs, where Athena finds them: Delta
+    /// tables as Athena's Delta tables, plain-files tables with partition projection.
+    Catalog(CatalogArgs),
     /// Create, list and describe topics.
     Topics(TopicsArgs),
     /// Serve a Kafka-compatible broker (the tansu that `up` embeds) until Ctrl-C or SIGTERM:
@@ -380,6 +383,32 @@ pub struct CompactArgs {
     /// Print the result as JSON instead of a summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `sluice catalog`
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: CatalogCommand,
+}
+
+/// `sluice catalog …`
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Create or update the Glue table of every Delta and plain-files table of the pipeline
+    /// (window tables too); a Glue table sluice did not register is left alone.
+    Sync {
+        /// The pipeline file whose tables to register.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// Register in this `[catalogs.<name>]` only [default: every Glue catalog].
+        #[arg(long)]
+        catalog: Option<String>,
+        /// Print the result as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `sluice verify`

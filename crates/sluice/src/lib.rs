@@ -8,6 +8,7 @@
 //! - `stream` and `load` run [`sluice_engine`]'s roles.
 //! - [`query`]: `sluice query` and `sluice tables`.
 //! - [`topics`]: `sluice topics`.
+//! - [`catalog_sync`]: `sluice catalog sync`, the tables registered in AWS Glue.
 //! - [`verify`]: `sluice verify`, the lake checked against Kafka and the producer report.
 //! - [`up`]: `sluice up`, everything in one process on embedded defaults.
 //! - [`builtin`]: the sensor pipeline `up` runs.
@@ -16,6 +17,7 @@
 
 pub mod broker;
 pub mod builtin;
+pub mod catalog_sync;
 pub mod check;
 pub mod cli;
 pub mod compact;

@@ -281,6 +281,25 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Query(args) => sluice::query::run_query(&args.lake, &args.sql, args.format).await,
         Command::Tables(args) => sluice::query::run_tables(&args).await,
         Command::Console(args) => sluice::console::run(args, shutdown).await,
+        Command::Catalog(args) => match args.command {
+            sluice::cli::CatalogCommand::Sync {
+                pipeline,
+                catalog,
+                json,
+            } => {
+                let pipeline = Pipeline::load(&pipeline)?;
+                let storage_options =
+                    sluice_lake::location::storage_options(&pipeline.storage_options);
+                let synced =
+                    sluice::catalog_sync::run(&pipeline, &storage_options, catalog.as_deref())
+                        .await?;
+                match json {
+                    true => println!("{}", serde_json::to_string_pretty(&synced)?),
+                    false => print!("{}", sluice::catalog_sync::summary(&synced)),
+                }
+                Ok(())
+            }
+        },
         Command::Topics(args) => {
             let client = client_of(&args.kafka, args.kafka_config.as_deref())?;
             sluice::topics::run(client, args.command).await

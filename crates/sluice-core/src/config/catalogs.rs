@@ -1,7 +1,11 @@
 //! `[catalogs.<name>]`: where Iceberg tables are registered, so that engines (Athena, Trino,
-//! Spark, pyiceberg) find them by name. A table with `format = "iceberg"` names its catalog.
+//! Spark, pyiceberg) find them by name: a SQLite SQL catalog, an Iceberg REST catalog or AWS
+//! Glue. A table with `format = "iceberg"` names its catalog; `sluice catalog sync` registers
+//! the other tables in the Glue catalogs.
 
 use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
 
 use super::file::CatalogSection;
 use super::{Problems, TableFormat};
@@ -17,7 +21,8 @@ pub struct Catalog {
     pub name: String,
     /// What kind of catalog it is and how to reach it.
     pub kind: CatalogKind,
-    /// Where tables created without a location would go (`s3://…`, `file:///…`).
+    /// Where tables created without a location would go (`s3://…`, `file:///…`); for a REST
+    /// catalog, the warehouse it is asked for.
     pub warehouse: String,
     /// The namespace (database) sluice's tables are registered in.
     pub namespace: String,
@@ -32,7 +37,54 @@ pub enum CatalogKind {
         /// The database URI, such as `sqlite:////var/lib/sluice/catalog.db`.
         uri: String,
     },
+    /// An Iceberg REST catalog (Polaris, Lakekeeper, Gravitino, Nessie, S3 Tables, Unity…).
+    Rest {
+        /// Its base URL.
+        uri: String,
+        /// How requests authenticate.
+        auth: RestAuth,
+        /// Where OAuth2 client credentials are exchanged, when not at `<uri>/v1/oauth/tokens`.
+        oauth2_server_uri: Option<String>,
+        /// The OAuth2 scope, when not `catalog`.
+        scope: Option<String>,
+    },
+    /// AWS Glue, where Athena finds tables: Iceberg tables are registered there by their
+    /// metadata location; `sluice catalog sync` registers Delta and plain-files tables too.
+    Glue {
+        /// The endpoint, when not AWS's own (moto, LocalStack).
+        endpoint: Option<String>,
+        /// The region, when not the environment's.
+        region: Option<String>,
+        /// The catalog id (AWS account), when not the caller's own.
+        catalog_id: Option<String>,
+    },
 }
+
+/// How requests to a REST catalog authenticate.
+#[derive(Debug, Clone)]
+pub enum RestAuth {
+    /// Not at all.
+    None,
+    /// OAuth2 client credentials (`client_id:client_secret`), exchanged for a bearer token.
+    Credential(SecretString),
+    /// A fixed bearer token.
+    Token(SecretString),
+}
+
+/// Equal when the same kind with the same secret (secrecy's strings have no `PartialEq`).
+impl PartialEq for RestAuth {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::None, Self::None) => true,
+            (Self::Credential(a), Self::Credential(b)) | (Self::Token(a), Self::Token(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for RestAuth {}
 
 /// The catalogs of a pipeline file, checked.
 pub(crate) fn validate(
@@ -55,36 +107,40 @@ fn validate_one(
     problems: &mut Problems,
 ) -> Option<Catalog> {
     let before = problems.0.len();
-    if raw.kind != "sql" {
-        problems.add(
-            format!("{at}.type"),
-            format!(
-                "expected \"sql\" (a SQLite catalog); the REST and Glue catalogs are \
-                 not built yet, got {:?}",
-                raw.kind
-            ),
-        );
-    }
-    if !raw.uri.starts_with("sqlite:")
-        || raw
-            .uri
-            .trim_start_matches("sqlite:")
-            .trim_start_matches('/')
-            .is_empty()
-    {
-        problems.add(
-            format!("{at}.uri"),
-            format!(
-                "expected sqlite:////absolute/path.db or sqlite:relative/path.db (a Postgres \
-                 catalog is not built yet), got {:?}",
-                raw.uri
-            ),
-        );
-    }
+    let kind = match raw.kind.as_str() {
+        "sql" => sql_catalog(at, raw, problems),
+        "rest" => rest_catalog(at, raw, problems),
+        "glue" => glue_catalog(at, raw, problems),
+        other => {
+            problems.add(
+                format!("{at}.type"),
+                format!(
+                    "expected \"sql\" (a SQLite catalog), \"rest\" (an Iceberg REST catalog) \
+                     or \"glue\" (AWS Glue), got {other:?}"
+                ),
+            );
+            None
+        }
+    };
+    let only_for = |field: &str, given: bool, kinds: &[&str], problems: &mut Problems| {
+        if given && !kinds.contains(&raw.kind.as_str()) {
+            problems.add(
+                format!("{at}.{field}"),
+                format!("only a {} catalog takes it", kinds.join(" or ")),
+            );
+        }
+    };
+    only_for("credential", raw.credential.is_some(), &["rest"], problems);
+    only_for("token", raw.token.is_some(), &["rest"], problems);
+    let token_uri = raw.oauth2_server_uri.is_some();
+    only_for("oauth2_server_uri", token_uri, &["rest"], problems);
+    only_for("scope", raw.scope.is_some(), &["rest"], problems);
+    only_for("region", raw.region.is_some(), &["glue"], problems);
+    only_for("catalog_id", raw.catalog_id.is_some(), &["glue"], problems);
     if raw.warehouse.trim().is_empty() {
         problems.add(
             format!("{at}.warehouse"),
-            "expected s3://bucket/path or file:///path",
+            "expected s3://bucket/path or file:///path (for a REST catalog, its warehouse)",
         );
     }
     let namespace = raw.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
@@ -94,13 +150,86 @@ fn validate_one(
             format!("expected a name of letters, digits and _, got {namespace:?}"),
         );
     }
+    let kind = kind?;
     (problems.0.len() == before).then(|| Catalog {
         name: name.to_string(),
-        kind: CatalogKind::Sql {
-            uri: raw.uri.clone(),
-        },
+        kind,
         warehouse: raw.warehouse.clone(),
         namespace: namespace.to_string(),
+    })
+}
+
+fn sql_catalog(at: &str, raw: &CatalogSection, problems: &mut Problems) -> Option<CatalogKind> {
+    let uri = raw.uri.clone().unwrap_or_default();
+    let path = uri.strip_prefix("sqlite:").unwrap_or_default();
+    if !uri.starts_with("sqlite:") || path.trim_start_matches('/').is_empty() {
+        problems.add(
+            format!("{at}.uri"),
+            format!(
+                "expected sqlite:////absolute/path.db or sqlite:relative/path.db (a Postgres \
+                 catalog is not built yet), got {uri:?}"
+            ),
+        );
+    }
+    Some(CatalogKind::Sql { uri })
+}
+
+fn glue_catalog(at: &str, raw: &CatalogSection, problems: &mut Problems) -> Option<CatalogKind> {
+    if let Some(endpoint) = raw.uri.as_deref().filter(|u| !is_url(u)) {
+        problems.add(
+            format!("{at}.uri"),
+            format!("expected Glue's http:// or https:// endpoint, got {endpoint:?}"),
+        );
+    }
+    Some(CatalogKind::Glue {
+        endpoint: raw.uri.clone(),
+        region: raw.region.clone(),
+        catalog_id: raw.catalog_id.clone(),
+    })
+}
+
+fn is_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
+}
+
+fn rest_catalog(at: &str, raw: &CatalogSection, problems: &mut Problems) -> Option<CatalogKind> {
+    let uri = raw.uri.clone().unwrap_or_default();
+    if !is_url(&uri) {
+        problems.add(
+            format!("{at}.uri"),
+            format!("expected the REST catalog's http:// or https:// URL, got {uri:?}"),
+        );
+    }
+    if let Some(token_uri) = raw.oauth2_server_uri.as_deref().filter(|u| !is_url(u)) {
+        problems.add(
+            format!("{at}.oauth2_server_uri"),
+            format!("expected an http:// or https:// URL, got {token_uri:?}"),
+        );
+    }
+    let auth = match (&raw.credential, &raw.token) {
+        (Some(_), Some(_)) => {
+            problems.add(
+                format!("{at}.token"),
+                "give credential (OAuth2 client credentials, fetched again when they expire) \
+                 or token (a fixed bearer token), not both",
+            );
+            RestAuth::None
+        }
+        (Some(credential), None) => RestAuth::Credential(credential.clone()),
+        (None, Some(token)) => RestAuth::Token(token.clone()),
+        (None, None) => RestAuth::None,
+    };
+    if raw.scope.is_some() && !matches!(auth, RestAuth::Credential(_)) {
+        problems.add(
+            format!("{at}.scope"),
+            "a scope is asked for with credential (OAuth2 client credentials) only",
+        );
+    }
+    Some(CatalogKind::Rest {
+        uri: uri.trim_end_matches('/').to_string(),
+        auth,
+        oauth2_server_uri: raw.oauth2_server_uri.clone(),
+        scope: raw.scope.clone(),
     })
 }
 

@@ -41,15 +41,30 @@ pub struct PipelineFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSection {
-    /// `sql` (a SQLite database).
+    /// `sql` (a SQLite database), `rest` (an Iceberg REST catalog) or `glue` (AWS Glue).
     #[serde(rename = "type")]
     pub kind: String,
-    /// The database: `sqlite:////absolute/path.db` (SQLAlchemy's form, as pyiceberg takes it).
-    pub uri: String,
-    /// Where tables created without a location would go.
+    /// The database (`sqlite:////absolute/path.db`, SQLAlchemy's form, as pyiceberg takes it),
+    /// the REST catalog's base URL (`https://catalog.example.com`), or Glue's endpoint when
+    /// not AWS's own (a stand-in such as moto or LocalStack).
+    pub uri: Option<String>,
+    /// Glue: the AWS region (the environment's when not given).
+    pub region: Option<String>,
+    /// Glue: the catalog id (the AWS account), when not the caller's own.
+    pub catalog_id: Option<String>,
+    /// Where tables created without a location would go; a REST catalog's warehouse name.
     pub warehouse: String,
     /// The namespace sluice's tables are registered in (`sluice` by default).
     pub namespace: Option<String>,
+    /// REST: OAuth2 client credentials, `client_id:client_secret`, exchanged for a token that
+    /// is fetched again when the catalog stops accepting it.
+    pub credential: Option<SecretString>,
+    /// REST: a fixed bearer token, instead of `credential`.
+    pub token: Option<SecretString>,
+    /// REST: where `credential` is exchanged (`<uri>/v1/oauth/tokens` by default).
+    pub oauth2_server_uri: Option<String>,
+    /// REST: the OAuth2 scope asked for (`catalog` by default).
+    pub scope: Option<String>,
 }
 
 /// `[gateway]`

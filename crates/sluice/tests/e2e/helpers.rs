@@ -199,6 +199,11 @@ flush = {flush}
 
 /// Runs SQL through `sluice query --format json` and parses the rows.
 pub fn query(pipeline: &Path, sql: &str) -> Vec<Value> {
+    query_using(&sluice, pipeline, sql)
+}
+
+/// [`query`] with `sluice` building the command (e.g. with credentials in its environment).
+pub fn query_using(sluice: &dyn Fn() -> Command, pipeline: &Path, sql: &str) -> Vec<Value> {
     let out = run_ok(
         sluice()
             .args(["query", "--format", "json", "--pipeline"])

@@ -18,8 +18,8 @@ const KILLS: usize = 10;
 /// Kills come within 2 s of each start: a run left 4 s can land a quarter of the events, and
 /// the topic must outlast all ten kills.
 const KILL_AFTER_MS: std::ops::Range<u64> = 200..2_000;
-const TABLE: &str = "sensor_iceberg";
-const CATALOG: &str = "lake";
+pub(crate) const TABLE: &str = "sensor_iceberg";
+pub(crate) const CATALOG: &str = "lake";
 
 #[test]
 fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
@@ -33,7 +33,13 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
     let group = unique("group");
     let pipeline = |run: usize| {
         let dir = dir.path().join(format!("run{run}"));
-        write_iceberg_pipeline(&dir, &topic, &group, &prefix, &catalog_db)
+        write_iceberg_pipeline(
+            &dir,
+            &topic,
+            &group,
+            &prefix,
+            &sql_catalog(&catalog_db, &prefix),
+        )
     };
     let seed = kill_at_random_moments(KILLS, KILL_AFTER_MS, &dir.path().join("logs"), |run| {
         stream_until_caught_up_command(&pipeline(run))
@@ -83,7 +89,7 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
     eprintln!("{context}: compaction during the stream: {done}");
 
     let verified = verify_clean(&last, &report, &context);
-    let read = pyiceberg_check(&catalog_db, &prefix);
+    let read = pyiceberg_check(&catalog_db, &prefix, |_| {});
     assert_reader_matches_report(&read, &produced, &context);
     assert_eq!(read["offsets_move_forward"], true, "{context}: {read}");
     assert_eq!(
@@ -144,19 +150,27 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
         serde_json::json!([]),
         "{context}: {after}"
     );
-    let reread = pyiceberg_check(&catalog_db, &prefix);
+    let reread = pyiceberg_check(&catalog_db, &prefix, |_| {});
     assert_reader_matches_report(&reread, &produced, &format!("{context}, after --repair"));
 }
 
-/// A pipeline writing the sensor stream to one Iceberg table under `s3://{prefix}/`,
-/// registered in the SQLite catalog at `catalog_db`, committing small and often so that kills
-/// land between data files, metadata and the catalog's row.
-fn write_iceberg_pipeline(
+/// The `[catalogs.lake]` section of the SQL catalog in the SQLite file `catalog_db`.
+fn sql_catalog(catalog_db: &Path, prefix: &str) -> String {
+    format!(
+        "\n[catalogs.{CATALOG}]\ntype = \"sql\"\nuri = \"sqlite:///{}\"\nwarehouse = \"s3://{prefix}/warehouse\"\n",
+        catalog_db.display()
+    )
+}
+
+/// A pipeline writing the sensor stream to one Iceberg table `sensor_iceberg` under
+/// `s3://{prefix}/`, registered in the catalog of `catalog_section` (named `lake`), committing
+/// small and often so that kills land between data files, metadata and the catalog's row.
+pub(crate) fn write_iceberg_pipeline(
     dir: &Path,
     topic: &str,
     group: &str,
     prefix: &str,
-    catalog_db: &Path,
+    catalog_section: &str,
 ) -> PathBuf {
     let file = write_pipeline(
         dir,
@@ -176,22 +190,25 @@ fn write_iceberg_pipeline(
             &format!("\nformat = \"iceberg\"\ncatalog = \"{CATALOG}\"\nflush = "),
         );
     assert!(text.contains("format = \"iceberg\""), "{text}");
-    let catalog = format!(
-        "\n[catalogs.{CATALOG}]\ntype = \"sql\"\nuri = \"sqlite:///{}\"\nwarehouse = \"s3://{prefix}/warehouse\"\n",
-        catalog_db.display()
-    );
-    std::fs::write(&file, text + catalog.as_str()).unwrap();
+    std::fs::write(&file, text + catalog_section).unwrap();
     file
 }
 
-/// Reads the table with pyiceberg through the same catalog (scripts/check_iceberg.py).
-fn pyiceberg_check(catalog_db: &Path, prefix: &str) -> Value {
+/// Reads the table with pyiceberg through the same catalog (scripts/check_iceberg.py): the
+/// SQLite file or the REST catalog's URL `catalog`, with `setup` adding to the command.
+pub(crate) fn pyiceberg_check(
+    catalog: impl AsRef<std::ffi::OsStr>,
+    prefix: &str,
+    setup: impl FnOnce(&mut std::process::Command),
+) -> Value {
     let python = std::env::var("SLUICE_TEST_PYTHON")
         .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
+    let mut command = std::process::Command::new(python);
+    setup(&mut command);
     let out = run_ok(
-        std::process::Command::new(python)
+        command
             .arg(repo_file("scripts/check_iceberg.py"))
-            .arg(catalog_db)
+            .arg(catalog)
             .args([
                 CATALOG,
                 &format!("s3://{prefix}/warehouse"),

@@ -1,7 +1,11 @@
 //! Tests of tables' `format` and `compression` as a pipeline file gives them.
 
+use secrecy::ExposeSecret;
+
 use crate::config::tests::parse;
-use crate::config::{CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, TableFormat};
+use crate::config::{
+    CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, RestAuth, TableFormat,
+};
 
 #[test]
 fn tables_are_delta_unless_they_name_a_plain_format_with_its_compression() {
@@ -141,11 +145,135 @@ fn an_iceberg_table_carries_the_catalog_it_names() {
         (catalog.name.as_str(), catalog.namespace.as_str()),
         ("lake", "sluice")
     );
+    assert!(
+        matches!(&catalog.kind, CatalogKind::Sql { uri } if uri == "sqlite:////var/lib/sluice/catalog.db"),
+        "{catalog:?}"
+    );
+}
+
+#[test]
+fn a_rest_catalog_takes_oauth2_client_credentials_or_a_token() {
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "s3://lake/readings"
+        format = "iceberg"
+        catalog = "lake"
+        [catalogs.lake]
+        type = "rest"
+        uri = "https://catalog.example.com/api/"
+        warehouse = "lake"
+        credential = "sluice:s3cret"
+        scope = "PRINCIPAL_ROLE:ALL"
+        "#
+    ))
+    .unwrap();
+    let catalog = pipeline.tables[0].catalog.as_ref().unwrap();
+    let CatalogKind::Rest {
+        uri, auth, scope, ..
+    } = &catalog.kind
+    else {
+        panic!("{catalog:?}")
+    };
+    assert_eq!(uri, "https://catalog.example.com/api");
+    assert_eq!(scope.as_deref(), Some("PRINCIPAL_ROLE:ALL"));
+    let RestAuth::Credential(credential) = auth else {
+        panic!("{auth:?}")
+    };
+    assert_eq!(credential.expose_secret(), "sluice:s3cret");
+    assert!(!format!("{catalog:?}").contains("s3cret"), "{catalog:?}");
+
+    let err = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "/tmp/readings"
+        [catalogs.rest]
+        type = "rest"
+        uri = "catalog.example.com"
+        warehouse = "lake"
+        credential = "a:b"
+        token = "t"
+        oauth2_server_uri = "ftp://idp"
+        "#
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(
-        catalog.kind,
-        CatalogKind::Sql {
-            uri: "sqlite:////var/lib/sluice/catalog.db".into()
-        }
+        fields,
+        [
+            "catalogs.rest.uri",
+            "catalogs.rest.oauth2_server_uri",
+            "catalogs.rest.token"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn a_glue_catalog_takes_an_endpoint_a_region_and_a_catalog_id() {
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "/tmp/readings"
+        [catalogs.athena]
+        type = "glue"
+        uri = "http://127.0.0.1:5000"
+        region = "eu-west-1"
+        catalog_id = "123456789012"
+        warehouse = "s3://lake/warehouse"
+        namespace = "lake"
+        "#
+    ))
+    .unwrap();
+    let catalog = &pipeline.catalogs["athena"];
+    assert!(
+        matches!(
+            &catalog.kind,
+            CatalogKind::Glue { endpoint: Some(e), region: Some(r), catalog_id: Some(c) }
+                if e == "http://127.0.0.1:5000" && r == "eu-west-1" && c == "123456789012"
+        ),
+        "{catalog:?}"
+    );
+    let err = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "/tmp/readings"
+        [catalogs.athena]
+        type = "glue"
+        uri = "glue.eu-west-1.amazonaws.com"
+        warehouse = "s3://lake/warehouse"
+        credential = "a:b"
+        [catalogs.local]
+        type = "sql"
+        uri = "sqlite:catalog.db"
+        warehouse = "s3://lake/warehouse"
+        region = "eu-west-1"
+        "#
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "catalogs.athena.uri",
+            "catalogs.athena.credential",
+            "catalogs.local.region"
+        ],
+        "{err}"
     );
 }
 
@@ -170,9 +298,14 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
         from = "sensor_events"
         uri = "/tmp/c"
         catalog = "rest"
-        [catalogs.rest]
-        type = "rest"
+        [catalogs.pg]
+        type = "sql"
         uri = "postgres://db/catalog"
+        warehouse = "s3://lake/warehouse"
+        token = "t"
+        [catalogs.rest]
+        type = "hive"
+        uri = "thrift://metastore:9083"
         warehouse = ""
         namespace = "my-ns"
         "#
@@ -185,8 +318,9 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
     assert_eq!(
         fields,
         [
+            "catalogs.pg.uri",
+            "catalogs.pg.token",
             "catalogs.rest.type",
-            "catalogs.rest.uri",
             "catalogs.rest.warehouse",
             "catalogs.rest.namespace",
             "tables.a.catalog",
@@ -198,7 +332,7 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("the REST and Glue catalogs are not built yet"),
+        text.contains("or \"glue\" (AWS Glue), got \"hive\""),
         "{text}"
     );
     assert!(
