@@ -8,17 +8,21 @@
 //! [`PinnedCatalog`] makes the transaction see the state sluice checked and turns a conflict
 //! into a final error; the sink then reloads, checks its offsets again, and either retries or
 //! is fenced.
+//!
+//! The SQL and Glue catalogs are sluice's own and keep only a pointer to each table's metadata
+//! file: [`MetadataSwap`] moves it over the state a commit was applied to, for the crate's
+//! commits ([`commit_by_swap`]) and compaction's replace snapshot alike.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use iceberg::io::FileIOBuilder;
-use iceberg::spec::TableMetadata;
+use iceberg::io::{FileIO, FileIOBuilder};
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation,
-    TableIdent,
+    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, TableCommit,
+    TableCreation, TableIdent,
 };
 use sluice_core::config::{Catalog as CatalogConfig, CatalogKind};
 
@@ -75,6 +79,58 @@ pub trait MetadataSwap: Catalog {
         next: &str,
         metadata: &TableMetadata,
     ) -> Result<bool>;
+}
+
+/// A commit through a catalog that keeps a pointer to the metadata file: the current state
+/// loaded, the commit applied to it (its requirements are checked there), the next metadata
+/// file written, then swapped in only over the state it was applied to.
+pub(crate) async fn commit_by_swap(
+    catalog: &dyn MetadataSwap,
+    commit: TableCommit,
+) -> Result<Table> {
+    let ident = commit.identifier().clone();
+    let current = catalog.load_table(&ident).await?;
+    let previous = current.metadata_location_result()?.to_string();
+    let staged = commit.apply(current)?;
+    let location = staged.metadata_location_result()?.to_string();
+    staged
+        .metadata()
+        .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
+        .await?;
+    if !(catalog
+        .swap_metadata(&ident, &previous, &location, staged.metadata())
+        .await?)
+    {
+        return Err(Error::new(
+            ErrorKind::CatalogCommitConflicts,
+            format!("table {ident} moved while the commit was written"),
+        )
+        .with_retryable(true));
+    }
+    Ok(staged)
+}
+
+/// Writes the first metadata file of the table `creation` describes, under its location:
+/// the metadata and where it is.
+pub(crate) async fn write_first_metadata(
+    file_io: &FileIO,
+    creation: TableCreation,
+) -> Result<(TableMetadata, MetadataLocation)> {
+    let Some(location) = creation.location.clone() else {
+        return Err(Error::new(
+            ErrorKind::FeatureUnsupported,
+            format!(
+                "table {}: sluice places every table at its own location",
+                creation.name
+            ),
+        ));
+    };
+    let metadata = TableMetadataBuilder::from_table_creation(creation)?
+        .build()?
+        .metadata;
+    let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+    metadata.write_to(file_io, &metadata_location).await?;
+    Ok((metadata, metadata_location))
 }
 
 /// Connects to `config`'s catalog when it can take a metadata file sluice wrote (the SQL and

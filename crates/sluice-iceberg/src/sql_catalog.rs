@@ -15,14 +15,14 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use iceberg::io::FileIO;
-use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime,
-    TableCommit, TableCreation, TableIdent,
+    Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
+    TableCreation, TableIdent,
 };
 
-use crate::catalog::MetadataSwap;
+use crate::catalog::{MetadataSwap, commit_by_swap, write_first_metadata};
 
 const CREATE_TABLES: &str = "CREATE TABLE IF NOT EXISTS iceberg_tables (
     catalog_name VARCHAR(255) NOT NULL,
@@ -320,14 +320,7 @@ impl Catalog for SqliteCatalog {
         creation: TableCreation,
     ) -> Result<Table> {
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
-        let Some(location) = creation.location.clone() else {
-            return self.unsupported("place tables without a location");
-        };
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let (metadata, metadata_location) = write_first_metadata(&self.file_io, creation).await?;
         let mut row = self.key(&ident);
         row.push(metadata_location.to_string());
         // The primary key refuses a second table of the name (another member created it).
@@ -382,26 +375,6 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        let ident = commit.identifier().clone();
-        let current = self.load_table(&ident).await?;
-        let previous = current.metadata_location_result()?.to_string();
-        // Checks the commit's requirements against the current state, then builds the next.
-        let staged = commit.apply(current)?;
-        let location = staged.metadata_location_result()?.to_string();
-        staged
-            .metadata()
-            .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
-            .await?;
-        if !(self
-            .swap_metadata(&ident, &previous, &location, staged.metadata())
-            .await?)
-        {
-            return Err(Error::new(
-                ErrorKind::CatalogCommitConflicts,
-                format!("table {ident} moved while the commit was written"),
-            )
-            .with_retryable(true));
-        }
-        Ok(staged)
+        commit_by_swap(self, commit).await
     }
 }

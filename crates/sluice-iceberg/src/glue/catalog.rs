@@ -7,9 +7,10 @@
 //! run), and every sluice table has one (the event time, `_ingested_at`). This catalog lists
 //! them as Glue's `timestamp`, as pyiceberg does. Like the SQL catalog it only keeps the
 //! pointer: what a commit means is the iceberg crate's `TableCommit::apply` and
-//! `TableMetadata::write_to`. A commit updates the Glue table with the `VersionId` it was
-//! loaded at, Glue's optimistic lock: a concurrent commit makes it fail with
-//! `ConcurrentModificationException`, a conflict.
+//! `TableMetadata::write_to` ([`crate::catalog::commit_by_swap`]). The swap reads the Glue
+//! table, checks that it still points at the metadata the commit was applied to, and updates
+//! it with the `VersionId` it read, Glue's optimistic lock: a concurrent commit makes it fail
+//! with `ConcurrentModificationException`, a conflict.
 
 use std::collections::HashMap;
 
@@ -17,16 +18,16 @@ use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
 use iceberg::io::FileIO;
-use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{
-    Catalog, Error, ErrorKind, MetadataLocation, Namespace, NamespaceIdent, Result, Runtime,
-    TableCommit, TableCreation, TableIdent,
+    Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
+    TableCreation, TableIdent,
 };
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
 
 use super::{describe, hive_type, is_already_there, is_not_found};
-use crate::catalog::MetadataSwap;
+use crate::catalog::{MetadataSwap, commit_by_swap, write_first_metadata};
 use crate::reading::arrow_fields;
 
 const METADATA_LOCATION: &str = "metadata_location";
@@ -298,14 +299,7 @@ impl Catalog for GlueCatalog {
     ) -> Result<Table> {
         let database = Self::database(namespace)?;
         let ident = TableIdent::new(namespace.clone(), creation.name.clone());
-        let Some(location) = creation.location.clone() else {
-            return self.unsupported("place tables without a location");
-        };
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let (metadata, metadata_location) = write_first_metadata(&self.file_io, creation).await?;
         let pointer = metadata_location.to_string();
         let input = self.table_input(ident.name(), &metadata, &pointer, None)?;
         let created = (self.client.create_table())
@@ -361,33 +355,7 @@ impl Catalog for GlueCatalog {
     }
 
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        let ident = commit.identifier().clone();
-        let pointer = self.pointer(&ident).await?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::TableNotFound,
-                format!("no table {ident} in Glue"),
-            )
-        })?;
-        let metadata = TableMetadata::read_from(&self.file_io, &pointer.metadata_location).await?;
-        let current = self.table(ident.clone(), pointer.metadata_location.clone(), metadata)?;
-        // Checks the commit's requirements against the current state, then builds the next.
-        let staged = commit.apply(current)?;
-        let location = staged.metadata_location_result()?.to_string();
-        staged
-            .metadata()
-            .write_to(staged.file_io(), &location.parse::<MetadataLocation>()?)
-            .await?;
-        if !self
-            .point(&ident, pointer, &location, staged.metadata())
-            .await?
-        {
-            return Err(Error::new(
-                ErrorKind::CatalogCommitConflicts,
-                format!("table {ident} moved in Glue while the commit was written"),
-            )
-            .with_retryable(true));
-        }
-        Ok(staged)
+        commit_by_swap(self, commit).await
     }
 }
 

@@ -11,15 +11,18 @@
 pub mod glue_tables;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_glue::Client;
-use aws_sdk_glue::types::{DatabaseInput, Table, TableInput};
+use aws_sdk_glue::types::{Table, TableInput};
+use iceberg::{NamespaceIdent, TableIdent};
 use object_store::ObjectStore;
 use serde::Serialize;
 use sluice_core::Pipeline;
 use sluice_core::config::{Catalog, CatalogKind, TableFormat};
 use sluice_core::schema::DATE_COLUMN;
+use sluice_iceberg::catalog::ensure_namespace;
 use sluice_iceberg::glue;
 use sluice_lake::location::{TableLocation, object_store_at, table_url};
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
@@ -74,24 +77,11 @@ pub async fn run(
         .collect();
     let mut synced = Vec::new();
     for catalog in catalogs {
-        let glue = Glue::connect(catalog).await;
-        glue.ensure_database().await?;
+        let glue = Glue::connect(catalog, storage_options).await?;
         for table in TablesToSync::of(pipeline) {
-            let outcome = match (&table.format, table.catalog) {
-                (TableFormat::Iceberg, Some(own)) if own.name == catalog.name => {
-                    glue.iceberg_registered(table.name).await?
-                }
-                (TableFormat::Iceberg, own) => Outcome::Skipped(format!(
-                    "an Iceberg table of catalog {}",
-                    own.map(|c| c.name.as_str()).unwrap_or("?")
-                )),
-                _ => match unavailable.get(table.name) {
-                    Some(why) => Outcome::Skipped(format!("cannot be read: {why}")),
-                    None => {
-                        let wanted = table.glue_input(&lake, storage_options).await?;
-                        glue.upsert(wanted).await?
-                    }
-                },
+            let outcome = match unavailable.get(table.name) {
+                Some(why) => Outcome::Skipped(format!("cannot be read: {why}")),
+                None => glue.sync(&table, &lake, storage_options).await?,
             };
             synced.push(Synced {
                 catalog: catalog.name.clone(),
@@ -205,15 +195,20 @@ async fn first_date(url: &url::Url, storage_options: &HashMap<String, String>) -
     Ok(first.unwrap_or_else(|| chrono::Utc::now().format("%Y-%m-%d").to_string()))
 }
 
-/// A Glue catalog reached through the AWS SDK.
+/// A Glue catalog reached through the AWS SDK, and as the Iceberg catalog on it.
 struct Glue<'a> {
     catalog: &'a Catalog,
     client: Client,
     catalog_id: Option<String>,
+    iceberg: Arc<dyn iceberg::Catalog>,
 }
 
 impl<'a> Glue<'a> {
-    async fn connect(catalog: &'a Catalog) -> Self {
+    /// Connects to `catalog` and makes sure its database exists.
+    async fn connect(
+        catalog: &'a Catalog,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self> {
         let CatalogKind::Glue {
             endpoint,
             region,
@@ -222,10 +217,49 @@ impl<'a> Glue<'a> {
         else {
             unreachable!("only Glue catalogs are synced")
         };
-        Self {
+        let iceberg = (sluice_iceberg::catalog::connect(catalog, storage_options).await)
+            .with_context(|| format!("catalog {}: reach Glue", catalog.name))?;
+        let database = NamespaceIdent::new(catalog.namespace.clone());
+        (ensure_namespace(iceberg.as_ref(), &database).await).with_context(|| {
+            format!(
+                "catalog {}: create database {}",
+                catalog.name, catalog.namespace
+            )
+        })?;
+        Ok(Self {
             catalog,
             client: glue::client(endpoint.as_deref(), region.as_deref()).await,
             catalog_id: catalog_id.clone(),
+            iceberg,
+        })
+    }
+
+    /// Registers `table` (readable in `lake`), or says why not.
+    async fn sync(
+        &self,
+        table: &TablesToSync<'_>,
+        lake: &Lake,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Outcome> {
+        match (&table.format, table.catalog) {
+            (TableFormat::Iceberg, Some(own)) if own.name == self.catalog.name => {
+                let database = NamespaceIdent::new(self.catalog.namespace.clone());
+                let ident = TableIdent::new(database, table.name.to_string());
+                let found = (self.iceberg.table_exists(&ident).await)
+                    .with_context(|| format!("catalog {}: look up {ident}", self.catalog.name))?;
+                Ok(match found {
+                    true => Outcome::RegisteredByStream,
+                    false => Outcome::Skipped("not created yet: sluice stream creates it".into()),
+                })
+            }
+            (TableFormat::Iceberg, own) => Ok(Outcome::Skipped(format!(
+                "an Iceberg table of catalog {}",
+                own.map(|c| c.name.as_str()).unwrap_or("?")
+            ))),
+            _ => {
+                self.upsert(table.glue_input(lake, storage_options).await?)
+                    .await
+            }
         }
     }
 
@@ -236,37 +270,6 @@ impl<'a> Glue<'a> {
     fn failed(&self, action: String) -> impl FnOnce(String) -> anyhow::Error {
         let name = self.catalog.name.clone();
         move |err| anyhow!("catalog {name} (Glue): could not {action}: {err}")
-    }
-
-    async fn ensure_database(&self) -> Result<()> {
-        let found = (self.client.get_database())
-            .set_catalog_id(self.catalog_id.clone())
-            .name(self.database())
-            .send()
-            .await;
-        match found {
-            Ok(_) => return Ok(()),
-            Err(err) if glue::is_not_found(&err) => {}
-            Err(err) => {
-                let action = format!("look up database {}", self.database());
-                return Err(self.failed(action)(glue::describe(err)));
-            }
-        }
-        let input = (DatabaseInput::builder().name(self.database()).build())
-            .map_err(|err| anyhow!("database {}: {err}", self.database()))?;
-        let created = (self.client.create_database())
-            .set_catalog_id(self.catalog_id.clone())
-            .database_input(input)
-            .send()
-            .await;
-        match created {
-            Ok(_) => Ok(()),
-            Err(err) if glue::is_already_there(&err) => Ok(()),
-            Err(err) => {
-                let action = format!("create database {}", self.database());
-                Err(self.failed(action)(glue::describe(err)))
-            }
-        }
     }
 
     /// The table `name` of the database, if Glue has it.
@@ -285,13 +288,6 @@ impl<'a> Glue<'a> {
                 Err(self.failed(action)(glue::describe(err)))
             }
         }
-    }
-
-    async fn iceberg_registered(&self, name: &str) -> Result<Outcome> {
-        Ok(match self.table(name).await? {
-            Some(_) => Outcome::RegisteredByStream,
-            None => Outcome::Skipped("not created yet: sluice stream creates it".into()),
-        })
     }
 
     /// Creates or updates `wanted`; a table sluice did not register is refused.
