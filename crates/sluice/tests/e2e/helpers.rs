@@ -443,6 +443,44 @@ pub fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A test-only server under tests/ (a stand-in for a service that cannot be installed here),
+/// stopped when dropped.
+pub struct StandIn {
+    child: Child,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+}
+
+impl StandIn {
+    /// Starts `command`, which prints the port it listens on as its first line.
+    pub fn start(command: &mut Command, what: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("start {what}: {err}"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = (line.trim().parse())
+            .unwrap_or_else(|_| panic!("{what} prints its port first; it printed {line:?}"));
+        Self { child, port }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts a producer command (see [`sensor_producer`]) in the background.
 pub fn spawn_producer(command: &mut Command) -> Child {
     command

@@ -7,9 +7,8 @@
 //! every produced offset exactly once; `sluice verify` is clean; `sluice compact` refuses the
 //! table, saying why.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -28,40 +27,26 @@ const PRODUCE_RATE: &str = "500";
 /// How long the catalog is down.
 const OUTAGE: Duration = Duration::from_secs(6);
 
-/// The stand-in REST catalog, stopped when dropped.
-struct RestCatalog {
-    child: Child,
-    port: u16,
-}
+/// The stand-in REST catalog.
+struct RestCatalog(StandIn);
 
 impl RestCatalog {
     /// Starts the stand-in on `port` (0: any) over the SQLite file `db`.
     fn start(port: u16, db: &Path, warehouse: &str, log: &Path) -> Self {
-        let mut child = Command::new(python())
-            .arg(repo_file("tests/iceberg_rest/standin.py"))
-            .args(["--port", &port.to_string(), "--warehouse", warehouse])
-            .args(["--credential", CREDENTIAL, "--token-ttl", TOKEN_TTL])
-            .arg("--db")
-            .arg(db)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start the stand-in REST catalog");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| {
-            panic!(
-                "the stand-in prints its port; it printed {line:?}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-        Self { child, port }
+        Self(StandIn::start(
+            Command::new(python())
+                .arg(repo_file("tests/iceberg_rest/standin.py"))
+                .args(["--port", &port.to_string(), "--warehouse", warehouse])
+                .args(["--credential", CREDENTIAL, "--token-ttl", TOKEN_TTL])
+                .arg("--db")
+                .arg(db)
+                .stderr(std::fs::File::create(log).unwrap()),
+            "the stand-in REST catalog",
+        ))
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// What the stand-in counted: tokens issued, expired tokens refused, commits, conflicts.
@@ -71,17 +56,9 @@ impl RestCatalog {
             .expect("the stand-in's /stats")
     }
 
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for RestCatalog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Stops it; the port it listened on.
+    fn stop(self) -> u16 {
+        self.0.port
     }
 }
 

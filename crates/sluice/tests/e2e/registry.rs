@@ -5,9 +5,8 @@
 //! registry is the stand-in under tests/registry (no Confluent registry can be installed
 //! here); see the README.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::helpers::*;
@@ -20,49 +19,18 @@ const QUIET: Duration = Duration::from_secs(3);
 const USER: &str = "sluice-test";
 const PASSWORD: &str = "registry-secret-4711";
 
-/// The stand-in registry, stopped when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    /// Starts the stand-in on `port` (0: any), keeping its registrations in `state`, asking
-    /// every request for HTTP Basic auth as [`USER`] and [`PASSWORD`].
-    fn start(port: u16, state: &Path) -> Self {
-        let mut child = Command::new(python())
+/// Starts the stand-in registry on `port` (0: any), keeping its registrations in `state`,
+/// asking every request for HTTP Basic auth as [`USER`] and [`PASSWORD`].
+fn start_registry(port: u16, state: &Path) -> StandIn {
+    StandIn::start(
+        Command::new(python())
             .arg(repo_file("tests/registry/standin.py"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--user",
-                USER,
-                "--password",
-                PASSWORD,
-            ])
+            .args(["--port", &port.to_string()])
+            .args(["--user", USER, "--password", PASSWORD])
             .arg("--state")
-            .arg(state)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the stand-in registry");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the stand-in prints its port");
-        Self { child, port }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .arg(state),
+        "the stand-in registry",
+    )
 }
 
 fn python() -> String {
@@ -252,7 +220,7 @@ fn assert_verify_clean(pipeline: &Path) {
 /// serializer to a 4-partition topic, and `bad` records planted after them.
 struct Produced {
     dir: PathBuf,
-    registry: Registry,
+    registry: StandIn,
     topic: String,
     dead_letters: String,
     table: PathBuf,
@@ -261,7 +229,7 @@ struct Produced {
 impl Produced {
     fn new(kind: &str, count: usize, bad: &[(&[u8], &str)]) -> Self {
         let dir = test_dir(&format!("registry_{kind}"));
-        let registry = Registry::start(0, &dir.join("registry.json"));
+        let registry = start_registry(0, &dir.join("registry.json"));
         let (topic, dead_letters) = (unique(kind), unique(&format!("{kind}_dlq")));
         create_topic(&topic, 4);
         create_topic(&dead_letters, 1);
@@ -461,7 +429,7 @@ fn json_schema_from_confluents_serializer_lands_every_value_and_bad_records_beco
 fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
     let dir = test_dir("avro_registry_down");
     let state = dir.join("registry.json");
-    let registry = Registry::start(0, &state);
+    let registry = start_registry(0, &state);
     let (url, port) = (registry.url(), registry.port);
     let (topic, dead_letters) = (unique("orders"), unique("orders_dlq"));
     create_topic(&topic, 2);
@@ -484,7 +452,7 @@ fn records_wait_for_a_registry_that_is_down_and_none_become_dead_letters() {
         !table.join("_delta_log/00000000000000000001.json").exists(),
         "nothing lands while the registry is down"
     );
-    let _registry = Registry::start(port, &state);
+    let _registry = start_registry(port, &state);
     let out = wait(stream, Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -507,7 +475,7 @@ fn gateway_round_trip(kind: &str, count: usize) {
     use crate::gateway::{Gateway, SHOP_KEY, key_entry};
 
     let dir = test_dir(&format!("gateway_{kind}"));
-    let registry = Registry::start(0, &dir.join("registry.json"));
+    let registry = start_registry(0, &dir.join("registry.json"));
     let (topic, dead_letters) = (unique(kind), unique(&format!("{kind}_dlq")));
     create_topic(&topic, 2);
     create_topic(&dead_letters, 1);
