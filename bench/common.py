@@ -40,7 +40,7 @@ def arrived(consumer, timeout):
 
 def timed(cmd, env):
     """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS MiB, stdout, CPU
-    seconds (user + system))."""
+    seconds (user + system), stderr)."""
     started = time.monotonic()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], env=env, capture_output=True, text=True)
     wall = time.monotonic() - started
@@ -49,7 +49,7 @@ def timed(cmd, env):
     rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
     cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1))
               for kind in ("User", "System"))
-    return wall, rss_kib / 1024, proc.stdout, cpu
+    return wall, rss_kib / 1024, proc.stdout, cpu, proc.stderr
 
 
 def workload(name, events, hours, shuffle, devices=1_000):

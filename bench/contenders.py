@@ -93,7 +93,7 @@ def files(events, runs, work, env, devices=1_000, hours=1):
         order = [n for pair in pairs for n in (pair if run % 2 == 0 else pair[::-1])
                  if n in contenders] + ["duckdb", "polars", "spark"]
         for name, cmd in ((n, contenders[n]) for n in order):
-            wall, rss, _, cpu = timed(cmd, spark_env if name == "spark" else env)
+            wall, rss, _, cpu, _ = timed(cmd, spark_env if name == "spark" else env)
             measured[name].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu})
             print(f"  files run {run + 1}: {name} {wall:.1f} s, {cpu:.1f} CPU-s, "
                   f"{rss:.0f} MiB", file=sys.stderr)

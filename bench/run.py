@@ -25,7 +25,8 @@ with --memory-budget 64MiB, "wide@16MiB" with 16MiB). `--only NAME` picks worklo
 each under /usr/bin/time for its peak RSS; rates are events ÷ the process's wall time, start-up
 included (client creation; for the stream also joining the group and creating the table); the
 table's data files are counted after each stream run (the workloads hold one hour of event
-time, so that is also files per hour).
+time, so that is also files per hour), and its commits with their median duration (the
+`took_ms` of each `Committed.` line: the commit's files written and the commit made).
 Prints a Markdown table of medians and the ratio stream ÷ raw, measured in the same
 invocation; with BENCH_BASELINE_BIN=path, each run also streams with that binary (a row of its
 own), for before/after figures from one invocation. Then "files" (bench/contenders.py): the engine alone (`sluice load`, no broker)
@@ -43,6 +44,7 @@ target/release/sluice under $CARGO_TARGET_DIR.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -72,7 +74,7 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
     raw, stream, before = [], [], []
     baseline = os.environ.get("BENCH_BASELINE_BIN")
     for run in range(runs):
-        wall, rss, out, _ = timed([sluice, "topics", "read-speed", topic, "--json"], env)
+        wall, rss, out, _, _ = timed([sluice, "topics", "read-speed", topic, "--json"], env)
         read = json.loads(out)
         assert read["records"] == events, read
         raw.append((events / wall, rss))
@@ -82,11 +84,15 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
             # A fresh group and table each time: the whole topic, from its start.
             file = pipeline(dir_, topic, f"bench-{name}-{run}{tag}-{os.getpid()}",
                             dir_ / "lake/sensor_events", job, table_format)
-            wall, rss, _, cpu = timed([binary, "stream", "--until-caught-up", *stream_args,
-                                       "--pipeline", str(file)], env)
+            wall, rss, _, cpu, log = timed([binary, "stream", "--until-caught-up", *stream_args,
+                                            "--pipeline", str(file)], env)
             files = sum(1 for _ in (dir_ / "lake/sensor_events").rglob("*.parquet"))
             shutil.rmtree(dir_)
-            return events / wall, rss, events / cpu, files
+            # Each commit of the raw table logs how long it took, its files' writing included.
+            took = [int(ms) for ms in re.findall(
+                r'Committed\..*table="?sensor_events"?.*took_ms=(\d+)', log)]
+            commit_ms = statistics.median(took) if took else float("nan")
+            return events / wall, rss, events / cpu, files, commit_ms, len(took)
 
         stream.append(stream_once(sluice, ""))
         if baseline:
@@ -105,6 +111,7 @@ def scenario(name, events, partitions, hours, shuffle, stream_args, runs, env, w
         "raw_per_s": med(raw, 0), "raw_rss_mib": med(raw, 1),
         "stream_per_s": med(stream, 0), "stream_rss_mib": med(stream, 1),
         "stream_per_cpu_s": med(stream, 2), "files": med(stream, 3),
+        "commit_ms": med(stream, 4), "commits": med(stream, 5),
         "ratio": med([(s[0] / r[0], 0) for s, r in zip(stream, raw)], 0),
     }
 
@@ -156,17 +163,18 @@ def main():
     if results:
         print(f"| workload | events | partitions × hours | raw consume (records/s) | sluice stream "
               f"(records/s) | stream ÷ raw | stream records per CPU-second | raw peak RSS "
-              f"| stream peak RSS | data files |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+              f"| stream peak RSS | data files | commits | median commit |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['name']} ({r['bytes'] / r['events']:.0f} B/event) | {r['events']:,} | "
                   f"{r['partitions']} × {r['hours']} | {r['raw_per_s']:,.0f} | {r['stream_per_s']:,.0f} | "
                   f"{r['ratio']:.2f} | {r['stream_per_cpu_s']:,.0f} | {r['raw_rss_mib']:.0f} MiB "
-                  f"| {r['stream_rss_mib']:.0f} MiB | {r['files']:.0f} |")
+                  f"| {r['stream_rss_mib']:.0f} MiB | {r['files']:.0f} | {r['commits']:.0f} "
+                  f"| {r['commit_ms']:.0f} ms |")
             if "baseline_per_s" in r:
                 print(f"| {r['name']}, $BENCH_BASELINE_BIN | | | | {r['baseline_per_s']:,.0f} | "
                       f"{r['baseline_ratio']:.2f} | {r['baseline_per_cpu_s']:,.0f} | "
-                      f"| {r['baseline_rss_mib']:.0f} MiB | |")
+                      f"| {r['baseline_rss_mib']:.0f} MiB | | | |")
     for workload in (files, files_10m):
         if workload:
             print_files(workload)

@@ -86,7 +86,7 @@ def load_once(binary, data, dir_, env):
     shutil.copy(SCHEMA, dir_ / "schemas/sensor_event.schema.json")
     table = dir_ / "lake/device_10s"
     (dir_ / "pipeline.toml").write_text(PIPELINE.format(windows=table))
-    _, rss, _, _ = timed([binary, "load", "--pipeline", str(dir_ / "pipeline.toml"), str(data)],
+    _, rss, _, _, _ = timed([binary, "load", "--pipeline", str(dir_ / "pipeline.toml"), str(data)],
                          env)
     keys = keys_per_window(table)
     shutil.rmtree(dir_)

@@ -281,9 +281,10 @@ impl Event for Committed<'_> {
             partitions,
             ..
         } = self;
+        let took_ms = self.took.as_millis() as u64;
         match self.to_line {
-            Some(to_line) => info!(table, version, rows, to_line, "Committed."),
-            None => info!(table, version, rows, partitions, "Committed."),
+            Some(to_line) => info!(table, version, rows, to_line, took_ms, "Committed."),
+            None => info!(table, version, rows, partitions, took_ms, "Committed."),
         }
         let label = TableLabel {
             table: table.to_string(),
