@@ -13,6 +13,8 @@ the stand-in for Glue), used by the Rust end-to-end tests. Runs in the glue venv
     check_glue.py disown ENDPOINT DATABASE TABLE
         Rewrites TABLE's parameters without sluice's marker, as another tool registering a
         table of that name would.
+    check_glue.py drop ENDPOINT DATABASE TABLE
+        Deletes TABLE from Glue (its data stays).
 
 The store (s3s-fs) is reached with the AWS_* variables (`scripts/services.sh env`); Glue at
 ENDPOINT with the same keys (moto takes any), region us-east-1.
@@ -110,8 +112,18 @@ def disown(endpoint, database, table):
     return {"disowned": table}
 
 
+def drop(endpoint, database, table):
+    glue(endpoint).delete_table(DatabaseName=database, Name=table)
+    return {"dropped": table}
+
+
 def main():
-    commands = {"tables": (tables, 2), "iceberg": (iceberg, 3), "disown": (disown, 3)}
+    commands = {
+        "tables": (tables, 2),
+        "iceberg": (iceberg, 3),
+        "disown": (disown, 3),
+        "drop": (drop, 3),
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         fail(__doc__.strip(), 2)
     command, arity = commands[sys.argv[1]]

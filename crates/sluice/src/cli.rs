@@ -287,6 +287,11 @@ pub struct StreamArgs {
     /// second signal exits at once.
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = sluice_core::config::parse_duration)]
     pub shutdown_timeout: std::time::Duration,
+    /// Register the pipeline's tables in its Glue catalogs (`sluice catalog sync`) when the
+    /// stream starts and then this often (e.g. 5m), so that a new table or a schema change
+    /// reaches Athena within it; a failed round is logged and retried [default: never].
+    #[arg(long, value_parser = sluice_core::config::parse_duration)]
+    pub catalog_sync_every: Option<std::time::Duration>,
     /// The web console of this member [default: off; --console-listen turns it on].
     #[command(flatten)]
     pub console: ConsoleFlags,

@@ -121,6 +121,14 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
+            let syncing = args.catalog_sync_every.map(|every| {
+                tokio::spawn(sluice::catalog_sync::every(
+                    pipeline.clone(),
+                    storage_options.clone(),
+                    every,
+                    shutdown.child_token(),
+                ))
+            });
             let options = StreamOptions {
                 pipeline,
                 client,
@@ -135,6 +143,9 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let summary = stream::run(options, shutdown).await;
             serving.abort();
+            if let Some(syncing) = syncing {
+                syncing.abort();
+            }
             let summary = summary?;
             eprintln!(
                 "stream: {} rows committed in {} commits; {} records rejected ({} sent to a dead-letter topic); {} alerts sent; {} window rows; {} events repartitioned; {} late events; {} commits fenced",
@@ -297,7 +308,7 @@ async fn run(cli: Cli) -> Result<()> {
                     true => println!("{}", serde_json::to_string_pretty(&synced)?),
                     false => print!("{}", sluice::catalog_sync::summary(&synced)),
                 }
-                Ok(())
+                sluice::catalog_sync::refusals(&synced)
             }
         },
         Command::Topics(args) => {

@@ -6,12 +6,14 @@
 //!
 //! A table is created when Glue does not have it and updated (with Glue's `VersionId`, so that
 //! a concurrent change is refused, not overwritten) when its columns, location or projection
-//! changed, say after a schema change; a Glue table sluice did not register is never touched.
+//! changed, say after a schema change; a Glue table sluice did not register is never touched
+//! (refused, naming it). `sluice stream --catalog-sync-every D` runs the same every `D`.
 
 pub mod glue_tables;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_glue::Client;
@@ -27,6 +29,8 @@ use sluice_iceberg::glue;
 use sluice_lake::location::{TableLocation, object_store_at, table_url};
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
 use sluice_query::{Lake, Opening};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use glue_tables::Registered;
 
@@ -57,6 +61,8 @@ pub enum Outcome {
     RegisteredByStream,
     /// Not registered, and why.
     Skipped(String),
+    /// Glue has a table of that name that sluice did not register: left as it is.
+    Refused(String),
 }
 
 /// Registers the tables of `pipeline` in its Glue catalogs (only `only` when given).
@@ -105,10 +111,61 @@ pub fn summary(synced: &[Synced]) -> String {
                 Outcome::Unchanged => "unchanged".to_string(),
                 Outcome::RegisteredByStream => "registered by sluice stream".to_string(),
                 Outcome::Skipped(why) => format!("skipped: {why}"),
+                Outcome::Refused(why) => format!("refused: {why}"),
             };
             format!("{} {} ({}): {outcome}\n", s.catalog, s.table, s.format)
         })
         .collect()
+}
+
+/// An error naming every refused table, if any (the command's exit status).
+pub fn refusals(synced: &[Synced]) -> Result<()> {
+    let refused: Vec<String> = (synced.iter())
+        .filter_map(|s| match &s.outcome {
+            Outcome::Refused(why) => Some(format!("catalog {} (Glue): {why}", s.catalog)),
+            _ => None,
+        })
+        .collect();
+    match refused.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow!("{}", refused.join("\n"))),
+    }
+}
+
+/// `sluice stream --catalog-sync-every`: syncs when the stream starts and then every `every`
+/// until `stop`, so that a table created or changed (a schema change) reaches Glue within
+/// that time. A failed round is logged and the next one tries again; it never stops the
+/// stream.
+pub async fn every(
+    pipeline: Pipeline,
+    storage_options: HashMap<String, String>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        match run(&pipeline, &storage_options, None).await {
+            Ok(synced) => {
+                for s in &synced {
+                    match &s.outcome {
+                        Outcome::Created | Outcome::Updated => {
+                            info!(catalog = %s.catalog, table = %s.table, outcome = ?s.outcome, "Registered in Glue.")
+                        }
+                        Outcome::Refused(why) => {
+                            warn!(catalog = %s.catalog, table = %s.table, why, "Not registered in Glue.")
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Err(err) => {
+                warn!(error = %format!("{err:#}"), retry_in = ?every, "Catalog sync failed.")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 fn glue_catalogs<'a>(pipeline: &'a Pipeline, only: Option<&str>) -> Result<Vec<&'a Catalog>> {
@@ -308,13 +365,12 @@ impl<'a> Glue<'a> {
         };
         let marker = existing.parameters().and_then(|p| p.get(WRITER_PROPERTY));
         if marker.map(String::as_str) != Some(WRITER) {
-            return Err(anyhow!(
-                "catalog {} (Glue): table {}.{name} exists and sluice did not register it \
-                 ({WRITER_PROPERTY} is {marker:?}); it is left as it is: drop it or register \
-                 the table under another name",
-                self.catalog.name,
+            return Ok(Outcome::Refused(format!(
+                "{}.{name} exists and sluice did not register it ({WRITER_PROPERTY} is \
+                 {marker:?}); it is left as it is: drop it or register the table under another \
+                 name",
                 self.database()
-            ));
+            )));
         }
         if registers_the_same(&existing, &wanted) {
             return Ok(Outcome::Unchanged);

@@ -5,6 +5,7 @@
 //! partition projection on `date`/`hour`), a second sync changes nothing, and a Glue table of
 //! the same name that sluice did not register is refused, not overwritten. `sluice compact`
 //! replaces the Iceberg table's small files through Glue, and pyiceberg reads the same rows.
+//! `sluice stream --catalog-sync-every` registers again a table Glue lost.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -338,5 +339,40 @@ namespace = "lake"
             .get("sluice.writer")
             .is_none(),
         "{after}"
+    );
+
+    // `stream --catalog-sync-every` registers again what Glue lost, while it streams, and
+    // says why the disowned table is not.
+    check_glue(&["drop", &moto.url(), "lake", "sensor_delta"]);
+    let log = dir.path().join("syncing.log");
+    let mut stream = sluice()
+        .args(["stream", "--catalog-sync-every", "1s", "--pipeline"])
+        .arg(&pipeline)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while check_glue(&["tables", &moto.url(), "lake"])
+        .get("sensor_delta")
+        .is_none()
+    {
+        let log = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stream did not register sensor_delta again within 2 minutes: {log}"
+        );
+        assert!(stream.try_wait().unwrap().is_none(), "{log}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    stream.kill().unwrap();
+    stream.wait().unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("Registered in Glue.") && log.contains("lake.sensor_delta"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Not registered in Glue.") && log.contains("lake.sensor_parquet"),
+        "{log}"
     );
 }
