@@ -1,7 +1,7 @@
 """A stand-in for an Iceberg REST catalog, for tests only: never shipped with sluice.
 
 No Iceberg REST catalog server can be installed here (Polaris, Gravitino and the reference
-fixture are JVM services; Lakekeeper needs Postgres and is on no package index we reach), so
+fixture are JVM services; Lakekeeper needs Postgres and is not on PyPI), so
 this serves the endpoints of the REST catalog spec that sluice's client (the iceberg crate's
 RestCatalog) and pyiceberg's RestCatalog call. What a commit means is not ours: every request
 is answered by pyiceberg's own SqlCatalog over a SQLite file (its requirement checks, its

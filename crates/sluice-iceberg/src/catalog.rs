@@ -36,33 +36,29 @@ pub async fn connect(
     config: &CatalogConfig,
     storage_options: &HashMap<String, String>,
 ) -> Result<Arc<dyn Catalog>> {
+    let CatalogKind::Rest {
+        uri,
+        auth,
+        oauth2_server_uri,
+        scope,
+    } = &config.kind
+    else {
+        // The SQL and Glue catalogs are sluice's own: the same as compaction reaches them.
+        let catalog: Arc<dyn Catalog> = swapping_catalog(config, storage_options).await?;
+        return Ok(catalog);
+    };
     let storage = Arc::new(ObjectStorageFactory::new(storage_options.clone()));
-    match &config.kind {
-        CatalogKind::Sql { uri } => Ok(Arc::new(open_sql(config, uri, storage).await?)),
-        CatalogKind::Rest {
+    Ok(Arc::new(
+        rest_catalog::open(
+            config,
             uri,
             auth,
-            oauth2_server_uri,
-            scope,
-        } => Ok(Arc::new(
-            rest_catalog::open(
-                config,
-                uri,
-                auth,
-                oauth2_server_uri.as_deref(),
-                scope.as_deref(),
-                storage,
-            )
-            .await?,
-        )),
-        CatalogKind::Glue {
-            endpoint,
-            region,
-            catalog_id,
-        } => Ok(Arc::new(
-            open_glue(config, endpoint, region, catalog_id, storage).await?,
-        )),
-    }
+            oauth2_server_uri.as_deref(),
+            scope.as_deref(),
+            storage,
+        )
+        .await?,
+    ))
 }
 
 /// A catalog that sets a table's metadata file that sluice wrote itself, if the table is still
