@@ -94,25 +94,34 @@ def rows_of(filesystem_, path, kind):
     return rows, True
 
 
-def check(uri, kind):
+def visible_objects(filesystem_, root, uri):
+    """(path, path relative to root) of every object a Hive-style reader sees under root: one
+    listing (no HEAD of the root, which s3s-fs answers with a 500 for a prefix), skipping path
+    components that start with `_` or `.`."""
     from pyarrow import fs
 
-    filesystem_, root = filesystem(uri)
     try:
         infos = filesystem_.get_file_info(fs.FileSelector(root, recursive=True))
     except Exception as e:  # noqa: BLE001 — any failure to list is the answer
         fail(f"cannot list {uri}: {type(e).__name__}: {e}")
-    partitions, mismatched, files, header_ok = {}, [], 0, True
+    visible = []
     for info in infos:
         if info.type != fs.FileType.File:
             continue
         relative = info.path[len(root):].lstrip("/")
-        if any(part.startswith(("_", ".")) for part in relative.split("/")):
-            continue
+        if not any(part.startswith(("_", ".")) for part in relative.split("/")):
+            visible.append((info.path, relative))
+    return visible
+
+
+def check(uri, kind):
+    filesystem_, root = filesystem(uri)
+    partitions, mismatched, files, header_ok = {}, [], 0, True
+    for path, relative in visible_objects(filesystem_, root, uri):
         files += 1
         date, hour = partition_of(relative)
         try:
-            rows, header = rows_of(filesystem_, info.path, kind)
+            rows, header = rows_of(filesystem_, path, kind)
         except Exception as e:  # noqa: BLE001
             fail(f"cannot read {relative}: {type(e).__name__}: {e}")
         header_ok = header_ok and header

@@ -1,9 +1,9 @@
 //! A table the engine writes, as both drivers hold it: its [`Sink`], what lands in it (a
 //! stream's rows or a window's results), its flush policy and when that policy makes it due
 //! ([`Held::due`]), and one commit step ([`Committer::commit`]: retries, the events it emits),
-//! which can run on a task of its own. The one place that picks a sink for a table: Delta, or
-//! plain files for a table with `format = "parquet" | "csv" | "jsonl"` (window tables are
-//! Delta).
+//! which can run on a task of its own. The one place that picks a sink for a table (a
+//! stream's or a window's): Delta, Iceberg, or plain files for `format = "parquet" | "csv" |
+//! "jsonl"`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use anyhow::Result;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use arrow::datatypes::{Int32Type, TimestampMicrosecondType};
-use sluice_core::config::{FlushPolicy, Table, TableFormat, Window};
-use sluice_core::windows::WINDOW_END;
+use sluice_core::config::{Catalog, FlushPolicy, Table, TableFormat, Window};
+use sluice_core::windows::{WINDOW_END, WINDOW_START};
 use sluice_iceberg::{IcebergSink, IcebergTable};
 use sluice_lake::{Commit, DeltaSink, FilesSink, LakeError, LakeTable, PartitionProgress, Sink};
 
@@ -62,69 +62,36 @@ impl Output {
         schema: &SchemaRef,
         event_time: &str,
     ) -> Result<Self> {
-        let sink: Box<dyn Sink> = match config.format {
-            TableFormat::Delta => Box::new(DeltaSink::new(
-                LakeTable::open_or_create(
-                    &config.name,
-                    &config.uri,
-                    storage_options,
-                    schema,
-                    &config.partition_by,
-                )
-                .await?,
-            )),
-            TableFormat::Iceberg => Box::new(
-                IcebergSink::open_or_create(
-                    IcebergTable {
-                        name: &config.name,
-                        uri: &config.uri,
-                        catalog: config
-                            .catalog
-                            .as_ref()
-                            .expect("an Iceberg table has its catalog (checked with the file)"),
-                        schema,
-                        event_time,
-                        partition_by: &config.partition_by,
-                    },
-                    storage_options,
-                )
-                .await?,
-            ),
-            TableFormat::Files(format) => Box::new(
-                FilesSink::open_or_create(
-                    &config.name,
-                    &config.uri,
-                    storage_options,
-                    schema,
-                    &config.partition_by,
-                    format,
-                )
-                .await?,
-            ),
+        let stored = Stored {
+            name: &config.name,
+            uri: &config.uri,
+            format: config.format,
+            catalog: config.catalog.as_ref(),
+            partition_by: &config.partition_by,
         };
         Ok(Self::new(
-            sink,
+            stored.open(storage_options, schema, event_time).await?,
             Lands::Rows,
             config.flush,
             event_time.to_string(),
         ))
     }
 
-    /// Opens (or creates) a window table.
+    /// Opens (or creates) a window table, partitioned by its windows' start.
     pub async fn window(
         config: &Window,
         storage_options: &HashMap<String, String>,
     ) -> Result<Self> {
-        let table = LakeTable::open_or_create(
-            &config.name,
-            &config.uri,
-            storage_options,
-            config.aggregation.output_schema(),
-            &config.partition_by,
-        )
-        .await?;
+        let stored = Stored {
+            name: &config.name,
+            uri: &config.uri,
+            format: config.format,
+            catalog: config.catalog.as_ref(),
+            partition_by: &config.partition_by,
+        };
+        let schema = config.aggregation.output_schema();
         Ok(Self::new(
-            Box::new(DeltaSink::new(table)),
+            stored.open(storage_options, schema, WINDOW_START).await?,
             Lands::Windows(Box::new(config.clone())),
             config.flush,
             WINDOW_END.to_string(),
@@ -188,6 +155,66 @@ impl Output {
         self.committer()
             .commit(batches, progress, landed, metrics)
             .await
+    }
+}
+
+/// Where and how a table (a stream's or a window's) is stored.
+struct Stored<'a> {
+    name: &'a str,
+    uri: &'a str,
+    format: TableFormat,
+    catalog: Option<&'a Catalog>,
+    partition_by: &'a [String],
+}
+
+impl Stored<'_> {
+    /// The table's sink, the table opened or created with `schema`; its date and hour
+    /// partitions derive from the timestamp column `partition_time`.
+    async fn open(
+        &self,
+        storage_options: &HashMap<String, String>,
+        schema: &SchemaRef,
+        partition_time: &str,
+    ) -> Result<Box<dyn Sink>> {
+        Ok(match self.format {
+            TableFormat::Delta => Box::new(DeltaSink::new(
+                LakeTable::open_or_create(
+                    self.name,
+                    self.uri,
+                    storage_options,
+                    schema,
+                    self.partition_by,
+                )
+                .await?,
+            )),
+            TableFormat::Iceberg => Box::new(
+                IcebergSink::open_or_create(
+                    IcebergTable {
+                        name: self.name,
+                        uri: self.uri,
+                        catalog: self
+                            .catalog
+                            .expect("an Iceberg table has its catalog (checked with the file)"),
+                        schema,
+                        event_time: partition_time,
+                        partition_by: self.partition_by,
+                    },
+                    storage_options,
+                )
+                .await?,
+            ),
+            TableFormat::Files(format) => Box::new(
+                FilesSink::open_or_create(
+                    self.name,
+                    self.uri,
+                    storage_options,
+                    schema,
+                    self.partition_by,
+                    format,
+                )
+                .await?,
+            ),
+        })
     }
 }
 

@@ -120,7 +120,7 @@ impl TableLocation {
         let windows = pipeline.windows.iter().map(|w| Self {
             name: w.name.clone(),
             uri: w.uri.clone(),
-            catalog: None,
+            catalog: w.catalog.clone(),
         });
         tables.chain(windows).collect()
     }

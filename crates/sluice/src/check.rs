@@ -9,7 +9,7 @@ use anyhow::Result;
 use sluice_core::Pipeline;
 use sluice_core::config::kafka::{AWS_MSK_IAM, KafkaSecurity, Sasl};
 use sluice_core::config::{
-    CatalogKind, FlushPolicy, RegistryAuth, RestAuth, StreamFormat, TableFormat,
+    Catalog, CatalogKind, FlushPolicy, RegistryAuth, RestAuth, StreamFormat, TableFormat,
 };
 use sluice_kafka::ClientOptions;
 
@@ -34,27 +34,11 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     for table in &pipeline.tables {
         writeln!(out, "\n[[tables]] {} (from {})", table.name, table.from)?;
         writeln!(out, "uri = {:?}", table.uri)?;
-        match table.format {
-            TableFormat::Delta => writeln!(out, "format = \"delta\"")?,
-            TableFormat::Iceberg => {
-                let catalog = table
-                    .catalog
-                    .as_ref()
-                    .expect("an Iceberg table has its catalog");
-                writeln!(
-                    out,
-                    "format = \"iceberg\" (catalog {:?}: {}.{})",
-                    catalog.name, catalog.namespace, table.name
-                )?
-            }
-            TableFormat::Files(files) => writeln!(
-                out,
-                "format = {:?} (compression {:?}, objects ending {:?})",
-                files.kind.name(),
-                files.compression.name(),
-                files.extension()
-            )?,
-        }
+        writeln!(
+            out,
+            "format = {}",
+            storage(&table.name, table.format, table.catalog.as_ref())
+        )?;
         writeln!(out, "partition_by = {:?}", table.partition_by)?;
         writeln!(out, "flush = {}", flush(&table.flush))?;
     }
@@ -71,6 +55,11 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     for window in &pipeline.windows {
         writeln!(out, "\n[[windows]] {} (from {})", window.name, window.from)?;
         writeln!(out, "uri = {:?}", window.uri)?;
+        writeln!(
+            out,
+            "format = {}",
+            storage(&window.name, window.format, window.catalog.as_ref())
+        )?;
         writeln!(out, "group_by = {:?}", window.group_by)?;
         writeln!(out, "flush = {}", flush(&window.flush))?;
     }
@@ -86,6 +75,26 @@ pub fn describe(pipeline: &Pipeline, client: &ClientOptions) -> Result<String> {
     writeln!(out, "keys = {keys:?} (stored as SHA-256 hashes)")?;
     iam(&mut out, pipeline)?;
     Ok(out)
+}
+
+/// A table's format, with its catalog or how its objects are written.
+fn storage(table: &str, format: TableFormat, catalog: Option<&Catalog>) -> String {
+    match format {
+        TableFormat::Delta => "\"delta\"".to_string(),
+        TableFormat::Iceberg => {
+            let catalog = catalog.expect("an Iceberg table has its catalog");
+            format!(
+                "\"iceberg\" (catalog {:?}: {}.{table})",
+                catalog.name, catalog.namespace
+            )
+        }
+        TableFormat::Files(files) => format!(
+            "{:?} (compression {:?}, objects ending {:?})",
+            files.kind.name(),
+            files.compression.name(),
+            files.extension()
+        ),
+    }
 }
 
 /// A stream's format, with its registry and how it authenticates (never the secret).

@@ -370,6 +370,13 @@ pub struct WindowSection {
     pub flush: FlushSection,
     /// The Kafka topic late events go to (original bytes and headers, plus the window).
     pub late_topic: Option<String>,
+    /// What the window table is stored as, as for `[[tables]]`: `delta` (the default),
+    /// `iceberg`, or plain `parquet`, `csv` or `jsonl` objects.
+    pub format: Option<String>,
+    /// For `format = "iceberg"`: the `[catalogs.<name>]` the window table is registered in.
+    pub catalog: Option<String>,
+    /// For plain objects, as for `[[tables]]`.
+    pub compression: Option<String>,
 }
 
 /// `hop = { size = "5m", slide = "1m" }`

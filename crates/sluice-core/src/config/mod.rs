@@ -389,7 +389,7 @@ fn validate(
     let windows = windows::validate(
         &raw.windows,
         (&streams, &stream_names),
-        &raw.kafka.group,
+        (&raw.kafka.group, &catalogs),
         &mut problems,
     );
     let alerts = alerts::validate(&raw.alerts, &streams, &stream_names, &mut problems);
@@ -547,14 +547,17 @@ fn validate_table(
             .ok(),
         _ => None,
     };
-    let format = table_format::parse_table_format(
+    let (format, catalog) = storage(
         &at,
-        raw.format.as_deref(),
-        raw.compression.as_deref(),
+        TableStorage {
+            format: raw.format.as_deref(),
+            compression: raw.compression.as_deref(),
+            catalog: raw.catalog.as_deref(),
+        },
         columns.as_deref(),
+        catalogs,
         problems,
     );
-    let catalog = catalogs::table_catalog(&at, format, raw.catalog.as_deref(), catalogs, problems);
     if raw.uri.trim().is_empty() {
         problems.add(
             format!("{at}.uri"),
@@ -573,6 +576,28 @@ fn validate_table(
         format,
         catalog,
     })
+}
+
+/// What a `[[tables]]` or `[[windows]]` entry says about how its rows are stored.
+pub(crate) struct TableStorage<'a> {
+    pub format: Option<&'a str>,
+    pub compression: Option<&'a str>,
+    pub catalog: Option<&'a str>,
+}
+
+/// The format of the table at `at` (checked against its `columns`, when known) and, for an
+/// Iceberg table, the catalog it is registered in.
+pub(crate) fn storage(
+    at: &str,
+    raw: TableStorage<'_>,
+    columns: Option<&arrow::datatypes::Schema>,
+    catalogs: &std::collections::BTreeMap<String, Catalog>,
+    problems: &mut Problems,
+) -> (TableFormat, Option<Catalog>) {
+    let format =
+        table_format::parse_table_format(at, raw.format, raw.compression, columns, problems);
+    let catalog = catalogs::table_catalog(at, format, raw.catalog, catalogs, problems);
+    (format, catalog)
 }
 
 /// The partition columns of a table (date and hour by default), checked.

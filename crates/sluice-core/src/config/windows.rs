@@ -1,11 +1,15 @@
-//! `[[windows]]`: event-time window aggregations of a stream, each written to a Delta table.
+//! `[[windows]]`: event-time window aggregations of a stream, each written to a table of its
+//! own (Delta by default; Iceberg or plain files as `[[tables]]` can be).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::{
-    FlushPolicy, Problems, Stream, check_stream_named, check_unique, entry_path, flush_policy,
-    is_identifier, parse_duration, partition_columns,
+    Catalog, FlushPolicy, Problems, Stream, TableFormat, TableStorage, check_stream_named,
+    check_unique, entry_path, flush_policy, is_identifier, parse_duration, partition_columns,
+    storage,
 };
 use crate::config::file::WindowSection;
 use crate::windows::{WindowAggregation, WindowKind};
@@ -30,8 +34,12 @@ pub struct Window {
     pub aggregation: WindowAggregation,
     /// Where the window table lives.
     pub uri: String,
-    /// Partition columns of the window table.
+    /// Partition columns of the window table (of the window start).
     pub partition_by: Vec<String>,
+    /// What the window table is stored as.
+    pub format: TableFormat,
+    /// The catalog an Iceberg window table is registered in.
+    pub catalog: Option<Catalog>,
     /// When emitted windows are written out.
     pub flush: FlushPolicy,
     /// Where late events go, if anywhere.
@@ -51,12 +59,14 @@ impl Window {
 pub(super) fn validate(
     raw: &[WindowSection],
     streams: (&[Stream], &HashSet<&str>),
-    group: &str,
+    group_and_catalogs: (&str, &BTreeMap<String, Catalog>),
     problems: &mut Problems,
 ) -> Vec<Window> {
     raw.iter()
         .enumerate()
-        .filter_map(|(index, window)| validate_one(index, window, streams, group, problems))
+        .filter_map(|(index, window)| {
+            validate_one(index, window, streams, group_and_catalogs, problems)
+        })
         .collect()
 }
 
@@ -64,7 +74,7 @@ fn validate_one(
     index: usize,
     raw: &WindowSection,
     (streams, stream_names): (&[Stream], &HashSet<&str>),
-    group: &str,
+    (group, catalogs): (&str, &BTreeMap<String, Catalog>),
     problems: &mut Problems,
 ) -> Option<Window> {
     let at = entry_path("windows", index, &raw.name);
@@ -162,6 +172,20 @@ fn validate_one(
     )
     .map_err(|err| problems.add(format!("{at}.aggregates"), err))
     .ok()?;
+    let (format, catalog) = storage(
+        &at,
+        TableStorage {
+            format: raw.format.as_deref(),
+            compression: raw.compression.as_deref(),
+            catalog: raw.catalog.as_deref(),
+        },
+        Some(aggregation.output_schema()),
+        catalogs,
+        problems,
+    );
+    if problems.0.len() > before {
+        return None;
+    }
     Some(Window {
         name: raw.name.clone(),
         from: raw.from.clone(),
@@ -171,6 +195,8 @@ fn validate_one(
         aggregation,
         uri: raw.uri.clone(),
         partition_by,
+        format,
+        catalog,
         flush,
         late_topic: raw.late_topic.clone(),
         repartition_topic: repartition.then(|| format!("{group}-{}-repartition", raw.name)),

@@ -194,7 +194,7 @@ struct TablesToSync<'a> {
 }
 
 impl<'a> TablesToSync<'a> {
-    /// The pipeline's tables, then its window tables (Delta, unpartitioned).
+    /// The pipeline's tables, then its window tables.
     fn of(pipeline: &'a Pipeline) -> Vec<Self> {
         let tables = pipeline.tables.iter().map(|t| Self {
             name: &t.name,
@@ -206,9 +206,9 @@ impl<'a> TablesToSync<'a> {
         let windows = pipeline.windows.iter().map(|w| Self {
             name: &w.name,
             uri: &w.uri,
-            format: TableFormat::Delta,
-            partition_by: &[],
-            catalog: None,
+            format: w.format,
+            partition_by: &w.partition_by,
+            catalog: w.catalog.as_ref(),
         });
         tables.chain(windows).collect()
     }

@@ -234,14 +234,15 @@ pub fn python_check_with(table_uri: &str, setup: impl FnOnce(&mut Command)) -> V
         .unwrap_or_else(|err| panic!("check_delta.py printed no JSON ({err}): {out}"))
 }
 
-/// Runs SQL over a Delta table with DuckDB through the Python `deltalake` reader
-/// (scripts/query_delta.py; the table is `t`): an independent oracle.
-pub fn python_query(table_uri: &str, sql: &str) -> Vec<Value> {
+/// Runs SQL with DuckDB over a table read by a Python reader (scripts/query_table.py; the
+/// table is `t`): an independent oracle. `table` is a Delta table's URI, `parquet:URI` of a
+/// plain-files Parquet table, or `iceberg:CATALOG_DB#CATALOG#NAMESPACE.TABLE`.
+pub fn python_query(table: &str, sql: &str) -> Vec<Value> {
     let python = std::env::var("SLUICE_TEST_PYTHON")
         .expect("SLUICE_TEST_PYTHON is not set: run scripts/test.sh");
-    let script = repo_file("scripts/query_delta.py");
+    let script = repo_file("scripts/query_table.py");
     let out = run_ok(
-        Command::new(python).arg(script).arg(table_uri).arg(sql),
+        Command::new(python).arg(script).arg(table).arg(sql),
         Duration::from_secs(180),
     );
     out.lines()

@@ -155,7 +155,7 @@ fn kill_minus_nine_at_random_moments_lands_every_offset_once_in_iceberg() {
 }
 
 /// The `[catalogs.lake]` section of the SQL catalog in the SQLite file `catalog_db`.
-fn sql_catalog(catalog_db: &Path, prefix: &str) -> String {
+pub(crate) fn sql_catalog(catalog_db: &Path, prefix: &str) -> String {
     format!(
         "\n[catalogs.{CATALOG}]\ntype = \"sql\"\nuri = \"sqlite:///{}\"\nwarehouse = \"s3://{prefix}/warehouse\"\n",
         catalog_db.display()

@@ -78,7 +78,7 @@ fn loading_a_file_lands_rows_windows_and_alerts_once_and_again_nothing() {
     assert_eq!(alerts.len() as i64, hot);
     let late = fixture.assert_windows_match_oracle(&raw, &windows, "load");
     assert!(late > 0, "no event was late");
-    fixture.assert_sessions_match_oracle(&raw, &windows, "load");
+    fixture.assert_sessions_match_oracle(&raw, &format!("{windows}_sessions"), "load");
     assert_eq!(
         fixture.late_events("site_1m", "load"),
         fixture.late_events("device_1m", "load"),

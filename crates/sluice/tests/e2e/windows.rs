@@ -91,6 +91,12 @@ impl WindowFixture {
     /// The pipeline's `[[windows]]` sections writing to `uri` (tumbling, `device_1m`) and
     /// `{uri}_sessions`.
     pub fn window_section(&self, uri: &str) -> String {
+        self.stored_window_section(uri, ["", ""])
+    }
+
+    /// [`Self::window_section`], with lines saying how each window table is stored (such as
+    /// `format = "parquet"`): the tumbling window's, then the sessions'.
+    pub fn stored_window_section(&self, uri: &str, [tumbling, sessions]: [&str; 2]) -> String {
         format!(
             r#"{tumbling}
 [[windows]]
@@ -104,8 +110,9 @@ aggregates = {{ n = "count(*)", avg_temp = "avg(temperature_c)", max_vib = "max(
 uri = "{uri}_sessions"
 late_topic = "{late}"
 flush = {{ max_latency = "1s" }}
+{sessions}
 "#,
-            tumbling = self.tumbling_section(uri),
+            tumbling = format!("{}{tumbling}\n", self.tumbling_section(uri)),
             late = self.late_topic,
         )
     }
@@ -219,10 +226,11 @@ flush = {{ max_latency = "1s" }}
         .collect()
     }
 
-    /// Checks the session table at `{window_uri}_sessions` against DuckDB's sessions (gaps by
-    /// `lag()`, numbered by a running `sum()`) over the raw table minus the late events; the late
-    /// events must be exactly those more than the allowed lateness behind their partition.
-    pub fn assert_sessions_match_oracle(&self, raw_uri: &str, window_uri: &str, context: &str) {
+    /// Checks the session table (`sessions`, as [`python_query`] reads it) against DuckDB's
+    /// sessions (gaps by `lag()`, numbered by a running `sum()`) over the raw table minus the
+    /// late events; the late events must be exactly those more than the allowed lateness behind
+    /// their partition.
+    pub fn assert_sessions_match_oracle(&self, raw_uri: &str, sessions: &str, context: &str) {
         let late = self.late_events("device_sessions", context);
         let should_be_late: BTreeSet<(i64, i64)> = Self::lags(raw_uri)
             .into_iter()
@@ -247,7 +255,7 @@ flush = {{ max_latency = "1s" }}
             ),
         );
         let landed = python_query(
-            &format!("{window_uri}_sessions"),
+            sessions,
             "select device_id, epoch_us(window_start) as ws, epoch_us(window_end) as we, n, avg_temp, max_vib \
              from t where device_id <> 'sentinel'",
         );
@@ -276,12 +284,12 @@ flush = {{ max_latency = "1s" }}
         }
     }
 
-    /// Checks the window table at `window_uri` against DuckDB over the raw table at `raw_uri`
-    /// minus the late events; returns how many events were late.
+    /// Checks the window table `windows` (as [`python_query`] reads it) against DuckDB over
+    /// the raw table at `raw_uri` minus the late events; returns how many events were late.
     pub fn assert_windows_match_oracle(
         &self,
         raw_uri: &str,
-        window_uri: &str,
+        windows: &str,
         context: &str,
     ) -> usize {
         let late_ids = self.late_events("device_1m", context);
@@ -308,7 +316,7 @@ flush = {{ max_latency = "1s" }}
             ),
         );
         let landed = python_query(
-            window_uri,
+            windows,
             "select epoch_us(window_start) as ws, epoch_us(window_end) - epoch_us(window_start) as size, \
              device_id, n, avg_temp, max_vib, first_status from t",
         );
@@ -405,7 +413,7 @@ fn tumbling_and_session_windows_equal_batch_sql_over_the_on_time_events() {
     let pipeline = window_pipeline(&dir, &fixture, &unique("group"), (&raw, &windows));
     stream_until_caught_up(&pipeline);
     let late = fixture.assert_windows_match_oracle(&raw, &windows, "one run");
-    fixture.assert_sessions_match_oracle(&raw, &windows, "one run");
+    fixture.assert_sessions_match_oracle(&raw, &format!("{windows}_sessions"), "one run");
     // The generator moves 0.5 % of events 2-10 minutes back. How many of them arrive after
     // their window closed depends on how far the partitions are read apart (the stream's
     // watermark is their minimum); some always do.

@@ -152,6 +152,77 @@ fn an_iceberg_table_carries_the_catalog_it_names() {
 }
 
 #[test]
+fn window_tables_are_stored_as_tables_are_and_refused_by_the_same_checks() {
+    let window = |name: &str, storage: &str| {
+        format!(
+            r#"
+        [[windows]]
+        name = "{name}"
+        from = "sensor_events"
+        group_by = ["device_id"]
+        tumble = "1m"
+        aggregates = {{ n = "count(*)" }}
+        uri = "s3://lake/{name}"
+        {storage}
+        "#
+        )
+    };
+    let catalog = r#"
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "s3://lake/readings"
+        [catalogs.lake]
+        type = "sql"
+        uri = "sqlite:////var/lib/sluice/catalog.db"
+        warehouse = "s3://lake/warehouse"
+        "#;
+    let pipeline = parse(&format!(
+        "{SENSOR_STREAM}{}{}{}{catalog}",
+        window("delta_1m", ""),
+        window("iceberg_1m", "format = \"iceberg\"\ncatalog = \"lake\""),
+        window("csv_1m", "format = \"csv\"\ncompression = \"gzip\""),
+    ))
+    .unwrap();
+    let stored: Vec<(TableFormat, Option<&str>)> = (pipeline.windows.iter())
+        .map(|w| (w.format, w.catalog.as_ref().map(|c| c.name.as_str())))
+        .collect();
+    let csv = FileFormat {
+        kind: FileKind::Csv,
+        compression: FileCompression::Gzip,
+    };
+    assert_eq!(
+        stored,
+        [
+            (TableFormat::Delta, None),
+            (TableFormat::Iceberg, Some("lake")),
+            (TableFormat::Files(csv), None),
+        ]
+    );
+
+    let err = parse(&format!(
+        "{SENSOR_STREAM}{}{}{}{catalog}",
+        window("no_catalog", "format = \"iceberg\""),
+        window("zipped_delta", "compression = \"zstd\""),
+        window("catalogued_csv", "format = \"csv\"\ncatalog = \"lake\""),
+    ))
+    .unwrap_err();
+    let ConfigError::Invalid { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "windows.no_catalog.catalog",
+            "windows.zipped_delta.compression",
+            "windows.catalogued_csv.catalog"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
 fn a_rest_catalog_takes_oauth2_client_credentials_or_a_token() {
     let pipeline = parse(&format!(
         r#"{SENSOR_STREAM}
