@@ -4,8 +4,8 @@ end-to-end tests.
 
     check_iceberg.py CATALOG_DB_OR_URL CATALOG_NAME WAREHOUSE NAMESPACE.TABLE
 
-Opens the catalog with pyiceberg's own SqlCatalog (SQLAlchemy over the SQLite file) or, for an
-http(s):// URL, its own RestCatalog (OAuth2 client credentials from ICEBERG_REST_CREDENTIAL),
+Opens the catalog with pyiceberg's own SqlCatalog (SQLAlchemy over the SQLite file, or over
+PostgreSQL for a postgresql+psycopg2:// URL) or, for an http(s):// URL, its own RestCatalog (OAuth2 client credentials from ICEBERG_REST_CREDENTIAL),
 loads the table and reads it with pyiceberg's scan (its manifests, its Parquet reader by field id). Prints
 ONE JSON object on stdout, in check_delta.py's shape plus Iceberg's own checks:
 
@@ -52,9 +52,14 @@ def s3_properties():
 
 
 def catalog(where, name, warehouse):
-    """pyiceberg's SqlCatalog over the SQLite file `where`, or its RestCatalog at the URL
-    `where` (with ICEBERG_REST_CREDENTIAL as its OAuth2 client credentials, when set)."""
+    """pyiceberg's SqlCatalog over the SQLite file `where` or the PostgreSQL database at the
+    SQLAlchemy URL `where` (`postgresql+psycopg2://…`), or its RestCatalog at the URL `where`
+    (with ICEBERG_REST_CREDENTIAL as its OAuth2 client credentials, when set)."""
     props = {"warehouse": warehouse, **s3_properties()}
+    if where.startswith("postgresql"):
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        return SqlCatalog(name, uri=where, **props)
     if where.startswith(("http://", "https://")):
         from pyiceberg.catalog.rest import RestCatalog
 

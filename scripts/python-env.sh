@@ -71,8 +71,10 @@ case "${1:-readers}" in
       urllib3==2.8.0
       charset-normalizer==3.5.3
       truststore==0.10.5
-      # Iceberg tables' independent reader, through the same SQL catalog (SQLite) as sluice.
-      pyiceberg[sql-sqlite,pyarrow]==0.12.0
+      # Iceberg tables' independent reader, through the same SQL catalog (SQLite or
+      # PostgreSQL, through psycopg2) as sluice.
+      pyiceberg[sql-sqlite,sql-postgres,pyarrow]==0.12.0
+      psycopg2-binary==2.9.13
       annotated-types==0.8.0
       click==8.5.1
       fsspec==2026.9.0
@@ -93,7 +95,7 @@ case "${1:-readers}" in
       tzdata==2026.6
       zstandard==0.25.0
     )
-    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf, pyiceberg.catalog.sql'
+    imports='deltalake, pyarrow, duckdb, polars, pyspark, confluent_kafka, confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, confluent_kafka.schema_registry.protobuf, pyiceberg.catalog.sql, psycopg2'
     # Never compile pyarrow/duckdb from source; fail clearly instead. pyspark is published as a
     # source archive only (Python plus the Spark jars; nothing to compile).
     wheels=(--only-binary=:all: --no-binary=pyspark)

@@ -28,7 +28,7 @@ use sluice_core::config::{Catalog as CatalogConfig, CatalogKind};
 
 use crate::glue::{self, GlueCatalog};
 use crate::rest_catalog;
-use crate::sql_catalog::SqliteCatalog;
+use crate::sql_catalog::{PostgresRows, SqlCatalog, SqliteRows};
 use crate::storage::ObjectStorageFactory;
 
 /// Connects to `config`'s catalog, its tables' files reached with `storage_options`.
@@ -137,7 +137,14 @@ pub async fn swapping_catalog(
 ) -> Result<Arc<dyn MetadataSwap>> {
     let storage = Arc::new(ObjectStorageFactory::new(storage_options.clone()));
     match &config.kind {
-        CatalogKind::Sql { uri } => Ok(Arc::new(open_sql(config, uri, storage).await?)),
+        CatalogKind::Sql { uri } => Ok(Arc::new(open_sqlite(config, uri, storage).await?)),
+        CatalogKind::Postgres { url } => {
+            let rows = Box::new(PostgresRows::new(url)?);
+            let file_io = FileIOBuilder::new(storage).build();
+            Ok(Arc::new(
+                SqlCatalog::open(&config.name, rows, file_io).await?,
+            ))
+        }
         CatalogKind::Glue {
             endpoint,
             region,
@@ -157,18 +164,19 @@ pub async fn swapping_catalog(
     }
 }
 
-async fn open_sql(
+async fn open_sqlite(
     config: &CatalogConfig,
     uri: &str,
     storage: Arc<ObjectStorageFactory>,
-) -> Result<SqliteCatalog> {
+) -> Result<SqlCatalog> {
     let path = sqlite_path(uri).ok_or_else(|| {
         Error::new(
             ErrorKind::DataInvalid,
             format!("catalog {}: {uri:?} is not a sqlite: URI", config.name),
         )
     })?;
-    SqliteCatalog::open(&config.name, path, FileIOBuilder::new(storage).build()).await
+    let rows = Box::new(SqliteRows::open(path).await?);
+    SqlCatalog::open(&config.name, rows, FileIOBuilder::new(storage).build()).await
 }
 
 async fn open_glue(

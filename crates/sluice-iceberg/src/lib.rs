@@ -16,7 +16,7 @@
 //! - [`rest_catalog`]: an Iceberg REST catalog, its OAuth2 token fetched again on a 401.
 //! - [`schema`]: a stream's Arrow columns as an Iceberg schema, and field ids back.
 //! - [`sink`]: the table as the engine's `Sink`.
-//! - [`sql_catalog`]: the SQL catalog (pyiceberg's layout) in a SQLite file.
+//! - [`sql_catalog`]: the SQL catalog (pyiceberg's layout) in a SQLite file or PostgreSQL.
 //! - [`storage`]: Iceberg's file IO over sluice's object stores.
 
 pub mod catalog;

@@ -214,6 +214,7 @@ fn security(out: &mut String, security: &KafkaSecurity) -> Result<()> {
 fn catalog_kind(kind: &CatalogKind) -> String {
     match kind {
         CatalogKind::Sql { uri } => format!("SQL catalog at {uri:?}"),
+        CatalogKind::Postgres { url } => format!("SQL catalog in PostgreSQL at {:?}", url.shown),
         CatalogKind::Rest {
             uri,
             auth,

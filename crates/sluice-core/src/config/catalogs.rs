@@ -1,6 +1,6 @@
 //! `[catalogs.<name>]`: where Iceberg tables are registered, so that engines (Athena, Trino,
-//! Spark, pyiceberg) find them by name: a SQLite SQL catalog, an Iceberg REST catalog or AWS
-//! Glue. A table with `format = "iceberg"` names its catalog; `sluice catalog sync` registers
+//! Spark, pyiceberg) find them by name: a SQL catalog (SQLite or PostgreSQL), an Iceberg REST
+//! catalog or AWS Glue. A table with `format = "iceberg"` names its catalog; `sluice catalog sync` registers
 //! the other tables in the Glue catalogs.
 
 use std::collections::BTreeMap;
@@ -37,6 +37,11 @@ pub enum CatalogKind {
         /// The database URI, such as `sqlite:////var/lib/sluice/catalog.db`.
         uri: String,
     },
+    /// The same SQL catalog in a PostgreSQL database.
+    Postgres {
+        /// How to reach it.
+        url: PostgresUrl,
+    },
     /// An Iceberg REST catalog (Polaris, Lakekeeper, Gravitino, Nessie, S3 Tables, Unity…).
     Rest {
         /// Its base URL.
@@ -59,6 +64,58 @@ pub enum CatalogKind {
         catalog_id: Option<String>,
     },
 }
+
+/// A PostgreSQL connection URL, which may hold a password: shown only without it.
+#[derive(Clone)]
+pub struct PostgresUrl {
+    /// The URL as libpq and tokio-postgres take it (`postgresql://user:password@host:5432/db`,
+    /// `?sslmode=require`), a SQLAlchemy driver suffix (`postgresql+psycopg2://`) removed.
+    pub connect: SecretString,
+    /// The URL with its password (if any) replaced by `[REDACTED]`.
+    pub shown: String,
+}
+
+impl PostgresUrl {
+    /// Reads `uri` (`postgresql://`, `postgres://` or SQLAlchemy's `postgresql+driver://`, as
+    /// pyiceberg takes it); `None` when it is not such a URL.
+    pub fn parse(uri: &str) -> Option<Self> {
+        let (scheme, rest) = uri.split_once("://")?;
+        let scheme = scheme.split('+').next()?;
+        if !matches!(scheme, "postgresql" | "postgres") {
+            return None;
+        }
+        let connect = format!("postgresql://{rest}");
+        let mut shown = url::Url::parse(&connect).ok()?;
+        if shown.host_str().is_none_or(str::is_empty) {
+            return None;
+        }
+        if shown.password().is_some() {
+            shown.set_password(Some("[REDACTED]")).ok()?;
+        }
+        Some(Self {
+            connect: connect.into(),
+            // The URL encodes the brackets it is given.
+            shown: shown
+                .to_string()
+                .replacen("%5BREDACTED%5D", "[REDACTED]", 1),
+        })
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+/// Equal when the same URL, password included.
+impl PartialEq for PostgresUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.connect.expose_secret() == other.connect.expose_secret()
+    }
+}
+
+impl Eq for PostgresUrl {}
 
 /// How requests to a REST catalog authenticate.
 #[derive(Debug, Clone)]
@@ -115,8 +172,8 @@ fn validate_one(
             problems.add(
                 format!("{at}.type"),
                 format!(
-                    "expected \"sql\" (a SQLite catalog), \"rest\" (an Iceberg REST catalog) \
-                     or \"glue\" (AWS Glue), got {other:?}"
+                    "expected \"sql\" (a SQLite or PostgreSQL catalog), \"rest\" (an Iceberg \
+                     REST catalog) or \"glue\" (AWS Glue), got {other:?}"
                 ),
             );
             None
@@ -161,14 +218,16 @@ fn validate_one(
 
 fn sql_catalog(at: &str, raw: &CatalogSection, problems: &mut Problems) -> Option<CatalogKind> {
     let uri = raw.uri.clone().unwrap_or_default();
+    if let Some(url) = PostgresUrl::parse(&uri) {
+        return Some(CatalogKind::Postgres { url });
+    }
     let path = uri.strip_prefix("sqlite:").unwrap_or_default();
     if !uri.starts_with("sqlite:") || path.trim_start_matches('/').is_empty() {
+        // The URI may hold a password: it is not repeated.
         problems.add(
             format!("{at}.uri"),
-            format!(
-                "expected sqlite:////absolute/path.db or sqlite:relative/path.db (a Postgres \
-                 catalog is not built yet), got {uri:?}"
-            ),
+            "expected sqlite:////absolute/path.db, sqlite:relative/path.db or \
+             postgresql://user:password@host:5432/database",
         );
     }
     Some(CatalogKind::Sql { uri })

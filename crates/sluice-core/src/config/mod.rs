@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use alerts::Alert;
-pub use catalogs::{Catalog, CatalogKind, DEFAULT_NAMESPACE, RestAuth};
+pub use catalogs::{Catalog, CatalogKind, DEFAULT_NAMESPACE, PostgresUrl, RestAuth};
 pub use formats::{Registry, RegistryAuth, StreamFormat};
 pub use gateway::{
     ApiKey, FsyncPolicy, GatewayConfig, GatewayLimits, SpoolConfig, TlsFiles, load_keys,

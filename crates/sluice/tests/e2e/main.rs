@@ -17,6 +17,7 @@ mod glue;
 mod groups;
 mod helpers;
 mod iceberg;
+mod iceberg_postgres;
 mod iceberg_rest;
 mod kafka;
 mod kafka_tls;

@@ -4,7 +4,8 @@ use secrecy::ExposeSecret;
 
 use crate::config::tests::parse;
 use crate::config::{
-    CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, RestAuth, TableFormat,
+    CatalogKind, ConfigError, FileCompression, FileFormat, FileKind, PostgresUrl, RestAuth,
+    TableFormat,
 };
 
 #[test]
@@ -223,6 +224,40 @@ fn window_tables_are_stored_as_tables_are_and_refused_by_the_same_checks() {
 }
 
 #[test]
+fn a_sql_catalog_in_postgres_keeps_its_password_out_of_sight() {
+    let pipeline = parse(&format!(
+        r#"{SENSOR_STREAM}
+        [[tables]]
+        name = "readings"
+        from = "sensor_events"
+        uri = "s3://lake/readings"
+        format = "iceberg"
+        catalog = "pg"
+        [catalogs.pg]
+        type = "sql"
+        uri = "postgresql+psycopg2://sluice:s3cret@db.internal:5432/catalog?sslmode=require"
+        warehouse = "s3://lake/warehouse"
+        "#
+    ))
+    .unwrap();
+    let CatalogKind::Postgres { url } = &pipeline.catalogs["pg"].kind else {
+        panic!("{:?}", pipeline.catalogs["pg"])
+    };
+    assert_eq!(
+        url.connect.expose_secret(),
+        "postgresql://sluice:s3cret@db.internal:5432/catalog?sslmode=require"
+    );
+    assert_eq!(
+        url.shown,
+        "postgresql://sluice:[REDACTED]@db.internal:5432/catalog?sslmode=require"
+    );
+    assert!(!format!("{pipeline:?}").contains("s3cret"));
+    for not_postgres in ["postgresql:///catalog", "postgresx://db/catalog", "db:5432"] {
+        assert!(PostgresUrl::parse(not_postgres).is_none(), "{not_postgres}");
+    }
+}
+
+#[test]
 fn a_rest_catalog_takes_oauth2_client_credentials_or_a_token() {
     let pipeline = parse(&format!(
         r#"{SENSOR_STREAM}
@@ -371,7 +406,7 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
         catalog = "rest"
         [catalogs.pg]
         type = "sql"
-        uri = "postgres://db/catalog"
+        uri = "mysql://db/catalog"
         warehouse = "s3://lake/warehouse"
         token = "t"
         [catalogs.rest]
@@ -407,7 +442,7 @@ fn catalogs_and_the_tables_naming_them_are_checked_field_by_field() {
         "{text}"
     );
     assert!(
-        text.contains("a Postgres catalog is not built yet"),
+        text.contains("sqlite:relative/path.db or postgresql://user:password@host"),
         "{text}"
     );
     assert!(

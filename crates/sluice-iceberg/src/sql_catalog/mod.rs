@@ -1,17 +1,21 @@
-//! The Iceberg SQL catalog on a SQLite file: the tables `iceberg_tables` and
-//! `iceberg_namespace_properties` in the layout pyiceberg's and iceberg-rust's `SqlCatalog`
-//! share, so either reads and commits the tables sluice registers.
+//! The Iceberg SQL catalog: the tables `iceberg_tables` and `iceberg_namespace_properties` in
+//! the layout pyiceberg's and iceberg-rust's `SqlCatalog` share, so either reads and commits
+//! the tables sluice registers, in a SQLite file ([`sqlite`]) or a PostgreSQL database
+//! ([`postgres`]).
 //!
 //! Why not iceberg-rust's own `iceberg-catalog-sql`: it reaches SQLite through sqlx, whose
 //! SQLite driver compiles a bundled SQLite, and the embedded broker (tansu) already links
 //! libsql's: two copies of every `sqlite3_*` symbol, which does not link. This catalog uses the
-//! libsql already in the binary, and only for the rows; what a commit means (its requirements,
-//! the new metadata and where it is written) is the iceberg crate's `TableCommit::apply` and
-//! `TableMetadata::write_to`. A commit is a compare-and-set of the metadata location, as in
-//! both upstream catalogs: it lands only on the state its requirements were checked against.
+//! libsql already in the binary (and tokio-postgres for PostgreSQL), and only for the rows;
+//! what a commit means (its requirements, the new metadata and where it is written) is the
+//! iceberg crate's `TableCommit::apply` and `TableMetadata::write_to`. A commit is a
+//! compare-and-set of the metadata location, as in both upstream catalogs: it lands only on the
+//! state its requirements were checked against.
+
+mod postgres;
+mod sqlite;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use async_trait::async_trait;
 use iceberg::io::FileIO;
@@ -21,6 +25,9 @@ use iceberg::{
     Catalog, Error, ErrorKind, Namespace, NamespaceIdent, Result, Runtime, TableCommit,
     TableCreation, TableIdent,
 };
+
+pub use postgres::PostgresRows;
+pub use sqlite::SqliteRows;
 
 use crate::catalog::{MetadataSwap, commit_by_swap, write_first_metadata};
 
@@ -40,105 +47,60 @@ const CREATE_NAMESPACES: &str = "CREATE TABLE IF NOT EXISTS iceberg_namespace_pr
     property_value VARCHAR(1000),
     PRIMARY KEY (catalog_name, namespace, property_key))";
 
-/// A table row of this catalog: `iceberg_type` is `TABLE`, or missing in files an older
+/// A table row of this catalog: `iceberg_type` is `TABLE`, or missing in rows an older
 /// pyiceberg made.
 const IS_TABLE: &str = "(iceberg_type = 'TABLE' OR iceberg_type IS NULL)";
 
-/// How long a statement waits for another process's lock on the file (pyiceberg's, another
-/// member's) before failing.
-const BUSY_TIMEOUT_MS: u32 = 10_000;
+/// The database a SQL catalog's rows are in. Statements number their text parameters `?1`,
+/// `?2`, … (each database's driver rewrites them as it needs).
+#[async_trait]
+pub trait SqlRows: Send + Sync + std::fmt::Debug {
+    /// The first column of the rows `sql` selects, as text.
+    async fn texts(&self, sql: &str, params: Vec<String>) -> Result<Vec<Option<String>>>;
 
-/// An Iceberg SQL catalog in a SQLite file.
-pub struct SqliteCatalog {
+    /// Runs `sql`; how many rows it changed.
+    async fn execute(&self, sql: &str, params: Vec<String>) -> Result<u64>;
+}
+
+/// An Iceberg SQL catalog.
+pub struct SqlCatalog {
     name: String,
-    path: PathBuf,
-    database: libsql::Database,
+    rows: Box<dyn SqlRows>,
     file_io: FileIO,
     /// Where the tables' background work runs (the caller's tokio runtime).
     runtime: Runtime,
 }
 
-impl std::fmt::Debug for SqliteCatalog {
+impl std::fmt::Debug for SqlCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteCatalog")
+        f.debug_struct("SqlCatalog")
             .field("name", &self.name)
-            .field("path", &self.path)
+            .field("rows", &self.rows)
             .finish_non_exhaustive()
     }
 }
 
-fn sql_error(path: &std::path::Path) -> impl Fn(libsql::Error) -> Error + '_ {
-    move |err| {
-        Error::new(
-            ErrorKind::Unexpected,
-            format!("SQL catalog {}: {err}", path.display()),
-        )
-    }
-}
-
-impl SqliteCatalog {
-    /// Opens (creating when missing) the catalog `name` in the SQLite file at `path`; table
-    /// files are reached through `file_io`.
-    pub async fn open(name: &str, path: PathBuf, file_io: FileIO) -> Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|err| {
-                Error::new(
-                    ErrorKind::Unexpected,
-                    format!("SQL catalog {}: {err}", path.display()),
-                )
-            })?;
+impl SqlCatalog {
+    /// Opens the catalog `name` in the database `rows` (creating its two tables when missing);
+    /// table files are reached through `file_io`.
+    pub async fn open(name: &str, rows: Box<dyn SqlRows>, file_io: FileIO) -> Result<Self> {
+        for statement in [CREATE_TABLES, CREATE_NAMESPACES] {
+            rows.execute(statement, Vec::new()).await?;
         }
-        let database = libsql::Builder::new_local(&path)
-            .build()
-            .await
-            .map_err(sql_error(&path))?;
-        let catalog = Self {
+        Ok(Self {
             name: name.to_string(),
-            path,
-            database,
+            rows,
             file_io,
             runtime: Runtime::try_current()?,
-        };
-        let connection = catalog.connect()?;
-        for statement in [CREATE_TABLES, CREATE_NAMESPACES] {
-            connection
-                .execute(statement, ())
-                .await
-                .map_err(sql_error(&catalog.path))?;
-        }
-        Ok(catalog)
+        })
     }
 
-    fn connect(&self) -> Result<libsql::Connection> {
-        let connection = self.database.connect().map_err(sql_error(&self.path))?;
-        connection
-            .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
-            .map_err(sql_error(&self.path))?;
-        Ok(connection)
-    }
-
-    /// The first column of the rows `sql` selects, as text.
     async fn texts(&self, sql: &str, params: Vec<String>) -> Result<Vec<Option<String>>> {
-        let connection = self.connect()?;
-        let mut rows = connection
-            .query(sql, params)
-            .await
-            .map_err(sql_error(&self.path))?;
-        let mut found = Vec::new();
-        while let Some(row) = rows.next().await.map_err(sql_error(&self.path))? {
-            found.push(
-                row.get::<Option<String>>(0)
-                    .map_err(sql_error(&self.path))?,
-            );
-        }
-        Ok(found)
+        self.rows.texts(sql, params).await
     }
 
     async fn execute(&self, sql: &str, params: Vec<String>) -> Result<u64> {
-        self.connect()?
-            .execute(sql, params)
-            .await
-            .map_err(sql_error(&self.path))
+        self.rows.execute(sql, params).await
     }
 
     /// The table's current metadata location.
@@ -190,7 +152,7 @@ impl SqliteCatalog {
 /// The compare-and-set every commit ends with: the row moves to `next` only if it still
 /// holds `previous`.
 #[async_trait]
-impl MetadataSwap for SqliteCatalog {
+impl MetadataSwap for SqlCatalog {
     async fn swap_metadata(
         &self,
         table: &TableIdent,
@@ -216,7 +178,7 @@ impl MetadataSwap for SqliteCatalog {
 }
 
 #[async_trait]
-impl Catalog for SqliteCatalog {
+impl Catalog for SqlCatalog {
     async fn list_namespaces(
         &self,
         parent: Option<&NamespaceIdent>,
