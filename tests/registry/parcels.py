@@ -38,10 +38,15 @@ START = datetime.datetime(2026, 11, 30, 22, 0, tzinfo=datetime.timezone.utc)
 STATUSES = ["CREATED", "IN_TRANSIT", "DELIVERED"]
 
 
-def parcel_class():
-    """The Parcel message class, from a FileDescriptorProto equal to PARCEL_PROTO."""
+CARRIERS = ["post", "courier", "locker"]
+
+
+def parcel_class(version=1):
+    """The Parcel message class, from a FileDescriptorProto equal to PARCEL_PROTO (version 1);
+    version 2 adds `optional string carrier = 10`, version 3 makes parcel_id a string (not
+    readable as PARCEL_PROTO). Each version's files go into a pool of their own."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    from google.protobuf import timestamp_pb2  # noqa: F401 (puts Timestamp in the pool)
+    from google.protobuf import timestamp_pb2
 
     F = descriptor_pb2.FieldDescriptorProto
     addresses = descriptor_pb2.FileDescriptorProto(
@@ -67,7 +72,7 @@ def parcel_class():
     scan = parcel.nested_type.add(name="Scan")
     add(scan, "depot", 1, F.TYPE_STRING)
     add(scan, "seq", 2, F.TYPE_INT32)
-    add(parcel, "parcel_id", 1, F.TYPE_INT64)
+    add(parcel, "parcel_id", 1, F.TYPE_STRING if version == 3 else F.TYPE_INT64)
     add(parcel, "ts", 2, F.TYPE_MESSAGE, ".google.protobuf.Timestamp")
     add(parcel, "status", 3, F.TYPE_ENUM, ".shipping.Parcel.Status")
     add(parcel, "to", 4, F.TYPE_MESSAGE, ".shipping.Address")
@@ -79,7 +84,13 @@ def parcel_class():
     note.oneof_index = 0
     parcel.oneof_decl.add(name="_note")
     add(parcel, "pieces", 9, F.TYPE_UINT32)
-    pool = descriptor_pool.Default()
+    if version >= 2:
+        carrier = add(parcel, "carrier", 10, F.TYPE_STRING)
+        carrier.proto3_optional = True
+        carrier.oneof_index = 1
+        parcel.oneof_decl.add(name="_carrier")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
     pool.Add(addresses)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("shipping.Parcel"))
@@ -105,12 +116,14 @@ def parcel(i):
     }
 
 
-def parcel_message(cls):
-    """A function making parcel `i` as a message of `cls`."""
+def parcel_message(cls, version=1):
+    """A function making parcel `i` as a message of `cls` (of `version`, see parcel_class)."""
     def make(i):
         row = parcel(i)
-        message = cls(parcel_id=i, status=row["status"], labels=row["labels"],
-                      weight_kg=row["weight_kg"], pieces=row["pieces"])
+        message = cls(parcel_id=str(i) if version == 3 else i, status=row["status"],
+                      labels=row["labels"], weight_kg=row["weight_kg"], pieces=row["pieces"])
+        if version == 2:
+            message.carrier = CARRIERS[i % 3]
         message.ts.FromDatetime(row["ts"])
         if row["to"] is not None:
             message.to.city = row["to"]["city"]

@@ -8,8 +8,9 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
             Schema Registry
             client, against the registry at --registry, as --auth user:password if given)
             writes --count records to --topic from id --first, keyed by id. Records are a
-            function of their id. Orders take --version 2 (an added optional field, channel)
-            or 3 (order_id as text: incompatible with the stream's schema).
+            function of their id. Orders and parcels take --version 2 (an added optional
+            field, channel or carrier) or 3 (order_id or parcel_id as text: incompatible with
+            the stream's schema).
   schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
   json      Prints --count records as JSON lines, as a client of `sluice gateway` sends them
             (timestamps and dates as ISO 8601 text, decimals as text).
@@ -18,8 +19,8 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
             what `sluice gateway` produced from `json`'s lines.
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
             that it holds each id from 0 to --count once, every value equal to what `produce`
-            made of it (with --v2-from K, orders from K on are version 2's, the earlier ones
-            have no channel).
+            made of it (with --v2-from K, records from K on are version 2's, the earlier ones
+            have no channel or carrier).
 
 Independent of sluice: the producer is librdkafka and Confluent's serializer; the reader is
 delta-rs through pyarrow.
@@ -31,7 +32,7 @@ import decimal
 import json
 import sys
 
-from parcels import PARCEL_PROTO, parcel, parcel_class, parcel_message
+from parcels import CARRIERS, PARCEL_PROTO, parcel, parcel_class, parcel_message
 
 ORDER_V1 = {
     "type": "record", "name": "Order", "namespace": "shop",
@@ -131,6 +132,10 @@ KINDS = {  # kind: schema, the record a producer sends, the row a reader gets, i
 }
 
 
+# The optional field each kind's version 2 adds, and its values (by id mod 3).
+ADDED = {"orders": ("channel", CHANNELS), "parcels": ("carrier", CARRIERS)}
+
+
 def produce(args):
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -149,9 +154,9 @@ def produce(args):
                           3: (ORDER_V3, order_v3)}[args.version]
         serialize = AvroSerializer(registry, json.dumps(schema))
     elif args.kind == "parcels":
-        cls = parcel_class()
+        cls = parcel_class(args.version)
         serialize = ProtobufSerializer(cls, registry, {"use.deprecated.format": False})
-        record = parcel_message(cls)
+        record = parcel_message(cls, args.version)
     else:
         serialize = JSONSerializer(json.dumps(schema), registry)
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20,
@@ -239,8 +244,10 @@ def check(args):
     from deltalake import DeltaTable
 
     _, _, expected, id_column = KINDS[args.kind]
-    if args.v2_from is not None:  # orders: version 2's records from this id on
-        expected = lambda i: dict(order(i), channel=CHANNELS[i % 3] if i >= args.v2_from else None)  # noqa: E731
+    if args.v2_from is not None:  # version 2's records from this id on
+        column, values = ADDED[args.kind]
+        plain = expected
+        expected = lambda i: dict(plain(i), **{column: values[i % 3] if i >= args.v2_from else None})  # noqa: E731
     table = DeltaTable(args.table).to_pyarrow_table()
     rows = table.select(list(expected(0))).to_pylist()
     ids = sorted(row[id_column] for row in rows)
@@ -274,7 +281,8 @@ def main():
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--first", type=int, default=0, help="the first record's id")
     p.add_argument("--version", type=int, choices=[1, 2, 3], default=1,
-                   help="orders: the schema version (2 adds channel, 3 makes order_id text)")
+                   help="orders and parcels: the schema version (2 adds channel or carrier, "
+                        "3 makes order_id or parcel_id text)")
     sub.add_parser("schema")
     j = sub.add_parser("json")
     j.add_argument("--count", type=int, required=True)
@@ -287,7 +295,7 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--table", required=True)
     c.add_argument("--count", type=int, required=True)
-    c.add_argument("--v2-from", type=int, help="orders: ids from here on are version 2's")
+    c.add_argument("--v2-from", type=int, help="ids from here on are version 2's")
     parser.add_argument("--kind", choices=sorted(KINDS), default="orders")
     args = parser.parse_args()
     commands = {"produce": produce, "check": check, "json": print_json, "consume": consume,

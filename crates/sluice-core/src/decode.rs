@@ -190,9 +190,7 @@ impl Decoder {
                 decoded,
                 registry,
             } => {
-                let reserved = (decoder.table_schema.fields().iter())
-                    .map(|field| field.name().clone())
-                    .collect();
+                let reserved = decoder.column_names();
                 let avro =
                     AvroRecords::new(schema, decoded.clone(), Framing::of(registry), reserved);
                 Self {
@@ -201,13 +199,22 @@ impl Decoder {
                 }
             }
             StreamFormat::Protobuf { message, registry } => {
-                let protobuf = ProtoRecords::new(message.clone(), Framing::of(registry));
+                let reserved = decoder.column_names();
+                let protobuf = ProtoRecords::new(message.clone(), Framing::of(registry), reserved);
                 Self {
                     format: Format::Protobuf(Arc::new(protobuf)),
                     ..decoder
                 }
             }
         }
+    }
+
+    /// The names of the table's columns (the stream's, lineage, date/hour, derived): what a
+    /// field a newer writer adds cannot be called.
+    fn column_names(&self) -> Vec<String> {
+        (self.table_schema.fields().iter())
+            .map(|field| field.name().clone())
+            .collect()
     }
 
     /// The writer schema ids that `payloads` name and this decoder has not learned (none

@@ -3,14 +3,21 @@
 //! writer schema learned from a registry and checked against the stream's message; or plain
 //! messages, all of the stream's message.
 //!
-//! Every record is decoded with the stream's own message descriptor: protobuf finds fields by
-//! number, so a writer's message reads as the stream's when each field they share has the
-//! same number, name and type (fields only the writer has are skipped; fields only the stream
-//! has read as unset). That check is made once per writer schema and message, when the id is
-//! learned. A batch is decoded in one pass; when a message in it does not decode, each record
-//! is tried alone to find the bad ones, and the rest are decoded again (rare).
+//! Every record is decoded with the reader message: protobuf finds fields by number, so a
+//! writer's message reads as the reader's when each field they share has the same number,
+//! name and type (fields only the reader has read as unset). That check is made once per
+//! writer schema and message, when the id is learned. The reader starts as the stream's
+//! message; a newer writer version's message of the same name with scalar top-level fields
+//! the reader lacks (an added optional field) widens it: the fields are appended, with their
+//! presence (older messages read as null for an `optional` field, as the default for a plain
+//! proto3 scalar), and decoded into columns of their own beside the stream's
+//! (`DecodedBatch::added`), when every writer learned so far still reads as the widened
+//! reader. A writer's other extra fields are skipped. A batch is decoded in one pass; when a
+//! message in it does not decode, each record is tried alone to find the bad ones, and the
+//! rest are decoded again (rare).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 
 use arrow::array::{BinaryArray, RecordBatch};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
@@ -21,32 +28,60 @@ use super::confluent::{
 };
 use super::conform::{Conformed, conform};
 use super::{RawRecord, RejectKind, Rejected, reject};
-use crate::schema::StreamSchema;
-use crate::schema::protobuf::{ProtoFiles, StreamMessage, decoding};
+use crate::schema::protobuf::{
+    ProtoFiles, StreamMessage, decoding, fields_from_message, with_fields_added,
+};
+use crate::schema::{SchemaField, StreamSchema};
 
-/// Per message of a writer schema (by its index path), whether it reads as the stream's.
-type WriterMessages = HashMap<Vec<usize>, Result<(), String>>;
+/// Per message of a writer schema (by its index path), the message if it reads as the reader,
+/// else why not.
+type WriterMessages = HashMap<Vec<usize>, Result<MessageDescriptor, String>>;
 
 /// Decodes a stream's Protobuf records; shared by every thread decoding the stream, which
 /// learn writer schemas together.
 #[derive(Debug)]
 pub struct ProtoRecords {
-    /// The stream's message: what every record is read as.
-    reader: StreamMessage,
+    /// What every record is read as: the stream's message, and the fields newer writer
+    /// versions added since.
+    reader: RwLock<Arc<Reader>>,
     framing: Framing,
     decoding: PtarsConfig,
     writers: WriterSchemas<WriterMessages>,
+    /// Names a writer's added field cannot take: the table's other columns (lineage,
+    /// date/hour, derived).
+    reserved: Vec<String>,
+}
+
+/// The message records are read as.
+#[derive(Debug)]
+struct Reader {
+    message: MessageDescriptor,
+    /// The fields beyond the stream's own, which newer writer versions added: columns of
+    /// their own (`DecodedBatch::added`).
+    added: Vec<SchemaField>,
 }
 
 impl ProtoRecords {
-    /// Records read as `reader`.
-    pub fn new(reader: StreamMessage, framing: Framing) -> Self {
+    /// Records read as `reader`; fields newer writers add are not taken under the `reserved`
+    /// names.
+    pub fn new(reader: StreamMessage, framing: Framing, reserved: Vec<String>) -> Self {
         Self {
-            reader,
+            reader: RwLock::new(Arc::new(Reader {
+                message: reader.message,
+                added: Vec::new(),
+            })),
             framing,
             decoding: decoding(),
             writers: WriterSchemas::default(),
+            reserved,
         }
+    }
+
+    fn reader(&self) -> Arc<Reader> {
+        self.reader
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The schema ids of `payloads` not learned yet (none for plain messages).
@@ -54,55 +89,82 @@ impl ProtoRecords {
         self.framing.ids_to_learn(&self.writers, payloads)
     }
 
-    /// Learns writer schema `id` as the registry holds it, or why it has none.
+    /// Learns writer schema `id` as the registry holds it, or why it has none. Its message of
+    /// the reader's name, with scalar top-level fields the reader lacks, adds them to the
+    /// reader when every writer learned so far still reads as the widened reader.
     pub fn learn(&self, id: u32, registered: Result<RegisteredSchema, Refusal>) {
+        // Held throughout: two writers adding fields at once must not undo each other.
+        let mut reader = self.reader.write().unwrap_or_else(|p| p.into_inner());
         let writer = registered.and_then(|registered| {
             of_type(id, &registered, "PROTOBUF", "Protobuf")?;
-            self.writer_messages(&registered).map_err(|err| {
+            let file = compile_registered(&registered).map_err(|err| {
                 let reason = format!("writer schema id {id} is not a Protobuf schema: {err}");
                 (RejectKind::Incompatible, reason)
-            })
+            })?;
+            if let Some(widened) = self.widened_by(&reader, &file) {
+                *reader = Arc::new(widened);
+            }
+            Ok(writer_messages(&file, &reader.message))
         });
         self.writers.insert(id, writer);
     }
 
-    /// Compiles a registered schema and checks each of its messages against the stream's.
-    fn writer_messages(&self, registered: &RegisteredSchema) -> Result<WriterMessages, String> {
-        let mut files = ProtoFiles::default();
-        for (name, schema) in &registered.references {
-            files
-                .add_registered(name, schema)
-                .map_err(|err| format!("reference {name}: {err}"))?;
-        }
-        let root = files.add_registered("registered.proto", &registered.schema)?;
-        let file = files.compile(&root)?;
-        let mut messages = HashMap::new();
-        let mut pending: Vec<(Vec<usize>, MessageDescriptor)> = file
-            .messages()
-            .enumerate()
-            .map(|(index, message)| (vec![index], message))
+    /// The reader widened by the scalar fields that `file`'s message of its name adds, if it
+    /// has any and every writer learned so far, and `file`, still read as it.
+    fn widened_by(&self, reader: &Reader, file: &prost_reflect::FileDescriptor) -> Option<Reader> {
+        let written = file
+            .parent_pool()
+            .get_message_by_name(reader.message.full_name())?;
+        readable_as(&written, &reader.message, &mut HashSet::new()).ok()?;
+        let taken = |field: &FieldDescriptor| {
+            reader.message.get_field(field.number()).is_some()
+                || reader.message.get_field_by_name(field.name()).is_some()
+                || self.reserved.iter().any(|name| name == field.name())
+        };
+        let single_scalar = |field: &FieldDescriptor| {
+            !(field.is_list() || field.is_map())
+                && !matches!(field.kind(), Kind::Message(_) | Kind::Enum(_))
+        };
+        let added: Vec<FieldDescriptor> = (written.fields())
+            .filter(|field| single_scalar(field) && !taken(field))
             .collect();
-        while let Some((path, message)) = pending.pop() {
-            for (index, child) in message.child_messages().enumerate() {
-                if !child.is_map_entry() {
-                    pending.push(([path.as_slice(), &[index]].concat(), child));
-                }
-            }
-            let readable = readable_as(&message, &self.reader.message, &mut HashSet::new());
-            messages.insert(path, readable);
+        if added.is_empty() {
+            return None;
         }
-        Ok(messages)
+        let message = with_fields_added(&reader.message, &added)?;
+        let fields = fields_from_message(&message).ok()?;
+        let own = reader.message.fields().len() - reader.added.len();
+        // Every message that reads as the reader now (the learned writers' and this file's)
+        // must read as the widened one.
+        let learned = self.writers.read();
+        let this_file = writer_messages(file, &reader.message);
+        let reads_all = (learned
+            .values()
+            .filter_map(|messages| messages.as_ref().ok()))
+        .chain([&this_file])
+        .flat_map(|messages| messages.values().filter_map(|m| m.as_ref().ok()))
+        .all(|writer| readable_as(writer, &message, &mut HashSet::new()).is_ok());
+        reads_all.then(|| Reader {
+            message,
+            added: (fields[own..].iter())
+                .map(|field| SchemaField {
+                    required: false,
+                    ..field.clone()
+                })
+                .collect(),
+        })
     }
 
-    /// Decodes the `records` that passed the size checks into columns of the stream's fields;
-    /// returns them with the records they hold, in input order. Records that cannot become
-    /// rows go to `rejected`.
+    /// Decodes the `records` that passed the size checks into columns of the stream's fields
+    /// (then of the fields newer writers added); returns them with the records they hold, in
+    /// input order. Records that cannot become rows go to `rejected`.
     pub(super) fn decode<'r>(
         &self,
         schema: &StreamSchema,
         records: &[&'r RawRecord<'r>],
         rejected: &mut Vec<Rejected>,
     ) -> Conformed<'r> {
+        let reader = self.reader();
         let writers = self.writers.read();
         let mut bodies = Vec::with_capacity(records.len());
         let mut kept = Vec::with_capacity(records.len());
@@ -120,19 +182,20 @@ impl ProtoRecords {
                 Err((kind, reason)) => rejected.push(reject(record, kind, reason)),
             }
         }
-        let (decoded, kept) = self.decode_bodies(bodies, kept, rejected);
-        conform(schema, &[], decoded, kept, rejected)
+        drop(writers);
+        let (decoded, kept) = self.decode_bodies(&reader.message, bodies, kept, rejected);
+        conform(schema, &reader.added, decoded, kept, rejected)
     }
 
     /// Decodes message bodies in one pass; when that fails, finds the bodies that do not
     /// decode alone, rejects them, and decodes the others.
     fn decode_bodies<'r>(
         &self,
+        message: &MessageDescriptor,
         bodies: Vec<&[u8]>,
         kept: Vec<&'r RawRecord<'r>>,
         rejected: &mut Vec<Rejected>,
     ) -> (RecordBatch, Vec<&'r RawRecord<'r>>) {
-        let message = &self.reader.message;
         let decode = |bodies: &[&[u8]]| {
             let array = BinaryArray::from_iter_values(bodies.iter());
             binary_array_to_record_batch_direct(&array, message, &self.decoding)
@@ -159,8 +222,45 @@ impl ProtoRecords {
     }
 }
 
+/// Compiles a registered schema with its references.
+fn compile_registered(
+    registered: &RegisteredSchema,
+) -> Result<prost_reflect::FileDescriptor, String> {
+    let mut files = ProtoFiles::default();
+    for (name, schema) in &registered.references {
+        files
+            .add_registered(name, schema)
+            .map_err(|err| format!("reference {name}: {err}"))?;
+    }
+    let root = files.add_registered("registered.proto", &registered.schema)?;
+    files.compile(&root)
+}
+
+/// Each message of `file` (by its index path), checked against `reader`.
+fn writer_messages(
+    file: &prost_reflect::FileDescriptor,
+    reader: &MessageDescriptor,
+) -> WriterMessages {
+    let mut messages = HashMap::new();
+    let mut pending: Vec<(Vec<usize>, MessageDescriptor)> = file
+        .messages()
+        .enumerate()
+        .map(|(index, message)| (vec![index], message))
+        .collect();
+    while let Some((path, message)) = pending.pop() {
+        for (index, child) in message.child_messages().enumerate() {
+            if !child.is_map_entry() {
+                pending.push(([path.as_slice(), &[index]].concat(), child));
+            }
+        }
+        let readable = readable_as(&message, reader, &mut HashSet::new()).map(|()| message);
+        messages.insert(path, readable);
+    }
+    messages
+}
+
 /// The message of a payload in the Confluent wire format, once its writer schema and message
-/// are known to read as the stream's.
+/// are known to read as the reader.
 fn framed_body<'p>(
     writers: &HashMap<u32, Result<WriterMessages, Refusal>>,
     payload: &'p [u8],
@@ -168,7 +268,7 @@ fn framed_body<'p>(
     let (id, messages) = writer_of(writers, payload)?;
     let (path, used) = message_indexes(&payload[HEADER..])?;
     match messages.get(&path) {
-        Some(Ok(())) => Ok(&payload[HEADER + used..]),
+        Some(Ok(_)) => Ok(&payload[HEADER + used..]),
         Some(Err(reason)) => Err((
             RejectKind::Incompatible,
             format!(

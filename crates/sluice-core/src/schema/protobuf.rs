@@ -10,7 +10,7 @@ use std::path::Path;
 use arrow::array::BinaryArray;
 use arrow::datatypes::SchemaRef;
 use base64::Engine;
-use prost_reflect::{DescriptorPool, FileDescriptor, MessageDescriptor};
+use prost_reflect::{DescriptorPool, FieldDescriptor, FileDescriptor, Kind, MessageDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use ptars_core::{EnumRepr, PtarsConfig, TimeUnit, binary_array_to_record_batch_direct};
 
@@ -127,6 +127,57 @@ pub fn message_path(message: &MessageDescriptor) -> Vec<usize> {
     }
     path.reverse();
     path
+}
+
+/// `reader` with `added` (fields of a newer writer's message of the same name, which `reader`
+/// lacks) appended, as a message of a pool of its own: each keeps its number, name, type and
+/// presence, so that older messages read as protobuf reads them: null for a field with
+/// presence (proto3 `optional`, proto2), the default (0, "") for a proto3 plain scalar. `None`
+/// when one of them is repeated, a map, a message or an enum (whose definitions are the
+/// writer's), or the pool does not build.
+pub fn with_fields_added(
+    reader: &MessageDescriptor,
+    added: &[FieldDescriptor],
+) -> Option<MessageDescriptor> {
+    use prost_reflect::prost_types::field_descriptor_proto::Label;
+    use prost_reflect::prost_types::{FileDescriptorSet, OneofDescriptorProto};
+
+    let mut files: Vec<_> = reader
+        .parent_pool()
+        .file_descriptor_protos()
+        .cloned()
+        .collect();
+    let file = files
+        .iter_mut()
+        .find(|file| file.name() == reader.parent_file().name())?;
+    let proto3 = file.syntax() == "proto3";
+    let path = message_path(reader);
+    let mut message = file.message_type.get_mut(path[0])?;
+    for &index in &path[1..] {
+        message = message.nested_type.get_mut(index)?;
+    }
+    for field in added {
+        let scalar = !matches!(field.kind(), Kind::Message(_) | Kind::Enum(_));
+        if !scalar || field.is_list() || field.is_map() {
+            return None;
+        }
+        let mut proto = field.field_descriptor_proto().clone();
+        proto.label = Some(Label::Optional as i32);
+        proto.oneof_index = None;
+        proto.proto3_optional = None;
+        if proto3 && field.supports_presence() {
+            // Presence in proto3: a synthetic oneof of its own, after every other oneof.
+            message.oneof_decl.push(OneofDescriptorProto {
+                name: Some(format!("_{}", field.name())),
+                options: None,
+            });
+            proto.oneof_index = Some(message.oneof_decl.len() as i32 - 1);
+            proto.proto3_optional = Some(true);
+        }
+        message.field.push(proto);
+    }
+    let pool = DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: files }).ok()?;
+    pool.get_message_by_name(reader.full_name())
 }
 
 /// The text of `.proto` files and their imports, gathered before they are compiled.

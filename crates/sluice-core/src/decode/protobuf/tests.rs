@@ -22,7 +22,11 @@ fn decoder(framing: Framing) -> Decoder {
     let (message, fields) = StreamMessage::read("orders.proto", None, &read).unwrap();
     let schema = StreamSchema::new(fields, "ts").unwrap();
     Decoder {
-        format: Format::Protobuf(Arc::new(ProtoRecords::new(message, framing))),
+        format: Format::Protobuf(Arc::new(ProtoRecords::new(
+            message,
+            framing,
+            vec!["date".into()],
+        ))),
         ..Decoder::new(Arc::new(schema), 1024)
     }
 }
@@ -215,6 +219,53 @@ fn a_writer_with_an_added_field_or_a_renumbered_one() {
     );
     let reason = &decoded.rejected[0].reason;
     assert!(reason.contains("big") && reason.contains("10"), "{reason}");
+}
+
+#[test]
+fn a_newer_writer_version_adds_its_scalar_fields_as_columns_null_in_older_rows() {
+    let decoder = decoder(Framing::Confluent);
+    let customer = [("customer.proto", CUSTOMER_PROTO)];
+    decoder.learn(1, Ok(registered(ORDERS_PROTO, &customer)));
+    // Version 2 adds an optional string, a plain (proto3) integer, a repeated field (not
+    // taken: only single scalars are) and a field named like a table column (not taken).
+    let v2 = ORDERS_PROTO.replace(
+        "map<string, int32> counts = 8;",
+        "map<string, int32> counts = 8;\n  optional string channel = 9;\n  int32 priority = 10;\n  \
+         repeated string tags = 11;\n  string date = 12;",
+    );
+    decoder.learn(2, Ok(registered(&v2, &customer)));
+    let mut files = crate::schema::protobuf::ProtoFiles::default();
+    files
+        .add_registered("customer.proto", CUSTOMER_PROTO)
+        .unwrap();
+    let root = files.add_registered("orders.proto", &v2).unwrap();
+    let writer = files.compile(&root).unwrap();
+    let writer = writer
+        .parent_pool()
+        .get_message_by_name("shop.Order")
+        .unwrap();
+    let mut newer = DynamicMessage::decode(writer, &order(2)[..]).unwrap();
+    newer.set_field_by_name("channel", Value::String("web".into()));
+    newer.set_field_by_name("priority", Value::I32(7));
+    newer.set_field_by_name("tags", Value::List(vec![Value::String("x".into())]));
+    let payloads = vec![framed(1, &order(1)), framed(2, &newer.encode_to_vec())];
+    let decoded = decoder.decode("orders", &records(&payloads), 0);
+    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+    let added: Vec<&str> = (decoded.added.iter())
+        .map(|(field, _)| field.name().as_str())
+        .collect();
+    assert_eq!(added, ["channel", "priority"]);
+    let channel = decoded.added[0].1.as_string::<i32>();
+    assert!(channel.is_null(0), "version 1's row has no channel");
+    assert_eq!(channel.value(1), "web");
+    // Without presence in the writer's schema, version 1's row reads as protobuf reads it.
+    let priority = decoded.added[1]
+        .1
+        .as_primitive::<arrow::datatypes::Int32Type>();
+    assert_eq!((priority.is_null(0), priority.value(0)), (false, 0));
+    assert_eq!(priority.value(1), 7);
+    let ids = (decoded.batch.column_by_name("order_id").unwrap()).as_primitive::<Int64Type>();
+    assert_eq!(ids.values(), &[1, 2], "the stream's columns are unchanged");
 }
 
 #[test]
