@@ -8,9 +8,9 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
             Schema Registry
             client, against the registry at --registry, as --auth user:password if given)
             writes --count records to --topic from id --first, keyed by id. Records are a
-            function of their id. Orders and parcels take --version 2 (an added optional
-            field, channel or carrier) or 3 (order_id or parcel_id as text: incompatible with
-            the stream's schema).
+            function of their id. Each kind takes --version 2 (an added optional field:
+            channel, carrier or site) or 3 (order_id, parcel_id or ok as text: incompatible
+            with the stream's schema).
   schema    Prints the schema the stream reads the records as (the .avsc or JSON Schema file).
   json      Prints --count records as JSON lines, as a client of `sluice gateway` sends them
             (timestamps and dates as ISO 8601 text, decimals as text).
@@ -20,7 +20,7 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
   check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
             that it holds each id from 0 to --count once, every value equal to what `produce`
             made of it (with --v2-from K, records from K on are version 2's, the earlier ones
-            have no channel or carrier).
+            have no channel, carrier or site).
 
 Independent of sluice: the producer is librdkafka and Confluent's serializer; the reader is
 delta-rs through pyarrow.
@@ -85,6 +85,13 @@ READING = {
     },
 }
 
+# Version 2 adds an optional property, which a table reading READING gains as a column;
+# version 3 makes `ok` text, which the stream's boolean field cannot read.
+READING_V2 = dict(READING, properties=dict(READING["properties"],
+                                           site={"type": ["string", "null"]}))
+READING_V3 = dict(READING_V2, properties=dict(READING_V2["properties"], ok={"type": "string"}))
+SITES = ["north", "south", "west"]
+
 START = datetime.datetime(2026, 11, 30, 22, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -124,6 +131,14 @@ def reading_json(i):
     return row
 
 
+def reading_json_v2(i):
+    return dict(reading_json(i), site=SITES[i % 3])
+
+
+def reading_json_v3(i):
+    return dict(reading_json_v2(i), ok=str(i % 4 != 0))
+
+
 KINDS = {  # kind: schema, the record a producer sends, the row a reader gets, its id column
     "orders": (ORDER_V1, order, order, "order_id"),
     "readings": (READING, reading_json, reading, "reading_id"),
@@ -133,7 +148,8 @@ KINDS = {  # kind: schema, the record a producer sends, the row a reader gets, i
 
 
 # The optional field each kind's version 2 adds, and its values (by id mod 3).
-ADDED = {"orders": ("channel", CHANNELS), "parcels": ("carrier", CARRIERS)}
+ADDED = {"orders": ("channel", CHANNELS), "parcels": ("carrier", CARRIERS),
+         "readings": ("site", SITES)}
 
 
 def produce(args):
@@ -158,6 +174,8 @@ def produce(args):
         serialize = ProtobufSerializer(cls, registry, {"use.deprecated.format": False})
         record = parcel_message(cls, args.version)
     else:
+        schema, record = {1: (READING, reading_json), 2: (READING_V2, reading_json_v2),
+                          3: (READING_V3, reading_json_v3)}[args.version]
         serialize = JSONSerializer(json.dumps(schema), registry)
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 20,
                          "enable.idempotence": False})
@@ -281,8 +299,8 @@ def main():
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--first", type=int, default=0, help="the first record's id")
     p.add_argument("--version", type=int, choices=[1, 2, 3], default=1,
-                   help="orders and parcels: the schema version (2 adds channel or carrier, "
-                        "3 makes order_id or parcel_id text)")
+                   help="the schema version (2 adds channel, carrier or site; 3 makes "
+                        "order_id or parcel_id text, or ok)")
     sub.add_parser("schema")
     j = sub.add_parser("json")
     j.add_argument("--count", type=int, required=True)

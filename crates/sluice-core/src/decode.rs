@@ -11,6 +11,7 @@ pub mod avro;
 mod columns;
 pub mod confluent;
 mod conform;
+pub mod json_schema;
 pub mod protobuf;
 mod rfc3339;
 mod row;
@@ -27,16 +28,15 @@ use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 
 use self::avro::AvroRecords;
 use self::columns::ColumnBuilder;
-use self::confluent::{
-    Framing, HEADER, Refusal, RegisteredSchema, WriterSchemas, of_type, writer_of,
-};
+use self::confluent::{Framing, HEADER, Refusal, RegisteredSchema, writer_of};
 use self::conform::Conformed;
+use self::json_schema::{JsonSchemaRecords, JsonWriter};
 use self::protobuf::ProtoRecords;
 use self::row::Row;
 use crate::config::defaults::MAX_JSON_DEPTH;
 use crate::config::{Stream, StreamFormat};
 use crate::event_time::date_and_hour;
-use crate::schema::{StreamSchema, json_schema_readable};
+use crate::schema::{SchemaField, StreamSchema};
 
 /// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z: the event
 /// times a row may have.
@@ -140,6 +140,9 @@ impl DecodedBatch {
     }
 }
 
+/// The JSON Schema writers learned, by schema id.
+type JsonWriters = HashMap<u32, Result<JsonWriter, Refusal>>;
+
 /// Decodes records of one stream into rows of its table schema.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -156,7 +159,7 @@ enum Format {
     /// JSON objects.
     Json,
     /// JSON objects in the Confluent wire format.
-    FramedJson(Arc<WriterSchemas<()>>),
+    FramedJson(Arc<JsonSchemaRecords>),
     /// Avro records.
     Avro(Arc<AvroRecords>),
     /// Protobuf messages.
@@ -181,10 +184,13 @@ impl Decoder {
         let decoder = Self::new(stream.schema.clone(), stream.max_record_size);
         match &stream.format {
             StreamFormat::Json => decoder,
-            StreamFormat::JsonSchema { .. } => Self {
-                format: Format::FramedJson(Arc::default()),
-                ..decoder
-            },
+            StreamFormat::JsonSchema { .. } => {
+                let json = JsonSchemaRecords::new(decoder.column_names());
+                Self {
+                    format: Format::FramedJson(Arc::new(json)),
+                    ..decoder
+                }
+            }
             StreamFormat::Avro {
                 schema,
                 decoded,
@@ -222,7 +228,7 @@ impl Decoder {
     pub fn ids_to_learn<'a>(&self, payloads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u32> {
         match &self.format {
             Format::Json => Vec::new(),
-            Format::FramedJson(writers) => writers.ids_to_learn(payloads),
+            Format::FramedJson(json) => json.writers.ids_to_learn(payloads),
             Format::Avro(avro) => avro.ids_to_learn(payloads),
             Format::Protobuf(protobuf) => protobuf.ids_to_learn(payloads),
         }
@@ -234,18 +240,7 @@ impl Decoder {
         let registered = registered.map_err(|reason| (RejectKind::UnknownSchema, reason));
         match &self.format {
             Format::Json => {}
-            Format::FramedJson(writers) => {
-                let readable = registered.and_then(|registered| {
-                    of_type(id, &registered, "JSON", "JSON Schema")?;
-                    json_schema_readable(&self.schema, &registered.schema).map_err(|err| {
-                        let reason = format!(
-                            "writer schema id {id} cannot be read as the stream's schema: {err}"
-                        );
-                        (RejectKind::Incompatible, reason)
-                    })
-                });
-                writers.insert(id, readable);
-            }
+            Format::FramedJson(json) => json.learn(&self.schema, id, registered),
             Format::Avro(avro) => avro.learn(id, registered),
             Format::Protobuf(protobuf) => protobuf.learn(id, registered),
         }
@@ -264,15 +259,13 @@ impl Decoder {
         ingested_at_us: i64,
     ) -> DecodedBatch {
         let mut rejected = Vec::new();
-        let json = |(columns, kept)| Conformed {
-            columns,
-            kept,
-            added: Vec::new(),
-        };
         let conformed = match &self.format {
-            Format::Json => json(self.decode_json(records, None, &mut rejected)),
-            Format::FramedJson(writers) => {
-                json(self.decode_json(records, Some(&writers.read()), &mut rejected))
+            Format::Json => self.decode_json(records, None, &mut rejected),
+            Format::FramedJson(json) => {
+                let writers = json.writers.read();
+                // After the writers: every added field a writer names is in it.
+                let added = json.added();
+                self.decode_json(records, Some((&writers, &added)), &mut rejected)
             }
             Format::Avro(avro) => {
                 let sized = self.sized(records, &mut rejected);
@@ -322,41 +315,69 @@ impl Decoder {
     }
 
     /// Reads JSON `records` into columns of the stream's fields; returns them with the
-    /// records they hold. With `writers`, records are in the Confluent wire format.
+    /// records they hold. With `framed` (the writer schemas learned, and every field they
+    /// added), records are in the Confluent wire format, and the added fields each writer
+    /// declares are read into columns of their own (null for other writers' records).
     fn decode_json<'r>(
         &self,
         records: &'r [RawRecord<'r>],
-        writers: Option<&HashMap<u32, Result<(), Refusal>>>,
+        framed: Option<(&JsonWriters, &[SchemaField])>,
         rejected: &mut Vec<Rejected>,
-    ) -> (Vec<ArrayRef>, Vec<&'r RawRecord<'r>>) {
+    ) -> Conformed<'r> {
         let fields = self.schema.fields();
-        let mut columns: Vec<ColumnBuilder> = fields
-            .iter()
-            .map(|field| ColumnBuilder::new(&field.ty, records.len()))
-            .collect();
+        let builders = |fields: &[SchemaField]| -> Vec<ColumnBuilder> {
+            (fields.iter())
+                .map(|field| ColumnBuilder::new(&field.ty, records.len()))
+                .collect()
+        };
+        let added_fields = framed.map_or(&[][..], |(_, added)| added);
+        let mut columns = builders(fields);
+        let mut added = builders(added_fields);
         let mut kept = Vec::with_capacity(records.len());
         let mut row = Row::default();
         for record in records {
-            let read = json_of(record.payload, writers).and_then(|json| {
-                match self.refuse_before_parsing(json) {
+            let read = json_of(record.payload, framed.map(|(writers, _)| writers)).and_then(
+                |(json, writer)| match self.refuse_before_parsing(json) {
                     Some(refused) => Err(refused),
-                    None => row
-                        .read(json.unwrap_or_default(), fields)
-                        .map_err(|reason| (RejectKind::Schema, reason)),
-                }
-            });
+                    None => {
+                        let read_as = writer.map_or(fields, |w| &w.fields[..]);
+                        (row.read(json.unwrap_or_default(), read_as))
+                            .map(|()| writer)
+                            .map_err(|reason| (RejectKind::Schema, reason))
+                    }
+                },
+            );
             match read {
-                Ok(()) => {
-                    for (column, cell) in columns.iter_mut().zip(row.cells.drain(..)) {
+                Ok(writer) => {
+                    let mut cells = row.cells.drain(..);
+                    for (column, cell) in columns.iter_mut().zip(cells.by_ref()) {
                         column.append(cell);
+                    }
+                    let declared = writer.map_or(&[][..], |w| &w.added_at[..]);
+                    let mut by_place: Vec<Option<row::Cell<'_>>> =
+                        (0..added.len()).map(|_| None).collect();
+                    for (&at, cell) in declared.iter().zip(cells) {
+                        by_place[at] = Some(cell);
+                    }
+                    for (column, cell) in added.iter_mut().zip(by_place) {
+                        column.append(cell.unwrap_or(row::Cell::Null));
                     }
                     kept.push(record);
                 }
                 Err((kind, reason)) => rejected.push(reject(record, kind, reason)),
             }
         }
-        let columns = columns.into_iter().map(ColumnBuilder::finish).collect();
-        (columns, kept)
+        Conformed {
+            columns: columns.into_iter().map(ColumnBuilder::finish).collect(),
+            kept,
+            added: (added_fields.iter().zip(added))
+                .map(|(field, column)| {
+                    let column = column.finish();
+                    let field = Field::new(&field.name, column.data_type().clone(), true);
+                    (Arc::new(field), column)
+                })
+                .collect(),
+        }
     }
 
     /// Why a payload is refused before JSON parsing: empty, too large, or nested too deep.
@@ -483,16 +504,16 @@ impl Decoder {
 
 /// The JSON text of a payload: all of it, or with `writers` what follows the Confluent wire
 /// format's header, once its schema id is known to be readable.
-fn json_of<'p>(
+fn json_of<'p, 'w>(
     payload: Option<&'p [u8]>,
-    writers: Option<&HashMap<u32, Result<(), Refusal>>>,
-) -> Result<Option<&'p [u8]>, Refusal> {
+    writers: Option<&'w JsonWriters>,
+) -> Result<(Option<&'p [u8]>, Option<&'w JsonWriter>), Refusal> {
     match (payload, writers) {
         (Some(payload), Some(writers)) if !payload.is_empty() => {
-            writer_of(writers, payload)?;
-            Ok(Some(&payload[HEADER..]))
+            let (_, writer) = writer_of(writers, payload)?;
+            Ok((Some(&payload[HEADER..]), Some(writer)))
         }
-        _ => Ok(payload),
+        _ => Ok((payload, None)),
     }
 }
 

@@ -310,32 +310,61 @@ pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), S
                 field.name
             ));
         }
-        let reads: &[&str] = match field.ty {
-            FieldType::String => &["string"],
-            FieldType::Int64 | FieldType::Float64 => &["integer", "number", "string"],
-            FieldType::Boolean => &["boolean"],
-            FieldType::Timestamp => &["string", "integer", "number"],
-            FieldType::Date => &["string", "integer"],
-            FieldType::Arrow(_) => &[],
-        };
-        let declared: Vec<&str> = match property.get("type") {
-            Some(Value::String(ty)) => vec![ty.as_str()],
-            Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
-        let nullable = !field.required;
-        if let Some(unread) = declared
-            .iter()
-            .find(|ty| !(reads.contains(ty) || (nullable && **ty == "null")))
-        {
-            return Err(format!(
-                "{} may be {unread:?} there, which the stream's {} field does not read",
-                field.name,
-                field.ty.name()
-            ));
-        }
+        property_readable(field, property)?;
     }
     Ok(())
+}
+
+/// Whether `field` reads every value a writer's JSON Schema `property` allows: each JSON type
+/// it declares is one the field's type reads (or `null`, for a field that is not required).
+pub(crate) fn property_readable(field: &SchemaField, property: &Value) -> Result<(), String> {
+    let reads: &[&str] = match field.ty {
+        FieldType::String => &["string"],
+        FieldType::Int64 | FieldType::Float64 => &["integer", "number", "string"],
+        FieldType::Boolean => &["boolean"],
+        FieldType::Timestamp => &["string", "integer", "number"],
+        FieldType::Date => &["string", "integer"],
+        FieldType::Arrow(_) => &[],
+    };
+    let declared: Vec<&str> = match property.get("type") {
+        Some(Value::String(ty)) => vec![ty.as_str()],
+        Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).collect(),
+        _ => return Ok(()),
+    };
+    let nullable = !field.required;
+    match declared
+        .iter()
+        .find(|ty| !(reads.contains(ty) || (nullable && **ty == "null")))
+    {
+        Some(unread) => Err(format!(
+            "{} may be {unread:?} there, which the stream's {} field does not read",
+            field.name,
+            field.ty.name()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The properties of a writer's JSON Schema (`writer`, as a registry holds it) whose type a
+/// stream field can have, as optional fields, with each property's schema.
+pub(crate) fn json_schema_optional_fields(writer: &str) -> Vec<(SchemaField, Value)> {
+    let Ok(doc) = serde_json::from_str::<Value>(writer) else {
+        return Vec::new();
+    };
+    let Ok((properties, _)) = object_schema(&doc) else {
+        return Vec::new();
+    };
+    (properties.iter())
+        .filter_map(|(name, property)| {
+            let ty = json_schema_type(property).ok()?;
+            let field = SchemaField {
+                name: name.clone(),
+                ty,
+                required: false,
+            };
+            Some((field, property.clone()))
+        })
+        .collect()
 }
 
 /// The `properties` of an object schema, and the names it lists as `required`.

@@ -122,8 +122,9 @@ impl ProtoRecords {
                 || self.reserved.iter().any(|name| name == field.name())
         };
         let single_scalar = |field: &FieldDescriptor| {
-            !(field.is_list() || field.is_map())
-                && !matches!(field.kind(), Kind::Message(_) | Kind::Enum(_))
+            !(field.is_list()
+                || field.is_map()
+                || matches!(field.kind(), Kind::Message(_) | Kind::Enum(_)))
         };
         let added: Vec<FieldDescriptor> = (written.fields())
             .filter(|field| single_scalar(field) && !taken(field))

@@ -512,3 +512,71 @@ fn json_in_the_confluent_wire_format_is_read_after_its_header_by_its_writer_sche
             .contains("temperature_c may be \"boolean\"")
     );
 }
+
+#[test]
+fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_declare_them() {
+    let decoder = Decoder {
+        format: Format::FramedJson(Arc::new(JsonSchemaRecords::new(vec!["date".into()]))),
+        ..sensor_decoder()
+    };
+    let framed = |id: u32, json: &str| {
+        let mut payload = vec![0];
+        payload.extend_from_slice(&id.to_be_bytes());
+        payload.extend_from_slice(json.as_bytes());
+        payload
+    };
+    let json = |properties: &str| RegisteredSchema {
+        schema_type: "JSON".into(),
+        schema: format!(
+            r#"{{"type": "object", "required": ["device_id", "ts"], "properties": {{
+            "device_id": {{"type": "string"}}, "ts": {{"type": "string", "format": "date-time"}}
+            {properties}}}}}"#
+        ),
+        references: Vec::new(),
+    };
+    decoder.learn(1, Ok(json("")));
+    // Version 2 adds site and floor (and a property named like a table column: not taken).
+    decoder.learn(
+        2,
+        Ok(json(
+            r#", "site": {"type": ["string", "null"]}, "floor": {"type": "integer"}, "date": {"type": "string"}"#,
+        )),
+    );
+    // Another writer has site as a number: its site is not read into the text column.
+    decoder.learn(3, Ok(json(r#", "site": {"type": "integer"}"#)));
+    let payloads = [
+        // Version 1's records may carry an undeclared site of any type: skipped, as before.
+        framed(
+            1,
+            r#"{"device_id":"a","ts":"2026-11-22T10:15:00Z","site":5}"#,
+        ),
+        framed(
+            2,
+            r#"{"device_id":"b","ts":"2026-11-22T10:15:01Z","site":"north","floor":3}"#,
+        ),
+        framed(
+            3,
+            r#"{"device_id":"c","ts":"2026-11-22T10:15:02Z","site":7}"#,
+        ),
+        framed(2, r#"{"device_id":"d","ts":"2026-11-22T10:15:03Z"}"#),
+    ];
+    let records: Vec<RawRecord<'_>> = (payloads.iter().enumerate())
+        .map(|(offset, payload)| RawRecord {
+            payload: Some(payload),
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect();
+    let decoded = decoder.decode("t", &records, 0);
+    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
+    let added: Vec<&str> = (decoded.added.iter())
+        .map(|(field, _)| field.name().as_str())
+        .collect();
+    assert_eq!(added, ["site", "floor"]);
+    let site = decoded.added[0].1.as_string::<i32>();
+    let sites: Vec<Option<&str>> = site.iter().collect();
+    assert_eq!(sites, [None, Some("north"), None, None]);
+    let floor = decoded.added[1].1.as_primitive::<Int64Type>();
+    let floors: Vec<Option<i64>> = floor.iter().collect();
+    assert_eq!(floors, [None, Some(3), None, None]);
+}

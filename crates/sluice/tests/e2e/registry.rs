@@ -332,6 +332,13 @@ fn a_newer_protobuf_message_adds_its_column_and_an_incompatible_one_becomes_dead
     newer_writer_versions("parcels", ("parcel_id", "carrier"));
 }
 
+/// The same with JSON Schema: version 2 of the readings' schema adds an optional `site`,
+/// version 3 makes `ok` a string.
+#[test]
+fn a_newer_json_schema_adds_its_column_and_an_incompatible_one_becomes_dead_letters() {
+    newer_writer_versions("readings", ("reading_id", "site"));
+}
+
 /// Records of `kind` (keyed by `id`) of versions 1, 2 (adding the text column `column`), 3
 /// (incompatible) and 2 again, produced before and while `sluice stream` runs.
 fn newer_writer_versions(kind: &str, (id, column): (&str, &str)) {
