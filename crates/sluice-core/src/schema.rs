@@ -317,7 +317,7 @@ pub fn json_schema_readable(stream: &StreamSchema, writer: &str) -> Result<(), S
 
 /// Whether `field` reads every value a writer's JSON Schema `property` allows: each JSON type
 /// it declares is one the field's type reads (or `null`, for a field that is not required).
-pub(crate) fn property_readable(field: &SchemaField, property: &Value) -> Result<(), String> {
+fn property_readable(field: &SchemaField, property: &Value) -> Result<(), String> {
     let reads: &[&str] = match field.ty {
         FieldType::String => &["string"],
         FieldType::Int64 | FieldType::Float64 => &["integer", "number", "string"],
@@ -346,8 +346,8 @@ pub(crate) fn property_readable(field: &SchemaField, property: &Value) -> Result
 }
 
 /// The properties of a writer's JSON Schema (`writer`, as a registry holds it) whose type a
-/// stream field can have, as optional fields, with each property's schema.
-pub(crate) fn json_schema_optional_fields(writer: &str) -> Vec<(SchemaField, Value)> {
+/// stream field can have, as optional fields.
+pub(crate) fn json_schema_optional_fields(writer: &str) -> Vec<SchemaField> {
     let Ok(doc) = serde_json::from_str::<Value>(writer) else {
         return Vec::new();
     };
@@ -356,13 +356,11 @@ pub(crate) fn json_schema_optional_fields(writer: &str) -> Vec<(SchemaField, Val
     };
     (properties.iter())
         .filter_map(|(name, property)| {
-            let ty = json_schema_type(property).ok()?;
-            let field = SchemaField {
+            Some(SchemaField {
                 name: name.clone(),
-                ty,
+                ty: json_schema_type(property).ok()?,
                 required: false,
-            };
-            Some((field, property.clone()))
+            })
         })
         .collect()
 }

@@ -59,10 +59,7 @@ pub async fn run(options: &CompactOptions) -> Result<Vec<(String, Compaction)>> 
             continue;
         }
         let spinner = spinner(name);
-        let catalog = (options.pipeline.tables.iter())
-            .find(|table| table.name == name)
-            .and_then(|table| table.catalog.as_ref());
-        let result = match catalog {
+        let result = match options.pipeline.catalog_of(name) {
             Some(catalog) => compact_iceberg(options, name, catalog).await,
             None => {
                 compact(

@@ -92,12 +92,20 @@ impl PostgresUrl {
         if shown.password().is_some() {
             shown.set_password(Some("[REDACTED]")).ok()?;
         }
+        // libpq and tokio-postgres also take it as a parameter.
+        let query: Vec<(String, String)> = (shown.query_pairs())
+            .map(|(key, value)| match key.as_ref() {
+                "password" => (key.into_owned(), "[REDACTED]".to_string()),
+                _ => (key.into_owned(), value.into_owned()),
+            })
+            .collect();
+        if !query.is_empty() {
+            shown.query_pairs_mut().clear().extend_pairs(query);
+        }
         Some(Self {
             connect: connect.into(),
             // The URL encodes the brackets it is given.
-            shown: shown
-                .to_string()
-                .replacen("%5BREDACTED%5D", "[REDACTED]", 1),
+            shown: shown.to_string().replace("%5BREDACTED%5D", "[REDACTED]"),
         })
     }
 }

@@ -264,6 +264,15 @@ impl Pipeline {
         tables.chain(windows)
     }
 
+    /// The catalog the table or window table `name` is registered in (an Iceberg table's).
+    pub fn catalog_of(&self, name: &str) -> Option<&Catalog> {
+        let tables = self.tables.iter().map(|t| (&t.name, &t.catalog));
+        let windows = self.windows.iter().map(|w| (&w.name, &w.catalog));
+        let mut all = tables.chain(windows);
+        all.find(|(table, _)| *table == name)
+            .and_then(|(_, catalog)| catalog.as_ref())
+    }
+
     /// The stream of this name.
     pub fn stream(&self, name: &str) -> Option<&Stream> {
         self.streams.iter().find(|stream| stream.name == name)

@@ -1,10 +1,8 @@
 //! `[[windows]]`: event-time window aggregations of a stream, each written to a table of its
 //! own (Delta by default; Iceberg or plain files as `[[tables]]` can be).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-
-use std::collections::BTreeMap;
 
 use super::{
     Catalog, FlushPolicy, Problems, Stream, TableFormat, TableStorage, check_stream_named,

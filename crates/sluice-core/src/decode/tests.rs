@@ -542,8 +542,10 @@ fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_decl
             r#", "site": {"type": ["string", "null"]}, "floor": {"type": "integer"}, "date": {"type": "string"}"#,
         )),
     );
-    // Another writer has site as a number: its site is not read into the text column.
+    // Another writer has site as a number: its site is not read into the text column. Nor
+    // is the floor of one that declares it a number (3.5 would not fit the integer column).
     decoder.learn(3, Ok(json(r#", "site": {"type": "integer"}"#)));
+    decoder.learn(4, Ok(json(r#", "floor": {"type": "number"}"#)));
     let payloads = [
         // Version 1's records may carry an undeclared site of any type: skipped, as before.
         framed(
@@ -559,6 +561,10 @@ fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_decl
             r#"{"device_id":"c","ts":"2026-11-22T10:15:02Z","site":7}"#,
         ),
         framed(2, r#"{"device_id":"d","ts":"2026-11-22T10:15:03Z"}"#),
+        framed(
+            4,
+            r#"{"device_id":"e","ts":"2026-11-22T10:15:04Z","floor":3.5}"#,
+        ),
     ];
     let records: Vec<RawRecord<'_>> = (payloads.iter().enumerate())
         .map(|(offset, payload)| RawRecord {
@@ -575,8 +581,8 @@ fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_decl
     assert_eq!(added, ["site", "floor"]);
     let site = decoded.added[0].1.as_string::<i32>();
     let sites: Vec<Option<&str>> = site.iter().collect();
-    assert_eq!(sites, [None, Some("north"), None, None]);
+    assert_eq!(sites, [None, Some("north"), None, None, None]);
     let floor = decoded.added[1].1.as_primitive::<Int64Type>();
     let floors: Vec<Option<i64>> = floor.iter().collect();
-    assert_eq!(floors, [None, Some(3), None, None]);
+    assert_eq!(floors, [None, Some(3), None, None, None]);
 }

@@ -84,8 +84,23 @@ impl SqlCatalog {
     /// Opens the catalog `name` in the database `rows` (creating its two tables when missing);
     /// table files are reached through `file_io`.
     pub async fn open(name: &str, rows: Box<dyn SqlRows>, file_io: FileIO) -> Result<Self> {
-        for statement in [CREATE_TABLES, CREATE_NAMESPACES] {
-            rows.execute(statement, Vec::new()).await?;
+        for (table, create) in [
+            ("iceberg_tables", CREATE_TABLES),
+            ("iceberg_namespace_properties", CREATE_NAMESPACES),
+        ] {
+            // Looked for first: a role that may use the tables need not be allowed to create
+            // them (PostgreSQL checks that before `IF NOT EXISTS`); and another member may
+            // create one at the same moment.
+            let exists = async || {
+                let probe = format!("SELECT catalog_name FROM {table} WHERE 1 = 0");
+                rows.texts(&probe, Vec::new()).await.is_ok()
+            };
+            if !exists().await
+                && let Err(err) = rows.execute(create, Vec::new()).await
+                && !exists().await
+            {
+                return Err(err);
+            }
         }
         Ok(Self {
             name: name.to_string(),

@@ -5,6 +5,7 @@
 //! adds a file of them, as for every rustls client in sluice).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use iceberg::{Error, ErrorKind, Result};
@@ -16,6 +17,13 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::SqlRows;
+
+/// How long connecting, or an unanswered request on a connection, may take before the
+/// connection is given up (unless the URL says otherwise), so that a half-open connection after
+/// a failover fails the statement, and the next one connects again.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one statement may take, connecting included; then the connection is dropped.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A PostgreSQL database.
 pub struct PostgresRows {
@@ -35,13 +43,19 @@ impl std::fmt::Debug for PostgresRows {
 impl PostgresRows {
     /// Reaches the database at `url` (connecting at the first statement).
     pub fn new(url: &PostgresUrl) -> Result<Self> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.connect.expose_secret().parse().map_err(|err| {
                 Error::new(
                     ErrorKind::DataInvalid,
                     format!("SQL catalog {}: {err}", url.shown),
                 )
             })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECTION_TIMEOUT);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(CONNECTION_TIMEOUT);
+        }
         Ok(Self {
             url: url.clone(),
             config,
@@ -63,12 +77,30 @@ impl PostgresRows {
     }
 
     /// Runs `run` with a client of an open connection, connecting first when there is none
-    /// or the server closed it.
+    /// or the server closed it; within [`STATEMENT_TIMEOUT`], or the connection is dropped.
     async fn with_client<T>(
         &self,
         run: impl AsyncFnOnce(&Client) -> std::result::Result<T, tokio_postgres::Error>,
     ) -> Result<T> {
         let mut client = self.client.lock().await;
+        let ran = tokio::time::timeout(STATEMENT_TIMEOUT, self.run_on(&mut client, run)).await;
+        ran.unwrap_or_else(|_| {
+            *client = None;
+            Err(Error::new(
+                ErrorKind::Unexpected,
+                format!(
+                    "SQL catalog {}: no answer within {STATEMENT_TIMEOUT:?}; connecting again",
+                    self.url.shown
+                ),
+            ))
+        })
+    }
+
+    async fn run_on<T>(
+        &self,
+        client: &mut Option<Client>,
+        run: impl AsyncFnOnce(&Client) -> std::result::Result<T, tokio_postgres::Error>,
+    ) -> Result<T> {
         if client.as_ref().is_none_or(Client::is_closed) {
             let (opened, connection) =
                 (self.config.connect(self.tls.clone()).await).map_err(|err| self.failed(err))?;
@@ -100,9 +132,16 @@ fn tls_config() -> Result<rustls::ClientConfig> {
         .with_no_client_auth())
 }
 
-/// `sql` with its `?1` parameters written as PostgreSQL's `$1`.
+/// `sql` with its `?1` parameters written as PostgreSQL's `$1` (a `?` not followed by a digit
+/// is left as it is).
 fn numbered(sql: &str) -> String {
-    sql.replace('?', "$")
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        let parameter = c == '?' && chars.peek().is_some_and(char::is_ascii_digit);
+        out.push(if parameter { '$' } else { c });
+    }
+    out
 }
 
 fn as_params(params: &[String]) -> Vec<&(dyn ToSql + Sync)> {
@@ -136,8 +175,8 @@ mod tests {
     #[test]
     fn parameters_are_numbered_as_postgresql_numbers_them() {
         assert_eq!(
-            numbered("UPDATE t SET a = ?1 WHERE b = ?2 AND c = ?10"),
-            "UPDATE t SET a = $1 WHERE b = $2 AND c = $10"
+            numbered("UPDATE t SET a = ?1 WHERE b = ?2 AND c = ?10 AND d = '?'"),
+            "UPDATE t SET a = $1 WHERE b = $2 AND c = $10 AND d = '?'"
         );
     }
 }

@@ -326,4 +326,12 @@ fn kill_minus_nine_lands_every_window_once_in_iceberg_and_parquet_window_tables(
             "{context}: {table}"
         );
     }
+    // Compaction finds the Iceberg window table through its catalog, and keeps its rows.
+    run_ok(
+        sluice()
+            .args(["compact", "--table", "device_1m", "--pipeline"])
+            .arg(&last),
+        Duration::from_secs(300),
+    );
+    fixture.assert_windows_match_oracle(&raw, &iceberg, &format!("{context}, compacted"));
 }

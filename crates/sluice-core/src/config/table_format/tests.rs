@@ -252,6 +252,11 @@ fn a_sql_catalog_in_postgres_keeps_its_password_out_of_sight() {
         "postgresql://sluice:[REDACTED]@db.internal:5432/catalog?sslmode=require"
     );
     assert!(!format!("{pipeline:?}").contains("s3cret"));
+    let in_query = PostgresUrl::parse("postgresql://db/catalog?user=u&password=s3cret").unwrap();
+    assert_eq!(
+        in_query.shown,
+        "postgresql://db/catalog?user=u&password=[REDACTED]"
+    );
     for not_postgres in ["postgresql:///catalog", "postgresx://db/catalog", "db:5432"] {
         assert!(PostgresUrl::parse(not_postgres).is_none(), "{not_postgres}");
     }
