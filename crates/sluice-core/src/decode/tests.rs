@@ -435,26 +435,28 @@ fn a_field_named_twice_is_refused_and_unknown_nested_fields_are_skipped() {
     assert!(reasons[1].contains("expected a JSON object"), "{reasons:?}");
 }
 
+/// `json` in the Confluent wire format: magic byte, schema id, the JSON text.
+fn framed_json(id: u32, json: &str) -> Vec<u8> {
+    let mut payload = vec![0];
+    payload.extend_from_slice(&id.to_be_bytes());
+    payload.extend_from_slice(json.as_bytes());
+    payload
+}
+
 #[test]
 fn json_in_the_confluent_wire_format_is_read_after_its_header_by_its_writer_schema() {
     let decoder = Decoder {
         format: Format::FramedJson(Arc::default()),
         ..sensor_decoder()
     };
-    let framed = |id: u32, json: &str| {
-        let mut payload = vec![0];
-        payload.extend_from_slice(&id.to_be_bytes());
-        payload.extend_from_slice(json.as_bytes());
-        payload
-    };
     let good = r#"{"device_id":"d1","ts":"2026-11-22T10:15:00Z","temperature_c":21.5}"#;
     let payloads = [
-        framed(1, good),
-        framed(2, good),
-        framed(3, good),
+        framed_json(1, good),
+        framed_json(2, good),
+        framed_json(3, good),
         good.as_bytes().to_vec(),
-        framed(1, r#"{"device_id":"d2"}"#),
-        framed(1, good),
+        framed_json(1, r#"{"device_id":"d2"}"#),
+        framed_json(1, good),
     ];
     assert_eq!(
         decoder.ids_to_learn(payloads.iter().map(Vec::as_slice)),
@@ -519,12 +521,6 @@ fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_decl
         format: Format::FramedJson(Arc::new(JsonSchemaRecords::new(vec!["date".into()]))),
         ..sensor_decoder()
     };
-    let framed = |id: u32, json: &str| {
-        let mut payload = vec![0];
-        payload.extend_from_slice(&id.to_be_bytes());
-        payload.extend_from_slice(json.as_bytes());
-        payload
-    };
     let json = |properties: &str| RegisteredSchema {
         schema_type: "JSON".into(),
         schema: format!(
@@ -548,20 +544,20 @@ fn a_newer_json_schema_adds_its_properties_as_columns_only_for_writers_that_decl
     decoder.learn(4, Ok(json(r#", "floor": {"type": "number"}"#)));
     let payloads = [
         // Version 1's records may carry an undeclared site of any type: skipped, as before.
-        framed(
+        framed_json(
             1,
             r#"{"device_id":"a","ts":"2026-11-22T10:15:00Z","site":5}"#,
         ),
-        framed(
+        framed_json(
             2,
             r#"{"device_id":"b","ts":"2026-11-22T10:15:01Z","site":"north","floor":3}"#,
         ),
-        framed(
+        framed_json(
             3,
             r#"{"device_id":"c","ts":"2026-11-22T10:15:02Z","site":7}"#,
         ),
-        framed(2, r#"{"device_id":"d","ts":"2026-11-22T10:15:03Z"}"#),
-        framed(
+        framed_json(2, r#"{"device_id":"d","ts":"2026-11-22T10:15:03Z"}"#),
+        framed_json(
             4,
             r#"{"device_id":"e","ts":"2026-11-22T10:15:04Z","floor":3.5}"#,
         ),
