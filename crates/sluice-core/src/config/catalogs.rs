@@ -110,6 +110,29 @@ impl PostgresUrl {
     }
 }
 
+impl PostgresUrl {
+    /// Why the connection it describes cannot be made as asked: an `sslmode` or TLS file
+    /// parameter the client does not take (it would refuse the URL when first connecting).
+    pub fn unsupported(&self) -> Option<String> {
+        let url = url::Url::parse(&self.shown).ok()?;
+        url.query_pairs()
+            .find_map(|(key, value)| match key.as_ref() {
+                "sslmode" if !matches!(value.as_ref(), "disable" | "prefer" | "require") => {
+                    Some(format!(
+                        "sslmode={value} is not supported: use require (TLS verified against the \
+                 system's roots; SSL_CERT_FILE names a file of CA certificates), prefer or disable"
+                    ))
+                }
+                "sslrootcert" | "sslcert" | "sslkey" | "sslcrl" | "sslpassword" => Some(format!(
+                    "{key} is not supported: the server is verified against the system's roots \
+                 (SSL_CERT_FILE names a file of CA certificates); client certificates are not \
+                 built"
+                )),
+                _ => None,
+            })
+    }
+}
+
 impl std::fmt::Debug for PostgresUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.shown)
@@ -227,6 +250,9 @@ fn validate_one(
 fn sql_catalog(at: &str, raw: &CatalogSection, problems: &mut Problems) -> Option<CatalogKind> {
     let uri = raw.uri.clone().unwrap_or_default();
     if let Some(url) = PostgresUrl::parse(&uri) {
+        if let Some(problem) = url.unsupported() {
+            problems.add(format!("{at}.uri"), problem);
+        }
         return Some(CatalogKind::Postgres { url });
     }
     let path = uri.strip_prefix("sqlite:").unwrap_or_default();

@@ -257,6 +257,15 @@ fn a_sql_catalog_in_postgres_keeps_its_password_out_of_sight() {
         in_query.shown,
         "postgresql://db/catalog?user=u&password=[REDACTED]"
     );
+    let refused = |query: &str| {
+        PostgresUrl::parse(&format!("postgresql://db/catalog?{query}"))
+            .unwrap()
+            .unsupported()
+            .unwrap_or_default()
+    };
+    assert!(refused("sslmode=verify-full").contains("sslmode=verify-full is not supported"));
+    assert!(refused("sslrootcert=/ca.pem").contains("SSL_CERT_FILE"));
+    assert_eq!(refused("sslmode=require&connect_timeout=5"), "");
     for not_postgres in ["postgresql:///catalog", "postgresx://db/catalog", "db:5432"] {
         assert!(PostgresUrl::parse(not_postgres).is_none(), "{not_postgres}");
     }
