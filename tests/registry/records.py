@@ -17,19 +17,21 @@ Schema READING; "parcels", Protobuf messages of parcels.PARCEL_PROTO.
   consume   Reads --count records from --topic with Confluent's AvroDeserializer or
             ProtobufDeserializer and checks that each is record `i` (by its id) exactly once:
             what `sluice gateway` produced from `json`'s lines.
-  check     Reads the Delta table at --table with the deltalake package (pyarrow), and checks
-            that it holds each id from 0 to --count once, every value equal to what `produce`
-            made of it (with --v2-from K, records from K on are version 2's, the earlier ones
-            have no channel, carrier or site).
+  check     Reads the table at --table (a Delta table's path, read with the deltalake package,
+            or iceberg:CATALOG_DB#CATALOG#NAMESPACE.TABLE, read with pyiceberg: the readers of
+            scripts/query_table.py), and checks that it holds each id from 0 to --count once,
+            every value equal to what `produce` made of it (with --v2-from K, records from K
+            on are version 2's, the earlier ones have no channel, carrier or site).
 
 Independent of sluice: the producer is librdkafka and Confluent's serializer; the reader is
-delta-rs through pyarrow.
+delta-rs through pyarrow, or pyiceberg.
 """
 
 import argparse
 import datetime
 import decimal
 import json
+import os
 import sys
 
 from parcels import CARRIERS, PARCEL_PROTO, parcel, parcel_class, parcel_message
@@ -258,15 +260,22 @@ def consume(args):
     print(f"consume: {len(seen)} {args.kind}, each as sent")
 
 
-def check(args):
-    from deltalake import DeltaTable
+def read_table(where):
+    """The table at `where` as a pyarrow table, read by scripts/query_table.py's readers."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "scripts"))
+    from query_table import read
 
+    return read(where)
+
+
+def check(args):
     _, _, expected, id_column = KINDS[args.kind]
     if args.v2_from is not None:  # version 2's records from this id on
         column, values = ADDED[args.kind]
         plain = expected
         expected = lambda i: dict(plain(i), **{column: values[i % 3] if i >= args.v2_from else None})  # noqa: E731
-    table = DeltaTable(args.table).to_pyarrow_table()
+    table = read_table(args.table)
     rows = table.select(list(expected(0))).to_pylist()
     ids = sorted(row[id_column] for row in rows)
     if ids != list(range(args.count)):

@@ -85,8 +85,7 @@ pub async fn compact(
         return Ok(done);
     }
     let writer = writer_for(&table, storage_options).map_err(failed(name, "prepare its writer"))?;
-    let partitioning =
-        partitioning_of(&table, &writer).map_err(failed(name, "read its partitioning"))?;
+    let partitioning = partitioning_of(&table).map_err(failed(name, "read its partitioning"))?;
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for group in groups.values() {
@@ -198,18 +197,12 @@ fn writer_for(
     })
 }
 
-fn partitioning_of(table: &Table, writer: &DataFileWriter) -> Result<Partitioning, String> {
+fn partitioning_of(table: &Table) -> Result<Partitioning, String> {
     let metadata = table.metadata();
     let spec = metadata.default_partition_spec();
     let source = spec.fields().first().map(|f| f.source_id);
-    let column = match source.and_then(|id| metadata.current_schema().field_by_id(id)) {
-        Some(field) => writer
-            .schema
-            .index_of(&field.name)
-            .map_err(|e| e.to_string())?,
-        None => 0,
-    };
-    Partitioning::new(spec, column)
+    let column = source.and_then(|id| metadata.current_schema().field_by_id(id));
+    Partitioning::new(spec, column.map_or("", |field| field.name.as_str()))
 }
 
 /// The rows of `files`, read with sluice's own Parquet reader.

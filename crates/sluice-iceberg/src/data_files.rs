@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use deltalake::parquet::arrow::ArrowWriter;
@@ -18,6 +18,7 @@ use iceberg::spec::{
 };
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use sluice_lake::evolution::conform;
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
@@ -25,8 +26,8 @@ const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 /// How a table's rows are partitioned: transforms of the event-time column.
 #[derive(Debug, Clone)]
 pub struct Partitioning {
-    /// The event-time column's index in the rows.
-    column: usize,
+    /// The event-time column's name.
+    column: String,
     /// The transforms, in the spec's order, with their partition field names.
     fields: Vec<(Transform, String)>,
     /// The table's partition spec id.
@@ -35,8 +36,8 @@ pub struct Partitioning {
 
 impl Partitioning {
     /// The partitioning of `spec`, whose fields must all be day or hour transforms of the
-    /// column at `column`.
-    pub fn new(spec: &PartitionSpec, column: usize) -> Result<Self, String> {
+    /// column `column`.
+    pub fn new(spec: &PartitionSpec, column: &str) -> Result<Self, String> {
         let fields = spec
             .fields()
             .iter()
@@ -49,7 +50,7 @@ impl Partitioning {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            column,
+            column: column.to_string(),
             fields,
             spec_id: spec.spec_id(),
         })
@@ -107,8 +108,15 @@ impl Partitioning {
         batches: &[RecordBatch],
     ) -> Result<BTreeMap<Vec<i32>, Vec<RecordBatch>>, String> {
         let mut parts: BTreeMap<Vec<i32>, Vec<RecordBatch>> = BTreeMap::new();
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let times = batch.column(self.column);
+        let batches = batches.iter().filter(|b| b.num_rows() > 0);
+        if self.fields.is_empty() {
+            parts.insert(Vec::new(), batches.cloned().collect());
+            parts.retain(|_, rows| !rows.is_empty());
+            return Ok(parts);
+        }
+        for batch in batches {
+            let times = (batch.column_by_name(&self.column))
+                .ok_or_else(|| format!("the rows have no event-time column {}", self.column))?;
             let DataType::Timestamp(TimeUnit::Microsecond, _) = times.data_type() else {
                 return Err(format!(
                     "the event-time column is {}, expected microsecond timestamps",
@@ -156,7 +164,8 @@ pub struct DataFileWriter {
 }
 
 impl DataFileWriter {
-    /// Writes one partition's rows as one Parquet file and describes it.
+    /// Writes one partition's rows as one Parquet file and describes it. Rows without some of
+    /// the columns (written before a newer writer added them) hold null there.
     pub async fn write(
         &self,
         partitioning: &Partitioning,
@@ -171,7 +180,17 @@ impl DataFileWriter {
         )
         .map_err(|e| e.to_string())?;
         for batch in batches {
-            let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+            // Nested fields carry their ids in the schema alone: their types are compared
+            // without names and metadata.
+            let relabel = RecordBatchOptions::new().with_match_field_names(false);
+            let batch = conform(batch, &self.schema)
+                .and_then(|rows| {
+                    RecordBatch::try_new_with_options(
+                        self.schema.clone(),
+                        rows.columns().to_vec(),
+                        &relabel,
+                    )
+                })
                 .map_err(|e| format!("the rows do not match the table's columns: {e}"))?;
             writer.write(&batch).map_err(|e| e.to_string())?;
         }

@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_lake::LakeError;
 use sluice_lake::audit::{BadFile, read_footers};
+use sluice_lake::evolution::{SchemaChange, schema_history};
 use url::Url;
 
 use crate::catalog::connect;
@@ -108,6 +109,11 @@ impl IcebergSnapshot {
     /// The table's current columns as Arrow, as sluice writes them.
     pub fn arrow_schema(&self) -> Result<SchemaRef, String> {
         arrow_schema_of(&self.table)
+    }
+
+    /// The columns the table gained, oldest change first.
+    pub fn schema_changes(&self) -> Vec<SchemaChange> {
+        schema_history(self.table.metadata().properties())
     }
 
     /// The live data files that are missing or whose Parquet footer cannot be read.

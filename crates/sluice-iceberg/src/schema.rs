@@ -82,6 +82,20 @@ fn iceberg_type(field: &Field, next_id: &mut i32) -> Result<Type, String> {
     Ok(Type::Primitive(primitive))
 }
 
+/// The Iceberg type of one column, its nested fields numbered from 1 (a commit adding the
+/// column numbers them afresh).
+pub fn iceberg_type_of(field: &Field) -> Result<Type, String> {
+    iceberg_type(field, &mut 0)
+}
+
+/// The columns of `schema` that `table` lacks (top level, by name), in `schema`'s order.
+pub fn columns_lacking(schema: &Schema, table: &IcebergSchema) -> Vec<FieldRef> {
+    (schema.fields().iter())
+        .filter(|field| table.as_struct().field_by_name(field.name()).is_none())
+        .cloned()
+        .collect()
+}
+
 fn unsupported(field: &Field) -> String {
     format!(
         "column {} is {}, which sluice does not write to Iceberg tables",
@@ -91,7 +105,9 @@ fn unsupported(field: &Field) -> String {
 }
 
 /// `schema` with each field (nested ones too) carrying the id of the field of that name in
-/// `table`; the differences between the two, one line each, when they do not match.
+/// `table`; the differences between the two, one line each, when they do not match. The table
+/// may have optional columns `schema` lacks (added by a newer writer, or by another member):
+/// a data file without them reads as null there.
 pub fn with_field_ids(schema: &Schema, table: &IcebergSchema) -> Result<SchemaRef, String> {
     let expected = iceberg_schema(schema)?;
     let mut differences = String::new();
@@ -103,9 +119,9 @@ pub fn with_field_ids(schema: &Schema, table: &IcebergSchema) -> Result<SchemaRe
         &mut differences,
     );
     for field in table.as_struct().fields() {
-        if schema.field_with_name(&field.name).is_err() {
+        if field.required && schema.field_with_name(&field.name).is_err() {
             differences.push_str(&format!(
-                "\n  - column {} is in the table but not in the stream",
+                "\n  - column {} is required in the table but not in the stream",
                 field.name
             ));
         }
@@ -339,7 +355,28 @@ mod tests {
             "{differences}"
         );
         assert!(differences.contains("column ts is in the stream but not in the table"));
-        assert!(differences.contains("column humidity is in the table but not in the stream"));
+        assert!(
+            !differences.contains("humidity"),
+            "an optional column of the table the stream lacks is no difference: {differences}"
+        );
+    }
+
+    #[test]
+    fn a_required_column_the_stream_lacks_is_refused_and_lacking_ones_are_found() {
+        let stream = stream_schema();
+        let mut fields: Vec<FieldRef> = stream.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new("site", DataType::Utf8, false)));
+        let table = iceberg_schema(&Schema::new(fields.clone())).unwrap();
+        let differences = with_field_ids(&stream, &table).unwrap_err();
+        assert_eq!(
+            differences,
+            "\n  - column site is required in the table but not in the stream"
+        );
+        fields.retain(|f| f.name() != "temperature_c" && f.name() != "site");
+        let narrower = iceberg_schema(&Schema::new(fields)).unwrap();
+        let lacking = columns_lacking(&stream, &narrower);
+        let names: Vec<&str> = lacking.iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["temperature_c"]);
     }
 
     #[test]

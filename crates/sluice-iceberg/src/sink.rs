@@ -6,19 +6,27 @@
 //! snapshot; [`PinnedCatalog`]). When another member committed meanwhile (other partitions of
 //! the same table), the sink reloads, checks its partitions again, and commits on the new
 //! state with the same data files; when a partition it commits moved, it is fenced.
+//!
+//! Rows with columns the table lacks (a newer writer added a field, or the stream's schema
+//! file did) first add them to the table, optional, in a schema change committed on its own
+//! (no rows, no progress), recorded in the table property [`HISTORY_PROPERTY`]; the data files
+//! then carry the new columns' field ids. Data files written before hold no such column, which
+//! Iceberg readers take as null.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::FieldRef;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use iceberg::spec::{DataFile, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_core::schema::{DATE_COLUMN, HOUR_COLUMN};
+use sluice_lake::evolution::{HISTORY_PROPERTY, SchemaChange, schema_history};
 use sluice_lake::location::table_url;
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
 use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
@@ -27,7 +35,7 @@ use crate::catalog::{PinnedCatalog, connect, ensure_namespace, is_conflict};
 use crate::data_files::{DataFileWriter, Partitioning};
 use crate::failed;
 use crate::progress::Progress;
-use crate::schema::{iceberg_schema, with_field_ids};
+use crate::schema::{columns_lacking, iceberg_schema, iceberg_type_of, with_field_ids};
 use crate::storage::store_of;
 
 /// How many times a commit is planned again on a table other members moved before giving up
@@ -43,6 +51,9 @@ pub struct IcebergSink {
     /// The progress `table` records.
     progress: Progress,
     partitioning: Partitioning,
+    /// The columns rows are written with (the stream's, then those newer writers added), as
+    /// the rows have them; `writer` holds them with their field ids.
+    columns: SchemaRef,
     writer: DataFileWriter,
     /// Data files written ahead of the next commit ([`Sink::write`]).
     written: Vec<DataFile>,
@@ -66,7 +77,8 @@ pub struct IcebergTable<'a> {
 
 impl IcebergSink {
     /// Opens the table, creating and registering it when the catalog does not have it. An
-    /// existing table must be one sluice created, with the stream's columns and partitions.
+    /// existing table must be one sluice created, with the stream's partitions and columns;
+    /// those of the stream it lacks are added to it.
     pub async fn open_or_create(
         table: IcebergTable<'_>,
         storage_options: &HashMap<String, String>,
@@ -92,11 +104,17 @@ impl IcebergSink {
                 .map_err(failed_to("load it"))?,
             false => create(catalog.as_ref(), &namespace, &table).await?,
         };
-        Self::open(table, catalog, loaded, storage_options)
+        let lacking = columns_lacking(table.schema, loaded.metadata().current_schema());
+        let mut sink = Self::open(table, &lacking, catalog, loaded, storage_options)?;
+        sink.add_columns(&lacking).await?;
+        Ok(sink)
     }
 
+    /// The sink of `loaded`, writing the stream's columns but `lacking` (those the table
+    /// lacks, which the caller adds).
     fn open(
         table: IcebergTable<'_>,
+        lacking: &[FieldRef],
         catalog: Arc<dyn Catalog>,
         loaded: Table,
         storage_options: &HashMap<String, String>,
@@ -119,8 +137,15 @@ impl IcebergSink {
                 ),
             });
         }
+        let columns = Arc::new(Schema::new_with_metadata(
+            (table.schema.fields().iter())
+                .filter(|field| !lacking.contains(field))
+                .cloned()
+                .collect::<Vec<_>>(),
+            table.schema.metadata().clone(),
+        ));
         let schema =
-            with_field_ids(table.schema, metadata.current_schema()).map_err(|differences| {
+            with_field_ids(&columns, metadata.current_schema()).map_err(|differences| {
                 LakeError::SchemaMismatch {
                     table: name.clone(),
                     uri: location.clone(),
@@ -151,6 +176,7 @@ impl IcebergSink {
             table: loaded,
             progress,
             partitioning,
+            columns,
             written: Vec::new(),
         })
     }
@@ -172,8 +198,104 @@ impl IcebergSink {
         Ok(())
     }
 
-    /// Writes `batches` as data files, one per partition.
-    async fn write_files(&self, batches: &[RecordBatch]) -> Result<Vec<DataFile>, LakeError> {
+    /// Adds `added` to the columns rows are written with; first to the table's, optional, in a
+    /// schema change of its own where it lacks them (another member may have added them
+    /// already: their ids are then taken from it).
+    async fn add_columns(&mut self, added: &[FieldRef]) -> Result<(), LakeError> {
+        if added.is_empty() {
+            return Ok(());
+        }
+        let mut rebases = 0;
+        loop {
+            let lacking: Vec<&FieldRef> = (added.iter())
+                .filter(|field| {
+                    (self.table.metadata().current_schema().as_struct())
+                        .field_by_name(field.name())
+                        .is_none()
+                })
+                .collect();
+            if lacking.is_empty() {
+                break;
+            }
+            match self.try_add_columns(&lacking).await? {
+                Some(table) => self.table = table,
+                None if rebases < REBASES => {
+                    rebases += 1;
+                    self.reload().await?;
+                }
+                None => {
+                    return Err(failed(&self.name, "add columns")(format!(
+                        "the table moved under {REBASES} attempts in a row"
+                    )));
+                }
+            }
+        }
+        let columns: Vec<FieldRef> = (self.columns.fields().iter().cloned())
+            .chain(added.iter().cloned())
+            .collect();
+        let columns = Arc::new(Schema::new_with_metadata(
+            columns,
+            self.columns.metadata().clone(),
+        ));
+        self.writer.schema = with_field_ids(&columns, self.table.metadata().current_schema())
+            .map_err(|differences| LakeError::SchemaMismatch {
+                table: self.name.clone(),
+                uri: self.table.metadata().location().to_string(),
+                differences,
+            })?;
+        self.columns = columns;
+        Ok(())
+    }
+
+    /// Commits the schema change adding `lacking` on the current state: `Ok(None)` when
+    /// another writer moved the table meanwhile.
+    async fn try_add_columns(&self, lacking: &[&FieldRef]) -> Result<Option<Table>, LakeError> {
+        let transaction = Transaction::new(&self.table);
+        let mut update = transaction.update_schema();
+        for field in lacking {
+            let ty = iceberg_type_of(field).map_err(failed(&self.name, "type a new column"))?;
+            update = update.add_column(AddColumn::optional(field.name(), ty));
+        }
+        let mut history = schema_history(self.table.metadata().properties());
+        history.push(SchemaChange {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            added: (lacking.iter())
+                .map(|field| (field.name().clone(), field.data_type().to_string()))
+                .collect(),
+        });
+        let history = serde_json::to_string(&history).expect("a list of changes encodes");
+        let plan = || failed::<iceberg::Error>(&self.name, "plan adding columns");
+        let transaction = update.apply(transaction).map_err(plan())?;
+        let transaction = (transaction.update_table_properties())
+            .set(HISTORY_PROPERTY.to_string(), history)
+            .apply(transaction)
+            .map_err(plan())?;
+        let pinned = PinnedCatalog {
+            inner: self.catalog.as_ref(),
+            base: &self.table,
+        };
+        match transaction.commit(&pinned).await {
+            Ok(table) => Ok(Some(table)),
+            Err(err) if is_conflict(&err) => Ok(None),
+            Err(err) => Err(failed(&self.name, "commit adding columns")(err)),
+        }
+    }
+
+    /// Writes `batches` as data files, one per partition, with the columns they carry that the
+    /// table lacks added to it first.
+    async fn write_files(&mut self, batches: &[RecordBatch]) -> Result<Vec<DataFile>, LakeError> {
+        let mut added: Vec<FieldRef> = Vec::new();
+        for field in batches
+            .iter()
+            .flat_map(|batch| batch.schema().fields().to_vec())
+        {
+            let known = self.columns.field_with_name(field.name()).is_ok()
+                || added.iter().any(|a| a.name() == field.name());
+            if !known {
+                added.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+            }
+        }
+        self.add_columns(&added).await?;
         let parts = self
             .partitioning
             .split(batches)
@@ -340,10 +462,10 @@ fn partitioning(
             ),
         ));
     }
-    let column = schema
+    schema
         .index_of(table.event_time)
         .map_err(|_| format!("no event-time column {}", table.event_time))?;
-    Partitioning::new(spec, column)
+    Partitioning::new(spec, table.event_time)
 }
 
 fn describe_spec<'a>(names: impl Iterator<Item = &'a str>) -> String {

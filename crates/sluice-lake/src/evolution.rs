@@ -161,14 +161,10 @@ impl LakeTable {
     }
 }
 
-/// `batch` with exactly `writing`'s columns, by name: a column it lacks is null. Its columns
-/// must all be among them, with their types (nested fields may be named otherwise: such a
-/// column is kept as it is, and the Delta writer takes it as it always did).
-pub(crate) fn conform(
-    batch: &RecordBatch,
-    writing: &WritingSchema,
-) -> Result<RecordBatch, ArrowError> {
-    let schema = &writing.schema;
+/// `batch` with exactly the columns of `schema`, by name: a column it lacks is null. Its
+/// columns must all be among them, with their types (nested fields may be named otherwise:
+/// such a column is kept as it is, and the Delta writer takes it as it always did).
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ArrowError> {
     if batch.schema() == *schema {
         return Ok(batch.clone());
     }

@@ -91,7 +91,7 @@ impl LakeTable {
                 continue;
             }
             let writing = files.writing.as_ref().expect("decided above");
-            let rows = conform(&rows, writing).map_err(|e| self.rows_mismatch(e))?;
+            let rows = conform(&rows, &writing.schema).map_err(|e| self.rows_mismatch(e))?;
             let open = self.open_partition(files, values).await?;
             open.writer
                 .write_partition(rows, &open.values, WriteMode::Default)

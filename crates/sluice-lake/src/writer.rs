@@ -161,7 +161,8 @@ impl LakeTable {
                 let rows = rows_of_partition(batch, &partitions.numbers[index], number)
                     .map_err(|e| write(e.into()))?;
                 if let Some(rows) = rows {
-                    let rows = conform(&rows, writing).map_err(|e| self.rows_mismatch(e))?;
+                    let rows =
+                        conform(&rows, &writing.schema).map_err(|e| self.rows_mismatch(e))?;
                     writer
                         .write_partition(rows, &values, WriteMode::Default)
                         .await

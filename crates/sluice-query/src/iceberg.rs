@@ -59,6 +59,6 @@ pub(crate) async fn register(
         format: "iceberg",
         version: snapshot.version,
         files: snapshot.files.len(),
-        schema_changes: Vec::new(),
+        schema_changes: snapshot.schema_changes(),
     })
 }

@@ -40,7 +40,7 @@ pub(super) async fn info(
         bytes: Some(table.files.iter().map(|f| f.size).sum()),
         rows: Some(table.files.iter().map(|f| f.records).sum()),
         last_commit_ms: metadata.current_snapshot().map(|s| s.timestamp_ms()),
-        schema_changes: Vec::new(),
+        schema_changes: super::changes(table.schema_changes()),
     })
 }
 

@@ -95,19 +95,13 @@ fn produce_version(
 /// Checks, with the Python `deltalake` reader, that `table` holds records 0 to `count` of
 /// `kind` once each, every value as produced.
 fn check(kind: &str, table: &Path, count: usize) {
-    check_with(kind, table, count, &[]);
+    check_with(kind, table.to_str().unwrap(), count, &[]);
 }
 
-/// [`check`] with further arguments of `records.py check`.
-fn check_with(kind: &str, table: &Path, count: usize, more: &[&str]) {
+/// [`check`] of the table `records.py check --table` reads as `table`, with further arguments.
+fn check_with(kind: &str, table: &str, count: usize, more: &[&str]) {
     let count = count.to_string();
-    let mut args = vec![
-        "check",
-        "--table",
-        table.to_str().unwrap(),
-        "--count",
-        &count,
-    ];
+    let mut args = vec!["check", "--table", table, "--count", &count];
     args.extend(more);
     let checked = records(kind, &args);
     assert!(checked.contains("every value as produced"), "{checked}");
@@ -322,29 +316,72 @@ topic = "{alerts}"
 /// and the partitions keep moving.
 #[test]
 fn a_newer_writer_version_adds_its_column_and_an_incompatible_one_becomes_dead_letters() {
-    newer_writer_versions("orders", ("order_id", "channel"));
+    newer_writer_versions("orders", ("order_id", "channel"), Lake::Delta);
+}
+
+/// The same into an Iceberg table (a SQL catalog in SQLite): the table gains the column in a
+/// schema change of its own, the run after it opens the table that has a column its stream
+/// lacks, and pyiceberg reads null before version 2 and the value after.
+#[test]
+fn a_newer_writer_version_adds_its_column_to_an_iceberg_table() {
+    newer_writer_versions("orders", ("order_id", "channel"), Lake::Iceberg);
 }
 
 /// The same with Protobuf: version 2 of the parcels' message adds `optional string carrier`,
 /// version 3 makes parcel_id a string.
 #[test]
 fn a_newer_protobuf_message_adds_its_column_and_an_incompatible_one_becomes_dead_letters() {
-    newer_writer_versions("parcels", ("parcel_id", "carrier"));
+    newer_writer_versions("parcels", ("parcel_id", "carrier"), Lake::Delta);
 }
 
 /// The same with JSON Schema: version 2 of the readings' schema adds an optional `site`,
 /// version 3 makes `ok` a string.
 #[test]
 fn a_newer_json_schema_adds_its_column_and_an_incompatible_one_becomes_dead_letters() {
-    newer_writer_versions("readings", ("reading_id", "site"));
+    newer_writer_versions("readings", ("reading_id", "site"), Lake::Delta);
+}
+
+/// The table format a test lands in.
+enum Lake {
+    Delta,
+    /// Through a SQL catalog in a SQLite file beside the table.
+    Iceberg,
+}
+
+impl Lake {
+    /// The lines of the `[[tables]]` section, and the sections after it, that land the table
+    /// in this format.
+    fn sections(&self, produced: &Produced) -> String {
+        match self {
+            Lake::Delta => String::new(),
+            Lake::Iceberg => format!(
+                "format = \"iceberg\"\ncatalog = \"lake\"\n\n[catalogs.lake]\ntype = \"sql\"\n\
+                 uri = \"sqlite:///{}\"\nwarehouse = \"file://{}\"\n",
+                produced.dir.join("catalog.db").display(),
+                produced.dir.join("warehouse").display()
+            ),
+        }
+    }
+
+    /// The table as `records.py check --table` reads it.
+    fn reader_spec(&self, produced: &Produced) -> String {
+        match self {
+            Lake::Delta => produced.table.display().to_string(),
+            Lake::Iceberg => format!(
+                "iceberg:{}#lake#sluice.records",
+                produced.dir.join("catalog.db").display()
+            ),
+        }
+    }
 }
 
 /// Records of `kind` (keyed by `id`) of versions 1, 2 (adding the text column `column`), 3
-/// (incompatible) and 2 again, produced before and while `sluice stream` runs.
-fn newer_writer_versions(kind: &str, (id, column): (&str, &str)) {
+/// (incompatible) and 2 again, produced before and while `sluice stream` runs, landing in
+/// `lake`.
+fn newer_writer_versions(kind: &str, (id, column): (&str, &str), lake: Lake) {
     let (v1, v2, v3) = (4_000, 4_000, 300);
     let produced = Produced::new(kind, v1, &[]);
-    let pipeline = produced.pipeline(kind, "");
+    let pipeline = produced.pipeline(kind, &lake.sections(&produced));
     let mut stream = crate::members::Member::start_with(
         sluice_with_registry()
             .args(["stream", "--pipeline"])
@@ -361,14 +398,9 @@ fn newer_writer_versions(kind: &str, (id, column): (&str, &str)) {
     stream.stop(Duration::from_secs(60));
     stream_until_caught_up(&pipeline);
 
-    let table = produced.table.to_str().unwrap().to_string();
+    let table = lake.reader_spec(&produced);
     // Every row as produced: version 2's (with the column) from id v1 on, none of version 3's.
-    check_with(
-        kind,
-        &produced.table,
-        v1 + v2 + 100,
-        &["--v2-from", &v1.to_string()],
-    );
+    check_with(kind, &table, v1 + v2 + 100, &["--v2-from", &v1.to_string()]);
     let late = run_ok(
         sluice_with_registry().args([
             "query",
