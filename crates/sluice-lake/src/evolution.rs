@@ -4,7 +4,9 @@
 //! same Delta commit, so rows and columns appear together). Rows without a column the table has
 //! (written by an older pipeline, or before the change) hold null there. Columns are only ever
 //! added, nullable; a column whose type changes is refused (`check_layout`). Each change is
-//! recorded in the table property [`HISTORY_PROPERTY`], which `sluice tables` shows.
+//! recorded in the table property [`HISTORY_PROPERTY`], which `sluice tables` shows. Iceberg
+//! tables (sluice-iceberg) keep their changes in the same property and conform rows the same
+//! way ([`conform`]).
 
 use std::sync::Arc;
 
