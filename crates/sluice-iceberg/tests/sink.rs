@@ -1,7 +1,8 @@
 //! Iceberg tables through a real SQL catalog (a SQLite file, the layout pyiceberg shares) on the
 //! local filesystem: commits carry each partition's offset, a reopened table resumes from
 //! them, members committing other partitions of one table all land, a writer whose partition
-//! moved is fenced and adds nothing, and a table of other columns is refused.
+//! moved is fenced and adds nothing, a table of other columns is refused, and a table gains
+//! the columns newer rows carry.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -648,4 +649,82 @@ async fn expiry_keeps_the_current_snapshot_and_removes_only_what_it_no_longer_re
         .unwrap();
     let last = open(dir.path()).await;
     assert_eq!(summary(&last, "total-records"), "14");
+}
+
+/// Rows with a struct and a list of structs (an Avro record and array, as arrow-avro decodes
+/// them: nested fields without field ids) land, each nested field carrying the table's id.
+#[tokio::test]
+async fn nested_columns_land_with_the_field_ids_of_the_table() {
+    use arrow::array::{ArrayRef, ListArray, StructArray};
+    use arrow::buffer::OffsetBuffer;
+    use arrow::datatypes::Fields;
+
+    let dir = tempfile::tempdir().unwrap();
+    let item = Fields::from(vec![
+        Field::new("sku", DataType::Utf8, false),
+        Field::new("qty", DataType::Int32, false),
+    ]);
+    let item_field = Arc::new(Field::new("item", DataType::Struct(item.clone()), false));
+    let mut fields = schema().fields().to_vec();
+    fields.push(Arc::new(Field::new(
+        "items",
+        DataType::List(item_field.clone()),
+        false,
+    )));
+    let nested = Arc::new(Schema::new(fields));
+    let mut sink = open_with(dir.path(), &nested).await.unwrap();
+    let flat = rows(0, &[0, 2]);
+    let items = StructArray::new(
+        item,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            Arc::new(Int32Array::from(vec![1, 2, 3])),
+        ],
+        None,
+    );
+    let lists = ListArray::new(
+        item_field,
+        OffsetBuffer::from_lengths([1, 2]),
+        Arc::new(items),
+        None,
+    );
+    let mut columns = flat.columns().to_vec();
+    columns.push(Arc::new(lists));
+    let batch = RecordBatch::try_new(nested.clone(), columns).unwrap();
+    sink.commit(&[batch], &[moved(0, None, 2)]).await.unwrap();
+
+    let snapshot = sluice_iceberg::IcebergSnapshot::open(
+        "sensor_events",
+        &catalog(dir.path()),
+        &HashMap::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snapshot.files.len(), 1);
+    let path = snapshot.files[0].location.trim_start_matches("file://");
+    let reader =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let DataType::List(element) = reader
+        .schema()
+        .field_with_name("items")
+        .unwrap()
+        .data_type()
+    else {
+        panic!("items is not a list");
+    };
+    let DataType::Struct(children) = element.data_type() else {
+        panic!("an item is not a struct");
+    };
+    let table = sink.table().metadata().current_schema().clone();
+    for child in children {
+        let id = &child.metadata()[PARQUET_FIELD_ID_META_KEY];
+        let name = format!("items.element.{}", child.name());
+        assert_eq!(
+            *id,
+            table.field_by_name(&name).unwrap().id.to_string(),
+            "{name}"
+        );
+    }
+    let read: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(read, 2);
 }
