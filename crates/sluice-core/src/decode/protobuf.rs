@@ -29,7 +29,7 @@ use super::confluent::{
 use super::conform::{Conformed, conform};
 use super::{RawRecord, RejectKind, Rejected, reject};
 use crate::schema::protobuf::{
-    ProtoFiles, StreamMessage, decoding, fields_from_message, with_fields_added,
+    ProtoFiles, StreamMessage, decoding, defined_for, fields_from_message, with_fields_added,
 };
 use crate::schema::{SchemaField, StreamSchema};
 
@@ -109,8 +109,9 @@ impl ProtoRecords {
         self.writers.insert(id, writer);
     }
 
-    /// The reader widened by the scalar fields that `file`'s message of its name adds, if it
-    /// has any and every writer learned so far, and `file`, still read as it.
+    /// The reader widened by the fields that `file`'s message of its name adds (scalars, and
+    /// messages and enums the reader's files define; repeated or not; not maps), if it has any
+    /// and every writer learned so far, and `file`, still read as it.
     fn widened_by(&self, reader: &Reader, file: &prost_reflect::FileDescriptor) -> Option<Reader> {
         let written = file
             .parent_pool()
@@ -121,13 +122,8 @@ impl ProtoRecords {
                 || reader.message.get_field_by_name(field.name()).is_some()
                 || self.reserved.iter().any(|name| name == field.name())
         };
-        let single_scalar = |field: &FieldDescriptor| {
-            !(field.is_list()
-                || field.is_map()
-                || matches!(field.kind(), Kind::Message(_) | Kind::Enum(_)))
-        };
         let added: Vec<FieldDescriptor> = (written.fields())
-            .filter(|field| single_scalar(field) && !taken(field))
+            .filter(|field| defined_for(&reader.message, field) && !taken(field))
             .collect();
         if added.is_empty() {
             return None;

@@ -130,11 +130,12 @@ pub fn message_path(message: &MessageDescriptor) -> Vec<usize> {
 }
 
 /// `reader` with `added` (fields of a newer writer's message of the same name, which `reader`
-/// lacks) appended, as a message of a pool of its own: each keeps its number, name, type and
-/// presence, so that older messages read as protobuf reads them: null for a field with
-/// presence (proto3 `optional`, proto2), the default (0, "") for a proto3 plain scalar. `None`
-/// when one of them is repeated, a map, a message or an enum (whose definitions are the
-/// writer's), or the pool does not build.
+/// lacks) appended, as a message of a pool of its own: each keeps its number, name, type,
+/// cardinality and presence, so that older messages read as protobuf reads them: null for a
+/// single field with presence (proto3 `optional`, proto2, a message), the default (0, "", the
+/// first enum value) for a proto3 plain scalar or enum, an empty list for a repeated field.
+/// `None` when one of them is a map, or a message or enum whose definition `reader`'s pool
+/// lacks (it would be the writer's), or the pool does not build.
 pub fn with_fields_added(
     reader: &MessageDescriptor,
     added: &[FieldDescriptor],
@@ -142,6 +143,9 @@ pub fn with_fields_added(
     use prost_reflect::prost_types::field_descriptor_proto::Label;
     use prost_reflect::prost_types::{FileDescriptorSet, OneofDescriptorProto};
 
+    if !added.iter().all(|field| defined_for(reader, field)) {
+        return None;
+    }
     let mut files: Vec<_> = reader
         .parent_pool()
         .file_descriptor_protos()
@@ -157,15 +161,14 @@ pub fn with_fields_added(
         message = message.nested_type.get_mut(index)?;
     }
     for field in added {
-        let scalar = !matches!(field.kind(), Kind::Message(_) | Kind::Enum(_));
-        if !scalar || field.is_list() || field.is_map() {
-            return None;
-        }
         let mut proto = field.field_descriptor_proto().clone();
-        proto.label = Some(Label::Optional as i32);
         proto.oneof_index = None;
         proto.proto3_optional = None;
-        if proto3 && field.supports_presence() {
+        if !field.is_list() {
+            proto.label = Some(Label::Optional as i32);
+        }
+        let synthetic = !matches!(field.kind(), Kind::Message(_)) && !field.is_list();
+        if proto3 && synthetic && field.supports_presence() {
             // Presence in proto3: a synthetic oneof of its own, after every other oneof.
             message.oneof_decl.push(OneofDescriptorProto {
                 name: Some(format!("_{}", field.name())),
@@ -178,6 +181,18 @@ pub fn with_fields_added(
     }
     let pool = DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: files }).ok()?;
     pool.get_message_by_name(reader.full_name())
+}
+
+/// Whether `field` (a writer's) can be added to `reader`: not a map, and of a scalar type or of
+/// a message or enum that `reader`'s pool defines under the same full name.
+pub fn defined_for(reader: &MessageDescriptor, field: &FieldDescriptor) -> bool {
+    let pool = reader.parent_pool();
+    !field.is_map()
+        && match field.kind() {
+            Kind::Message(message) => pool.get_message_by_name(message.full_name()).is_some(),
+            Kind::Enum(definition) => pool.get_enum_by_name(definition.full_name()).is_some(),
+            _ => true,
+        }
 }
 
 /// The text of `.proto` files and their imports, gathered before they are compiled.

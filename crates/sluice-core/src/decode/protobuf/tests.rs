@@ -222,17 +222,21 @@ fn a_writer_with_an_added_field_or_a_renumbered_one() {
 }
 
 #[test]
-fn a_newer_writer_version_adds_its_scalar_fields_as_columns_null_in_older_rows() {
+fn a_newer_writer_version_adds_its_fields_as_columns_read_in_older_rows_as_protobuf_reads_them() {
     let decoder = decoder(Framing::Confluent);
     let customer = [("customer.proto", CUSTOMER_PROTO)];
     decoder.learn(1, Ok(registered(ORDERS_PROTO, &customer)));
-    // Version 2 adds an optional string, a plain (proto3) integer, a repeated field (not
-    // taken: only single scalars are) and a field named like a table column (not taken).
-    let v2 = ORDERS_PROTO.replace(
-        "map<string, int32> counts = 8;",
-        "map<string, int32> counts = 8;\n  optional string channel = 9;\n  int32 priority = 10;\n  \
-         repeated string tags = 11;\n  string date = 12;",
-    );
+    // Version 2 adds an optional string, a plain (proto3) integer, a repeated string, an enum
+    // and a message the stream's files define; not taken: a field named like a table column,
+    // a map, and an enum only the writer's file defines.
+    let v2 = ORDERS_PROTO
+        .replace(
+            "map<string, int32> counts = 8;",
+            "map<string, int32> counts = 8;\n  optional string channel = 9;\n  int32 priority = 10;\n  \
+             repeated string tags = 11;\n  string date = 12;\n  Status previous = 13;\n  \
+             Customer referrer = 14;\n  map<string, string> labels = 15;\n  Via via = 16;",
+        )
+        .replace("message Order {", "enum Via { WEB = 0; SHOP = 1; }\n\nmessage Order {");
     decoder.learn(2, Ok(registered(&v2, &customer)));
     let mut files = crate::schema::protobuf::ProtoFiles::default();
     files
@@ -240,30 +244,55 @@ fn a_newer_writer_version_adds_its_scalar_fields_as_columns_null_in_older_rows()
         .unwrap();
     let root = files.add_registered("orders.proto", &v2).unwrap();
     let writer = files.compile(&root).unwrap();
-    let writer = writer
-        .parent_pool()
-        .get_message_by_name("shop.Order")
-        .unwrap();
-    let mut newer = DynamicMessage::decode(writer, &order(2)[..]).unwrap();
+    let pool = writer.parent_pool();
+    let mut newer = DynamicMessage::decode(
+        pool.get_message_by_name("shop.Order").unwrap(),
+        &order(2)[..],
+    )
+    .unwrap();
     newer.set_field_by_name("channel", Value::String("web".into()));
     newer.set_field_by_name("priority", Value::I32(7));
     newer.set_field_by_name("tags", Value::List(vec![Value::String("x".into())]));
+    newer.set_field_by_name("previous", Value::EnumNumber(2));
+    let mut referrer = DynamicMessage::new(pool.get_message_by_name("shop.Customer").unwrap());
+    referrer.set_field_by_name("name", Value::String("ada".into()));
+    newer.set_field_by_name("referrer", Value::Message(referrer));
+    newer.set_field_by_name("via", Value::EnumNumber(1));
     let payloads = vec![framed(1, &order(1)), framed(2, &newer.encode_to_vec())];
     let decoded = decoder.decode("orders", &records(&payloads), 0);
     assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
     let added: Vec<&str> = (decoded.added.iter())
         .map(|(field, _)| field.name().as_str())
         .collect();
-    assert_eq!(added, ["channel", "priority"]);
-    let channel = decoded.added[0].1.as_string::<i32>();
+    assert_eq!(
+        added,
+        ["channel", "priority", "tags", "previous", "referrer"]
+    );
+    let column = |name: &str| {
+        let at = added.iter().position(|a| *a == name).unwrap();
+        decoded.added[at].1.clone()
+    };
+    let channel = column("channel");
+    let channel = channel.as_string::<i32>();
     assert!(channel.is_null(0), "version 1's row has no channel");
     assert_eq!(channel.value(1), "web");
     // Without presence in the writer's schema, version 1's row reads as protobuf reads it.
-    let priority = decoded.added[1]
-        .1
-        .as_primitive::<arrow::datatypes::Int32Type>();
+    let priority = column("priority");
+    let priority = priority.as_primitive::<arrow::datatypes::Int32Type>();
     assert_eq!((priority.is_null(0), priority.value(0)), (false, 0));
     assert_eq!(priority.value(1), 7);
+    let tags = column("tags");
+    let tags = tags.as_list::<i32>();
+    assert_eq!((tags.value_length(0), tags.value_length(1)), (0, 1));
+    assert_eq!(tags.value(1).as_string::<i32>().value(0), "x");
+    let previous = column("previous");
+    let previous = previous.as_string::<i32>();
+    assert_eq!((previous.value(0), previous.value(1)), ("NEW", "SHIPPED"));
+    let referrer = column("referrer");
+    let referrer = referrer.as_struct();
+    assert!(referrer.is_null(0), "version 1's row has no referrer");
+    let names = referrer.column_by_name("name").unwrap().as_string::<i32>();
+    assert_eq!(names.value(1), "ada");
     let ids = (decoded.batch.column_by_name("order_id").unwrap()).as_primitive::<Int64Type>();
     assert_eq!(ids.values(), &[1, 2], "the stream's columns are unchanged");
 }
