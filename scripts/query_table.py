@@ -7,7 +7,7 @@ TABLE is one of:
   * a Delta table's URI, read with the Python `deltalake` package;
   * `parquet:URI`, a plain-files Parquet table, read with pyarrow's dataset reader as a
     Hive-style reader sees it (paths starting with `_` or `.` skipped, `date=`/`hour=` from
-    the path);
+    the path, the objects' columns merged);
   * `iceberg:CATALOG_DB#CATALOG#NAMESPACE.TABLE`, an Iceberg table read with pyiceberg's own
     SqlCatalog over the SQLite file and its scan.
 
@@ -31,16 +31,23 @@ def read_delta(uri):
 
 
 def read_parquet_files(uri):
+    import pyarrow as pa
     import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
 
     from check_files import filesystem, visible_objects
 
     fs, root = filesystem(uri)
     paths = [path for path, _ in visible_objects(fs, root, uri)]
     # Hive partitioning: `hour=9` comes back as the integer 9, `date=…` as text.
-    return ds.dataset(
-        paths, filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=root
-    ).to_table()
+    hive = dict(filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=root)
+    found = ds.dataset(paths, **hive)
+    if not paths:
+        return found.to_table()
+    # Objects written before the table gained a column lack it: every object is read with the
+    # union of their columns (null where one lacks a column), as a crawler's merged schema.
+    columns = pa.unify_schemas([pq.read_schema(path, filesystem=fs) for path in paths])
+    return ds.dataset(paths, schema=pa.unify_schemas([columns, found.schema]), **hive).to_table()
 
 
 def read_iceberg(spec):

@@ -318,7 +318,7 @@ async fn files_info(name: &str, table: &FilesTable) -> Result<TableInfo, String>
         bytes: Some(partitions.iter().map(|p| p.bytes).sum()),
         rows: partitions.iter().map(|p| p.rows).sum(),
         last_commit_ms: Some(table.latest.committed_at_ms),
-        schema_changes: Vec::new(),
+        schema_changes: changes(table.latest.table.changes.clone()),
     })
 }
 

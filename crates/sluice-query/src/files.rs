@@ -36,8 +36,10 @@ pub(crate) async fn register(
         "parquet" => (Arc::new(ParquetFormat::default()), "parquet"),
         "csv" => (
             Arc::new(
+                // An object written before a column was added lacks it at the end of its rows.
                 CsvFormat::default()
                     .with_has_header(true)
+                    .with_truncated_rows(true)
                     .with_file_compression_type(compression),
             ),
             "csv",
@@ -65,6 +67,6 @@ pub(crate) async fn register(
         format: kind,
         version: table.latest.seq,
         files: table.latest.total_objects as usize,
-        schema_changes: Vec::new(),
+        schema_changes: info.changes.clone(),
     })
 }

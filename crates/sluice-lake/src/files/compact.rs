@@ -217,8 +217,10 @@ fn decode(
     };
     let text = BufReader::new(text);
     if format.kind == FileKind::Csv {
+        // An object written before a column was added lacks it at the end of its rows.
         arrow::csv::ReaderBuilder::new(schema.clone())
             .with_header(true)
+            .with_truncated_rows(true)
             .build(text)?
             .collect()
     } else {

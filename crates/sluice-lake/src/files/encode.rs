@@ -13,11 +13,14 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use sluice_core::config::{FileCompression, FileFormat, FileKind};
 
+use crate::evolution::conform;
 use crate::writer::writer_properties;
 
 /// One object being encoded.
 pub(crate) struct ObjectEncoder {
     writer: Writer,
+    /// Its columns.
+    schema: SchemaRef,
     rows: usize,
 }
 
@@ -52,11 +55,22 @@ impl ObjectEncoder {
                 Compressor::new(format.compression)?,
             )),
         };
-        Ok(Self { writer, rows: 0 })
+        Ok(Self {
+            writer,
+            schema: schema.clone(),
+            rows: 0,
+        })
     }
 
-    /// Adds rows.
+    /// The columns of the object.
+    pub(crate) fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Adds rows, by column name: a column they lack (they were written before it was added)
+    /// is null.
     pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), ArrowError> {
+        let batch = &conform(batch, &self.schema)?;
         match &mut self.writer {
             Writer::Parquet(writer) => writer.write(batch).map_err(parquet_error)?,
             Writer::Csv(writer) => writer.write(batch)?,

@@ -6,13 +6,18 @@
 //! Entry 0 is written when the table is created and says what the table is (format, columns).
 
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field};
 
 use deltalake::DeltaTableError;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
+
+use crate::evolution::SchemaChange;
 
 /// Where the log's entries live, under the table.
 pub(crate) const LOG_DIR: &str = "_sluice/log";
@@ -52,10 +57,33 @@ pub struct TableInfo {
     pub compression: String,
     /// The ending of object names, such as `.csv.gz`.
     pub extension: String,
-    /// The columns in the objects, as (name, Arrow type).
+    /// The columns in the objects, as (name, Arrow type): only ever appended to, so an
+    /// object's columns are the first ones of the table's (one written before a column was
+    /// added lacks it, which readers take as null).
     pub columns: Vec<(String, String)>,
     /// The partition columns, in path order.
     pub partition_by: Vec<String>,
+    /// The columns the table gained, oldest change first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<SchemaChange>,
+}
+
+impl TableInfo {
+    /// The columns as Arrow fields, nullable.
+    pub fn fields(&self) -> Result<Vec<Field>, String> {
+        (self.columns.iter())
+            .map(|(name, ty)| {
+                DataType::from_str(ty)
+                    .map(|ty| Field::new(name, ty, true))
+                    .map_err(|err| {
+                        format!(
+                            "column {name} has type {ty:?} in the log, which is not an Arrow \
+                             type: {err}"
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 /// A source partition's progress in a table.

@@ -20,6 +20,7 @@
 //! refused. Each entry records up to where every commit is known to be published, so a
 //! restart checks only the commits after that.
 
+mod columns;
 mod compact;
 mod encode;
 pub mod log;
@@ -74,12 +75,15 @@ pub struct FilesSink {
 /// An object of a commit, encoded.
 struct Encoded {
     logged: LoggedObject,
+    /// Its columns.
+    columns: SchemaRef,
     bytes: bytes::Bytes,
 }
 
 impl FilesSink {
     /// Opens the table at `uri`, creating its log if there is none. An existing table must be
-    /// one sluice created, with this format, these columns and partitions. Commits that an
+    /// one sluice created, with this format and partitions, and the columns it shares with the
+    /// pipeline of the same types; the pipeline's columns it lacks are added. Commits that an
     /// earlier writer made but did not finish publishing are published.
     pub async fn open_or_create(
         name: &str,
@@ -106,6 +110,7 @@ impl FilesSink {
                 .map(|field| (field.name().clone(), field.data_type().to_string()))
                 .collect(),
             partition_by: partition_by.to_vec(),
+            changes: Vec::new(),
         };
         let latest =
             match log::latest_entry(&store)
@@ -130,6 +135,8 @@ impl FilesSink {
             pending: Mutex::default(),
         };
         sink.check_table()?;
+        let (logged, ours) = (sink.latest.table.clone(), sink.object_schema.clone());
+        sink.adopt_columns(&logged, ours.fields())?;
         sink.publish_unfinished().await?;
         Ok(sink)
     }
@@ -158,12 +165,7 @@ impl FilesSink {
                 holds(&self.info)
             ));
         }
-        if found.columns != self.info.columns {
-            differences.push_str(&format!(
-                "\n  - the table's columns are {:?}, the pipeline writes {:?}",
-                found.columns, self.info.columns
-            ));
-        }
+        differences.push_str(&columns::retyped_columns(found, &self.info));
         if found.partition_by != self.info.partition_by {
             differences.push_str(&format!(
                 "\n  - the table is partitioned by {:?}, the pipeline by {:?}",
@@ -189,6 +191,8 @@ impl FilesSink {
             let through = last.published_through;
             self.unpublished
                 .retain(|seq| through.is_none_or(|t| *seq > t));
+            let ours = self.object_schema.clone();
+            self.adopt_columns(&last.table, ours.fields())?;
             self.latest = last;
         }
         Ok(removed)
@@ -224,8 +228,14 @@ impl FilesSink {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Encodes `batch` into the pending objects of its date/hour partitions.
+    /// Encodes `batch` into the pending objects of its date/hour partitions, adding the
+    /// columns it has that the table lacks.
     fn encode(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
+        let added = self.new_columns(&batch.schema());
+        if !added.is_empty() {
+            let info = self.info.clone();
+            self.adopt_columns(&info, &added)?;
+        }
         let write = self.write_error();
         let partitions =
             split_by_partition(batch, &self.partition_by).map_err(|e| write(e.into()))?;
@@ -238,7 +248,9 @@ impl FilesSink {
                 .map_err(|e| write(e.into()))?;
             let (format, schema) = (self.format, self.object_schema.clone());
             let pending = self.pending();
-            let index = match pending.iter().position(|(open, _)| *open == path) {
+            let index = match (pending.iter())
+                .position(|(open, encoder)| *open == path && *encoder.schema() == schema)
+            {
                 Some(index) => index,
                 None => {
                     let encoder =
@@ -252,10 +264,11 @@ impl FilesSink {
         Ok(())
     }
 
-    /// The indexes of the object columns among `schema`'s.
+    /// The indexes of the columns of `schema` that objects hold (all but the partition
+    /// columns).
     fn object_columns(&self, schema: &Schema) -> Vec<usize> {
-        (self.object_schema.fields().iter())
-            .filter_map(|field| schema.index_of(field.name()).ok())
+        (0..schema.fields().len())
+            .filter(|&index| !self.partition_by.contains(schema.field(index).name()))
             .collect()
     }
 
@@ -286,6 +299,7 @@ impl FilesSink {
         let mut staged = Vec::new();
         for (index, (partition, encoder)) in encoders.into_iter().enumerate() {
             let rows = encoder.rows() as u64;
+            let columns = encoder.schema().clone();
             let bytes = encoder.finish().map_err(|e| write(e.into()))?;
             let logged = LoggedObject {
                 path: partition,
@@ -296,6 +310,7 @@ impl FilesSink {
             };
             staged.push(Encoded {
                 logged,
+                columns,
                 bytes: bytes.into(),
             });
         }
@@ -402,7 +417,8 @@ impl FilesSink {
             };
             let checked = retry
                 .and_then(|gone| self.check_still_present(removed, &gone))
-                .and_then(|()| self.check_progress(progress));
+                .and_then(|()| self.check_progress(progress))
+                .and_then(|()| self.check_csv_columns(objects.iter().map(|o| &o.columns)));
             if let Err(err) = checked {
                 self.forget(objects).await;
                 return Err(err);
@@ -479,6 +495,7 @@ impl Sink for FilesSink {
             return Err(err);
         }
         let encoders = std::mem::take(self.pending());
+        self.check_csv_columns(encoders.iter().map(|(_, encoder)| encoder.schema()))?;
         let objects = self.stage(encoders).await?;
         let entry = self.commit_entry(&objects, progress, &[]).await?;
         Ok(self.publish_commit(entry, objects).await)

@@ -2,10 +2,9 @@
 //! the objects under it, never created or changed.
 
 use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::DeltaTableError;
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -68,19 +67,10 @@ impl FilesTable {
         &self.url
     }
 
-    /// The columns of its objects, then the partition columns.
+    /// The columns of its objects (the partition columns are in their paths).
     pub fn schema(&self) -> Result<SchemaRef, LakeError> {
-        let columns = (self.latest.table.columns.iter())
-            .map(|(name, ty)| {
-                DataType::from_str(ty)
-                    .map(|ty| Field::new(name, ty, true))
-                    .map_err(|err| {
-                        self.error(DeltaTableError::generic(format!(
-                            "column {name} has type {ty:?} in the log, which is not an Arrow type: {err}"
-                        )))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = (self.latest.table.fields())
+            .map_err(|reason| self.error(DeltaTableError::generic(reason)))?;
         Ok(Arc::new(Schema::new(columns)))
     }
 

@@ -327,6 +327,14 @@ fn a_newer_writer_version_adds_its_column_to_an_iceberg_table() {
     newer_writer_versions("orders", ("order_id", "channel"), Lake::Iceberg);
 }
 
+/// The same into a plain Parquet table: objects before version 2 lack the column, those after
+/// have it, and pyarrow's dataset reader (the objects' columns merged, as a crawler does) reads
+/// null before and the value after.
+#[test]
+fn a_newer_writer_version_adds_its_column_to_a_plain_parquet_table() {
+    newer_writer_versions("orders", ("order_id", "channel"), Lake::Parquet);
+}
+
 /// The same with Protobuf: version 2 of the parcels' message adds `optional string carrier`,
 /// version 3 makes parcel_id a string.
 #[test]
@@ -346,6 +354,8 @@ enum Lake {
     Delta,
     /// Through a SQL catalog in a SQLite file beside the table.
     Iceberg,
+    /// Plain Parquet objects.
+    Parquet,
 }
 
 impl Lake {
@@ -354,6 +364,7 @@ impl Lake {
     fn sections(&self, produced: &Produced) -> String {
         match self {
             Lake::Delta => String::new(),
+            Lake::Parquet => "format = \"parquet\"\n".to_string(),
             Lake::Iceberg => format!(
                 "format = \"iceberg\"\ncatalog = \"lake\"\n\n[catalogs.lake]\ntype = \"sql\"\n\
                  uri = \"sqlite:///{}\"\nwarehouse = \"file://{}\"\n",
@@ -367,6 +378,7 @@ impl Lake {
     fn reader_spec(&self, produced: &Produced) -> String {
         match self {
             Lake::Delta => produced.table.display().to_string(),
+            Lake::Parquet => format!("parquet:{}", produced.table.display()),
             Lake::Iceberg => format!(
                 "iceberg:{}#lake#sluice.records",
                 produced.dir.join("catalog.db").display()
