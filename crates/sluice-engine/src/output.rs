@@ -230,8 +230,10 @@ impl Committer {
     /// commit) with `progress`, retrying a failing store with exponential backoff for up to
     /// [`COMMIT_RETRY_LIMIT`]; a success is emitted as [`Committed`], with `landed` saying what
     /// it lands. Every attempt writes its files before its commit, so nothing is committed
-    /// before it is durable; files of a failed attempt stay unreferenced. Holds the sink
-    /// throughout.
+    /// before it is durable; files of a failed attempt stay unreferenced. A commit of rows
+    /// written ahead is tried once: they are gone with a failed attempt, and another would
+    /// commit the progress without them (the load stops; run again, it resumes from the
+    /// table's last commit). Holds the sink throughout.
     pub async fn commit(
         &self,
         batches: &[RecordBatch],
@@ -240,12 +242,17 @@ impl Committer {
         metrics: &Metrics,
     ) -> Result<Commit, LakeError> {
         let mut sink = self.sink.lock().await;
+        let retries = !sink.has_written_ahead();
         let first_try = Instant::now();
         let mut delay = Duration::from_millis(250);
         loop {
             let started = Instant::now();
             match sink.commit(batches, progress).await {
-                Err(err) if err.is_transient() && first_try.elapsed() < COMMIT_RETRY_LIMIT => {
+                Err(err)
+                    if retries
+                        && err.is_transient()
+                        && first_try.elapsed() < COMMIT_RETRY_LIMIT =>
+                {
                     metrics.emit(CommitRetried {
                         table: &self.table,
                         error: &anyhow::Error::new(err),
@@ -518,5 +525,105 @@ mod tests {
         ];
         assert_eq!(newest_by_partition(&batches, "ts"), vec![(0, 7), (1, 9)]);
         assert_eq!(newest_by_partition(&batches, "other"), vec![]);
+    }
+}
+
+#[cfg(test)]
+mod written_ahead {
+    use std::collections::HashMap;
+
+    use arrow::array::{Date32Array, Int32Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_core::config::{FileCompression, FileFormat, FileKind};
+    use sluice_lake::files::FilesTable;
+
+    use super::*;
+
+    fn rows(offsets: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_offset", DataType::Int64, true),
+            Field::new("date", DataType::Date32, true),
+            Field::new("hour", DataType::Int32, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(offsets.to_vec())),
+                Arc::new(Date32Array::from(vec![20_790; offsets.len()])),
+                Arc::new(Int32Array::from(vec![9; offsets.len()])),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// A load writes rows ahead of their commit; a commit that fails loses them (the sink's
+    /// contract). Retrying it would commit the progress without them: the commit must fail
+    /// instead, so that the load stops and a rerun resumes from the table's last commit.
+    #[tokio::test]
+    async fn a_failed_commit_of_rows_written_ahead_is_not_retried_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().display().to_string();
+        let partition_by = ["date".to_string(), "hour".to_string()];
+        let format = FileFormat {
+            kind: FileKind::Jsonl,
+            compression: FileCompression::None,
+        };
+        let sink = FilesSink::open_or_create(
+            "t",
+            &uri,
+            &HashMap::new(),
+            &rows(&[]).schema(),
+            &partition_by,
+            format,
+        )
+        .await
+        .unwrap();
+        let shared: SharedSink = Arc::new(tokio::sync::Mutex::new(Box::new(sink)));
+        shared.lock().await.write(&rows(&[0, 1, 2])).await.unwrap();
+        // The store refuses the commit's puts for a moment: the staging directory is a file.
+        let staging = dir.path().join("_sluice/staging");
+        std::fs::write(&staging, b"").unwrap();
+        let unblock = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            std::fs::remove_file(staging).unwrap();
+        });
+        let committer = Committer {
+            sink: shared.clone(),
+            table: "t".into(),
+            kind: TableKind::Rows,
+        };
+        let landed = Landed {
+            rows: 3,
+            newest_event_us: None,
+            newest_by_partition: Vec::new(),
+            to_line: Some(2),
+            received: None,
+        };
+        let progress = PartitionProgress {
+            topic: "file:events.ndjson".into(),
+            partition: 0,
+            previous: None,
+            last_offset: 2,
+            marks: Vec::new(),
+        };
+        let result = committer
+            .commit(&[], &[progress], landed, &Metrics::default())
+            .await;
+        unblock.await.unwrap();
+        let table = FilesTable::open("t", &uri, &HashMap::new())
+            .await
+            .unwrap()
+            .unwrap();
+        let committed = table
+            .latest
+            .progress
+            .get("file:events.ndjson/0")
+            .map(|p| p.offset);
+        let objects = table.latest.total_objects;
+        assert!(
+            result.is_err(),
+            "committed {committed:?} with {objects} objects"
+        );
+        assert_eq!((committed, objects), (None, 0));
     }
 }

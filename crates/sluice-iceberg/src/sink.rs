@@ -507,6 +507,10 @@ impl Sink for IcebergSink {
             .and_then(|r| r.marks.get(mark).copied()))
     }
 
+    fn has_written_ahead(&self) -> bool {
+        !self.written.is_empty()
+    }
+
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         let files = self.write_files(std::slice::from_ref(batch)).await;
         match files {

@@ -35,8 +35,12 @@ pub trait Sink: Send + Sync {
     ) -> Result<Option<i64>, LakeError>;
 
     /// Writes rows ahead of their commit, for a writer that cannot lose its source (a load):
-    /// nothing is visible until [`Self::commit`]. After a failed commit they are gone.
+    /// nothing is visible until [`Self::commit`]. After a failed commit they are gone, so such
+    /// a commit must not be tried again as if they were there.
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError>;
+
+    /// Whether rows written ahead ([`Self::write`]) wait for the next commit.
+    fn has_written_ahead(&self) -> bool;
 
     /// Commits what was written and `batches` with `progress`, atomically. On error nothing is
     /// committed; [`LakeError::is_fenced`] and [`LakeError::is_transient`] say what to do.
@@ -99,6 +103,13 @@ impl Sink for DeltaSink {
         mark: &str,
     ) -> Result<Option<i64>, LakeError> {
         self.table.committed_mark(source, partition, mark).await
+    }
+
+    fn has_written_ahead(&self) -> bool {
+        (self.written.lock())
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .rows()
+            > 0
     }
 
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {

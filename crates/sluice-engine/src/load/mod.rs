@@ -405,6 +405,12 @@ async fn commit(
     output
         .commit(&pending.batches, &[progress], landed, metrics)
         .await
-        .with_context(|| format!("committing {rows} rows to table {}", output.name()))?;
+        .with_context(|| {
+            format!(
+                "committing {rows} rows to table {} (nothing of them is committed: run the load \
+                 again, it resumes from the table's last commit)",
+                output.name()
+            )
+        })?;
     Ok(())
 }

@@ -469,6 +469,13 @@ impl Sink for FilesSink {
             .and_then(|state| state.marks.get(mark).copied()))
     }
 
+    fn has_written_ahead(&self) -> bool {
+        (self.pending.lock())
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|(_, encoder)| encoder.rows() > 0)
+    }
+
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), LakeError> {
         let encoded = self.encode(batch);
         if encoded.is_err() {
