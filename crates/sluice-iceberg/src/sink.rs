@@ -17,8 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::FieldRef;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use iceberg::spec::{DataFile, Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
@@ -26,7 +25,7 @@ use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, NamespaceIdent, TableCreation, TableIdent};
 use sluice_core::config::Catalog as CatalogConfig;
 use sluice_core::schema::{DATE_COLUMN, HOUR_COLUMN};
-use sluice_lake::evolution::{HISTORY_PROPERTY, SchemaChange, schema_history};
+use sluice_lake::evolution::{HISTORY_PROPERTY, SchemaChange, history_with};
 use sluice_lake::location::table_url;
 use sluice_lake::table::{WRITER, WRITER_PROPERTY};
 use sluice_lake::{Commit, LakeError, PartitionProgress, Sink};
@@ -256,20 +255,25 @@ impl IcebergSink {
             let ty = iceberg_type_of(field).map_err(failed(&self.name, "type a new column"))?;
             update = update.add_column(AddColumn::optional(field.name(), ty));
         }
-        let mut history = schema_history(self.table.metadata().properties());
-        history.push(SchemaChange {
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            added: (lacking.iter())
-                .map(|field| (field.name().clone(), field.data_type().to_string()))
-                .collect(),
-        });
-        let history = serde_json::to_string(&history).expect("a list of changes encodes");
+        let change = SchemaChange::adding(lacking.iter().copied());
+        let history = history_with(self.table.metadata().properties(), change);
         let plan = || failed::<iceberg::Error>(&self.name, "plan adding columns");
         let transaction = update.apply(transaction).map_err(plan())?;
         let transaction = (transaction.update_table_properties())
             .set(HISTORY_PROPERTY.to_string(), history)
             .apply(transaction)
             .map_err(plan())?;
+        self.commit_on_base(transaction, "commit adding columns")
+            .await
+    }
+
+    /// Commits `transaction` on the state it was planned on: `Ok(None)` when another writer
+    /// moved the table meanwhile; `failing` says what failed otherwise.
+    async fn commit_on_base(
+        &self,
+        transaction: Transaction,
+        failing: &str,
+    ) -> Result<Option<Table>, LakeError> {
         let pinned = PinnedCatalog {
             inner: self.catalog.as_ref(),
             base: &self.table,
@@ -277,7 +281,7 @@ impl IcebergSink {
         match transaction.commit(&pinned).await {
             Ok(table) => Ok(Some(table)),
             Err(err) if is_conflict(&err) => Ok(None),
-            Err(err) => Err(failed(&self.name, "commit adding columns")(err)),
+            Err(err) => Err(failed(&self.name, failing)(err)),
         }
     }
 
@@ -348,18 +352,8 @@ impl IcebergSink {
         let transaction = append
             .apply(transaction)
             .map_err(failed(&self.name, "plan the commit"))?;
-        let pinned = PinnedCatalog {
-            inner: self.catalog.as_ref(),
-            base: &self.table,
-        };
-        match transaction.commit(&pinned).await {
-            Ok(table) => Ok(Some(table)),
-            Err(err) if is_conflict(&err) => Ok(None),
-            Err(err) => Err(failed(
-                &self.name,
-                "commit (its data files stay unreferenced)",
-            )(err)),
-        }
+        self.commit_on_base(transaction, "commit (its data files stay unreferenced)")
+            .await
     }
 }
 

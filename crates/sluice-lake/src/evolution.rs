@@ -33,6 +33,29 @@ pub struct SchemaChange {
     pub added: Vec<(String, String)>,
 }
 
+impl SchemaChange {
+    /// A change made now, adding `fields`.
+    pub fn adding<'f>(fields: impl IntoIterator<Item = &'f FieldRef>) -> Self {
+        Self {
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            added: (fields.into_iter())
+                .map(|field| (field.name().clone(), field.data_type().to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The value of [`HISTORY_PROPERTY`] with `change` appended to the changes `configuration`
+/// records.
+pub fn history_with(
+    configuration: &std::collections::HashMap<String, String>,
+    change: SchemaChange,
+) -> String {
+    let mut history = schema_history(configuration);
+    history.push(change);
+    serde_json::to_string(&history).expect("a list of changes encodes")
+}
+
 /// The schema changes a table's properties record, oldest first.
 pub fn schema_history(
     configuration: &std::collections::HashMap<String, String>,
@@ -147,14 +170,7 @@ impl LakeTable {
             .try_into_kernel()
             .map_err(|err: ArrowError| failed(err.into()))?;
         let current = self.snapshot().metadata().clone();
-        let mut history = schema_history(current.configuration());
-        history.push(SchemaChange {
-            at_ms: chrono::Utc::now().timestamp_millis(),
-            added: (added.iter())
-                .map(|field| (field.name().clone(), field.data_type().to_string()))
-                .collect(),
-        });
-        let history = serde_json::to_string(&history).expect("a list of changes encodes");
+        let history = history_with(current.configuration(), SchemaChange::adding(&added));
         let metadata = current
             .with_schema(&columns)
             .and_then(|metadata| metadata.add_config_key(HISTORY_PROPERTY.into(), history))

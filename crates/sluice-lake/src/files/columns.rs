@@ -49,24 +49,19 @@ impl FilesSink {
             .filter(|field| !info.columns.iter().any(|(name, _)| name == field.name()))
             .collect();
         if !lacking.is_empty() {
-            let added: Vec<(String, String)> = (lacking.iter())
-                .map(|field| (field.name().clone(), field.data_type().to_string()))
-                .collect();
-            info.columns.extend(added.iter().cloned());
-            info.changes.push(SchemaChange {
-                at_ms: chrono::Utc::now().timestamp_millis(),
-                added,
-            });
+            let change = SchemaChange::adding(lacking.iter().copied());
+            info.columns.extend(change.added.iter().cloned());
+            info.changes.push(change);
         }
         let logged_fields = (info.fields()).map_err(|reason| {
             self.write_error()(DeltaTableError::generic(format!("{}: {reason}", self.name)))
         })?;
-        // A column this writer knows keeps its own type (a list's item name, say); the others
-        // take the type the log records.
+        // A column this writer knows keeps its own field (a list's item name, say; a stream
+        // column's nullability); the others take the type the log records, nullable.
         let known = |name: &str| {
             (self.object_schema.fields().iter().chain(more))
                 .find(|field| field.name() == name)
-                .map(|field| Arc::new(field.as_ref().clone().with_nullable(true)))
+                .cloned()
         };
         let fields: Vec<FieldRef> = (logged_fields.into_iter())
             .map(|field| known(field.name()).unwrap_or_else(|| Arc::new(field)))
