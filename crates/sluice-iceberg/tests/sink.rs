@@ -107,6 +107,18 @@ fn summary(sink: &IcebergSink, key: &str) -> String {
     snapshot.summary().additional_properties[key].clone()
 }
 
+/// The table as `sluice query` and `verify` read it.
+async fn snapshot_of(dir: &Path) -> sluice_iceberg::IcebergSnapshot {
+    sluice_iceberg::IcebergSnapshot::open("sensor_events", &catalog(dir), &HashMap::new())
+        .await
+        .unwrap()
+}
+
+/// A reader of the Parquet file at `path`.
+fn reader_of(path: &str) -> ParquetRecordBatchReaderBuilder<std::fs::File> {
+    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap()
+}
+
 fn snapshots(sink: &IcebergSink) -> usize {
     sink.table().metadata().snapshots().count()
 }
@@ -331,17 +343,10 @@ async fn a_table_gains_the_columns_newer_rows_carry_and_older_rows_read_null() {
     )
     .await
     .unwrap();
-    let compacted = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let compacted = snapshot_of(dir.path()).await;
     assert_eq!(compacted.files.len(), 1, "the even offsets share 09:00");
     let path = compacted.files[0].location.trim_start_matches("file://");
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let reader = reader_of(path);
     let field = reader.schema().field_with_name("site").unwrap().clone();
     assert_eq!(
         field.metadata()[PARQUET_FIELD_ID_META_KEY],
@@ -457,13 +462,7 @@ async fn verify_finds_and_removes_only_data_files_no_snapshot_references() {
     let orphan = hour.join("never-committed.parquet");
     std::fs::copy(&committed, &orphan).unwrap();
 
-    let snapshot = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let snapshot = snapshot_of(dir.path()).await;
     assert_eq!(snapshot.files.len(), 2);
     assert!(snapshot.check_files().await.is_empty());
     let young = snapshot
@@ -504,13 +503,7 @@ async fn compaction_replaces_small_files_with_the_same_rows_and_a_stream_lands_a
             .unwrap();
         previous = Some(last);
     }
-    let before = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let before = snapshot_of(dir.path()).await;
     assert_eq!(before.files.len(), 4);
 
     let done = sluice_iceberg::compact::compact(
@@ -532,13 +525,7 @@ async fn compaction_replaces_small_files_with_the_same_rows_and_a_stream_lands_a
     assert_eq!(summary(&after, "total-records"), "20");
     assert_eq!(summary(&after, "deleted-records"), "20");
     assert_eq!(after.committed("sensor.events", 0).await.unwrap(), previous);
-    let files = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let files = snapshot_of(dir.path()).await;
     assert_eq!(files.files.len(), 1);
     assert_eq!(files.files[0].records, 20);
     assert!(files.check_files().await.is_empty());
@@ -632,13 +619,7 @@ async fn expiry_keeps_the_current_snapshot_and_removes_only_what_it_no_longer_re
         reopened.committed("sensor.events", 0).await.unwrap(),
         previous
     );
-    let snapshot = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let snapshot = snapshot_of(dir.path()).await;
     assert_eq!(snapshot.files.len(), 1);
     assert_eq!(snapshot.files[0].records, 12);
     assert!(snapshot.check_files().await.is_empty());
@@ -693,17 +674,10 @@ async fn nested_columns_land_with_the_field_ids_of_the_table() {
     let batch = RecordBatch::try_new(nested.clone(), columns).unwrap();
     sink.commit(&[batch], &[moved(0, None, 2)]).await.unwrap();
 
-    let snapshot = sluice_iceberg::IcebergSnapshot::open(
-        "sensor_events",
-        &catalog(dir.path()),
-        &HashMap::new(),
-    )
-    .await
-    .unwrap();
+    let snapshot = snapshot_of(dir.path()).await;
     assert_eq!(snapshot.files.len(), 1);
     let path = snapshot.files[0].location.trim_start_matches("file://");
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let reader = reader_of(path);
     let DataType::List(element) = reader
         .schema()
         .field_with_name("items")
