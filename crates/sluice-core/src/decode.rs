@@ -38,6 +38,14 @@ use crate::config::{Stream, StreamFormat};
 use crate::event_time::date_and_hour;
 use crate::schema::{SchemaField, StreamSchema};
 
+/// What `lock` holds now (a decoder's reader, or the fields writers added), even when a
+/// thread panicked holding it: it is only ever replaced whole.
+fn current<T: ?Sized>(lock: &std::sync::RwLock<Arc<T>>) -> Arc<T> {
+    lock.read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
 /// Epoch microseconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59.999999Z: the event
 /// times a row may have.
 const TIME_RANGE_US: (i64, i64) = (-62_135_596_800_000_000, 253_402_300_799_999_999);

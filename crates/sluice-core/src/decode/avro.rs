@@ -82,10 +82,7 @@ impl AvroRecords {
     }
 
     fn reader(&self) -> Arc<Reader> {
-        self.reader
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        super::current(&self.reader)
     }
 
     /// The schema ids of `payloads` not learned yet (none for plain Avro).

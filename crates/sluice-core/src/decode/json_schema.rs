@@ -46,10 +46,7 @@ impl JsonSchemaRecords {
     /// Every field added so far. A writer in [`Self::writers`] only names added fields
     /// that are in it.
     pub(super) fn added(&self) -> Arc<Vec<SchemaField>> {
-        self.added
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        super::current(&self.added)
     }
 
     /// Learns writer schema `id` as the registry holds it, or why its records cannot be read

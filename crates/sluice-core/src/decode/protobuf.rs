@@ -78,10 +78,7 @@ impl ProtoRecords {
     }
 
     fn reader(&self) -> Arc<Reader> {
-        self.reader
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        super::current(&self.reader)
     }
 
     /// The schema ids of `payloads` not learned yet (none for plain messages).
