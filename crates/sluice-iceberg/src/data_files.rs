@@ -110,8 +110,10 @@ impl Partitioning {
         let mut parts: BTreeMap<Vec<i32>, Vec<RecordBatch>> = BTreeMap::new();
         let batches = batches.iter().filter(|b| b.num_rows() > 0);
         if self.fields.is_empty() {
-            parts.insert(Vec::new(), batches.cloned().collect());
-            parts.retain(|_, rows| !rows.is_empty());
+            let rows: Vec<RecordBatch> = batches.cloned().collect();
+            if !rows.is_empty() {
+                parts.insert(Vec::new(), rows);
+            }
             return Ok(parts);
         }
         for batch in batches {
@@ -183,7 +185,16 @@ impl DataFileWriter {
             // Nested fields carry their ids in the schema alone: their types are compared
             // without names and metadata.
             let relabel = RecordBatchOptions::new().with_match_field_names(false);
-            let batch = conform(batch, &self.schema)
+            let same_columns = (batch.schema_ref().fields().iter().map(|f| f.name())).eq(self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name()));
+            let rows = match same_columns {
+                true => Ok(batch.clone()),
+                false => conform(batch, &self.schema),
+            };
+            let batch = rows
                 .and_then(|rows| {
                     RecordBatch::try_new_with_options(
                         self.schema.clone(),

@@ -50,9 +50,6 @@ pub struct IcebergSink {
     /// The progress `table` records.
     progress: Progress,
     partitioning: Partitioning,
-    /// The columns rows are written with (the stream's, then those newer writers added), as
-    /// the rows have them; `writer` holds them with their field ids.
-    columns: SchemaRef,
     writer: DataFileWriter,
     /// Data files written ahead of the next commit ([`Sink::write`]).
     written: Vec<DataFile>,
@@ -103,17 +100,17 @@ impl IcebergSink {
                 .map_err(failed_to("load it"))?,
             false => create(catalog.as_ref(), &namespace, &table).await?,
         };
-        let lacking = columns_lacking(table.schema, loaded.metadata().current_schema());
-        let mut sink = Self::open(table, &lacking, catalog, loaded, storage_options)?;
+        let stream = table.schema;
+        let mut sink = Self::open(table, catalog, loaded, storage_options)?;
+        let lacking = columns_lacking(stream, sink.table.metadata().current_schema());
         sink.add_columns(&lacking).await?;
         Ok(sink)
     }
 
-    /// The sink of `loaded`, writing the stream's columns but `lacking` (those the table
-    /// lacks, which the caller adds).
+    /// The sink of `loaded`, writing the stream's columns but those the table lacks (which
+    /// the caller adds).
     fn open(
         table: IcebergTable<'_>,
-        lacking: &[FieldRef],
         catalog: Arc<dyn Catalog>,
         loaded: Table,
         storage_options: &HashMap<String, String>,
@@ -136,13 +133,14 @@ impl IcebergSink {
                 ),
             });
         }
-        let columns = Arc::new(Schema::new_with_metadata(
+        let lacking = columns_lacking(table.schema, metadata.current_schema());
+        let columns = Schema::new_with_metadata(
             (table.schema.fields().iter())
                 .filter(|field| !lacking.contains(field))
                 .cloned()
                 .collect::<Vec<_>>(),
             table.schema.metadata().clone(),
-        ));
+        );
         let schema =
             with_field_ids(&columns, metadata.current_schema()).map_err(|differences| {
                 LakeError::SchemaMismatch {
@@ -175,7 +173,6 @@ impl IcebergSink {
             table: loaded,
             progress,
             partitioning,
-            columns,
             written: Vec::new(),
         })
     }
@@ -229,20 +226,20 @@ impl IcebergSink {
                 }
             }
         }
-        let columns: Vec<FieldRef> = (self.columns.fields().iter().cloned())
-            .chain(added.iter().cloned())
-            .collect();
-        let columns = Arc::new(Schema::new_with_metadata(
-            columns,
-            self.columns.metadata().clone(),
-        ));
+        // The columns rows are written with: the stream's, then those newer writers added.
+        let written = &self.writer.schema;
+        let columns = Schema::new_with_metadata(
+            (written.fields().iter().cloned())
+                .chain(added.iter().cloned())
+                .collect::<Vec<_>>(),
+            written.metadata().clone(),
+        );
         self.writer.schema = with_field_ids(&columns, self.table.metadata().current_schema())
             .map_err(|differences| LakeError::SchemaMismatch {
                 table: self.name.clone(),
                 uri: self.table.metadata().location().to_string(),
                 differences,
             })?;
-        self.columns = columns;
         Ok(())
     }
 
@@ -252,7 +249,12 @@ impl IcebergSink {
         let transaction = Transaction::new(&self.table);
         let mut update = transaction.update_schema();
         for field in lacking {
-            let ty = iceberg_type_of(field).map_err(failed(&self.name, "type a new column"))?;
+            // A column Iceberg cannot hold: retrying would not help.
+            let ty = iceberg_type_of(field).map_err(|reason| LakeError::SchemaMismatch {
+                table: self.name.clone(),
+                uri: self.table.metadata().location().to_string(),
+                differences: format!("\n  - {reason}"),
+            })?;
             update = update.add_column(AddColumn::optional(field.name(), ty));
         }
         let change = SchemaChange::adding(lacking.iter().copied());
@@ -289,11 +291,8 @@ impl IcebergSink {
     /// table lacks added to it first.
     async fn write_files(&mut self, batches: &[RecordBatch]) -> Result<Vec<DataFile>, LakeError> {
         let mut added: Vec<FieldRef> = Vec::new();
-        for field in batches
-            .iter()
-            .flat_map(|batch| batch.schema().fields().to_vec())
-        {
-            let known = self.columns.field_with_name(field.name()).is_ok()
+        for field in batches.iter().flat_map(|batch| batch.schema_ref().fields()) {
+            let known = self.writer.schema.field_with_name(field.name()).is_ok()
                 || added.iter().any(|a| a.name() == field.name());
             if !known {
                 added.push(Arc::new(field.as_ref().clone().with_nullable(true)));

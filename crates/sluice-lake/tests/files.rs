@@ -494,7 +494,7 @@ async fn writers_adding_other_columns_never_misplace_csv_values_and_compaction_k
 }
 
 #[tokio::test]
-async fn a_column_of_another_type_than_the_tables_is_refused_at_open() {
+async fn a_column_of_another_type_than_the_logs_is_refused_at_open_and_from_another_writer() {
     let dir = tempfile::tempdir().unwrap();
     let uri = dir.path().display().to_string();
     let mut sink = open(&uri, CSV_GZ).await.unwrap();
@@ -520,4 +520,36 @@ async fn a_column_of_another_type_than_the_tables_is_refused_at_open() {
         err.contains("column _offset is Int64 in the table, the pipeline writes Utf8"),
         "{err}"
     );
+
+    // Two writers adding `site`, one as text and one as a number: the second is refused when
+    // it reads the first's entry, naming the column, and commits nothing.
+    let mut numbers = open(&uri, CSV_GZ).await.unwrap();
+    sink.commit(
+        &[with_column(rows(&[2]), "site")],
+        &[progress(0, Some(0), 2)],
+    )
+    .await
+    .unwrap();
+    let batch = rows(&[11]);
+    let mut fields = batch.schema().fields().to_vec();
+    fields.push(Arc::new(Field::new("site", DataType::Int64, true)));
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(vec![7])));
+    let numeric = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let err = numbers
+        .commit(&[numeric], &[progress(1, None, 11)])
+        .await
+        .err()
+        .expect("a column of another type than the log's was committed");
+    assert!(!err.is_transient(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("column site is Utf8 in the table, the pipeline writes Int64"),
+        "{err}"
+    );
+    let table = FilesTable::open("t", &uri, &HashMap::new())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(table.latest.progress.get("events/1"), None);
 }

@@ -7,12 +7,16 @@
 //! writer's message reads as the reader's when each field they share has the same number,
 //! name and type (fields only the reader has read as unset). That check is made once per
 //! writer schema and message, when the id is learned. The reader starts as the stream's
-//! message; a newer writer version's message of the same name with scalar top-level fields
-//! the reader lacks (an added optional field) widens it: the fields are appended, with their
-//! presence (older messages read as null for an `optional` field, as the default for a plain
-//! proto3 scalar), and decoded into columns of their own beside the stream's
-//! (`DecodedBatch::added`), when every writer learned so far still reads as the widened
-//! reader. A writer's other extra fields are skipped. A batch is decoded in one pass; when a
+//! message; a newer writer version's message of the same name with top-level fields the
+//! reader lacks (scalars, and messages and enums the reader's files define, single or
+//! repeated; not maps) widens it: the fields are appended, with their cardinality and presence
+//! (older messages read as null for an `optional` field or a message, the default for a plain
+//! proto3 scalar or enum, an empty list for a repeated field), and decoded into columns of
+//! their own beside the stream's (`DecodedBatch::added`), when every writer learned so far
+//! still reads as the widened reader. A writer's other extra fields are skipped. A writer
+//! learned after that which uses an added field's number or name otherwise no longer reads
+//! as the reader and is refused: which of two conflicting writers wins is the order they are
+//! learned in. A batch is decoded in one pass; when a
 //! message in it does not decode, each record is tried alone to find the bad ones, and the
 //! rest are decoded again (rare).
 
@@ -87,8 +91,8 @@ impl ProtoRecords {
     }
 
     /// Learns writer schema `id` as the registry holds it, or why it has none. Its message of
-    /// the reader's name, with scalar top-level fields the reader lacks, adds them to the
-    /// reader when every writer learned so far still reads as the widened reader.
+    /// the reader's name, with top-level fields the reader lacks ([`Self::widened_by`]), adds
+    /// them to the reader when every writer learned so far still reads as the widened reader.
     pub fn learn(&self, id: u32, registered: Result<RegisteredSchema, Refusal>) {
         // Held throughout: two writers adding fields at once must not undo each other.
         let mut reader = self.reader.write().unwrap_or_else(|p| p.into_inner());

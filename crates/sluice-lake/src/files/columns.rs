@@ -22,13 +22,14 @@ use super::log::TableInfo;
 use crate::LakeError;
 use crate::evolution::SchemaChange;
 
-/// The columns of both that have another type in the table than in the pipeline, one line
-/// each.
-pub(super) fn retyped_columns(found: &TableInfo, ours: &TableInfo) -> String {
-    (ours.columns.iter())
-        .filter_map(|(name, ty)| {
-            let (_, theirs) = found.columns.iter().find(|(column, _)| column == name)?;
-            (theirs != ty).then(|| {
+/// The columns of `ours` that `logged` records with another type, one line each.
+fn retyped(logged: &TableInfo, ours: &[&FieldRef]) -> String {
+    (ours.iter())
+        .filter_map(|field| {
+            let (_, theirs) = (logged.columns.iter()).find(|(name, _)| name == field.name())?;
+            let ty = field.data_type().to_string();
+            (*theirs != ty).then(|| {
+                let name = field.name();
                 format!("\n  - column {name} is {theirs} in the table, the pipeline writes {ty}")
             })
         })
@@ -38,12 +39,20 @@ pub(super) fn retyped_columns(found: &TableInfo, ours: &TableInfo) -> String {
 impl FilesSink {
     /// Makes the table's columns those `logged` records (the latest entry's), then those of
     /// `more` it lacks, appended as one change. Objects being encoded keep the columns they
-    /// were begun with.
+    /// were begun with. A column this writer has (or `more` has) with another type than the
+    /// log's is refused, naming it.
     pub(super) fn adopt_columns(
         &mut self,
         logged: &TableInfo,
         more: &[FieldRef],
     ) -> Result<(), LakeError> {
+        let ours: Vec<&FieldRef> = (self.object_schema.fields().iter())
+            .chain(
+                more.iter()
+                    .filter(|f| self.object_schema.field_with_name(f.name()).is_err()),
+            )
+            .collect();
+        LakeError::schema_mismatch(&self.name, &self.url, retyped(logged, &ours))?;
         let mut info = logged.clone();
         let lacking: Vec<&FieldRef> = (more.iter())
             .filter(|field| !info.columns.iter().any(|(name, _)| name == field.name()))
@@ -53,18 +62,20 @@ impl FilesSink {
             info.columns.extend(change.added.iter().cloned());
             info.changes.push(change);
         }
-        let logged_fields = (info.fields()).map_err(|reason| {
-            self.write_error()(DeltaTableError::generic(format!("{}: {reason}", self.name)))
+        let logged_fields = (info.fields()).map_err(|reason| LakeError::SchemaMismatch {
+            table: self.name.clone(),
+            uri: self.url.to_string(),
+            differences: format!("\n  - {reason}"),
         })?;
         // A column this writer knows keeps its own field (a list's item name, say; a stream
         // column's nullability); the others take the type the log records, nullable.
-        let known = |name: &str| {
-            (self.object_schema.fields().iter().chain(more))
-                .find(|field| field.name() == name)
-                .cloned()
-        };
+        let known = |name: &str| ours.iter().find(|field| field.name() == name).copied();
         let fields: Vec<FieldRef> = (logged_fields.into_iter())
-            .map(|field| known(field.name()).unwrap_or_else(|| Arc::new(field)))
+            .map(|field| {
+                known(field.name())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(field))
+            })
             .collect();
         self.object_schema = Arc::new(Schema::new(fields));
         self.info = info;

@@ -165,7 +165,6 @@ impl FilesSink {
                 holds(&self.info)
             ));
         }
-        differences.push_str(&columns::retyped_columns(found, &self.info));
         if found.partition_by != self.info.partition_by {
             differences.push_str(&format!(
                 "\n  - the table is partitioned by {:?}, the pipeline by {:?}",
